@@ -1,0 +1,1 @@
+"""Seldon Deploy promotion operator (import package ``promotion_operator``)."""

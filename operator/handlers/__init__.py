@@ -1,0 +1,1 @@
+"""Kopf handlers: the thin edge between Kopf and the promotion core."""

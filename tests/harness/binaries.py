@@ -1,0 +1,127 @@
+"""The pinned kube-apiserver, kubectl and etcd binaries, built once and cached.
+
+Both binaries come from Go modules whose own go.mod files carry ``replace``
+lines, so ``go install pkg@version`` refuses them; the small modules under
+``gobin/`` pin them (and replace every k8s.io staging module by its published
+release) and ``go build`` builds from there with the default module proxy.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.harness.cache import cache_root
+from tests.harness.processes import HarnessError
+from tests.harness.progress import say
+
+KUBERNETES_VERSION = "v1.35.4"
+ETCD_VERSION = "v3.6.5"
+
+_GOBIN = Path(__file__).parent / "gobin"
+
+
+@dataclass(frozen=True)
+class _Target:
+    name: str
+    package: str
+    module_dir: Path
+    cache_dir: str
+    ldflags: str
+
+
+def _kube_ldflags() -> str:
+    major, minor = KUBERNETES_VERSION.lstrip("v").split(".")[:2]
+    fields = {
+        "gitVersion": KUBERNETES_VERSION,
+        "gitMajor": major,
+        "gitMinor": minor,
+        "gitTreeState": "clean",
+    }
+    flags = ["-s", "-w"]
+    # kube-apiserver reads component-base's version, kubectl's client half reads client-go's.
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [f"-X {pkg}.{field}={value}" for field, value in fields.items()]
+    return " ".join(flags)
+
+
+def _targets() -> list[_Target]:
+    kube = f"kubernetes-{KUBERNETES_VERSION}"
+    return [
+        _Target(
+            "etcd",
+            "go.etcd.io/etcd/server/v3",
+            _GOBIN / "etcd",
+            f"etcd-{ETCD_VERSION}",
+            "-s -w",
+        ),
+        _Target(
+            "kube-apiserver",
+            "k8s.io/kubernetes/cmd/kube-apiserver",
+            _GOBIN / "kubernetes",
+            kube,
+            _kube_ldflags(),
+        ),
+        _Target(
+            "kubectl", "k8s.io/kubernetes/cmd/kubectl", _GOBIN / "kubernetes", kube, _kube_ldflags()
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class Binaries:
+    """Paths of the built binaries."""
+
+    etcd: Path
+    kube_apiserver: Path
+    kubectl: Path
+
+
+def ensure_binaries() -> Binaries:
+    """Return the cached binaries, building whichever is missing first."""
+    paths: dict[str, Path] = {}
+    for target in _targets():
+        path = cache_root() / target.cache_dir / target.name
+        if not path.exists():
+            _build(target, path)
+        paths[target.name] = path
+    return Binaries(paths["etcd"], paths["kube-apiserver"], paths["kubectl"])
+
+
+def _build(target: _Target, path: Path) -> None:
+    go = shutil.which("go")
+    if go is None:
+        raise HarnessError("the Go toolchain (`go`) is needed to build the test control plane")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    say(
+        f"building {target.name} from {target.package} into {path.parent} "
+        "(first run only; this takes several minutes on 2 cores)"
+    )
+    started = time.monotonic()
+    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod -buildvcs=false")
+    process = subprocess.Popen(
+        [go, "build", "-trimpath", "-ldflags", target.ldflags, "-o", str(partial), target.package],
+        cwd=target.module_dir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    while True:
+        try:
+            out, _ = process.communicate(timeout=30)
+            output.append(out)
+            break
+        except subprocess.TimeoutExpired:
+            say(f"  ... still building {target.name} ({time.monotonic() - started:.0f}s)")
+    if process.returncode != 0:
+        partial.unlink(missing_ok=True)
+        raise HarnessError(f"building {target.name} failed:\n{''.join(output)[-4000:]}")
+    partial.rename(path)
+    say(f"built {target.name} in {time.monotonic() - started:.0f}s")

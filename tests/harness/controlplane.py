@@ -1,0 +1,163 @@
+"""A real Kubernetes control plane: etcd and kube-apiserver on loopback.
+
+Started the way controller-runtime's envtest starts them: etcd with a temporary
+data dir, kube-apiserver with RBAC authorization, a generated serving
+certificate, a generated service-account signing key and client-certificate
+authentication; the admin identity is a client certificate in ``system:masters``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import subprocess
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.harness.binaries import Binaries, ensure_binaries
+from tests.harness.certs import CertificateAuthority, KeyPair, write_signing_key
+from tests.harness.ports import free_port
+from tests.harness.processes import ManagedProcess, make_temp_dir, remove_temp_dir
+from tests.harness.progress import say
+
+ADMIN_USER = "harness-admin"
+_START_TIMEOUT = 120.0
+
+
+@dataclass
+class ControlPlane:
+    """A running etcd + kube-apiserver pair and the files to reach it."""
+
+    binaries: Binaries
+    workdir: Path
+    url: str
+    kubeconfig: Path
+    ca_cert: Path
+    admin: KeyPair
+    etcd: ManagedProcess
+    apiserver: ManagedProcess
+
+    def kubectl(
+        self, *args: str, input_text: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the pinned kubectl as the harness admin."""
+        return subprocess.run(
+            [str(self.binaries.kubectl), "--kubeconfig", str(self.kubeconfig), *args],
+            input=input_text,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
+        )
+
+    def ready(self) -> bool:
+        """Whether ``/readyz`` answers ``ok`` to the admin identity."""
+        context = ssl.create_default_context(cafile=str(self.ca_cert))
+        context.load_cert_chain(str(self.admin.cert), str(self.admin.key))
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", context=context, timeout=2) as r:
+                return bool(r.status == 200 and r.read().strip() == b"ok")
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> None:
+        """Stop both processes and remove the data directory."""
+        self.apiserver.stop()
+        self.etcd.stop()
+        remove_temp_dir(self.workdir)
+
+
+def start_control_plane() -> ControlPlane:
+    """Build (if needed) and start etcd and kube-apiserver; return once ``/readyz`` is ok."""
+    binaries = ensure_binaries()
+    workdir = make_temp_dir("controlplane")
+    certs_dir = workdir / "certs"
+    certs_dir.mkdir()
+    ca = CertificateAuthority(certs_dir, "harness")
+    serving = ca.issue_serving("kube-apiserver", ["127.0.0.1", "localhost"])
+    admin = ca.issue_client(ADMIN_USER, ["system:masters"])
+    sa_key = write_signing_key(certs_dir / "service-account.key")
+
+    etcd_client, etcd_peer = free_port(), free_port()
+    say(f"starting etcd on 127.0.0.1:{etcd_client}")
+    etcd = ManagedProcess(
+        "etcd",
+        [
+            str(binaries.etcd),
+            "--name=harness",
+            f"--data-dir={workdir / 'etcd'}",
+            f"--listen-client-urls=http://127.0.0.1:{etcd_client}",
+            f"--advertise-client-urls=http://127.0.0.1:{etcd_client}",
+            f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+            f"--initial-cluster=harness=http://127.0.0.1:{etcd_peer}",
+            "--unsafe-no-fsync=true",
+        ],
+        workdir / "etcd.log",
+    )
+
+    port = free_port()
+    url = f"https://127.0.0.1:{port}"
+    say(f"starting kube-apiserver on {url}")
+    apiserver = ManagedProcess(
+        "kube-apiserver",
+        [
+            str(binaries.kube_apiserver),
+            f"--etcd-servers=http://127.0.0.1:{etcd_client}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--cert-dir={certs_dir}",
+            f"--tls-cert-file={serving.cert}",
+            f"--tls-private-key-file={serving.key}",
+            f"--client-ca-file={ca.cert_path}",
+            "--authorization-mode=RBAC",
+            f"--service-account-key-file={sa_key}",
+            f"--service-account-signing-key-file={sa_key}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            "--api-audiences=https://kubernetes.default.svc.cluster.local",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--allow-privileged=true",
+            "--enable-priority-and-fairness=false",
+        ],
+        workdir / "kube-apiserver.log",
+    )
+    kubeconfig = workdir / "kubeconfig"
+    _write_kubeconfig(kubeconfig, url, ca.cert_path, admin)
+    plane = ControlPlane(
+        binaries, workdir, url, kubeconfig, ca.cert_path, admin, etcd, apiserver
+    )
+    apiserver.wait_until(plane.ready, _START_TIMEOUT, f"{url}/readyz answered ok")
+    say(f"kube-apiserver ready; kubeconfig {kubeconfig}")
+    return plane
+
+
+def _b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def _write_kubeconfig(path: Path, url: str, ca: Path, admin: KeyPair) -> None:
+    # JSON is valid YAML, and kubectl and the kubernetes client both read it.
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "harness", "cluster": {"server": url, "certificate-authority-data": _b64(ca)}}
+        ],
+        "users": [
+            {
+                "name": ADMIN_USER,
+                "user": {
+                    "client-certificate-data": _b64(admin.cert),
+                    "client-key-data": _b64(admin.key),
+                },
+            }
+        ],
+        "contexts": [{"name": "harness", "context": {"cluster": "harness", "user": ADMIN_USER}}],
+        "current-context": "harness",
+    }
+    path.write_text(json.dumps(config, indent=2))
+    path.chmod(0o600)

@@ -1,0 +1,177 @@
+"""A real Keycloak with the ``deploy-realm`` of the Seldon Deploy reference.
+
+The server distribution ``org.keycloak:keycloak-quarkus-dist`` is fetched with
+``mvn`` (maven-dependency-plugin pinned, since Debian's Maven defaults to an old
+2.x plugin) into the cache, unpacked into a fresh temporary directory per run
+(so no run sees another's state) and started with ``kc.sh start-dev`` on free
+loopback ports, an in-memory database and the realm file next to this module.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import tarfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.harness.cache import cache_root
+from tests.harness.ports import free_port
+from tests.harness.processes import HarnessError, ManagedProcess, make_temp_dir, remove_temp_dir
+from tests.harness.progress import say
+
+KEYCLOAK_VERSION = "26.7.3"
+DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.11.0"
+REALM = "deploy-realm"
+# Keycloak imports only files named <realm>-realm.json.
+REALM_FILE = Path(__file__).parent / "realm" / f"{REALM}-realm.json"
+# Keycloak deprecates Java 17; use the newer JDK where the machine has one.
+PREFERRED_JAVA_HOMES = ("/usr/lib/jvm/temurin-25-jdk-amd64",)
+_START_TIMEOUT = 240.0
+
+
+@dataclass(frozen=True)
+class RealmUser:
+    """A user of the test realm."""
+
+    username: str
+    password: str
+    groups: tuple[str, ...]
+
+
+# The seed's user, with write rights on the managed namespaces in the tests.
+DATA_SCIENTIST = RealmUser("data-scientist-1@example.com", "12341234", ("data-scientists",))
+# A narrower user: read-only where the data scientist may write.
+DATA_VIEWER = RealmUser("data-viewer-1@example.com", "viewer-pass-5678", ("data-viewers",))
+PUBLIC_CLIENT_ID = "sd-api"
+OPERATOR_CLIENT_ID = "promotion-operator"
+OPERATOR_CLIENT_SECRET = "promotion-operator-test-secret-7f3a2c"
+# The identity Keycloak gives the operator client's service account.
+OPERATOR_SERVICE_ACCOUNT = "promotion-operator@example.com"
+
+
+@dataclass
+class Keycloak:
+    """A running Keycloak and how to reach its realm."""
+
+    workdir: Path
+    url: str
+    admin_user: str
+    admin_password: str
+    process: ManagedProcess
+
+    @property
+    def issuer(self) -> str:
+        """The realm's issuer URL, also the SDK's ``oidc_server``."""
+        return f"{self.url}/realms/{REALM}"
+
+    @property
+    def token_url(self) -> str:
+        """The realm's token endpoint."""
+        return f"{self.issuer}/protocol/openid-connect/token"
+
+    @property
+    def jwks_url(self) -> str:
+        """The realm's signing keys."""
+        return f"{self.issuer}/protocol/openid-connect/certs"
+
+    def ready(self) -> bool:
+        """Whether the realm's discovery document answers."""
+        try:
+            discovery = f"{self.issuer}/.well-known/openid-configuration"
+            with urllib.request.urlopen(discovery, timeout=2) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> None:
+        """Stop Keycloak and remove its unpacked copy."""
+        self.process.stop(grace=20)
+        remove_temp_dir(self.workdir)
+
+
+def java_home() -> str | None:
+    """The JDK to run Keycloak with: a preferred newer one if present, else the default."""
+    for candidate in PREFERRED_JAVA_HOMES:
+        if Path(candidate, "bin", "java").exists():
+            return candidate
+    return os.environ.get("JAVA_HOME")
+
+
+def ensure_distribution() -> Path:
+    """The cached Keycloak server tarball, fetched with Maven when missing."""
+    downloads = cache_root() / "downloads"
+    tarball = downloads / f"keycloak-quarkus-dist-{KEYCLOAK_VERSION}.tar.gz"
+    if tarball.exists():
+        return tarball
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise HarnessError("Maven (`mvn`) is needed to fetch the Keycloak server distribution")
+    say(f"fetching keycloak-quarkus-dist {KEYCLOAK_VERSION} with Maven (about 180 MB, first run only)")
+    downloads.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [
+            mvn,
+            "--batch-mode",
+            "--no-transfer-progress",
+            f"{DEPENDENCY_PLUGIN}:copy",
+            f"-Dartifact=org.keycloak:keycloak-quarkus-dist:{KEYCLOAK_VERSION}:tar.gz",
+            f"-DoutputDirectory={downloads}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=downloads,
+    )
+    if result.returncode != 0 or not tarball.exists():
+        raise HarnessError(f"fetching Keycloak failed:\n{result.stdout[-4000:]}{result.stderr}")
+    return tarball
+
+
+def start_keycloak() -> Keycloak:
+    """Unpack and start Keycloak with the test realm; return once discovery answers."""
+    tarball = ensure_distribution()
+    workdir = make_temp_dir("keycloak")
+    with tarfile.open(tarball) as archive:
+        archive.extractall(workdir, filter="tar")
+    home = workdir / f"keycloak-{KEYCLOAK_VERSION}"
+    import_dir = home / "data" / "import"
+    import_dir.mkdir(parents=True)
+    shutil.copy(REALM_FILE, import_dir / REALM_FILE.name)
+
+    port, management_port = free_port(), free_port()
+    admin_password = secrets.token_urlsafe(16)
+    env = {
+        "KC_BOOTSTRAP_ADMIN_USERNAME": "admin",
+        "KC_BOOTSTRAP_ADMIN_PASSWORD": admin_password,
+        "JAVA_OPTS_KC_HEAP": "-Xms128m -Xmx768m",
+    }
+    jdk = java_home()
+    if jdk:
+        env["JAVA_HOME"] = jdk
+    url = f"http://127.0.0.1:{port}"
+    say(f"starting Keycloak {KEYCLOAK_VERSION} on {url} (takes 20-60 s)")
+    process = ManagedProcess(
+        "keycloak",
+        [
+            str(home / "bin" / "kc.sh"),
+            "start-dev",
+            "--import-realm",
+            "--db=dev-mem",
+            "--http-host=127.0.0.1",
+            f"--http-port={port}",
+            f"--http-management-port={management_port}",
+            "--hostname-strict=false",
+            "--cache=local",
+        ],
+        workdir / "keycloak.log",
+        env=env,
+        cwd=home,
+    )
+    keycloak = Keycloak(workdir, url, "admin", admin_password, process)
+    process.wait_until(keycloak.ready, _START_TIMEOUT, "the realm's discovery document answered")
+    say(f"Keycloak ready; issuer {keycloak.issuer}")
+    return keycloak

@@ -1,0 +1,51 @@
+"""JSON shapes the control API returns, shared by the server and the client.
+
+They live apart from both so that `control.py` (used by tests that never start the
+server in-process) does not import aiohttp.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+FaultKind = Literal["latency", "error", "rate_limit", "drop"]
+
+
+class RequestLogEntry(TypedDict):
+    """One API request as the simulator saw it; never holds the token."""
+
+    time: str
+    method: str
+    path: str
+    template: str | None
+    query: dict[str, str]
+    user: str | None
+    status: int | None
+    fault: FaultKind | None
+
+
+class CommitRecord(TypedDict):
+    """One GitOps commit, in the control API's shape (not the SDK's AuditLog)."""
+
+    id: str
+    action: str
+    message: str
+    author: str
+    timestamp: str
+    namespace: str
+    name: str
+    spec: dict[str, Any] | None
+
+
+class FaultRecord(TypedDict):
+    """A fault rule as installed, with how many triggers it has left."""
+
+    id: str
+    kind: FaultKind
+    method: str | None
+    path: str | None
+    probability: float
+    remaining: int | None
+    status_codes: list[int]
+    latency_ms: int
+    retry_after_seconds: int

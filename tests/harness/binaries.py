@@ -103,7 +103,7 @@ def _build(target: _Target, path: Path) -> None:
         "(first run only; this takes several minutes on 2 cores)"
     )
     started = time.monotonic()
-    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod -buildvcs=false")
+    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-buildvcs=false")
     process = subprocess.Popen(
         [go, "build", "-trimpath", "-ldflags", target.ldflags, "-o", str(partial), target.package],
         cwd=target.module_dir,

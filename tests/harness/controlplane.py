@@ -34,6 +34,7 @@ class ControlPlane:
     binaries: Binaries
     workdir: Path
     url: str
+    etcd_url: str
     kubeconfig: Path
     ca_cert: Path
     admin: KeyPair
@@ -52,6 +53,12 @@ class ControlPlane:
             check=check,
             timeout=120,
         )
+
+    def service_account_kubeconfig(self, namespace: str, name: str, path: Path) -> Path:
+        """A kubeconfig for a ServiceAccount, with a token from the TokenRequest API."""
+        token = self.kubectl("create", "token", name, "-n", namespace).stdout.strip()
+        _write_kubeconfig(path, self.url, self.ca_cert, f"{namespace}:{name}", {"token": token})
+        return path
 
     def ready(self) -> bool:
         """Whether ``/readyz`` answers ``ok`` to the admin identity."""
@@ -126,9 +133,14 @@ def start_control_plane() -> ControlPlane:
         workdir / "kube-apiserver.log",
     )
     kubeconfig = workdir / "kubeconfig"
-    _write_kubeconfig(kubeconfig, url, ca.cert_path, admin)
+    credentials = {
+        "client-certificate-data": _b64(admin.cert),
+        "client-key-data": _b64(admin.key),
+    }
+    _write_kubeconfig(kubeconfig, url, ca.cert_path, ADMIN_USER, credentials)
+    etcd_url = f"http://127.0.0.1:{etcd_client}"
     plane = ControlPlane(
-        binaries, workdir, url, kubeconfig, ca.cert_path, admin, etcd, apiserver
+        binaries, workdir, url, etcd_url, kubeconfig, ca.cert_path, admin, etcd, apiserver
     )
     apiserver.wait_until(plane.ready, _START_TIMEOUT, f"{url}/readyz answered ok")
     say(f"kube-apiserver ready; kubeconfig {kubeconfig}")
@@ -139,7 +151,9 @@ def _b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
 
-def _write_kubeconfig(path: Path, url: str, ca: Path, admin: KeyPair) -> None:
+def _write_kubeconfig(
+    path: Path, url: str, ca: Path, user: str, credentials: dict[str, str]
+) -> None:
     # JSON is valid YAML, and kubectl and the kubernetes client both read it.
     config = {
         "apiVersion": "v1",
@@ -147,16 +161,8 @@ def _write_kubeconfig(path: Path, url: str, ca: Path, admin: KeyPair) -> None:
         "clusters": [
             {"name": "harness", "cluster": {"server": url, "certificate-authority-data": _b64(ca)}}
         ],
-        "users": [
-            {
-                "name": ADMIN_USER,
-                "user": {
-                    "client-certificate-data": _b64(admin.cert),
-                    "client-key-data": _b64(admin.key),
-                },
-            }
-        ],
-        "contexts": [{"name": "harness", "context": {"cluster": "harness", "user": ADMIN_USER}}],
+        "users": [{"name": user, "user": credentials}],
+        "contexts": [{"name": "harness", "context": {"cluster": "harness", "user": user}}],
         "current-context": "harness",
     }
     path.write_text(json.dumps(config, indent=2))

@@ -18,6 +18,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import requests
 
 from tests.harness.cache import cache_root
 from tests.harness.ports import free_port
@@ -48,8 +51,12 @@ DATA_SCIENTIST = RealmUser("data-scientist-1@example.com", "12341234", ("data-sc
 # A narrower user: read-only where the data scientist may write.
 DATA_VIEWER = RealmUser("data-viewer-1@example.com", "viewer-pass-5678", ("data-viewers",))
 PUBLIC_CLIENT_ID = "sd-api"
+# A public client whose tokens live 5 s, so tests see real expired tokens quickly.
+SHORT_LIVED_CLIENT_ID = "sd-api-short-lived"
 OPERATOR_CLIENT_ID = "promotion-operator"
 OPERATOR_CLIENT_SECRET = "promotion-operator-test-secret-7f3a2c"
+# What the Seldon Deploy SDK asks for by default.
+SDK_SCOPE = "openid profile email groups"
 # The identity Keycloak gives the operator client's service account.
 OPERATOR_SERVICE_ACCOUNT = "promotion-operator@example.com"
 
@@ -88,6 +95,38 @@ class Keycloak:
         except (urllib.error.URLError, OSError):
             return False
 
+    def password_grant(self, user: RealmUser, client_id: str = PUBLIC_CLIENT_ID) -> dict[str, Any]:
+        """A token response for ``user`` (scope as the SDK asks for it)."""
+        return self._token(
+            grant_type="password",
+            client_id=client_id,
+            username=user.username,
+            password=user.password,
+            scope=SDK_SCOPE,
+        )
+
+    def client_credentials_grant(self) -> dict[str, Any]:
+        """A token response for the operator client's service account."""
+        return self._token(
+            grant_type="client_credentials",
+            client_id=OPERATOR_CLIENT_ID,
+            client_secret=OPERATOR_CLIENT_SECRET,
+            scope=SDK_SCOPE,
+        )
+
+    def _token(self, **form: str) -> dict[str, Any]:
+        response = requests.post(self.token_url, data=form, timeout=10)
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        return body
+
+    def wait_ready(self) -> None:
+        """Block until the realm answers (Keycloak takes 20-60 s to start)."""
+        self.process.wait_until(
+            self.ready, _START_TIMEOUT, "the realm's discovery document answered"
+        )
+        say(f"Keycloak ready; issuer {self.issuer}")
+
     def stop(self) -> None:
         """Stop Keycloak and remove its unpacked copy."""
         self.process.stop(grace=20)
@@ -111,7 +150,7 @@ def ensure_distribution() -> Path:
     mvn = shutil.which("mvn")
     if mvn is None:
         raise HarnessError("Maven (`mvn`) is needed to fetch the Keycloak server distribution")
-    say(f"fetching keycloak-quarkus-dist {KEYCLOAK_VERSION} with Maven (about 180 MB, first run only)")
+    say(f"fetching keycloak-quarkus-dist {KEYCLOAK_VERSION} with Maven (180 MB, first run only)")
     downloads.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
         [
@@ -131,8 +170,11 @@ def ensure_distribution() -> Path:
     return tarball
 
 
-def start_keycloak() -> Keycloak:
-    """Unpack and start Keycloak with the test realm; return once discovery answers."""
+def launch_keycloak() -> Keycloak:
+    """Unpack and start Keycloak with the test realm; call ``wait_ready`` before use.
+
+    Launching without waiting lets the other servers start while the JVM boots.
+    """
     tarball = ensure_distribution()
     workdir = make_temp_dir("keycloak")
     with tarfile.open(tarball) as archive:
@@ -171,7 +213,4 @@ def start_keycloak() -> Keycloak:
         env=env,
         cwd=home,
     )
-    keycloak = Keycloak(workdir, url, "admin", admin_password, process)
-    process.wait_until(keycloak.ready, _START_TIMEOUT, "the realm's discovery document answered")
-    say(f"Keycloak ready; issuer {keycloak.issuer}")
-    return keycloak
+    return Keycloak(workdir, url, "admin", admin_password, process)

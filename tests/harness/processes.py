@@ -175,3 +175,13 @@ def stop_all() -> None:
 
 
 atexit.register(stop_all)
+
+
+def live_processes() -> list[ManagedProcess]:
+    """The processes started and not yet stopped."""
+    return list(_live)
+
+
+def live_temp_dirs() -> list[Path]:
+    """The temporary directories made and not yet removed."""
+    return list(_temp_dirs)

@@ -1,0 +1,139 @@
+"""``python -m tests.harness up``: bring the local stack up for a person.
+
+Prints how to reach every part and keeps it up until Ctrl-C (or SIGTERM).
+``--exit-when-ready`` stops it again at once (a smoke run); ``--state-file``
+writes the same facts as JSON for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from tests.harness.binaries import ensure_binaries
+from tests.harness.keycloak import (
+    DATA_SCIENTIST,
+    DATA_VIEWER,
+    OPERATOR_CLIENT_ID,
+    OPERATOR_CLIENT_SECRET,
+    PUBLIC_CLIENT_ID,
+    ensure_distribution,
+)
+from tests.harness.progress import say
+from tests.harness.stack import Stack, start_stack
+
+READY_BANNER = "STACK READY"
+
+
+def describe(stack: Stack) -> dict[str, Any]:
+    """Everything a person or script needs to reach the running stack."""
+    plane, keycloak, simulator = stack.control_plane, stack.keycloak, stack.simulator
+    return {
+        "kubeconfig": str(plane.kubeconfig),
+        "kubectl": str(plane.binaries.kubectl),
+        "apiserver": plane.url,
+        "keycloak": {
+            "url": keycloak.url,
+            "issuer": keycloak.issuer,
+            "admin": {"username": keycloak.admin_user, "password": keycloak.admin_password},
+            "password_grant": {
+                "client_id": PUBLIC_CLIENT_ID,
+                "users": [
+                    {"username": u.username, "password": u.password, "groups": list(u.groups)}
+                    for u in (DATA_SCIENTIST, DATA_VIEWER)
+                ],
+            },
+            "client_credentials": {
+                "client_id": OPERATOR_CLIENT_ID,
+                "client_secret": OPERATOR_CLIENT_SECRET,
+            },
+        },
+        "seldon_deploy": {"api": simulator.api_url, "control": f"{simulator.url}/_control"},
+        "pids": {
+            "etcd": plane.etcd.pid,
+            "kube-apiserver": plane.apiserver.pid,
+            "keycloak": keycloak.process.pid,
+            "simulator": simulator.process.pid,
+        },
+        "urls": [plane.etcd_url, plane.url, keycloak.url, simulator.url],
+        "workdirs": [
+            str(plane.workdir),
+            str(keycloak.workdir),
+            str(simulator.workdir),
+        ],
+    }
+
+
+def _print_human(facts: dict[str, Any]) -> None:
+    kc = facts["keycloak"]
+    lines = [
+        "",
+        "Local stack is up (test credentials only; never use them elsewhere):",
+        f"  Kubernetes API   {facts['apiserver']}",
+        f"    export KUBECONFIG={facts['kubeconfig']}",
+        f"    kubectl: {facts['kubectl']}",
+        f"  Keycloak         {kc['url']}  (admin console: {kc['admin']['username']} / "
+        f"{kc['admin']['password']})",
+        f"    issuer         {kc['issuer']}",
+        f"    password grant client_id={kc['password_grant']['client_id']}",
+    ]
+    for user in kc["password_grant"]["users"]:
+        lines.append(f"      user {user['username']} / {user['password']} groups={user['groups']}")
+    cc = kc["client_credentials"]
+    lines += [
+        f"    client credentials client_id={cc['client_id']} secret={cc['client_secret']}",
+        f"  Seldon Deploy    {facts['seldon_deploy']['api']}",
+        f"    control API    {facts['seldon_deploy']['control']}",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _raise_exit(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m tests.harness``."""
+    parser = argparse.ArgumentParser(prog="python -m tests.harness", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the stack and keep it up until Ctrl-C")
+    up.add_argument("--exit-when-ready", action="store_true", help="stop again once ready")
+    up.add_argument("--state-file", type=Path, help="write the stack's facts as JSON here")
+    sub.add_parser("prepare", help="build the binaries and fetch Keycloak, then exit")
+    args = parser.parse_args(argv)
+
+    if args.command == "prepare":
+        ensure_binaries()
+        ensure_distribution()
+        say("binaries and Keycloak distribution are in place")
+        return 0
+
+    # SIGTERM (from a CI runner or `kill`) stops the stack as cleanly as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _raise_exit)
+    stack = start_stack()
+    try:
+        facts = describe(stack)
+        if args.state_file:
+            args.state_file.write_text(json.dumps(facts, indent=2))
+        _print_human(facts)
+        print(READY_BANNER, flush=True)
+        if not args.exit_when_ready:
+            print("Press Ctrl-C to stop.", flush=True)
+            threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+        print("stack stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

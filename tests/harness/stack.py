@@ -1,0 +1,40 @@
+"""The whole local stack: control plane, Keycloak and the simulator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tests.harness.controlplane import ControlPlane, start_control_plane
+from tests.harness.keycloak import Keycloak, launch_keycloak
+from tests.harness.processes import stop_all, sweep_stale_temp_dirs
+from tests.harness.simulator import Simulator, start_simulator
+
+
+@dataclass
+class Stack:
+    """Every server the end-to-end tests and the demo need, running."""
+
+    control_plane: ControlPlane
+    keycloak: Keycloak
+    simulator: Simulator
+
+    def stop(self) -> None:
+        """Stop everything, newest first."""
+        self.simulator.stop()
+        self.keycloak.stop()
+        self.control_plane.stop()
+
+
+def start_stack() -> Stack:
+    """Build what is missing, start all servers, and return once all are ready."""
+    sweep_stale_temp_dirs()
+    try:
+        # Keycloak's JVM boots slowest, so the rest starts while it does.
+        keycloak = launch_keycloak()
+        control_plane = start_control_plane()
+        simulator = start_simulator(keycloak.issuer)
+        keycloak.wait_ready()
+    except BaseException:
+        stop_all()
+        raise
+    return Stack(control_plane, keycloak, simulator)

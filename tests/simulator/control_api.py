@@ -1,0 +1,296 @@
+"""The test-only control API under `/_control`: no auth, JSON in and out.
+
+Errors here use the same `{"code", "message"}` shape as the API so clients need
+only one way to read them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from tests.simulator.app_keys import SIMULATOR
+from tests.simulator.config import CONTROL_BASE
+from tests.simulator.errors import ApiError, error_response
+from tests.simulator.faults import parse_rule
+from tests.simulator.gitops import commit_record
+from tests.simulator.namespaces import (
+    GITOPS_LABEL,
+    RESTRICTED_LABEL,
+    Namespace,
+    parse_policies,
+)
+from tests.simulator.store import DEFAULT_FAILURE, STATES, FailureMark, State, render
+from tests.simulator.validation import InvalidDeployment, parse_deployment
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the control routes."""
+    router = app.router
+    base = CONTROL_BASE
+    router.add_get(base + "/health", health)
+    router.add_post(base + "/reset", reset)
+    router.add_get(base + "/namespaces", list_namespaces)
+    router.add_put(base + "/namespaces/{namespace}", put_namespace)
+    router.add_delete(base + "/namespaces/{namespace}", delete_namespace)
+    router.add_post(base + "/namespaces/{namespace}/deployments", seed_deployment)
+    router.add_get(base + "/namespaces/{namespace}/deployments/{name}", peek_deployment)
+    router.add_put(base + "/namespaces/{namespace}/failing/{name}", mark_failing)
+    router.add_delete(base + "/namespaces/{namespace}/failing/{name}", unmark_failing)
+    router.add_get(base + "/delays", get_delays)
+    router.add_put(base + "/delays", put_delays)
+    router.add_get(base + "/faults", list_faults)
+    router.add_post(base + "/faults", add_fault)
+    router.add_delete(base + "/faults", clear_faults)
+    router.add_delete(base + "/faults/{fault_id}", delete_fault)
+    router.add_get(base + "/requests", list_requests)
+    router.add_delete(base + "/requests", clear_requests)
+    router.add_get(base + "/commits", list_commits)
+
+
+@web.middleware
+async def control_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Render control API failures in the shared error shape."""
+    if not request.path.startswith(CONTROL_BASE):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.message, "control")
+    except (ValueError, TypeError, KeyError) as exc:
+        return error_response(400, f"bad control request: {exc}", "control")
+    except web.HTTPException as exc:
+        return error_response(exc.status, exc.reason, "control")
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    if not (await request.read()).strip():
+        return {}
+    body = await request.json()
+    if not isinstance(body, dict):
+        raise ApiError(400, "control request body must be a JSON object")
+    return cast(dict[str, Any], body)
+
+
+def _ok(payload: object = None) -> web.Response:
+    return web.json_response({"ok": True} if payload is None else payload)
+
+
+async def health(request: web.Request) -> web.Response:
+    """Liveness for harnesses."""
+    return _ok()
+
+
+async def reset(request: web.Request) -> web.Response:
+    """Forget everything tests configured or caused."""
+    request.app[SIMULATOR].reset()
+    return _ok()
+
+
+async def list_namespaces(request: web.Request) -> web.Response:
+    """Namespaces with labels and policies."""
+    store = request.app[SIMULATOR].store
+    return web.json_response(
+        [
+            {
+                "name": ns.name,
+                "labels": ns.labels,
+                "users": {u: sorted(a) for u, a in ns.users.items()},
+                "groups": {g: sorted(a) for g, a in ns.groups.items()},
+            }
+            for ns in store.namespaces.values()
+        ]
+    )
+
+
+async def put_namespace(request: web.Request) -> web.Response:
+    """Create or replace a namespace: `{labels?, managed?, gitops?, users?, groups?}`.
+
+    `managed` and `gitops` are shorthands that set the labels Seldon Deploy reads.
+    Replacing keeps the namespace's deployments.
+    """
+    store = request.app[SIMULATOR].store
+    name = request.match_info["namespace"]
+    body = await _json_object(request)
+    labels = {str(k): str(v) for k, v in (body.get("labels") or {}).items()}
+    if "managed" in body:
+        labels[RESTRICTED_LABEL] = "false" if body["managed"] else "true"
+    if "gitops" in body:
+        labels[GITOPS_LABEL] = "enabled" if body["gitops"] else "disabled"
+    store.namespaces[name] = Namespace(
+        name=name,
+        labels=labels,
+        users=parse_policies(body.get("users") or {}),
+        groups=parse_policies(body.get("groups") or {}),
+    )
+    return _ok()
+
+
+async def delete_namespace(request: web.Request) -> web.Response:
+    """Remove a namespace and its deployments."""
+    store = request.app[SIMULATOR].store
+    name = request.match_info["namespace"]
+    if store.namespaces.pop(name, None) is None:
+        raise ApiError(404, f"namespace {name} not found")
+    for key in [k for k in store.deployments if k[0] == name]:
+        del store.deployments[key]
+    return _ok()
+
+
+async def seed_deployment(request: web.Request) -> web.Response:
+    """Plant a deployment: `{deployment, state?: Available|Creating|Failed|null, description?}`.
+
+    In a GitOps namespace the seed is also a commit (author "simulator"), so
+    history-based calls have something to work on.
+    """
+    simulator = request.app[SIMULATOR]
+    namespace = simulator.store.namespaces.get(request.match_info["namespace"])
+    if namespace is None:
+        raise ApiError(404, f"namespace {request.match_info['namespace']} not found")
+    body = await _json_object(request)
+    state = body.get("state", "Available")
+    if state is not None and state not in STATES:
+        raise ApiError(400, f"state must be one of {sorted(STATES)} or null")
+    try:
+        parsed = parse_deployment(body.get("deployment"), namespace.name, strict_spec=False)
+    except InvalidDeployment as exc:
+        raise ApiError(400, f"invalid deployment: {exc}") from exc
+    generation = int(body.get("generation", 1))
+    now = simulator.clock()
+    deployment = simulator.store.seed(
+        namespace,
+        parsed,
+        now,
+        state=cast(State | None, state),
+        description=body.get("description"),
+        generation=generation,
+    )
+    if namespace.gitops:
+        simulator.gitlog.record(
+            namespace=namespace.name,
+            name=parsed.name,
+            action="Seed",
+            message=f"Seed {parsed.name}",
+            author="simulator",
+            now=now,
+            snapshot=parsed,
+        )
+    return web.json_response(render(deployment, now))
+
+
+async def peek_deployment(request: web.Request) -> web.Response:
+    """A deployment as the API would return it, without a token."""
+    simulator = request.app[SIMULATOR]
+    deployment = simulator.store.get(request.match_info["namespace"], request.match_info["name"])
+    if deployment is None:
+        raise ApiError(404, "deployment not found")
+    return web.json_response(render(deployment, simulator.clock()))
+
+
+async def mark_failing(request: web.Request) -> web.Response:
+    """Make the next rollouts of a name fail: `{description?, spec_contains?}`."""
+    store = request.app[SIMULATOR].store
+    body = await _json_object(request)
+    key = (request.match_info["namespace"], request.match_info["name"])
+    store.failing[key] = FailureMark(
+        description=body.get("description") or DEFAULT_FAILURE,
+        spec_contains=body.get("spec_contains"),
+    )
+    return _ok()
+
+
+async def unmark_failing(request: web.Request) -> web.Response:
+    """Let later rollouts of a name succeed again."""
+    store = request.app[SIMULATOR].store
+    store.failing.pop((request.match_info["namespace"], request.match_info["name"]), None)
+    return _ok()
+
+
+async def get_delays(request: web.Request) -> web.Response:
+    """Global delays and per-deployment overrides."""
+    store = request.app[SIMULATOR].store
+    return web.json_response(
+        {
+            "rollout_seconds": store.default_delays.rollout_seconds,
+            "gitops_sync_seconds": store.default_delays.gitops_sync_seconds,
+            "overrides": [
+                {
+                    "namespace": ns,
+                    "name": name,
+                    "rollout_seconds": d.rollout_seconds,
+                    "gitops_sync_seconds": d.gitops_sync_seconds,
+                }
+                for (ns, name), d in store.delay_overrides.items()
+            ],
+        }
+    )
+
+
+async def put_delays(request: web.Request) -> web.Response:
+    """Set `{rollout_seconds?, gitops_sync_seconds?, namespace?, name?}`; affects later writes."""
+    store = request.app[SIMULATOR].store
+    body = await _json_object(request)
+    rollout = body.get("rollout_seconds")
+    sync = body.get("gitops_sync_seconds")
+    store.set_delays(
+        rollout_seconds=None if rollout is None else float(rollout),
+        gitops_sync_seconds=None if sync is None else float(sync),
+        namespace=body.get("namespace"),
+        name=body.get("name"),
+    )
+    return await get_delays(request)
+
+
+async def list_faults(request: web.Request) -> web.Response:
+    """Installed fault rules."""
+    faults = request.app[SIMULATOR].faults
+    return web.json_response([r.record() for r in faults.rules])
+
+
+async def add_fault(request: web.Request) -> web.Response:
+    """Install a fault rule (see `faults.parse_rule`); `seed` makes randomness repeatable."""
+    faults = request.app[SIMULATOR].faults
+    body = await _json_object(request)
+    if "seed" in body:
+        faults.reseed(body["seed"])
+    rule = faults.add(parse_rule(body))
+    return web.json_response(rule.record())
+
+
+async def clear_faults(request: web.Request) -> web.Response:
+    """Remove every fault rule."""
+    request.app[SIMULATOR].faults.clear()
+    return _ok()
+
+
+async def delete_fault(request: web.Request) -> web.Response:
+    """Remove one fault rule."""
+    if not request.app[SIMULATOR].faults.remove(request.match_info["fault_id"]):
+        raise ApiError(404, "fault not found")
+    return _ok()
+
+
+async def list_requests(request: web.Request) -> web.Response:
+    """The API request log, oldest first."""
+    return web.json_response(request.app[SIMULATOR].requests)
+
+
+async def clear_requests(request: web.Request) -> web.Response:
+    """Empty the request log."""
+    request.app[SIMULATOR].requests.clear()
+    return _ok()
+
+
+async def list_commits(request: web.Request) -> web.Response:
+    """GitOps commits oldest first, optionally filtered by `namespace` and `name`."""
+    gitlog = request.app[SIMULATOR].gitlog
+    namespace = request.query.get("namespace")
+    name = request.query.get("name")
+    commits = [
+        commit_record(c)
+        for c in gitlog.commits
+        if (namespace is None or c.namespace == namespace) and (name is None or c.name == name)
+    ]
+    return web.json_response(commits)

@@ -78,9 +78,9 @@ async def _deployment_body(request: web.Request, namespace: str) -> DeploymentBo
         raise ApiError(400, f"invalid SeldonDeployment: {exc}") from exc
 
 
-def _commit_fields(request: web.Request, default_action: str, default_message: str) -> tuple[
-    str, str
-]:
+def _commit_fields(
+    request: web.Request, default_action: str, default_message: str
+) -> tuple[str, str]:
     action = request.query.get("action") or default_action
     message = request.query.get("message") or default_message
     return action, message

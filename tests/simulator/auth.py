@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import jwt
+import jwt.types
 
 from tests.simulator.config import SimulatorConfig
 
@@ -83,7 +84,7 @@ class TokenVerifier:
             raise TokenError(f"unsupported token algorithm {header.get('alg')!r}")
         kid = header.get("kid")
         key = await self._key_for(kid if isinstance(kid, str) else None)
-        options: dict[str, Any] = {
+        options: jwt.types.Options = {
             "require": ["exp", "iss"],
             "verify_aud": self._config.audience is not None,
         }

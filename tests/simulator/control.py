@@ -1,0 +1,277 @@
+"""A typed client of the simulator's control API, for unit and end-to-end tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
+
+import requests
+
+from tests.simulator.records import CommitRecord, FaultKind, FaultRecord, RequestLogEntry
+
+API_PATH = "/seldon-deploy/api/v1alpha1"
+
+
+class ControlError(RuntimeError):
+    """The control API refused a request; the message carries its answer."""
+
+
+class SimulatorControl:
+    """Drive one simulator: namespaces, seeds, failures, delays, faults, logs.
+
+    `base_url` is the simulator's root (what the ready line prints), without the
+    API path; `api_url` is what a Seldon Deploy client should use as its host.
+    """
+
+    def __init__(self, base_url: str, *, timeout: float = 10.0, verify: bool | str = True) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._timeout = timeout
+        self._session = requests.Session()
+        self._session.verify = verify
+
+    @property
+    def api_url(self) -> str:
+        """The Seldon Deploy API base URL (`Configuration.host` for the SDK)."""
+        return self.base_url + API_PATH
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self._session.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        url = f"{self.base_url}/_control{path}"
+        response = self._session.request(method, url, timeout=self._timeout, **kwargs)
+        if response.status_code >= 400:
+            raise ControlError(f"{method} {path} -> {response.status_code}: {response.text}")
+        return response.json()
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Poll the health endpoint until it answers or `timeout` passes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._call("GET", "/health")
+                return
+            except (requests.ConnectionError, ControlError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def reset(self) -> None:
+        """Forget namespaces, deployments, commits, faults, marks, delays and the log."""
+        self._call("POST", "/reset")
+
+    def add_namespace(
+        self,
+        name: str,
+        *,
+        gitops: bool = False,
+        managed: bool = True,
+        users: Mapping[str, Iterable[str]] | None = None,
+        groups: Mapping[str, Iterable[str]] | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
+        """Create or replace a namespace; permissions map a user/group to "read"/"write"."""
+        self._call(
+            "PUT",
+            f"/namespaces/{name}",
+            json={
+                "labels": dict(labels or {}),
+                "managed": managed,
+                "gitops": gitops,
+                "users": {u: list(a) for u, a in (users or {}).items()},
+                "groups": {g: list(a) for g, a in (groups or {}).items()},
+            },
+        )
+
+    def remove_namespace(self, name: str) -> None:
+        """Delete a namespace and its deployments."""
+        self._call("DELETE", f"/namespaces/{name}")
+
+    def namespaces(self) -> list[dict[str, Any]]:
+        """Namespaces with labels and policies."""
+        return cast(list[dict[str, Any]], self._call("GET", "/namespaces"))
+
+    def seed_deployment(
+        self,
+        namespace: str,
+        body: Mapping[str, Any],
+        state: str | None = "Available",
+        *,
+        description: str | None = None,
+        generation: int = 1,
+    ) -> dict[str, Any]:
+        """Plant a deployment; `state=None` rolls it out from now instead of fixing a state."""
+        payload = {
+            "deployment": dict(body),
+            "state": state,
+            "description": description,
+            "generation": generation,
+        }
+        return cast(
+            dict[str, Any], self._call("POST", f"/namespaces/{namespace}/deployments", json=payload)
+        )
+
+    def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The deployment as the API would return it now, or None."""
+        try:
+            return cast(
+                dict[str, Any], self._call("GET", f"/namespaces/{namespace}/deployments/{name}")
+            )
+        except ControlError as exc:
+            if "-> 404" in str(exc):
+                return None
+            raise
+
+    def mark_failing(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        description: str | None = None,
+        spec_contains: str | None = None,
+    ) -> None:
+        """Make later rollouts of the deployment fail (only specs containing a text, if given)."""
+        self._call(
+            "PUT",
+            f"/namespaces/{namespace}/failing/{name}",
+            json={"description": description, "spec_contains": spec_contains},
+        )
+
+    def unmark_failing(self, namespace: str, name: str) -> None:
+        """Let later rollouts of the deployment succeed."""
+        self._call("DELETE", f"/namespaces/{namespace}/failing/{name}")
+
+    def set_delays(
+        self,
+        *,
+        rollout_seconds: float | None = None,
+        gitops_sync_seconds: float | None = None,
+        namespace: str | None = None,
+        name: str | None = None,
+    ) -> dict[str, Any]:
+        """Set delays globally, or for one deployment with namespace and name; later writes."""
+        payload = {
+            "rollout_seconds": rollout_seconds,
+            "gitops_sync_seconds": gitops_sync_seconds,
+            "namespace": namespace,
+            "name": name,
+        }
+        return cast(dict[str, Any], self._call("PUT", "/delays", json=payload))
+
+    def inject_fault(
+        self,
+        kind: FaultKind,
+        *,
+        status_codes: Iterable[int] | None = None,
+        probability: float = 1.0,
+        count: int | None = None,
+        latency_ms: int = 0,
+        retry_after_seconds: int = 1,
+        method: str | None = None,
+        path: str | None = None,
+        seed: int | None = None,
+    ) -> str:
+        """Install a fault rule and return its id.
+
+        `method` is a regex matched against the whole method, `path` one searched
+        in the full request path; `count` limits the triggers; `seed` makes
+        `probability` repeatable.
+        """
+        payload: dict[str, Any] = {
+            "kind": kind,
+            "probability": probability,
+            "count": count,
+            "latency_ms": latency_ms,
+            "retry_after_seconds": retry_after_seconds,
+            "method": method,
+            "path": path,
+        }
+        if status_codes is not None:
+            payload["status_codes"] = list(status_codes)
+        if seed is not None:
+            payload["seed"] = seed
+        record = cast(FaultRecord, self._call("POST", "/faults", json=payload))
+        return record["id"]
+
+    def add_latency(
+        self, latency_ms: int, *, method: str | None = None, path: str | None = None
+    ) -> str:
+        """Delay every matching request."""
+        return self.inject_fault("latency", latency_ms=latency_ms, method=method, path=path)
+
+    def fail_next(
+        self, count: int, status: int = 503, *, method: str | None = None, path: str | None = None
+    ) -> str:
+        """Fail the next `count` matching requests with `status`."""
+        return self.inject_fault(
+            "error", status_codes=[status], count=count, method=method, path=path
+        )
+
+    def error_rate(
+        self,
+        probability: float,
+        status_codes: Iterable[int] = (503, 500),
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        seed: int | None = None,
+    ) -> str:
+        """Fail a fraction of matching requests with one of `status_codes`."""
+        return self.inject_fault(
+            "error",
+            status_codes=status_codes,
+            probability=probability,
+            method=method,
+            path=path,
+            seed=seed,
+        )
+
+    def rate_limit(
+        self,
+        retry_after_seconds: int,
+        *,
+        count: int | None = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> str:
+        """Answer matching requests with 429 and `Retry-After`."""
+        return self.inject_fault(
+            "rate_limit",
+            retry_after_seconds=retry_after_seconds,
+            count=count,
+            method=method,
+            path=path,
+        )
+
+    def drop_connections(
+        self, *, count: int | None = None, method: str | None = None, path: str | None = None
+    ) -> str:
+        """Close the connection of matching requests without any response."""
+        return self.inject_fault("drop", count=count, method=method, path=path)
+
+    def faults(self) -> list[FaultRecord]:
+        """Installed fault rules."""
+        return cast(list[FaultRecord], self._call("GET", "/faults"))
+
+    def remove_fault(self, fault_id: str) -> None:
+        """Remove one fault rule."""
+        self._call("DELETE", f"/faults/{fault_id}")
+
+    def clear_faults(self) -> None:
+        """Remove every fault rule."""
+        self._call("DELETE", "/faults")
+
+    def requests_log(self) -> list[RequestLogEntry]:
+        """API requests seen so far, oldest first."""
+        return cast(list[RequestLogEntry], self._call("GET", "/requests"))
+
+    def clear_requests_log(self) -> None:
+        """Empty the request log."""
+        self._call("DELETE", "/requests")
+
+    def commits(self, namespace: str | None = None, name: str | None = None) -> list[CommitRecord]:
+        """GitOps commits oldest first, optionally of one namespace and/or deployment."""
+        params = {k: v for k, v in (("namespace", namespace), ("name", name)) if v is not None}
+        return cast(list[CommitRecord], self._call("GET", "/commits", params=params))

@@ -56,5 +56,6 @@ def test_wrong_password_is_refused(keycloak: Keycloak) -> None:
         },
         timeout=10,
     )
-    assert response.status_code == 401
+    # RFC 6749 section 5.2: a bad resource-owner password is 400 invalid_grant.
+    assert response.status_code == 400
     assert response.json()["error"] == "invalid_grant"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from tests.harness.ports import free_port
@@ -16,7 +17,7 @@ READY_LINE = "SIMULATOR READY"
 _START_TIMEOUT = 30.0
 
 
-@dataclass
+@dataclass(eq=False)
 class Simulator:
     """A running simulator: its API base URL and its control client."""
 
@@ -29,7 +30,7 @@ class Simulator:
         """The Seldon Deploy API base URL (what the SDK calls ``host``)."""
         return f"{self.url}{API_PREFIX}"
 
-    @property
+    @cached_property
     def control(self) -> SimulatorControl:
         """The test-only control API client."""
         return SimulatorControl(self.url)

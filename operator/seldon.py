@@ -1,0 +1,539 @@
+"""HTTP client for the Seldon Deploy REST API (v1alpha1), with a typed error taxonomy.
+
+Paths, query parameters and shapes follow the official ``seldon-deploy-sdk``
+(``SeldonDeploymentsApi`` and ``GitOpsApi``). The client speaks plain JSON
+(dicts in, dicts out) and sorts every failure into the errors of
+:mod:`promotion_operator.errors` the way DESIGN.md section 4 sorts them:
+
+========================================  ===============================
+what happened                             raised
+========================================  ===============================
+connection error, timeout, 5xx, 408, 429  :class:`SeldonDeployUnavailable`
+401 (after one forced token refresh)      :class:`AuthenticationFailed`
+403                                       :class:`Forbidden`
+404                                       :class:`NotFound`
+409                                       :class:`Conflict`
+400, 422                                  :class:`Invalid`
+other 4xx, 3xx, a 2xx that is not the     :class:`UnexpectedResponse`
+documented JSON shape, an oversized body
+========================================  ===============================
+
+The client never sleeps and never retries, except for the single retry after a
+forced token refresh on 401: callers own backoff, so Kopf worker threads are
+never held in sleeps here. One client (one pooled :class:`requests.Session`) is
+meant to be shared by all worker threads that talk to one instance.
+
+Error messages and log lines name the method, the path (with the actual
+namespace and name), the status code and the server's ``message`` field
+(truncated, with anything that looks like a token redacted). They never contain
+the token, a request header or a raw response body.
+"""
+
+from __future__ import annotations
+
+import builtins
+import email.utils
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any, NamedTuple, NoReturn, Protocol
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+
+from promotion_operator.errors import (
+    AuthenticationFailed,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    PromotionError,
+    SeldonDeployUnavailable,
+    SettingsError,
+    UnexpectedResponse,
+)
+from promotion_operator.settings import InstanceSettings
+
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_POOL_MAXSIZE",
+    "MAX_RETRY_AFTER_SECONDS",
+    "RequestObserver",
+    "SeldonDeployClient",
+    "TokenSource",
+]
+
+log = logging.getLogger(__name__)
+
+#: Largest successful response body the client reads; anything bigger is refused.
+DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+#: Largest error response body read to find the server's ``message`` field.
+MAX_ERROR_BODY_BYTES = 64 * 1024
+#: Connections kept per host: many Kopf worker threads share one client.
+DEFAULT_POOL_MAXSIZE = 32
+#: Upper bound on a server's Retry-After; a larger value is clamped to this.
+MAX_RETRY_AFTER_SECONDS = 300.0
+#: Longest server message quoted in an error.
+MAX_SERVER_MESSAGE_CHARS = 300
+
+# Path templates, exactly as seldon_deploy_sdk names them.
+SDEPS = "/namespaces/{namespace}/seldondeployments"
+SDEP = "/namespaces/{namespace}/seldondeployments/{name}"
+SDEP_VALIDATE = "/namespaces/{namespace}/seldondeployments/validate"
+SDEP_GITLOGS = "/namespaces/{namespace}/seldondeployments/{name}/gitlogs"
+
+_CHUNK_BYTES = 64 * 1024
+# A bearer token is a visible-ASCII string (JWTs and opaque tokens both are).
+_TOKEN_RE = re.compile(r"[\x21-\x7e]+")
+# Anything shaped like a JWT (header.payload[.signature]), redacted from server messages.
+_JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*)?")
+_BEARER_RE = re.compile(r"(?i)(bearer\s+)[\x21-\x7e]+")
+_WHITESPACE_RE = re.compile(r"\s+")
+_ERRNO_RE = re.compile(r"\[Errno -?\d+\] [^)'\"\]]+")
+_TLS_RE = re.compile(
+    r"(?i)certificate verify failed[^)'\"\]]*|wrong version number|hostname mismatch"
+)
+
+
+class TokenSource(Protocol):
+    """Gives the bearer token for one instance (``auth.TokenProvider`` satisfies this)."""
+
+    def token(self, *, force_refresh: bool = False) -> str: ...
+
+
+#: Called after every HTTP exchange with (method, path template, status or None, seconds).
+RequestObserver = Callable[[str, str, int | None, float], None]
+
+
+class _Exchange(NamedTuple):
+    status: int
+    headers: CaseInsensitiveDict[str]
+    # None when the body was larger than the cap it was read with.
+    body: bytes | None
+    # The bearer token this exchange used: redacted from anything quoted from the body.
+    token: str
+
+
+class _Call:
+    """One logical API call: what it is, for messages, logs and the observer."""
+
+    __slots__ = ("display", "method", "path", "template")
+
+    def __init__(self, method: str, template: str, path_params: Mapping[str, str]) -> None:
+        quoted = {}
+        for key, value in path_params.items():
+            if not isinstance(value, str) or value in ("", ".", ".."):
+                raise ValueError(f"{method} {template}: invalid {key} {value!r}")
+            quoted[key] = quote(value, safe="")
+        self.method = method
+        self.template = template
+        self.path = template.format(**quoted)
+        self.display = f"{method} {self.path}"
+
+
+class SeldonDeployClient:
+    """Seldon Deploy v1alpha1 client for one instance; thread-safe, pooled, never sleeps."""
+
+    def __init__(
+        self,
+        instance: InstanceSettings,
+        tokens: TokenSource,
+        *,
+        session: requests.Session | None = None,
+        observer: RequestObserver | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        pool_maxsize: int = DEFAULT_POOL_MAXSIZE,
+    ) -> None:
+        self._instance = instance
+        self._tokens = tokens
+        self._observer = observer
+        self._max_response_bytes = max_response_bytes
+        self._base_url = instance.url.rstrip("/")
+        self._timeout = instance.request_timeout
+        self._verify: bool | str = (
+            str(instance.ca_file) if instance.ca_file is not None else instance.verify_tls
+        )
+        # Disabled verification is warned about once, when the settings are loaded.
+        self._owns_session = session is None
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(
+                pool_connections=4, pool_maxsize=pool_maxsize, max_retries=0, pool_block=False
+            )
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+        self._session = session
+
+    @property
+    def instance(self) -> InstanceSettings:
+        return self._instance
+
+    # -- the API ---------------------------------------------------------------------------
+
+    def list(self, namespace: str) -> list[dict[str, Any]]:
+        """All SeldonDeployments in ``namespace`` (the ``items`` of a SeldonDeploymentList)."""
+        call = _Call("GET", SDEPS, {"namespace": namespace})
+        exchange = self._call(call)
+        document = self._object(call, exchange)
+        items = document.get("items")
+        if items is None:
+            # Go encodes an empty slice as null; a missing key is not the documented shape.
+            if "items" in document:
+                return []
+            self._unexpected(call, "a SeldonDeploymentList without 'items'", exchange.status)
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            self._unexpected(
+                call,
+                "a SeldonDeploymentList whose 'items' is not a list of objects",
+                exchange.status,
+            )
+        return items
+
+    def read(self, namespace: str, name: str) -> dict[str, Any]:
+        """The SeldonDeployment; :class:`NotFound` if it does not exist."""
+        call = _Call("GET", SDEP, {"namespace": namespace, "name": name})
+        return self._object(call, self._call(call))
+
+    def find(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The SeldonDeployment, or None if it does not exist."""
+        try:
+            return self.read(namespace, name)
+        except NotFound:
+            return None
+
+    def create(
+        self, namespace: str, deployment: Mapping[str, Any], *, action: str, message: str
+    ) -> dict[str, Any]:
+        """Create a SeldonDeployment; ``action``/``message`` become the GitOps commit."""
+        call = _Call("POST", SDEPS, {"namespace": namespace})
+        exchange = self._call(
+            call, query={"action": action, "message": message}, payload=deployment
+        )
+        return self._object(call, exchange)
+
+    def update(
+        self,
+        namespace: str,
+        name: str,
+        deployment: Mapping[str, Any],
+        *,
+        action: str,
+        message: str,
+    ) -> dict[str, Any]:
+        """Replace a SeldonDeployment; ``action``/``message`` become the GitOps commit."""
+        call = _Call("PUT", SDEP, {"namespace": namespace, "name": name})
+        exchange = self._call(
+            call, query={"action": action, "message": message}, payload=deployment
+        )
+        return self._object(call, exchange)
+
+    def delete(self, namespace: str, name: str, *, action: str, message: str) -> None:
+        """Delete a SeldonDeployment; :class:`NotFound` if it does not exist."""
+        call = _Call("DELETE", SDEP, {"namespace": namespace, "name": name})
+        # The SDK types the answer as a free-form object: its content is not used.
+        self._call(call, query={"action": action, "message": message})
+
+    def validate(self, namespace: str, deployment: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate a deployment server-side; returns the ``Message`` (``code``, ``message``).
+
+        The API declares this as a GET with the deployment as JSON body, and that is
+        what is sent. A refusal is :class:`Invalid`, whether it comes as HTTP 400/422
+        or as a 2xx whose ``Message.code`` is 400 or more.
+        """
+        call = _Call("GET", SDEP_VALIDATE, {"namespace": namespace})
+        exchange = self._call(call, payload=deployment)
+        result = self._object(call, exchange)
+        code = result.get("code")
+        if isinstance(code, int) and not isinstance(code, bool) and code >= 400:
+            raise Invalid(
+                self._describe(call, code, _server_message(result, exchange.token)),
+                http_status=code,
+            )
+        return result
+
+    def git_logs(self, namespace: str, name: str) -> builtins.list[dict[str, Any]]:
+        """The GitOps audit log (``AuditLog`` objects) of a SeldonDeployment."""
+        call = _Call("GET", SDEP_GITLOGS, {"namespace": namespace, "name": name})
+        exchange = self._call(call)
+        document = self._json(call, exchange)
+        if document is None:
+            return []
+        if not isinstance(document, list) or not all(isinstance(i, dict) for i in document):
+            self._unexpected(call, "a git log that is not a list of objects", exchange.status)
+        return document
+
+    def close(self) -> None:
+        """Close the pooled connections (only of a session this client created)."""
+        if self._owns_session:
+            self._session.close()
+
+    def __enter__(self) -> SeldonDeployClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- one call: token, 401 refresh, error sorting -----------------------------------------
+
+    def _call(
+        self,
+        call: _Call,
+        *,
+        query: Mapping[str, str] | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> _Exchange:
+        data = None
+        if payload is not None:
+            data = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+        exchange = self._send(call, self._bearer(force_refresh=False), query, data)
+        if exchange.status == 401:
+            log.debug("%s: 401, refreshing the token and retrying once", call.display)
+            exchange = self._send(call, self._bearer(force_refresh=True), query, data)
+        if 200 <= exchange.status < 300:
+            if exchange.body is None:
+                self._unexpected(
+                    call,
+                    f"a response body larger than {self._max_response_bytes} bytes",
+                    exchange.status,
+                )
+            return exchange
+        raise self._error(call, exchange)
+
+    def _bearer(self, *, force_refresh: bool) -> str:
+        token = self._tokens.token(force_refresh=force_refresh)
+        if not isinstance(token, str) or not _TOKEN_RE.fullmatch(token):
+            # Never echo the value: it is (or is close to) a secret.
+            raise AuthenticationFailed(
+                f"the token source of Seldon Deploy instance {self._instance.name!r} "
+                "returned an empty or malformed token"
+            )
+        return token
+
+    def _send(
+        self, call: _Call, token: str, query: Mapping[str, str] | None, data: bytes | None
+    ) -> _Exchange:
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        status: int | None = None
+        started = time.monotonic()
+        try:
+            try:
+                response = self._session.request(
+                    call.method,
+                    self._base_url + call.path,
+                    params=dict(query) if query else None,
+                    data=data,
+                    headers=headers,
+                    timeout=self._timeout,
+                    verify=self._verify,
+                    stream=True,
+                    allow_redirects=False,
+                )
+            except requests.exceptions.InvalidHeader:
+                raise AuthenticationFailed(
+                    f"{call.display}: the token is not a valid HTTP header value"
+                ) from None
+            except (
+                requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema,
+                requests.exceptions.InvalidURL,
+            ) as exc:
+                raise SettingsError(
+                    [
+                        f"Seldon Deploy instance {self._instance.name!r}: invalid URL "
+                        f"{self._base_url!r} ({type(exc).__name__})"
+                    ]
+                ) from exc
+            except requests.RequestException as exc:
+                raise SeldonDeployUnavailable(
+                    f"{call.display} on Seldon Deploy {self._instance.name!r}: "
+                    f"{_transport_problem(exc, self._timeout)}"
+                ) from exc
+            with response:
+                status = response.status_code
+                ok = 200 <= status < 300
+                cap = self._max_response_bytes if ok else MAX_ERROR_BODY_BYTES
+                try:
+                    body = _read_capped(response, cap)
+                except requests.exceptions.ContentDecodingError as exc:
+                    raise UnexpectedResponse(
+                        f"{call.display} on Seldon Deploy {self._instance.name!r}: "
+                        f"HTTP {status}, response body could not be decoded",
+                        http_status=status,
+                    ) from exc
+                except requests.RequestException as exc:
+                    raise SeldonDeployUnavailable(
+                        f"{call.display} on Seldon Deploy {self._instance.name!r}: HTTP {status}, "
+                        f"reading the response failed: {_transport_problem(exc, self._timeout)}",
+                        http_status=status,
+                    ) from exc
+                return _Exchange(status, response.headers, body, token)
+        finally:
+            elapsed = time.monotonic() - started
+            log.debug("%s -> %s in %.1f ms", call.display, status, elapsed * 1000)
+            if self._observer is not None:
+                try:
+                    self._observer(call.method, call.template, status, elapsed)
+                except Exception:
+                    log.exception("request observer failed for %s", call.display)
+
+    # -- sorting and describing ----------------------------------------------------------------
+
+    def _error(self, call: _Call, exchange: _Exchange) -> PromotionError:
+        status = exchange.status
+        text = self._describe(call, status, self._error_message(exchange))
+        if status == 401:
+            return AuthenticationFailed(
+                text + " (token refused even after a refresh)", http_status=status
+            )
+        if status == 403:
+            return Forbidden(text, http_status=status)
+        if status == 404:
+            return NotFound(text, http_status=status)
+        if status == 409:
+            return Conflict(text, http_status=status)
+        if status in (400, 422):
+            return Invalid(text, http_status=status)
+        if status in (408, 429) or status >= 500:
+            return SeldonDeployUnavailable(
+                text,
+                http_status=status,
+                retry_after=_parse_retry_after(exchange.headers.get("Retry-After")),
+            )
+        if 300 <= status < 400:
+            return UnexpectedResponse(
+                text + " (redirects are not followed: check the instance URL)", http_status=status
+            )
+        # 405, 406, 410, 413, 415, ...: the client and the server disagree about the API.
+        return UnexpectedResponse(text, http_status=status)
+
+    def _error_message(self, exchange: _Exchange) -> str | None:
+        if not exchange.body:
+            return None
+        try:
+            document = json.loads(exchange.body)
+        except (ValueError, RecursionError):
+            return None
+        return _server_message(document, exchange.token)
+
+    def _describe(self, call: _Call, status: int, server_message: str | None) -> str:
+        reason = _reason_phrase(status)
+        text = f"{call.display} on Seldon Deploy {self._instance.name!r}: HTTP {status}"
+        if reason:
+            text += f" {reason}"
+        if server_message:
+            text += f": {server_message}"
+        return text
+
+    def _json(self, call: _Call, exchange: _Exchange) -> Any:
+        content_type = exchange.headers.get("Content-Type", "")
+        media_type = content_type.split(";", 1)[0].strip().lower()
+        if media_type != "application/json" and not media_type.endswith("+json"):
+            self._unexpected(
+                call, f"content type {media_type or '(none)'!r} instead of JSON", exchange.status
+            )
+        try:
+            return json.loads(exchange.body or b"")
+        except (ValueError, RecursionError):
+            self._unexpected(call, "a body that is not valid JSON", exchange.status)
+
+    def _object(self, call: _Call, exchange: _Exchange) -> dict[str, Any]:
+        document = self._json(call, exchange)
+        if not isinstance(document, dict):
+            self._unexpected(
+                call, f"a JSON {type(document).__name__} instead of an object", exchange.status
+            )
+        return document
+
+    def _unexpected(self, call: _Call, what: str, status: int) -> NoReturn:
+        raise UnexpectedResponse(
+            f"{call.display} on Seldon Deploy {self._instance.name!r}: HTTP {status} with {what}",
+            http_status=status,
+        )
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _read_capped(response: requests.Response, cap: int) -> bytes | None:
+    """The body, or None as soon as it is known to be longer than ``cap`` bytes."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > cap:
+        return None
+    buffer = bytearray()
+    for chunk in response.iter_content(chunk_size=_CHUNK_BYTES):
+        buffer += chunk
+        if len(buffer) > cap:
+            return None
+    return bytes(buffer)
+
+
+def _server_message(document: Any, token: str) -> str | None:
+    """The ``message`` of an API error body (``{"code": ..., "message": ...}``), made safe."""
+    if not isinstance(document, dict):
+        return None
+    message = document.get("message")
+    if not isinstance(message, str):
+        message = document.get("error")
+    if not isinstance(message, str) or not message.strip():
+        return None
+    message = message.replace(token, "[REDACTED]")
+    message = _JWT_RE.sub("[REDACTED]", message)
+    message = _BEARER_RE.sub(r"\1[REDACTED]", message)
+    message = "".join(c if c.isprintable() else " " for c in message)
+    message = _WHITESPACE_RE.sub(" ", message).strip()
+    if len(message) > MAX_SERVER_MESSAGE_CHARS:
+        message = message[: MAX_SERVER_MESSAGE_CHARS - 1].rstrip() + "…"
+    return message
+
+
+def _parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds from a Retry-After header (delay-seconds or HTTP-date), clamped to [0, cap]."""
+    if not value:
+        return None
+    value = value.strip()
+    seconds: float
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
+def _transport_problem(exc: requests.RequestException, timeout: float) -> str:
+    """A short, secret-free description of a transport failure."""
+    if isinstance(exc, requests.Timeout) or (
+        isinstance(exc, requests.ConnectionError) and "timed out" in str(exc).lower()
+    ):
+        return f"timed out after {timeout:g} s"
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.SSLError):
+        found = _TLS_RE.search(text)
+        return "TLS error" + (f": {found.group(0).strip()}" if found else "")
+    found = _ERRNO_RE.search(text)
+    if found:
+        return f"connection failed: {found.group(0).strip()}"
+    return f"connection failed ({type(exc).__name__})"
+
+
+def _reason_phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""

@@ -1,0 +1,485 @@
+"""Bearer tokens for Seldon Deploy: OIDC discovery, both grants, a shared cache, rotation.
+
+One :class:`TokenProvider` per instance (credentials profile), shared by every
+resource through :class:`TokenProviders`. A provider:
+
+- reuses its token until ``refresh_margin`` seconds before the token's ``exp``
+  (read with pyjwt without checking the signature; ``expires_in`` of the token
+  response when the token has no ``exp``); the margin never exceeds half the
+  token's lifetime, so short-lived tokens are still reused;
+- lets one thread refresh while concurrent callers wait for that refresh and then
+  share its result (its token, or its error);
+- re-reads the credentials directory on every refresh, so a rotated Secret is
+  picked up without a restart;
+- finds the token endpoint through ``{oidc-server}/.well-known/openid-configuration``
+  (remembered per issuer, forgotten when a token request fails) or uses ``token-url``;
+- sends the ``id_token`` of the response, or the ``access_token`` when there is no
+  ``id_token`` (what the seldon-deploy-sdk does), or the ``access_token`` when the
+  instance says ``token_kind="access_token"``.
+
+TLS towards the identity provider: verified against ``ca.crt`` of the credentials
+Secret when present, else the system CAs. ``SELDON_DEPLOY_CA_FILE`` (the instance's
+``ca_file``) is for Seldon Deploy only; the instance's ``verify_tls=False`` turns
+verification off for the identity provider too (settings log a warning for it).
+
+Failures raise :class:`AuthenticationFailed` (the identity provider refused the
+credentials, or the credentials files are invalid) or
+:class:`IdentityProviderUnavailable` (unreachable, timed out, 429, 5xx, or an answer
+that is not a token response). No message or log line built here contains a
+password, client secret, token or a response body: only names, URLs, status codes
+and the OAuth ``error``/``error_description`` fields (cleaned and truncated).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeGuard
+
+import jwt
+import requests
+
+from promotion_operator.credentials import Credentials, read_credentials, url_problem
+from promotion_operator.errors import (
+    AuthenticationFailed,
+    IdentityProviderUnavailable,
+    PromotionError,
+    SettingsError,
+)
+from promotion_operator.settings import InstanceSettings, Settings
+
+logger = logging.getLogger(__name__)
+
+DISCOVERY_PATH = "/.well-known/openid-configuration"
+# When a token response says nothing about the token's lifetime.
+FALLBACK_LIFETIME = 60.0
+_MAX_FIELD = 200
+_ERROR_CODE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_REFUSED = frozenset({400, 401, 403})
+
+
+@dataclass(frozen=True)
+class _CachedToken:
+    value: str = ""
+    expires_at: float = 0.0
+    refresh_at: float = 0.0
+
+    def __repr__(self) -> str:  # never show the token
+        return f"_CachedToken(expires_at={self.expires_at}, refresh_at={self.refresh_at})"
+
+
+class TokenProvider:
+    """The bearer token for one Seldon Deploy instance; safe to share between threads."""
+
+    def __init__(
+        self,
+        instance: InstanceSettings,
+        *,
+        session: requests.Session | None = None,
+        clock: Callable[[], float] = time.time,
+        refresh_margin: float = 30.0,
+    ) -> None:
+        self.instance = instance
+        self._session = session if session is not None else requests.Session()
+        self._owns_session = session is None
+        self._clock = clock
+        self._margin = max(0.0, refresh_margin)
+        self._lock = threading.Lock()
+        self._cached: _CachedToken | None = None
+        # Refresh attempts completed (success or failure) and how the last one ended:
+        # a caller that waited for the lock while another refreshed shares that outcome.
+        self._attempts = 0
+        self._last_error: PromotionError | None = None
+        self._endpoints: dict[str, str] = {}  # oidc-server -> discovered token endpoint
+
+    def token(self, *, force_refresh: bool = False, stale: str | None = None) -> str:
+        """The bearer token to send to Seldon Deploy.
+
+        Without arguments: the cached token, or a new one when the cache is empty or
+        within the refresh margin of expiry.
+
+        After Seldon Deploy answered 401, pass the refused token as ``stale`` (or
+        ``force_refresh=True``, which means "the token cached right now is bad"):
+        a new token is fetched unless another thread already replaced the refused
+        one, in which case that newer token is returned. So many callers hitting
+        401 with the same token cause one refresh, not one each.
+
+        Raises AuthenticationFailed or IdentityProviderUnavailable.
+        """
+        attempts_seen = self._attempts  # read before the cache: see the lock block
+        forced = force_refresh or stale is not None
+        cached = self._cached
+        if not forced and cached is not None and self._clock() < cached.refresh_at:
+            return cached.value
+        if forced and stale is None and cached is not None:
+            stale = cached.value
+
+        with self._lock:
+            cached = self._cached
+            now = self._clock()
+            usable = cached is not None and now < cached.expires_at
+            if self._attempts != attempts_seen:
+                # Someone refreshed while we waited: share the outcome, don't fetch again.
+                if self._last_error is None and cached is not None and usable:
+                    return cached.value
+                if self._last_error is not None:
+                    if not forced and cached is not None and usable:
+                        return cached.value
+                    raise _again(self._last_error)
+            if cached is not None:
+                if not forced and now < cached.refresh_at:
+                    return cached.value
+                if forced and usable and cached.value != stale:
+                    return cached.value
+            return self._refresh(cached, forced)
+
+    def close(self) -> None:
+        """Release the HTTP session (only when the provider created it)."""
+        if self._owns_session:
+            self._session.close()
+
+    # -- refresh (called with the lock held) -----------------------------------
+
+    def _refresh(self, previous: _CachedToken | None, forced: bool) -> str:
+        try:
+            fresh = self._fetch()
+        except PromotionError as err:
+            self._attempts += 1
+            self._last_error = err
+            now = self._clock()
+            if not forced and previous is not None and now < previous.expires_at:
+                logger.warning(
+                    "instance %s: token refresh failed (%s); reusing the cached token, "
+                    "valid for %.0f s more",
+                    self.instance.name,
+                    err.message,
+                    previous.expires_at - now,
+                )
+                return previous.value
+            raise
+        self._cached = fresh
+        self._attempts += 1
+        self._last_error = None
+        return fresh.value
+
+    def _fetch(self) -> _CachedToken:
+        name = self.instance.name
+        try:
+            credentials = read_credentials(self.instance.credentials_dir)
+        except SettingsError as exc:
+            raise AuthenticationFailed(
+                f"instance {name}: the credentials in {self.instance.credentials_dir} are "
+                f"invalid: {'; '.join(exc.problems)}"
+            ) from None
+        verify = self._verify(credentials)
+        endpoint = self._token_endpoint(credentials, verify)
+        try:
+            body = self._request_token(endpoint, credentials, verify)
+        except PromotionError:
+            if credentials.oidc_server is not None:
+                # The discovered endpoint may have moved: discover again next time.
+                self._endpoints.pop(credentials.oidc_server, None)
+            raise
+
+        value, kind = self._pick_token(body, endpoint)
+        now = self._clock()
+        expires_at = self._expiry(value, body, now, endpoint)
+        lifetime = expires_at - now
+        margin = min(self._margin, max(lifetime, 0.0) / 2)
+        logger.info(
+            "instance %s: fetched %s with the %s grant for client %s from %s; expires in %.0f s",
+            name,
+            kind,
+            credentials.grant_type,
+            credentials.client_id,
+            endpoint,
+            lifetime,
+        )
+        if lifetime <= 0:
+            logger.warning(
+                "instance %s: the identity provider issued a token that is already expired "
+                "by this host's clock (%.0f s); check clock skew",
+                name,
+                lifetime,
+            )
+        return _CachedToken(value=value, expires_at=expires_at, refresh_at=expires_at - margin)
+
+    def _verify(self, credentials: Credentials) -> bool | str:
+        if not self.instance.verify_tls:
+            return False
+        if credentials.ca_file is not None:
+            return str(credentials.ca_file)
+        return True
+
+    def _token_endpoint(self, credentials: Credentials, verify: bool | str) -> str:
+        if credentials.token_url is not None:
+            return credentials.token_url
+        issuer = credentials.oidc_server
+        assert issuer is not None  # read_credentials guarantees one of the two
+        known = self._endpoints.get(issuer)
+        if known is not None:
+            return known
+        url = issuer + DISCOVERY_PATH
+        name = self.instance.name
+        response = self._send("GET", url, verify, what="OIDC discovery")
+        if response.status_code != 200:
+            raise IdentityProviderUnavailable(
+                f"instance {name}: OIDC discovery at {url} answered HTTP "
+                f"{response.status_code}; check oidc-server in {self.instance.credentials_dir}",
+                http_status=response.status_code,
+                retry_after=_retry_after(response),
+            )
+        document = _json_object(response)
+        endpoint = document.get("token_endpoint") if document is not None else None
+        if not isinstance(endpoint, str) or url_problem(endpoint) is not None:
+            raise IdentityProviderUnavailable(
+                f"instance {name}: OIDC discovery at {url} gave no usable token_endpoint "
+                f"({_describe_body(response)}); check oidc-server in "
+                f"{self.instance.credentials_dir}",
+                http_status=response.status_code,
+            )
+        self._endpoints[issuer] = endpoint
+        return endpoint
+
+    def _request_token(
+        self, endpoint: str, credentials: Credentials, verify: bool | str
+    ) -> Mapping[str, Any]:
+        form: dict[str, str] = {"grant_type": credentials.grant_type}
+        if credentials.grant_type == "password":
+            form["username"] = credentials.username or ""
+            form["password"] = credentials.password or ""
+        form["client_id"] = credentials.client_id
+        if credentials.client_secret is not None:
+            form["client_secret"] = credentials.client_secret
+        form["scope"] = credentials.scope
+
+        response = self._send("POST", endpoint, verify, what="token request", data=form)
+        status = response.status_code
+        name = self.instance.name
+        secrets = [s for s in (credentials.password, credentials.client_secret) if s]
+        who = f"the {credentials.grant_type} grant for client {credentials.client_id}"
+        if credentials.grant_type == "password" and credentials.username:
+            who += f" and user {credentials.username}"
+
+        if status in _REFUSED:
+            raise AuthenticationFailed(
+                f"instance {name}: the identity provider at {endpoint} refused {who} "
+                f"(HTTP {status}{_oauth_error(response, secrets)}); fix the credentials in "
+                f"{self.instance.credentials_dir}",
+                http_status=status,
+            )
+        if status == 429 or status >= 500:
+            raise IdentityProviderUnavailable(
+                f"instance {name}: the identity provider at {endpoint} answered HTTP "
+                f"{status}{_oauth_error(response, secrets)} to {who}",
+                http_status=status,
+                retry_after=_retry_after(response),
+            )
+        if not 200 <= status < 300:
+            raise IdentityProviderUnavailable(
+                f"instance {name}: unexpected HTTP {status} from {endpoint} to {who}; check "
+                f"token-url / oidc-server in {self.instance.credentials_dir}",
+                http_status=status,
+            )
+        body = _json_object(response)
+        if body is None:
+            raise IdentityProviderUnavailable(
+                f"instance {name}: the identity provider at {endpoint} answered HTTP {status} "
+                f"with {_describe_body(response)}, not a JSON token response; check token-url "
+                f"/ oidc-server in {self.instance.credentials_dir}",
+                http_status=status,
+            )
+        return body
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        verify: bool | str,
+        *,
+        what: str,
+        data: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        name = self.instance.name
+        timeout = self.instance.request_timeout
+        try:
+            return self._session.request(
+                method,
+                url,
+                data=data,
+                headers={"Accept": "application/json"},
+                timeout=timeout,
+                verify=verify,
+                allow_redirects=False,
+            )
+        except requests.exceptions.SSLError as exc:
+            hint = (
+                "put the identity provider's CA bundle in ca.crt of "
+                f"{self.instance.credentials_dir}"
+            )
+            raise IdentityProviderUnavailable(
+                f"instance {name}: {what} to {url} failed TLS verification ({hint}): "
+                f"{_clean(str(exc), [])}"
+            ) from None
+        except requests.exceptions.Timeout:
+            raise IdentityProviderUnavailable(
+                f"instance {name}: {what} to {url} got no answer within {timeout:g} s"
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            raise IdentityProviderUnavailable(
+                f"instance {name}: {what} to {url} failed: {type(exc).__name__}: "
+                f"{_clean(str(exc), [])}"
+            ) from None
+
+    def _pick_token(self, body: Mapping[str, Any], endpoint: str) -> tuple[str, str]:
+        id_token = body.get("id_token")
+        access_token = body.get("access_token")
+        if self.instance.token_kind == "id_token" and _nonempty(id_token):
+            return id_token, "id_token"
+        if _nonempty(access_token):
+            kind = "access_token"
+            if self.instance.token_kind == "id_token":
+                kind += " (the response has no id_token)"
+            return access_token, kind
+        wanted = (
+            "id_token or access_token"
+            if self.instance.token_kind == "id_token"
+            else ("access_token")
+        )
+        fields = ", ".join(sorted(str(k)[:40] for k in body)[:20]) or "none"
+        raise IdentityProviderUnavailable(
+            f"instance {self.instance.name}: the token response from {endpoint} has no "
+            f"{wanted} (fields: {fields})"
+        )
+
+    def _expiry(self, token: str, body: Mapping[str, Any], now: float, endpoint: str) -> float:
+        try:
+            claims = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            claims = {}
+        exp = claims.get("exp")
+        if _number(exp):
+            return float(exp)
+        expires_in = body.get("expires_in")
+        if isinstance(expires_in, str):
+            try:
+                expires_in = float(expires_in)
+            except ValueError:
+                expires_in = None
+        if _number(expires_in) and expires_in > 0:
+            return now + float(expires_in)
+        logger.warning(
+            "instance %s: the token from %s has neither exp nor expires_in; "
+            "assuming it lives %.0f s",
+            self.instance.name,
+            endpoint,
+            FALLBACK_LIFETIME,
+        )
+        return now + FALLBACK_LIFETIME
+
+
+class TokenProviders:
+    """One :class:`TokenProvider` (and so one token cache) per configured instance."""
+
+    def __init__(self, settings: Settings, *, refresh_margin: float = 30.0) -> None:
+        self._settings = settings
+        self._providers = {
+            name: TokenProvider(instance, refresh_margin=refresh_margin)
+            for name, instance in settings.instances.items()
+        }
+
+    def for_instance(self, name: str | None) -> TokenProvider:
+        """The provider of instance ``name`` (``None``: default); SettingsError if unknown."""
+        instance = self._settings.instance(name)
+        return self._providers[instance.name]
+
+    def close(self) -> None:
+        for provider in self._providers.values():
+            provider.close()
+
+
+def _again(error: PromotionError) -> PromotionError:
+    """A fresh exception like ``error``, for another thread to raise."""
+    return type(error)(error.message, http_status=error.http_status, retry_after=error.retry_after)
+
+
+def _nonempty(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _number(value: object) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _json_object(response: requests.Response) -> dict[str, Any] | None:
+    try:
+        document = response.json()
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _describe_body(response: requests.Response) -> str:
+    """Say what kind of body came back without quoting it."""
+    content_type = response.headers.get("Content-Type", "no Content-Type")
+    size = len(response.content)
+    if size == 0:
+        return "an empty body"
+    kind = "a JSON body that is not an object" if _parses_as_json(response) else "a non-JSON body"
+    return f"{kind} ({_clean(content_type, [])}, {size} bytes)"
+
+
+def _parses_as_json(response: requests.Response) -> bool:
+    try:
+        response.json()
+    except ValueError:
+        return False
+    return True
+
+
+def _oauth_error(response: requests.Response, secrets: list[str]) -> str:
+    """``": error: description"`` from an OAuth error body, cleaned; empty if there is none."""
+    body = _json_object(response)
+    if body is None:
+        return ""
+    error = body.get("error")
+    description = body.get("error_description")
+    parts: list[str] = []
+    if isinstance(error, str) and _ERROR_CODE.match(error):
+        parts.append(error)
+    if isinstance(description, str) and description.strip():
+        parts.append(_clean(description, secrets))
+    return ": " + ": ".join(parts) if parts else ""
+
+
+def _clean(text: str, secrets: list[str]) -> str:
+    """Printable, single-line, secrets masked, at most _MAX_FIELD characters."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return text if len(text) <= _MAX_FIELD else text[: _MAX_FIELD - 3] + "..."
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date), if usable."""
+    raw = response.headers.get("Retry-After")
+    if not raw:
+        return None
+    raw = raw.strip()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)

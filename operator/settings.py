@@ -1,0 +1,397 @@
+"""The operator's settings: which Seldon Deploy instances it talks to, validated once at start.
+
+The ``default`` instance comes from the environment:
+
+==================================  ================================================
+``SELDON_DEPLOY_URL``               API base, e.g.
+                                    ``https://host/seldon-deploy/api/v1alpha1``
+``SELDON_DEPLOY_CREDENTIALS_DIR``   mounted Secret (default
+                                    ``/var/run/secrets/seldon-deploy``)
+``SELDON_DEPLOY_VERIFY_TLS``        ``true``/``false`` (also ``1``/``0``,
+                                    ``yes``/``no``); default true
+``SELDON_DEPLOY_CA_FILE``           CA bundle for Seldon Deploy's TLS
+``SELDON_DEPLOY_TOKEN``             ``id_token`` (default) or ``access_token``
+``SELDON_DEPLOY_TIMEOUT``           seconds per HTTP call (default 10)
+==================================  ================================================
+
+More instances (for promotions across clusters) come from the YAML file named by
+``PROMOTION_OPERATOR_SETTINGS_FILE``::
+
+    instances:
+      - name: prod                  # what a ModelPromotion's `instance` names
+        url: https://prod.example.com/seldon-deploy/api/v1alpha1
+        credentialsDir: /var/run/secrets/seldon-deploy-prod
+        verifyTLS: true             # optional
+        caFile: /etc/prod-ca/ca.crt # optional; relative paths are relative to the file
+        token: id_token             # optional
+        timeout: 10                 # optional
+
+The file may define ``default`` only when ``SELDON_DEPLOY_URL`` is not set.
+:func:`load_settings` reports every problem at once, one line each, saying what to
+fix; nothing read from a credentials file ever appears in a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal, get_args
+
+import yaml
+
+from promotion_operator.credentials import ca_file_problem, read_credentials, url_problem
+from promotion_operator.errors import SettingsError
+
+logger = logging.getLogger(__name__)
+
+TokenKind = Literal["id_token", "access_token"]
+
+DEFAULT_INSTANCE = "default"
+DEFAULT_CREDENTIALS_DIR = Path("/var/run/secrets/seldon-deploy")
+DEFAULT_TIMEOUT = 10.0
+
+ENV_URL = "SELDON_DEPLOY_URL"
+ENV_CREDENTIALS_DIR = "SELDON_DEPLOY_CREDENTIALS_DIR"
+ENV_VERIFY_TLS = "SELDON_DEPLOY_VERIFY_TLS"
+ENV_CA_FILE = "SELDON_DEPLOY_CA_FILE"
+ENV_TOKEN = "SELDON_DEPLOY_TOKEN"
+ENV_TIMEOUT = "SELDON_DEPLOY_TIMEOUT"
+ENV_SETTINGS_FILE = "PROMOTION_OPERATOR_SETTINGS_FILE"
+
+# Instance names are what a ModelPromotion's `instance` field holds: a DNS-1123 label.
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no"})
+_FILE_KEYS = frozenset({"name", "url", "credentialsDir", "verifyTLS", "caFile", "token", "timeout"})
+
+
+@dataclass(frozen=True)
+class InstanceSettings:
+    """One Seldon Deploy installation and the credentials profile used to call it."""
+
+    name: str
+    url: str
+    credentials_dir: Path
+    verify_tls: bool = True
+    ca_file: Path | None = None
+    token_kind: TokenKind = "id_token"
+    request_timeout: float = DEFAULT_TIMEOUT
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every configured instance, by name."""
+
+    instances: Mapping[str, InstanceSettings]
+
+    def instance(self, name: str | None) -> InstanceSettings:
+        """The instance called ``name`` (``None`` means ``default``); SettingsError if unknown."""
+        key = DEFAULT_INSTANCE if name is None else name
+        try:
+            return self.instances[key]
+        except KeyError:
+            configured = ", ".join(sorted(self.instances)) or "none"
+            if name is None:
+                raise SettingsError(
+                    [
+                        "no instance named in the resource and no default instance configured "
+                        f"(set {ENV_URL}, or name one of: {configured})"
+                    ]
+                ) from None
+            raise SettingsError(
+                [
+                    f"unknown Seldon Deploy instance {name!r} (configured: {configured}); "
+                    f"add it to the file named by {ENV_SETTINGS_FILE}"
+                ]
+            ) from None
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Build and validate the settings from ``env`` (usually ``os.environ``).
+
+    Raises SettingsError listing every problem found, one line each.
+    """
+    problems: list[str] = []
+    instances: dict[str, InstanceSettings] = {}
+
+    env_sets_default = bool(env.get(ENV_URL, "").strip())
+    from_env = _instance_from_env(env, problems)
+    if from_env is not None:
+        instances[from_env.name] = from_env
+
+    settings_file = env.get(ENV_SETTINGS_FILE, "").strip()
+    if settings_file:
+        for instance in _instances_from_file(Path(settings_file), env_sets_default, problems):
+            instances[instance.name] = instance
+
+    if not instances and not problems:
+        problems.append(
+            f"no Seldon Deploy instance configured: set {ENV_URL} (and "
+            f"{ENV_CREDENTIALS_DIR}), or list instances in the file named by {ENV_SETTINGS_FILE}"
+        )
+
+    if problems:
+        raise SettingsError(problems)
+    for instance in instances.values():
+        _warn_insecure(instance)
+    return Settings(instances=MappingProxyType(instances))
+
+
+def _instance_from_env(env: Mapping[str, str], problems: list[str]) -> InstanceSettings | None:
+    url = env.get(ENV_URL, "").strip()
+    if not url:
+        stray = [
+            k
+            for k in (ENV_CREDENTIALS_DIR, ENV_VERIFY_TLS, ENV_CA_FILE, ENV_TOKEN, ENV_TIMEOUT)
+            if env.get(k, "").strip()
+        ]
+        if stray:
+            problems.append(
+                f"{', '.join(stray)} {'is' if len(stray) == 1 else 'are'} set but {ENV_URL} "
+                f"is not: set {ENV_URL} for the default instance, or unset them"
+            )
+        return None
+
+    before = len(problems)
+    url = _check_url(url, ENV_URL, problems)
+
+    raw_dir = env.get(ENV_CREDENTIALS_DIR, "").strip()
+    credentials_dir = Path(raw_dir) if raw_dir else DEFAULT_CREDENTIALS_DIR
+    _check_credentials_dir(credentials_dir, f"instance 'default' ({ENV_CREDENTIALS_DIR})", problems)
+
+    verify_tls = True
+    raw_verify = env.get(ENV_VERIFY_TLS, "").strip()
+    if raw_verify:
+        parsed = _parse_bool(raw_verify)
+        if parsed is None:
+            problems.append(f"{ENV_VERIFY_TLS} must be true or false (or 1/0, yes/no)")
+        else:
+            verify_tls = parsed
+
+    ca_file: Path | None = None
+    raw_ca = env.get(ENV_CA_FILE, "").strip()
+    if raw_ca:
+        ca_file = Path(raw_ca)
+        if (problem := ca_file_problem(ca_file)) is not None:
+            problems.append(f"{ENV_CA_FILE}: {problem}")
+
+    token_kind = _check_token_kind(env.get(ENV_TOKEN, "").strip() or None, ENV_TOKEN, problems)
+
+    timeout = DEFAULT_TIMEOUT
+    raw_timeout = env.get(ENV_TIMEOUT, "").strip()
+    if raw_timeout:
+        try:
+            timeout = _check_timeout(float(raw_timeout), ENV_TIMEOUT, problems)
+        except ValueError:
+            problems.append(f"{ENV_TIMEOUT} must be a positive number of seconds")
+
+    if len(problems) > before:
+        return None
+    return InstanceSettings(
+        name=DEFAULT_INSTANCE,
+        url=url,
+        credentials_dir=credentials_dir,
+        verify_tls=verify_tls,
+        ca_file=ca_file,
+        token_kind=token_kind,
+        request_timeout=timeout,
+    )
+
+
+def _instances_from_file(
+    path: Path, env_sets_default: bool, problems: list[str]
+) -> list[InstanceSettings]:
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problems.append(f"{ENV_SETTINGS_FILE}: {path} does not exist")
+        return []
+    except OSError as exc:
+        problems.append(f"{ENV_SETTINGS_FILE}: cannot read {path}: {exc.strerror or exc}")
+        return []
+    except UnicodeDecodeError:
+        problems.append(f"{path}: not UTF-8 text")
+        return []
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problems.append(f"{path}: not valid YAML{at}")
+        return []
+
+    if not isinstance(document, dict) or not isinstance(document.get("instances"), list):
+        problems.append(f"{path}: expected a mapping with an 'instances' list")
+        return []
+    if extra := sorted(str(k) for k in document if k != "instances"):
+        problems.append(f"{path}: unknown top-level key(s) {', '.join(extra)}; expected instances")
+
+    result: list[InstanceSettings] = []
+    seen: set[str] = set()
+    for index, item in enumerate(document["instances"]):
+        name = item.get("name") if isinstance(item, dict) else None
+        if isinstance(name, str):
+            if name == DEFAULT_INSTANCE and env_sets_default:
+                problems.append(
+                    f"{path}: instance 'default' is already configured by {ENV_URL}; "
+                    f"rename it or unset {ENV_URL}"
+                )
+                continue
+            if name in seen:
+                problems.append(f"{path}: instance {name!r} is defined more than once")
+                continue
+            seen.add(name)
+        instance = _instance_from_item(path, index, item, problems)
+        if instance is not None:
+            result.append(instance)
+    return result
+
+
+def _instance_from_item(
+    path: Path, index: int, item: Any, problems: list[str]
+) -> InstanceSettings | None:
+    where = f"{path}: instances[{index}]"
+    if not isinstance(item, dict):
+        problems.append(f"{where} must be a mapping with name, url and credentialsDir")
+        return None
+    before = len(problems)
+
+    name = item.get("name")
+    if isinstance(name, str) and _NAME.match(name):
+        where = f"{path}: instance {name!r}"
+    else:
+        problems.append(
+            f"{where}: name must be a lowercase DNS label (letters, digits, '-'; at most 63)"
+        )
+    if unknown := sorted(str(k) for k in item if k not in _FILE_KEYS):
+        problems.append(
+            f"{where}: unknown key(s) {', '.join(unknown)}; "
+            f"expected {', '.join(sorted(_FILE_KEYS))}"
+        )
+
+    url = item.get("url")
+    if not isinstance(url, str) or not url.strip():
+        problems.append(f"{where}: url is required (the Seldon Deploy API base URL)")
+        url = ""
+    else:
+        url = _check_url(url.strip(), f"{where}: url", problems)
+
+    credentials_dir: Path | None = None
+    raw_dir = item.get("credentialsDir")
+    if not isinstance(raw_dir, str) or not raw_dir.strip():
+        problems.append(f"{where}: credentialsDir is required (the mounted Secret's directory)")
+    else:
+        credentials_dir = _relative_to(path, raw_dir.strip())
+        _check_credentials_dir(credentials_dir, where, problems)
+
+    verify_tls = True
+    raw_verify = item.get("verifyTLS")
+    if raw_verify is not None:
+        parsed = raw_verify if isinstance(raw_verify, bool) else _parse_bool(str(raw_verify))
+        if parsed is None:
+            problems.append(f"{where}: verifyTLS must be true or false")
+        else:
+            verify_tls = parsed
+
+    ca_file: Path | None = None
+    raw_ca = item.get("caFile")
+    if raw_ca is not None:
+        if not isinstance(raw_ca, str) or not raw_ca.strip():
+            problems.append(f"{where}: caFile must be a path")
+        else:
+            ca_file = _relative_to(path, raw_ca.strip())
+            if (problem := ca_file_problem(ca_file)) is not None:
+                problems.append(f"{where}: caFile: {problem}")
+
+    raw_token = item.get("token")
+    token_kind = _check_token_kind(
+        None if raw_token is None else str(raw_token), f"{where}: token", problems
+    )
+
+    timeout = DEFAULT_TIMEOUT
+    raw_timeout = item.get("timeout")
+    if raw_timeout is not None:
+        if isinstance(raw_timeout, bool) or not isinstance(raw_timeout, int | float):
+            problems.append(f"{where}: timeout must be a positive number of seconds")
+        else:
+            timeout = _check_timeout(float(raw_timeout), f"{where}: timeout", problems)
+
+    if len(problems) > before:
+        return None
+    assert isinstance(name, str) and credentials_dir is not None
+    return InstanceSettings(
+        name=name,
+        url=url,
+        credentials_dir=credentials_dir,
+        verify_tls=verify_tls,
+        ca_file=ca_file,
+        token_kind=token_kind,
+        request_timeout=timeout,
+    )
+
+
+def _relative_to(settings_file: Path, value: str) -> Path:
+    candidate = Path(value)
+    return candidate if candidate.is_absolute() else settings_file.parent / candidate
+
+
+def _check_url(url: str, where: str, problems: list[str]) -> str:
+    problem = url_problem(url)
+    if problem is not None:
+        problems.append(f"{where} {problem} (e.g. https://HOST/seldon-deploy/api/v1alpha1)")
+    return url.rstrip("/")
+
+
+def _check_credentials_dir(directory: Path, where: str, problems: list[str]) -> None:
+    try:
+        read_credentials(directory)
+    except SettingsError as exc:
+        problems.extend(f"{where}: {line}" for line in exc.problems)
+
+
+def _check_token_kind(value: str | None, where: str, problems: list[str]) -> TokenKind:
+    if value is None:
+        return "id_token"
+    if value in get_args(TokenKind):
+        return value  # type: ignore[return-value]
+    problems.append(f"{where} must be id_token or access_token")
+    return "id_token"
+
+
+def _check_timeout(value: float, where: str, problems: list[str]) -> float:
+    if not math.isfinite(value) or value <= 0:
+        problems.append(f"{where} must be a positive number of seconds")
+        return DEFAULT_TIMEOUT
+    return value
+
+
+def _parse_bool(value: str) -> bool | None:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    return None
+
+
+def _warn_insecure(instance: InstanceSettings) -> None:
+    if instance.url.startswith("http://"):
+        logger.warning(
+            "instance %s: Seldon Deploy URL %s uses plain http; tokens travel unencrypted",
+            instance.name,
+            instance.url,
+        )
+    if not instance.verify_tls:
+        logger.warning(
+            "instance %s: TLS verification is off for Seldon Deploy and its identity provider",
+            instance.name,
+        )
+        if instance.ca_file is not None:
+            logger.warning(
+                "instance %s: caFile %s is ignored because TLS verification is off",
+                instance.name,
+                instance.ca_file,
+            )

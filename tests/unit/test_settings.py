@@ -1,0 +1,433 @@
+"""Settings from the environment and the instances file, validated once at start-up."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from promotion_operator.errors import SettingsError
+from promotion_operator.settings import InstanceSettings, Settings, load_settings
+from tests.oidcstub import write_secret
+
+URL = "https://deploy.example/seldon-deploy/api/v1alpha1"
+PASSWORD = "hunter2-Pa55w0rd"
+PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> Path:
+    return write_secret(
+        tmp_path / "secret",
+        {
+            "oidc-server": "https://idp.example/realms/deploy-realm",
+            "client-id": "sd-api",
+            "username": "alice",
+            "password": PASSWORD,
+        },
+    )
+
+
+def env_for(secret: Path, **extra: str) -> dict[str, str]:
+    return {"SELDON_DEPLOY_URL": URL, "SELDON_DEPLOY_CREDENTIALS_DIR": str(secret), **extra}
+
+
+def problems_of(env: dict[str, str]) -> list[str]:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env)
+    return caught.value.problems
+
+
+def write_file(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "instances.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_env_configures_the_default_instance(secret: Path) -> None:
+    settings = load_settings(env_for(secret))
+
+    assert dict(settings.instances) == {
+        "default": InstanceSettings(name="default", url=URL, credentials_dir=secret)
+    }
+
+
+def test_defaults_are_tls_on_id_token_and_ten_seconds(secret: Path) -> None:
+    instance = load_settings(env_for(secret)).instance(None)
+
+    assert (instance.verify_tls, instance.ca_file, instance.token_kind) == (True, None, "id_token")
+    assert instance.request_timeout == 10.0
+
+
+def test_url_loses_its_trailing_slash(secret: Path) -> None:
+    settings = load_settings(env_for(secret, SELDON_DEPLOY_URL=URL + "/"))
+
+    assert settings.instance(None).url == URL
+
+
+def test_credentials_dir_defaults_to_var_run_secrets(tmp_path: Path) -> None:
+    [problem] = problems_of({"SELDON_DEPLOY_URL": URL})
+
+    assert "/var/run/secrets/seldon-deploy" in problem
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("true", True), ("TRUE", True), ("1", True), ("yes", True)]
+    + [("false", False), ("False", False), ("0", False), ("no", False)],
+)
+def test_verify_tls_accepts_booleans(secret: Path, value: str, expected: bool) -> None:
+    settings = load_settings(env_for(secret, SELDON_DEPLOY_VERIFY_TLS=value))
+
+    assert settings.instance(None).verify_tls is expected
+
+
+def test_verify_tls_rejects_other_values(secret: Path) -> None:
+    assert problems_of(env_for(secret, SELDON_DEPLOY_VERIFY_TLS="maybe")) == [
+        "SELDON_DEPLOY_VERIFY_TLS must be true or false (or 1/0, yes/no)"
+    ]
+
+
+def test_verify_tls_off_logs_a_warning(secret: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="promotion_operator.settings"):
+        load_settings(env_for(secret, SELDON_DEPLOY_VERIFY_TLS="false"))
+
+    assert "instance default: TLS verification is off" in caplog.text
+
+
+def test_plain_http_url_is_allowed_with_a_warning(
+    secret: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="promotion_operator.settings"):
+        settings = load_settings(env_for(secret, SELDON_DEPLOY_URL="http://sd.local/api"))
+
+    assert settings.instance(None).url == "http://sd.local/api"
+    assert "uses plain http" in caplog.text
+
+
+def test_https_url_logs_no_warning(secret: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="promotion_operator.settings"):
+        load_settings(env_for(secret))
+
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("deploy.example/api", "must be an http:// or https:// URL"),
+        ("ftp://deploy.example/api", "must be an http:// or https:// URL"),
+        ("https://", "must name a host"),
+        ("https://user:pw@deploy.example/api", "must not embed a user name or password"),
+    ],
+)
+def test_url_must_be_http_with_a_host(secret: Path, url: str, expected: str) -> None:
+    [problem] = problems_of(env_for(secret, SELDON_DEPLOY_URL=url))
+
+    assert problem.startswith(f"SELDON_DEPLOY_URL {expected}")
+    assert "pw" not in problem
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "nan", "inf"])
+def test_timeout_must_be_a_positive_number(secret: Path, value: str) -> None:
+    assert problems_of(env_for(secret, SELDON_DEPLOY_TIMEOUT=value)) == [
+        "SELDON_DEPLOY_TIMEOUT must be a positive number of seconds"
+    ]
+
+
+def test_timeout_accepts_fractions(secret: Path) -> None:
+    settings = load_settings(env_for(secret, SELDON_DEPLOY_TIMEOUT="2.5"))
+
+    assert settings.instance(None).request_timeout == 2.5
+
+
+def test_token_kind_access_token(secret: Path) -> None:
+    settings = load_settings(env_for(secret, SELDON_DEPLOY_TOKEN="access_token"))
+
+    assert settings.instance(None).token_kind == "access_token"
+
+
+def test_unknown_token_kind_is_a_problem(secret: Path) -> None:
+    assert problems_of(env_for(secret, SELDON_DEPLOY_TOKEN="refresh_token")) == [
+        "SELDON_DEPLOY_TOKEN must be id_token or access_token"
+    ]
+
+
+def test_ca_file_is_kept(secret: Path, tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text(PEM)
+
+    settings = load_settings(env_for(secret, SELDON_DEPLOY_CA_FILE=str(ca)))
+
+    assert settings.instance(None).ca_file == ca
+
+
+def test_missing_ca_file_is_a_problem(secret: Path, tmp_path: Path) -> None:
+    assert problems_of(env_for(secret, SELDON_DEPLOY_CA_FILE=str(tmp_path / "nope.pem"))) == [
+        f"SELDON_DEPLOY_CA_FILE: CA bundle {tmp_path / 'nope.pem'} does not exist"
+    ]
+
+
+def test_credentials_problems_name_the_instance(tmp_path: Path) -> None:
+    secret = write_secret(tmp_path / "s", {"token-url": "https://idp/t"})
+
+    problems = problems_of(env_for(secret))
+
+    assert len(problems) == 2
+    assert all(
+        p.startswith("instance 'default' (SELDON_DEPLOY_CREDENTIALS_DIR): ") for p in problems
+    )
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads everything")
+def test_unreadable_credentials_dir_is_a_problem(secret: Path) -> None:
+    secret.chmod(0)
+    try:
+        [problem] = problems_of(env_for(secret))
+    finally:
+        secret.chmod(0o755)
+
+    assert problem.endswith(f"credentials directory {secret} is not readable")
+
+
+def test_every_problem_is_reported_in_one_error(tmp_path: Path) -> None:
+    problems = problems_of(
+        {
+            "SELDON_DEPLOY_URL": "ftp://deploy",
+            "SELDON_DEPLOY_CREDENTIALS_DIR": str(tmp_path / "missing"),
+            "SELDON_DEPLOY_VERIFY_TLS": "sometimes",
+            "SELDON_DEPLOY_CA_FILE": str(tmp_path / "missing.pem"),
+            "SELDON_DEPLOY_TOKEN": "bearer",
+            "SELDON_DEPLOY_TIMEOUT": "-3",
+            "PROMOTION_OPERATOR_SETTINGS_FILE": str(tmp_path / "missing.yaml"),
+        }
+    )
+
+    assert [p.split(" ")[0] for p in problems] == [
+        "SELDON_DEPLOY_URL",
+        "instance",
+        "SELDON_DEPLOY_VERIFY_TLS",
+        "SELDON_DEPLOY_CA_FILE:",
+        "SELDON_DEPLOY_TOKEN",
+        "SELDON_DEPLOY_TIMEOUT",
+        "PROMOTION_OPERATOR_SETTINGS_FILE:",
+    ]
+
+
+def test_error_message_has_one_line_per_problem(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"SELDON_DEPLOY_URL": "ftp://x", "SELDON_DEPLOY_TOKEN": "x"})
+
+    assert str(caught.value) == "; ".join(caught.value.problems)
+    assert all("\n" not in p for p in caught.value.problems)
+
+
+def test_nothing_configured_is_a_problem() -> None:
+    [problem] = problems_of({})
+
+    assert problem.startswith("no Seldon Deploy instance configured: set SELDON_DEPLOY_URL")
+
+
+def test_settings_without_url_are_a_problem(secret: Path) -> None:
+    problems = problems_of(
+        {"SELDON_DEPLOY_CREDENTIALS_DIR": str(secret), "SELDON_DEPLOY_TOKEN": "id_token"}
+    )
+
+    assert problems[0] == (
+        "SELDON_DEPLOY_CREDENTIALS_DIR, SELDON_DEPLOY_TOKEN are set but SELDON_DEPLOY_URL is not:"
+        " set SELDON_DEPLOY_URL for the default instance, or unset them"
+    )
+
+
+def test_file_adds_instances(secret: Path, tmp_path: Path) -> None:
+    ca = tmp_path / "prod-ca.pem"
+    ca.write_text(PEM)
+    path = write_file(
+        tmp_path,
+        f"""
+instances:
+  - name: prod
+    url: https://prod.example/seldon-deploy/api/v1alpha1/
+    credentialsDir: {secret}
+    verifyTLS: false
+    caFile: {ca}
+    token: access_token
+    timeout: 3
+  - name: staging
+    url: https://staging.example/seldon-deploy/api/v1alpha1
+    credentialsDir: {secret}
+""",
+    )
+
+    settings = load_settings(env_for(secret, PROMOTION_OPERATOR_SETTINGS_FILE=path))
+
+    assert sorted(settings.instances) == ["default", "prod", "staging"]
+    assert settings.instance("prod") == InstanceSettings(
+        name="prod",
+        url="https://prod.example/seldon-deploy/api/v1alpha1",
+        credentials_dir=secret,
+        verify_tls=False,
+        ca_file=ca,
+        token_kind="access_token",
+        request_timeout=3.0,
+    )
+    assert settings.instance("staging") == InstanceSettings(
+        name="staging",
+        url="https://staging.example/seldon-deploy/api/v1alpha1",
+        credentials_dir=secret,
+    )
+
+
+def test_file_paths_are_relative_to_the_file(secret: Path, tmp_path: Path) -> None:
+    path = write_file(
+        tmp_path, f"instances: [{{name: prod, url: '{URL}', credentialsDir: {secret.name}}}]"
+    )
+
+    settings = load_settings({"PROMOTION_OPERATOR_SETTINGS_FILE": path})
+
+    assert settings.instance("prod").credentials_dir == tmp_path / secret.name
+
+
+def test_file_may_define_default_when_env_does_not(secret: Path, tmp_path: Path) -> None:
+    path = write_file(
+        tmp_path, f"instances: [{{name: default, url: '{URL}', credentialsDir: '{secret}'}}]"
+    )
+
+    settings = load_settings({"PROMOTION_OPERATOR_SETTINGS_FILE": path})
+
+    assert settings.instance(None).name == "default"
+
+
+def test_file_default_conflicts_with_env(secret: Path, tmp_path: Path) -> None:
+    path = write_file(
+        tmp_path, f"instances: [{{name: default, url: '{URL}', credentialsDir: '{secret}'}}]"
+    )
+
+    assert problems_of(env_for(secret, PROMOTION_OPERATOR_SETTINGS_FILE=path)) == [
+        f"{path}: instance 'default' is already configured by SELDON_DEPLOY_URL; "
+        "rename it or unset SELDON_DEPLOY_URL"
+    ]
+
+
+def test_duplicate_names_in_file_are_a_problem(secret: Path, tmp_path: Path) -> None:
+    item = f"{{name: prod, url: '{URL}', credentialsDir: '{secret}'}}"
+    path = write_file(tmp_path, f"instances: [{item}, {item}]")
+
+    assert problems_of({"PROMOTION_OPERATOR_SETTINGS_FILE": path}) == [
+        f"{path}: instance 'prod' is defined more than once"
+    ]
+
+
+def test_file_entry_problems_are_all_reported(secret: Path, tmp_path: Path) -> None:
+    path = write_file(
+        tmp_path,
+        """
+instances:
+  - name: Prod_1
+    url: ftp://prod
+    verifyTLS: perhaps
+    caFile: missing.pem
+    token: saml
+    timeout: fast
+    credentialDir: /typo
+""",
+    )
+
+    problems = problems_of({"PROMOTION_OPERATOR_SETTINGS_FILE": path})
+
+    where = f"{path}: instances[0]"
+    assert problems == [
+        f"{where}: name must be a lowercase DNS label (letters, digits, '-'; at most 63)",
+        f"{where}: unknown key(s) credentialDir; expected caFile, credentialsDir, name, "
+        "timeout, token, url, verifyTLS",
+        f"{where}: url must be an http:// or https:// URL "
+        "(e.g. https://HOST/seldon-deploy/api/v1alpha1)",
+        f"{where}: credentialsDir is required (the mounted Secret's directory)",
+        f"{where}: verifyTLS must be true or false",
+        f"{where}: caFile: CA bundle {tmp_path / 'missing.pem'} does not exist",
+        f"{where}: token must be id_token or access_token",
+        f"{where}: timeout must be a positive number of seconds",
+    ]
+
+
+def test_file_entry_problems_name_the_instance(tmp_path: Path) -> None:
+    path = write_file(tmp_path, "instances: [{name: prod, credentialsDir: /nonexistent}]")
+
+    problems = problems_of({"PROMOTION_OPERATOR_SETTINGS_FILE": path})
+
+    assert problems == [
+        f"{path}: instance 'prod': url is required (the Seldon Deploy API base URL)",
+        f"{path}: instance 'prod': credentials directory /nonexistent does not exist",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("instances: [", "not valid YAML at line 1, column 13"),
+        ("- a\n- b\n", "expected a mapping with an 'instances' list"),
+        ("instances: {}", "expected a mapping with an 'instances' list"),
+    ],
+)
+def test_malformed_file_is_a_problem(tmp_path: Path, text: str, expected: str) -> None:
+    path = write_file(tmp_path, text)
+
+    assert problems_of({"PROMOTION_OPERATOR_SETTINGS_FILE": path}) == [f"{path}: {expected}"]
+
+
+def test_missing_file_is_a_problem(tmp_path: Path) -> None:
+    path = tmp_path / "nope.yaml"
+
+    assert problems_of({"PROMOTION_OPERATOR_SETTINGS_FILE": str(path)}) == [
+        f"PROMOTION_OPERATOR_SETTINGS_FILE: {path} does not exist"
+    ]
+
+
+def test_instance_none_means_default(secret: Path) -> None:
+    settings = load_settings(env_for(secret))
+
+    assert settings.instance(None) is settings.instance("default")
+
+
+def test_unknown_instance_names_the_configured_ones(secret: Path) -> None:
+    settings = load_settings(env_for(secret))
+
+    with pytest.raises(SettingsError) as caught:
+        settings.instance("prod")
+
+    assert str(caught.value) == (
+        "unknown Seldon Deploy instance 'prod' (configured: default); "
+        "add it to the file named by PROMOTION_OPERATOR_SETTINGS_FILE"
+    )
+
+
+def test_missing_default_instance_says_what_to_do(secret: Path) -> None:
+    settings = Settings(
+        instances={"prod": InstanceSettings(name="prod", url=URL, credentials_dir=secret)}
+    )
+
+    with pytest.raises(SettingsError, match="no default instance configured"):
+        settings.instance(None)
+
+
+def test_instances_cannot_be_changed_after_loading(secret: Path) -> None:
+    settings = load_settings(env_for(secret))
+
+    with pytest.raises(TypeError):
+        settings.instances["x"] = settings.instance(None)  # type: ignore[index]
+
+
+def test_problems_never_quote_credential_files(tmp_path: Path) -> None:
+    secret = write_secret(
+        tmp_path / "s",
+        {"token-url": f"ftp://{PASSWORD}", "grant-type": PASSWORD, "password": PASSWORD},
+    )
+
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env_for(secret))
+
+    assert len(caught.value.problems) >= 3
+    assert PASSWORD not in str(caught.value)
+    assert PASSWORD not in repr(caught.value)

@@ -105,7 +105,9 @@ _TLS_RE = re.compile(
 class TokenSource(Protocol):
     """Gives the bearer token for one instance (``auth.TokenProvider`` satisfies this)."""
 
-    def token(self, *, force_refresh: bool = False) -> str: ...
+    def token(self, *, force_refresh: bool = False, stale: str | None = None) -> str:
+        """The token to send; ``force_refresh`` replaces ``stale`` (the refused one)."""
+        ...
 
 
 #: Called after every HTTP exchange with (method, path template, status or None, seconds).
@@ -292,10 +294,11 @@ class SeldonDeployClient:
         data = None
         if payload is not None:
             data = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
-        exchange = self._send(call, self._bearer(force_refresh=False), query, data)
+        token = self._bearer()
+        exchange = self._send(call, token, query, data)
         if exchange.status == 401:
             log.debug("%s: 401, refreshing the token and retrying once", call.display)
-            exchange = self._send(call, self._bearer(force_refresh=True), query, data)
+            exchange = self._send(call, self._bearer(refused=token), query, data)
         if 200 <= exchange.status < 300:
             if exchange.body is None:
                 self._unexpected(
@@ -306,8 +309,13 @@ class SeldonDeployClient:
             return exchange
         raise self._error(call, exchange)
 
-    def _bearer(self, *, force_refresh: bool) -> str:
-        token = self._tokens.token(force_refresh=force_refresh)
+    def _bearer(self, *, refused: str | None = None) -> str:
+        # After a 401, only the refused token is replaced: if another thread already
+        # refreshed it, its newer token is reused rather than fetching a third.
+        if refused is None:
+            token = self._tokens.token()
+        else:
+            token = self._tokens.token(force_refresh=True, stale=refused)
         if not isinstance(token, str) or not _TOKEN_RE.fullmatch(token):
             # Never echo the value: it is (or is close to) a secret.
             raise AuthenticationFailed(

@@ -191,9 +191,11 @@ class FakeTokens:
     def __init__(self, *tokens: str) -> None:
         self._tokens = list(tokens) or [TOKEN]
         self.calls: list[bool] = []
+        self.stale: list[str | None] = []
 
-    def token(self, *, force_refresh: bool = False) -> str:
+    def token(self, *, force_refresh: bool = False, stale: str | None = None) -> str:
         self.calls.append(force_refresh)
+        self.stale.append(stale)
         if force_refresh and len(self._tokens) > 1:
             self._tokens.pop(0)
         return self._tokens[0]
@@ -361,6 +363,7 @@ def test_unauthorized_forces_one_token_refresh_then_succeeds(
     assert client.read("prod", "iris") == SDEP
 
     assert tokens.calls == [False, True]
+    assert tokens.stale == [None, TOKEN]  # only the refused token is replaced
     first, second = seldon.requests
     assert first.headers["Authorization"] == f"Bearer {TOKEN}"
     assert second.headers["Authorization"] == f"Bearer {NEW_TOKEN}"

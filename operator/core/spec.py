@@ -1,0 +1,110 @@
+"""The ModelPromotion spec as typed, validated plain data."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_TIMEOUT = "10m"
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration such as ``90s``, ``10m`` or ``1h30m``."""
+    position, total = 0, 0.0
+    for match in _DURATION.finditer(text):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        position = match.end()
+    if not text or position != len(text):
+        raise ValueError(f"{text!r} is not a duration like 90s, 10m or 1h30m")
+    return total
+
+
+@dataclass(frozen=True)
+class DeploymentRef:
+    """Where a SeldonDeployment lives: instance (credentials profile), namespace, name."""
+
+    namespace: str
+    name: str
+    instance: str | None = None
+
+    def __str__(self) -> str:
+        prefix = f"{self.instance}:" if self.instance else ""
+        return f"{prefix}{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class ComponentOverride:
+    """A new image for a container, or a new model URI for a graph node, by name."""
+
+    name: str
+    predictor: str | None = None
+    image: str | None = None
+    model_uri: str | None = None
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Changes applied to the promoted spec."""
+
+    replicas: int | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    components: tuple[ComponentOverride, ...] = ()
+
+
+@dataclass(frozen=True)
+class PromotionSpec:
+    """What one ModelPromotion asks for."""
+
+    source: DeploymentRef
+    target: DeploymentRef
+    overrides: Overrides = Overrides()
+    timeout_seconds: float = 600.0
+    rollback_on_failure: bool = True
+    gitops_message: str | None = None
+    dry_run: bool = False
+    suspend: bool = False
+    strategy: str = "Replace"
+
+
+def parse_spec(spec: Mapping[str, Any]) -> PromotionSpec:
+    """Read the resource's spec (already checked by the CRD schema) into a PromotionSpec."""
+    source = spec["source"]
+    target = spec["target"]
+    overrides = spec.get("overrides") or {}
+    return PromotionSpec(
+        source=DeploymentRef(source["namespace"], source["name"], source.get("instance")),
+        target=DeploymentRef(
+            target["namespace"],
+            target.get("name") or source["name"],
+            target.get("instance", source.get("instance")),
+        ),
+        overrides=Overrides(
+            replicas=overrides.get("replicas"),
+            labels=dict(overrides.get("labels") or {}),
+            annotations=dict(overrides.get("annotations") or {}),
+            components=tuple(
+                ComponentOverride(
+                    name=c["name"],
+                    predictor=c.get("predictor"),
+                    image=c.get("image"),
+                    model_uri=c.get("modelUri"),
+                )
+                for c in overrides.get("components") or ()
+            ),
+        ),
+        timeout_seconds=parse_duration(
+            (spec.get("verification") or {}).get("timeout", DEFAULT_TIMEOUT)
+        ),
+        rollback_on_failure=(spec.get("rollback") or {}).get("onFailure", True),
+        gitops_message=(spec.get("gitops") or {}).get("message"),
+        dry_run=bool(spec.get("dryRun", False)),
+        suspend=bool(spec.get("suspend", False)),
+        strategy=spec.get("strategy", "Replace"),
+    )

@@ -39,7 +39,7 @@ test: lint typecheck prepare
 	$(BIN)/pytest
 
 demo: prepare
-	$(BIN)/python -m tests.harness up --exit-when-ready
+	$(BIN)/python -m tests.harness demo
 
 stack: prepare
 	$(BIN)/python -m tests.harness up

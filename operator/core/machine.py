@@ -157,6 +157,9 @@ def after_action(
             return _retry_or_fail(ctx, run, failure)
         return _finish(ctx, run, Phase.ROLLED_BACK, run.outcome, _rolled_back_message(ctx, run))
     if failure is not None:
+        if action.kind == "Update" and failure.http_status == 404:
+            # The target vanished since it was read; the next pass creates it.
+            failure = replace(failure, retryable=True)
         return _retry_or_fail(ctx, run, failure)
     if action.kind == "Validate":
         return _validated(ctx, run)

@@ -107,7 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--exit-when-ready", action="store_true", help="stop again once ready")
     up.add_argument("--state-file", type=Path, help="write the stack's facts as JSON here")
     sub.add_parser("prepare", help="build the binaries and fetch Keycloak, then exit")
+    sub.add_parser("demo", help="run the example promotions on the stack, then stop")
     args = parser.parse_args(argv)
+
+    if args.command == "demo":
+        from tests.harness.demo import run_demo
+
+        signal.signal(signal.SIGTERM, _raise_exit)
+        return run_demo()
 
     if args.command == "prepare":
         ensure_binaries()

@@ -1,0 +1,107 @@
+"""``promotion-operator`` (or ``python -m promotion_operator``): run the operator.
+
+Settings are read from the environment and validated before Kopf starts; an
+invalid setting stops the operator with one line per problem and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import kopf
+
+from promotion_operator.core.machine import RetryPolicy
+from promotion_operator.errors import SettingsError
+from promotion_operator.runner import Runtime
+from promotion_operator.settings import load_settings
+
+EXIT_INVALID_SETTINGS = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="promotion-operator",
+        description="Promote SeldonDeployments between environments (Kopf operator).",
+    )
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch ModelPromotions in this namespace (repeat for several)",
+    )
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="watch every namespace (default)"
+    )
+    parser.add_argument(
+        "--liveness",
+        default=None,
+        metavar="URL",
+        help="serve the liveness probe, e.g. http://0.0.0.0:8080/healthz",
+    )
+    parser.add_argument(
+        "--log-format", choices=["plain", "full", "json"], default="full", help="log line format"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    parser.add_argument("--debug", action="store_true", help="log everything, Kopf's too")
+    parser.add_argument(
+        "--max-retry-delay",
+        type=float,
+        default=RetryPolicy.max_delay,
+        metavar="SECONDS",
+        help="longest wait between retries after an error (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-poll-delay",
+        type=float,
+        default=RetryPolicy.max_poll,
+        metavar="SECONDS",
+        help="longest wait between checks of a rolling-out target (default %(default)s)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Validate the settings, then run Kopf until it is stopped."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(os.environ)
+    except SettingsError as error:
+        for problem in error.problems:
+            print(f"promotion-operator: invalid setting: {problem}", file=sys.stderr)
+        return EXIT_INVALID_SETTINGS
+    if args.max_retry_delay <= 0 or args.max_poll_delay <= 0:
+        print("promotion-operator: delays must be positive seconds", file=sys.stderr)
+        return EXIT_INVALID_SETTINGS
+
+    # Importing the handlers registers them with Kopf.
+    from promotion_operator.handlers import startup
+
+    kopf.configure(
+        debug=args.debug,
+        verbose=args.verbose,
+        log_format=kopf.LogFormat[args.log_format.upper()],
+    )
+    startup.quiet_requeues()
+    logging.getLogger("promotion_operator").setLevel(logging.INFO)
+    policy = RetryPolicy(max_delay=args.max_retry_delay, max_poll=args.max_poll_delay)
+    runtime = Runtime(settings, policy=policy)
+    try:
+        kopf.run(
+            standalone=True,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            liveness_endpoint=args.liveness,
+            memo=kopf.Memo(runtime=runtime),
+        )
+    finally:
+        runtime.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

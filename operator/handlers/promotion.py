@@ -1,0 +1,64 @@
+"""The ModelPromotion handlers: one pass of the run per call, requeued while it works.
+
+The same function serves create, spec changes and operator restarts (resume).
+A pass that leaves the run unfinished raises ``kopf.TemporaryError`` with the
+delay the core chose: Kopf sleeps on its event loop, not in a worker thread,
+so hundreds of runs can wait at once.
+"""
+
+from __future__ import annotations
+
+import datetime
+import random
+from typing import Any
+
+import kopf
+
+from promotion_operator.core.planning import PromotionRef
+from promotion_operator.runner import Runtime, run_pass
+
+GROUP = "deploy.mlops.dev"
+VERSION = "v1alpha1"
+PLURAL = "modelpromotions"
+
+
+class RunInProgress(kopf.TemporaryError):
+    """Not a failure: the run waits (for Seldon Deploy, a sync, a retry) and comes back."""
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def run_promotion(
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    """Advance the run of this generation by one pass."""
+    runtime: Runtime = memo["runtime"]
+    promotion = PromotionRef(
+        namespace=str(meta["namespace"]),
+        name=str(meta["name"]),
+        uid=str(meta["uid"]),
+        generation=int(meta["generation"]),
+    )
+    result = run_pass(
+        runtime,
+        promotion,
+        dict(spec),
+        dict(status),
+        now=datetime.datetime.now(datetime.UTC),
+        jitter=random.random(),
+    )
+    if result.status is not None:
+        patch.status.update(result.status)
+    for event in result.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+        logger.info("%s: %s", event.reason, event.message)
+    if result.requeue_after is not None:
+        raise RunInProgress(result.message, delay=result.requeue_after)

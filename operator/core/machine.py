@@ -152,6 +152,8 @@ def after_action(
     failure: Failure | None,
 ) -> Step:
     """The next step once ``action`` succeeded (``result``) or failed (``failure``)."""
+    if failure is None:
+        run = replace(run, last_error=None, error_since=None)
     if action.rollback:
         if failure is not None and not (action.kind == "Delete" and failure.http_status == 404):
             return _retry_or_fail(ctx, run, failure)
@@ -184,21 +186,14 @@ def after_action(
 
 
 def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
-    if observed.source_error is not None:
-        return _retry_or_fail(ctx, run, observed.source_error)
-    if observed.source is None:
-        missing = Failure(
-            "SourceNotFound",
-            f"source deployment {ctx.spec.source} does not exist (yet)",
-            http_status=404,
-            retryable=True,
-        )
-        return _retry_or_fail(ctx, run, missing)
-    if observed.target_error is not None:
-        return _retry_or_fail(ctx, run, observed.target_error)
+    # Adoption comes first: once written, the source no longer matters to this run.
     target = observed.target
-
-    if run.phase == Phase.PROMOTING and target is not None and _ours(ctx, target):
+    if (
+        run.phase == Phase.PROMOTING
+        and observed.target_error is None
+        and target is not None
+        and _ours(ctx, target)
+    ):
         # Our write landed, but the operator stopped before recording it.
         generation = (target.get("metadata") or {}).get("generation")
         run = replace(
@@ -213,6 +208,19 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
             requeue_after=0.0,
         )
 
+    if observed.source_error is not None:
+        return _retry_or_fail(ctx, run, observed.source_error)
+    if observed.source is None:
+        missing = Failure(
+            "SourceNotFound",
+            f"source deployment {ctx.spec.source} does not exist (yet)",
+            http_status=404,
+            retryable=True,
+        )
+        return _retry_or_fail(ctx, run, missing)
+    if observed.target_error is not None:
+        return _retry_or_fail(ctx, run, observed.target_error)
+
     try:
         plan = plan_promotion(observed.source, ctx.spec, ctx.promotion)
     except PlanningError as error:
@@ -225,7 +233,12 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
         plan.model_uris,
     )
 
-    if run.phase == Phase.PROMOTING and _same_target(run.previous, previous):
+    if (
+        run.phase == Phase.PROMOTING
+        and _same_target(run.previous, previous)
+        and run.plan is not None
+        and run.plan.source_spec_hash == plan.source_spec_hash
+    ):
         write = Action(change.action, plan.deployment, _write_message(ctx))
         run = replace(run, plan=change)
         return _step(ctx, run, f"{change.action.lower()} of {ctx.spec.target} in flight", write)
@@ -258,6 +271,12 @@ def _verify(ctx: Context, run: Run, observed: Observed) -> Step:
             f"{ctx.spec.target} was deleted or overwritten by someone else during verification",
         )
         return _finish(ctx, run, Phase.FAILED, changed)
+    if run.applied_generation is None:
+        # The write's answer had no generation; the first read after it (carrying
+        # our annotations) tells which generation our spec is.
+        generation = (target.get("metadata") or {}).get("generation")
+        if generation is not None:
+            run = replace(run, applied_generation=int(generation))
     status = target.get("status") or {}
     state = status.get("state")
     observed_generation = status.get("observedGeneration")
@@ -297,6 +316,10 @@ def _roll_back(ctx: Context, run: Run, observed: Observed) -> Step:
     target = observed.target
     previous = run.previous or PreviousTarget(existed=False)
     message = f"rollback of {ctx.promotion}: {run.outcome.reason if run.outcome else 'failure'}"
+    if previous.existed and previous.deployment is None:
+        # Never delete what existed before; without its spec there is nothing to restore.
+        lost = Failure("RollbackFailed", f"the previous spec of {ctx.spec.target} was not recorded")
+        return _finish(ctx, run, Phase.FAILED, lost)
     if previous.existed and previous.deployment is not None:
         if (
             target is not None
@@ -369,7 +392,7 @@ def _delay(ctx: Context, since: datetime.datetime, *, poll: bool) -> float:
     waited = max(0.0, (ctx.now - since).total_seconds())
     ceiling = policy.max_poll if poll else policy.max_delay
     nominal = min(ceiling, max(policy.min_delay, policy.fraction * waited))
-    return round(nominal * (0.75 + 0.5 * ctx.jitter), 3)
+    return round(min(ceiling, nominal * (0.75 + 0.5 * ctx.jitter)), 3)
 
 
 # --- recording ----------------------------------------------------------------

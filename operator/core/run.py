@@ -33,8 +33,9 @@ class Failure:
     reason: str
     message: str
     http_status: int | None = None
-    retryable: bool = False
-    retry_after: float | None = None
+    # How to handle it now; not recorded in status, so not part of its identity.
+    retryable: bool = field(default=False, compare=False)
+    retry_after: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,15 @@ class Run:
         if phase == self.phase:
             return self
         finished = now if phase in FINISHED else None
-        return replace(self, phase=phase, phase_since=now, finished_at=finished)
+        # An error belongs to the phase that met it; moving on means it was overcome.
+        return replace(
+            self,
+            phase=phase,
+            phase_since=now,
+            finished_at=finished,
+            last_error=None,
+            error_since=None,
+        )
 
 
 def format_time(moment: datetime.datetime) -> str:

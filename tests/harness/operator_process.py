@@ -135,6 +135,7 @@ def start_operator(
     credentials: Mapping[str, str],
     *,
     kubeconfig: Path | None = None,
+    namespaces: tuple[str, ...] = (),
     extra_env: Mapping[str, str] | None = None,
     extra_args: tuple[str, ...] = (),
 ) -> OperatorProcess:
@@ -155,7 +156,7 @@ def start_operator(
         "-P",
         "-m",
         "promotion_operator",
-        "--all-namespaces",
+        *([f"--namespace={ns}" for ns in namespaces] or ["--all-namespaces"]),
         f"--liveness={liveness}",
         "--max-retry-delay=3",
         "--max-poll-delay=1",

@@ -1,0 +1,98 @@
+"""Fixtures for the operator's end-to-end tests: a namespace, the CRD, the operator."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+from seldon_deploy_sdk import ApiClient, Configuration, SeldonDeploymentsApi
+
+from tests.harness.controlplane import ControlPlane
+from tests.harness.keycloak import DATA_SCIENTIST, Keycloak
+from tests.harness.operator_process import (
+    OperatorProcess,
+    install_crds,
+    password_credentials,
+    start_operator,
+)
+from tests.harness.promotions import Promotions
+from tests.harness.simulator import Simulator
+from tests.harness.stack import Stack
+from tests.simulator.testing import deployment_body
+
+# Groups of the realm, with the rights the tests give them in Seldon Deploy.
+WRITERS = {"data-scientists": ["read", "write"], "promotion-operators": ["read", "write"]}
+
+StartOperator = Callable[..., OperatorProcess]
+
+
+@pytest.fixture(scope="session")
+def crds(stack: Stack) -> None:
+    """The ModelPromotion CRD, installed once."""
+    install_crds(stack.control_plane)
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane, crds: None) -> Iterator[str]:
+    """A fresh Kubernetes namespace for this test's ModelPromotions."""
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    control_plane.kubectl("create", "namespace", name)
+    yield name
+    control_plane.kubectl("delete", "namespace", name, "--wait=false")
+
+
+@pytest.fixture
+def promotions(control_plane: ControlPlane, namespace: str) -> Promotions:
+    """ModelPromotions in this test's namespace."""
+    return Promotions(control_plane, namespace)
+
+
+@pytest.fixture
+def seldon(simulator: Simulator) -> Simulator:
+    """The simulator with `staging` and `production` writable by the test identities
+    and a fast rollout; the source `staging/iris` exists and is Available."""
+    control = simulator.control
+    control.add_namespace("staging", groups=WRITERS)
+    control.add_namespace("production", groups=WRITERS)
+    control.set_delays(rollout_seconds=1.0, gitops_sync_seconds=2.0)
+    control.seed_deployment("staging", deployment_body("iris", image="seldonio/sklearn-iris:1.4"))
+    control.clear_requests_log()
+    return simulator
+
+
+@pytest.fixture
+def operator_factory(stack: Stack, namespace: str) -> Iterator[StartOperator]:
+    """Starts operators watching this test's namespace; stops them afterwards."""
+    started: list[OperatorProcess] = []
+
+    def start(credentials: Mapping[str, str] | None = None, **kwargs: Any) -> OperatorProcess:
+        process = start_operator(
+            stack.control_plane,
+            stack.simulator,
+            credentials or password_credentials(stack.keycloak),
+            namespaces=(namespace,),
+            **kwargs,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def operator(operator_factory: StartOperator) -> OperatorProcess:
+    """One operator with the password grant, watching this test's namespace."""
+    return operator_factory()
+
+
+@pytest.fixture
+def sdk(simulator: Simulator, keycloak: Keycloak) -> SeldonDeploymentsApi:
+    """The official SDK, signed in as the data scientist (to read what the operator wrote)."""
+    config = Configuration()
+    config.host = simulator.api_url
+    config.id_token = keycloak.password_grant(DATA_SCIENTIST)["id_token"]
+    return SeldonDeploymentsApi(ApiClient(config))

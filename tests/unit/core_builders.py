@@ -1,0 +1,397 @@
+"""Builders for the core's unit tests: fixed times, specs, deployments, runs, a fake Seldon.
+
+Everything here is plain data at fixed, timezone-aware UTC instants; nothing sleeps
+and nothing reads a clock.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from promotion_operator.core.machine import (
+    Action,
+    Context,
+    Observed,
+    RetryPolicy,
+    Step,
+    after_action,
+    decide,
+    is_settled,
+    reads_for,
+    start_run,
+    with_events,
+)
+from promotion_operator.core.planning import (
+    Plan,
+    PromotionRef,
+    plan_promotion,
+    spec_hash,
+    strip_server_fields,
+)
+from promotion_operator.core.run import (
+    Failure,
+    Phase,
+    PlannedChange,
+    PreviousTarget,
+    Run,
+    from_status,
+    to_status,
+)
+from promotion_operator.core.spec import PromotionSpec, parse_spec
+
+T0 = datetime.datetime(2025, 3, 1, 12, 0, 0, tzinfo=datetime.UTC)
+
+PROMOTION = PromotionRef(
+    namespace="ml-promotions", name="iris-to-prod", uid="uid-1234", generation=2
+)
+
+SPEC_DICT: dict[str, Any] = {
+    "source": {"namespace": "staging", "name": "iris"},
+    "target": {"namespace": "production"},
+}
+SPEC = parse_spec(SPEC_DICT)
+DEFAULT_POLICY = RetryPolicy()
+
+
+def at(seconds: float) -> datetime.datetime:
+    """The instant ``seconds`` after :data:`T0`."""
+    return T0 + datetime.timedelta(seconds=seconds)
+
+
+def make_spec(**changes: Any) -> PromotionSpec:
+    """:data:`SPEC` with some fields replaced."""
+    return replace(SPEC, **changes)
+
+
+def context(
+    seconds: float = 0.0,
+    *,
+    spec: PromotionSpec = SPEC,
+    jitter: float = 0.5,
+    policy: RetryPolicy = DEFAULT_POLICY,
+) -> Context:
+    """A pass at ``seconds`` after T0; jitter 0.5 makes the jitter factor exactly 1."""
+    return Context(spec=spec, promotion=PROMOTION, now=at(seconds), jitter=jitter, policy=policy)
+
+
+# --- deployments ---------------------------------------------------------------
+
+
+def source_deployment() -> dict[str, Any]:
+    """The staging SeldonDeployment as Seldon Deploy returns it (server fields and all)."""
+    return {
+        "apiVersion": "machinelearning.seldon.io/v1",
+        "kind": "SeldonDeployment",
+        "metadata": {
+            "name": "iris",
+            "namespace": "staging",
+            "uid": "src-uid",
+            "resourceVersion": "4711",
+            "generation": 5,
+            "creationTimestamp": "2025-02-01T00:00:00Z",
+            "managedFields": [{"manager": "kubectl"}],
+            "ownerReferences": [{"kind": "Application", "name": "argo"}],
+            "labels": {"team": "ds", "env": "staging"},
+            "annotations": {
+                "owner": "ds-team",
+                "kubectl.kubernetes.io/last-applied-configuration": "{}",
+                "deploy.mlops.dev/promotion": "ml-promotions/older-promotion",
+                "deploy.mlops.dev/source-spec-hash": "stale",
+            },
+        },
+        "spec": {
+            "name": "iris",
+            "predictors": [
+                {
+                    "name": "main",
+                    "replicas": 1,
+                    "graph": {
+                        "name": "router",
+                        "type": "ROUTER",
+                        "children": [
+                            {
+                                "name": "classifier",
+                                "modelUri": "gs://models/iris/v1",
+                                "children": [
+                                    {"name": "explainer", "modelUri": "gs://models/explain/v1"}
+                                ],
+                            }
+                        ],
+                    },
+                    "componentSpecs": [
+                        {
+                            "spec": {
+                                "containers": [
+                                    {"name": "classifier", "image": "seldonio/iris:1.0"},
+                                    {"name": "sidecar", "image": "envoy:1.29"},
+                                ]
+                            }
+                        }
+                    ],
+                },
+                {
+                    "name": "shadow",
+                    "replicas": 1,
+                    "graph": {"name": "classifier", "modelUri": "gs://models/iris/v2"},
+                    "componentSpecs": [
+                        {
+                            "spec": {
+                                "containers": [{"name": "classifier", "image": "seldonio/iris:2.0"}]
+                            }
+                        }
+                    ],
+                },
+            ],
+        },
+        "status": {"state": "Available", "observedGeneration": 5},
+    }
+
+
+def foreign_target(*, image: str = "seldonio/iris:0.9", generation: int = 7) -> dict[str, Any]:
+    """A production deployment someone else wrote (not this promotion run)."""
+    return {
+        "apiVersion": "machinelearning.seldon.io/v1",
+        "kind": "SeldonDeployment",
+        "metadata": {
+            "name": "iris",
+            "namespace": "production",
+            "uid": "tgt-uid",
+            "resourceVersion": "900",
+            "generation": generation,
+            "annotations": {"owner": "ops"},
+        },
+        "spec": {
+            "name": "iris",
+            "predictors": [
+                {
+                    "name": "main",
+                    "replicas": 3,
+                    "graph": {"name": "classifier", "modelUri": "gs://models/iris/v0"},
+                    "componentSpecs": [
+                        {"spec": {"containers": [{"name": "classifier", "image": image}]}}
+                    ],
+                }
+            ],
+        },
+        "status": {"state": "Available", "observedGeneration": generation},
+    }
+
+
+def plan_for(spec: PromotionSpec = SPEC, source: Mapping[str, Any] | None = None) -> Plan:
+    """The plan the core makes for ``source`` (default: :func:`source_deployment`)."""
+    return plan_promotion(source or source_deployment(), spec, PROMOTION)
+
+
+def our_target(
+    *,
+    generation: int = 1,
+    state: str | None = None,
+    observed_generation: int | None = None,
+    spec: PromotionSpec = SPEC,
+) -> dict[str, Any]:
+    """The target after this run's write, as Seldon Deploy returns it."""
+    deployment = copy.deepcopy(plan_for(spec).deployment)
+    deployment["metadata"].update(uid="tgt-uid", resourceVersion="901", generation=generation)
+    status: dict[str, Any] = {}
+    if state is not None:
+        status["state"] = state
+    if observed_generation is not None:
+        status["observedGeneration"] = observed_generation
+    deployment["status"] = status
+    return deployment
+
+
+def previous_of(target: Mapping[str, Any] | None) -> PreviousTarget:
+    """What a run records about the target before writing it."""
+    if target is None:
+        return PreviousTarget(existed=False)
+    return PreviousTarget(True, spec_hash(target["spec"]), strip_server_fields(target))
+
+
+def change_for(target: Mapping[str, Any] | None, spec: PromotionSpec = SPEC) -> PlannedChange:
+    """The planned change a run records for ``target``."""
+    plan = plan_for(spec)
+    action = "Create" if target is None else "Update"
+    return PlannedChange(action, plan.source_spec_hash, plan.images, plan.model_uris)
+
+
+def run_in(phase: Phase, **changes: Any) -> Run:
+    """A run of :data:`PROMOTION` in ``phase`` started at T0 (fields overridable)."""
+    run = Run(
+        generation=PROMOTION.generation,
+        phase=phase,
+        started_at=T0,
+        phase_since=T0,
+        source=str(SPEC.source),
+        target=str(SPEC.target),
+    )
+    return replace(run, **changes)
+
+
+def promoting_run(target: Mapping[str, Any] | None, **changes: Any) -> Run:
+    """A run that validated its plan against ``target`` and is about to write."""
+    fields: dict[str, Any] = {
+        "phase": Phase.PROMOTING,
+        "plan": change_for(target),
+        "previous": previous_of(target),
+    }
+    fields.update(changes)
+    return run_in(**fields)
+
+
+def verifying_run(
+    target_before: Mapping[str, Any] | None = None, *, applied_generation: int = 1, **changes: Any
+) -> Run:
+    """A run that wrote the target at T0 (generation ``applied_generation``)."""
+    fields: dict[str, Any] = {
+        "phase": Phase.VERIFYING,
+        "plan": change_for(target_before),
+        "previous": previous_of(target_before),
+        "applied_generation": applied_generation,
+        "applied_at": T0,
+    }
+    fields.update(changes)
+    return run_in(**fields)
+
+
+def rolling_back_run(target_before: Mapping[str, Any] | None, **changes: Any) -> Run:
+    """A run whose verification failed (TargetFailed) at T0 and that is rolling back."""
+    fields: dict[str, Any] = {
+        "phase": Phase.ROLLING_BACK,
+        "plan": change_for(target_before),
+        "previous": previous_of(target_before),
+        "applied_generation": 8 if target_before else 1,
+        "applied_at": T0,
+        "outcome": Failure("TargetFailed", "production/iris went Failed: image pull error"),
+    }
+    fields.update(changes)
+    return run_in(**fields)
+
+
+def condition(run: Run, type_: str) -> dict[str, Any]:
+    """The condition of ``type_`` on ``run`` (fails the test if absent)."""
+    found = [c for c in run.conditions if c.get("type") == type_]
+    assert len(found) == 1, f"expected one {type_} condition, got {run.conditions}"
+    return found[0]
+
+
+def failure(reason: str, status: int | None = None, **changes: Any) -> Failure:
+    """A failure with a readable message."""
+    return Failure(reason, f"{reason} from Seldon Deploy", status, **changes)
+
+
+# --- a fake Seldon Deploy and the shell's loop ------------------------------------
+
+
+@dataclass
+class FakeSeldon:
+    """One source and one target in memory; after a write the status catches up later."""
+
+    source: dict[str, Any] | None
+    target: dict[str, Any] | None = None
+    rollout_seconds: float = 20.0
+    rollout_state: str = "Available"
+    calls: list[Action] = field(default_factory=list)
+    written_at: datetime.datetime | None = None
+
+    def observe(self, phase: Phase, now: datetime.datetime) -> Observed:
+        self._catch_up(now)
+        read_source, read_target = reads_for(phase)
+        return Observed(
+            source=copy.deepcopy(self.source) if read_source else None,
+            target=copy.deepcopy(self.target) if read_target else None,
+        )
+
+    def perform(
+        self, action: Action, now: datetime.datetime
+    ) -> tuple[dict[str, Any] | None, Failure | None]:
+        self.calls.append(action)
+        if action.kind == "Validate":
+            return {"type": "Success", "message": "valid"}, None
+        if action.kind == "Delete":
+            if self.target is None:
+                return None, Failure("NotFound", "gone", 404)
+            self.target = None
+            return None, None
+        if action.kind == "Create" and self.target is not None:
+            return None, Failure("Conflict", "already exists", 409, retryable=True)
+        assert action.deployment is not None
+        old = self.target
+        written = copy.deepcopy(dict(action.deployment))
+        generation = 1 if old is None else int(old["metadata"]["generation"])
+        if old is not None and old.get("spec") != written.get("spec"):
+            generation += 1
+        written["metadata"]["generation"] = generation
+        # The status still describes what the cluster ran before (GitOps / rollout lag).
+        written["status"] = copy.deepcopy(old.get("status", {})) if old else {}
+        self.target = written
+        self.written_at = now
+        return copy.deepcopy(written), None
+
+    def writes(self) -> list[Action]:
+        return [call for call in self.calls if call.kind != "Validate"]
+
+    def _catch_up(self, now: datetime.datetime) -> None:
+        if self.target is None or self.written_at is None:
+            return
+        if now >= self.written_at + datetime.timedelta(seconds=self.rollout_seconds):
+            generation = self.target["metadata"]["generation"]
+            self.target["status"] = {"state": self.rollout_state, "observedGeneration": generation}
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One reconcile pass of the loop in :func:`drive`."""
+
+    at: datetime.datetime
+    before: Run
+    action: Action | None
+    step: Step
+
+
+def drive(
+    seldon: FakeSeldon,
+    *,
+    spec: PromotionSpec = SPEC,
+    jitter: float = 0.5,
+    status: Mapping[str, Any] | None = None,
+    crash_after_first_write: bool = False,
+    max_passes: int = 60,
+) -> list[Pass]:
+    """Run the shell's loop against ``seldon`` until the run settles or stops requeueing.
+
+    The run goes through ``to_status``/``from_status`` between passes, as it does
+    through the resource's status in the cluster. ``crash_after_first_write``
+    makes the operator die right after its first write lands, before recording
+    anything; the loop then restarts from the status recorded before the write.
+    """
+    crash = crash_after_first_write
+    now = T0
+    recorded: Mapping[str, Any] = status or {}
+    passes: list[Pass] = []
+    for _ in range(max_passes):
+        ctx = context(spec=spec, jitter=jitter)
+        ctx = replace(ctx, now=now)
+        run = start_run(ctx, from_status(recorded), PROMOTION.generation)
+        if is_settled(run):
+            break
+        step = decide(ctx, run, seldon.observe(run.phase, now))
+        action = step.action
+        if action is not None:
+            result, error = seldon.perform(action, now)
+            if crash and action.kind in ("Create", "Update"):
+                crash = False
+                passes.append(Pass(now, run, action, Step(run)))
+                continue
+            step = after_action(ctx, step.run, action, result, error)
+        step = with_events(run, step)
+        passes.append(Pass(now, run, action, step))
+        recorded = to_status(step.run)
+        if step.requeue_after is None:
+            break
+        now += datetime.timedelta(seconds=step.requeue_after)
+    return passes

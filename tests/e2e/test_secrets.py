@@ -1,0 +1,73 @@
+"""No password, client secret or token reaches the operator's output, Events or status."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.e2e.conftest import StartOperator
+from tests.e2e.test_promotion import PROMOTE_IRIS
+from tests.harness.controlplane import ControlPlane
+from tests.harness.keycloak import DATA_SCIENTIST, OPERATOR_CLIENT_SECRET, Keycloak
+from tests.harness.operator_process import (
+    client_credentials,
+    password_credentials,
+    write_credentials,
+)
+from tests.harness.promotions import FINISHED_PHASES, Promotions
+from tests.harness.simulator import Simulator
+
+pytestmark = pytest.mark.e2e
+
+WRONG_PASSWORD = "wrong-password-0b7c1e"
+# A JWT: three base64url parts, the first two JSON objects ("eyJ" is '{"').
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
+
+
+def test_no_secret_or_token_in_output_events_or_status(
+    seldon: Simulator,
+    keycloak: Keycloak,
+    operator_factory: StartOperator,
+    promotions: Promotions,
+    control_plane: ControlPlane,
+) -> None:
+    # A wrong password first (errors are where secrets leak), then the right one.
+    with_password = operator_factory(password_credentials(keycloak, password=WRONG_PASSWORD))
+    promotions.apply("by-password", PROMOTE_IRIS)
+    promotions.wait_for(
+        "by-password",
+        lambda body: "AuthenticationFailed" in json.dumps(body.get("status")),
+        "AuthenticationFailed",
+    )
+    write_credentials(with_password.credentials_dir, password_credentials(keycloak))
+    promotions.wait_for_phase("by-password", FINISHED_PHASES)
+    with_password.stop()
+
+    with_secret = operator_factory(client_credentials(keycloak))
+    promotions.apply(
+        "by-client", {**PROMOTE_IRIS, "target": {"namespace": "production", "name": "iris-2"}}
+    )
+    promotions.wait_for_phase("by-client", FINISHED_PHASES)
+
+    captured = {
+        "operator output": with_password.log() + with_secret.log(),
+        "events": control_plane.kubectl(
+            "get", "events", "-n", promotions.namespace, "-o", "json"
+        ).stdout,
+        "status": control_plane.kubectl(
+            "get", "mp", "-n", promotions.namespace, "-o", "json"
+        ).stdout,
+    }
+    assert "by-password" in captured["status"] and "Succeeded" in captured["status"]
+    assert "AuthenticationFailed" in captured["events"]  # the scan saw the failure path
+    secrets = {
+        "the password": DATA_SCIENTIST.password,
+        "the wrong password": WRONG_PASSWORD,
+        "the client secret": OPERATOR_CLIENT_SECRET,
+    }
+    for where, text in captured.items():
+        for name, secret in secrets.items():
+            assert secret not in text, f"{name} found in {where}"
+        assert not JWT.search(text), f"a token found in {where}"

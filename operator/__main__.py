@@ -44,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
         help="serve the liveness probe, e.g. http://0.0.0.0:8080/healthz",
     )
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus metrics on this port (all interfaces), e.g. 9090",
+    )
+    parser.add_argument(
         "--log-format", choices=["plain", "full", "json"], default="full", help="log line format"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -90,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("promotion_operator").setLevel(logging.INFO)
     policy = RetryPolicy(max_delay=args.max_retry_delay, max_poll=args.max_poll_delay)
     runtime = Runtime(settings, policy=policy)
+    if args.metrics_port is not None:
+        runtime.metrics.serve(args.metrics_port)
     try:
         kopf.run(
             standalone=True,

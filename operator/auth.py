@@ -74,6 +74,10 @@ class _CachedToken:
         return f"_CachedToken(expires_at={self.expires_at}, refresh_at={self.refresh_at})"
 
 
+#: Called after every token request with (instance name, the error or None on success).
+TokenObserver = Callable[[str, PromotionError | None], None]
+
+
 class TokenProvider:
     """The bearer token for one Seldon Deploy instance; safe to share between threads."""
 
@@ -84,8 +88,10 @@ class TokenProvider:
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
         refresh_margin: float = 30.0,
+        observer: TokenObserver | None = None,
     ) -> None:
         self.instance = instance
+        self._observer = observer
         self._session = session if session is not None else requests.Session()
         self._owns_session = session is None
         self._clock = clock
@@ -150,6 +156,8 @@ class TokenProvider:
         try:
             fresh = self._fetch()
         except PromotionError as err:
+            if self._observer is not None:
+                self._observer(self.instance.name, err)
             self._attempts += 1
             self._last_error = err
             now = self._clock()
@@ -163,6 +171,8 @@ class TokenProvider:
                 )
                 return previous.value
             raise
+        if self._observer is not None:
+            self._observer(self.instance.name, None)
         self._cached = fresh
         self._attempts += 1
         self._last_error = None
@@ -387,10 +397,16 @@ class TokenProvider:
 class TokenProviders:
     """One :class:`TokenProvider` (and so one token cache) per configured instance."""
 
-    def __init__(self, settings: Settings, *, refresh_margin: float = 30.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        refresh_margin: float = 30.0,
+        observer: TokenObserver | None = None,
+    ) -> None:
         self._settings = settings
         self._providers = {
-            name: TokenProvider(instance, refresh_margin=refresh_margin)
+            name: TokenProvider(instance, refresh_margin=refresh_margin, observer=observer)
             for name, instance in settings.instances.items()
         }
 
@@ -400,6 +416,7 @@ class TokenProviders:
         return self._providers[instance.name]
 
     def close(self) -> None:
+        """Release every provider's HTTP session."""
         for provider in self._providers.values():
             provider.close()
 

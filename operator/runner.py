@@ -31,10 +31,11 @@ from promotion_operator.core.machine import (
     with_events,
 )
 from promotion_operator.core.planning import PromotionRef
-from promotion_operator.core.run import Failure, from_status, to_status
+from promotion_operator.core.run import FINISHED, Failure, Run, from_status, to_status
 from promotion_operator.core.spec import DeploymentRef, parse_spec
 from promotion_operator.errors import PromotionError
-from promotion_operator.seldon import RequestObserver, SeldonDeployClient
+from promotion_operator.metrics import Metrics
+from promotion_operator.seldon import SeldonDeployClient
 from promotion_operator.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -61,12 +62,12 @@ class Runtime:
         settings: Settings,
         *,
         policy: RetryPolicy | None = None,
-        observer: RequestObserver | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy or RetryPolicy()
-        self.tokens = TokenProviders(settings)
-        self._observer = observer
+        self.metrics = metrics or Metrics()
+        self.tokens = TokenProviders(settings, observer=self.metrics.token_requested)
         self._clients: dict[str, SeldonDeployClient] = {}
         self._lock = threading.Lock()
 
@@ -77,7 +78,9 @@ class Runtime:
             client = self._clients.get(settings.name)
             if client is None:
                 client = SeldonDeployClient(
-                    settings, self.tokens.for_instance(settings.name), observer=self._observer
+                    settings,
+                    self.tokens.for_instance(settings.name),
+                    observer=self.metrics.seldon_observer(settings.name),
                 )
                 self._clients[settings.name] = client
             return client
@@ -104,8 +107,11 @@ def run_pass(
     ctx = Context(parse_spec(spec), promotion, now, jitter, runtime.policy)
     recorded = from_status(status)
     run = start_run(ctx, recorded, promotion.generation)
+    if run is not recorded:
+        runtime.metrics.run_started(promotion.uid)
     if is_settled(run):
         # A finished run stays finished: re-applying the same spec does nothing.
+        runtime.metrics.run_seen(promotion.uid, in_flight=False)
         return PassResult(None if run is recorded else to_status(run))
     before = run
 
@@ -120,9 +126,18 @@ def run_pass(
         step = after_action(ctx, step.run, step.action, result, failure)
     step = with_events(before, step)
     ready = next((c for c in step.run.conditions if c.get("type") == "Ready"), {})
+    _count(runtime, promotion, step.run, str(ready.get("reason", "")))
     return PassResult(
         to_status(step.run), step.events, step.requeue_after, str(ready.get("message", ""))
     )
+
+
+def _count(runtime: Runtime, promotion: PromotionRef, run: Run, reason: str) -> None:
+    if run.phase in FINISHED:
+        seconds = ((run.finished_at or run.started_at) - run.started_at).total_seconds()
+        runtime.metrics.run_finished(promotion.uid, str(run.phase), reason, seconds)
+    else:
+        runtime.metrics.run_seen(promotion.uid, in_flight=not is_settled(run))
 
 
 def _observe(role: str, runtime: Runtime, ref: DeploymentRef) -> dict[str, Any]:

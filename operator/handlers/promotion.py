@@ -62,3 +62,13 @@ def run_promotion(
         logger.info("%s: %s", event.reason, event.message)
     if result.requeue_after is not None:
         raise RunInProgress(result.message, delay=result.requeue_after)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+def forget_promotion(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
+    """Deleting a ModelPromotion leaves its target alone; only its metrics are dropped.
+
+    ``optional=True``: no finalizer, so deletion never waits for the operator.
+    """
+    runtime: Runtime = memo["runtime"]
+    runtime.metrics.forget(str(meta["uid"]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from tests.harness.operator_process import (
     start_operator,
 )
 from tests.harness.promotions import Promotions
+from tests.harness.rbac import install_cluster_wide
 from tests.harness.simulator import Simulator
 from tests.harness.stack import Stack
 from tests.simulator.testing import deployment_body
@@ -62,17 +64,30 @@ def seldon(simulator: Simulator) -> Simulator:
     return simulator
 
 
+@pytest.fixture(scope="session")
+def operator_kubeconfig(
+    control_plane: ControlPlane, crds: None, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The ServiceAccount of ``manifests/`` with exactly its ClusterRole: what the
+    operator runs as in every end-to-end test, so a missing permission fails them."""
+    path = tmp_path_factory.mktemp("identity") / "operator.kubeconfig"
+    return install_cluster_wide(control_plane, path)
+
+
 @pytest.fixture
-def operator_factory(stack: Stack, namespace: str) -> Iterator[StartOperator]:
+def operator_factory(
+    stack: Stack, namespace: str, operator_kubeconfig: Path
+) -> Iterator[StartOperator]:
     """Starts operators watching this test's namespace; stops them afterwards."""
     started: list[OperatorProcess] = []
 
     def start(credentials: Mapping[str, str] | None = None, **kwargs: Any) -> OperatorProcess:
+        kwargs.setdefault("kubeconfig", operator_kubeconfig)
+        kwargs.setdefault("namespaces", (namespace,))
         process = start_operator(
             stack.control_plane,
             stack.simulator,
             credentials or password_credentials(stack.keycloak),
-            namespaces=(namespace,),
             **kwargs,
         )
         started.append(process)

@@ -85,6 +85,7 @@ class OperatorProcess:
     workdir: Path
     credentials_dir: Path
     liveness_url: str
+    metrics_url: str
     env: dict[str, str]
     argv: list[str]
     process: ManagedProcess
@@ -122,8 +123,8 @@ class OperatorProcess:
 
 
 def install_crds(control_plane: ControlPlane) -> None:
-    """Apply ``crds/`` and wait until the API serves them."""
-    control_plane.kubectl("apply", "-f", str(CRD_DIR))
+    """Apply ``crds/`` (a kustomization) and wait until the API serves them."""
+    control_plane.kubectl("apply", "-k", str(CRD_DIR))
     control_plane.kubectl(
         "wait", "--for=condition=Established", "crd/modelpromotions.deploy.mlops.dev"
     )
@@ -142,7 +143,7 @@ def start_operator(
     """Start ``promotion-operator`` against the harness; return once it is live."""
     workdir = make_temp_dir("operator")
     credentials_dir = write_credentials(workdir / "credentials", credentials)
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     liveness = f"http://127.0.0.1:{port}/healthz"
     env = {
         "KUBECONFIG": str(kubeconfig or control_plane.kubeconfig),
@@ -158,13 +159,15 @@ def start_operator(
         "promotion_operator",
         *([f"--namespace={ns}" for ns in namespaces] or ["--all-namespaces"]),
         f"--liveness={liveness}",
+        f"--metrics-port={metrics_port}",
         "--max-retry-delay=3",
         "--max-poll-delay=1",
         *extra_args,
     ]
     say(f"starting the operator (liveness {liveness})")
     process = _launch(workdir, argv, env, "operator-1.log")
-    operator = OperatorProcess(workdir, credentials_dir, liveness, env, argv, process)
+    metrics = f"http://127.0.0.1:{metrics_port}/metrics"
+    operator = OperatorProcess(workdir, credentials_dir, liveness, metrics, env, argv, process)
     process.wait_until(operator.healthy, _START_TIMEOUT, "its liveness endpoint answered")
     return operator
 

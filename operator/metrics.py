@@ -1,0 +1,119 @@
+"""Prometheus metrics: runs, Seldon Deploy calls, token requests.
+
+Label values are names, path templates, status codes and condition reasons
+only, never anything read from a credentials file or a token.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from promotion_operator.errors import PromotionError
+from promotion_operator.seldon import RequestObserver
+
+_DURATION_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600)
+
+
+class Metrics:
+    """The operator's metrics, in their own registry (so tests can run several)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.runs_started = Counter(
+            "modelpromotion_runs_started",
+            "Promotion runs started (one per spec generation).",
+            registry=self.registry,
+        )
+        self.runs_finished = Counter(
+            "modelpromotion_runs_finished",
+            "Promotion runs finished, by outcome (phase) and Ready reason.",
+            ["outcome", "reason"],
+            registry=self.registry,
+        )
+        self.run_duration = Histogram(
+            "modelpromotion_run_duration_seconds",
+            "Time from a run's start to its end, by outcome.",
+            ["outcome"],
+            buckets=_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.runs_in_flight = Gauge(
+            "modelpromotion_runs_in_flight",
+            "Runs started and not yet finished (suspended runs excluded).",
+            registry=self.registry,
+        )
+        self.seldon_requests = Counter(
+            "seldon_deploy_requests",
+            "Calls to Seldon Deploy, by instance, method, path template and status code.",
+            ["instance", "method", "path", "code"],
+            registry=self.registry,
+        )
+        self.seldon_latency = Histogram(
+            "seldon_deploy_request_duration_seconds",
+            "Latency of calls to Seldon Deploy.",
+            ["instance", "method", "path"],
+            registry=self.registry,
+        )
+        self.token_requests = Counter(
+            "oidc_token_requests",
+            "Token requests to the identity provider, by instance and result.",
+            ["instance", "result"],
+            registry=self.registry,
+        )
+        self.token_failures = Counter(
+            "oidc_token_request_failures",
+            "Failed token requests, by instance and reason.",
+            ["instance", "reason"],
+            registry=self.registry,
+        )
+        self._in_flight: set[str] = set()
+        self._lock = threading.Lock()
+
+    def serve(self, port: int, address: str = "0.0.0.0") -> None:
+        """Serve ``/metrics`` on a background thread."""
+        start_http_server(port, addr=address, registry=self.registry)
+
+    def seldon_observer(self, instance: str) -> RequestObserver:
+        """A ``RequestObserver`` for the Seldon Deploy client of ``instance``."""
+
+        def observe(method: str, path: str, status: int | None, seconds: float) -> None:
+            code = str(status) if status is not None else "connection-error"
+            self.seldon_requests.labels(instance, method, path, code).inc()
+            self.seldon_latency.labels(instance, method, path).observe(seconds)
+
+        return observe
+
+    def token_requested(self, instance: str, error: PromotionError | None) -> None:
+        """Count one token request (a ``TokenObserver``)."""
+        self.token_requests.labels(instance, "failure" if error else "success").inc()
+        if error is not None:
+            self.token_failures.labels(instance, error.reason).inc()
+
+    def run_started(self, uid: str) -> None:
+        """A new run of the resource ``uid`` started."""
+        self.runs_started.inc()
+        self._track(uid, in_flight=True)
+
+    def run_finished(self, uid: str, outcome: str, reason: str, seconds: float) -> None:
+        """A run ended as ``outcome`` (Succeeded, Failed, RolledBack)."""
+        self.runs_finished.labels(outcome, reason).inc()
+        self.run_duration.labels(outcome).observe(seconds)
+        self._track(uid, in_flight=False)
+
+    def run_seen(self, uid: str, *, in_flight: bool) -> None:
+        """A pass saw the run (after a restart this rebuilds the in-flight gauge)."""
+        self._track(uid, in_flight=in_flight)
+
+    def forget(self, uid: str) -> None:
+        """The resource was deleted; its run no longer counts as in flight."""
+        self._track(uid, in_flight=False)
+
+    def _track(self, uid: str, *, in_flight: bool) -> None:
+        with self._lock:
+            if in_flight:
+                self._in_flight.add(uid)
+            else:
+                self._in_flight.discard(uid)
+            self.runs_in_flight.set(len(self._in_flight))

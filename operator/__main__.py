@@ -75,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Validate the settings, then run Kopf until it is stopped."""
     args = _parser().parse_args(argv)
+    # Logging first, so that warnings about the settings come out in the chosen format.
+    kopf.configure(
+        debug=args.debug,
+        verbose=args.verbose,
+        log_format=kopf.LogFormat[args.log_format.upper()],
+    )
     try:
         settings = load_settings(os.environ)
     except SettingsError as error:
@@ -88,11 +94,6 @@ def main(argv: list[str] | None = None) -> int:
     # Importing the handlers registers them with Kopf.
     from promotion_operator.handlers import startup
 
-    kopf.configure(
-        debug=args.debug,
-        verbose=args.verbose,
-        log_format=kopf.LogFormat[args.log_format.upper()],
-    )
     startup.quiet_requeues()
     logging.getLogger("promotion_operator").setLevel(logging.INFO)
     policy = RetryPolicy(max_delay=args.max_retry_delay, max_poll=args.max_poll_delay)

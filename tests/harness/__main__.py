@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         from tests.harness.demo import run_demo
 
         signal.signal(signal.SIGTERM, _raise_exit)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         return run_demo()
 
     if args.command == "prepare":
@@ -122,8 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         say("binaries and Keycloak distribution are in place")
         return 0
 
-    # SIGTERM (from a CI runner or `kill`) stops the stack as cleanly as Ctrl-C does.
+    # SIGTERM (from a CI runner or `kill`) stops the stack as cleanly as Ctrl-C does;
+    # a shell's `cmd &` starts us with SIGINT ignored, so claim it back explicitly.
     signal.signal(signal.SIGTERM, _raise_exit)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     stack = start_stack()
     try:
         facts = describe(stack)

@@ -41,13 +41,13 @@ from promotion_operator.core.spec import PromotionSpec
 class RetryPolicy:
     """How long to wait before the next pass.
 
-    The wait is a fraction of the time already spent waiting (so it grows
-    geometrically), clamped, and spread by jitter so runs that failed together
-    do not retry together.
+    The wait equals the time already spent waiting (so the gaps double:
+    0.5, 0.5, 1, 2, 4 s ...), clamped, and spread by jitter so runs that failed
+    together do not retry together.
     """
 
-    fraction: float = 0.5
-    min_delay: float = 1.0
+    fraction: float = 1.0
+    min_delay: float = 0.5
     max_delay: float = 60.0
     max_poll: float = 10.0
 

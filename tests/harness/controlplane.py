@@ -70,6 +70,11 @@ class ControlPlane:
         except (urllib.error.URLError, OSError):
             return False
 
+    def restart_apiserver(self) -> None:
+        """Stop kube-apiserver and start it again on the same port (etcd keeps the data)."""
+        self.apiserver.restart()
+        self.apiserver.wait_until(self.ready, _START_TIMEOUT, f"{self.url}/readyz answered ok")
+
     def stop(self) -> None:
         """Stop both processes and remove the data directory."""
         self.apiserver.stop()

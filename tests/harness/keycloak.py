@@ -14,6 +14,7 @@ import secrets
 import shutil
 import subprocess
 import tarfile
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -126,6 +127,18 @@ class Keycloak:
             self.ready, _START_TIMEOUT, "the realm's discovery document answered"
         )
         say(f"Keycloak ready; issuer {self.issuer}")
+
+    def restart(self, *, down_for: float = 0.0) -> None:
+        """Stop Keycloak, stay down ``down_for`` seconds, start it again on the same port.
+
+        Its in-memory database is re-imported from the realm file, so users and
+        clients come back, with new signing keys (tokens issued before no longer
+        verify), as after a real identity-provider rebuild.
+        """
+        self.process.stop(grace=20)
+        time.sleep(down_for)
+        self.process.restart()
+        self.wait_ready()
 
     def stop(self) -> None:
         """Stop Keycloak and remove its unpacked copy."""

@@ -51,21 +51,29 @@ class ManagedProcess:
     ) -> None:
         self.name = name
         self.log_path = log_path
-        self._log = log_path.open("ab")
-        full_env = dict(os.environ)
-        if env:
-            full_env.update(env)
+        self._argv = list(argv)
+        self._env = dict(os.environ, **(env or {}))
+        self._cwd = cwd
+        self._spawn()
+
+    def _spawn(self) -> None:
+        self._log = self.log_path.open("ab")
         self.popen = subprocess.Popen(
-            list(argv),
+            self._argv,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=full_env,
-            cwd=cwd,
+            env=self._env,
+            cwd=self._cwd,
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
         _live.append(self)
+
+    def restart(self) -> None:
+        """Stop the process and start it again with the same command (fault tests)."""
+        self.stop()
+        self._spawn()
 
     @property
     def pid(self) -> int:

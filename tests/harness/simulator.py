@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from tests.harness.certs import KeyPair
 from tests.harness.ports import free_port
 from tests.harness.processes import ManagedProcess, make_temp_dir, remove_temp_dir
 from tests.harness.progress import say
@@ -24,6 +25,7 @@ class Simulator:
     url: str
     workdir: Path
     process: ManagedProcess
+    ca_file: Path | None = None
 
     @property
     def api_url(self) -> str:
@@ -33,7 +35,8 @@ class Simulator:
     @cached_property
     def control(self) -> SimulatorControl:
         """The test-only control API client."""
-        return SimulatorControl(self.url)
+        verify: bool | str = str(self.ca_file) if self.ca_file is not None else True
+        return SimulatorControl(self.url, verify=verify)
 
     def ready(self) -> bool:
         """Whether the process has printed its ready line."""
@@ -45,21 +48,29 @@ class Simulator:
         remove_temp_dir(self.workdir)
 
 
-def start_simulator(issuer: str) -> Simulator:
-    """Start the simulator trusting tokens of ``issuer``; return once it listens."""
+def start_simulator(
+    issuer: str, *, tls: KeyPair | None = None, ca_file: Path | None = None
+) -> Simulator:
+    """Start the simulator trusting tokens of ``issuer``; return once it listens.
+
+    With ``tls`` it serves HTTPS on 127.0.0.1 with that certificate; ``ca_file``
+    is the CA its control client trusts (the system's trust store if None).
+    """
     workdir = make_temp_dir("simulator")
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    tls_args = ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)] if tls else []
     say(f"starting the Seldon Deploy simulator on {url}")
     process = ManagedProcess(
         "seldon-deploy-simulator",
         # -P: never put the working directory first on sys.path, where the
         # project's `operator/` directory would shadow the standard library.
         [sys.executable, "-P", "-u", "-m", "tests.simulator"]
-        + ["--host", "127.0.0.1", "--port", str(port), "--issuer", issuer],
+        + ["--host", "127.0.0.1", "--port", str(port), "--issuer", issuer]
+        + tls_args,
         workdir / "simulator.log",
         cwd=workdir,
     )
-    simulator = Simulator(url, workdir, process)
+    simulator = Simulator(url, workdir, process, ca_file)
     process.wait_until(simulator.ready, _START_TIMEOUT, "it printed its ready line")
     return simulator

@@ -28,7 +28,9 @@ class SimulatorControl:
         self.base_url = base_url.rstrip("/")
         self._timeout = timeout
         self._session = requests.Session()
-        self._session.verify = verify
+        # Passed per request: REQUESTS_CA_BUNDLE in the environment would override a
+        # session-level `verify` (psf/requests#3829).
+        self._verify = verify
 
     @property
     def api_url(self) -> str:
@@ -41,7 +43,9 @@ class SimulatorControl:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         url = f"{self.base_url}/_control{path}"
-        response = self._session.request(method, url, timeout=self._timeout, **kwargs)
+        response = self._session.request(
+            method, url, timeout=self._timeout, verify=self._verify, **kwargs
+        )
         if response.status_code >= 400:
             raise ControlError(f"{method} {path} -> {response.status_code}: {response.text}")
         return response.json()

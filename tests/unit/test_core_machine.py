@@ -801,7 +801,8 @@ def test_retry_delays_grow_with_the_time_spent_failing() -> None:
         delays.append(step.requeue_after)
         run = step.run
 
-    assert delays == [1.0, 5.0, 50.0, 60.0]
+    # The delay is the time already spent failing (doubling gaps), floored and capped.
+    assert delays == [0.5, 10.0, 60.0, 60.0]
 
 
 def test_a_different_error_restarts_the_backoff() -> None:
@@ -813,15 +814,15 @@ def test_a_different_error_restarts_the_backoff() -> None:
     step = decide(context(100), run, Observed(source_error=error))
 
     assert step.run.error_since == at(100)
-    assert step.requeue_after == 1.0
+    assert step.requeue_after == 0.5
 
 
 @pytest.mark.parametrize(
     ("seconds", "retry_after", "delay"),
     [
         pytest.param(0, 30.0, 30.0, id="retry-after-above-backoff-wins"),
-        pytest.param(100, 5.0, 50.0, id="backoff-above-retry-after-wins"),
-        pytest.param(0, None, 1.0, id="no-retry-after"),
+        pytest.param(20, 5.0, 20.0, id="backoff-above-retry-after-wins"),
+        pytest.param(0, None, 0.5, id="no-retry-after"),
     ],
 )
 def test_retry_after_is_a_minimum_delay(
@@ -1223,27 +1224,27 @@ def retry_delay(
 @pytest.mark.parametrize(
     ("waited", "nominal"),
     [
-        pytest.param(0, 1.0, id="floor-min-delay"),
-        pytest.param(1, 1.0, id="half-a-second-floored"),
-        pytest.param(8, 4.0, id="half-the-wait"),
-        pytest.param(20, 10.0, id="at-max-poll"),
+        pytest.param(0, 0.5, id="floor-min-delay"),
+        pytest.param(0.2, 0.5, id="a-short-wait-floored"),
+        pytest.param(4, 4.0, id="the-wait-again"),
+        pytest.param(10, 10.0, id="at-max-poll"),
         pytest.param(5000, 10.0, id="capped-at-max-poll"),
     ],
 )
-def test_poll_delay_is_half_the_wait_clamped(waited: float, nominal: float) -> None:
+def test_poll_delay_is_the_wait_so_far_clamped(waited: float, nominal: float) -> None:
     assert poll_delay(waited, jitter=0.5) == nominal
 
 
 @pytest.mark.parametrize(
     ("failing", "nominal"),
     [
-        pytest.param(0, 1.0, id="floor-min-delay"),
-        pytest.param(30, 15.0, id="half-the-wait"),
-        pytest.param(120, 60.0, id="at-max-delay"),
+        pytest.param(0, 0.5, id="floor-min-delay"),
+        pytest.param(15, 15.0, id="the-wait-again"),
+        pytest.param(60, 60.0, id="at-max-delay"),
         pytest.param(9000, 60.0, id="capped-at-max-delay"),
     ],
 )
-def test_retry_delay_is_half_the_wait_clamped(failing: float, nominal: float) -> None:
+def test_retry_delay_is_the_wait_so_far_clamped(failing: float, nominal: float) -> None:
     assert retry_delay(failing, jitter=0.5) == nominal
 
 
@@ -1261,8 +1262,8 @@ def test_custom_policy_is_honoured() -> None:
 @pytest.mark.parametrize(
     ("delay", "nominal"),
     [
-        pytest.param(lambda j: poll_delay(8, j), 4.0, id="poll"),
-        pytest.param(lambda j: retry_delay(30, j), 15.0, id="retry"),
+        pytest.param(lambda j: poll_delay(4, j), 4.0, id="poll"),
+        pytest.param(lambda j: retry_delay(15, j), 15.0, id="retry"),
     ],
 )
 def test_jitter_spreads_delays_within_a_quarter_of_nominal(
@@ -1275,7 +1276,7 @@ def test_jitter_spreads_delays_within_a_quarter_of_nominal(
 
 
 def test_different_jitter_gives_different_delays() -> None:
-    assert len({poll_delay(8, j) for j in (0.0, 0.3, 0.6, 0.9)}) == 4
+    assert len({poll_delay(4, j) for j in (0.0, 0.3, 0.6, 0.9)}) == 4
 
 
 @pytest.mark.parametrize(

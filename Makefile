@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # `operator`: keep the working directory off sys.path (see README).
 export PYTHONSAFEPATH := 1
 
-.PHONY: test unit lint typecheck prepare demo stack clean
+.PHONY: test unit lint typecheck prepare demo stack resilience clean
 
 $(STAMP): pyproject.toml $(shell find operator -name '*.py')
 	@echo "== setting up $(VENV) with the pinned packages"
@@ -40,6 +40,10 @@ test: lint typecheck prepare
 
 demo: prepare
 	$(BIN)/python -m tests.harness demo
+
+# A larger batch than the tests: 200 runs, faults on, 10 operator kills; prints a summary.
+resilience: prepare
+	$(BIN)/python -m tests.harness resilience $(RESILIENCE_ARGS)
 
 stack: prepare
 	$(BIN)/python -m tests.harness up

@@ -108,7 +108,18 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--state-file", type=Path, help="write the stack's facts as JSON here")
     sub.add_parser("prepare", help="build the binaries and fetch Keycloak, then exit")
     sub.add_parser("demo", help="run the example promotions on the stack, then stop")
+    resilience = sub.add_parser("resilience", help="a large batch with faults and kills")
+    resilience.add_argument("--runs", type=int, default=200, help="promotions in the batch")
+    resilience.add_argument("--kills", type=int, default=10, help="operator SIGKILLs")
+    resilience.add_argument("--seed", type=int, default=20261128, help="for faults and timing")
     args = parser.parse_args(argv)
+
+    if args.command == "resilience":
+        from tests.harness import resilience as batch
+
+        signal.signal(signal.SIGTERM, _raise_exit)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        return batch.run_batch(args.runs, args.kills, args.seed)
 
     if args.command == "demo":
         from tests.harness.demo import run_demo

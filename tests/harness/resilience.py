@@ -1,0 +1,194 @@
+"""``make resilience``: a large batch of promotions with faults on and operator kills.
+
+Seldon Deploy answers with injected latency, 5xx, 429 + Retry-After and dropped
+connections throughout; a share of targets is marked to fail (those runs must
+end RolledBack); the operator, running as the ServiceAccount of ``manifests/``,
+is SIGKILLed and restarted at random moments. At the end one summary is
+printed: runs, outcomes, duplicate creates, lost updates, secrets found,
+retries per run and wall time. Exit 0 when every promise held.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import statistics
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from tests.harness.keycloak import DATA_SCIENTIST, OPERATOR_CLIENT_SECRET
+from tests.harness.operator_process import (
+    OperatorProcess,
+    client_credentials,
+    install_crds,
+    start_operator,
+)
+from tests.harness.promotions import FINISHED_PHASES, Promotions
+from tests.harness.rbac import install_cluster_wide
+from tests.harness.stack import Stack, start_stack
+from tests.simulator.testing import deployment_body
+
+NAMESPACE = "resilience"
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
+WRITERS = {"promotion-operators": ["read", "write"]}
+
+
+def _prepare(stack: Stack, runs: int, failing_share: float, rng: random.Random) -> set[str]:
+    control = stack.simulator.control
+    control.add_namespace("staging", groups=WRITERS)
+    control.add_namespace("production", groups=WRITERS)
+    control.add_namespace("production-gitops", gitops=True, groups=WRITERS)
+    control.set_delays(rollout_seconds=2.0, gitops_sync_seconds=2.0)
+    failing: set[str] = set()
+    for i in range(runs):
+        name = f"model-{i:03d}"
+        control.seed_deployment("staging", deployment_body(name, image=f"models/{name}:2"))
+        if rng.random() < failing_share:
+            failing.add(name)
+            control.mark_failing(_target_namespace(name), name, description="OOMKilled")
+    return failing
+
+
+def _target_namespace(name: str) -> str:
+    return "production-gitops" if int(name.rsplit("-", 1)[1]) % 4 == 0 else "production"
+
+
+def _faults_on(stack: Stack, seed: int) -> None:
+    control = stack.simulator.control
+    control.add_latency(150)
+    control.error_rate(0.08, (503, 500, 502), seed=seed)
+    control.inject_fault("rate_limit", probability=0.03, retry_after_seconds=2, seed=seed + 1)
+    control.inject_fault("drop", probability=0.02, seed=seed + 2)
+
+
+def _spec(name: str) -> dict[str, Any]:
+    return {
+        "source": {"namespace": "staging", "name": name},
+        "target": {"namespace": _target_namespace(name)},
+        "overrides": {"replicas": 2},
+        "verification": {"timeout": "5m"},
+        "gitops": {"message": f"Promote {name}"},
+    }
+
+
+def _scan_for_secrets(texts: dict[str, str]) -> list[str]:
+    secrets = {"password": DATA_SCIENTIST.password, "client secret": OPERATOR_CLIENT_SECRET}
+    found = []
+    for where, text in texts.items():
+        found += [f"{name} in {where}" for name, value in secrets.items() if value in text]
+        found += [f"a token in {where}"] if JWT.search(text) else []
+    return found
+
+
+def run_batch(runs: int, kills: int, seed: int) -> int:
+    """Run the batch and print the summary; 0 when every promise held."""
+    rng = random.Random(seed)
+    started = time.monotonic()
+    stack = start_stack()
+    operator: OperatorProcess | None = None
+    try:
+        plane = stack.control_plane
+        install_crds(plane)
+        plane.kubectl("create", "namespace", NAMESPACE)
+        identity = install_cluster_wide(plane, Path(tempfile.mkdtemp()) / "operator.kubeconfig")
+        failing = _prepare(stack, runs, 0.1, rng)
+        operator = start_operator(
+            plane,
+            stack.simulator,
+            client_credentials(stack.keycloak),
+            kubeconfig=identity,
+            namespaces=(NAMESPACE,),
+        )
+        _faults_on(stack, seed)
+        promotions = Promotions(plane, NAMESPACE)
+        print(f"applying {runs} promotions ({len(failing)} targets marked to fail)", flush=True)
+        applied = time.monotonic()
+        for i in range(runs):
+            promotions.apply(f"model-{i:03d}", _spec(f"model-{i:03d}"))
+        for kill in range(kills):
+            time.sleep(rng.uniform(1.0, 6.0))
+            operator.kill()
+            operator.restart()
+            print(f"  killed and restarted the operator ({kill + 1}/{kills})", flush=True)
+
+        statuses: dict[str, dict[str, Any]] = {}
+        for i in range(runs):
+            name = f"model-{i:03d}"
+            statuses[name] = promotions.wait_for_phase(name, FINISHED_PHASES, timeout=900)
+        finished = time.monotonic()
+        stack.simulator.control.clear_faults()
+
+        log = stack.simulator.control.requests_log()
+        # Every target is new, so each run creates exactly once; the simulator refuses
+        # a second create of a name with 409, so those count as duplicates too.
+        posts = Counter(e["status"] for e in log if e["method"] == "POST")
+        duplicate_creates = max(0, posts.get(200, 0) - runs) + posts.get(409, 0)
+        # A create's path has no name; every other call names its deployment.
+        faulted = [e for e in log if e["fault"] not in (None, "latency")]
+        retried = Counter(e["path"].rsplit("/", 1)[-1] for e in faulted)
+        per_run = [retried.get(f"model-{i:03d}", 0) for i in range(runs)]
+        faulted_creates = sum(1 for e in faulted if e["method"] == "POST")
+
+        outcomes = Counter(status["phase"] for status in statuses.values())
+        lost, wrong = [], []
+        for name, status in statuses.items():
+            target = stack.simulator.control.get_deployment(_target_namespace(name), name)
+            if name in failing:
+                if status["phase"] != "RolledBack" or target is not None:
+                    wrong.append(name)
+            elif status["phase"] != "Succeeded":
+                wrong.append(name)
+            elif target is None or (target.get("status") or {}).get("state") != "Available":
+                lost.append(name)  # claims success for a target that is not Available
+            elif target["spec"]["predictors"][0]["replicas"] != 2:
+                lost.append(name)  # claims success for a spec that is not the promoted one
+        secrets = _scan_for_secrets(
+            {
+                "operator output": operator.log(),
+                "events": plane.kubectl("get", "events", "-n", NAMESPACE, "-o", "json").stdout,
+                "status": json.dumps(statuses),
+                "metrics": _metrics(operator),
+            }
+        )
+        summary = {
+            "runs": runs,
+            "succeeded": outcomes.get("Succeeded", 0),
+            "rolled back as expected": sum(
+                1 for n in failing if statuses[n]["phase"] == "RolledBack"
+            ),
+            "wrong outcome": len(wrong),
+            "operator kills": kills,
+            "duplicate creates": duplicate_creates,
+            "lost updates": len(lost),
+            "secrets found": len(secrets),
+            "faulted (retried) calls per run (median / max)": (
+                f"{statistics.median(per_run):g} / {max(per_run)}"
+                f" (+{faulted_creates} faulted creates)"
+            ),
+            "Seldon Deploy calls in all": len(log),
+            "time to settle all runs": f"{finished - applied:.0f} s",
+            "wall time": f"{time.monotonic() - started:.0f} s",
+        }
+        print("\nresilience summary")
+        for key, value in summary.items():
+            print(f"  {key:<52} {value}")
+        for problem in wrong + lost + secrets:
+            print(f"  problem: {problem}")
+        ok = not (wrong or lost or secrets or duplicate_creates)
+        print("all promises held" if ok else "PROMISES BROKEN")
+        return 0 if ok else 1
+    finally:
+        if operator is not None:
+            operator.stop()
+        stack.stop()
+
+
+def _metrics(operator: OperatorProcess) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(operator.metrics_url, timeout=10) as response:
+        return str(response.read().decode())

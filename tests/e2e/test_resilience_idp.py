@@ -9,8 +9,17 @@ import pytest
 
 from tests.e2e.conftest import StartOperator
 from tests.e2e.test_promotion import PROMOTE_IRIS
-from tests.harness.keycloak import SHORT_LIVED_CLIENT_ID, Keycloak
-from tests.harness.operator_process import password_credentials, write_credentials
+from tests.harness.keycloak import (
+    DATA_SCIENTIST,
+    OPERATOR_SERVICE_ACCOUNT,
+    SHORT_LIVED_CLIENT_ID,
+    Keycloak,
+)
+from tests.harness.operator_process import (
+    client_credentials,
+    password_credentials,
+    write_credentials,
+)
 from tests.harness.promotions import FINISHED_PHASES, Promotions
 from tests.harness.simulator import Simulator
 
@@ -83,4 +92,25 @@ def test_keycloak_down_and_back_resumes_runs_without_restart(
         keycloak.wait_ready()
 
     assert promotions.wait_for_phase("iris", FINISHED_PHASES, timeout=180)["phase"] == "Succeeded"
+    assert operator.process.running()
+
+
+def test_rotation_to_new_valid_credentials_is_used_without_restart(
+    seldon: Simulator,
+    keycloak: Keycloak,
+    operator_factory: StartOperator,
+    promotions: Promotions,
+) -> None:
+    seldon.control.set_delays(rollout_seconds=8.0)
+    operator = operator_factory(_short_lived(keycloak))
+    promotions.apply("iris", PROMOTE_IRIS)
+    promotions.wait_for_phase("iris", {"Verifying"})
+
+    # The Secret now holds another, valid identity: the operator's service account.
+    write_credentials(operator.credentials_dir, client_credentials(keycloak))
+
+    assert promotions.wait_for_phase("iris", FINISHED_PHASES)["phase"] == "Succeeded"
+    users = [e["user"] for e in seldon.control.requests_log() if e["user"]]
+    assert users[0] == DATA_SCIENTIST.username
+    assert users[-1] == OPERATOR_SERVICE_ACCOUNT
     assert operator.process.running()

@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+import requests
 
 from tests.e2e.conftest import StartOperator
 from tests.e2e.test_promotion import PROMOTE_IRIS
@@ -59,6 +60,7 @@ def test_no_secret_or_token_in_output_events_or_status(
         "status": control_plane.kubectl(
             "get", "mp", "-n", promotions.namespace, "-o", "json"
         ).stdout,
+        "metrics": requests.get(with_secret.metrics_url, timeout=10).text,
     }
     assert "by-password" in captured["status"] and "Succeeded" in captured["status"]
     assert "AuthenticationFailed" in captured["events"]  # the scan saw the failure path

@@ -176,6 +176,7 @@ class SimulatorControl:
         method: str | None = None,
         path: str | None = None,
         seed: int | None = None,
+        body: str = "not-json",
     ) -> str:
         """Install a fault rule and return its id.
 
@@ -191,6 +192,7 @@ class SimulatorControl:
             "retry_after_seconds": retry_after_seconds,
             "method": method,
             "path": path,
+            "body": body,
         }
         if status_codes is not None:
             payload["status_codes"] = list(status_codes)

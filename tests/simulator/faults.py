@@ -3,8 +3,8 @@
 A rule has a kind, an optional scope (method and path regexes, `re.search` on
 the full request path), a probability and an optional count of triggers after
 which it disappears. Per request, every matching latency rule adds its delay,
-then the first matching failing rule (error, rate_limit, drop) in insertion
-order decides the outcome.
+then the first matching failing rule (error, rate_limit, drop, malformed) in
+insertion order decides the outcome.
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from tests.simulator.records import FaultKind, FaultRecord
+from tests.simulator.records import FaultKind, FaultRecord, MalformedBody
 
-FAULT_KINDS: frozenset[str] = frozenset({"latency", "error", "rate_limit", "drop"})
+FAULT_KINDS: frozenset[str] = frozenset({"latency", "error", "rate_limit", "drop", "malformed"})
+MALFORMED_BODIES: frozenset[str] = frozenset(
+    {"not-json", "wrong-content-type", "huge", "missing-fields"}
+)
 
 
 @dataclass
@@ -34,6 +37,7 @@ class FaultRule:
     status_codes: tuple[int, ...]
     latency_ms: int
     retry_after_seconds: int
+    body: MalformedBody = "not-json"
 
     def matches(self, method: str, path: str) -> bool:
         """Whether the rule's scope covers this request."""
@@ -53,6 +57,7 @@ class FaultRule:
             "status_codes": list(self.status_codes),
             "latency_ms": self.latency_ms,
             "retry_after_seconds": self.retry_after_seconds,
+            "body": self.body,
         }
 
 
@@ -85,6 +90,9 @@ def parse_rule(spec: Mapping[str, Any]) -> FaultRule:
     retry_after = int(spec.get("retry_after_seconds", 1))
     if retry_after < 0:
         raise ValueError("retry_after_seconds must not be negative")
+    body = spec.get("body", "not-json")
+    if body not in MALFORMED_BODIES:
+        raise ValueError(f"body must be one of {sorted(MALFORMED_BODIES)}")
     method = spec.get("method")
     path = spec.get("path")
     try:
@@ -102,6 +110,7 @@ def parse_rule(spec: Mapping[str, Any]) -> FaultRule:
         status_codes=codes,
         latency_ms=latency_ms,
         retry_after_seconds=retry_after,
+        body=cast(MalformedBody, body),
     )
 
 

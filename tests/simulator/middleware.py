@@ -20,7 +20,7 @@ from tests.simulator.app_keys import SIMULATOR
 from tests.simulator.auth import TokenError, bearer_token
 from tests.simulator.config import API_BASE
 from tests.simulator.errors import ApiError, error_response
-from tests.simulator.records import RequestLogEntry
+from tests.simulator.records import MalformedBody, RequestLogEntry
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,9 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
             if request.transport is not None:
                 request.transport.close()
             return web.Response(status=499)
+        if failure.kind == "malformed":
+            entry["status"] = 200
+            return _malformed(failure.body)
         status = decision.status or 503
         entry["status"] = status
         headers = {"Retry-After": str(failure.retry_after_seconds)} if status == 429 else None
@@ -80,6 +83,24 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     entry["status"] = response.status
     response.headers["X-Request-Id"] = request_id
     return response
+
+
+_HUGE_BYTES = 20 * 1024 * 1024
+
+
+def _malformed(body: MalformedBody) -> web.Response:
+    """A 200 answer that breaks the API's promises in the way ``body`` names."""
+    if body == "not-json":
+        return web.Response(
+            text="<html><body>upstream hiccup</body></html>", content_type="text/html"
+        )
+    if body == "wrong-content-type":
+        return web.Response(text='{"metadata": {}}', content_type="text/plain")
+    if body == "huge":
+        return web.Response(
+            body=b'{"padding": "' + b"x" * _HUGE_BYTES + b'"}', content_type="application/json"
+        )
+    return web.json_response({"unexpected": True})
 
 
 async def _authenticated(

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypedDict
 
-FaultKind = Literal["latency", "error", "rate_limit", "drop"]
+FaultKind = Literal["latency", "error", "rate_limit", "drop", "malformed"]
+# What a `malformed` fault answers with 200: not JSON, JSON labelled text/plain,
+# a 20 MiB body, or a JSON object without the fields the API promises.
+MalformedBody = Literal["not-json", "wrong-content-type", "huge", "missing-fields"]
 
 
 class RequestLogEntry(TypedDict):
@@ -49,3 +52,4 @@ class FaultRecord(TypedDict):
     status_codes: list[int]
     latency_ms: int
     retry_after_seconds: int
+    body: MalformedBody

@@ -201,7 +201,7 @@ class SeldonDeployClient:
     def read(self, namespace: str, name: str) -> dict[str, Any]:
         """The SeldonDeployment; :class:`NotFound` if it does not exist."""
         call = _Call("GET", SDEP, {"namespace": namespace, "name": name})
-        return self._object(call, self._call(call))
+        return self._deployment(call, self._call(call))
 
     def find(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The SeldonDeployment, or None if it does not exist."""
@@ -218,7 +218,7 @@ class SeldonDeployClient:
         exchange = self._call(
             call, query={"action": action, "message": message}, payload=deployment
         )
-        return self._object(call, exchange)
+        return self._deployment(call, exchange)
 
     def update(
         self,
@@ -234,7 +234,7 @@ class SeldonDeployClient:
         exchange = self._call(
             call, query={"action": action, "message": message}, payload=deployment
         )
-        return self._object(call, exchange)
+        return self._deployment(call, exchange)
 
     def delete(self, namespace: str, name: str, *, action: str, message: str) -> None:
         """Delete a SeldonDeployment; :class:`NotFound` if it does not exist."""
@@ -458,6 +458,17 @@ class SeldonDeployClient:
         if not isinstance(document, dict):
             self._unexpected(
                 call, f"a JSON {type(document).__name__} instead of an object", exchange.status
+            )
+        return document
+
+    def _deployment(self, call: _Call, exchange: _Exchange) -> dict[str, Any]:
+        # Planning and verification read metadata and spec: an answer without them
+        # must not pass for a deployment (it would be promoted as an empty one).
+        document = self._object(call, exchange)
+        metadata, spec = document.get("metadata"), document.get("spec")
+        if not isinstance(metadata, dict) or not metadata.get("name") or not isinstance(spec, dict):
+            self._unexpected(
+                call, "a SeldonDeployment without metadata.name or spec", exchange.status
             )
         return document
 

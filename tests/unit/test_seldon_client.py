@@ -531,6 +531,21 @@ def test_non_json_200_is_unexpected_response(
     assert "{not json" not in str(err)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [{"unexpected": True}, {"metadata": {"name": "iris"}}, {"metadata": {}, "spec": {}}],
+    ids=["neither", "no-spec", "no-name"],
+)
+def test_deployment_without_metadata_or_spec_is_unexpected_response(
+    seldon: FakeSeldon, client: SeldonDeployClient, body: dict[str, Any]
+) -> None:
+    seldon.reply(Canned(200, body))
+
+    err = raised(UnexpectedResponse, lambda: client.read("prod", "iris"))
+
+    assert "without metadata.name or spec" in str(err)
+
+
 def test_html_200_is_unexpected_response(seldon: FakeSeldon, client: SeldonDeployClient) -> None:
     seldon.reply(Canned(200, b"<html>login</html>", content_type="text/html; charset=utf-8"))
 

@@ -18,36 +18,21 @@ def set_condition(
 ) -> list[dict[str, Any]]:
     """Conditions with ``type_`` set; ``lastTransitionTime`` moves only when status flips."""
     value = "True" if status else "False"
-    updated: list[dict[str, Any]] = []
-    found = False
-    for condition in conditions:
-        if condition.get("type") != type_:
-            updated.append(dict(condition))
-            continue
-        found = True
-        changed = condition.get("status") != value
-        updated.append(
-            {
-                "type": type_,
-                "status": value,
-                "reason": reason,
-                "message": message,
-                "observedGeneration": generation,
-                "lastTransitionTime": now if changed else condition.get("lastTransitionTime", now),
-            }
-        )
-    if not found:
-        updated.append(
-            {
-                "type": type_,
-                "status": value,
-                "reason": reason,
-                "message": message,
-                "observedGeneration": generation,
-                "lastTransitionTime": now,
-            }
-        )
-    return updated
+    previous = find_condition(conditions, type_)
+    unchanged = previous is not None and previous.get("status") == value
+    condition = {
+        "type": type_,
+        "status": value,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": previous.get("lastTransitionTime", now)
+        if previous is not None and unchanged
+        else now,
+    }
+    if previous is None:
+        return [*(dict(c) for c in conditions), condition]
+    return [condition if c is previous else dict(c) for c in conditions]
 
 
 def find_condition(conditions: Sequence[dict[str, Any]], type_: str) -> dict[str, Any] | None:

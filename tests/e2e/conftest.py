@@ -51,10 +51,9 @@ def promotions(control_plane: ControlPlane, namespace: str) -> Promotions:
     return Promotions(control_plane, namespace)
 
 
-@pytest.fixture
-def seldon(simulator: Simulator) -> Simulator:
-    """The simulator with `staging` and `production` writable by the test identities
-    and a fast rollout; the source `staging/iris` exists and is Available."""
+def prepare_seldon(simulator: Simulator) -> Simulator:
+    """Give a reset simulator `staging` and `production` writable by the test
+    identities and a fast rollout; the source `staging/iris` exists and is Available."""
     control = simulator.control
     control.add_namespace("staging", groups=WRITERS)
     control.add_namespace("production", groups=WRITERS)
@@ -62,6 +61,12 @@ def seldon(simulator: Simulator) -> Simulator:
     control.seed_deployment("staging", deployment_body("iris", image="seldonio/sklearn-iris:1.4"))
     control.clear_requests_log()
     return simulator
+
+
+@pytest.fixture
+def seldon(simulator: Simulator) -> Simulator:
+    """The session simulator, reset and prepared (see :func:`prepare_seldon`)."""
+    return prepare_seldon(simulator)
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,6 @@ or rolls back as DESIGN.md section 4 promises."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 
 from tests.e2e.conftest import StartOperator
@@ -16,7 +13,7 @@ from tests.harness.operator_process import (
     password_credentials,
     write_credentials,
 )
-from tests.harness.promotions import FINISHED_PHASES, Promotions
+from tests.harness.promotions import FINISHED_PHASES, Promotions, ready_reason_is
 from tests.harness.seldon_log import creates, writes
 from tests.harness.simulator import Simulator
 from tests.simulator.testing import deployment_body
@@ -26,20 +23,12 @@ pytestmark = pytest.mark.e2e
 OLD_IMAGE = "seldonio/sklearn-iris:1.2"
 
 
-def _has_reason(reason: str) -> Callable[[dict[str, Any]], bool]:
-    def check(body: dict[str, Any]) -> bool:
-        conditions = (body.get("status") or {}).get("conditions") or []
-        return any(c["type"] == "Ready" and c["reason"] == reason for c in conditions)
-
-    return check
-
-
 def test_missing_source_reports_source_not_found_then_succeeds_when_it_appears(
     seldon: Simulator, operator: OperatorProcess, promotions: Promotions
 ) -> None:
     promotions.apply("late", {**PROMOTE_IRIS, "source": {"namespace": "staging", "name": "late"}})
 
-    promotions.wait_for("late", _has_reason("SourceNotFound"), "Ready reason SourceNotFound")
+    promotions.wait_for("late", ready_reason_is("SourceNotFound"), "Ready reason SourceNotFound")
     assert promotions.status("late")["lastError"]["httpStatus"] == 404
     seldon.control.seed_deployment("staging", deployment_body("late"))
 
@@ -133,7 +122,7 @@ def test_wrong_password_reports_authentication_failed_until_the_secret_is_fixed(
     operator = operator_factory(password_credentials(keycloak, password="not-the-password"))
     promotions.apply("iris", PROMOTE_IRIS)
 
-    promotions.wait_for("iris", _has_reason("AuthenticationFailed"), "AuthenticationFailed")
+    promotions.wait_for("iris", ready_reason_is("AuthenticationFailed"), "AuthenticationFailed")
     assert seldon.control.requests_log() == []  # no token, no call
     write_credentials(operator.credentials_dir, password_credentials(keycloak))
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 
 from tests.e2e.conftest import StartOperator
@@ -20,7 +17,7 @@ from tests.harness.operator_process import (
     password_credentials,
     write_credentials,
 )
-from tests.harness.promotions import FINISHED_PHASES, Promotions
+from tests.harness.promotions import FINISHED_PHASES, Promotions, ready_reason_is
 from tests.harness.simulator import Simulator
 
 pytestmark = pytest.mark.e2e
@@ -28,14 +25,6 @@ pytestmark = pytest.mark.e2e
 
 def _short_lived(keycloak: Keycloak, password: str | None = None) -> dict[str, str]:
     return {**password_credentials(keycloak, password), "client-id": SHORT_LIVED_CLIENT_ID}
-
-
-def _reason_is(reason: str) -> Callable[[dict[str, Any]], bool]:
-    def check(body: dict[str, Any]) -> bool:
-        conditions = (body.get("status") or {}).get("conditions") or []
-        return any(c["type"] == "Ready" and c["reason"] == reason for c in conditions)
-
-    return check
 
 
 def test_tokens_expiring_mid_run_are_refreshed(
@@ -65,9 +54,9 @@ def test_rotation_to_a_wrong_password_and_back_is_reported_only_while_wrong(
     promotions.wait_for_phase("iris", {"Verifying"})
 
     write_credentials(operator.credentials_dir, _short_lived(keycloak, "rotated-wrong"))
-    promotions.wait_for("iris", _reason_is("AuthenticationFailed"), "AuthenticationFailed")
+    promotions.wait_for("iris", ready_reason_is("AuthenticationFailed"), "AuthenticationFailed")
     write_credentials(operator.credentials_dir, _short_lived(keycloak))
-    promotions.wait_for("iris", _reason_is("WaitingForAvailable"), "the run resumed")
+    promotions.wait_for("iris", ready_reason_is("WaitingForAvailable"), "the run resumed")
     seldon.control.set_delays(rollout_seconds=1.0, namespace="production", name="iris")
 
     assert promotions.status("iris")["phase"] == "Verifying"  # never failed meanwhile
@@ -85,7 +74,7 @@ def test_keycloak_down_and_back_resumes_runs_without_restart(
     try:
         promotions.apply("iris", PROMOTE_IRIS)
         promotions.wait_for(
-            "iris", _reason_is("IdentityProviderUnavailable"), "IdentityProviderUnavailable"
+            "iris", ready_reason_is("IdentityProviderUnavailable"), "IdentityProviderUnavailable"
         )
     finally:
         keycloak.process.restart()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import WRITERS, StartOperator
+from tests.e2e.conftest import StartOperator, prepare_seldon
 from tests.e2e.test_promotion import PROMOTE_IRIS
 from tests.harness.certs import CertificateAuthority
 from tests.harness.processes import make_temp_dir, remove_temp_dir
@@ -17,7 +17,6 @@ from tests.harness.promotions import FINISHED_PHASES, Promotions
 from tests.harness.seldon_log import writes
 from tests.harness.simulator import Simulator, start_simulator
 from tests.harness.stack import Stack
-from tests.simulator.testing import deployment_body
 
 pytestmark = pytest.mark.e2e
 
@@ -43,16 +42,9 @@ def https_simulator(stack: Stack) -> Iterator[Simulator]:
 
 @pytest.fixture
 def tls_seldon(https_simulator: Simulator) -> Simulator:
-    """The HTTPS simulator reset, with `staging`/`production` writable by the test
-    identities, a fast rollout and an Available `staging/iris` (as ``seldon``)."""
-    control = https_simulator.control
-    control.reset()
-    control.add_namespace("staging", groups=WRITERS)
-    control.add_namespace("production", groups=WRITERS)
-    control.set_delays(rollout_seconds=1.0, gitops_sync_seconds=2.0)
-    control.seed_deployment("staging", deployment_body("iris", image="seldonio/sklearn-iris:1.4"))
-    control.clear_requests_log()
-    return https_simulator
+    """The HTTPS simulator, reset and prepared like ``seldon``."""
+    https_simulator.control.reset()
+    return prepare_seldon(https_simulator)
 
 
 def _ca_file(simulator: Simulator) -> str:

@@ -13,6 +13,16 @@ API_VERSION = "deploy.mlops.dev/v1alpha1"
 FINISHED_PHASES = frozenset({"Succeeded", "Failed", "RolledBack"})
 
 
+def ready_reason_is(reason: str) -> Callable[[dict[str, Any]], bool]:
+    """A predicate for :meth:`Promotions.wait_for`: the Ready condition has ``reason``."""
+
+    def check(body: dict[str, Any]) -> bool:
+        conditions = (body.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Ready" and c["reason"] == reason for c in conditions)
+
+    return check
+
+
 def manifest(name: str, spec: Mapping[str, Any]) -> str:
     """A ModelPromotion manifest (JSON is YAML) for ``kubectl apply -f -``."""
     return json.dumps(

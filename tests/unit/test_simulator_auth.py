@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from tests.simulator.control import SimulatorControl
@@ -13,19 +11,11 @@ NS = "staging"
 ALICE = "alice@example.com"
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[RunningSimulator]:
-    with RunningSimulator() as running:
-        yield running
-
-
 @pytest.fixture
-def ctl(sim: RunningSimulator) -> Iterator[SimulatorControl]:
-    control = sim.control()
-    control.reset()
+def ctl(fresh_control: SimulatorControl) -> SimulatorControl:
+    control = fresh_control
     control.add_namespace(NS, users={ALICE: ["read", "write"], "viewer@example.com": ["read"]})
-    yield control
-    control.close()
+    return control
 
 
 @pytest.fixture

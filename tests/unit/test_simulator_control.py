@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from tests.simulator.control import ControlError, SimulatorControl
@@ -12,18 +10,10 @@ from tests.simulator.testing import ApiCaller, RunningSimulator, deployment_body
 ALICE = "alice@example.com"
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[RunningSimulator]:
-    with RunningSimulator() as running:
-        yield running
-
-
 @pytest.fixture
-def ctl(sim: RunningSimulator) -> Iterator[SimulatorControl]:
-    control = sim.control()
-    control.reset()
-    yield control
-    control.close()
+def ctl(fresh_control: SimulatorControl) -> SimulatorControl:
+    control = fresh_control
+    return control
 
 
 def test_add_namespace_sets_the_labels_seldon_deploy_reads(ctl: SimulatorControl) -> None:

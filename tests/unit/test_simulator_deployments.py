@@ -26,13 +26,11 @@ def sim() -> Iterator[RunningSimulator]:
 
 
 @pytest.fixture
-def ctl(sim: RunningSimulator) -> Iterator[SimulatorControl]:
-    control = sim.control()
-    control.reset()
+def ctl(fresh_control: SimulatorControl) -> SimulatorControl:
+    control = fresh_control
     control.set_delays(rollout_seconds=0.2)
     control.add_namespace(NS, users={ALICE: ["read", "write"]})
-    yield control
-    control.close()
+    return control
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 import requests
@@ -15,19 +14,11 @@ NS = "prod"
 ALICE = "alice@example.com"
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[RunningSimulator]:
-    with RunningSimulator() as running:
-        yield running
-
-
 @pytest.fixture
-def ctl(sim: RunningSimulator) -> Iterator[SimulatorControl]:
-    control = sim.control()
-    control.reset()
+def ctl(fresh_control: SimulatorControl) -> SimulatorControl:
+    control = fresh_control
     control.add_namespace(NS, users={ALICE: ["read", "write"]})
-    yield control
-    control.close()
+    return control
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,21 +13,13 @@ NS = "gitops-prod"
 ALICE = "alice@example.com"
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[RunningSimulator]:
-    with RunningSimulator() as running:
-        yield running
-
-
 @pytest.fixture
-def ctl(sim: RunningSimulator) -> Iterator[SimulatorControl]:
-    control = sim.control()
-    control.reset()
+def ctl(fresh_control: SimulatorControl) -> SimulatorControl:
+    control = fresh_control
     control.set_delays(rollout_seconds=0.3, gitops_sync_seconds=0.3)
     control.add_namespace(NS, gitops=True, users={ALICE: ["read", "write"]})
     control.add_namespace("plain", users={ALICE: ["read", "write"]})
-    yield control
-    control.close()
+    return control
 
 
 @pytest.fixture

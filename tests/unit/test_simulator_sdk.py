@@ -34,13 +34,11 @@ def sim() -> Iterator[RunningSimulator]:
 
 
 @pytest.fixture
-def ctl(sim: RunningSimulator) -> Iterator[SimulatorControl]:
-    control = sim.control()
-    control.reset()
+def ctl(fresh_control: SimulatorControl) -> SimulatorControl:
+    control = fresh_control
     control.add_namespace(NS, users={ALICE: ["read", "write"]})
     control.add_namespace(GITOPS_NS, gitops=True, users={ALICE: ["read", "write"]})
-    yield control
-    control.close()
+    return control
 
 
 @pytest.fixture

@@ -24,14 +24,15 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONSAFEPATH=1
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY operator/ operator/
 
 # The project's wheel first, then wheels of the dependencies it pins (and theirs),
-# resolved from that wheel's metadata. setuptools, the build backend, is pinned in
+# resolved from that wheel's metadata, every version fixed by constraints.txt. setuptools, the build backend, is pinned in
 # pyproject.toml's [build-system] and used only here.
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
-    && python -m pip wheel --no-cache-dir --wheel-dir /wheels /wheels/seldon_promotion_operator-*.whl
+    && python -m pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt \
+        /wheels/seldon_promotion_operator-*.whl
 
 
 FROM python:3.11.17-slim-trixie@sha256:45037981b62b34b44602584fccbc4d884d5f7dc92c7ee86bb38a698a79fe1e51

@@ -10,12 +10,12 @@ STAMP := $(VENV)/.installed
 # `operator`: keep the working directory off sys.path (see README).
 export PYTHONSAFEPATH := 1
 
-.PHONY: test unit lint typecheck prepare demo stack resilience clean
+.PHONY: test unit lint typecheck prepare demo stack resilience constraints clean
 
-$(STAMP): pyproject.toml $(shell find operator -name '*.py')
+$(STAMP): pyproject.toml constraints.txt $(shell find operator -name '*.py')
 	@echo "== setting up $(VENV) with the pinned packages"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]' --config-settings editable_mode=strict
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]' --config-settings editable_mode=strict
 	@# Puts the project root at the end of sys.path, after the standard library,
 	@# so `tests.harness` and `tests.simulator` import from anywhere.
 	@echo "$(CURDIR)" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/spo-project-root.pth"
@@ -47,6 +47,12 @@ resilience: prepare
 
 stack: prepare
 	$(BIN)/python -m tests.harness up
+
+# Re-pin every package (transitive ones too) after changing pyproject.toml.
+constraints: $(STAMP)
+	@{ echo "# Every package of the test environment and the image, pinned (transitive ones too)."; \
+	   echo "# Regenerate after changing pyproject.toml: make constraints"; \
+	   $(BIN)/python -m pip freeze --exclude-editable | grep -iv '^seldon-promotion-operator'; } > constraints.txt
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

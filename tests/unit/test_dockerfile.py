@@ -286,8 +286,22 @@ def test_build_stage_builds_the_project_and_dependency_wheels_into_wheels_dir() 
 
     assert re.search(r"pip wheel .*--no-deps .*--wheel-dir /wheels \.(\s|$)", runs)
     assert re.search(
-        r"pip wheel .*--wheel-dir /wheels /wheels/seldon_promotion_operator-\*\.whl", runs
+        r"pip wheel .*--wheel-dir /wheels -c constraints\.txt\s+"
+        r"/wheels/seldon_promotion_operator-\*\.whl",
+        runs,
     )
+
+
+def test_build_stage_pins_every_dependency_with_the_constraints_file() -> None:
+    copied = " ".join(of_kind(stages()[0], "COPY"))
+
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert "constraints.txt" in copied
+    assert not ignored & {"constraints.txt", "*.txt", "*"}
 
 
 def test_final_stage_installs_only_the_built_wheels_without_a_cache() -> None:

@@ -86,6 +86,18 @@ def test_kubectl_explain_teaches_the_spec(control_plane: ControlPlane, crds: Non
             id="override-without-change",
         ),
         pytest.param(
+            {**VALID, "overrides": {"labels": {"big": "x" * 150_000}}},
+            "spec.overrides.labels.big",
+            "Too long",
+            id="label-value-too-long",
+        ),
+        pytest.param(
+            {**VALID, "source": {"namespace": "staging", "name": "a..b"}},
+            "spec.source.name",
+            "should match",
+            id="name-not-a-dns-subdomain",
+        ),
+        pytest.param(
             {**VALID, "overrides": {"replicas": -1}},
             "spec.overrides.replicas",
             "should be greater than or equal to 0",

@@ -20,6 +20,7 @@ from tests.harness.operator_process import (
 )
 from tests.harness.promotions import Promotions
 from tests.harness.rbac import install_cluster_wide
+from tests.harness.secrets import assert_no_secrets
 from tests.harness.simulator import Simulator
 from tests.harness.stack import Stack
 from tests.simulator.testing import deployment_body
@@ -99,8 +100,18 @@ def operator_factory(
         return process
 
     yield start
+    logs = "".join(process.log() for process in started)
     for process in started:
         process.stop()
+    # Every run of every test is scanned: no secret or token in what the operator
+    # printed, nor in the Events and statuses of this test's namespace.
+    captured = {
+        "operator output": logs,
+        "events and status": stack.control_plane.kubectl(
+            "get", "events,modelpromotions", "-n", namespace, "-o", "json"
+        ).stdout,
+    }
+    assert_no_secrets(captured)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import statistics
 import tempfile
 import time
@@ -20,7 +19,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tests.harness.keycloak import DATA_SCIENTIST, OPERATOR_CLIENT_SECRET
 from tests.harness.operator_process import (
     OperatorProcess,
     client_credentials,
@@ -29,11 +27,11 @@ from tests.harness.operator_process import (
 )
 from tests.harness.promotions import FINISHED_PHASES, Promotions
 from tests.harness.rbac import install_cluster_wide
+from tests.harness.secrets import secrets_in
 from tests.harness.stack import Stack, start_stack
 from tests.simulator.testing import deployment_body
 
 NAMESPACE = "resilience"
-JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
 WRITERS = {"promotion-operators": ["read", "write"]}
 
 
@@ -73,15 +71,6 @@ def _spec(name: str) -> dict[str, Any]:
         "verification": {"timeout": "5m"},
         "gitops": {"message": f"Promote {name}"},
     }
-
-
-def _scan_for_secrets(texts: dict[str, str]) -> list[str]:
-    secrets = {"password": DATA_SCIENTIST.password, "client secret": OPERATOR_CLIENT_SECRET}
-    found = []
-    for where, text in texts.items():
-        found += [f"{name} in {where}" for name, value in secrets.items() if value in text]
-        found += [f"a token in {where}"] if JWT.search(text) else []
-    return found
 
 
 def run_batch(runs: int, kills: int, seed: int) -> int:
@@ -146,7 +135,7 @@ def run_batch(runs: int, kills: int, seed: int) -> int:
                 lost.append(name)  # claims success for a target that is not Available
             elif target["spec"]["predictors"][0]["replicas"] != 2:
                 lost.append(name)  # claims success for a spec that is not the promoted one
-        secrets = _scan_for_secrets(
+        secrets = secrets_in(
             {
                 "operator output": operator.log(),
                 "events": plane.kubectl("get", "events", "-n", NAMESPACE, "-o", "json").stdout,

@@ -1,0 +1,33 @@
+"""Scanning captured output for the test secrets and for tokens."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from tests.harness.keycloak import DATA_SCIENTIST, DATA_VIEWER, OPERATOR_CLIENT_SECRET
+
+# A JWT: three base64url parts, the first two JSON objects ("eyJ" is '{"').
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
+SECRETS = {
+    "the data scientist's password": DATA_SCIENTIST.password,
+    "the viewer's password": DATA_VIEWER.password,
+    "the client secret": OPERATOR_CLIENT_SECRET,
+}
+
+
+def secrets_in(captured: Mapping[str, str], extra: Mapping[str, str] | None = None) -> list[str]:
+    """Which secret (or a token) appears where; empty when nothing leaked."""
+    known = {**SECRETS, **(extra or {})}
+    found = []
+    for where, text in captured.items():
+        found += [f"{name} in {where}" for name, value in known.items() if value in text]
+        if JWT.search(text):
+            found.append(f"a token in {where}")
+    return found
+
+
+def assert_no_secrets(captured: Mapping[str, str], extra: Mapping[str, str] | None = None) -> None:
+    """Fail naming every leak found."""
+    leaks = secrets_in(captured, extra)
+    assert not leaks, f"secrets leaked: {leaks}"

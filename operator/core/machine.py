@@ -435,8 +435,6 @@ def with_events(before: Run, step: Step) -> Step:
 
 def _conditions(ctx: Context, run: Run, message: str) -> Run:
     ready, ready_reason, progressing, progressing_reason = _condition_values(ctx, run)
-    if run.phase == Phase.ROLLED_BACK:
-        ready_reason = "RolledBack"
     now = format_time(ctx.now)
     conditions = set_condition(
         run.conditions,
@@ -480,6 +478,9 @@ def _condition_values(ctx: Context, run: Run) -> tuple[bool, str, bool, str]:
         reason = "DryRun" if ctx.spec.dry_run else "Succeeded"
         return True, reason, False, reason
     reason = run.outcome.reason if run.outcome else "Failed"
+    if run.phase == Phase.ROLLED_BACK:
+        # Ready says what happened to the target; Progressing keeps why the run stopped.
+        return False, "RolledBack", False, reason
     return False, reason, False, reason
 
 

@@ -23,7 +23,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=ANNOTATION_PREFIX, key=DIFFBASE_KEY
     )
-    # No deletion handler exists, so Kopf never adds it; named for clarity anyway.
+    # The only deletion handler (`forget_promotion`) is optional, so Kopf never adds
+    # this finalizer and deletion never waits for the operator; named for clarity anyway.
     settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
     # Events are posted explicitly (one per phase change, one per new error).
     settings.posting.enabled = True
@@ -39,10 +40,16 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 
 class _QuietRequeue(logging.Filter):
-    """Kopf logs every TemporaryError at ERROR; a waiting run is not an error."""
+    """Kopf logs every TemporaryError at ERROR; a waiting run is not an error.
+
+    Matches Kopf's record "<handler> failed temporarily: <message>" (kopf
+    1.45.2, ``execute_handler_once``) and lowers it to DEBUG. The final variants
+    ("failed temporarily but will time out/exceed ...") stay errors. Pinned
+    against the installed Kopf by tests/unit/test_requeue_logging.py.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if "failed temporarily" in record.getMessage() and record.levelno >= logging.ERROR:
+        if " failed temporarily: " in record.getMessage() and record.levelno >= logging.ERROR:
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
         return True

@@ -25,14 +25,15 @@ verification off for the identity provider too (settings log a warning for it).
 Failures raise :class:`AuthenticationFailed` (the identity provider refused the
 credentials, or the credentials files are invalid) or
 :class:`IdentityProviderUnavailable` (unreachable, timed out, 429, 5xx, or an answer
-that is not a token response). No message or log line built here contains a
-password, client secret, token or a response body: only names, URLs, status codes
-and the OAuth ``error``/``error_description`` fields (cleaned and truncated).
+that is not a token response), sorted by
+:data:`promotion_operator.http_failures.IDENTITY_PROVIDER`. No message or log line
+built here contains a password, client secret, token or a response body: only
+names, URLs, status codes and the OAuth ``error``/``error_description`` fields
+(through :func:`~promotion_operator.http_failures.redact`).
 """
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import math
 import re
@@ -52,6 +53,15 @@ from promotion_operator.errors import (
     PromotionError,
     SettingsError,
 )
+from promotion_operator.http_failures import (
+    IDENTITY_PROVIDER,
+    error_class,
+    error_for_status,
+    is_unavailable,
+    redact,
+    retry_after,
+    transport_problem,
+)
 from promotion_operator.settings import InstanceSettings, Settings
 
 logger = logging.getLogger(__name__)
@@ -59,9 +69,7 @@ logger = logging.getLogger(__name__)
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 # When a token response says nothing about the token's lifetime.
 FALLBACK_LIFETIME = 60.0
-_MAX_FIELD = 200
 _ERROR_CODE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_REFUSED = frozenset({400, 401, 403})
 
 
 @dataclass(frozen=True)
@@ -243,7 +251,7 @@ class TokenProvider:
                 f"instance {name}: OIDC discovery at {url} answered HTTP "
                 f"{response.status_code}; check oidc-server in {self.instance.credentials_dir}",
                 http_status=response.status_code,
-                retry_after=_retry_after(response),
+                retry_after=retry_after(response.headers),
             )
         document = _json_object(response)
         endpoint = document.get("token_endpoint") if document is not None else None
@@ -277,26 +285,24 @@ class TokenProvider:
         if credentials.grant_type == "password" and credentials.username:
             who += f" and user {credentials.username}"
 
-        if status in _REFUSED:
-            raise AuthenticationFailed(
-                f"instance {name}: the identity provider at {endpoint} refused {who} "
-                f"(HTTP {status}{_oauth_error(response, secrets)}); fix the credentials in "
-                f"{self.instance.credentials_dir}",
-                http_status=status,
-            )
-        if status == 429 or status >= 500:
-            raise IdentityProviderUnavailable(
-                f"instance {name}: the identity provider at {endpoint} answered HTTP "
-                f"{status}{_oauth_error(response, secrets)} to {who}",
-                http_status=status,
-                retry_after=_retry_after(response),
-            )
         if not 200 <= status < 300:
-            raise IdentityProviderUnavailable(
-                f"instance {name}: unexpected HTTP {status} from {endpoint} to {who}; check "
-                f"token-url / oidc-server in {self.instance.credentials_dir}",
-                http_status=status,
-            )
+            if error_class(IDENTITY_PROVIDER, status) is AuthenticationFailed:
+                text = (
+                    f"instance {name}: the identity provider at {endpoint} refused {who} "
+                    f"(HTTP {status}{_oauth_error(response, secrets)}); fix the credentials in "
+                    f"{self.instance.credentials_dir}"
+                )
+            elif is_unavailable(status):
+                text = (
+                    f"instance {name}: the identity provider at {endpoint} answered HTTP "
+                    f"{status}{_oauth_error(response, secrets)} to {who}"
+                )
+            else:
+                text = (
+                    f"instance {name}: unexpected HTTP {status} from {endpoint} to {who}; check "
+                    f"token-url / oidc-server in {self.instance.credentials_dir}"
+                )
+            raise error_for_status(IDENTITY_PROVIDER, status, text, response.headers)
         body = _json_object(response)
         if body is None:
             raise IdentityProviderUnavailable(
@@ -335,16 +341,11 @@ class TokenProvider:
             )
             raise IdentityProviderUnavailable(
                 f"instance {name}: {what} to {url} failed TLS verification ({hint}): "
-                f"{_clean(str(exc), [])}"
-            ) from None
-        except requests.exceptions.Timeout:
-            raise IdentityProviderUnavailable(
-                f"instance {name}: {what} to {url} got no answer within {timeout:g} s"
+                f"{transport_problem(exc, timeout)}"
             ) from None
         except requests.exceptions.RequestException as exc:
             raise IdentityProviderUnavailable(
-                f"instance {name}: {what} to {url} failed: {type(exc).__name__}: "
-                f"{_clean(str(exc), [])}"
+                f"instance {name}: {what} to {url} failed: {transport_problem(exc, timeout)}"
             ) from None
 
     def _pick_token(self, body: Mapping[str, Any], endpoint: str) -> tuple[str, str]:
@@ -449,7 +450,7 @@ def _describe_body(response: requests.Response) -> str:
     if size == 0:
         return "an empty body"
     kind = "a JSON body that is not an object" if _parses_as_json(response) else "a non-JSON body"
-    return f"{kind} ({_clean(content_type, [])}, {size} bytes)"
+    return f"{kind} ({redact(content_type, limit=80)}, {size} bytes)"
 
 
 def _parses_as_json(response: requests.Response) -> bool:
@@ -471,32 +472,5 @@ def _oauth_error(response: requests.Response, secrets: list[str]) -> str:
     if isinstance(error, str) and _ERROR_CODE.match(error):
         parts.append(error)
     if isinstance(description, str) and description.strip():
-        parts.append(_clean(description, secrets))
+        parts.append(redact(description, secrets))
     return ": " + ": ".join(parts) if parts else ""
-
-
-def _clean(text: str, secrets: list[str]) -> str:
-    """Printable, single-line, secrets masked, at most _MAX_FIELD characters."""
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-    return text if len(text) <= _MAX_FIELD else text[: _MAX_FIELD - 3] + "..."
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date), if usable."""
-    raw = response.headers.get("Retry-After")
-    if not raw:
-        return None
-    raw = raw.strip()
-    try:
-        seconds = float(raw)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(raw)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - time.time()
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)

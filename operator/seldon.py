@@ -1,9 +1,10 @@
 """HTTP client for the Seldon Deploy REST API (v1alpha1), with a typed error taxonomy.
 
 Paths, query parameters and shapes follow the official ``seldon-deploy-sdk``
-(``SeldonDeploymentsApi`` and ``GitOpsApi``). The client speaks plain JSON
-(dicts in, dicts out) and sorts every failure into the errors of
-:mod:`promotion_operator.errors` the way DESIGN.md section 4 sorts them:
+(``SeldonDeploymentsApi``). The client speaks plain JSON (dicts in, dicts out)
+and sorts every failure into the errors of :mod:`promotion_operator.errors`
+(the table is :data:`promotion_operator.http_failures.SELDON_DEPLOY`; the
+failure taxonomy is in ``docs/contract.md``):
 
 ========================================  ===============================
 what happened                             raised
@@ -31,15 +32,11 @@ the token, a request header or a raw response body.
 
 from __future__ import annotations
 
-import builtins
-import email.utils
 import json
 import logging
-import math
 import re
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any, NamedTuple, NoReturn, Protocol
 from urllib.parse import quote
@@ -50,8 +47,6 @@ from requests.structures import CaseInsensitiveDict
 
 from promotion_operator.errors import (
     AuthenticationFailed,
-    Conflict,
-    Forbidden,
     Invalid,
     NotFound,
     PromotionError,
@@ -59,12 +54,17 @@ from promotion_operator.errors import (
     SettingsError,
     UnexpectedResponse,
 )
+from promotion_operator.http_failures import (
+    SELDON_DEPLOY,
+    error_for_status,
+    redact,
+    transport_problem,
+)
 from promotion_operator.settings import InstanceSettings
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
-    "DEFAULT_POOL_MAXSIZE",
-    "MAX_RETRY_AFTER_SECONDS",
+    "POOL_MAXSIZE",
     "RequestObserver",
     "SeldonDeployClient",
     "TokenSource",
@@ -77,29 +77,15 @@ DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 #: Largest error response body read to find the server's ``message`` field.
 MAX_ERROR_BODY_BYTES = 64 * 1024
 #: Connections kept per host: many Kopf worker threads share one client.
-DEFAULT_POOL_MAXSIZE = 32
-#: Upper bound on a server's Retry-After; a larger value is clamped to this.
-MAX_RETRY_AFTER_SECONDS = 300.0
-#: Longest server message quoted in an error.
-MAX_SERVER_MESSAGE_CHARS = 300
-
+POOL_MAXSIZE = 32
 # Path templates, exactly as seldon_deploy_sdk names them.
 SDEPS = "/namespaces/{namespace}/seldondeployments"
 SDEP = "/namespaces/{namespace}/seldondeployments/{name}"
 SDEP_VALIDATE = "/namespaces/{namespace}/seldondeployments/validate"
-SDEP_GITLOGS = "/namespaces/{namespace}/seldondeployments/{name}/gitlogs"
 
 _CHUNK_BYTES = 64 * 1024
 # A bearer token is a visible-ASCII string (JWTs and opaque tokens both are).
 _TOKEN_RE = re.compile(r"[\x21-\x7e]+")
-# Anything shaped like a JWT (header.payload[.signature]), redacted from server messages.
-_JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*)?")
-_BEARER_RE = re.compile(r"(?i)(bearer\s+)[\x21-\x7e]+")
-_WHITESPACE_RE = re.compile(r"\s+")
-_ERRNO_RE = re.compile(r"\[Errno -?\d+\] [^)'\"\]]+")
-_TLS_RE = re.compile(
-    r"(?i)certificate verify failed[^)'\"\]]*|wrong version number|hostname mismatch"
-)
 
 
 class TokenSource(Protocol):
@@ -148,10 +134,8 @@ class SeldonDeployClient:
         instance: InstanceSettings,
         tokens: TokenSource,
         *,
-        session: requests.Session | None = None,
         observer: RequestObserver | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        pool_maxsize: int = DEFAULT_POOL_MAXSIZE,
     ) -> None:
         self._instance = instance
         self._tokens = tokens
@@ -163,40 +147,14 @@ class SeldonDeployClient:
             str(instance.ca_file) if instance.ca_file is not None else instance.verify_tls
         )
         # Disabled verification is warned about once, when the settings are loaded.
-        self._owns_session = session is None
-        if session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(
-                pool_connections=4, pool_maxsize=pool_maxsize, max_retries=0, pool_block=False
-            )
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
-        self._session = session
-
-    @property
-    def instance(self) -> InstanceSettings:
-        return self._instance
+        self._session = requests.Session()
+        adapter = HTTPAdapter(
+            pool_connections=4, pool_maxsize=POOL_MAXSIZE, max_retries=0, pool_block=False
+        )
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
 
     # -- the API ---------------------------------------------------------------------------
-
-    def list(self, namespace: str) -> list[dict[str, Any]]:
-        """All SeldonDeployments in ``namespace`` (the ``items`` of a SeldonDeploymentList)."""
-        call = _Call("GET", SDEPS, {"namespace": namespace})
-        exchange = self._call(call)
-        document = self._object(call, exchange)
-        items = document.get("items")
-        if items is None:
-            # Go encodes an empty slice as null; a missing key is not the documented shape.
-            if "items" in document:
-                return []
-            self._unexpected(call, "a SeldonDeploymentList without 'items'", exchange.status)
-        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-            self._unexpected(
-                call,
-                "a SeldonDeploymentList whose 'items' is not a list of objects",
-                exchange.status,
-            )
-        return items
 
     def read(self, namespace: str, name: str) -> dict[str, Any]:
         """The SeldonDeployment; :class:`NotFound` if it does not exist."""
@@ -260,21 +218,9 @@ class SeldonDeployClient:
             )
         return result
 
-    def git_logs(self, namespace: str, name: str) -> builtins.list[dict[str, Any]]:
-        """The GitOps audit log (``AuditLog`` objects) of a SeldonDeployment."""
-        call = _Call("GET", SDEP_GITLOGS, {"namespace": namespace, "name": name})
-        exchange = self._call(call)
-        document = self._json(call, exchange)
-        if document is None:
-            return []
-        if not isinstance(document, list) or not all(isinstance(i, dict) for i in document):
-            self._unexpected(call, "a git log that is not a list of objects", exchange.status)
-        return document
-
     def close(self) -> None:
-        """Close the pooled connections (only of a session this client created)."""
-        if self._owns_session:
-            self._session.close()
+        """Close the pooled connections."""
+        self._session.close()
 
     def __enter__(self) -> SeldonDeployClient:
         return self
@@ -363,7 +309,7 @@ class SeldonDeployClient:
             except requests.RequestException as exc:
                 raise SeldonDeployUnavailable(
                     f"{call.display} on Seldon Deploy {self._instance.name!r}: "
-                    f"{_transport_problem(exc, self._timeout)}"
+                    f"{transport_problem(exc, self._timeout)}"
                 ) from exc
             with response:
                 status = response.status_code
@@ -380,7 +326,7 @@ class SeldonDeployClient:
                 except requests.RequestException as exc:
                     raise SeldonDeployUnavailable(
                         f"{call.display} on Seldon Deploy {self._instance.name!r}: HTTP {status}, "
-                        f"reading the response failed: {_transport_problem(exc, self._timeout)}",
+                        f"reading the response failed: {transport_problem(exc, self._timeout)}",
                         http_status=status,
                     ) from exc
                 return _Exchange(status, response.headers, body, token)
@@ -399,29 +345,10 @@ class SeldonDeployClient:
         status = exchange.status
         text = self._describe(call, status, self._error_message(exchange))
         if status == 401:
-            return AuthenticationFailed(
-                text + " (token refused even after a refresh)", http_status=status
-            )
-        if status == 403:
-            return Forbidden(text, http_status=status)
-        if status == 404:
-            return NotFound(text, http_status=status)
-        if status == 409:
-            return Conflict(text, http_status=status)
-        if status in (400, 422):
-            return Invalid(text, http_status=status)
-        if status in (408, 429) or status >= 500:
-            return SeldonDeployUnavailable(
-                text,
-                http_status=status,
-                retry_after=_parse_retry_after(exchange.headers.get("Retry-After")),
-            )
-        if 300 <= status < 400:
-            return UnexpectedResponse(
-                text + " (redirects are not followed: check the instance URL)", http_status=status
-            )
-        # 405, 406, 410, 413, 415, ...: the client and the server disagree about the API.
-        return UnexpectedResponse(text, http_status=status)
+            text += " (token refused even after a refresh)"
+        elif 300 <= status < 400:
+            text += " (redirects are not followed: check the instance URL)"
+        return error_for_status(SELDON_DEPLOY, status, text, exchange.headers)
 
     def _error_message(self, exchange: _Exchange) -> str | None:
         if not exchange.body:
@@ -504,51 +431,7 @@ def _server_message(document: Any, token: str) -> str | None:
         message = document.get("error")
     if not isinstance(message, str) or not message.strip():
         return None
-    message = message.replace(token, "[REDACTED]")
-    message = _JWT_RE.sub("[REDACTED]", message)
-    message = _BEARER_RE.sub(r"\1[REDACTED]", message)
-    message = "".join(c if c.isprintable() else " " for c in message)
-    message = _WHITESPACE_RE.sub(" ", message).strip()
-    if len(message) > MAX_SERVER_MESSAGE_CHARS:
-        message = message[: MAX_SERVER_MESSAGE_CHARS - 1].rstrip() + "…"
-    return message
-
-
-def _parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds from a Retry-After header (delay-seconds or HTTP-date), clamped to [0, cap]."""
-    if not value:
-        return None
-    value = value.strip()
-    seconds: float
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if math.isnan(seconds):
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
-
-
-def _transport_problem(exc: requests.RequestException, timeout: float) -> str:
-    """A short, secret-free description of a transport failure."""
-    if isinstance(exc, requests.Timeout) or (
-        isinstance(exc, requests.ConnectionError) and "timed out" in str(exc).lower()
-    ):
-        return f"timed out after {timeout:g} s"
-    text = str(exc)
-    if isinstance(exc, requests.exceptions.SSLError):
-        found = _TLS_RE.search(text)
-        return "TLS error" + (f": {found.group(0).strip()}" if found else "")
-    found = _ERRNO_RE.search(text)
-    if found:
-        return f"connection failed: {found.group(0).strip()}"
-    return f"connection failed ({type(exc).__name__})"
+    return redact(message, [token])
 
 
 def _reason_phrase(status: int) -> str:

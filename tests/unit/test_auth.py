@@ -583,7 +583,7 @@ def test_echoed_secret_in_error_description_is_masked(
     with pytest.raises(AuthenticationFailed) as caught:
         make_provider().token()
 
-    assert "invalid_request: bad password ***" in str(caught.value)
+    assert "invalid_request: bad password [REDACTED]" in str(caught.value)
     assert_no_secrets(error_texts(caught.value), idp)
 
 
@@ -594,7 +594,7 @@ def test_long_error_description_is_truncated(make_provider: MakeProvider, idp: O
     with pytest.raises(AuthenticationFailed) as caught:
         make_provider().token()
 
-    assert "x" * 197 + "..." in str(caught.value)
+    assert "x" * 299 + "…" in str(caught.value)
     assert "tail" not in str(caught.value)
 
 
@@ -662,7 +662,7 @@ def test_slow_idp_is_identity_provider_unavailable(
     provider.token()  # discovery done
     idp.delay = 0.5
 
-    with pytest.raises(IdentityProviderUnavailable, match=r"got no answer within 0\.1 s"):
+    with pytest.raises(IdentityProviderUnavailable, match=r"timed out after 0\.1 s"):
         provider.token(force_refresh=True)
 
 
@@ -674,7 +674,8 @@ def test_unreachable_idp_is_identity_provider_unavailable(
         port = sock.getsockname()[1]
     write_secret(secret, {"oidc-server": None, "token-url": f"http://127.0.0.1:{port}/token"})
 
-    with pytest.raises(IdentityProviderUnavailable, match="ConnectionError"):
+    refused = r"connection failed: \[Errno 111\] Connection refused"
+    with pytest.raises(IdentityProviderUnavailable, match=refused):
         make_provider().token()
 
 

@@ -40,7 +40,6 @@ from promotion_operator.errors import (
 )
 from promotion_operator.seldon import (
     DEFAULT_MAX_RESPONSE_BYTES,
-    MAX_RETRY_AFTER_SECONDS,
     SeldonDeployClient,
 )
 from promotion_operator.settings import InstanceSettings
@@ -312,27 +311,6 @@ def test_validate_sends_get_with_the_deployment_as_json_body(
     assert request.json() == SDEP
 
 
-def test_list_returns_the_items(seldon: FakeSeldon, client: SeldonDeployClient) -> None:
-    seldon.reply(Canned(200, {"kind": "SeldonDeploymentList", "items": [SDEP]}))
-
-    assert client.list("staging") == [SDEP]
-    assert seldon.requests[0].path == f"{BASE}/namespaces/staging/seldondeployments"
-
-
-def test_git_logs_returns_the_audit_log(seldon: FakeSeldon, client: SeldonDeployClient) -> None:
-    entry = {"Hash": "abc123", "AuthorName": "operator"}
-    seldon.reply(Canned(200, [entry]))
-
-    assert client.git_logs("prod", "iris") == [entry]
-    assert seldon.requests[0].path == f"{BASE}/namespaces/prod/seldondeployments/iris/gitlogs"
-
-
-def test_git_logs_null_is_an_empty_log(seldon: FakeSeldon, client: SeldonDeployClient) -> None:
-    seldon.reply(Canned(200, b"null"))
-
-    assert client.git_logs("prod", "iris") == []
-
-
 def test_path_segments_are_url_quoted(seldon: FakeSeldon, client: SeldonDeployClient) -> None:
     seldon.reply(Canned(200, SDEP))
 
@@ -449,30 +427,9 @@ def test_retryable_statuses_are_marked_retryable(
 def test_429_retry_after_seconds_is_parsed(seldon: FakeSeldon, client: SeldonDeployClient) -> None:
     seldon.reply(Canned(429, {"message": "slow down"}, headers={"Retry-After": "7"}))
 
-    err = raised(SeldonDeployUnavailable, lambda: client.list("prod"))
+    err = raised(SeldonDeployUnavailable, lambda: client.read("prod", "iris"))
 
     assert err.retry_after == 7.0
-
-
-def test_503_retry_after_http_date_is_parsed(
-    seldon: FakeSeldon, client: SeldonDeployClient
-) -> None:
-    when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=120)
-    header = when.strftime("%a, %d %b %Y %H:%M:%S GMT")
-    seldon.reply(Canned(503, {"message": "maintenance"}, headers={"Retry-After": header}))
-
-    err = raised(SeldonDeployUnavailable, lambda: client.list("prod"))
-
-    assert err.retry_after is not None
-    assert 110 <= err.retry_after <= 121
-
-
-def test_retry_after_is_capped(seldon: FakeSeldon, client: SeldonDeployClient) -> None:
-    seldon.reply(Canned(429, {"message": "later"}, headers={"Retry-After": "86400"}))
-
-    err = raised(SeldonDeployUnavailable, lambda: client.list("prod"))
-
-    assert err.retry_after == MAX_RETRY_AFTER_SECONDS
 
 
 def test_find_returns_none_on_404(seldon: FakeSeldon, client: SeldonDeployClient) -> None:
@@ -554,14 +511,6 @@ def test_html_200_is_unexpected_response(seldon: FakeSeldon, client: SeldonDeplo
     assert "text/html" in str(err)
 
 
-def test_list_without_items_is_unexpected_response(
-    seldon: FakeSeldon, client: SeldonDeployClient
-) -> None:
-    seldon.reply(Canned(200, {"kind": "SeldonDeploymentList"}))
-
-    raised(UnexpectedResponse, lambda: client.list("prod"))
-
-
 def test_read_of_a_json_array_is_unexpected_response(
     seldon: FakeSeldon, client: SeldonDeployClient
 ) -> None:
@@ -583,7 +532,7 @@ def test_validate_message_with_an_error_code_is_invalid(
 def test_huge_body_is_unexpected_response(seldon: FakeSeldon, client: SeldonDeployClient) -> None:
     seldon.reply(Canned(200, stream_bytes=DEFAULT_MAX_RESPONSE_BYTES + 1))
 
-    err = raised(UnexpectedResponse, lambda: client.list("prod"))
+    err = raised(UnexpectedResponse, lambda: client.read("prod", "iris"))
 
     assert "larger than" in str(err)
 
@@ -591,9 +540,9 @@ def test_huge_body_is_unexpected_response(seldon: FakeSeldon, client: SeldonDepl
 def test_declared_length_over_the_cap_is_refused_unread(
     seldon: FakeSeldon, tokens: FakeTokens, tmp_path: Path
 ) -> None:
-    seldon.reply(Canned(200, {"items": ["x" * 2000]}))
+    seldon.reply(Canned(200, {**SDEP, "padding": "x" * 2000}))
     with SeldonDeployClient(instance(seldon.url, tmp_path), tokens, max_response_bytes=1000) as c:
-        raised(UnexpectedResponse, lambda: c.list("prod"))
+        raised(UnexpectedResponse, lambda: c.read("prod", "iris"))
 
 
 # -- what errors and logs say ----------------------------------------------------------------
@@ -658,10 +607,10 @@ def test_observer_sees_no_status_on_connection_error(tmp_path: Path) -> None:
     with SeldonDeployClient(
         instance(url, tmp_path), FakeTokens(), observer=lambda *a: seen.append(a)
     ) as c:
-        raised(SeldonDeployUnavailable, lambda: c.list("prod"))
+        raised(SeldonDeployUnavailable, lambda: c.read("prod", "iris"))
 
     assert [(m, p, s) for m, p, s, _ in seen] == [
-        ("GET", "/namespaces/{namespace}/seldondeployments", None)
+        ("GET", "/namespaces/{namespace}/seldondeployments/{name}", None)
     ]
 
 

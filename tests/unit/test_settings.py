@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from promotion_operator.errors import SettingsError
 from promotion_operator.settings import InstanceSettings, Settings, load_settings
+from tests.harness.unprivileged import call_unprivileged, reachable_tempdir
 from tests.oidcstub import write_secret
 
 URL = "https://deploy.example/seldon-deploy/api/v1alpha1"
@@ -181,13 +182,29 @@ def test_credentials_problems_name_the_instance(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads everything")
-def test_unreadable_credentials_dir_is_a_problem(secret: Path) -> None:
-    secret.chmod(0)
+@pytest.fixture
+def reachable() -> Iterator[Path]:
+    with reachable_tempdir() as path:
+        yield path
+
+
+def settings_problems(env: dict[str, str]) -> list[str]:
+    """The problems ``load_settings`` reports (run by ``call_unprivileged``)."""
     try:
-        [problem] = problems_of(env_for(secret))
-    finally:
-        secret.chmod(0o755)
+        load_settings(env)
+    except SettingsError as error:
+        return error.problems
+    return []
+
+
+def test_unreadable_credentials_dir_is_a_problem(reachable: Path) -> None:
+    # Root reads every directory: the check runs as an unprivileged user.
+    secret = write_secret(
+        reachable / "secret", {"token-url": "https://idp/t", "client-id": "c", "client-secret": "x"}
+    )
+    secret.chmod(0)
+
+    [problem] = call_unprivileged(settings_problems, env_for(secret))
 
     assert problem.endswith(f"credentials directory {secret} is not readable")
 

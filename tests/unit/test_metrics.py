@@ -1,0 +1,251 @@
+"""The operator's metrics move by the right amount for each call the runner makes.
+
+Every test has its own ``Metrics`` (and so its own registry); values are read
+the way Prometheus scrapes them, by sample name and labels.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from promotion_operator.errors import AuthenticationFailed, IdentityProviderUnavailable
+from promotion_operator.metrics import Metrics
+from promotion_operator.seldon import SDEP
+
+UID = "0d5c6a1e-uid-1"
+OTHER_UID = "7f3b9c2d-uid-2"
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
+    """The sample's value, or None when that label set was never touched."""
+    return metrics.registry.get_sample_value(name, labels)
+
+
+def in_flight(metrics: Metrics) -> float | None:
+    return sample(metrics, "modelpromotion_runs_in_flight")
+
+
+def test_nothing_is_in_flight_at_start(metrics: Metrics) -> None:
+    assert in_flight(metrics) == 0
+
+
+def test_run_started_counts_one_run(metrics: Metrics) -> None:
+    metrics.run_started(UID)
+
+    assert sample(metrics, "modelpromotion_runs_started_total") == 1
+
+
+def test_run_started_puts_the_run_in_flight(metrics: Metrics) -> None:
+    metrics.run_started(UID)
+
+    assert in_flight(metrics) == 1
+
+
+def test_runs_of_different_resources_are_in_flight_together(metrics: Metrics) -> None:
+    metrics.run_started(UID)
+    metrics.run_started(OTHER_UID)
+
+    assert in_flight(metrics) == 2
+
+
+def test_run_seen_in_flight_rebuilds_the_gauge(metrics: Metrics) -> None:
+    # After a restart the first pass sees a run that started before it.
+    metrics.run_seen(UID, in_flight=True)
+
+    assert in_flight(metrics) == 1
+
+
+def test_run_seen_again_keeps_the_run_in_flight_once(metrics: Metrics) -> None:
+    metrics.run_seen(UID, in_flight=True)
+    metrics.run_seen(UID, in_flight=True)
+
+    assert in_flight(metrics) == 1
+
+
+def test_run_seen_not_in_flight_takes_the_run_out(metrics: Metrics) -> None:
+    metrics.run_started(UID)
+
+    metrics.run_seen(UID, in_flight=False)
+
+    assert in_flight(metrics) == 0
+
+
+def test_run_finished_counts_one_by_outcome_and_reason(metrics: Metrics) -> None:
+    metrics.run_started(UID)
+
+    metrics.run_finished(UID, "RolledBack", "VerificationTimedOut", 42.0)
+
+    assert (
+        sample(
+            metrics,
+            "modelpromotion_runs_finished_total",
+            outcome="RolledBack",
+            reason="VerificationTimedOut",
+        )
+        == 1
+    )
+    assert (
+        sample(
+            metrics, "modelpromotion_runs_finished_total", outcome="Succeeded", reason="Succeeded"
+        )
+        is None
+    )
+
+
+def test_run_finished_observes_the_duration_under_its_outcome(metrics: Metrics) -> None:
+    metrics.run_finished(UID, "Succeeded", "Succeeded", 7.5)
+
+    name = "modelpromotion_run_duration_seconds"
+    assert sample(metrics, f"{name}_count", outcome="Succeeded") == 1
+    assert sample(metrics, f"{name}_sum", outcome="Succeeded") == 7.5
+    assert sample(metrics, f"{name}_bucket", outcome="Succeeded", le="5.0") == 0
+    assert sample(metrics, f"{name}_bucket", outcome="Succeeded", le="10.0") == 1
+
+
+def test_run_finished_takes_the_run_out_of_flight(metrics: Metrics) -> None:
+    metrics.run_started(UID)
+    metrics.run_started(OTHER_UID)
+
+    metrics.run_finished(UID, "Succeeded", "Succeeded", 3.0)
+
+    assert in_flight(metrics) == 1
+
+
+def test_forget_takes_a_deleted_run_out_of_flight(metrics: Metrics) -> None:
+    metrics.run_started(UID)
+
+    metrics.forget(UID)
+
+    assert in_flight(metrics) == 0
+
+
+def test_forget_of_a_resource_without_a_run_in_flight_changes_nothing(metrics: Metrics) -> None:
+    metrics.run_started(UID)
+
+    metrics.forget(OTHER_UID)
+
+    assert in_flight(metrics) == 1
+
+
+def test_seldon_observer_counts_a_call_by_instance_method_path_and_code(metrics: Metrics) -> None:
+    observe = metrics.seldon_observer("prod")
+
+    observe("GET", SDEP, 200, 0.25)
+
+    assert (
+        sample(
+            metrics,
+            "seldon_deploy_requests_total",
+            instance="prod",
+            method="GET",
+            path=SDEP,
+            code="200",
+        )
+        == 1
+    )
+
+
+def test_seldon_observer_counts_a_call_without_an_answer_as_connection_error(
+    metrics: Metrics,
+) -> None:
+    observe = metrics.seldon_observer("prod")
+
+    observe("PUT", SDEP, None, 10.0)
+
+    assert (
+        sample(
+            metrics,
+            "seldon_deploy_requests_total",
+            instance="prod",
+            method="PUT",
+            path=SDEP,
+            code="connection-error",
+        )
+        == 1
+    )
+
+
+def test_seldon_observer_observes_the_latency(metrics: Metrics) -> None:
+    observe = metrics.seldon_observer("prod")
+
+    observe("GET", SDEP, 200, 0.25)
+    observe("GET", SDEP, 503, 0.5)
+
+    labels = {"instance": "prod", "method": "GET", "path": SDEP}
+    assert sample(metrics, "seldon_deploy_request_duration_seconds_count", **labels) == 2
+    assert sample(metrics, "seldon_deploy_request_duration_seconds_sum", **labels) == 0.75
+
+
+def test_seldon_observers_of_two_instances_count_apart(metrics: Metrics) -> None:
+    metrics.seldon_observer("staging")("GET", SDEP, 200, 0.1)
+
+    metrics.seldon_observer("prod")("GET", SDEP, 200, 0.1)
+
+    for instance in ("staging", "prod"):
+        assert (
+            sample(
+                metrics,
+                "seldon_deploy_requests_total",
+                instance=instance,
+                method="GET",
+                path=SDEP,
+                code="200",
+            )
+            == 1
+        )
+
+
+def test_token_requested_counts_a_success(metrics: Metrics) -> None:
+    metrics.token_requested("prod", None)
+
+    assert sample(metrics, "oidc_token_requests_total", instance="prod", result="success") == 1
+    assert sample(metrics, "oidc_token_requests_total", instance="prod", result="failure") is None
+
+
+def test_token_requested_counts_a_failure(metrics: Metrics) -> None:
+    metrics.token_requested("prod", IdentityProviderUnavailable("token endpoint answered 503"))
+
+    assert sample(metrics, "oidc_token_requests_total", instance="prod", result="failure") == 1
+    assert sample(metrics, "oidc_token_requests_total", instance="prod", result="success") is None
+
+
+def test_token_requested_counts_a_failure_by_its_reason(metrics: Metrics) -> None:
+    metrics.token_requested("prod", AuthenticationFailed("invalid_grant"))
+    metrics.token_requested("prod", AuthenticationFailed("invalid_grant"))
+
+    assert (
+        sample(
+            metrics,
+            "oidc_token_request_failures_total",
+            instance="prod",
+            reason="AuthenticationFailed",
+        )
+        == 2
+    )
+
+
+def test_a_successful_token_request_counts_no_failure(metrics: Metrics) -> None:
+    metrics.token_requested("prod", None)
+
+    assert (
+        sample(
+            metrics,
+            "oidc_token_request_failures_total",
+            instance="prod",
+            reason="AuthenticationFailed",
+        )
+        is None
+    )
+
+
+def test_two_metrics_count_in_their_own_registries(metrics: Metrics) -> None:
+    other = Metrics()
+
+    other.token_requested("prod", None)
+
+    assert sample(metrics, "oidc_token_requests_total", instance="prod", result="success") is None

@@ -23,12 +23,13 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         self.runs_started = Counter(
             "modelpromotion_runs_started",
-            "Promotion runs started (one per spec generation).",
+            "Promotion runs started (one per spec generation, counted once per operator "
+            "process even when a pass is replayed).",
             registry=self.registry,
         )
         self.runs_finished = Counter(
             "modelpromotion_runs_finished",
-            "Promotion runs finished, by outcome (phase) and Ready reason.",
+            "Promotion runs finished, by outcome (phase) and Ready reason (once per run).",
             ["outcome", "reason"],
             registry=self.registry,
         )
@@ -69,6 +70,10 @@ class Metrics:
             registry=self.registry,
         )
         self._in_flight: set[str] = set()
+        # The generation whose start / end was counted, per resource: a pass replayed
+        # because its status patch did not land must not count the same run again.
+        self._started: dict[str, int] = {}
+        self._finished: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def serve(self, port: int, address: str = "0.0.0.0") -> None:
@@ -91,15 +96,19 @@ class Metrics:
         if error is not None:
             self.token_failures.labels(instance, error.reason).inc()
 
-    def run_started(self, uid: str) -> None:
-        """A new run of the resource ``uid`` started."""
-        self.runs_started.inc()
+    def run_started(self, uid: str, generation: int) -> None:
+        """The run of ``generation`` of the resource ``uid`` started."""
+        if self._first(self._started, uid, generation):
+            self.runs_started.inc()
         self._track(uid, in_flight=True)
 
-    def run_finished(self, uid: str, outcome: str, reason: str, seconds: float) -> None:
-        """A run ended as ``outcome`` (Succeeded, Failed, RolledBack)."""
-        self.runs_finished.labels(outcome, reason).inc()
-        self.run_duration.labels(outcome).observe(seconds)
+    def run_finished(
+        self, uid: str, generation: int, outcome: str, reason: str, seconds: float
+    ) -> None:
+        """The run of ``generation`` ended as ``outcome`` (Succeeded, Failed, RolledBack)."""
+        if self._first(self._finished, uid, generation):
+            self.runs_finished.labels(outcome, reason).inc()
+            self.run_duration.labels(outcome).observe(seconds)
         self._track(uid, in_flight=False)
 
     def run_seen(self, uid: str, *, in_flight: bool) -> None:
@@ -108,7 +117,18 @@ class Metrics:
 
     def forget(self, uid: str) -> None:
         """The resource was deleted; its run no longer counts as in flight."""
+        with self._lock:
+            self._started.pop(uid, None)
+            self._finished.pop(uid, None)
         self._track(uid, in_flight=False)
+
+    def _first(self, counted: dict[str, int], uid: str, generation: int) -> bool:
+        """Record ``generation`` for ``uid``; whether it was not recorded yet."""
+        with self._lock:
+            if counted.get(uid) == generation:
+                return False
+            counted[uid] = generation
+            return True
 
     def _track(self, uid: str, *, in_flight: bool) -> None:
         with self._lock:

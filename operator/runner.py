@@ -13,26 +13,21 @@ import datetime
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, assert_never
 
 from promotion_operator.auth import TokenProviders
+from promotion_operator.core.conditions import ready_reason
 from promotion_operator.core.machine import (
     Action,
+    Answer,
     Context,
-    Event,
-    Observed,
+    PassResult,
     RetryPolicy,
-    after_action,
-    decide,
-    is_settled,
-    reads_for,
-    start_run,
-    with_events,
+    reconcile,
 )
 from promotion_operator.core.planning import PromotionRef
-from promotion_operator.core.run import FINISHED, Failure, Run, from_status, to_status
-from promotion_operator.core.spec import DeploymentRef, parse_spec
+from promotion_operator.core.run import FINISHED, ActionKind, Failure, Phase, Run
+from promotion_operator.core.spec import DeploymentRef, PromotionSpec, parse_spec
 from promotion_operator.errors import PromotionError
 from promotion_operator.metrics import Metrics
 from promotion_operator.seldon import SeldonDeployClient
@@ -40,18 +35,9 @@ from promotion_operator.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+#: The GitOps commit ``action`` of a write, as Seldon Deploy records it.
 PROMOTE_ACTION = "Promote"
 ROLLBACK_ACTION = "Rollback"
-
-
-@dataclass(frozen=True)
-class PassResult:
-    """What one pass wants recorded and done next."""
-
-    status: dict[str, Any] | None  # None: nothing to record
-    events: tuple[Event, ...] = ()
-    requeue_after: float | None = None
-    message: str = ""
 
 
 class Runtime:
@@ -103,83 +89,93 @@ def run_pass(
     now: datetime.datetime,
     jitter: float,
 ) -> PassResult:
-    """One pass of the run for ``promotion``'s current generation."""
+    """One pass of the run for ``promotion``'s current generation, counted in the metrics."""
     ctx = Context(parse_spec(spec), promotion, now, jitter, runtime.policy)
-    recorded = from_status(status)
-    run = start_run(ctx, recorded, promotion.generation)
-    if run is not recorded:
-        runtime.metrics.run_started(promotion.uid)
-    if is_settled(run):
-        # A finished run stays finished: re-applying the same spec does nothing.
-        runtime.metrics.run_seen(promotion.uid, in_flight=False)
-        return PassResult(None if run is recorded else to_status(run))
-    before = run
-
-    read_source, read_target = reads_for(run.phase)
-    observed = Observed(
-        **(_observe("source", runtime, ctx.spec.source) if read_source else {}),
-        **(_observe("target", runtime, ctx.spec.target) if read_target else {}),
-    )
-    step = decide(ctx, run, observed)
-    if step.action is not None:
-        result, failure = _execute(runtime, ctx.spec.target, step.action)
-        step = after_action(ctx, step.run, step.action, result, failure)
-    step = with_events(before, step)
-    ready = next((c for c in step.run.conditions if c.get("type") == "Ready"), {})
-    _count(runtime, promotion, step.run, str(ready.get("reason", "")))
-    return PassResult(
-        to_status(step.run), step.events, step.requeue_after, str(ready.get("message", ""))
-    )
+    result = reconcile(ctx, status, SeldonEffects(runtime, ctx.spec))
+    if result.run is not None:
+        _count(runtime, promotion, result)
+    return result
 
 
-def _count(runtime: Runtime, promotion: PromotionRef, run: Run, reason: str) -> None:
-    if run.phase in FINISHED:
+def _count(runtime: Runtime, promotion: PromotionRef, result: PassResult) -> None:
+    run = result.run
+    assert run is not None
+    if result.started:
+        runtime.metrics.run_started(promotion.uid, run.generation)
+    if run.phase in FINISHED and result.status is not None:
         seconds = ((run.finished_at or run.started_at) - run.started_at).total_seconds()
-        runtime.metrics.run_finished(promotion.uid, str(run.phase), reason, seconds)
+        reason = ready_reason(run.conditions)
+        runtime.metrics.run_finished(promotion.uid, run.generation, str(run.phase), reason, seconds)
     else:
-        runtime.metrics.run_seen(promotion.uid, in_flight=not is_settled(run))
+        runtime.metrics.run_seen(promotion.uid, in_flight=_in_flight(run))
 
 
-def _observe(role: str, runtime: Runtime, ref: DeploymentRef) -> dict[str, Any]:
-    try:
-        return {role: runtime.client(ref.instance).find(ref.namespace, ref.name)}
-    except PromotionError as error:
-        return {f"{role}_error": as_failure(error)}
-    except Exception as error:
-        return {f"{role}_error": _internal(error)}
+def _in_flight(run: Run) -> bool:
+    return run.phase not in FINISHED and run.phase != Phase.SUSPENDED
 
 
-def _execute(
-    runtime: Runtime, target: DeploymentRef, action: Action
-) -> tuple[Mapping[str, Any] | None, Failure | None]:
-    verb = ROLLBACK_ACTION if action.rollback else PROMOTE_ACTION
-    try:
-        client = runtime.client(target.instance)
-        if action.kind == "Validate":
-            assert action.deployment is not None
-            return client.validate(target.namespace, action.deployment), None
-        if action.kind == "Create":
-            assert action.deployment is not None
-            created = client.create(
-                target.namespace, action.deployment, action=verb, message=action.message
-            )
-            return created, None
-        if action.kind == "Update":
-            assert action.deployment is not None
-            updated = client.update(
-                target.namespace,
-                target.name,
-                action.deployment,
-                action=verb,
-                message=action.message,
-            )
-            return updated, None
-        client.delete(target.namespace, target.name, action=verb, message=action.message)
-        return None, None
-    except PromotionError as error:
-        return None, as_failure(error)
-    except Exception as error:
-        return None, _internal(error)
+class SeldonEffects:
+    """The core's :class:`~promotion_operator.core.machine.Effects` on Seldon Deploy.
+
+    Turns the client's typed errors into the core's ``Failure`` values; anything
+    else is an internal error, logged with its traceback and reported briefly.
+    """
+
+    def __init__(self, runtime: Runtime, spec: PromotionSpec) -> None:
+        self._runtime = runtime
+        self._spec = spec
+
+    def read_source(self) -> Answer:
+        return self._read(self._spec.source)
+
+    def read_target(self) -> Answer:
+        return self._read(self._spec.target)
+
+    def perform(self, action: Action) -> Answer:
+        target = self._spec.target
+        try:
+            return Answer(self._perform(self._runtime.client(target.instance), target, action))
+        except PromotionError as error:
+            return Answer(failure=as_failure(error))
+        except Exception as error:
+            return Answer(failure=_internal(error))
+
+    def _read(self, ref: DeploymentRef) -> Answer:
+        try:
+            return Answer(self._runtime.client(ref.instance).find(ref.namespace, ref.name))
+        except PromotionError as error:
+            return Answer(failure=as_failure(error))
+        except Exception as error:
+            return Answer(failure=_internal(error))
+
+    @staticmethod
+    def _perform(
+        client: SeldonDeployClient, target: DeploymentRef, action: Action
+    ) -> Mapping[str, Any] | None:
+        verb = ROLLBACK_ACTION if action.rollback else PROMOTE_ACTION
+        match action.kind:
+            case ActionKind.VALIDATE:
+                assert action.deployment is not None
+                return client.validate(target.namespace, action.deployment)
+            case ActionKind.CREATE:
+                assert action.deployment is not None
+                return client.create(
+                    target.namespace, action.deployment, action=verb, message=action.message
+                )
+            case ActionKind.UPDATE:
+                assert action.deployment is not None
+                return client.update(
+                    target.namespace,
+                    target.name,
+                    action.deployment,
+                    action=verb,
+                    message=action.message,
+                )
+            case ActionKind.DELETE:
+                client.delete(target.namespace, target.name, action=verb, message=action.message)
+                return None
+            case _:
+                assert_never(action.kind)
 
 
 def as_failure(error: PromotionError) -> Failure:

@@ -1,22 +1,33 @@
 """The run's state machine: from what was observed to what to do and record.
 
-One reconcile pass asks :func:`reads_for` what to read, reads it, calls
-:func:`decide`, performs the action it returns (at most one write), feeds the
-result to :func:`after_action`, records the run in ``status`` and comes back
-after ``requeue_after`` seconds. Every transition that precedes a write is
-recorded before the write happens, so a crash between the two is recovered by
-re-reading the target: a target carrying this run's annotations is adopted,
-never written a second time.
+:func:`reconcile` is one pass, and the only entry point the shell needs: it reads
+the recorded run from ``status``, asks :class:`Effects` for the deployments the
+phase needs, decides, performs at most one action through :class:`Effects`,
+and returns the status to record, the Events to post and when to come back.
+The decisions themselves (:func:`decide`, :func:`after_action`) are plain
+functions over plain data.
+
+Every transition that precedes a write is recorded before the write happens, so
+a crash between the two is recovered by re-reading the target: a target
+carrying this run's annotations is adopted, never written a second time.
 """
 
 from __future__ import annotations
 
 import datetime
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
-from promotion_operator.core.conditions import set_condition
+from promotion_operator.core.conditions import (
+    Event,
+    ready_message,
+    ready_reason,
+    set_condition,
+    transition_events,
+    with_conditions,
+)
 from promotion_operator.core.planning import (
     PlanningError,
     PromotionRef,
@@ -27,14 +38,21 @@ from promotion_operator.core.planning import (
 )
 from promotion_operator.core.run import (
     FINISHED,
+    ActionKind,
     Failure,
     Phase,
     PlannedChange,
     PreviousTarget,
     Run,
+    UnreadableStatus,
     format_time,
+    from_status,
+    to_status,
 )
 from promotion_operator.core.spec import PromotionSpec
+
+#: Ready reason of a resource whose recorded status cannot be read back.
+STATUS_UNREADABLE = "StatusUnreadable"
 
 
 @dataclass(frozen=True)
@@ -43,10 +61,10 @@ class RetryPolicy:
 
     The wait equals the time already spent waiting (so the gaps double:
     0.5, 0.5, 1, 2, 4 s ...), clamped, and spread by jitter so runs that failed
-    together do not retry together.
+    together do not retry together. A server's Retry-After is honoured as a
+    minimum up to ``max_delay``; no wait reaches past the run's deadline.
     """
 
-    fraction: float = 1.0
     min_delay: float = 0.5
     max_delay: float = 60.0
     max_poll: float = 10.0
@@ -77,19 +95,10 @@ class Observed:
 class Action:
     """One call to Seldon Deploy on the target (or a validation of it)."""
 
-    kind: str  # "Validate", "Create", "Update", "Delete"
-    deployment: Mapping[str, Any] | None
-    message: str
+    kind: ActionKind
+    deployment: Mapping[str, Any] | None  # None only for DELETE
+    message: str  # the GitOps commit message of a write
     rollback: bool = False
-
-
-@dataclass(frozen=True)
-class Event:
-    """A Kubernetes Event to post on the ModelPromotion."""
-
-    type: str  # "Normal" or "Warning"
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -99,11 +108,108 @@ class Step:
     run: Run
     action: Action | None = None
     requeue_after: float | None = None  # None: nothing more until the spec changes
+
+
+class Answer(NamedTuple):
+    """What Seldon Deploy answered: a deployment (None: not found / no body), or a failure."""
+
+    deployment: Mapping[str, Any] | None = None
+    failure: Failure | None = None
+
+
+class Effects(Protocol):
+    """A pass's window on Seldon Deploy: the two deployments of the spec, and one action."""
+
+    def read_source(self) -> Answer:
+        """The source deployment (``Answer()`` if it does not exist)."""
+        ...
+
+    def read_target(self) -> Answer:
+        """The target deployment (``Answer()`` if it does not exist)."""
+        ...
+
+    def perform(self, action: Action) -> Answer:
+        """Carry out ``action`` on the target; the answer is the written deployment."""
+        ...
+
+
+@dataclass(frozen=True)
+class PassResult:
+    """What one pass wants recorded and done next."""
+
+    run: Run | None  # the run after the pass; None when the status could not be read
+    status: dict[str, Any] | None  # the status to record; None: nothing changed
     events: tuple[Event, ...] = ()
+    requeue_after: float | None = None  # None: nothing more until the spec changes
+    message: str = ""  # the Ready condition's message
+    started: bool = False  # this pass started the run of a new generation
 
 
-def start_run(ctx: Context, recorded: Run | None, generation: int) -> Run:
-    """The run for ``generation``: the recorded one, or a new one if the spec changed."""
+def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> PassResult:
+    """One pass of the run for ``ctx.promotion``'s generation: observe, decide, act once."""
+    try:
+        recorded = from_status(status)
+    except UnreadableStatus as unreadable:
+        generation = status.get("observedGeneration")
+        older = isinstance(generation, int) and generation < ctx.promotion.generation
+        if not older:
+            return _unreadable(ctx, status, unreadable)
+        recorded = None  # a spec change starts afresh; the old run no longer matters
+    run = start_run(ctx, recorded)
+    if is_settled(run):
+        # A finished run stays finished: re-applying the same spec does nothing.
+        return PassResult(run, None, message=ready_message(run.conditions))
+
+    read_source, read_target = reads_for(run.phase)
+    source = effects.read_source() if read_source else Answer()
+    target = effects.read_target() if read_target else Answer()
+    observed = Observed(source.deployment, target.deployment, source.failure, target.failure)
+    step = decide(ctx, run, observed)
+    if step.action is not None:
+        done = effects.perform(step.action)
+        step = after_action(ctx, step.run, step.action, done.deployment, done.failure)
+    return PassResult(
+        step.run,
+        to_status(step.run),
+        transition_events(run, step.run),
+        step.requeue_after,
+        ready_message(step.run.conditions),
+        started=run is not recorded,
+    )
+
+
+def _unreadable(ctx: Context, status: Mapping[str, Any], error: UnreadableStatus) -> PassResult:
+    # Acting on a half-understood run could write twice or roll back the wrong thing:
+    # say what is wrong and look again later, so a repaired status resumes the run.
+    message = (
+        f"the recorded status cannot be read ({error}); repair it "
+        "(kubectl edit --subresource=status) or change the spec to start a new run"
+    )
+    recorded = status.get("conditions")
+    conditions: list[dict[str, Any]] = (
+        [c for c in recorded if isinstance(c, dict)] if isinstance(recorded, list) else []
+    )
+    already = ready_reason(conditions) == STATUS_UNREADABLE
+    now = format_time(ctx.now)
+    for type_ in ("Ready", "Progressing"):
+        conditions = set_condition(
+            conditions,
+            type_=type_,
+            status=False,
+            reason=STATUS_UNREADABLE,
+            message=message,
+            generation=ctx.promotion.generation,
+            now=now,
+        )
+    events = () if already else (Event("Warning", STATUS_UNREADABLE, message),)
+    return PassResult(
+        None, {"conditions": conditions}, events, ctx.policy.max_delay, message, started=False
+    )
+
+
+def start_run(ctx: Context, recorded: Run | None) -> Run:
+    """The run for this generation: the recorded one, or a new one if the spec changed."""
+    generation = ctx.promotion.generation
     if recorded is not None and recorded.generation == generation:
         return recorded
     run = Run(
@@ -115,7 +221,8 @@ def start_run(ctx: Context, recorded: Run | None, generation: int) -> Run:
         target=str(ctx.spec.target),
         conditions=recorded.conditions if recorded else (),
     )
-    return _conditions(ctx, run, f"promotion of {ctx.spec.source} to {ctx.spec.target} queued")
+    message = f"promotion of {ctx.spec.source} to {ctx.spec.target} queued"
+    return with_conditions(run, message, dry_run=ctx.spec.dry_run, now=ctx.now)
 
 
 def is_settled(run: Run) -> bool:
@@ -155,15 +262,18 @@ def after_action(
     if failure is None:
         run = replace(run, last_error=None, error_since=None)
     if action.rollback:
-        if failure is not None and not (action.kind == "Delete" and failure.http_status == 404):
+        gone = (
+            action.kind == ActionKind.DELETE and failure is not None and failure.http_status == 404
+        )
+        if failure is not None and not gone:
             return _retry_or_fail(ctx, run, failure)
         return _finish(ctx, run, Phase.ROLLED_BACK, run.outcome, _rolled_back_message(ctx, run))
     if failure is not None:
-        if action.kind == "Update" and failure.http_status == 404:
+        if action.kind == ActionKind.UPDATE and failure.http_status == 404:
             # The target vanished since it was read; the next pass creates it.
             failure = replace(failure, retryable=True)
         return _retry_or_fail(ctx, run, failure)
-    if action.kind == "Validate":
+    if action.kind == ActionKind.VALIDATE:
         return _validated(ctx, run)
     generation = ((result or {}).get("metadata") or {}).get("generation")
     run = replace(
@@ -173,7 +283,7 @@ def after_action(
         last_error=None,
         error_since=None,
     )
-    verb = "created" if action.kind == "Create" else "updated"
+    verb = "created" if action.kind == ActionKind.CREATE else "updated"
     return _step(
         ctx,
         run.moved_to(Phase.VERIFYING, ctx.now),
@@ -227,7 +337,7 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
         return _finish(ctx, run, Phase.FAILED, Failure("Invalid", str(error)))
     previous = _previous_of(target)
     change = PlannedChange(
-        "Create" if target is None else "Update",
+        ActionKind.CREATE if target is None else ActionKind.UPDATE,
         plan.source_spec_hash,
         plan.images,
         plan.model_uris,
@@ -245,7 +355,7 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
 
     # Validate first; a target that changed since validation is validated again.
     run = replace(run, plan=change, previous=previous).moved_to(Phase.VALIDATING, ctx.now)
-    validate = Action("Validate", plan.deployment, "")
+    validate = Action(ActionKind.VALIDATE, plan.deployment, "")
     return _step(ctx, run, f"validating the promoted deployment for {ctx.spec.target}", validate)
 
 
@@ -327,12 +437,12 @@ def _roll_back(ctx: Context, run: Run, observed: Observed) -> Step:
             and _spec_hash(target) == previous.spec_hash
         ):
             return _finish(ctx, run, Phase.ROLLED_BACK, run.outcome, _rolled_back_message(ctx, run))
-        kind = "Update" if target is not None else "Create"
+        kind = ActionKind.UPDATE if target is not None else ActionKind.CREATE
         restore = Action(kind, previous.deployment, message, rollback=True)
         return _step(ctx, run, f"restoring the previous spec of {ctx.spec.target}", restore)
     if target is None:
         return _finish(ctx, run, Phase.ROLLED_BACK, run.outcome, _rolled_back_message(ctx, run))
-    remove = Action("Delete", None, message, rollback=True)
+    remove = Action(ActionKind.DELETE, None, message, rollback=True)
     return _step(ctx, run, f"removing {ctx.spec.target}, which did not exist before", remove)
 
 
@@ -347,7 +457,8 @@ def _retry_or_fail(ctx: Context, run: Run, failure: Failure) -> Step:
         run = replace(run, last_error=failure, error_since=since or ctx.now)
         delay = _delay(ctx, run.error_since or ctx.now, poll=False)
         if failure.retry_after is not None:
-            delay = max(delay, failure.retry_after)
+            # The server's wish is a minimum, but never beyond our own longest wait.
+            delay = max(delay, min(failure.retry_after, ctx.policy.max_delay))
         return _step(ctx, run, f"retrying after {failure.reason}: {failure.message}", None, delay)
     if run.phase == Phase.VERIFYING:
         return _target_failed(ctx, run, _timed_out(ctx, None) if failure.retryable else failure)
@@ -391,7 +502,7 @@ def _delay(ctx: Context, since: datetime.datetime, *, poll: bool) -> float:
     policy = ctx.policy
     waited = max(0.0, (ctx.now - since).total_seconds())
     ceiling = policy.max_poll if poll else policy.max_delay
-    nominal = min(ceiling, max(policy.min_delay, policy.fraction * waited))
+    nominal = min(ceiling, max(policy.min_delay, waited))
     return round(min(ceiling, nominal * (0.75 + 0.5 * ctx.jitter)), 3)
 
 
@@ -413,75 +524,14 @@ def _step(
     action: Action | None = None,
     requeue_after: float | None = None,
 ) -> Step:
-    return Step(_conditions(ctx, run, message), action, requeue_after)
-
-
-def with_events(before: Run, step: Step) -> Step:
-    """``step`` with the Events its transition deserves (phase changes, new errors)."""
-    after = step.run
-    events: list[Event] = []
-    ready = next((c for c in after.conditions if c.get("type") == "Ready"), {})
-    if after.phase != before.phase:
-        warning = after.phase in (Phase.FAILED, Phase.ROLLED_BACK, Phase.ROLLING_BACK)
-        reason = str(ready.get("reason") or after.phase)
-        events.append(Event("Warning" if warning else "Normal", reason, ready.get("message", "")))
-    error = after.last_error
-    if error is not None and (
-        before.last_error is None or before.last_error.reason != error.reason
-    ):
-        events.append(Event("Warning", error.reason, error.message))
-    return replace(step, events=tuple(events))
-
-
-def _conditions(ctx: Context, run: Run, message: str) -> Run:
-    ready, ready_reason, progressing, progressing_reason = _condition_values(ctx, run)
-    now = format_time(ctx.now)
-    conditions = set_condition(
-        run.conditions,
-        type_="Ready",
-        status=ready,
-        reason=ready_reason,
-        message=message,
-        generation=run.generation,
-        now=now,
-    )
-    conditions = set_condition(
-        conditions,
-        type_="Progressing",
-        status=progressing,
-        reason=progressing_reason,
-        message=message,
-        generation=run.generation,
-        now=now,
-    )
-    return replace(run, conditions=tuple(conditions))
-
-
-_WORKING_REASONS = {
-    Phase.PENDING: "Pending",
-    Phase.VALIDATING: "Validating",
-    Phase.PROMOTING: "Promoting",
-    Phase.VERIFYING: "WaitingForAvailable",
-    Phase.ROLLING_BACK: "RollingBack",
-}
-
-
-def _condition_values(ctx: Context, run: Run) -> tuple[bool, str, bool, str]:
-    if run.phase in _WORKING_REASONS:
-        if run.last_error is not None:
-            return False, run.last_error.reason, True, "Retrying"
-        reason = _WORKING_REASONS[run.phase]
-        return False, reason, True, reason
-    if run.phase == Phase.SUSPENDED:
-        return False, "Suspended", False, "Suspended"
-    if run.phase == Phase.SUCCEEDED:
-        reason = "DryRun" if ctx.spec.dry_run else "Succeeded"
-        return True, reason, False, reason
-    reason = run.outcome.reason if run.outcome else "Failed"
-    if run.phase == Phase.ROLLED_BACK:
-        # Ready says what happened to the target; Progressing keeps why the run stopped.
-        return False, "RolledBack", False, reason
-    return False, reason, False, reason
+    if requeue_after is not None and not is_settled(run):
+        # Come back by the deadline at the latest, so a run ends on time, whatever
+        # a server asked for.
+        remaining = (_deadline(ctx, run) - ctx.now).total_seconds()
+        if remaining > 0:
+            requeue_after = min(requeue_after, math.ceil(remaining * 1000) / 1000)
+    run = with_conditions(run, message, dry_run=ctx.spec.dry_run, now=ctx.now)
+    return Step(run, action, requeue_after)
 
 
 def _rolled_back_message(ctx: Context, run: Run) -> str:

@@ -26,6 +26,23 @@ class Phase(enum.StrEnum):
 FINISHED = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.ROLLED_BACK})
 
 
+class ActionKind(enum.StrEnum):
+    """The calls a run makes on the target: a validation and the three writes."""
+
+    VALIDATE = "Validate"
+    CREATE = "Create"
+    UPDATE = "Update"
+    DELETE = "Delete"
+
+
+class UnreadableStatus(ValueError):
+    """The recorded status cannot be read back as a run (hand-edited, or from elsewhere)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
 @dataclass(frozen=True)
 class Failure:
     """A failure as the status and Events report it. The message holds no secret."""
@@ -42,7 +59,7 @@ class Failure:
 class PlannedChange:
     """What the run promotes (or, for a dry run, would promote)."""
 
-    action: str  # "Create" or "Update"
+    action: ActionKind  # CREATE or UPDATE
     source_spec_hash: str
     images: tuple[str, ...] = ()
     model_uris: tuple[str, ...] = ()
@@ -100,10 +117,19 @@ def format_time(moment: datetime.datetime) -> str:
 
 
 def parse_time(text: str | None) -> datetime.datetime | None:
-    """The inverse of :func:`format_time` (None stays None)."""
-    if not text:
+    """A time as :func:`format_time` writes it, or any RFC 3339 / ISO 8601 form
+    (fractional seconds, offsets, lower case); None stays None.
+
+    A time without an offset is taken as UTC. Raises ValueError if unreadable.
+    """
+    if text is None or text == "":
         return None
-    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not a timestamp")
+    moment = datetime.datetime.fromisoformat(text.strip().upper())
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.astimezone(datetime.UTC)
 
 
 def _failure_to_status(failure: Failure | None, since: datetime.datetime | None) -> Any:
@@ -115,12 +141,6 @@ def _failure_to_status(failure: Failure | None, since: datetime.datetime | None)
     if since is not None:
         out["since"] = format_time(since)
     return out
-
-
-def _failure_from_status(data: Mapping[str, Any] | None) -> Failure | None:
-    if not data:
-        return None
-    return Failure(data["reason"], data.get("message", ""), data.get("httpStatus"))
 
 
 def to_status(run: Run) -> dict[str, Any]:
@@ -143,7 +163,7 @@ def to_status(run: Run) -> dict[str, Any]:
         "plan": None
         if plan is None
         else {
-            "action": plan.action,
+            "action": str(plan.action),
             "sourceSpecHash": plan.source_spec_hash,
             "images": list(plan.images),
             "modelUris": list(plan.model_uris),
@@ -164,41 +184,147 @@ def to_status(run: Run) -> dict[str, Any]:
 
 
 def from_status(status: Mapping[str, Any]) -> Run | None:
-    """The run recorded in ``status``, or None if no run was recorded yet."""
-    phase = status.get("phase")
-    started = parse_time(status.get("startedAt"))
-    generation = status.get("observedGeneration")
-    if phase not in {p.value for p in Phase} or started is None or generation is None:
+    """The run recorded in ``status``, or None if no run was recorded yet.
+
+    Raises :class:`UnreadableStatus` naming every field that cannot be read.
+    """
+    if not status.get("phase") and not status.get("startedAt"):
         return None
-    plan = status.get("plan")
-    previous = status.get("previous")
-    last_error = status.get("lastError")
-    return Run(
-        generation=int(generation),
-        phase=Phase(phase),
-        started_at=started,
-        phase_since=parse_time(status.get("phaseSince")) or started,
-        source=status.get("source", ""),
-        target=status.get("target", ""),
-        attempts=int(status.get("attempts", 0)),
-        finished_at=parse_time(status.get("finishedAt")),
-        plan=None
-        if not plan
-        else PlannedChange(
-            plan["action"],
-            plan["sourceSpecHash"],
-            tuple(plan.get("images") or ()),
-            tuple(plan.get("modelUris") or ()),
-        ),
-        previous=None
-        if not previous
-        else PreviousTarget(
-            bool(previous.get("existed")), previous.get("specHash"), previous.get("deployment")
-        ),
-        applied_generation=status.get("appliedGeneration"),
-        applied_at=parse_time(status.get("appliedAt")),
-        last_error=_failure_from_status(last_error),
-        error_since=parse_time((last_error or {}).get("since")),
-        outcome=_failure_from_status(status.get("outcome")),
-        conditions=tuple(status.get("conditions") or ()),
+    reader = _StatusReader(status)
+    run = Run(
+        generation=reader.integer("observedGeneration", required=True) or 0,
+        phase=reader.phase(),
+        started_at=reader.time("startedAt", required=True) or _EPOCH,
+        phase_since=reader.time("phaseSince") or reader.time("startedAt") or _EPOCH,
+        source=reader.text("source"),
+        target=reader.text("target"),
+        attempts=reader.integer("attempts") or 0,
+        finished_at=reader.time("finishedAt"),
+        plan=reader.plan(),
+        previous=reader.previous(),
+        applied_generation=reader.integer("appliedGeneration"),
+        applied_at=reader.time("appliedAt"),
+        last_error=reader.failure("lastError"),
+        error_since=reader.time("lastError.since"),
+        outcome=reader.failure("outcome"),
+        conditions=reader.conditions(),
     )
+    if reader.problems:
+        raise UnreadableStatus(reader.problems)
+    return run
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+class _StatusReader:
+    """Reads fields of a recorded status, collecting every problem instead of stopping."""
+
+    def __init__(self, status: Mapping[str, Any]) -> None:
+        self.status = status
+        self.problems: list[str] = []
+
+    def _get(self, path: str) -> Any:
+        value: Any = self.status
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, Mapping) else None
+        return value
+
+    def _problem(self, path: str, value: Any, expected: str) -> None:
+        shown = repr(value)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        self.problems.append(f"status.{path} is {shown}, not {expected}")
+
+    def time(self, path: str, *, required: bool = False) -> datetime.datetime | None:
+        value = self._get(path)
+        try:
+            moment = parse_time(value)
+        except ValueError:
+            self._problem(path, value, "an RFC 3339 time")
+            return None
+        if moment is None and required:
+            self._problem(path, value, "an RFC 3339 time")
+        return moment
+
+    def integer(self, path: str, *, required: bool = False) -> int | None:
+        value = self._get(path)
+        if value is None and not required:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self._problem(path, value, "an integer")
+            return None
+        return value
+
+    def text(self, path: str) -> str:
+        value = self._get(path)
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            self._problem(path, value, "a string")
+            return ""
+        return value
+
+    def phase(self) -> Phase:
+        value = self._get("phase")
+        try:
+            return Phase(value)
+        except ValueError:
+            self._problem("phase", value, f"one of {', '.join(p.value for p in Phase)}")
+            return Phase.PENDING
+
+    def plan(self) -> PlannedChange | None:
+        plan = self._get("plan")
+        if not plan:
+            return None
+        try:
+            action = ActionKind(self._get("plan.action"))
+            if action not in (ActionKind.CREATE, ActionKind.UPDATE):
+                raise ValueError(action)
+        except ValueError:
+            self._problem("plan.action", self._get("plan.action"), "Create or Update")
+            return None
+        return PlannedChange(
+            action,
+            self.text("plan.sourceSpecHash"),
+            tuple(self._strings("plan.images")),
+            tuple(self._strings("plan.modelUris")),
+        )
+
+    def _strings(self, path: str) -> list[str]:
+        value = self._get(path) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self._problem(path, value, "a list of strings")
+            return []
+        return value
+
+    def previous(self) -> PreviousTarget | None:
+        previous = self._get("previous")
+        if not previous:
+            return None
+        deployment = self._get("previous.deployment")
+        if deployment is not None and not isinstance(deployment, Mapping):
+            self._problem("previous.deployment", deployment, "an object")
+            deployment = None
+        spec_hash = self._get("previous.specHash")
+        return PreviousTarget(
+            bool(self._get("previous.existed")),
+            spec_hash if isinstance(spec_hash, str) else None,
+            deployment,
+        )
+
+    def failure(self, path: str) -> Failure | None:
+        if not self._get(path):
+            return None
+        reason = self._get(f"{path}.reason")
+        if not isinstance(reason, str) or not reason:
+            self._problem(f"{path}.reason", reason, "a reason")
+            return None
+        return Failure(reason, self.text(f"{path}.message"), self.integer(f"{path}.httpStatus"))
+
+    def conditions(self) -> tuple[dict[str, Any], ...]:
+        value = self._get("conditions") or []
+        if not isinstance(value, list) or not all(isinstance(c, dict) for c in value):
+            self._problem("conditions", value, "a list of conditions")
+            return ()
+        return tuple(value)

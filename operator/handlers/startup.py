@@ -36,7 +36,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 150
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
-    settings.batching.error_delays = [1, 2, 5, 10, 20, 30]
+    settings.queueing.error_delays = [1, 2, 5, 10, 20, 30]
 
 
 class _QuietRequeue(logging.Filter):

@@ -12,18 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from promotion_operator.core.conditions import Event
 from promotion_operator.core.machine import (
     Action,
+    Answer,
     Context,
-    Observed,
     RetryPolicy,
     Step,
-    after_action,
-    decide,
-    is_settled,
-    reads_for,
-    start_run,
-    with_events,
+    reconcile,
 )
 from promotion_operator.core.planning import (
     Plan,
@@ -33,13 +29,13 @@ from promotion_operator.core.planning import (
     strip_server_fields,
 )
 from promotion_operator.core.run import (
+    ActionKind,
     Failure,
     Phase,
     PlannedChange,
     PreviousTarget,
     Run,
     from_status,
-    to_status,
 )
 from promotion_operator.core.spec import PromotionSpec, parse_spec
 
@@ -215,7 +211,7 @@ def previous_of(target: Mapping[str, Any] | None) -> PreviousTarget:
 def change_for(target: Mapping[str, Any] | None, spec: PromotionSpec = SPEC) -> PlannedChange:
     """The planned change a run records for ``target``."""
     plan = plan_for(spec)
-    action = "Create" if target is None else "Update"
+    action = ActionKind.CREATE if target is None else ActionKind.UPDATE
     return PlannedChange(action, plan.source_spec_hash, plan.images, plan.model_uris)
 
 
@@ -289,36 +285,38 @@ def failure(reason: str, status: int | None = None, **changes: Any) -> Failure:
 
 @dataclass
 class FakeSeldon:
-    """One source and one target in memory; after a write the status catches up later."""
+    """The core's ``Effects`` over one source and one target in memory; after a write
+    the target's status catches up ``rollout_seconds`` later."""
 
     source: dict[str, Any] | None
     target: dict[str, Any] | None = None
     rollout_seconds: float = 20.0
     rollout_state: str = "Available"
     calls: list[Action] = field(default_factory=list)
+    reads: list[str] = field(default_factory=list)
     written_at: datetime.datetime | None = None
+    now: datetime.datetime = T0
 
-    def observe(self, phase: Phase, now: datetime.datetime) -> Observed:
-        self._catch_up(now)
-        read_source, read_target = reads_for(phase)
-        return Observed(
-            source=copy.deepcopy(self.source) if read_source else None,
-            target=copy.deepcopy(self.target) if read_target else None,
-        )
+    def read_source(self) -> Answer:
+        self.reads.append("source")
+        return Answer(copy.deepcopy(self.source))
 
-    def perform(
-        self, action: Action, now: datetime.datetime
-    ) -> tuple[dict[str, Any] | None, Failure | None]:
+    def read_target(self) -> Answer:
+        self.reads.append("target")
+        self._catch_up()
+        return Answer(copy.deepcopy(self.target))
+
+    def perform(self, action: Action) -> Answer:
         self.calls.append(action)
-        if action.kind == "Validate":
-            return {"type": "Success", "message": "valid"}, None
-        if action.kind == "Delete":
+        if action.kind == ActionKind.VALIDATE:
+            return Answer({"type": "Success", "message": "valid"})
+        if action.kind == ActionKind.DELETE:
             if self.target is None:
-                return None, Failure("NotFound", "gone", 404)
+                return Answer(failure=Failure("NotFound", "gone", 404))
             self.target = None
-            return None, None
-        if action.kind == "Create" and self.target is not None:
-            return None, Failure("Conflict", "already exists", 409, retryable=True)
+            return Answer()
+        if action.kind == ActionKind.CREATE and self.target is not None:
+            return Answer(failure=Failure("Conflict", "already exists", 409, retryable=True))
         assert action.deployment is not None
         old = self.target
         written = copy.deepcopy(dict(action.deployment))
@@ -329,16 +327,16 @@ class FakeSeldon:
         # The status still describes what the cluster ran before (GitOps / rollout lag).
         written["status"] = copy.deepcopy(old.get("status", {})) if old else {}
         self.target = written
-        self.written_at = now
-        return copy.deepcopy(written), None
+        self.written_at = self.now
+        return Answer(copy.deepcopy(written))
 
     def writes(self) -> list[Action]:
-        return [call for call in self.calls if call.kind != "Validate"]
+        return [call for call in self.calls if call.kind != ActionKind.VALIDATE]
 
-    def _catch_up(self, now: datetime.datetime) -> None:
+    def _catch_up(self) -> None:
         if self.target is None or self.written_at is None:
             return
-        if now >= self.written_at + datetime.timedelta(seconds=self.rollout_seconds):
+        if self.now >= self.written_at + datetime.timedelta(seconds=self.rollout_seconds):
             generation = self.target["metadata"]["generation"]
             self.target["status"] = {"state": self.rollout_state, "observedGeneration": generation}
 
@@ -348,9 +346,10 @@ class Pass:
     """One reconcile pass of the loop in :func:`drive`."""
 
     at: datetime.datetime
-    before: Run
+    before: Run | None
     action: Action | None
     step: Step
+    events: tuple[Event, ...] = ()
 
 
 def drive(
@@ -364,33 +363,33 @@ def drive(
 ) -> list[Pass]:
     """Run the shell's loop against ``seldon`` until the run settles or stops requeueing.
 
-    The run goes through ``to_status``/``from_status`` between passes, as it does
-    through the resource's status in the cluster. ``crash_after_first_write``
-    makes the operator die right after its first write lands, before recording
-    anything; the loop then restarts from the status recorded before the write.
+    The run goes through the status between passes, as it does through the
+    resource's status in the cluster. ``crash_after_first_write`` makes the
+    operator die right after its first write lands, before recording anything;
+    the loop then restarts from the status recorded before the write.
     """
     crash = crash_after_first_write
     now = T0
     recorded: Mapping[str, Any] = status or {}
     passes: list[Pass] = []
     for _ in range(max_passes):
-        ctx = context(spec=spec, jitter=jitter)
-        ctx = replace(ctx, now=now)
-        run = start_run(ctx, from_status(recorded), PROMOTION.generation)
-        if is_settled(run):
+        ctx = replace(context(spec=spec, jitter=jitter), now=now)
+        seldon.now = now
+        calls = len(seldon.calls)
+        before = from_status(recorded)
+        result = reconcile(ctx, recorded, seldon)
+        action = seldon.calls[-1] if len(seldon.calls) > calls else None
+        assert result.run is not None
+        if result.status is None:
             break
-        step = decide(ctx, run, seldon.observe(run.phase, now))
-        action = step.action
-        if action is not None:
-            result, error = seldon.perform(action, now)
-            if crash and action.kind in ("Create", "Update"):
-                crash = False
-                passes.append(Pass(now, run, action, Step(run)))
-                continue
-            step = after_action(ctx, step.run, action, result, error)
-        step = with_events(run, step)
-        passes.append(Pass(now, run, action, step))
-        recorded = to_status(step.run)
+        if crash and action is not None and action.kind in (ActionKind.CREATE, ActionKind.UPDATE):
+            crash = False
+            assert before is not None
+            passes.append(Pass(now, before, action, Step(before)))
+            continue
+        step = Step(result.run, action, result.requeue_after)
+        passes.append(Pass(now, before, action, step, result.events))
+        recorded = result.status
         if step.requeue_after is None:
             break
         now += datetime.timedelta(seconds=step.requeue_after)

@@ -1,8 +1,9 @@
-"""The run's state machine (DESIGN.md sections 3 and 4), pass by pass.
+"""The run's state machine (docs/contract.md, phases and failures), pass by pass.
 
-Each pass: ``reads_for`` -> ``Observed`` -> ``decide`` -> the action, if any ->
-``after_action`` -> ``with_events``. Tests call these directly with fixed instants,
-or drive them through :func:`tests.unit.core_builders.drive` against a fake Seldon.
+Each pass (:func:`reconcile`): ``start_run`` -> ``reads_for`` -> ``Observed`` ->
+``decide`` -> the action, if any -> ``after_action`` -> Events. Tests call the
+decisions directly with fixed instants, or drive whole passes through
+:func:`tests.unit.core_builders.drive` against a fake Seldon.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from promotion_operator.core.conditions import Event, transition_events
 from promotion_operator.core.machine import (
     Action,
     Context,
-    Event,
     Observed,
     RetryPolicy,
     Step,
@@ -26,10 +27,17 @@ from promotion_operator.core.machine import (
     is_settled,
     reads_for,
     start_run,
-    with_events,
 )
 from promotion_operator.core.planning import GENERATION_ANNOTATION, spec_hash
-from promotion_operator.core.run import Failure, Phase, PreviousTarget, Run, from_status, to_status
+from promotion_operator.core.run import (
+    ActionKind,
+    Failure,
+    Phase,
+    PreviousTarget,
+    Run,
+    from_status,
+    to_status,
+)
 from promotion_operator.core.spec import ComponentOverride, Overrides, PromotionSpec
 from tests.unit.core_builders import (
     DEFAULT_POLICY,
@@ -131,7 +139,7 @@ def test_reads_for_phase(phase: Phase, reads: tuple[bool, bool]) -> None:
 def test_pending_run_validates_the_plan_first(target: dict[str, Any] | None, planned: str) -> None:
     step = decide(context(), run_in(Phase.PENDING), seen(target))
 
-    assert step.action == Action("Validate", plan_for().deployment, "")
+    assert step.action == Action(ActionKind.VALIDATE, plan_for().deployment, "")
     assert step.run.phase == Phase.VALIDATING
     assert step.run.attempts == 1
     assert step.run.plan == change_for(target)
@@ -143,7 +151,7 @@ def test_pending_run_validates_the_plan_first(target: dict[str, Any] | None, pla
 
 def test_successful_validation_moves_to_promoting_and_requeues_at_once() -> None:
     validating = run_in(Phase.VALIDATING, plan=change_for(None), previous=previous_of(None))
-    validate = Action("Validate", plan_for().deployment, "")
+    validate = Action(ActionKind.VALIDATE, plan_for().deployment, "")
 
     step = after_action(context(1), validating, validate, {"type": "Success"}, None)
 
@@ -205,7 +213,7 @@ def test_successful_write_moves_to_verifying(
     result: dict[str, Any] = {"metadata": {}}
     if result_generation is not None:
         result["metadata"]["generation"] = result_generation
-    write = Action(kind, plan_for().deployment, "msg")
+    write = Action(ActionKind(kind), plan_for().deployment, "msg")
 
     step = after_action(context(3), promoting_run(None), write, result, None)
 
@@ -716,7 +724,9 @@ def test_retryable_action_failures_keep_the_phase(kind: str, error: Failure) -> 
     phase = Phase.VALIDATING if kind == "Validate" else Phase.PROMOTING
     run = promoting_run(None, phase=phase)
 
-    step = after_action(context(10), run, Action(kind, plan_for().deployment, ""), None, error)
+    step = after_action(
+        context(10), run, Action(ActionKind(kind), plan_for().deployment, ""), None, error
+    )
 
     assert step.run.phase == phase
     assert step.run.last_error == error
@@ -726,7 +736,9 @@ def test_retryable_action_failures_keep_the_phase(kind: str, error: Failure) -> 
 
 def test_retryable_write_failure_is_written_again_on_the_next_pass() -> None:
     error = failure("SeldonDeployUnavailable", 503, retryable=True)
-    failed = after_action(context(2), promoting_run(None), Action("Create", {}, ""), None, error)
+    failed = after_action(
+        context(2), promoting_run(None), Action(ActionKind.CREATE, {}, ""), None, error
+    )
 
     step = decide(context(5), failed.run, seen(None))
 
@@ -758,7 +770,9 @@ def test_forbidden_and_invalid_fail_at_once(
     if isinstance(error, Observed):
         step = decide(context(1), run, error)
     else:
-        step = after_action(context(1), run, Action(where, plan_for().deployment, ""), None, error)
+        step = after_action(
+            context(1), run, Action(ActionKind(where), plan_for().deployment, ""), None, error
+        )
 
     assert step.run.phase == Phase.FAILED
     assert step.action is None
@@ -772,7 +786,7 @@ def test_retryable_validation_failure_fails_after_the_deadline() -> None:
     error = failure("SeldonDeployUnavailable", 503, retryable=True)
     run = promoting_run(None, phase=Phase.VALIDATING)
 
-    step = after_action(context(600), run, Action("Validate", {}, ""), None, error)
+    step = after_action(context(600), run, Action(ActionKind.VALIDATE, {}, ""), None, error)
 
     assert step.run.phase == Phase.FAILED
     assert step.run.outcome == error
@@ -894,7 +908,9 @@ def test_successful_rollback_ends_rolled_back_naming_the_cause(
     target_before: dict[str, Any] | None, kind: str, error: Failure | None, what: str
 ) -> None:
     run = rolling_back_run(target_before)
-    action = Action(kind, previous_of(target_before).deployment, "rollback", rollback=True)
+    action = Action(
+        ActionKind(kind), previous_of(target_before).deployment, "rollback", rollback=True
+    )
 
     step = after_action(context(2), run, action, None, error)
 
@@ -940,7 +956,9 @@ def test_successful_rollback_ends_rolled_back_naming_the_cause(
 )
 def test_failed_rollback_write(seconds: float, error: Failure, phase: Phase, reason: str) -> None:
     run = rolling_back_run(foreign_target())
-    action = Action("Update", previous_of(foreign_target()).deployment, "rb", rollback=True)
+    action = Action(
+        ActionKind.UPDATE, previous_of(foreign_target()).deployment, "rb", rollback=True
+    )
 
     step = after_action(context(seconds), run, action, None, error)
 
@@ -1061,45 +1079,36 @@ EVENT_TABLE = [
 def test_events_of_a_pass(
     before: Run, ctx: Context, observed: Observed, expected: list[tuple[str, str]]
 ) -> None:
-    step = with_events(before, decide(ctx, before, observed))
+    events = transition_events(before, decide(ctx, before, observed).run)
 
-    assert [(e.type, e.reason) for e in step.events] == expected
+    assert [(e.type, e.reason) for e in events] == expected
 
 
 def test_phase_change_event_carries_the_ready_message() -> None:
     before = verifying_run()
     observed = Observed(target=our_target(state="Available", observed_generation=1))
 
-    step = with_events(before, decide(context(5), before, observed))
+    events = transition_events(before, decide(context(5), before, observed).run)
 
-    assert step.events == (
+    assert events == (
         Event("Normal", "Succeeded", "production/iris is Available with the promoted spec"),
     )
 
 
 def test_suspending_posts_a_normal_event() -> None:
     before = promoting_run(None, phase=Phase.VALIDATING)
-    action = Action("Validate", {}, "")
+    action = Action(ActionKind.VALIDATE, {}, "")
     step = after_action(context(1, spec=make_spec(suspend=True)), before, action, {}, None)
 
-    assert [(e.type, e.reason) for e in with_events(before, step).events] == [
+    assert [(e.type, e.reason) for e in transition_events(before, step.run)] == [
         ("Normal", "Suspended")
     ]
-
-
-def test_with_events_keeps_the_rest_of_the_step() -> None:
-    before = run_in(Phase.PENDING)
-    step = decide(context(1), before, seen(None))
-
-    with_them = with_events(before, step)
-
-    assert replace(with_them, events=()) == step
 
 
 def test_end_to_end_events_one_per_phase_change() -> None:
     passes = drive(FakeSeldon(source=source_deployment()))
 
-    events = [(e.type, e.reason) for p in passes for e in p.step.events]
+    events = [(e.type, e.reason) for p in passes for e in p.events]
     assert events == [
         ("Normal", "Promoting"),
         ("Normal", "WaitingForAvailable"),
@@ -1129,7 +1138,7 @@ def test_conditions_transition_times_move_only_on_flips() -> None:
 
 
 def test_start_run_without_a_recorded_run_starts_pending() -> None:
-    run = start_run(context(7), None, 2)
+    run = start_run(context(7), None)
 
     assert run.phase == Phase.PENDING
     assert (run.generation, run.attempts) == (2, 0)
@@ -1148,14 +1157,15 @@ def test_start_run_without_a_recorded_run_starts_pending() -> None:
     ],
 )
 def test_start_run_keeps_the_recorded_run_of_the_same_generation(recorded: Run) -> None:
-    assert start_run(context(99), recorded, recorded.generation) is recorded
+    assert start_run(context(99), recorded) is recorded
 
 
 def test_start_run_starts_afresh_for_a_new_generation() -> None:
     recorded = replace(final(drive(FakeSeldon(source=source_deployment()))), attempts=9)
     assert recorded.phase == Phase.SUCCEEDED
 
-    run = start_run(context(500), from_status(to_status(recorded)), 3)
+    newer = replace(PROMOTION, generation=3)
+    run = start_run(replace(context(500), promotion=newer), from_status(to_status(recorded)))
 
     assert run.phase == Phase.PENDING
     assert (run.generation, run.attempts) == (3, 0)
@@ -1178,14 +1188,20 @@ def test_status_round_trip_between_passes_changes_nothing() -> None:
     seldon_a = FakeSeldon(source=source_deployment())
     through_status = final(drive(seldon_a))
     ctx = context()
-    run = start_run(ctx, None, PROMOTION.generation)
+    run = start_run(ctx, None)
     seldon_b = FakeSeldon(source=source_deployment())
     now = T0
     while not is_settled(run):
         ctx = replace(ctx, now=now)
-        step = decide(ctx, run, seldon_b.observe(run.phase, now))
+        seldon_b.now = now
+        read_source, read_target = reads_for(run.phase)
+        observed = Observed(
+            source=seldon_b.read_source().deployment if read_source else None,
+            target=seldon_b.read_target().deployment if read_target else None,
+        )
+        step = decide(ctx, run, observed)
         if step.action is not None:
-            result, error = seldon_b.perform(step.action, now)
+            result, error = seldon_b.perform(step.action)
             step = after_action(ctx, step.run, step.action, result, error)
         run = step.run
         assert step.requeue_after is not None or is_settled(run)
@@ -1249,12 +1265,12 @@ def test_retry_delay_is_the_wait_so_far_clamped(failing: float, nominal: float) 
 
 
 def test_custom_policy_is_honoured() -> None:
-    policy = RetryPolicy(fraction=0.25, min_delay=2.0, max_delay=30.0, max_poll=5.0)
+    policy = RetryPolicy(min_delay=2.0, max_delay=30.0, max_poll=5.0)
 
     assert poll_delay(0, 0.5, policy) == 2.0
-    assert poll_delay(12, 0.5, policy) == 3.0
+    assert poll_delay(3, 0.5, policy) == 3.0
     assert poll_delay(1000, 0.5, policy) == 5.0
-    assert retry_delay(40, 0.5, policy) == 10.0
+    assert retry_delay(10, 0.5, policy) == 10.0
     assert retry_delay(1000, 0.5, policy) == 30.0
 
 
@@ -1309,7 +1325,7 @@ def test_a_resolved_error_is_cleared_when_the_run_moves_on(scenario: str) -> Non
     else:
         spec = make_spec(suspend=scenario == "suspend-after-503")
         validating = promoting_run(None, phase=Phase.VALIDATING)
-        validate = Action("Validate", plan_for().deployment, "")
+        validate = Action(ActionKind.VALIDATE, plan_for().deployment, "")
         error = failure("SeldonDeployUnavailable", 503, retryable=True)
         retried = after_action(context(1, spec=spec), validating, validate, None, error)
         again = decide(context(3, spec=spec), retried.run, seen(None))

@@ -1,4 +1,4 @@
-"""A run's state, its round trip through ``status`` and its conditions (DESIGN.md section 3)."""
+"""A run's state, its round trip through ``status`` and its conditions (docs/contract.md)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import pytest
 
 from promotion_operator.core.conditions import find_condition, set_condition
 from promotion_operator.core.run import (
+    ActionKind,
     Failure,
     Phase,
     PlannedChange,
     PreviousTarget,
     Run,
+    UnreadableStatus,
     format_time,
     from_status,
     parse_time,
@@ -40,7 +42,7 @@ CONDITIONS = (
         "lastTransitionTime": "2025-03-01T12:00:00Z",
     },
 )
-PLAN = PlannedChange("Update", "abc123", ("seldonio/iris:1.0",), ("gs://models/iris/v1",))
+PLAN = PlannedChange(ActionKind.UPDATE, "abc123", ("seldonio/iris:1.0",), ("gs://models/iris/v1",))
 
 # Runs as the machine records them; recorded failures never carry transport hints.
 RECORDED_RUNS = [
@@ -119,17 +121,65 @@ def test_status_round_trip_of_a_retrying_run() -> None:
     "status",
     [
         pytest.param({}, id="empty"),
-        pytest.param({"phase": "Pending", "observedGeneration": 1}, id="no-startedAt"),
-        pytest.param({"phase": "Pending", "startedAt": "2025-03-01T12:00:00Z"}, id="no-generation"),
-        pytest.param(
-            {"phase": "Exploded", "startedAt": "2025-03-01T12:00:00Z", "observedGeneration": 1},
-            id="unknown-phase",
-        ),
         pytest.param({"conditions": [{"type": "Ready", "status": "False"}]}, id="only-conditions"),
     ],
 )
 def test_from_status_without_a_recorded_run_is_none(status: dict[str, Any]) -> None:
     assert from_status(status) is None
+
+
+RECORDED = to_status(verifying_run(foreign_target(), applied_generation=8))
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        pytest.param(
+            {"startedAt": None},
+            "status.startedAt is None, not an RFC 3339 time",
+            id="no-startedAt",
+        ),
+        pytest.param(
+            {"observedGeneration": None},
+            "status.observedGeneration is None, not an integer",
+            id="no-generation",
+        ),
+        pytest.param({"phase": "Exploded"}, "status.phase is 'Exploded', not one of", id="phase"),
+        pytest.param(
+            {"phaseSince": "yesterday"},
+            "status.phaseSince is 'yesterday', not an RFC 3339 time",
+            id="hand-edited-time",
+        ),
+        pytest.param(
+            {"attempts": "many"}, "status.attempts is 'many', not an integer", id="attempts"
+        ),
+        pytest.param(
+            {"plan": {"action": "Explode", "sourceSpecHash": "x"}},
+            "status.plan.action is 'Explode', not Create or Update",
+            id="plan-action",
+        ),
+        pytest.param(
+            {"lastError": {"message": "no reason"}},
+            "status.lastError.reason is None, not a reason",
+            id="error-without-reason",
+        ),
+    ],
+)
+def test_unreadable_status_names_the_field(changes: dict[str, Any], problem: str) -> None:
+    with pytest.raises(UnreadableStatus) as raised:
+        from_status({**RECORDED, **changes})
+
+    assert problem in str(raised.value)
+
+
+def test_unreadable_status_names_every_unreadable_field() -> None:
+    with pytest.raises(UnreadableStatus) as raised:
+        from_status({**RECORDED, "phaseSince": "soon", "appliedAt": 12})
+
+    assert [p.split(" ")[0] for p in raised.value.problems] == [
+        "status.phaseSince",
+        "status.appliedAt",
+    ]
 
 
 def test_to_status_writes_absent_values_as_null_so_a_merge_patch_clears_them() -> None:
@@ -194,6 +244,31 @@ def test_format_time_writes_rfc3339_utc_seconds(moment: datetime.datetime, text:
 
 def test_parse_time_inverts_format_time() -> None:
     assert parse_time(format_time(at(61))) == at(61)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("2025-03-01T12:00:00.123456Z", id="fractional"),
+        pytest.param("2025-03-01T12:00:00.5Z", id="short-fraction"),
+        pytest.param("2025-03-01T13:00:00+01:00", id="offset"),
+        pytest.param("2025-03-01t12:00:00z", id="lower-case"),
+        pytest.param("2025-03-01T12:00:00", id="no-offset-is-utc"),
+        pytest.param(" 2025-03-01 12:00:00Z ", id="space-separated"),
+    ],
+)
+def test_parse_time_reads_other_rfc3339_forms(text: str) -> None:
+    moment = parse_time(text)
+
+    assert moment is not None
+    assert moment.replace(microsecond=0) == T0
+    assert moment.tzinfo == datetime.UTC
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2025-13-01T00:00:00Z", "12"])
+def test_parse_time_refuses_what_is_no_time(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_time(text)
 
 
 @pytest.mark.parametrize("text", [None, ""])

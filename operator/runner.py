@@ -13,7 +13,7 @@ import datetime
 import logging
 import threading
 from collections.abc import Mapping
-from typing import Any, assert_never
+from typing import Any, Protocol, assert_never
 
 from promotion_operator.auth import TokenProviders
 from promotion_operator.core.conditions import ready_reason
@@ -40,6 +40,30 @@ PROMOTE_ACTION = "Promote"
 ROLLBACK_ACTION = "Rollback"
 
 
+class DeploymentClient(Protocol):
+    """The Seldon Deploy calls a pass makes (``SeldonDeployClient`` is the real one)."""
+
+    def find(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def validate(self, namespace: str, deployment: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def create(
+        self, namespace: str, deployment: Mapping[str, Any], *, action: str, message: str
+    ) -> dict[str, Any]: ...
+
+    def update(
+        self,
+        namespace: str,
+        name: str,
+        deployment: Mapping[str, Any],
+        *,
+        action: str,
+        message: str,
+    ) -> dict[str, Any]: ...
+
+    def delete(self, namespace: str, name: str, *, action: str, message: str) -> None: ...
+
+
 class Runtime:
     """The long-lived parts every pass shares: settings, token caches, HTTP clients."""
 
@@ -57,7 +81,7 @@ class Runtime:
         self._clients: dict[str, SeldonDeployClient] = {}
         self._lock = threading.Lock()
 
-    def client(self, instance: str | None) -> SeldonDeployClient:
+    def client(self, instance: str | None) -> DeploymentClient:
         """The client of ``instance`` (None: the default); SettingsError if unknown."""
         settings = self.settings.instance(instance)
         with self._lock:
@@ -150,7 +174,7 @@ class SeldonEffects:
 
     @staticmethod
     def _perform(
-        client: SeldonDeployClient, target: DeploymentRef, action: Action
+        client: DeploymentClient, target: DeploymentRef, action: Action
     ) -> Mapping[str, Any] | None:
         verb = ROLLBACK_ACTION if action.rollback else PROMOTE_ACTION
         match action.kind:

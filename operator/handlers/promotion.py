@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import datetime
 import random
+from collections.abc import Callable
 from typing import Any
 
 import kopf
 
+from promotion_operator.core.conditions import Event
+from promotion_operator.core.machine import PassResult
 from promotion_operator.core.planning import PromotionRef
 from promotion_operator.runner import Runtime, run_pass
 
@@ -55,11 +58,21 @@ def run_promotion(
         now=datetime.datetime.now(datetime.UTC),
         jitter=random.random(),
     )
+
+    def post(event: Event) -> None:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+        logger.info("%s: %s", event.reason, event.message)
+
+    record(result, patch, post)
+
+
+def record(result: PassResult, patch: kopf.Patch, post: Callable[[Event], None]) -> None:
+    """Hand a pass's result to Kopf: the status into the patch, the Events posted in
+    order, and an unfinished run requeued after the core's delay (``RunInProgress``)."""
     if result.status is not None:
         patch.status.update(result.status)
     for event in result.events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-        logger.info("%s: %s", event.reason, event.message)
+        post(event)
     if result.requeue_after is not None:
         raise RunInProgress(result.message, delay=result.requeue_after)
 

@@ -1,0 +1,280 @@
+"""The imperative shell: ``run_pass`` with a fake runtime (no HTTP), and the handler's
+translation of a pass into Kopf's patch, Events and requeue."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import kopf
+import pytest
+
+from promotion_operator.core.conditions import Event
+from promotion_operator.core.machine import Action, PassResult
+from promotion_operator.core.run import ActionKind, Phase, to_status
+from promotion_operator.errors import Forbidden, PromotionError
+from promotion_operator.handlers.promotion import RunInProgress, record
+from promotion_operator.metrics import Metrics
+from promotion_operator.runner import (
+    PROMOTE_ACTION,
+    ROLLBACK_ACTION,
+    DeploymentClient,
+    Runtime,
+    SeldonEffects,
+    run_pass,
+)
+from promotion_operator.settings import InstanceSettings, Settings
+from tests.unit.core_builders import (
+    PROMOTION,
+    SPEC,
+    SPEC_DICT,
+    T0,
+    at,
+    rolling_back_run,
+    source_deployment,
+)
+
+
+class FakeClient:
+    """Seldon Deploy in memory: deployments by (namespace, name), every call recorded."""
+
+    def __init__(self) -> None:
+        self.deployments: dict[tuple[str, str], dict[str, Any]] = {
+            ("staging", "iris"): source_deployment()
+        }
+        self.calls: list[tuple[str, ...]] = []
+        self.error: Exception | None = None
+
+    def _call(self, *what: str) -> None:
+        self.calls.append(what)
+        if self.error is not None:
+            raise self.error
+
+    def find(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self._call("find", namespace, name)
+        return copy.deepcopy(self.deployments.get((namespace, name)))
+
+    def validate(self, namespace: str, deployment: Mapping[str, Any]) -> dict[str, Any]:
+        self._call("validate", namespace)
+        return {"code": 200, "message": "valid"}
+
+    def create(
+        self, namespace: str, deployment: Mapping[str, Any], *, action: str, message: str
+    ) -> dict[str, Any]:
+        self._call("create", namespace, action)
+        written = {**copy.deepcopy(dict(deployment)), "status": {}}
+        written["metadata"]["generation"] = 1
+        self.deployments[(namespace, written["metadata"]["name"])] = written
+        return copy.deepcopy(written)
+
+    def update(
+        self,
+        namespace: str,
+        name: str,
+        deployment: Mapping[str, Any],
+        *,
+        action: str,
+        message: str,
+    ) -> dict[str, Any]:
+        self._call("update", namespace, name, action)
+        written = {**copy.deepcopy(dict(deployment)), "status": {}}
+        written["metadata"]["generation"] = 2
+        self.deployments[(namespace, name)] = written
+        return copy.deepcopy(written)
+
+    def delete(self, namespace: str, name: str, *, action: str, message: str) -> None:
+        self._call("delete", namespace, name, action)
+        self.deployments.pop((namespace, name), None)
+
+
+class FakeRuntime(Runtime):
+    """A real runtime whose every instance is served by one :class:`FakeClient`."""
+
+    def __init__(self, settings: Settings, fake: FakeClient) -> None:
+        super().__init__(settings, metrics=Metrics())
+        self.fake = fake
+
+    def client(self, instance: str | None) -> DeploymentClient:
+        self.settings.instance(instance)  # unknown instances fail as in the real runtime
+        return self.fake
+
+
+@pytest.fixture
+def fake() -> FakeClient:
+    return FakeClient()
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, fake: FakeClient) -> Iterator[FakeRuntime]:
+    instance = InstanceSettings(
+        name="default", url="https://sd.example/api", credentials_dir=tmp_path
+    )
+    runtime = FakeRuntime(Settings(instances={"default": instance}), fake)
+    yield runtime
+    runtime.close()
+
+
+def one_pass(runtime: Runtime, status: Mapping[str, Any], seconds: float = 0.0) -> PassResult:
+    return run_pass(runtime, PROMOTION, SPEC_DICT, status, now=at(seconds), jitter=0.5)
+
+
+def sample(runtime: Runtime, name: str, **labels: str) -> float | None:
+    return runtime.metrics.registry.get_sample_value(name, labels)
+
+
+# --- run_pass ----------------------------------------------------------------------------
+
+
+def test_a_pass_reads_through_the_runtime_and_validates(
+    runtime: FakeRuntime, fake: FakeClient
+) -> None:
+    result = one_pass(runtime, {})
+
+    assert fake.calls == [
+        ("find", "staging", "iris"),
+        ("find", "production", "iris"),
+        ("validate", "production"),
+    ]
+    assert result.run is not None and result.run.phase == Phase.PROMOTING
+
+
+def test_writes_are_commits_named_promote(runtime: FakeRuntime, fake: FakeClient) -> None:
+    validated = one_pass(runtime, {})
+    assert validated.status is not None
+
+    one_pass(runtime, validated.status, 1)
+
+    assert fake.calls[-1] == ("create", "production", PROMOTE_ACTION)
+
+
+def test_a_rollback_delete_is_a_commit_named_rollback(
+    runtime: FakeRuntime, fake: FakeClient
+) -> None:
+    written = one_pass(runtime, {})
+    assert written.status is not None
+    created = one_pass(runtime, written.status, 1)
+    assert created.status is not None
+    fake.calls.clear()
+
+    one_pass(runtime, to_status(rolling_back_run(None, applied_at=at(1))), 2)
+
+    assert fake.calls[-1] == ("delete", "production", "iris", ROLLBACK_ACTION)
+
+
+def test_a_typed_error_becomes_the_reason(runtime: FakeRuntime, fake: FakeClient) -> None:
+    fake.error = Forbidden("GET production/iris: HTTP 403", http_status=403)
+
+    result = one_pass(runtime, {})
+
+    assert result.run is not None and result.run.phase == Phase.FAILED
+    assert result.run.outcome is not None
+    assert (result.run.outcome.reason, result.run.outcome.http_status) == ("Forbidden", 403)
+
+
+def test_an_unexpected_exception_is_an_internal_error_with_its_traceback_only_in_the_log(
+    runtime: FakeRuntime, fake: FakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.error = KeyError("surprise")
+
+    with caplog.at_level(logging.ERROR):
+        result = one_pass(runtime, {})
+
+    assert result.run is not None and result.run.last_error is not None
+    assert result.run.last_error.reason == "InternalError"
+    assert result.run.last_error.message == "unexpected KeyError in the operator; see its log"
+    assert result.requeue_after is not None
+    assert any(record.exc_info for record in caplog.records)
+
+
+def test_every_action_kind_is_dispatched_to_its_own_call(fake: FakeClient) -> None:
+    deployment = source_deployment()
+    for kind in ActionKind:
+        SeldonEffects._perform(fake, SPEC.target, Action(kind, deployment, "m"))
+
+    assert [call[0] for call in fake.calls] == ["validate", "create", "update", "delete"]
+
+
+def test_a_pass_replayed_before_its_status_landed_counts_one_run(runtime: FakeRuntime) -> None:
+    one_pass(runtime, {})
+    one_pass(runtime, {})  # the status patch of the first pass was lost
+
+    assert sample(runtime, "modelpromotion_runs_started_total") == 1.0
+
+
+def test_a_finished_run_is_counted_once_and_leaves_flight(runtime: FakeRuntime) -> None:
+    finished = rolling_back_run(None, applied_at=T0)
+    status = to_status(finished)
+    done = one_pass(runtime, status, 2)  # the target is already gone: RolledBack
+    assert done.run is not None and done.run.phase == Phase.ROLLED_BACK
+    assert done.status is not None
+
+    one_pass(runtime, status, 3)  # replayed: the status patch was lost
+    one_pass(runtime, done.status, 4)  # settled
+
+    total = sample(
+        runtime, "modelpromotion_runs_finished_total", outcome="RolledBack", reason="RolledBack"
+    )
+    assert total == 1.0
+    assert sample(runtime, "modelpromotion_runs_in_flight") == 0.0
+
+
+def test_an_unreadable_status_is_not_counted(runtime: FakeRuntime) -> None:
+    result = one_pass(runtime, {**to_status(rolling_back_run(None)), "startedAt": "never"})
+
+    assert result.run is None
+    assert sample(runtime, "modelpromotion_runs_started_total") == 0.0
+
+
+# --- the handler's translation -------------------------------------------------------------
+
+
+def translate(result: PassResult) -> tuple[kopf.Patch, list[Event]]:
+    patch = kopf.Patch()
+    posted: list[Event] = []
+    record(result, patch, posted.append)
+    return patch, posted
+
+
+def test_the_status_goes_into_the_patch() -> None:
+    patch, _ = translate(PassResult(None, {"phase": "Verifying"}))
+
+    assert patch == {"status": {"phase": "Verifying"}}
+
+
+def test_nothing_to_record_leaves_the_patch_empty() -> None:
+    patch, posted = translate(PassResult(None, None))
+
+    assert (dict(patch), posted) == ({}, [])
+
+
+def test_events_are_posted_in_order() -> None:
+    events = (Event("Normal", "Promoting", "a"), Event("Warning", "Conflict", "b"))
+
+    _, posted = translate(PassResult(None, {}, events))
+
+    assert posted == list(events)
+
+
+def test_an_unfinished_run_is_requeued_after_the_cores_delay() -> None:
+    result = PassResult(None, {"phase": "Verifying"}, requeue_after=2.5, message="waiting")
+    patch = kopf.Patch()
+
+    with pytest.raises(RunInProgress) as raised:
+        record(result, patch, lambda _: None)
+
+    assert (raised.value.delay, str(raised.value)) == (2.5, "waiting")
+    assert patch == {"status": {"phase": "Verifying"}}  # recorded before the requeue
+
+
+def test_a_settled_run_is_not_requeued() -> None:
+    patch, _ = translate(PassResult(None, {"phase": "Succeeded"}, requeue_after=None))
+
+    assert patch == {"status": {"phase": "Succeeded"}}
+
+
+def test_the_requeue_is_a_temporary_error_not_a_failure() -> None:
+    assert issubclass(RunInProgress, kopf.TemporaryError)
+    assert not issubclass(RunInProgress, PromotionError)

@@ -8,7 +8,15 @@ from typing import Any, cast
 
 import requests
 
-from tests.simulator.records import CommitRecord, FaultKind, FaultRecord, RequestLogEntry
+from tests.simulator.records import (
+    CommitRecord,
+    FaultKind,
+    FaultRecord,
+    PredictorBehaviourRecord,
+    RequestLogEntry,
+    TrafficRecord,
+    TrafficSettingsRecord,
+)
 
 API_PATH = "/seldon-deploy/api/v1alpha1"
 
@@ -172,7 +180,7 @@ class SimulatorControl:
         probability: float = 1.0,
         count: int | None = None,
         latency_ms: int = 0,
-        retry_after_seconds: int = 1,
+        retry_after_seconds: int | None = None,
         method: str | None = None,
         path: str | None = None,
         seed: int | None = None,
@@ -281,3 +289,58 @@ class SimulatorControl:
         """GitOps commits oldest first, optionally of one namespace and/or deployment."""
         params = {k: v for k, v in (("namespace", namespace), ("name", name)) if v is not None}
         return cast(list[CommitRecord], self._call("GET", "/commits", params=params))
+
+    def set_predictor_behaviour(
+        self,
+        namespace: str,
+        name: str,
+        predictor: str,
+        *,
+        error_rate: float | None = None,
+        latency_seconds: float | None = None,
+        error_code: int | str | None = None,
+    ) -> PredictorBehaviourRecord:
+        """Set how one predictor answers the synthetic traffic, from now on.
+
+        `error_rate` is the share (0..1) of its requests answered with
+        `error_code` (default 500); every request takes `latency_seconds`
+        (default 0.02). Parts left out keep their value; the predictor need not
+        exist yet (say, a canary predictor a later write adds).
+        """
+        payload = {
+            key: value
+            for key, value in (
+                ("error_rate", error_rate),
+                ("latency_seconds", latency_seconds),
+                ("error_code", error_code),
+            )
+            if value is not None
+        }
+        path = f"/namespaces/{namespace}/traffic/{name}/predictors/{predictor}"
+        return cast(PredictorBehaviourRecord, self._call("PUT", path, json=payload))
+
+    def set_request_rate(
+        self, requests_per_second: float, *, namespace: str | None = None, name: str | None = None
+    ) -> TrafficSettingsRecord:
+        """Requests per second of one deployment (namespace and name), or the default (200)."""
+        if (namespace is None) != (name is None):
+            raise ValueError("give both namespace and name, or neither")
+        path = "/traffic" if namespace is None else f"/namespaces/{namespace}/traffic/{name}"
+        payload = {"requests_per_second": requests_per_second}
+        return cast(TrafficSettingsRecord, self._call("PUT", path, json=payload))
+
+    def traffic(self) -> TrafficRecord:
+        """Traffic settings and every exported series' counters, as of now."""
+        return cast(TrafficRecord, self._call("GET", "/traffic"))
+
+    def clear_traffic_settings(self) -> None:
+        """Every rate and predictor behaviour back to the defaults (counters keep counting)."""
+        self._call("DELETE", "/traffic")
+
+    def metrics_text(self) -> str:
+        """The `/metrics` page Prometheus scrapes (executor metrics, text format)."""
+        response = self._session.get(
+            f"{self.base_url}/metrics", timeout=self._timeout, verify=self._verify
+        )
+        response.raise_for_status()
+        return response.text

@@ -36,7 +36,7 @@ class FaultRule:
     remaining: int | None
     status_codes: tuple[int, ...]
     latency_ms: int
-    retry_after_seconds: int
+    retry_after_seconds: int | None  # sent with 429 (default 1 s), and with errors if set
     body: MalformedBody = "not-json"
 
     def matches(self, method: str, path: str) -> bool:
@@ -87,8 +87,12 @@ def parse_rule(spec: Mapping[str, Any]) -> FaultRule:
     latency_ms = int(spec.get("latency_ms", 0))
     if kind == "latency" and latency_ms <= 0:
         raise ValueError("latency_ms must be positive for a latency fault")
-    retry_after = int(spec.get("retry_after_seconds", 1))
-    if retry_after < 0:
+    retry_after: int | None = None
+    if spec.get("retry_after_seconds") is not None:
+        retry_after = int(spec["retry_after_seconds"])
+    elif kind == "rate_limit":
+        retry_after = 1
+    if retry_after is not None and retry_after < 0:
         raise ValueError("retry_after_seconds must not be negative")
     body = spec.get("body", "not-json")
     if body not in MALFORMED_BODIES:

@@ -76,7 +76,11 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
             return _malformed(failure.body)
         status = decision.status or 503
         entry["status"] = status
-        headers = {"Retry-After": str(failure.retry_after_seconds)} if status == 429 else None
+        headers = (
+            {"Retry-After": str(failure.retry_after_seconds)}
+            if failure.retry_after_seconds is not None
+            else None
+        )
         message = _REASONS.get(status, f"injected error {status}")
         return error_response(status, message, request_id, headers)
     response = await _authenticated(request, handler, request_id, entry)

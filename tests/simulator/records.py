@@ -51,5 +51,49 @@ class FaultRecord(TypedDict):
     remaining: int | None
     status_codes: list[int]
     latency_ms: int
-    retry_after_seconds: int
+    retry_after_seconds: int | None
     body: MalformedBody
+
+
+class PredictorBehaviourRecord(TypedDict):
+    """How one predictor answers the synthetic traffic (see `traffic`)."""
+
+    namespace: str
+    name: str
+    predictor: str
+    error_rate: float
+    latency_seconds: float
+    error_code: str
+
+
+class RateRecord(TypedDict):
+    """A deployment's own request rate (requests per second while Available)."""
+
+    namespace: str
+    name: str
+    requests_per_second: float
+
+
+class SeriesRecord(TypedDict):
+    """One exported executor series' counters (one predictor, one status code)."""
+
+    namespace: str
+    deployment_name: str
+    predictor_name: str
+    code: str
+    count: int
+    sum: float
+
+
+class TrafficSettingsRecord(TypedDict):
+    """The traffic model's knobs."""
+
+    default_requests_per_second: float
+    rates: list[RateRecord]
+    predictors: list[PredictorBehaviourRecord]
+
+
+class TrafficRecord(TrafficSettingsRecord):
+    """The knobs and, as of the call, every exported series."""
+
+    series: list[SeriesRecord]

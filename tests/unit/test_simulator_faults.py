@@ -40,6 +40,18 @@ def test_injected_error_uses_the_error_shape(ctl: SimulatorControl, api: ApiCall
     assert set(response.json()) == {"code", "message", "requestId"}
 
 
+def test_error_with_retry_after_sends_the_header(ctl: SimulatorControl, api: ApiCaller) -> None:
+    ctl.inject_fault("error", status_codes=[503], count=1, retry_after_seconds=86400)
+    failed = api.list(NS)
+    assert failed.status_code == 503
+    assert failed.headers["Retry-After"] == "86400"
+
+
+def test_error_without_retry_after_sends_no_header(ctl: SimulatorControl, api: ApiCaller) -> None:
+    ctl.fail_next(1, status=503)
+    assert "Retry-After" not in api.list(NS).headers
+
+
 def test_rate_limit_answers_429_with_retry_after(ctl: SimulatorControl, api: ApiCaller) -> None:
     ctl.rate_limit(7, count=1)
     limited = api.list(NS)

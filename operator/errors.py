@@ -1,4 +1,4 @@
-"""The failures the operator can meet, sorted the way DESIGN.md section 4 sorts them.
+"""The failures the operator can meet, sorted as docs/contract.md section 8 sorts them.
 
 Every error carries a ``reason`` (the condition reason a person reads in
 ``kubectl get mp``) and says whether retrying can help. Messages never contain a

@@ -1,5 +1,5 @@
 """Failures reach status with a reason a person can act on, and the operator recovers
-or rolls back as DESIGN.md section 4 promises."""
+or rolls back as docs/contract.md promises."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Planning the deployment written to the target (DESIGN.md sections 3 and 4)."""
+"""Planning the deployment written to the target (docs/contract.md sections 2 and 4)."""
 
 from __future__ import annotations
 

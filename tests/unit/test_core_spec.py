@@ -1,4 +1,4 @@
-"""The ModelPromotion spec read into typed plain data (DESIGN.md section 3)."""
+"""The ModelPromotion spec read into typed plain data (docs/contract.md: the resource)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
-"""The pinned kube-apiserver, kubectl and etcd binaries, built once and cached.
+"""The pinned kube-apiserver, kubectl, etcd and Prometheus binaries, built once and cached.
 
-Both binaries come from Go modules whose own go.mod files carry ``replace``
-lines, so ``go install pkg@version`` refuses them; the small modules under
-``gobin/`` pin them (and replace every k8s.io staging module by its published
-release) and ``go build`` builds from there with the default module proxy.
+The control-plane binaries come from Go modules whose own go.mod files carry
+``replace`` lines, so ``go install pkg@version`` refuses them; the small modules
+under ``gobin/`` pin them (and replace every k8s.io staging module by its
+published release) and ``go build`` builds from there with the default module
+proxy. Prometheus is pinned the same way, for one build path and one go.sum.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from tests.harness.progress import say
 
 KUBERNETES_VERSION = "v1.35.4"
 ETCD_VERSION = "v3.6.5"
+# Prometheus 3.16.0, published as the Go module version v0.316.0.
+PROMETHEUS_MODULE_VERSION = "v0.316.0"
+PROMETHEUS_VERSION = "3.16.0"
 
 _GOBIN = Path(__file__).parent / "gobin"
 
@@ -32,6 +36,7 @@ class _Target:
     module_dir: Path
     cache_dir: str
     ldflags: str
+    tags: str = ""
 
 
 def _kube_ldflags() -> str:
@@ -47,6 +52,20 @@ def _kube_ldflags() -> str:
     for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
         flags += [f"-X {pkg}.{field}={value}" for field, value in fields.items()]
     return " ".join(flags)
+
+
+def _prometheus_ldflags() -> str:
+    # What Prometheus' own release build (.promu.yml) sets, so `--version` and
+    # /api/v1/status/buildinfo tell the real version; there is no VCS checkout, so
+    # the revision is the module version.
+    pkg = "github.com/prometheus/common/version"
+    fields = {
+        "Version": PROMETHEUS_VERSION,
+        "Revision": PROMETHEUS_MODULE_VERSION,
+        "Branch": "HEAD",
+        "BuildUser": "seldon-promotion-operator-harness",
+    }
+    return " ".join(["-s", "-w"] + [f"-X {pkg}.{field}={value}" for field, value in fields.items()])
 
 
 def _targets() -> list[_Target]:
@@ -69,6 +88,16 @@ def _targets() -> list[_Target]:
         _Target(
             "kubectl", "k8s.io/kubernetes/cmd/kubectl", _GOBIN / "kubernetes", kube, _kube_ldflags()
         ),
+        # Without the `builtinassets` tag: the web UI's assets are not in the Go
+        # module (they are built with npm); the HTTP API is all the tests need.
+        _Target(
+            "prometheus",
+            "github.com/prometheus/prometheus/cmd/prometheus",
+            _GOBIN / "prometheus",
+            f"prometheus-{PROMETHEUS_MODULE_VERSION}",
+            _prometheus_ldflags(),
+            tags="netgo",
+        ),
     ]
 
 
@@ -79,6 +108,7 @@ class Binaries:
     etcd: Path
     kube_apiserver: Path
     kubectl: Path
+    prometheus: Path
 
 
 def ensure_binaries() -> Binaries:
@@ -89,7 +119,7 @@ def ensure_binaries() -> Binaries:
         if not path.exists():
             _build(target, path)
         paths[target.name] = path
-    return Binaries(paths["etcd"], paths["kube-apiserver"], paths["kubectl"])
+    return Binaries(paths["etcd"], paths["kube-apiserver"], paths["kubectl"], paths["prometheus"])
 
 
 def _build(target: _Target, path: Path) -> None:
@@ -104,8 +134,10 @@ def _build(target: _Target, path: Path) -> None:
     )
     started = time.monotonic()
     env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-buildvcs=false")
+    tags = ["-tags", target.tags] if target.tags else []
     process = subprocess.Popen(
-        [go, "build", "-trimpath", "-ldflags", target.ldflags, "-o", str(partial), target.package],
+        [go, "build", "-trimpath", "-ldflags", target.ldflags, *tags]
+        + ["-o", str(partial), target.package],
         cwd=target.module_dir,
         env=env,
         stdout=subprocess.PIPE,

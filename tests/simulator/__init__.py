@@ -83,6 +83,12 @@ Choices where the real service is unknown or where the simulator departs from it
   deployment from the state at H (for a delete commit: the state it removed) or
   from its last existing state; 409 if it exists, 404 without history. All
   three answer 400 in a namespace that is not GitOps.
+- Traffic (``traffic``): ``GET /metrics`` (no token, never faulted or logged)
+  serves Seldon Core executor metrics for synthetic requests to every Available
+  deployment, split by its predictors' ``traffic``; the control API sets the
+  request rate per deployment and each predictor's error rate, error code and
+  latency (``SimulatorControl.set_request_rate``/``set_predictor_behaviour``).
+  Counts follow the clock exactly, with no randomness.
 - Faults act in front of the API like an ingress: they apply before
   authentication, so faulted requests are logged with ``user`` null; a dropped
   connection is logged with ``status`` null. The control API is never faulted,

@@ -48,6 +48,14 @@ def add_routes(app: web.Application) -> None:
     router.add_get(base + "/requests", list_requests)
     router.add_delete(base + "/requests", clear_requests)
     router.add_get(base + "/commits", list_commits)
+    router.add_get(base + "/traffic", get_traffic)
+    router.add_put(base + "/traffic", put_default_rate)
+    router.add_delete(base + "/traffic", clear_traffic_settings)
+    router.add_put(base + "/namespaces/{namespace}/traffic/{name}", put_deployment_rate)
+    router.add_put(
+        base + "/namespaces/{namespace}/traffic/{name}/predictors/{predictor}",
+        put_predictor_behaviour,
+    )
 
 
 @web.middleware
@@ -294,3 +302,70 @@ async def list_commits(request: web.Request) -> web.Response:
         if (namespace is None or c.namespace == namespace) and (name is None or c.name == name)
     ]
     return web.json_response(commits)
+
+
+def _advance_traffic(request: web.Request) -> None:
+    # Settings change from now on: count the time before with the old ones first.
+    simulator = request.app[SIMULATOR]
+    simulator.traffic.advance(simulator.store, simulator.clock())
+
+
+async def get_traffic(request: web.Request) -> web.Response:
+    """Traffic settings and every exported series' counters, as of now."""
+    _advance_traffic(request)
+    traffic = request.app[SIMULATOR].traffic
+    return web.json_response({**traffic.settings_record(), "series": traffic.series_records()})
+
+
+async def put_default_rate(request: web.Request) -> web.Response:
+    """Set `{requests_per_second}` for every deployment without a rate of its own."""
+    body = await _json_object(request)
+    _advance_traffic(request)
+    traffic = request.app[SIMULATOR].traffic
+    traffic.set_rate(float(body["requests_per_second"]))
+    return web.json_response(traffic.settings_record())
+
+
+async def put_deployment_rate(request: web.Request) -> web.Response:
+    """Set `{requests_per_second}` for one deployment (it need not exist yet)."""
+    body = await _json_object(request)
+    _advance_traffic(request)
+    traffic = request.app[SIMULATOR].traffic
+    traffic.set_rate(
+        float(body["requests_per_second"]),
+        request.match_info["namespace"],
+        request.match_info["name"],
+    )
+    return web.json_response(traffic.settings_record())
+
+
+async def put_predictor_behaviour(request: web.Request) -> web.Response:
+    """Set `{error_rate?, latency_seconds?, error_code?}` of one predictor of a deployment.
+
+    The predictor need not exist yet (a canary predictor a later write adds);
+    parts left out keep their value. Applies to requests from now on.
+    """
+    body = await _json_object(request)
+    unknown = set(body) - {"error_rate", "latency_seconds", "error_code"}
+    if unknown:
+        raise ApiError(400, f"unknown traffic settings: {sorted(unknown)}")
+    _advance_traffic(request)
+    namespace, name = request.match_info["namespace"], request.match_info["name"]
+    predictor = request.match_info["predictor"]
+    traffic = request.app[SIMULATOR].traffic
+    traffic.set_behaviour(
+        namespace,
+        name,
+        predictor,
+        error_rate=body.get("error_rate"),
+        latency_seconds=body.get("latency_seconds"),
+        error_code=body.get("error_code"),
+    )
+    return web.json_response(traffic.behaviour_record(namespace, name, predictor))
+
+
+async def clear_traffic_settings(request: web.Request) -> web.Response:
+    """Every rate and predictor behaviour back to the defaults; counters keep counting."""
+    _advance_traffic(request)
+    request.app[SIMULATOR].traffic.clear_settings()
+    return _ok()

@@ -20,6 +20,9 @@ from tests.simulator.middleware import api_middleware
 from tests.simulator.state import Simulator
 
 READY_PREFIX = "SIMULATOR READY"
+METRICS_PATH = "/metrics"
+# The text format Seldon Core's executor serves (promhttp without OpenMetrics).
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def create_app(config: SimulatorConfig) -> web.Application:
@@ -29,12 +32,25 @@ def create_app(config: SimulatorConfig) -> web.Application:
     app[SIMULATOR] = Simulator(config=config, verifier=verifier)
     api.add_routes(app)
     control_api.add_routes(app)
+    app.router.add_get(METRICS_PATH, metrics)
 
     async def close_verifier(_: web.Application) -> None:
         await verifier.close()
 
     app.on_cleanup.append(close_verifier)
     return app
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """The executor metrics of the synthetic traffic (see `traffic`), for Prometheus.
+
+    Outside the API base: no token, no faults, not in the request log.
+    """
+    simulator = request.app[SIMULATOR]
+    simulator.traffic.advance(simulator.store, simulator.clock())
+    return web.Response(
+        body=simulator.traffic.exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE}
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -12,6 +12,7 @@ from tests.simulator.faults import FaultInjector
 from tests.simulator.gitops import GitLog
 from tests.simulator.records import RequestLogEntry
 from tests.simulator.store import Delays, Store
+from tests.simulator.traffic import TrafficModel
 
 # A long e2e run must not grow the log without bound; tests read recent requests.
 MAX_LOGGED_REQUESTS = 10_000
@@ -37,6 +38,7 @@ class Simulator:
     gitlog: GitLog = field(default_factory=GitLog)
     faults: FaultInjector = field(default_factory=FaultInjector)
     requests: list[RequestLogEntry] = field(default_factory=list)
+    traffic: TrafficModel = field(default_factory=TrafficModel)
 
     def __post_init__(self) -> None:
         self.store = _store_for(self.config)
@@ -48,7 +50,7 @@ class Simulator:
             del self.requests[: len(self.requests) - MAX_LOGGED_REQUESTS]
 
     def reset(self) -> None:
-        """Forget namespaces, deployments, commits, faults, marks, delays and the log.
+        """Forget namespaces, deployments, commits, faults, marks, delays, traffic and the log.
 
         Cached signing keys survive: they belong to the identity provider, not to a test.
         """
@@ -57,3 +59,4 @@ class Simulator:
         self.faults.clear()
         self.faults.reseed(None)
         self.requests.clear()
+        self.traffic.reset()

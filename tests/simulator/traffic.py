@@ -1,0 +1,443 @@
+"""Synthetic prediction traffic, exported as Seldon Core executor metrics on ``/metrics``.
+
+Every Available SeldonDeployment receives a fixed request rate (200 requests/s
+unless a test sets another), split across its predictors by their ``traffic``
+values; each predictor answers a settable share of its requests with an error
+code and takes a settable latency. What a scrape shows is what Seldon Core's
+executor (``executor/api/metric`` and ``executor/api/rest/server.go`` in
+SeldonIO/seldon-core) exports for REST predictions: the histogram
+``seldon_api_executor_server_requests_seconds`` (``_bucket``, ``_count``,
+``_sum``) with its buckets and the labels ``deployment_name``,
+``predictor_name``, ``predictor_version``, ``service`` ("predictions"),
+``method`` ("post", as promhttp writes it) and ``code`` ("200", "500", ...),
+plus ``namespace``, which a real Prometheus adds when it relabels
+``__meta_kubernetes_namespace`` (one page here serves every namespace, so the
+page carries it).
+
+Nothing runs in the background and nothing is random: each scrape (and each
+control call that changes a setting) advances the model from the clock to
+"now". Requests are counted with exact fractional accounting, so over any
+window the count of a predictor is within one request of rate x share x
+seconds, and its errors are within one of that count x error rate. Traffic
+flows only while the cluster reports the deployment Available, with the split
+of the spec that is running: a write stops the old split at the write (or the
+GitOps sync), and the new one starts when its rollout is Available. A predictor
+that stops serving (removed from the spec, or its deployment deleted) drops
+out of the page; if it comes back, its counters start again at zero, as a new
+pod's would.
+
+Simplifications: every request of a predictor takes exactly its latency (so a
+``histogram_quantile`` reads the upper part of that latency's bucket); shadow
+predictors receive a copy of all traffic; when several non-shadow predictors
+have no ``traffic`` at all, they share evenly (one such predictor gets 100 %).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from tests.simulator.records import (
+    PredictorBehaviourRecord,
+    RateRecord,
+    SeriesRecord,
+    TrafficSettingsRecord,
+)
+from tests.simulator.store import Deployment, Rollout, Store
+
+METRIC_NAME = "seldon_api_executor_server_requests_seconds"
+METRIC_HELP = "A histogram of latencies for executor server"
+# The executor's label names, in its order, then the one Prometheus' relabelling adds.
+LABEL_NAMES = (
+    "deployment_name",
+    "predictor_name",
+    "predictor_version",
+    "service",
+    "method",
+    "code",
+    "namespace",
+)
+# The executor's buckets (metric.DefBuckets in executor/api/metric/constants.go).
+BUCKETS: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+)
+SERVICE = "predictions"
+METHOD = "post"
+OK_CODE = "200"
+DEFAULT_ERROR_CODE = "500"
+DEFAULT_REQUESTS_PER_SECOND = 200.0
+DEFAULT_LATENCY_SECONDS = 0.02
+# Absorbs float error in accumulated fractions (199.99999999 requests are 200).
+_EPSILON = 1e-9
+
+Key = tuple[str, str]
+PredictorKey = tuple[str, str, str]
+
+
+class InvalidTrafficSetting(ValueError):
+    """A control request asked for a setting the model cannot have; the message says why."""
+
+
+@dataclass(frozen=True)
+class PredictorBehaviour:
+    """How one predictor answers: the share of errors, their code, and its latency."""
+
+    error_rate: float = 0.0
+    latency_seconds: float = DEFAULT_LATENCY_SECONDS
+    error_code: str = DEFAULT_ERROR_CODE
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.error_rate) and 0.0 <= self.error_rate <= 1.0):
+            raise InvalidTrafficSetting("error_rate must be between 0 and 1")
+        if not (math.isfinite(self.latency_seconds) and self.latency_seconds >= 0.0):
+            raise InvalidTrafficSetting("latency_seconds must be a non-negative number")
+        if not (self.error_code.isdigit() and 400 <= int(self.error_code) <= 599):
+            raise InvalidTrafficSetting("error_code must be an HTTP status from 400 to 599")
+
+
+@dataclass
+class _Histogram:
+    """Counters of one (predictor, code) series: like the executor's, cumulative."""
+
+    count: int = 0
+    total: float = 0.0
+    buckets: list[int] = field(default_factory=lambda: [0] * len(BUCKETS))
+
+    def observe(self, requests: int, latency: float) -> None:
+        if requests <= 0:
+            return
+        self.count += requests
+        self.total += requests * latency
+        for index, bound in enumerate(BUCKETS):
+            if latency <= bound:
+                self.buckets[index] += requests
+
+
+@dataclass
+class _PredictorCounters:
+    """One serving predictor: exact fractional accounting and its series by code."""
+
+    version: str
+    offered: float = 0.0
+    issued: int = 0
+    errors_offered: float = 0.0
+    errors_issued: int = 0
+    series: dict[str, _Histogram] = field(default_factory=dict)
+
+    def add(self, offered: float, behaviour: PredictorBehaviour) -> None:
+        self.offered += offered
+        new = math.floor(self.offered + _EPSILON) - self.issued
+        if new <= 0:
+            return
+        self.issued += new
+        self.errors_offered += new * behaviour.error_rate
+        errors = math.floor(self.errors_offered + _EPSILON) - self.errors_issued
+        errors = max(0, min(errors, new))
+        self.errors_issued += errors
+        latency = behaviour.latency_seconds
+        self.series.setdefault(OK_CODE, _Histogram()).observe(new - errors, latency)
+        if errors:
+            self.series.setdefault(behaviour.error_code, _Histogram()).observe(errors, latency)
+
+
+@dataclass(frozen=True)
+class _Serving:
+    """What a deployment's cluster served at the last advance: which rollout, which split."""
+
+    rollout: Rollout
+    split: dict[str, float]
+    versions: dict[str, str]
+
+
+@dataclass
+class _DeploymentTraffic:
+    advanced_to: float
+    serving: _Serving | None = None
+    predictors: dict[str, _PredictorCounters] = field(default_factory=dict)
+
+
+def traffic_split(spec: Mapping[str, Any]) -> dict[str, float]:
+    """Each predictor's share (0..1) of a deployment's requests, by Seldon's ``traffic`` rules.
+
+    Non-shadow predictors share by their ``traffic`` values (normalised by their
+    sum); when none has a value they share evenly. Shadow predictors get a copy
+    of everything (share 1).
+    """
+    predictors = [p for p in spec.get("predictors") or [] if isinstance(p, Mapping)]
+    split: dict[str, float] = {}
+    live: list[tuple[str, float | None]] = []
+    for predictor in predictors:
+        name = predictor.get("name")
+        if not isinstance(name, str) or not name:
+            continue
+        if predictor.get("shadow") is True:
+            split[name] = 1.0
+            continue
+        traffic = predictor.get("traffic")
+        weight = float(traffic) if isinstance(traffic, int | float) and traffic > 0 else None
+        live.append((name, weight))
+    weights = [w for _, w in live if w is not None]
+    if weights:
+        total = sum(weights)
+        split.update({name: (w or 0.0) / total for name, w in live})
+    elif live:
+        split.update({name: 1.0 / len(live) for name, _ in live})
+    return split
+
+
+def _versions(spec: Mapping[str, Any]) -> dict[str, str]:
+    versions: dict[str, str] = {}
+    for predictor in spec.get("predictors") or []:
+        if isinstance(predictor, Mapping) and isinstance(predictor.get("name"), str):
+            annotations = predictor.get("annotations")
+            version = annotations.get("version") if isinstance(annotations, Mapping) else None
+            versions[predictor["name"]] = str(version) if version is not None else ""
+    return versions
+
+
+def _available_from(rollout: Rollout) -> float | None:
+    """When a rollout starts serving, or None if it never does."""
+    if rollout.forced_state is not None:
+        return rollout.started_at if rollout.forced_state == "Available" else None
+    if rollout.failure is not None:
+        return None
+    return rollout.started_at + rollout.duration
+
+
+@dataclass
+class TrafficModel:
+    """Counters for every serving predictor, the knobs tests turn, and the ``/metrics`` page."""
+
+    default_rate: float = DEFAULT_REQUESTS_PER_SECOND
+    rates: dict[Key, float] = field(default_factory=dict)
+    behaviours: dict[PredictorKey, PredictorBehaviour] = field(default_factory=dict)
+    _deployments: dict[Key, _DeploymentTraffic] = field(default_factory=dict)
+    registry: CollectorRegistry = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_ExecutorCollector(self))
+
+    def reset(self) -> None:
+        """Forget counters and settings (the registry stays)."""
+        self.default_rate = DEFAULT_REQUESTS_PER_SECOND
+        self.rates.clear()
+        self.behaviours.clear()
+        self._deployments.clear()
+
+    # -- settings -------------------------------------------------------------
+
+    def set_rate(
+        self, requests_per_second: float, namespace: str | None = None, name: str | None = None
+    ) -> None:
+        """Set the rate of one deployment, or the default when namespace and name are None."""
+        if (namespace is None) != (name is None):
+            raise InvalidTrafficSetting("give both namespace and name, or neither")
+        rate = float(requests_per_second)
+        if not (math.isfinite(rate) and rate >= 0.0):
+            raise InvalidTrafficSetting("requests_per_second must be a non-negative number")
+        if namespace is None or name is None:
+            self.default_rate = rate
+        else:
+            self.rates[(namespace, name)] = rate
+
+    def rate_for(self, namespace: str, name: str) -> float:
+        """Requests per second the deployment receives while Available."""
+        return self.rates.get((namespace, name), self.default_rate)
+
+    def behaviour(self, namespace: str, name: str, predictor: str) -> PredictorBehaviour:
+        """How a predictor answers (the defaults unless a test changed them)."""
+        return self.behaviours.get((namespace, name, predictor), PredictorBehaviour())
+
+    def set_behaviour(
+        self,
+        namespace: str,
+        name: str,
+        predictor: str,
+        *,
+        error_rate: float | None = None,
+        latency_seconds: float | None = None,
+        error_code: str | int | None = None,
+    ) -> PredictorBehaviour:
+        """Change some of a predictor's behaviour; unnamed parts stay as they were."""
+        current = self.behaviour(namespace, name, predictor)
+        changes: dict[str, Any] = {}
+        if error_rate is not None:
+            changes["error_rate"] = float(error_rate)
+        if latency_seconds is not None:
+            changes["latency_seconds"] = float(latency_seconds)
+        if error_code is not None:
+            changes["error_code"] = str(error_code)
+        updated = replace(current, **changes)
+        self.behaviours[(namespace, name, predictor)] = updated
+        return updated
+
+    def clear_settings(self) -> None:
+        """Every deployment back to the default rate and every predictor to defaults."""
+        self.default_rate = DEFAULT_REQUESTS_PER_SECOND
+        self.rates.clear()
+        self.behaviours.clear()
+
+    # -- the clock ------------------------------------------------------------
+
+    def advance(self, store: Store, now: float) -> None:
+        """Count the requests every deployment served up to ``now``."""
+        for key in [k for k in self._deployments if k not in store.deployments]:
+            del self._deployments[key]
+        for key, deployment in store.deployments.items():
+            self._advance_one(key, deployment, now)
+
+    def _advance_one(self, key: Key, deployment: Deployment, now: float) -> None:
+        state = self._deployments.get(key)
+        rollout = deployment.rollout_at(now)
+        if state is None:
+            # First sight: count from whenever the running rollout became Available.
+            state = self._deployments[key] = _DeploymentTraffic(advanced_to=-math.inf)
+        since = state.advanced_to
+        if now <= since:
+            return
+        previous = state.serving
+        current: _Serving | None = None
+        if rollout is not None:
+            current = self._serving(deployment, rollout, previous)
+        if previous is not None and (current is None or current.rollout != previous.rollout):
+            # The old rollout served until the next one started (the write or the sync).
+            end = now if rollout is None else min(now, rollout.started_at)
+            self._serve(key, state, previous, since, end)
+        if current is not None:
+            self._serve(key, state, current, since, now)
+            for gone in [p for p in state.predictors if p not in current.split]:
+                del state.predictors[gone]
+        else:
+            state.predictors.clear()
+        state.serving = current
+        state.advanced_to = now
+
+    def _serving(
+        self, deployment: Deployment, rollout: Rollout, previous: _Serving | None
+    ) -> _Serving:
+        if previous is not None and previous.rollout == rollout:
+            return previous
+        if deployment.generation != rollout.generation and previous is not None:
+            # A GitOps repository ahead of the cluster: the running spec is the one
+            # seen before; keep its split until the sync starts the new rollout.
+            return _Serving(rollout, previous.split, previous.versions)
+        return _Serving(rollout, traffic_split(deployment.spec), _versions(deployment.spec))
+
+    def _serve(
+        self, key: Key, state: _DeploymentTraffic, serving: _Serving, start: float, end: float
+    ) -> None:
+        available = _available_from(serving.rollout)
+        if available is None:
+            return
+        begin = max(start, available)
+        seconds = end - begin
+        if seconds <= 0:
+            return
+        rate = self.rate_for(*key)
+        for predictor, share in serving.split.items():
+            counters = state.predictors.get(predictor)
+            if counters is None:
+                counters = state.predictors[predictor] = _PredictorCounters(
+                    version=serving.versions.get(predictor, "")
+                )
+            counters.add(rate * share * seconds, self.behaviour(*key, predictor))
+
+    # -- reading --------------------------------------------------------------
+
+    def series(self) -> Iterator[tuple[Key, str, _PredictorCounters, str, _Histogram]]:
+        """Every exported series, in a stable order."""
+        for key in sorted(self._deployments):
+            state = self._deployments[key]
+            for predictor in sorted(state.predictors):
+                counters = state.predictors[predictor]
+                for code in sorted(counters.series):
+                    yield key, predictor, counters, code, counters.series[code]
+
+    def series_records(self) -> list[SeriesRecord]:
+        """The counters as plain records (for the control API)."""
+        return [
+            {
+                "namespace": namespace,
+                "deployment_name": name,
+                "predictor_name": predictor,
+                "code": code,
+                "count": histogram.count,
+                "sum": histogram.total,
+            }
+            for (namespace, name), predictor, _, code, histogram in self.series()
+        ]
+
+    def behaviour_record(
+        self, namespace: str, name: str, predictor: str
+    ) -> PredictorBehaviourRecord:
+        """One predictor's behaviour as a plain record."""
+        behaviour = self.behaviour(namespace, name, predictor)
+        return {
+            "namespace": namespace,
+            "name": name,
+            "predictor": predictor,
+            "error_rate": behaviour.error_rate,
+            "latency_seconds": behaviour.latency_seconds,
+            "error_code": behaviour.error_code,
+        }
+
+    def settings_record(self) -> TrafficSettingsRecord:
+        """Default rate, per-deployment rates and per-predictor behaviours."""
+        rates: list[RateRecord] = [
+            {"namespace": ns, "name": name, "requests_per_second": rate}
+            for (ns, name), rate in sorted(self.rates.items())
+        ]
+        return {
+            "default_requests_per_second": self.default_rate,
+            "rates": rates,
+            "predictors": [self.behaviour_record(*key) for key in sorted(self.behaviours)],
+        }
+
+    def exposition(self) -> bytes:
+        """The ``/metrics`` page in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+class _ExecutorCollector(Collector):
+    """Renders the model's counters as the executor's histogram family."""
+
+    def __init__(self, model: TrafficModel) -> None:
+        self._model = model
+
+    def collect(self) -> Iterable[Metric]:
+        family = HistogramMetricFamily(METRIC_NAME, METRIC_HELP, labels=LABEL_NAMES)
+        for (namespace, name), predictor, counters, code, histogram in self._model.series():
+            labels = [name, predictor, counters.version, SERVICE, METHOD, code, namespace]
+            buckets: list[tuple[str, float]] = [
+                (_bound(bound), float(count))
+                for bound, count in zip(BUCKETS, histogram.buckets, strict=True)
+            ]
+            buckets.append(("+Inf", float(histogram.count)))
+            family.add_metric(labels, buckets, histogram.total)
+        yield family
+
+
+def _bound(value: float) -> str:
+    # The way Go's client formats `le` (0.005, 1, 2.5, 10): shortest float text.
+    text = repr(value)
+    return text[:-2] if text.endswith(".0") else text

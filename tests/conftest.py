@@ -11,13 +11,14 @@ import pytest
 
 from tests.harness.controlplane import ControlPlane
 from tests.harness.keycloak import Keycloak
+from tests.harness.prometheus import Prometheus
 from tests.harness.simulator import Simulator
 from tests.harness.stack import Stack, start_stack
 
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    """kube-apiserver + etcd, Keycloak and the simulator, for the whole session."""
+    """kube-apiserver + etcd, Keycloak, the simulator and Prometheus, for the whole session."""
     running = start_stack()
     try:
         yield running
@@ -42,6 +43,15 @@ def simulator(stack: Stack) -> Simulator:
     """The Seldon Deploy simulator, reset to empty for each test."""
     stack.simulator.control.reset()
     return stack.simulator
+
+
+@pytest.fixture
+def prometheus(stack: Stack) -> Prometheus:
+    """The real Prometheus scraping the simulator every second; started again first if
+    an earlier test stopped it and did not bring it back."""
+    if not stack.prometheus.process.running():
+        stack.prometheus.start_server()
+    return stack.prometheus
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -34,6 +34,7 @@ READY_BANNER = "STACK READY"
 def describe(stack: Stack) -> dict[str, Any]:
     """Everything a person or script needs to reach the running stack."""
     plane, keycloak, simulator = stack.control_plane, stack.keycloak, stack.simulator
+    prometheus = stack.prometheus
     return {
         "kubeconfig": str(plane.kubeconfig),
         "kubectl": str(plane.binaries.kubectl),
@@ -54,18 +55,25 @@ def describe(stack: Stack) -> dict[str, Any]:
                 "client_secret": OPERATOR_CLIENT_SECRET,
             },
         },
-        "seldon_deploy": {"api": simulator.api_url, "control": f"{simulator.url}/_control"},
+        "seldon_deploy": {
+            "api": simulator.api_url,
+            "control": f"{simulator.url}/_control",
+            "metrics": f"{simulator.url}/metrics",
+        },
+        "prometheus": prometheus.url,
         "pids": {
             "etcd": plane.etcd.pid,
             "kube-apiserver": plane.apiserver.pid,
             "keycloak": keycloak.process.pid,
             "simulator": simulator.process.pid,
+            "prometheus": prometheus.process.pid,
         },
-        "urls": [plane.etcd_url, plane.url, keycloak.url, simulator.url],
+        "urls": [plane.etcd_url, plane.url, keycloak.url, simulator.url, prometheus.url],
         "workdirs": [
             str(plane.workdir),
             str(keycloak.workdir),
             str(simulator.workdir),
+            str(prometheus.workdir),
         ],
     }
 
@@ -90,6 +98,8 @@ def _print_human(facts: dict[str, Any]) -> None:
         f"    client credentials client_id={cc['client_id']} secret={cc['client_secret']}",
         f"  Seldon Deploy    {facts['seldon_deploy']['api']}",
         f"    control API    {facts['seldon_deploy']['control']}",
+        f"    metrics        {facts['seldon_deploy']['metrics']}  (synthetic executor traffic)",
+        f"  Prometheus       {facts['prometheus']}  (scrapes the simulator every second)",
         "",
     ]
     print("\n".join(lines), flush=True)
@@ -106,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start the stack and keep it up until Ctrl-C")
     up.add_argument("--exit-when-ready", action="store_true", help="stop again once ready")
     up.add_argument("--state-file", type=Path, help="write the stack's facts as JSON here")
-    sub.add_parser("prepare", help="build the binaries and fetch Keycloak, then exit")
+    sub.add_parser(
+        "prepare", help="build the binaries (Prometheus too) and fetch Keycloak, then exit"
+    )
     sub.add_parser("demo", help="run the example promotions on the stack, then stop")
     resilience = sub.add_parser("resilience", help="a large batch with faults and kills")
     resilience.add_argument("--runs", type=int, default=200, help="promotions in the batch")

@@ -1,4 +1,4 @@
-"""The whole local stack: control plane, Keycloak and the simulator."""
+"""The whole local stack: control plane, Keycloak, the simulator and Prometheus."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from tests.harness.controlplane import ControlPlane, start_control_plane
 from tests.harness.keycloak import Keycloak, launch_keycloak
 from tests.harness.processes import stop_all, sweep_stale_temp_dirs
+from tests.harness.prometheus import Prometheus, ScrapeTarget, start_prometheus
 from tests.harness.simulator import Simulator, start_simulator
 
 
@@ -17,9 +18,12 @@ class Stack:
     control_plane: ControlPlane
     keycloak: Keycloak
     simulator: Simulator
+    # Scrapes the simulator's executor metrics every second (see `tests.simulator.traffic`).
+    prometheus: Prometheus
 
     def stop(self) -> None:
         """Stop everything, newest first."""
+        self.prometheus.stop()
         self.simulator.stop()
         self.keycloak.stop()
         self.control_plane.stop()
@@ -33,8 +37,9 @@ def start_stack() -> Stack:
         keycloak = launch_keycloak()
         control_plane = start_control_plane()
         simulator = start_simulator(keycloak.issuer)
+        prometheus = start_prometheus([ScrapeTarget(simulator.url, simulator.ca_file)])
         keycloak.wait_ready()
     except BaseException:
         stop_all()
         raise
-    return Stack(control_plane, keycloak, simulator)
+    return Stack(control_plane, keycloak, simulator, prometheus)

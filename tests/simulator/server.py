@@ -117,6 +117,11 @@ async def serve(args: argparse.Namespace) -> None:
         await runner.cleanup()
 
 
+def _not_a_scrape(record: logging.LogRecord) -> bool:
+    # Prometheus scrapes every second; their access-log lines would bury the rest.
+    return f'"GET {METRICS_PATH} ' not in record.getMessage()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of `python -m tests.simulator` and `tests/simulator/run.py`."""
     args = parse_args(argv)
@@ -125,4 +130,5 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("aiohttp.access").addFilter(_not_a_scrape)
     asyncio.run(serve(args))

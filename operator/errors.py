@@ -87,3 +87,31 @@ class UnexpectedResponse(PromotionError):
 
     reason = "UnexpectedResponse"
     retryable = True
+
+
+class MetricsUnavailable(PromotionError):
+    """Prometheus could not be reached, timed out, throttled (429) or failed (5xx)."""
+
+    reason = "MetricsUnavailable"
+    retryable = True
+
+
+class InvalidQuery(PromotionError):
+    """Prometheus refused an analysis query as malformed PromQL (400, ``bad_data``).
+
+    The message carries Prometheus' own explanation: the query is fixed in the
+    ModelPromotion, and asking again cannot help.
+    """
+
+    reason = "Invalid"
+
+
+class AnalysisInconclusive(PromotionError):
+    """Prometheus answered, but not with one number (no data, several series, NaN, ...).
+
+    A measurement that proves nothing: retried with backoff; at the run's deadline
+    the canary is rolled back, never promoted on missing evidence.
+    """
+
+    reason = "AnalysisInconclusive"
+    retryable = True

@@ -3,7 +3,8 @@
 One place for what the Seldon Deploy client and the token provider both need:
 
 - :func:`error_for_status`: which :mod:`~promotion_operator.errors` class an HTTP
-  status is, per service (:data:`SELDON_DEPLOY`, :data:`IDENTITY_PROVIDER`);
+  status is, per service (:data:`SELDON_DEPLOY`, :data:`IDENTITY_PROVIDER`,
+  :data:`PROMETHEUS`);
 - :func:`retry_after`: the server's Retry-After, in seconds, bounded;
 - :func:`redact`: text quoted from a server or an exception, made safe to show;
 - :func:`transport_problem`: a short description of a failed connection.
@@ -24,11 +25,14 @@ from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
 from promotion_operator.errors import (
+    AnalysisInconclusive,
     AuthenticationFailed,
     Conflict,
     Forbidden,
     IdentityProviderUnavailable,
     Invalid,
+    InvalidQuery,
+    MetricsUnavailable,
     NotFound,
     PromotionError,
     SeldonDeployUnavailable,
@@ -83,6 +87,22 @@ IDENTITY_PROVIDER = Service(
     refusals={400: AuthenticationFailed, 401: AuthenticationFailed, 403: AuthenticationFailed},
     unavailable=IdentityProviderUnavailable,
     unexpected=IdentityProviderUnavailable,
+)
+
+# The Prometheus HTTP API (/api/v1/query): 400 is bad_data (the PromQL does not parse
+# or a parameter is wrong), 422 is execution (the query parsed but could not be
+# evaluated on the data there is now, e.g. duplicate series in a match group), 503
+# is timeout/canceled/unavailable. A refused bearer token is 401 or 403 (a proxy in
+# front of Prometheus does the checking). 404 means the URL is not a Prometheus.
+PROMETHEUS = Service(
+    refusals={
+        400: InvalidQuery,
+        401: AuthenticationFailed,
+        403: AuthenticationFailed,
+        422: AnalysisInconclusive,
+    },
+    unavailable=MetricsUnavailable,
+    unexpected=UnexpectedResponse,
 )
 
 

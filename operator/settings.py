@@ -27,8 +27,24 @@ More instances (for promotions across clusters) come from the YAML file named by
         timeout: 10                 # optional
 
 The file may define ``default`` only when ``SELDON_DEPLOY_URL`` is not set.
+
+The Prometheus server that the Canary strategy's analysis steps query (one for
+the operator, whichever Seldon Deploy instance a promotion uses):
+
+=================================  =================================================
+``PROMETHEUS_URL``                 server base URL, e.g.
+                                   ``http://prometheus.monitoring:9090`` (the
+                                   client adds ``/api/v1/query``); optional:
+                                   without it a run with analysis steps fails
+``PROMETHEUS_BEARER_TOKEN_FILE``   file holding a bearer token, read on every
+                                   query (a rotated mounted Secret is picked up)
+``PROMETHEUS_CA_FILE``             CA bundle for Prometheus' TLS
+``PROMETHEUS_VERIFY_TLS``          ``true``/``false``; default true
+``PROMETHEUS_TIMEOUT``             seconds per query (default 10)
+=================================  =================================================
+
 :func:`load_settings` reports every problem at once, one line each, saying what to
-fix; nothing read from a credentials file ever appears in a message.
+fix; nothing read from a credentials or token file ever appears in a message.
 """
 
 from __future__ import annotations
@@ -62,12 +78,21 @@ ENV_CA_FILE = "SELDON_DEPLOY_CA_FILE"
 ENV_TOKEN = "SELDON_DEPLOY_TOKEN"
 ENV_TIMEOUT = "SELDON_DEPLOY_TIMEOUT"
 ENV_SETTINGS_FILE = "PROMOTION_OPERATOR_SETTINGS_FILE"
+ENV_PROMETHEUS_URL = "PROMETHEUS_URL"
+ENV_PROMETHEUS_TOKEN_FILE = "PROMETHEUS_BEARER_TOKEN_FILE"
+ENV_PROMETHEUS_CA_FILE = "PROMETHEUS_CA_FILE"
+ENV_PROMETHEUS_VERIFY_TLS = "PROMETHEUS_VERIFY_TLS"
+ENV_PROMETHEUS_TIMEOUT = "PROMETHEUS_TIMEOUT"
 
 # Instance names are what a ModelPromotion's `instance` field holds: a DNS-1123 label.
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 _FILE_KEYS = frozenset({"name", "url", "credentialsDir", "verifyTLS", "caFile", "token", "timeout"})
+# A Prometheus URL that already names the API (the client adds /api/v1/query itself).
+_API_PATH = re.compile(r"/api/v1(/.*)?$")
+# A bearer token is visible ASCII (JWTs and opaque tokens both are).
+_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
 @dataclass(frozen=True)
@@ -84,10 +109,39 @@ class InstanceSettings:
 
 
 @dataclass(frozen=True)
+class PrometheusSettings:
+    """The Prometheus server the analysis steps query.
+
+    Holds the token file's path only: the token itself is read on every query and
+    never kept here, so no ``repr`` or log line of the settings can show it.
+    """
+
+    url: str
+    bearer_token_file: Path | None = None
+    ca_file: Path | None = None
+    verify_tls: bool = True
+    timeout: float = DEFAULT_TIMEOUT
+
+
+@dataclass(frozen=True)
 class Settings:
-    """Every configured instance, by name."""
+    """Every configured instance, by name, and the Prometheus server if there is one."""
 
     instances: Mapping[str, InstanceSettings]
+    prometheus: PrometheusSettings | None = None
+
+    def require_prometheus(self) -> PrometheusSettings:
+        """The Prometheus settings; SettingsError saying what to set when there are none."""
+        if self.prometheus is None:
+            raise SettingsError(
+                [
+                    "analysis steps query Prometheus, but no Prometheus is configured: "
+                    f"set {ENV_PROMETHEUS_URL} (and, if it needs them, "
+                    f"{ENV_PROMETHEUS_TOKEN_FILE} and {ENV_PROMETHEUS_CA_FILE}) "
+                    "in the operator's environment"
+                ]
+            )
+        return self.prometheus
 
     def instance(self, name: str | None) -> InstanceSettings:
         """The instance called ``name`` (``None`` means ``default``); SettingsError if unknown."""
@@ -135,11 +189,16 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             f"{ENV_CREDENTIALS_DIR}), or list instances in the file named by {ENV_SETTINGS_FILE}"
         )
 
+    # Checked after the instances, so their problems (and "no instance") come first.
+    prometheus = _prometheus_from_env(env, problems)
+
     if problems:
         raise SettingsError(problems)
     for instance in instances.values():
         _warn_insecure(instance)
-    return Settings(instances=MappingProxyType(instances))
+    if prometheus is not None:
+        _warn_insecure_prometheus(prometheus)
+    return Settings(instances=MappingProxyType(instances), prometheus=prometheus)
 
 
 def _instance_from_env(env: Mapping[str, str], problems: list[str]) -> InstanceSettings | None:
@@ -201,6 +260,114 @@ def _instance_from_env(env: Mapping[str, str], problems: list[str]) -> InstanceS
         token_kind=token_kind,
         request_timeout=timeout,
     )
+
+
+def _prometheus_from_env(env: Mapping[str, str], problems: list[str]) -> PrometheusSettings | None:
+    url = env.get(ENV_PROMETHEUS_URL, "").strip()
+    if not url:
+        stray = [
+            k
+            for k in (
+                ENV_PROMETHEUS_TOKEN_FILE,
+                ENV_PROMETHEUS_CA_FILE,
+                ENV_PROMETHEUS_VERIFY_TLS,
+                ENV_PROMETHEUS_TIMEOUT,
+            )
+            if env.get(k, "").strip()
+        ]
+        if stray:
+            problems.append(
+                f"{', '.join(stray)} {'is' if len(stray) == 1 else 'are'} set but "
+                f"{ENV_PROMETHEUS_URL} is not: set {ENV_PROMETHEUS_URL} to the Prometheus "
+                "server the analysis steps query, or unset them"
+            )
+        return None
+
+    before = len(problems)
+    problem = url_problem(url)
+    if problem is None and _API_PATH.search(url.rstrip("/")):
+        problem = "must be the server's base URL, without /api/v1"
+    if problem is not None:
+        problems.append(f"{ENV_PROMETHEUS_URL} {problem} (e.g. http://prometheus.monitoring:9090)")
+    url = url.rstrip("/")
+
+    token_file: Path | None = None
+    raw_token = env.get(ENV_PROMETHEUS_TOKEN_FILE, "").strip()
+    if raw_token:
+        token_file = Path(raw_token)
+        if (problem := token_file_problem(token_file)) is not None:
+            problems.append(f"{ENV_PROMETHEUS_TOKEN_FILE}: {problem}")
+
+    ca_file: Path | None = None
+    raw_ca = env.get(ENV_PROMETHEUS_CA_FILE, "").strip()
+    if raw_ca:
+        ca_file = Path(raw_ca)
+        if (problem := ca_file_problem(ca_file)) is not None:
+            problems.append(f"{ENV_PROMETHEUS_CA_FILE}: {problem}")
+
+    verify_tls = True
+    raw_verify = env.get(ENV_PROMETHEUS_VERIFY_TLS, "").strip()
+    if raw_verify:
+        parsed = _parse_bool(raw_verify)
+        if parsed is None:
+            problems.append(f"{ENV_PROMETHEUS_VERIFY_TLS} must be true or false (or 1/0, yes/no)")
+        else:
+            verify_tls = parsed
+
+    timeout = DEFAULT_TIMEOUT
+    raw_timeout = env.get(ENV_PROMETHEUS_TIMEOUT, "").strip()
+    if raw_timeout:
+        try:
+            timeout = _check_timeout(float(raw_timeout), ENV_PROMETHEUS_TIMEOUT, problems)
+        except ValueError:
+            problems.append(f"{ENV_PROMETHEUS_TIMEOUT} must be a positive number of seconds")
+
+    if len(problems) > before:
+        return None
+    return PrometheusSettings(
+        url=url,
+        bearer_token_file=token_file,
+        ca_file=ca_file,
+        verify_tls=verify_tls,
+        timeout=timeout,
+    )
+
+
+def read_token_file(path: Path) -> str:
+    """The bearer token in ``path``, without surrounding whitespace.
+
+    Raises SettingsError with one line that names the path, never a byte of its content.
+    """
+    try:
+        if not path.exists():
+            raise SettingsError([f"token file {path} does not exist"])
+        if not path.is_file():
+            raise SettingsError([f"token file {path} is not a file"])
+        content = path.read_bytes()
+    except OSError as exc:
+        raise SettingsError(
+            [f"cannot read token file {path}: {exc.strerror or type(exc).__name__}"]
+        ) from None
+    try:
+        token = content.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise SettingsError([f"token file {path} is not ASCII text (a bearer token is)"]) from None
+    if not token:
+        raise SettingsError([f"token file {path} is empty"])
+    if not _TOKEN.fullmatch(token):
+        raise SettingsError(
+            [f"token file {path} has whitespace or control characters inside the token"]
+        )
+    return token
+
+
+def token_file_problem(path: Path) -> str | None:
+    """Why ``path`` is not a readable file holding one bearer token, if it isn't."""
+    try:
+        read_token_file(path)
+    except SettingsError as exc:
+        return exc.problems[0]
+    return None
 
 
 def _instances_from_file(
@@ -394,4 +561,20 @@ def _warn_insecure(instance: InstanceSettings) -> None:
                 "instance %s: caFile %s is ignored because TLS verification is off",
                 instance.name,
                 instance.ca_file,
+            )
+
+
+def _warn_insecure_prometheus(prometheus: PrometheusSettings) -> None:
+    if prometheus.url.startswith("http://") and prometheus.bearer_token_file is not None:
+        logger.warning(
+            "Prometheus URL %s uses plain http; its bearer token travels unencrypted",
+            prometheus.url,
+        )
+    if not prometheus.verify_tls:
+        logger.warning("Prometheus: TLS verification is off for %s", prometheus.url)
+        if prometheus.ca_file is not None:
+            logger.warning(
+                "Prometheus: %s %s is ignored because TLS verification is off",
+                ENV_PROMETHEUS_CA_FILE,
+                prometheus.ca_file,
             )

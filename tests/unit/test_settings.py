@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from promotion_operator.errors import SettingsError
-from promotion_operator.settings import InstanceSettings, Settings, load_settings
+from promotion_operator.settings import (
+    InstanceSettings,
+    PrometheusSettings,
+    Settings,
+    load_settings,
+)
 from tests.harness.unprivileged import call_unprivileged, reachable_tempdir
 from tests.oidcstub import write_secret
 
@@ -448,3 +453,279 @@ def test_problems_never_quote_credential_files(tmp_path: Path) -> None:
     assert len(caught.value.problems) >= 3
     assert PASSWORD not in str(caught.value)
     assert PASSWORD not in repr(caught.value)
+
+
+# -- Prometheus (the Canary strategy's analysis) ---------------------------------------------
+
+PROMETHEUS_URL = "https://prometheus.monitoring:9090"
+PROMETHEUS_TOKEN = "prom-opaque-token-7f3b9c2d"
+
+
+@pytest.fixture
+def prometheus_token(tmp_path: Path) -> Path:
+    path = tmp_path / "prometheus-token"
+    path.write_text(PROMETHEUS_TOKEN + "\n")
+    return path
+
+
+def test_prometheus_is_optional(secret: Path) -> None:
+    settings = load_settings(env_for(secret))
+
+    assert settings.prometheus is None
+
+
+def test_analysis_without_prometheus_says_what_to_set(secret: Path) -> None:
+    settings = load_settings(env_for(secret))
+
+    with pytest.raises(SettingsError) as caught:
+        settings.require_prometheus()
+
+    assert caught.value.reason == "InvalidSettings"
+    assert caught.value.retryable is False
+    assert str(caught.value).startswith(
+        "analysis steps query Prometheus, but no Prometheus is configured: set PROMETHEUS_URL"
+    )
+
+
+def test_prometheus_url_alone_gives_the_defaults(secret: Path) -> None:
+    settings = load_settings(env_for(secret, PROMETHEUS_URL=PROMETHEUS_URL + "/"))
+
+    assert settings.prometheus == PrometheusSettings(
+        url=PROMETHEUS_URL, bearer_token_file=None, ca_file=None, verify_tls=True, timeout=10.0
+    )
+    assert settings.require_prometheus() is settings.prometheus
+
+
+def test_every_prometheus_variable_is_read(
+    secret: Path, tmp_path: Path, prometheus_token: Path
+) -> None:
+    ca = tmp_path / "prometheus-ca.pem"
+    ca.write_text(PEM)
+
+    settings = load_settings(
+        env_for(
+            secret,
+            PROMETHEUS_URL="https://metrics.example/prometheus",
+            PROMETHEUS_BEARER_TOKEN_FILE=str(prometheus_token),
+            PROMETHEUS_CA_FILE=str(ca),
+            PROMETHEUS_VERIFY_TLS="yes",
+            PROMETHEUS_TIMEOUT="2.5",
+        )
+    )
+
+    assert settings.prometheus == PrometheusSettings(
+        url="https://metrics.example/prometheus",
+        bearer_token_file=prometheus_token,
+        ca_file=ca,
+        verify_tls=True,
+        timeout=2.5,
+    )
+
+
+def test_prometheus_settings_hold_no_token(secret: Path, prometheus_token: Path) -> None:
+    settings = load_settings(
+        env_for(
+            secret,
+            PROMETHEUS_URL=PROMETHEUS_URL,
+            PROMETHEUS_BEARER_TOKEN_FILE=str(prometheus_token),
+        )
+    )
+
+    assert PROMETHEUS_TOKEN not in repr(settings)
+    assert PROMETHEUS_TOKEN not in str(settings.prometheus)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("prometheus:9090", "must be an http:// or https:// URL"),
+        ("http://", "must name a host"),
+        ("http://admin:pw@prometheus:9090", "must not embed a user name or password"),
+        ("http://prometheus:9090/?x=1", "must not have a query string or fragment"),
+        ("http://prometheus:9090/api/v1", "must be the server's base URL, without /api/v1"),
+        ("http://prometheus:9090/api/v1/query/", "must be the server's base URL, without /api/v1"),
+    ],
+)
+def test_prometheus_url_must_be_a_server_base_url(secret: Path, url: str, expected: str) -> None:
+    [problem] = problems_of(env_for(secret, PROMETHEUS_URL=url))
+
+    assert problem.startswith(f"PROMETHEUS_URL {expected}")
+    assert problem.endswith(" (e.g. http://prometheus.monitoring:9090)")
+    assert "pw" not in problem
+
+
+def test_prometheus_variables_without_url_are_a_problem(secret: Path) -> None:
+    assert problems_of(
+        env_for(secret, PROMETHEUS_BEARER_TOKEN_FILE="/t", PROMETHEUS_TIMEOUT="5")
+    ) == [
+        "PROMETHEUS_BEARER_TOKEN_FILE, PROMETHEUS_TIMEOUT are set but PROMETHEUS_URL is not: "
+        "set PROMETHEUS_URL to the Prometheus server the analysis steps query, or unset them"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "does not exist"),
+        ("", "is empty"),
+        (" \n", "is empty"),
+        (f"{PROMETHEUS_TOKEN} {PROMETHEUS_TOKEN}", "has whitespace or control characters inside"),
+        ("caf\u00e9-" + PROMETHEUS_TOKEN, "is not ASCII text (a bearer token is)"),
+    ],
+)
+def test_prometheus_token_file_must_hold_one_token(
+    secret: Path, tmp_path: Path, content: str | None, expected: str
+) -> None:
+    path = tmp_path / "prometheus-token"
+    if content is not None:
+        path.write_text(content)
+
+    [problem] = problems_of(
+        env_for(secret, PROMETHEUS_URL=PROMETHEUS_URL, PROMETHEUS_BEARER_TOKEN_FILE=str(path))
+    )
+
+    assert problem.startswith(f"PROMETHEUS_BEARER_TOKEN_FILE: token file {path} {expected}")
+    assert PROMETHEUS_TOKEN not in problem
+
+
+def test_prometheus_token_file_that_is_a_directory_is_a_problem(
+    secret: Path, tmp_path: Path
+) -> None:
+    assert problems_of(
+        env_for(secret, PROMETHEUS_URL=PROMETHEUS_URL, PROMETHEUS_BEARER_TOKEN_FILE=str(tmp_path))
+    ) == [f"PROMETHEUS_BEARER_TOKEN_FILE: token file {tmp_path} is not a file"]
+
+
+def test_unreadable_prometheus_token_file_is_a_problem(secret: Path, reachable: Path) -> None:
+    # Root reads every file: the check runs as an unprivileged user.
+    token = reachable / "prometheus-token"
+    token.write_text(PROMETHEUS_TOKEN)
+    token.chmod(0)
+    env = {"PROMETHEUS_URL": PROMETHEUS_URL, "PROMETHEUS_BEARER_TOKEN_FILE": str(token)}
+
+    problems = call_unprivileged(settings_problems, env)
+
+    assert f"PROMETHEUS_BEARER_TOKEN_FILE: cannot read token file {token}: Permission denied" in (
+        problems
+    )
+    assert all(PROMETHEUS_TOKEN not in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [(None, "does not exist"), ("not a certificate", "contains no PEM certificate")],
+)
+def test_prometheus_ca_file_must_be_a_pem_bundle(
+    secret: Path, tmp_path: Path, text: str | None, expected: str
+) -> None:
+    ca = tmp_path / "prometheus-ca.pem"
+    if text is not None:
+        ca.write_text(text)
+
+    [problem] = problems_of(
+        env_for(secret, PROMETHEUS_URL=PROMETHEUS_URL, PROMETHEUS_CA_FILE=str(ca))
+    )
+
+    assert problem.startswith(f"PROMETHEUS_CA_FILE: CA bundle {ca} {expected}")
+
+
+@pytest.mark.parametrize(("value", "expected"), [("false", False), ("0", False), ("TRUE", True)])
+def test_prometheus_verify_tls_accepts_booleans(secret: Path, value: str, expected: bool) -> None:
+    settings = load_settings(
+        env_for(secret, PROMETHEUS_URL=PROMETHEUS_URL, PROMETHEUS_VERIFY_TLS=value)
+    )
+
+    assert settings.require_prometheus().verify_tls is expected
+
+
+def test_prometheus_verify_tls_rejects_other_values(secret: Path) -> None:
+    assert problems_of(
+        env_for(secret, PROMETHEUS_URL=PROMETHEUS_URL, PROMETHEUS_VERIFY_TLS="maybe")
+    ) == ["PROMETHEUS_VERIFY_TLS must be true or false (or 1/0, yes/no)"]
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "nan", "inf"])
+def test_prometheus_timeout_must_be_a_positive_number(secret: Path, value: str) -> None:
+    assert problems_of(
+        env_for(secret, PROMETHEUS_URL=PROMETHEUS_URL, PROMETHEUS_TIMEOUT=value)
+    ) == ["PROMETHEUS_TIMEOUT must be a positive number of seconds"]
+
+
+def test_prometheus_verify_tls_off_logs_a_warning(
+    secret: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ca = tmp_path / "prometheus-ca.pem"
+    ca.write_text(PEM)
+    env = env_for(
+        secret,
+        PROMETHEUS_URL=PROMETHEUS_URL,
+        PROMETHEUS_VERIFY_TLS="false",
+        PROMETHEUS_CA_FILE=str(ca),
+    )
+    with caplog.at_level(logging.WARNING, logger="promotion_operator.settings"):
+        load_settings(env)
+
+    assert [r.getMessage() for r in caplog.records] == [
+        f"Prometheus: TLS verification is off for {PROMETHEUS_URL}",
+        f"Prometheus: PROMETHEUS_CA_FILE {ca} is ignored because TLS verification is off",
+    ]
+
+
+def test_plain_http_prometheus_with_a_token_logs_a_warning(
+    secret: Path, prometheus_token: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = env_for(
+        secret,
+        PROMETHEUS_URL="http://prometheus:9090",
+        PROMETHEUS_BEARER_TOKEN_FILE=str(prometheus_token),
+    )
+    with caplog.at_level(logging.WARNING, logger="promotion_operator.settings"):
+        load_settings(env)
+
+    assert [r.getMessage() for r in caplog.records] == [
+        "Prometheus URL http://prometheus:9090 uses plain http; "
+        "its bearer token travels unencrypted"
+    ]
+
+
+def test_plain_http_prometheus_without_a_token_logs_nothing(
+    secret: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="promotion_operator.settings"):
+        load_settings(env_for(secret, PROMETHEUS_URL="http://prometheus:9090"))
+
+    assert caplog.records == []
+
+
+def test_every_prometheus_problem_is_reported_after_the_instances(tmp_path: Path) -> None:
+    problems = problems_of(
+        {
+            "SELDON_DEPLOY_URL": "ftp://deploy",
+            "SELDON_DEPLOY_CREDENTIALS_DIR": str(tmp_path / "missing"),
+            "PROMETHEUS_URL": "prometheus:9090",
+            "PROMETHEUS_BEARER_TOKEN_FILE": str(tmp_path / "missing-token"),
+            "PROMETHEUS_CA_FILE": str(tmp_path / "missing.pem"),
+            "PROMETHEUS_VERIFY_TLS": "sometimes",
+            "PROMETHEUS_TIMEOUT": "-3",
+        }
+    )
+
+    assert [p.split(" ")[0] for p in problems] == [
+        "SELDON_DEPLOY_URL",
+        "instance",
+        "PROMETHEUS_URL",
+        "PROMETHEUS_BEARER_TOKEN_FILE:",
+        "PROMETHEUS_CA_FILE:",
+        "PROMETHEUS_VERIFY_TLS",
+        "PROMETHEUS_TIMEOUT",
+    ]
+    assert all("\n" not in p for p in problems)
+
+
+def test_prometheus_problems_come_after_no_instance_configured() -> None:
+    problems = problems_of({"PROMETHEUS_URL": "prometheus:9090"})
+
+    assert [p.split(":")[0] for p in problems] == [
+        "no Seldon Deploy instance configured",
+        "PROMETHEUS_URL must be an http",
+    ]

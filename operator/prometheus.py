@@ -1,0 +1,520 @@
+"""HTTP client for the Prometheus query API, for the Canary strategy's analysis steps.
+
+:meth:`PrometheusClient.query` runs one instant query (``POST /api/v1/query``,
+form-encoded, so a long PromQL never meets a URL length limit) and returns the one
+number it evaluates to. Every other outcome is a typed error of
+:mod:`promotion_operator.errors` (the status table is
+:data:`promotion_operator.http_failures.PROMETHEUS`):
+
+==============================================  ==================================
+what happened                                   raised
+==============================================  ==================================
+connection error, timeout, TLS failure, 5xx,    :class:`MetricsUnavailable`
+408, 429 (with Retry-After), an ``error``
+answer of type timeout, canceled, unavailable
+or internal
+400 / ``bad_data``: the PromQL is wrong         :class:`InvalidQuery`
+                                                (reason ``Invalid``)
+a success that is not one number: no data,      :class:`AnalysisInconclusive`
+several series, NaN or ±Inf, a matrix, a
+string, a native histogram; 422 / ``execution``
+(the query could not be evaluated on the data
+there is now)
+401, 403, an unreadable or malformed token      :class:`AuthenticationFailed`
+file
+other statuses (404: not a Prometheus URL,      :class:`UnexpectedResponse`
+3xx: redirects are not followed), a 2xx that
+is not the documented JSON shape
+==============================================  ==================================
+
+A scalar and a vector of exactly one sample are the two answers that are one
+number.
+
+Like :class:`~promotion_operator.seldon.SeldonDeployClient`, the client never sleeps
+and never retries (callers own backoff, so Kopf worker threads are never held
+here), and one client (one pooled :class:`requests.Session`) is meant to be shared
+by every worker thread. The bearer token, if any, is read from its file on every
+query, so a rotated mounted Secret is used at once.
+
+Error messages and log lines name the Prometheus URL (which carries no
+credentials), the HTTP status, a short redacted form of the query and, for a
+refused query, Prometheus' own ``error`` text (redacted and truncated). They never
+contain the token, a request header or a raw response body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from typing import Any, NamedTuple, NoReturn
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+
+from promotion_operator.errors import (
+    AnalysisInconclusive,
+    AuthenticationFailed,
+    InvalidQuery,
+    MetricsUnavailable,
+    PromotionError,
+    SettingsError,
+    UnexpectedResponse,
+)
+from promotion_operator.http_failures import PROMETHEUS, error_for_status, redact, transport_problem
+from promotion_operator.settings import (
+    ENV_PROMETHEUS_TOKEN_FILE,
+    ENV_PROMETHEUS_URL,
+    PrometheusSettings,
+    read_token_file,
+)
+
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "MAX_QUERY_CHARS",
+    "POOL_MAXSIZE",
+    "QUERY_PATH",
+    "PrometheusClient",
+    "QueryObserver",
+]
+
+log = logging.getLogger(__name__)
+
+#: The instant-query endpoint, relative to the server's base URL.
+QUERY_PATH = "/api/v1/query"
+#: Largest successful answer read. One number is a few hundred bytes; anything this
+#: big is thousands of series, which is not one number either.
+DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
+#: Largest error answer read to find Prometheus' ``error`` text.
+MAX_ERROR_BODY_BYTES = 64 * 1024
+#: Connections kept: many Kopf worker threads share one client.
+POOL_MAXSIZE = 32
+#: Longest form of the query quoted in a message or a log line.
+MAX_QUERY_CHARS = 120
+#: Series whose label sets an "several series" message shows.
+SHOWN_SERIES = 3
+
+_CHUNK_BYTES = 64 * 1024
+_LABELS_CHARS = 100
+# Prometheus' errorType values, sorted like the statuses they come with.
+_UNAVAILABLE_TYPES = frozenset({"timeout", "canceled", "unavailable", "internal"})
+
+#: Called once per :meth:`PrometheusClient.query` with the result ("ok" or the error's
+#: ``reason``) and the seconds it took.
+QueryObserver = Callable[[str, float], None]
+
+
+class _Exchange(NamedTuple):
+    status: int
+    headers: CaseInsensitiveDict[str]
+    # None when the body was larger than the cap it was read with.
+    body: bytes | None
+
+
+class PrometheusClient:
+    """Instant queries on one Prometheus server; thread-safe, pooled, never sleeps."""
+
+    def __init__(
+        self,
+        settings: PrometheusSettings,
+        *,
+        observer: QueryObserver | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
+        self._settings = settings
+        self._observer = observer
+        self._max_response_bytes = max_response_bytes
+        self._base_url = settings.url.rstrip("/")
+        self._url = _without_credentials(self._base_url)
+        self._timeout = settings.timeout
+        self._verify: bool | str = (
+            str(settings.ca_file) if settings.ca_file is not None else settings.verify_tls
+        )
+        # Disabled verification is warned about once, when the settings are loaded.
+        self._session = requests.Session()
+        adapter = HTTPAdapter(
+            pool_connections=1, pool_maxsize=POOL_MAXSIZE, max_retries=0, pool_block=False
+        )
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+
+    def __repr__(self) -> str:
+        return f"PrometheusClient({self._url!r})"
+
+    # -- the API ---------------------------------------------------------------------------
+
+    def query(self, promql: str) -> float:
+        """Evaluate ``promql`` now and return the one number it gives.
+
+        Raises :class:`MetricsUnavailable`, :class:`InvalidQuery`,
+        :class:`AnalysisInconclusive`, :class:`AuthenticationFailed` or
+        :class:`UnexpectedResponse` (see the module's table).
+        """
+        result = "InternalError"
+        started = time.monotonic()
+        try:
+            value = self._query(promql)
+            result = "ok"
+            return value
+        except PromotionError as exc:
+            result = exc.reason
+            raise
+        finally:
+            elapsed = time.monotonic() - started
+            if self._observer is not None:
+                try:
+                    self._observer(result, elapsed)
+                except Exception:
+                    log.exception("query observer failed for Prometheus %s", self._url)
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._session.close()
+
+    def __enter__(self) -> PrometheusClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- one query -------------------------------------------------------------------------
+
+    def _query(self, promql: str) -> float:
+        if not isinstance(promql, str) or not promql.strip():
+            raise InvalidQuery(f"query on Prometheus {self._url}: the query is empty")
+        token = self._bearer(promql)
+        secrets = [token] if token else []
+        call = _Query(self._url, promql, secrets)
+        exchange = self._send(call, token, promql)
+        if not 200 <= exchange.status < 300:
+            raise self._error(call, exchange, secrets)
+        if exchange.body is None:
+            raise AnalysisInconclusive(
+                call.describe(
+                    exchange.status,
+                    f"an answer larger than {self._max_response_bytes} bytes, far more than "
+                    "one number: aggregate the query to one series (e.g. with sum())",
+                ),
+                http_status=exchange.status,
+            )
+        document = self._json(call, exchange)
+        if document.get("status") == "error":
+            raise _error_answer(call, exchange.status, document, secrets)
+        if document.get("status") != "success":
+            _unexpected(call, exchange.status, "an answer whose status is not success or error")
+        _log_warnings(call, document, secrets)
+        data = document.get("data")
+        if not isinstance(data, dict):
+            _unexpected(call, exchange.status, "a success without a data object")
+        return _one_number(call, exchange.status, data, secrets)
+
+    def _bearer(self, promql: str) -> str | None:
+        """The token, read from its file now (so a rotated Secret counts at once)."""
+        path = self._settings.bearer_token_file
+        if path is None:
+            return None
+        try:
+            return read_token_file(path)
+        except SettingsError as exc:
+            # The problem names the file, never its content.
+            raise AuthenticationFailed(
+                f"{_Query(self._url, promql).display}: no bearer token to send: {exc.problems[0]}"
+            ) from None
+
+    def _send(self, call: _Query, token: str | None, promql: str) -> _Exchange:
+        headers = {"Accept": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        # Prometheus stops evaluating at its own deadline and says so (503, "timeout"),
+        # which is clearer than a request abandoned by the client.
+        form = {"query": promql, "timeout": f"{self._timeout:g}"}
+        status: int | None = None
+        started = time.monotonic()
+        try:
+            try:
+                response = self._session.post(
+                    self._base_url + QUERY_PATH,
+                    data=form,
+                    headers=headers,
+                    timeout=self._timeout,
+                    verify=self._verify,
+                    stream=True,
+                    allow_redirects=False,
+                )
+            except requests.exceptions.InvalidHeader:
+                raise AuthenticationFailed(
+                    f"{call.display}: the bearer token is not a valid HTTP header value"
+                ) from None
+            except (
+                requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema,
+                requests.exceptions.InvalidURL,
+            ) as exc:
+                raise SettingsError(
+                    [f"{ENV_PROMETHEUS_URL}: invalid URL {self._url!r} ({type(exc).__name__})"]
+                ) from exc
+            except requests.RequestException as exc:
+                raise MetricsUnavailable(
+                    f"{call.display}: {transport_problem(exc, self._timeout)}"
+                ) from exc
+            with response:
+                status = response.status_code
+                ok = 200 <= status < 300
+                cap = self._max_response_bytes if ok else MAX_ERROR_BODY_BYTES
+                try:
+                    body = _read_capped(response, cap)
+                except requests.exceptions.ContentDecodingError as exc:
+                    raise UnexpectedResponse(
+                        f"{call.display}: HTTP {status}, the answer could not be decoded",
+                        http_status=status,
+                    ) from exc
+                except requests.RequestException as exc:
+                    raise MetricsUnavailable(
+                        f"{call.display}: HTTP {status}, reading the answer failed: "
+                        f"{transport_problem(exc, self._timeout)}",
+                        http_status=status,
+                    ) from exc
+                return _Exchange(status, response.headers, body)
+        finally:
+            log.debug(
+                "%s -> %s in %.1f ms",
+                call.display,
+                status,
+                (time.monotonic() - started) * 1000,
+            )
+
+    # -- sorting ---------------------------------------------------------------------------
+
+    def _error(self, call: _Query, exchange: _Exchange, secrets: list[str]) -> PromotionError:
+        status = exchange.status
+        document = _parse(exchange.body)
+        detail = None
+        if isinstance(document, dict):
+            detail = _server_error(document, secrets)
+        text = call.describe(status, detail)
+        if status in (401, 403):
+            text += f" (check the token in the file named by {ENV_PROMETHEUS_TOKEN_FILE})"
+        elif status == 404:
+            text += f" (is {ENV_PROMETHEUS_URL} the base URL of a Prometheus server?)"
+        elif 300 <= status < 400:
+            text += f" (redirects are not followed: check {ENV_PROMETHEUS_URL})"
+        return error_for_status(PROMETHEUS, status, text, exchange.headers)
+
+    def _json(self, call: _Query, exchange: _Exchange) -> dict[str, Any]:
+        content_type = exchange.headers.get("Content-Type", "")
+        media_type = content_type.split(";", 1)[0].strip().lower()
+        if media_type != "application/json" and not media_type.endswith("+json"):
+            _unexpected(
+                call, exchange.status, f"content type {media_type or '(none)'!r} instead of JSON"
+            )
+        document = _parse(exchange.body)
+        if document is None:
+            _unexpected(call, exchange.status, "a body that is not valid JSON")
+        if not isinstance(document, dict):
+            _unexpected(
+                call, exchange.status, f"a JSON {type(document).__name__} instead of an object"
+            )
+        return document
+
+
+class _Query:
+    """One query, as messages and log lines show it."""
+
+    __slots__ = ("display", "short")
+
+    def __init__(self, url: str, promql: str, secrets: list[str] | None = None) -> None:
+        # Redacted (a query could quote something token-shaped), one line, truncated.
+        self.short = redact(promql, secrets or (), limit=MAX_QUERY_CHARS)
+        self.display = f"query {self.short!r} on Prometheus {url}"
+
+    def describe(self, status: int, detail: str | None) -> str:
+        text = f"{self.display}: HTTP {status}"
+        if phrase := _reason_phrase(status):
+            text += f" {phrase}"
+        if detail:
+            text += f": {detail}"
+        return text
+
+
+# -- reading an answer -------------------------------------------------------------------------
+
+
+def _one_number(call: _Query, status: int, data: Mapping[str, Any], secrets: list[str]) -> float:
+    """The number in a success's ``data``; AnalysisInconclusive if it is not one number."""
+    kind = data.get("resultType")
+    result = data.get("result")
+    if kind == "scalar":
+        return _finite(call, status, _sample_value(call, status, result))
+    if kind == "vector":
+        if not isinstance(result, list):
+            _unexpected(call, status, "a vector whose result is not a list")
+        if not result:
+            raise AnalysisInconclusive(
+                call.describe(status, "no data (the query returned an empty vector)"),
+                http_status=status,
+            )
+        if len(result) > 1:
+            shown = ", ".join(_labels(sample, secrets) for sample in result[:SHOWN_SERIES])
+            more = f", … ({len(result) - SHOWN_SERIES} more)" if len(result) > SHOWN_SERIES else ""
+            raise AnalysisInconclusive(
+                call.describe(
+                    status,
+                    f"{len(result)} series instead of one: {shown}{more}; aggregate the "
+                    "query to one series (e.g. with sum())",
+                ),
+                http_status=status,
+            )
+        sample = result[0]
+        if not isinstance(sample, dict):
+            _unexpected(call, status, "a vector sample that is not an object")
+        if "value" not in sample and "histogram" in sample:
+            raise AnalysisInconclusive(
+                call.describe(
+                    status,
+                    "a native histogram instead of a number (e.g. use histogram_quantile())",
+                ),
+                http_status=status,
+            )
+        return _finite(call, status, _sample_value(call, status, sample.get("value")))
+    if kind == "matrix":
+        raise AnalysisInconclusive(
+            call.describe(
+                status,
+                "a range vector (matrix) instead of one number: the query must evaluate to "
+                "an instant value (e.g. wrap a [range] selector in rate() and sum())",
+            ),
+            http_status=status,
+        )
+    if kind == "string":
+        raise AnalysisInconclusive(
+            call.describe(status, "a string instead of a number"), http_status=status
+        )
+    _unexpected(call, status, f"an unknown resultType {redact(str(kind), secrets, limit=40)!r}")
+
+
+def _sample_value(call: _Query, status: int, pair: Any) -> float:
+    """The float in a ``[timestamp, "value"]`` pair (values are strings on the wire)."""
+    if not isinstance(pair, list) or len(pair) != 2 or not isinstance(pair[1], str):
+        _unexpected(call, status, 'a sample that is not [timestamp, "value"]')
+    try:
+        return float(pair[1])
+    except ValueError:
+        _unexpected(call, status, "a sample value that is not a number")
+
+
+def _finite(call: _Query, status: int, value: float) -> float:
+    if math.isnan(value):
+        raise AnalysisInconclusive(
+            call.describe(status, "NaN (e.g. a ratio of zero requests to zero requests)"),
+            http_status=status,
+        )
+    if math.isinf(value):
+        raise AnalysisInconclusive(
+            call.describe(status, f"{'+' if value > 0 else '-'}Inf (e.g. a division by zero)"),
+            http_status=status,
+        )
+    return value
+
+
+def _labels(sample: Any, secrets: list[str]) -> str:
+    """A series' label set, short: ``{a="b", c="d"}``."""
+    metric = sample.get("metric") if isinstance(sample, dict) else None
+    if not isinstance(metric, dict):
+        return "{?}"
+    pairs = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(metric.items(), key=str))
+    return "{" + redact(pairs, secrets, limit=_LABELS_CHARS) + "}"
+
+
+def _error_answer(
+    call: _Query, status: int, document: Mapping[str, Any], secrets: list[str]
+) -> PromotionError:
+    """A ``status: error`` answer that came with a 2xx (a proxy's, not Prometheus' way)."""
+    error_type = document.get("errorType")
+    text = call.describe(status, _server_error(document, secrets))
+    if error_type == "bad_data":
+        return InvalidQuery(text, http_status=status)
+    if error_type == "execution":
+        return AnalysisInconclusive(text, http_status=status)
+    if error_type in _UNAVAILABLE_TYPES:
+        return MetricsUnavailable(text, http_status=status)
+    return UnexpectedResponse(text, http_status=status)
+
+
+def _server_error(document: Mapping[str, Any], secrets: list[str]) -> str | None:
+    """Prometheus' own explanation (``errorType: error``), made safe to show."""
+    error = document.get("error")
+    if not isinstance(error, str) or not error.strip():
+        return None
+    error_type = document.get("errorType")
+    text = redact(error, secrets)
+    if isinstance(error_type, str) and error_type:
+        text = f"{redact(error_type, secrets, limit=40)}: {text}"
+    return text
+
+
+def _log_warnings(call: _Query, document: Mapping[str, Any], secrets: list[str]) -> None:
+    # Warnings (e.g. partial data from a remote store) and infos do not stop a
+    # number from being one; they are worth a line for whoever reads the logs.
+    for key in ("warnings", "infos"):
+        notes = document.get(key)
+        if isinstance(notes, list):
+            for note in notes[:SHOWN_SERIES]:
+                if isinstance(note, str):
+                    log.info("%s: Prometheus %s: %s", call.display, key[:-1], redact(note, secrets))
+
+
+def _unexpected(call: _Query, status: int, what: str) -> NoReturn:
+    raise UnexpectedResponse(
+        f"{call.display}: HTTP {status} with {what} (not the Prometheus query API's answer)",
+        http_status=status,
+    )
+
+
+def _parse(body: bytes | None) -> Any:
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _read_capped(response: requests.Response, cap: int) -> bytes | None:
+    """The body, or None as soon as it is known to be longer than ``cap`` bytes."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > cap:
+        return None
+    buffer = bytearray()
+    for chunk in response.iter_content(chunk_size=_CHUNK_BYTES):
+        buffer += chunk
+        if len(buffer) > cap:
+            return None
+    return bytes(buffer)
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` without any ``user:password@`` (settings refuse them; this never shows one)."""
+    try:
+        parts = urlsplit(url)
+        if parts.username is None and parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        if parts.port is not None:
+            host += f":{parts.port}"
+        return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    except ValueError:
+        return "(an invalid URL)"
+
+
+def _reason_phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""

@@ -1,4 +1,4 @@
-"""Prometheus metrics: runs, Seldon Deploy calls, token requests.
+"""Prometheus metrics: runs, Seldon Deploy calls, token requests, analysis queries.
 
 Label values are names, path templates, status codes and condition reasons
 only, never anything read from a credentials file or a token.
@@ -11,6 +11,7 @@ import threading
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from promotion_operator.errors import PromotionError
+from promotion_operator.prometheus import QueryObserver
 from promotion_operator.seldon import RequestObserver
 
 _DURATION_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600)
@@ -69,6 +70,17 @@ class Metrics:
             ["instance", "reason"],
             registry=self.registry,
         )
+        self.prometheus_queries = Counter(
+            "prometheus_queries",
+            "Analysis queries to Prometheus, by result (ok, or the error's reason).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.prometheus_query_duration = Histogram(
+            "prometheus_query_duration_seconds",
+            "Time an analysis query to Prometheus took, whatever its result.",
+            registry=self.registry,
+        )
         self._in_flight: set[str] = set()
         # The generation whose start / end was counted, per resource: a pass replayed
         # because its status patch did not land must not count the same run again.
@@ -87,6 +99,15 @@ class Metrics:
             code = str(status) if status is not None else "connection-error"
             self.seldon_requests.labels(instance, method, path, code).inc()
             self.seldon_latency.labels(instance, method, path).observe(seconds)
+
+        return observe
+
+    def prometheus_observer(self) -> QueryObserver:
+        """A ``QueryObserver`` for the Prometheus client."""
+
+        def observe(result: str, seconds: float) -> None:
+            self.prometheus_queries.labels(result).inc()
+            self.prometheus_query_duration.observe(seconds)
 
         return observe
 

@@ -22,6 +22,7 @@ from promotion_operator.core.machine import (
     Answer,
     Context,
     PassResult,
+    Reading,
     RetryPolicy,
     reconcile,
 )
@@ -30,6 +31,7 @@ from promotion_operator.core.run import FINISHED, ActionKind, Failure, Phase, Ru
 from promotion_operator.core.spec import DeploymentRef, PromotionSpec, parse_spec
 from promotion_operator.errors import PromotionError
 from promotion_operator.metrics import Metrics
+from promotion_operator.prometheus import PrometheusClient
 from promotion_operator.seldon import SeldonDeployClient
 from promotion_operator.settings import Settings
 
@@ -64,6 +66,12 @@ class DeploymentClient(Protocol):
     def delete(self, namespace: str, name: str, *, action: str, message: str) -> None: ...
 
 
+class MetricsSource(Protocol):
+    """Where analysis queries are answered (``PrometheusClient`` is the real one)."""
+
+    def query(self, promql: str) -> float: ...
+
+
 class Runtime:
     """The long-lived parts every pass shares: settings, token caches, HTTP clients."""
 
@@ -79,6 +87,7 @@ class Runtime:
         self.metrics = metrics or Metrics()
         self.tokens = TokenProviders(settings, observer=self.metrics.token_requested)
         self._clients: dict[str, SeldonDeployClient] = {}
+        self._prometheus: PrometheusClient | None = None
         self._lock = threading.Lock()
 
     def client(self, instance: str | None) -> DeploymentClient:
@@ -95,12 +104,25 @@ class Runtime:
                 self._clients[settings.name] = client
             return client
 
+    def prometheus(self) -> MetricsSource:
+        """The Prometheus client for analysis queries; SettingsError if none is configured."""
+        settings = self.settings.require_prometheus()
+        with self._lock:
+            if self._prometheus is None:
+                self._prometheus = PrometheusClient(
+                    settings, observer=self.metrics.prometheus_observer()
+                )
+            return self._prometheus
+
     def close(self) -> None:
         """Close every HTTP session."""
         with self._lock:
             for client in self._clients.values():
                 client.close()
             self._clients.clear()
+            if self._prometheus is not None:
+                self._prometheus.close()
+                self._prometheus = None
         self.tokens.close()
 
 
@@ -112,9 +134,22 @@ def run_pass(
     *,
     now: datetime.datetime,
     jitter: float,
+    resume_requested: bool = False,
 ) -> PassResult:
-    """One pass of the run for ``promotion``'s current generation, counted in the metrics."""
-    ctx = Context(parse_spec(spec), promotion, now, jitter, runtime.policy)
+    """One pass of the run for ``promotion``'s current generation, counted in the metrics.
+
+    ``resume_requested``: a person asked a paused canary to go on (the resume
+    annotation is set); the result's ``resumed`` says whether the pass used it.
+    """
+    ctx = Context(
+        parse_spec(spec),
+        promotion,
+        now,
+        jitter,
+        runtime.policy,
+        resume_requested=resume_requested,
+        prometheus_configured=runtime.settings.prometheus is not None,
+    )
     result = reconcile(ctx, status, SeldonEffects(runtime, ctx.spec))
     if result.run is not None:
         _count(runtime, promotion, result)
@@ -163,6 +198,14 @@ class SeldonEffects:
             return Answer(failure=as_failure(error))
         except Exception as error:
             return Answer(failure=_internal(error))
+
+    def query(self, promql: str) -> Reading:
+        try:
+            return Reading(self._runtime.prometheus().query(promql))
+        except PromotionError as error:
+            return Reading(failure=as_failure(error))
+        except Exception as error:
+            return Reading(failure=_internal(error))
 
     def _read(self, ref: DeploymentRef) -> Answer:
         try:

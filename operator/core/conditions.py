@@ -20,8 +20,12 @@ WORKING_REASONS = {
     Phase.VALIDATING: "Validating",
     Phase.PROMOTING: "Promoting",
     Phase.VERIFYING: "WaitingForAvailable",
+    Phase.ANALYZING: "Analyzing",
+    Phase.PAUSED: "Paused",
     Phase.ROLLING_BACK: "RollingBack",
 }
+#: The Ready reason of a canary paused until a person resumes it.
+AWAITING_RESUME = "AwaitingResume"
 #: Phases whose Event is a Warning: the promotion did not (or will not) land.
 _WARNING_PHASES = frozenset({Phase.FAILED, Phase.ROLLED_BACK, Phase.ROLLING_BACK})
 
@@ -61,9 +65,15 @@ def with_conditions(run: Run, message: str, *, dry_run: bool, now: datetime.date
 
 
 def transition_events(before: Run, after: Run) -> tuple[Event, ...]:
-    """The Events the move from ``before`` to ``after`` deserves: a phase change, a new error."""
+    """The Events the move from ``before`` to ``after`` deserves: a phase change (or a
+    canary's next step), a new error."""
     events: list[Event] = []
-    if after.phase != before.phase:
+    stepped = (
+        before.canary is not None
+        and after.canary is not None
+        and before.canary.step != after.canary.step
+    )
+    if after.phase != before.phase or stepped:
         ready = find_condition(after.conditions, "Ready") or {}
         kind = "Warning" if after.phase in _WARNING_PHASES else "Normal"
         reason = str(ready.get("reason") or after.phase)
@@ -122,6 +132,9 @@ def find_condition(conditions: Sequence[dict[str, Any]], type_: str) -> dict[str
 
 def _values(run: Run, dry_run: bool) -> tuple[bool, str, bool, str]:
     """(Ready, its reason, Progressing, its reason) for ``run``."""
+    if run.phase == Phase.PAUSED and run.canary is not None and run.canary.pause_until is None:
+        # Waiting on a person, not on the system: not progressing by itself.
+        return False, AWAITING_RESUME, False, AWAITING_RESUME
     if run.phase in WORKING_REASONS:
         if run.last_error is not None:
             return False, run.last_error.reason, True, "Retrying"

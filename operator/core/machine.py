@@ -15,11 +15,24 @@ carrying this run's annotations is adopted, never written a second time.
 from __future__ import annotations
 
 import datetime
+import enum
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, Protocol
 
+from promotion_operator.core.canary import (
+    RESUME_ANNOTATION,
+    canary_deployment,
+    canary_name,
+    describe_steps,
+    fill_query,
+    final_deployment,
+    left_by_another_run,
+    serving_predictor,
+    without_canary,
+    written_step,
+)
 from promotion_operator.core.conditions import (
     Event,
     ready_message,
@@ -39,20 +52,28 @@ from promotion_operator.core.planning import (
 from promotion_operator.core.run import (
     FINISHED,
     ActionKind,
+    CanaryState,
     Failure,
+    Measurement,
     Phase,
     PlannedChange,
     PreviousTarget,
     Run,
+    TemplateProgress,
     UnreadableStatus,
+    Verdict,
     format_time,
     from_status,
     to_status,
 )
-from promotion_operator.core.spec import PromotionSpec
+from promotion_operator.core.spec import PromotionSpec, Strategy
 
 #: Ready reason of a resource whose recorded status cannot be read back.
 STATUS_UNREADABLE = "StatusUnreadable"
+#: Measurements of the current analysis step kept in status.
+RECENT_MEASUREMENTS = 10
+# A pause that waits for a person has no deadline.
+_NEVER = datetime.timedelta(days=365 * 100)
 
 
 @dataclass(frozen=True)
@@ -79,6 +100,8 @@ class Context:
     now: datetime.datetime
     jitter: float = 0.5  # uniform in [0, 1): supplied by the caller to keep this pure
     policy: RetryPolicy = RetryPolicy()
+    resume_requested: bool = False  # a person asked a paused canary to go on
+    prometheus_configured: bool = False  # analysis steps can be measured
 
 
 @dataclass(frozen=True)
@@ -89,6 +112,15 @@ class Observed:
     target: Mapping[str, Any] | None = None
     source_error: Failure | None = None
     target_error: Failure | None = None
+    readings: Mapping[str, Reading] = field(default_factory=dict)  # by analysis template
+
+
+class Purpose(enum.Enum):
+    """Why an action writes the target."""
+
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"  # restore (or remove) what the run replaced
+    CLEANUP = "cleanup"  # remove a canary an earlier generation left behind
 
 
 @dataclass(frozen=True)
@@ -98,7 +130,12 @@ class Action:
     kind: ActionKind
     deployment: Mapping[str, Any] | None  # None only for DELETE
     message: str  # the GitOps commit message of a write
-    rollback: bool = False
+    purpose: Purpose = Purpose.PROMOTE
+
+    @property
+    def rollback(self) -> bool:
+        """Whether the write undoes something (a rollback or a cleanup)."""
+        return self.purpose is not Purpose.PROMOTE
 
 
 @dataclass(frozen=True)
@@ -108,6 +145,14 @@ class Step:
     run: Run
     action: Action | None = None
     requeue_after: float | None = None  # None: nothing more until the spec changes
+    resumed: bool = False  # the pass used up a person's request to resume
+
+
+class Reading(NamedTuple):
+    """What Prometheus answered to one analysis query: a number, or a failure."""
+
+    value: float | None = None
+    failure: Failure | None = None
 
 
 class Answer(NamedTuple):
@@ -132,6 +177,10 @@ class Effects(Protocol):
         """Carry out ``action`` on the target; the answer is the written deployment."""
         ...
 
+    def query(self, promql: str) -> Reading:
+        """The one number ``promql`` gives now (an analysis measurement)."""
+        ...
+
 
 @dataclass(frozen=True)
 class PassResult:
@@ -143,6 +192,7 @@ class PassResult:
     requeue_after: float | None = None  # None: nothing more until the spec changes
     message: str = ""  # the Ready condition's message
     started: bool = False  # this pass started the run of a new generation
+    resumed: bool = False  # the resume request was used: remove it
 
 
 def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> PassResult:
@@ -163,7 +213,10 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
     read_source, read_target = reads_for(run.phase)
     source = effects.read_source() if read_source else Answer()
     target = effects.read_target() if read_target else Answer()
-    observed = Observed(source.deployment, target.deployment, source.failure, target.failure)
+    readings = {name: effects.query(promql) for name, promql in due_queries(ctx, run)}
+    observed = Observed(
+        source.deployment, target.deployment, source.failure, target.failure, readings
+    )
     step = decide(ctx, run, observed)
     if step.action is not None:
         done = effects.perform(step.action)
@@ -175,6 +228,7 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
         step.requeue_after,
         ready_message(step.run.conditions),
         started=run is not recorded,
+        resumed=step.resumed,
     )
 
 
@@ -234,9 +288,29 @@ def reads_for(phase: Phase) -> tuple[bool, bool]:
     """Which deployments a pass in ``phase`` reads: (source, target)."""
     if phase in (Phase.PENDING, Phase.VALIDATING, Phase.PROMOTING):
         return True, True
-    if phase in (Phase.VERIFYING, Phase.ROLLING_BACK):
+    if phase in (Phase.VERIFYING, Phase.ANALYZING, Phase.ROLLING_BACK):
         return False, True
     return False, False
+
+
+def due_queries(ctx: Context, run: Run) -> list[tuple[str, str]]:
+    """The analysis templates to measure in this pass, with their PromQL filled in."""
+    if run.phase != Phase.ANALYZING or run.canary is None:
+        return []
+    canary = run.canary
+    return [
+        (
+            progress.template,
+            fill_query(
+                ctx.spec.templates[progress.template],
+                ctx.spec,
+                canary=canary.canary_predictor,
+                stable=canary.stable_predictor,
+            ),
+        )
+        for progress in canary.analysis
+        if progress.due_at <= ctx.now and progress.template in ctx.spec.templates
+    ]
 
 
 def decide(ctx: Context, run: Run, observed: Observed) -> Step:
@@ -248,6 +322,12 @@ def decide(ctx: Context, run: Run, observed: Observed) -> Step:
         return _verify(ctx, run, observed)
     if run.phase == Phase.ROLLING_BACK:
         return _roll_back(ctx, run, observed)
+    if run.phase == Phase.ANALYZING:
+        return _analyze(ctx, run, observed)
+    if run.phase == Phase.PAUSED:
+        return _pause(ctx, run)
+    if run.phase == Phase.PROMOTING and run.canary is not None:
+        return _canary_write(ctx, run, observed)
     return _before_write(ctx, run, observed)
 
 
@@ -261,13 +341,18 @@ def after_action(
     """The next step once ``action`` succeeded (``result``) or failed (``failure``)."""
     if failure is None:
         run = replace(run, last_error=None, error_since=None)
-    if action.rollback:
+    if action.purpose is Purpose.CLEANUP:
+        if failure is not None:
+            return _retry_or_fail(ctx, run, failure)
+        message = f"removed the canary an earlier generation left on {ctx.spec.target}"
+        return _step(ctx, run, message, None, 0.0)
+    if action.purpose is Purpose.ROLLBACK:
         gone = (
             action.kind == ActionKind.DELETE and failure is not None and failure.http_status == 404
         )
         if failure is not None and not gone:
             return _retry_or_fail(ctx, run, failure)
-        return _finish(ctx, run, Phase.ROLLED_BACK, run.outcome, _rolled_back_message(ctx, run))
+        return _rolled_back(ctx, run)
     if failure is not None:
         if action.kind == ActionKind.UPDATE and failure.http_status == 404:
             # The target vanished since it was read; the next pass creates it.
@@ -284,10 +369,15 @@ def after_action(
         error_since=None,
     )
     verb = "created" if action.kind == ActionKind.CREATE else "updated"
+    what = ""
+    if run.canary is not None:
+        index = run.canary.step
+        run = replace(run, canary=replace(run.canary, weight=_weight_of(ctx, index)))
+        what = f" ({_step_name(ctx, index)})"
     return _step(
         ctx,
         run.moved_to(Phase.VERIFYING, ctx.now),
-        f"{verb} {ctx.spec.target}; waiting for it to become Available",
+        f"{verb} {ctx.spec.target}{what}; waiting for it to become Available",
         requeue_after=_delay(ctx, run.phase_since, poll=True),
     )
 
@@ -304,19 +394,7 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
         and target is not None
         and _ours(ctx, target)
     ):
-        # Our write landed, but the operator stopped before recording it.
-        generation = (target.get("metadata") or {}).get("generation")
-        run = replace(
-            run,
-            applied_generation=int(generation) if generation is not None else None,
-            applied_at=run.applied_at or ctx.now,
-        )
-        return _step(
-            ctx,
-            run.moved_to(Phase.VERIFYING, ctx.now),
-            f"found this run's write on {ctx.spec.target}; verifying it",
-            requeue_after=0.0,
-        )
+        return _adopt(ctx, run, target)
 
     if observed.source_error is not None:
         return _retry_or_fail(ctx, run, observed.source_error)
@@ -331,16 +409,41 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
     if observed.target_error is not None:
         return _retry_or_fail(ctx, run, observed.target_error)
 
+    canary = ctx.spec.strategy == Strategy.CANARY
+    if canary and target is None:
+        missing = Failure(
+            "Invalid",
+            f"a canary needs an existing target to keep serving beside it; "
+            f"{ctx.spec.target} does not exist (promote it once with strategy Replace)",
+        )
+        return _finish(ctx, run, Phase.FAILED, missing)
+    if target is not None and left_by_another_run(target, ctx.promotion):
+        # A spec change during a canary: take the old canary out before anything else.
+        cleanup = Action(
+            ActionKind.UPDATE, without_canary(target), _write_message(ctx), Purpose.CLEANUP
+        )
+        message = f"removing the canary an earlier generation left on {ctx.spec.target}"
+        return _step(ctx, run.moved_to(Phase.VALIDATING, ctx.now), message, cleanup)
+
+    previous = _previous_of(target)
     try:
         plan = plan_promotion(observed.source, ctx.spec, ctx.promotion)
+        if canary:
+            assert previous.deployment is not None
+            first = next((s.set_weight for s in ctx.spec.canary_steps if s.set_weight), 1)
+            checked = canary_deployment(plan, previous.deployment, first, 0)
+            stable = str(serving_predictor(previous.deployment, "the target").get("name"))
+            steps = describe_steps(ctx.spec, stable, canary_name({"name": stable}))
+        else:
+            checked, steps = plan.deployment, ()
     except PlanningError as error:
         return _finish(ctx, run, Phase.FAILED, Failure("Invalid", str(error)))
-    previous = _previous_of(target)
     change = PlannedChange(
         ActionKind.CREATE if target is None else ActionKind.UPDATE,
         plan.source_spec_hash,
         plan.images,
         plan.model_uris,
+        steps,
     )
 
     if (
@@ -355,18 +458,39 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
 
     # Validate first; a target that changed since validation is validated again.
     run = replace(run, plan=change, previous=previous).moved_to(Phase.VALIDATING, ctx.now)
-    validate = Action(ActionKind.VALIDATE, plan.deployment, "")
+    validate = Action(ActionKind.VALIDATE, checked, "")
     return _step(ctx, run, f"validating the promoted deployment for {ctx.spec.target}", validate)
 
 
 def _validated(ctx: Context, run: Run) -> Step:
     assert run.plan is not None
     summary = f"{run.plan.action.lower()} {ctx.spec.target} from {ctx.spec.source}"
+    canary = ctx.spec.strategy == Strategy.CANARY
+    if canary:
+        summary = f"run a canary of {ctx.spec.source} on {ctx.spec.target}"
+        analysed = any(step.analysis for step in ctx.spec.canary_steps)
+        if analysed and not ctx.prometheus_configured:
+            unset = Failure(
+                "InvalidSettings",
+                "the canary has analysis steps but the operator has no Prometheus "
+                "(set PROMETHEUS_URL in its settings)",
+            )
+            return _finish(ctx, run, Phase.FAILED, unset)
     if ctx.spec.dry_run:
         return _finish(ctx, run, Phase.SUCCEEDED, None, f"dry run: would {summary}; wrote nothing")
     if ctx.spec.suspend:
         message = f"suspended before the first write: would {summary}; set spec.suspend=false"
         return _step(ctx, run.moved_to(Phase.SUSPENDED, ctx.now), message)
+    if canary:
+        assert run.previous is not None and run.previous.deployment is not None
+        stable = str(serving_predictor(run.previous.deployment, "the target").get("name"))
+        state = CanaryState(
+            step=-1,
+            step_started_at=ctx.now,
+            canary_predictor=canary_name({"name": stable}),
+            stable_predictor=stable,
+        )
+        return _enter_step(ctx, replace(run, canary=state), 0, "validated")
     # Record the validated plan and the previous target before the write happens.
     return _step(ctx, run.moved_to(Phase.PROMOTING, ctx.now), f"validated; {summary}", None, 0.0)
 
@@ -375,12 +499,8 @@ def _verify(ctx: Context, run: Run, observed: Observed) -> Step:
     if observed.target_error is not None:
         return _retry_or_fail(ctx, run, observed.target_error)
     target = observed.target
-    if target is None or not _ours(ctx, target):
-        changed = Failure(
-            "TargetChanged",
-            f"{ctx.spec.target} was deleted or overwritten by someone else during verification",
-        )
-        return _finish(ctx, run, Phase.FAILED, changed)
+    if target is None or not _ours(ctx, target, run):
+        return _target_changed(ctx, run, "verification")
     if run.applied_generation is None:
         # The write's answer had no generation; the first read after it (carrying
         # our annotations) tells which generation our spec is.
@@ -393,6 +513,9 @@ def _verify(ctx: Context, run: Run, observed: Observed) -> Step:
     current = run.applied_generation is None or (
         observed_generation is not None and int(observed_generation) >= run.applied_generation
     )
+    canary_left = run.canary is not None and run.canary.step < len(ctx.spec.canary_steps)
+    if current and state == "Available" and run.canary is not None and canary_left:
+        return _enter_step(ctx, run, run.canary.step + 1, f"{ctx.spec.target} is Available")
     if current and state == "Available":
         return _finish(
             ctx,
@@ -436,14 +559,322 @@ def _roll_back(ctx: Context, run: Run, observed: Observed) -> Step:
             and not _ours(ctx, target)
             and _spec_hash(target) == previous.spec_hash
         ):
-            return _finish(ctx, run, Phase.ROLLED_BACK, run.outcome, _rolled_back_message(ctx, run))
+            return _rolled_back(ctx, run)
         kind = ActionKind.UPDATE if target is not None else ActionKind.CREATE
-        restore = Action(kind, previous.deployment, message, rollback=True)
+        restore = Action(kind, previous.deployment, message, Purpose.ROLLBACK)
         return _step(ctx, run, f"restoring the previous spec of {ctx.spec.target}", restore)
     if target is None:
-        return _finish(ctx, run, Phase.ROLLED_BACK, run.outcome, _rolled_back_message(ctx, run))
-    remove = Action(ActionKind.DELETE, None, message, rollback=True)
+        return _rolled_back(ctx, run)
+    remove = Action(ActionKind.DELETE, None, message, Purpose.ROLLBACK)
     return _step(ctx, run, f"removing {ctx.spec.target}, which did not exist before", remove)
+
+
+# --- canary ---------------------------------------------------------------------
+
+
+def _enter_step(ctx: Context, run: Run, index: int, done: str) -> Step:
+    """Move the canary to step ``index`` (``len(steps)``: the final promotion)."""
+    assert run.canary is not None
+    steps = ctx.spec.canary_steps
+    canary = replace(run.canary, step=index, step_started_at=ctx.now, pause_until=None, analysis=())
+    run = replace(run, canary=canary, last_error=None, error_since=None)
+    name = _step_name(ctx, index)
+    if index >= len(steps) or steps[index].set_weight is not None:
+        return _step(ctx, run.moved_to(Phase.PROMOTING, ctx.now), f"{done}; {name}", None, 0.0)
+    step = steps[index]
+    if step.analysis:
+        progress = tuple(
+            TemplateProgress(
+                template,
+                ctx.now + datetime.timedelta(seconds=ctx.spec.templates[template].interval_seconds),
+            )
+            for template in step.analysis
+        )
+        run = replace(run, canary=replace(canary, analysis=progress))
+        first = min(p.due_at for p in progress)
+        return _step(
+            ctx,
+            run.moved_to(Phase.ANALYZING, ctx.now),
+            f"{done}; {name}",
+            None,
+            (first - ctx.now).total_seconds(),
+        )
+    if step.pause_seconds is not None:
+        until = ctx.now + datetime.timedelta(seconds=step.pause_seconds)
+        run = replace(run, canary=replace(canary, pause_until=until))
+        message = f"{done}; {name} until {format_time(until)}"
+        return _step(ctx, run.moved_to(Phase.PAUSED, ctx.now), message, None, step.pause_seconds)
+    return _step(
+        ctx, run.moved_to(Phase.PAUSED, ctx.now), f"{done}; {name}", None, ctx.policy.max_poll
+    )
+
+
+def _canary_write(ctx: Context, run: Run, observed: Observed) -> Step:
+    """Write the current step's weight (or, after the last step, the promoted spec)."""
+    canary, recorded, stable = run.canary, run.plan, run.previous
+    assert canary is not None and recorded is not None and stable is not None
+    assert stable.deployment is not None
+    target = observed.target
+    if observed.target_error is None and target is not None and _ours(ctx, target, run):
+        # This step's write landed, but the operator stopped before recording it.
+        # (applied_at belongs to the previous step's write: this one's clock starts now.)
+        weight = _weight_of(ctx, canary.step)
+        run = replace(run, applied_at=None, canary=replace(canary, weight=weight))
+        return _adopt(ctx, run, target)
+    if observed.source_error is not None:
+        return _retry_or_fail(ctx, run, observed.source_error)
+    if observed.source is None:
+        missing = Failure(
+            "SourceNotFound",
+            f"source deployment {ctx.spec.source} does not exist (any more)",
+            http_status=404,
+            retryable=True,
+        )
+        return _retry_or_fail(ctx, run, missing)
+    if observed.target_error is not None:
+        return _retry_or_fail(ctx, run, observed.target_error)
+    first_write = canary.weight == 0
+    if first_write and not _same_target(run.previous, _previous_of(target)):
+        # The target changed between validation and the first write: validate again.
+        return _before_write(ctx, run.moved_to(Phase.VALIDATING, ctx.now), observed)
+    if not first_write and (target is None or not written_by(target, ctx.promotion)):
+        return _target_changed(ctx, run, "the canary")
+    try:
+        plan = plan_promotion(observed.source, ctx.spec, ctx.promotion)
+    except PlanningError as error:
+        return _retry_or_fail(ctx, run, Failure("Invalid", str(error)))
+    if plan.source_spec_hash != recorded.source_spec_hash:
+        if first_write:
+            return _before_write(ctx, run.moved_to(Phase.VALIDATING, ctx.now), observed)
+        changed = Failure(
+            "SourceChanged",
+            f"{ctx.spec.source} changed during the canary; what was measured is no longer "
+            "what would be promoted (change the spec to start a new run)",
+        )
+        return _target_failed(ctx, run, changed)
+    final = canary.step >= len(ctx.spec.canary_steps)
+    try:
+        deployment = (
+            final_deployment(plan, canary.step)
+            if final
+            else canary_deployment(
+                plan, stable.deployment, _weight_of(ctx, canary.step), canary.step
+            )
+        )
+    except PlanningError as error:
+        return _retry_or_fail(ctx, run, Failure("Invalid", str(error)))
+    message = f"{_write_message(ctx)} ({_step_name(ctx, canary.step)})"
+    write = Action(ActionKind.UPDATE, deployment, message)
+    return _step(ctx, run, f"{_step_name(ctx, canary.step)} in flight", write)
+
+
+def _analyze(ctx: Context, run: Run, observed: Observed) -> Step:
+    canary = run.canary
+    assert canary is not None
+    if observed.target_error is not None:
+        return _retry_or_fail(ctx, run, observed.target_error)
+    if observed.target is None or not _ours(ctx, observed.target, run):
+        return _target_changed(ctx, run, "the analysis")
+    progress: list[TemplateProgress] = []
+    measured: list[Measurement] = []
+    inconclusive: Failure | None = None
+    for current in canary.analysis:
+        reading = observed.readings.get(current.template)
+        template = ctx.spec.templates.get(current.template)
+        if reading is None or template is None:
+            progress.append(current)
+            continue
+        failure = reading.failure
+        if failure is not None and not failure.retryable:
+            refused = Failure(
+                failure.reason, f"analysis template {template.name!r}: {failure.message}"
+            )
+            return _target_failed(ctx, run, refused)
+        if failure is not None or reading.value is None:
+            failure = failure or Failure("AnalysisInconclusive", "no value", retryable=True)
+            inconclusive = inconclusive or failure
+            progress.append(replace(current, inconclusive=current.inconclusive + 1))
+            measured.append(
+                Measurement(template.name, Verdict.INCONCLUSIVE, ctx.now, message=failure.message)
+            )
+            continue
+        value = reading.value
+        passed = (template.min is None or value >= template.min) and (
+            template.max is None or value <= template.max
+        )
+        due = ctx.now + datetime.timedelta(seconds=template.interval_seconds)
+        progress.append(
+            replace(
+                current,
+                due_at=due,
+                taken=current.taken + 1,
+                failed=current.failed + (0 if passed else 1),
+            )
+        )
+        verdict = Verdict.PASSED if passed else Verdict.FAILED
+        measured.append(
+            Measurement(template.name, verdict, ctx.now, value, template.min, template.max)
+        )
+    recent = (*canary.measurements, *measured)[-RECENT_MEASUREMENTS:]
+    run = replace(run, canary=replace(canary, analysis=tuple(progress), measurements=recent))
+    for current in progress:
+        template = ctx.spec.templates[current.template]
+        if current.failed > template.failure_limit:
+            last = next(m for m in reversed(recent) if m.template == template.name)
+            return _target_failed(
+                ctx, run, _analysis_failed(template.name, last, current, template.failure_limit)
+            )
+    if all(p.taken >= ctx.spec.templates[p.template].count for p in progress):
+        names = ", ".join(p.template for p in progress)
+        return _enter_step(ctx, run, canary.step + 1, f"analysis {names} passed")
+    if inconclusive is not None:
+        return _inconclusive(ctx, run, inconclusive)
+    if ctx.now >= _deadline(ctx, run):
+        return _target_failed(ctx, run, _no_evidence(ctx, run, run.last_error))
+    run = replace(run, last_error=None, error_since=None)
+    pending = [p for p in progress if p.taken < ctx.spec.templates[p.template].count]
+    wait = max(0.0, (min(p.due_at for p in pending) - ctx.now).total_seconds())
+    return _step(ctx, run, _analysis_message(ctx, run), None, wait)
+
+
+def _inconclusive(ctx: Context, run: Run, failure: Failure) -> Step:
+    """Measure again with backoff; at the deadline, never promote on missing evidence."""
+    canary = run.canary
+    assert canary is not None
+    if ctx.now >= _deadline(ctx, run):
+        return _target_failed(ctx, run, _no_evidence(ctx, run, failure))
+    same = run.last_error is not None and run.last_error.reason == failure.reason
+    since = run.error_since if same and run.error_since else ctx.now
+    run = replace(run, last_error=failure, error_since=since)
+    delay = _delay(ctx, since, poll=False)
+    if failure.retry_after is not None:
+        delay = max(delay, min(failure.retry_after, ctx.policy.max_delay))
+    retry_at = ctx.now + datetime.timedelta(seconds=delay)
+    # Inconclusive templates are due again after the backoff, not after their interval.
+    analysis = tuple(
+        replace(p, due_at=retry_at) if p.due_at <= ctx.now else p for p in canary.analysis
+    )
+    run = replace(run, canary=replace(canary, analysis=analysis))
+    wait = min((p.due_at - ctx.now).total_seconds() for p in analysis)
+    message = f"inconclusive measurement, measuring again: {failure.reason}: {failure.message}"
+    return _step(ctx, run, message, None, max(0.0, wait))
+
+
+def _pause(ctx: Context, run: Run) -> Step:
+    canary = run.canary
+    assert canary is not None
+    if canary.pause_until is not None:
+        if ctx.now >= canary.pause_until:
+            return _enter_step(ctx, run, canary.step + 1, "pause over")
+        wait = (canary.pause_until - ctx.now).total_seconds()
+        message = f"{_step_name(ctx, canary.step)} until {format_time(canary.pause_until)}"
+        return _step(ctx, run, message, None, wait)
+    if ctx.resume_requested:
+        step = _enter_step(ctx, run, canary.step + 1, "resumed")
+        return replace(step, resumed=True)
+    message = (
+        f"{_step_name(ctx, canary.step)}: waiting for a person to run "
+        f"kubectl annotate mp {ctx.promotion.name} {RESUME_ANNOTATION}=true"
+    )
+    return _step(ctx, run, message, None, ctx.policy.max_poll)
+
+
+def _analysis_failed(
+    name: str, last: Measurement, progress: TemplateProgress, limit: int
+) -> Failure:
+    if last.max is not None and last.value is not None and last.value > last.max:
+        bound = f"above its max {last.max:g}"
+    else:
+        bound = f"below its min {last.min:g}" if last.min is not None else "out of range"
+    return Failure(
+        "AnalysisFailed",
+        f"analysis {name!r} measured {last.value:g}, {bound} ({progress.failed} of "
+        f"{progress.taken} measurements failed, {limit} tolerated)",
+    )
+
+
+def _no_evidence(ctx: Context, run: Run, failure: Failure | None) -> Failure:
+    last = f"; last: {failure.reason}: {failure.message}" if failure else ""
+    return Failure(
+        "AnalysisInconclusive",
+        f"the analysis of {ctx.spec.target} got no conclusive measurements before its "
+        f"deadline{last}",
+    )
+
+
+def _analysis_message(ctx: Context, run: Run) -> str:
+    assert run.canary is not None
+    done = ", ".join(
+        f"{p.template} {p.taken}/{ctx.spec.templates[p.template].count}"
+        f"{f' ({p.failed} failed)' if p.failed else ''}"
+        for p in run.canary.analysis
+    )
+    return f"{_step_name(ctx, run.canary.step)}: {done}"
+
+
+def _step_name(ctx: Context, index: int) -> str:
+    steps = ctx.spec.canary_steps
+    if index >= len(steps):
+        return f"step {index + 1}/{len(steps) + 1}: promoting the canary to 100%"
+    step = steps[index]
+    if step.set_weight is not None:
+        what = f"canary at {step.set_weight}%"
+    elif step.analysis:
+        what = f"analysis {', '.join(step.analysis)}"
+    elif step.pause_seconds is not None:
+        what = f"pause {step.pause_seconds:g}s"
+    else:
+        what = "pause until resumed"
+    return f"step {index + 1}/{len(steps) + 1}: {what}"
+
+
+def _weight_of(ctx: Context, index: int) -> int:
+    """The canary's weight once step ``index``'s write (if any) landed; 100 when promoted."""
+    steps = ctx.spec.canary_steps
+    if index >= len(steps):
+        return 100
+    weight = steps[index].set_weight
+    if weight is not None:
+        return weight
+    return _weight_of(ctx, _last_write(ctx, index))
+
+
+def _last_write(ctx: Context, index: int) -> int:
+    """The index of the step whose write the target carries during step ``index``."""
+    steps = ctx.spec.canary_steps
+    if index >= len(steps):
+        return index
+    return max((i for i in range(index + 1) if steps[i].set_weight is not None), default=0)
+
+
+def _adopt(ctx: Context, run: Run, target: Mapping[str, Any]) -> Step:
+    """Our write landed, but the operator stopped before recording it: verify it."""
+    generation = (target.get("metadata") or {}).get("generation")
+    run = replace(
+        run,
+        applied_generation=int(generation) if generation is not None else None,
+        applied_at=run.applied_at or ctx.now,
+    )
+    return _step(
+        ctx,
+        run.moved_to(Phase.VERIFYING, ctx.now),
+        f"found this run's write on {ctx.spec.target}; verifying it",
+        requeue_after=0.0,
+    )
+
+
+def _target_changed(ctx: Context, run: Run, during: str) -> Step:
+    changed = Failure(
+        "TargetChanged",
+        f"{ctx.spec.target} was deleted or overwritten by someone else during {during}",
+    )
+    return _finish(ctx, run, Phase.FAILED, changed)
+
+
+def _rolled_back(ctx: Context, run: Run) -> Step:
+    if run.canary is not None:
+        run = replace(run, canary=replace(run.canary, weight=0))
+    return _finish(ctx, run, Phase.ROLLED_BACK, run.outcome, _rolled_back_message(ctx, run))
 
 
 # --- failures and waiting ------------------------------------------------------
@@ -462,6 +893,9 @@ def _retry_or_fail(ctx: Context, run: Run, failure: Failure) -> Step:
         return _step(ctx, run, f"retrying after {failure.reason}: {failure.message}", None, delay)
     if run.phase == Phase.VERIFYING:
         return _target_failed(ctx, run, _timed_out(ctx, None) if failure.retryable else failure)
+    if run.canary is not None and run.canary.weight > 0 and run.phase != Phase.ROLLING_BACK:
+        # A canary is on the target: take it out rather than leave it half done.
+        return _target_failed(ctx, run, failure)
     if run.phase == Phase.ROLLING_BACK:
         cause = run.outcome.reason if run.outcome else "a failure"
         rollback_failed = Failure(
@@ -491,6 +925,15 @@ def _timed_out(ctx: Context, state: str | None) -> Failure:
 
 def _deadline(ctx: Context, run: Run) -> datetime.datetime:
     timeout = datetime.timedelta(seconds=ctx.spec.timeout_seconds)
+    canary = run.canary
+    if canary is not None and run.phase == Phase.ANALYZING:
+        step = ctx.spec.canary_steps[canary.step]
+        expected = datetime.timedelta(seconds=ctx.spec.analysis_seconds(step))
+        return canary.step_started_at + expected + timeout
+    if canary is not None and run.phase == Phase.PAUSED:
+        return canary.pause_until or canary.step_started_at + _NEVER
+    if canary is not None and run.phase == Phase.PROMOTING:
+        return canary.step_started_at + timeout
     if run.phase == Phase.VERIFYING:
         return (run.applied_at or run.phase_since) + timeout
     if run.phase == Phase.ROLLING_BACK:
@@ -550,8 +993,13 @@ def _write_message(ctx: Context) -> str:
     )
 
 
-def _ours(ctx: Context, deployment: Mapping[str, Any]) -> bool:
-    return written_by(deployment, ctx.promotion)
+def _ours(ctx: Context, deployment: Mapping[str, Any], run: Run | None = None) -> bool:
+    """Whether ``deployment`` is this run's write (for a canary: of its current step)."""
+    if not written_by(deployment, ctx.promotion):
+        return False
+    if run is None or run.canary is None:
+        return True
+    return written_step(deployment) == _last_write(ctx, run.canary.step)
 
 
 def _spec_hash(deployment: Mapping[str, Any]) -> str:

@@ -16,6 +16,8 @@ class Phase(enum.StrEnum):
     VALIDATING = "Validating"
     PROMOTING = "Promoting"
     VERIFYING = "Verifying"
+    ANALYZING = "Analyzing"  # canary: measuring the analysis templates
+    PAUSED = "Paused"  # canary: a pause step, timed or until a person resumes it
     ROLLING_BACK = "RollingBack"
     SUSPENDED = "Suspended"
     SUCCEEDED = "Succeeded"
@@ -63,6 +65,7 @@ class PlannedChange:
     source_spec_hash: str
     images: tuple[str, ...] = ()
     model_uris: tuple[str, ...] = ()
+    steps: tuple[str, ...] = ()  # the writes and waits, in order, for a person to read
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,52 @@ class PreviousTarget:
     existed: bool
     spec_hash: str | None = None
     deployment: Mapping[str, Any] | None = None
+
+
+class Verdict(enum.StrEnum):
+    """How one measurement of an analysis template came out."""
+
+    PASSED = "Passed"
+    FAILED = "Failed"
+    INCONCLUSIVE = "Inconclusive"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One measured value of an analysis template, as status shows it."""
+
+    template: str
+    verdict: Verdict
+    at: datetime.datetime
+    value: float | None = None
+    min: float | None = None
+    max: float | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class TemplateProgress:
+    """Where one template of the current analysis step stands."""
+
+    template: str
+    due_at: datetime.datetime  # when it is measured next
+    taken: int = 0  # conclusive measurements
+    failed: int = 0
+    inconclusive: int = 0
+
+
+@dataclass(frozen=True)
+class CanaryState:
+    """Where a canary run stands: its step, the weight on the target, the measurements."""
+
+    step: int  # index into the spec's steps; len(steps) is the final promotion
+    step_started_at: datetime.datetime
+    weight: int = 0  # the canary predictor's traffic on the target now
+    canary_predictor: str = ""
+    stable_predictor: str = ""
+    pause_until: datetime.datetime | None = None
+    analysis: tuple[TemplateProgress, ...] = ()
+    measurements: tuple[Measurement, ...] = ()  # the most recent, oldest first
 
 
 @dataclass(frozen=True)
@@ -93,6 +142,7 @@ class Run:
     last_error: Failure | None = None
     error_since: datetime.datetime | None = None
     outcome: Failure | None = None  # why a run failed or was rolled back
+    canary: CanaryState | None = None
     conditions: tuple[dict[str, Any], ...] = field(default_factory=tuple)
 
     def moved_to(self, phase: Phase, now: datetime.datetime) -> Run:
@@ -167,6 +217,7 @@ def to_status(run: Run) -> dict[str, Any]:
             "sourceSpecHash": plan.source_spec_hash,
             "images": list(plan.images),
             "modelUris": list(plan.model_uris),
+            "steps": list(plan.steps) or None,
         },
         "previous": None
         if previous is None
@@ -179,7 +230,45 @@ def to_status(run: Run) -> dict[str, Any]:
         "appliedAt": format_time(run.applied_at) if run.applied_at else None,
         "lastError": _failure_to_status(run.last_error, run.error_since),
         "outcome": _failure_to_status(run.outcome, None),
+        "canary": None if run.canary is None else _canary_to_status(run.canary),
         "conditions": [dict(c) for c in run.conditions],
+    }
+
+
+def _canary_to_status(canary: CanaryState) -> dict[str, Any]:
+    return {
+        "step": canary.step,
+        "stepStartedAt": format_time(canary.step_started_at),
+        "weight": canary.weight,
+        "canaryPredictor": canary.canary_predictor,
+        "stablePredictor": canary.stable_predictor,
+        "pauseUntil": format_time(canary.pause_until) if canary.pause_until else None,
+        "analysis": [
+            {
+                "template": p.template,
+                "dueAt": format_time(p.due_at),
+                "taken": p.taken,
+                "failed": p.failed,
+                "inconclusive": p.inconclusive,
+            }
+            for p in canary.analysis
+        ],
+        "measurements": [
+            {
+                key: value
+                for key, value in {
+                    "template": m.template,
+                    "result": str(m.verdict),
+                    "at": format_time(m.at),
+                    "value": m.value,
+                    "min": m.min,
+                    "max": m.max,
+                    "message": m.message,
+                }.items()
+                if value is not None
+            }
+            for m in canary.measurements
+        ],
     }
 
 
@@ -207,6 +296,7 @@ def from_status(status: Mapping[str, Any]) -> Run | None:
         last_error=reader.failure("lastError"),
         error_since=reader.time("lastError.since"),
         outcome=reader.failure("outcome"),
+        canary=reader.canary(),
         conditions=reader.conditions(),
     )
     if reader.problems:
@@ -227,7 +317,10 @@ class _StatusReader:
     def _get(self, path: str) -> Any:
         value: Any = self.status
         for key in path.split("."):
-            value = value.get(key) if isinstance(value, Mapping) else None
+            if isinstance(value, list) and key.isdigit() and int(key) < len(value):
+                value = value[int(key)]
+            else:
+                value = value.get(key) if isinstance(value, Mapping) else None
         return value
 
     def _problem(self, path: str, value: Any, expected: str) -> None:
@@ -289,6 +382,7 @@ class _StatusReader:
             self.text("plan.sourceSpecHash"),
             tuple(self._strings("plan.images")),
             tuple(self._strings("plan.modelUris")),
+            tuple(self._strings("plan.steps")),
         )
 
     def _strings(self, path: str) -> list[str]:
@@ -321,6 +415,68 @@ class _StatusReader:
             self._problem(f"{path}.reason", reason, "a reason")
             return None
         return Failure(reason, self.text(f"{path}.message"), self.integer(f"{path}.httpStatus"))
+
+    def number(self, path: str) -> float | None:
+        value = self._get(path)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self._problem(path, value, "a number")
+            return None
+        return float(value)
+
+    def canary(self) -> CanaryState | None:
+        if not self._get("canary"):
+            return None
+        started = self.time("canary.stepStartedAt", required=True) or _EPOCH
+        analysis = []
+        for i, _ in enumerate(self._list("canary.analysis")):
+            at = f"canary.analysis.{i}"
+            analysis.append(
+                TemplateProgress(
+                    self.text(f"{at}.template"),
+                    self.time(f"{at}.dueAt", required=True) or _EPOCH,
+                    self.integer(f"{at}.taken") or 0,
+                    self.integer(f"{at}.failed") or 0,
+                    self.integer(f"{at}.inconclusive") or 0,
+                )
+            )
+        measurements = []
+        for i, _ in enumerate(self._list("canary.measurements")):
+            at = f"canary.measurements.{i}"
+            try:
+                verdict = Verdict(self._get(f"{at}.result"))
+            except ValueError:
+                self._problem(f"{at}.result", self._get(f"{at}.result"), "a result")
+                continue
+            measurements.append(
+                Measurement(
+                    self.text(f"{at}.template"),
+                    verdict,
+                    self.time(f"{at}.at", required=True) or _EPOCH,
+                    self.number(f"{at}.value"),
+                    self.number(f"{at}.min"),
+                    self.number(f"{at}.max"),
+                    self.text(f"{at}.message"),
+                )
+            )
+        return CanaryState(
+            step=self.integer("canary.step", required=True) or 0,
+            step_started_at=started,
+            weight=self.integer("canary.weight") or 0,
+            canary_predictor=self.text("canary.canaryPredictor"),
+            stable_predictor=self.text("canary.stablePredictor"),
+            pause_until=self.time("canary.pauseUntil"),
+            analysis=tuple(analysis),
+            measurements=tuple(measurements),
+        )
+
+    def _list(self, path: str) -> list[Any]:
+        value = self._get(path) or []
+        if not isinstance(value, list):
+            self._problem(path, value, "a list")
+            return []
+        return value
 
     def conditions(self) -> tuple[dict[str, Any], ...]:
         value = self._get("conditions") or []

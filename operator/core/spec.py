@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_TIMEOUT = "10m"
+DEFAULT_INTERVAL = "30s"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -58,6 +60,40 @@ class Overrides:
     components: tuple[ComponentOverride, ...] = ()
 
 
+class Strategy(enum.StrEnum):
+    """How the target is changed."""
+
+    REPLACE = "Replace"  # the promoted spec in one write
+    CANARY = "Canary"  # traffic steps on a canary predictor, gated by analysis
+
+
+@dataclass(frozen=True)
+class AnalysisTemplate:
+    """A PromQL query whose one number must lie within [min, max], measured repeatedly."""
+
+    name: str
+    query: str
+    min: float | None = None
+    max: float | None = None
+    interval: str = DEFAULT_INTERVAL  # as written: it also fills the {{interval}} placeholder
+    count: int = 1
+    failure_limit: int = 0
+
+    @property
+    def interval_seconds(self) -> float:
+        return parse_duration(self.interval)
+
+
+@dataclass(frozen=True)
+class CanaryStep:
+    """One step of a canary: exactly one of a weight, an analysis or a pause."""
+
+    set_weight: int | None = None
+    analysis: tuple[str, ...] = ()  # template names
+    pause: bool = False
+    pause_seconds: float | None = None  # None with ``pause``: wait for a person
+
+
 @dataclass(frozen=True)
 class PromotionSpec:
     """What one ModelPromotion asks for."""
@@ -70,7 +106,16 @@ class PromotionSpec:
     gitops_message: str | None = None
     dry_run: bool = False
     suspend: bool = False
-    strategy: str = "Replace"
+    strategy: Strategy = Strategy.REPLACE
+    canary_steps: tuple[CanaryStep, ...] = ()
+    templates: Mapping[str, AnalysisTemplate] = field(default_factory=dict)
+
+    def analysis_seconds(self, step: CanaryStep) -> float:
+        """How long the analysis of ``step`` takes when every measurement answers."""
+        return max(
+            (self.templates[name].interval_seconds * self.templates[name].count)
+            for name in step.analysis
+        )
 
 
 def parse_spec(spec: Mapping[str, Any]) -> PromotionSpec:
@@ -106,5 +151,30 @@ def parse_spec(spec: Mapping[str, Any]) -> PromotionSpec:
         gitops_message=(spec.get("gitops") or {}).get("message"),
         dry_run=bool(spec.get("dryRun", False)),
         suspend=bool(spec.get("suspend", False)),
-        strategy=spec.get("strategy", "Replace"),
+        strategy=Strategy(spec.get("strategy", Strategy.REPLACE)),
+        canary_steps=tuple(_step(s) for s in (spec.get("canary") or {}).get("steps") or ()),
+        templates={
+            t["name"]: _template(t) for t in (spec.get("analysis") or {}).get("templates") or ()
+        },
+    )
+
+
+def _step(step: Mapping[str, Any]) -> CanaryStep:
+    if "setWeight" in step:
+        return CanaryStep(set_weight=int(step["setWeight"]))
+    if "analysis" in step:
+        return CanaryStep(analysis=tuple(step["analysis"].get("templates") or ()))
+    duration = (step.get("pause") or {}).get("duration")
+    return CanaryStep(pause=True, pause_seconds=parse_duration(duration) if duration else None)
+
+
+def _template(template: Mapping[str, Any]) -> AnalysisTemplate:
+    return AnalysisTemplate(
+        name=template["name"],
+        query=template["query"],
+        min=float(template["min"]) if template.get("min") is not None else None,
+        max=float(template["max"]) if template.get("max") is not None else None,
+        interval=template.get("interval", DEFAULT_INTERVAL),
+        count=int(template.get("count", 1)),
+        failure_limit=int(template.get("failureLimit", 0)),
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 import kopf
 
+from promotion_operator.core.canary import RESUME_ANNOTATION
 from promotion_operator.core.conditions import Event
 from promotion_operator.core.machine import PassResult
 from promotion_operator.core.planning import PromotionRef
@@ -57,6 +58,7 @@ def run_promotion(
         dict(status),
         now=datetime.datetime.now(datetime.UTC),
         jitter=random.random(),
+        resume_requested=RESUME_ANNOTATION in (meta.get("annotations") or {}),
     )
 
     def post(event: Event) -> None:
@@ -71,6 +73,9 @@ def record(result: PassResult, patch: kopf.Patch, post: Callable[[Event], None])
     order, and an unfinished run requeued after the core's delay (``RunInProgress``)."""
     if result.status is not None:
         patch.status.update(result.status)
+    if result.resumed:
+        # Used up: the next manual pause waits for a new request.
+        patch.metadata.annotations[RESUME_ANNOTATION] = None
     for event in result.events:
         post(event)
     if result.requeue_after is not None:

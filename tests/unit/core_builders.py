@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import datetime
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -17,6 +17,7 @@ from promotion_operator.core.machine import (
     Action,
     Answer,
     Context,
+    Reading,
     RetryPolicy,
     Step,
     reconcile,
@@ -296,6 +297,13 @@ class FakeSeldon:
     reads: list[str] = field(default_factory=list)
     written_at: datetime.datetime | None = None
     now: datetime.datetime = T0
+    # What Prometheus answers to a query at an instant (default: 0.0, which passes).
+    prometheus: Callable[[str, datetime.datetime], Reading] = lambda _q, _t: Reading(0.0)
+    queries: list[str] = field(default_factory=list)
+
+    def query(self, promql: str) -> Reading:
+        self.queries.append(promql)
+        return self.prometheus(promql, self.now)
 
     def read_source(self) -> Answer:
         self.reads.append("source")
@@ -359,6 +367,9 @@ def drive(
     jitter: float = 0.5,
     status: Mapping[str, Any] | None = None,
     crash_after_first_write: bool = False,
+    crash_after_writes: frozenset[int] = frozenset(),
+    resume_at: float | None = None,
+    prometheus: bool = True,
     max_passes: int = 60,
 ) -> list[Pass]:
     """Run the shell's loop against ``seldon`` until the run settles or stops requeueing.
@@ -366,14 +377,24 @@ def drive(
     The run goes through the status between passes, as it does through the
     resource's status in the cluster. ``crash_after_first_write`` makes the
     operator die right after its first write lands, before recording anything;
-    the loop then restarts from the status recorded before the write.
+    the loop then restarts from the status recorded before the write;
+    ``crash_after_writes`` does so after each write whose 1-based number it holds.
+    ``resume_at`` is when a person asks a paused canary to go on (seconds after T0).
     """
-    crash = crash_after_first_write
+    crash_at = set(crash_after_writes) | ({1} if crash_after_first_write else set())
+    resume_requested = False
     now = T0
     recorded: Mapping[str, Any] = status or {}
     passes: list[Pass] = []
     for _ in range(max_passes):
-        ctx = replace(context(spec=spec, jitter=jitter), now=now)
+        if resume_at is not None and now >= at(resume_at):
+            resume_requested, resume_at = True, None
+        ctx = replace(
+            context(spec=spec, jitter=jitter),
+            now=now,
+            resume_requested=resume_requested,
+            prometheus_configured=prometheus,
+        )
         seldon.now = now
         calls = len(seldon.calls)
         before = from_status(recorded)
@@ -382,12 +403,15 @@ def drive(
         assert result.run is not None
         if result.status is None:
             break
-        if crash and action is not None and action.kind in (ActionKind.CREATE, ActionKind.UPDATE):
-            crash = False
+        if result.resumed:
+            resume_requested = False
+        written = action is not None and action.kind in (ActionKind.CREATE, ActionKind.UPDATE)
+        if written and len(seldon.writes()) in crash_at:
+            crash_at.discard(len(seldon.writes()))
             assert before is not None
             passes.append(Pass(now, before, action, Step(before)))
             continue
-        step = Step(result.run, action, result.requeue_after)
+        step = Step(result.run, action, result.requeue_after, result.resumed)
         passes.append(Pass(now, before, action, step, result.events))
         recorded = result.status
         if step.requeue_after is None:

@@ -20,6 +20,7 @@ from promotion_operator.core.machine import (
     Action,
     Context,
     Observed,
+    Purpose,
     RetryPolicy,
     Step,
     after_action,
@@ -909,7 +910,7 @@ def test_successful_rollback_ends_rolled_back_naming_the_cause(
 ) -> None:
     run = rolling_back_run(target_before)
     action = Action(
-        ActionKind(kind), previous_of(target_before).deployment, "rollback", rollback=True
+        ActionKind(kind), previous_of(target_before).deployment, "rollback", Purpose.ROLLBACK
     )
 
     step = after_action(context(2), run, action, None, error)
@@ -957,7 +958,7 @@ def test_successful_rollback_ends_rolled_back_naming_the_cause(
 def test_failed_rollback_write(seconds: float, error: Failure, phase: Phase, reason: str) -> None:
     run = rolling_back_run(foreign_target())
     action = Action(
-        ActionKind.UPDATE, previous_of(foreign_target()).deployment, "rb", rollback=True
+        ActionKind.UPDATE, previous_of(foreign_target()).deployment, "rb", Purpose.ROLLBACK
     )
 
     step = after_action(context(seconds), run, action, None, error)

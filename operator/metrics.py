@@ -81,6 +81,20 @@ class Metrics:
             "Time an analysis query to Prometheus took, whatever its result.",
             registry=self.registry,
         )
+        self.analysis_measurements = Counter(
+            "modelpromotion_analysis_measurements",
+            "Canary analysis measurements, by template and result (Passed, Failed, Inconclusive).",
+            ["template", "result"],
+            registry=self.registry,
+        )
+        self.canary_weight = Gauge(
+            "modelpromotion_canary_weight",
+            "The canary's share of the target's traffic, in percent (100 once promoted, "
+            "0 after a rollback), by ModelPromotion.",
+            ["namespace", "name"],
+            registry=self.registry,
+        )
+        self._weights: dict[str, tuple[str, str]] = {}  # uid -> the gauge's labels
         self._in_flight: set[str] = set()
         # The generation whose start / end was counted, per resource: a pass replayed
         # because its status patch did not land must not count the same run again.
@@ -136,9 +150,22 @@ class Metrics:
         """A pass saw the run (after a restart this rebuilds the in-flight gauge)."""
         self._track(uid, in_flight=in_flight)
 
+    def measured(self, template: str, result: str) -> None:
+        """One analysis measurement of ``template`` came out as ``result``."""
+        self.analysis_measurements.labels(template, result).inc()
+
+    def canary_at(self, uid: str, namespace: str, name: str, weight: int) -> None:
+        """The canary of the resource ``uid`` now takes ``weight`` percent of the traffic."""
+        with self._lock:
+            self._weights[uid] = (namespace, name)
+        self.canary_weight.labels(namespace, name).set(weight)
+
     def forget(self, uid: str) -> None:
         """The resource was deleted; its run no longer counts as in flight."""
         with self._lock:
+            labels = self._weights.pop(uid, None)
+            if labels is not None:
+                self.canary_weight.remove(*labels)
             self._started.pop(uid, None)
             self._finished.pop(uid, None)
         self._track(uid, in_flight=False)

@@ -152,13 +152,22 @@ def run_pass(
     )
     result = reconcile(ctx, status, SeldonEffects(runtime, ctx.spec))
     if result.run is not None:
-        _count(runtime, promotion, result)
+        _count(runtime, promotion, result, now)
     return result
 
 
-def _count(runtime: Runtime, promotion: PromotionRef, result: PassResult) -> None:
+def _count(
+    runtime: Runtime, promotion: PromotionRef, result: PassResult, now: datetime.datetime
+) -> None:
     run = result.run
     assert run is not None
+    if run.canary is not None and result.status is not None:
+        for measurement in run.canary.measurements:
+            if measurement.at == now:  # taken in this pass
+                runtime.metrics.measured(measurement.template, str(measurement.verdict))
+        runtime.metrics.canary_at(
+            promotion.uid, promotion.namespace, promotion.name, run.canary.weight
+        )
     if result.started:
         runtime.metrics.run_started(promotion.uid, run.generation)
     if run.phase in FINISHED and result.status is not None:

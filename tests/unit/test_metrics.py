@@ -273,3 +273,43 @@ def test_a_replayed_end_of_the_same_run_counts_once(metrics: Metrics) -> None:
         metrics, "modelpromotion_runs_finished_total", outcome="Succeeded", reason="Succeeded"
     )
     assert total == 1.0
+
+
+def test_analysis_measurements_are_counted_by_template_and_result(metrics: Metrics) -> None:
+    metrics.measured("error-rate", "Failed")
+    metrics.measured("error-rate", "Failed")
+    metrics.measured("latency", "Passed")
+
+    assert (
+        sample(
+            metrics,
+            "modelpromotion_analysis_measurements_total",
+            template="error-rate",
+            result="Failed",
+        )
+        == 2.0
+    )
+    assert (
+        sample(
+            metrics,
+            "modelpromotion_analysis_measurements_total",
+            template="latency",
+            result="Passed",
+        )
+        == 1.0
+    )
+
+
+def test_the_canary_weight_is_a_gauge_per_promotion(metrics: Metrics) -> None:
+    metrics.canary_at(UID, "ml", "iris", 10)
+    metrics.canary_at(UID, "ml", "iris", 50)
+
+    assert sample(metrics, "modelpromotion_canary_weight", namespace="ml", name="iris") == 50.0
+
+
+def test_forgetting_a_promotion_drops_its_canary_weight(metrics: Metrics) -> None:
+    metrics.canary_at(UID, "ml", "iris", 10)
+
+    metrics.forget(UID)
+
+    assert sample(metrics, "modelpromotion_canary_weight", namespace="ml", name="iris") is None

@@ -21,9 +21,9 @@ def metrics() -> Metrics:
     return Metrics()
 
 
-def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
+def sample(metrics: Metrics, metric: str, /, **labels: str) -> float | None:
     """The sample's value, or None when that label set was never touched."""
-    return metrics.registry.get_sample_value(name, labels)
+    return metrics.registry.get_sample_value(metric, labels)
 
 
 def in_flight(metrics: Metrics) -> float | None:

@@ -33,6 +33,22 @@ RESUME_ANNOTATION = f"{ANNOTATION_PREFIX}/resume"
 CANARY_NAME = "canary"
 
 
+def check_steps(spec: PromotionSpec) -> None:
+    """Refuse canary steps the admission rules should have refused (an older CRD, say)."""
+    steps = spec.canary_steps
+    if not steps or steps[0].set_weight is None:
+        raise PlanningError("spec.canary.steps must start with a setWeight step")
+    for index, step in enumerate(steps):
+        if step.set_weight is not None and not 0 < step.set_weight < 100:
+            raise PlanningError(f"spec.canary.steps[{index}].setWeight must be 1..99")
+        unknown = [name for name in step.analysis if name not in spec.templates]
+        if unknown:
+            raise PlanningError(
+                f"spec.canary.steps[{index}].analysis names templates that "
+                f"spec.analysis.templates does not define: {', '.join(unknown)}"
+            )
+
+
 def serving_predictor(deployment: Mapping[str, Any], what: str) -> dict[str, Any]:
     """The one predictor of ``deployment`` that takes traffic (shadows do not)."""
     predictors = [

@@ -25,6 +25,7 @@ from promotion_operator.core.canary import (
     RESUME_ANNOTATION,
     canary_deployment,
     canary_name,
+    check_steps,
     describe_steps,
     fill_query,
     final_deployment,
@@ -429,6 +430,7 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
     try:
         plan = plan_promotion(observed.source, ctx.spec, ctx.promotion)
         if canary:
+            check_steps(ctx.spec)
             assert previous.deployment is not None
             first = next((s.set_weight for s in ctx.spec.canary_steps if s.set_weight), 1)
             checked = canary_deployment(plan, previous.deployment, first, 0)

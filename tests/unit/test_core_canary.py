@@ -484,3 +484,31 @@ def test_a_dry_run_reports_the_whole_sequence_and_writes_nothing() -> None:
         "3: analysis error-rate",
         "4: update production/iris: the promoted spec at 100%, predictor 'canary' removed",
     )
+
+
+@pytest.mark.parametrize(
+    ("steps", "problem"),
+    [
+        pytest.param((), "must start with a setWeight step", id="no-steps"),
+        pytest.param(
+            (CanaryStep(analysis=("error-rate",)),), "must start with a setWeight", id="first"
+        ),
+        pytest.param((CanaryStep(set_weight=100),), "setWeight must be 1..99", id="weight"),
+        pytest.param(
+            (CanaryStep(set_weight=10), CanaryStep(analysis=("latency",))),
+            "does not define: latency",
+            id="unknown-template",
+        ),
+    ],
+)
+def test_steps_admission_should_have_refused_fail_as_invalid(
+    steps: tuple[CanaryStep, ...], problem: str
+) -> None:
+    fake = seldon()
+
+    run = final(drive(fake, spec=replace(CANARY, canary_steps=steps)))
+
+    assert run.phase == Phase.FAILED
+    assert run.outcome is not None and run.outcome.reason == "Invalid"
+    assert problem in run.outcome.message
+    assert writes(fake) == []

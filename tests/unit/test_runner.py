@@ -12,6 +12,7 @@ from typing import Any
 import kopf
 import pytest
 
+from promotion_operator.core.canary import RESUME_ANNOTATION
 from promotion_operator.core.conditions import Event
 from promotion_operator.core.machine import Action, PassResult
 from promotion_operator.core.run import ActionKind, Phase, to_status
@@ -236,6 +237,12 @@ def translate(result: PassResult) -> tuple[kopf.Patch, list[Event]]:
     posted: list[Event] = []
     record(result, patch, posted.append)
     return patch, posted
+
+
+def test_a_used_resume_request_is_removed_from_the_annotations() -> None:
+    patch, _ = translate(PassResult(None, {"phase": "Promoting"}, resumed=True))
+
+    assert patch["metadata"] == {"annotations": {RESUME_ANNOTATION: None}}
 
 
 def test_the_status_goes_into_the_patch() -> None:

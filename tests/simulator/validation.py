@@ -93,3 +93,31 @@ def _check_predictors(spec: dict[str, Any]) -> None:
             raise InvalidDeployment(f"spec.predictors[{index}].name is required")
         if not isinstance(predictor.get("graph"), dict):
             raise InvalidDeployment(f"spec.predictors[{index}].graph is required")
+    _check_traffic(predictors)
+
+
+def _check_traffic(predictors: list[dict[str, Any]]) -> None:
+    """Seldon Core's webhook rules for predictor names and traffic splits."""
+    names = [p["name"] for p in predictors]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InvalidDeployment(f"duplicate predictor name: {', '.join(duplicates)}")
+    shadows = [p for p in predictors if p.get("shadow") is True]
+    serving = [p for p in predictors if p.get("shadow") is not True]
+    if len(shadows) > 1:
+        raise InvalidDeployment("multiple shadows are not allowed")
+    if not serving:
+        raise InvalidDeployment("a shadow can not be the only predictor")
+    for predictor in predictors:
+        traffic = predictor.get("traffic", 0)
+        if not isinstance(traffic, int) or isinstance(traffic, bool) or not 0 <= traffic <= 100:
+            raise InvalidDeployment(
+                f"predictor {predictor['name']!r}: traffic must be an integer in [0, 100]"
+            )
+    total = sum(int(p.get("traffic", 0)) for p in serving)
+    if len(serving) > 1 and total != 100:
+        raise InvalidDeployment(
+            f"traffic must sum to 100 for multiple predictors (it sums to {total})"
+        )
+    if len(predictors) == 1 and 0 < total < 100:
+        raise InvalidDeployment("traffic must be 100 for a single predictor when set")

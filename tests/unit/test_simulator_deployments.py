@@ -109,6 +109,72 @@ def test_invalid_body_is_400(api: ApiCaller, body: object) -> None:
     assert api.create(NS, body).status_code == 400
 
 
+def predictors(*specs: dict[str, object]) -> dict[str, object]:
+    """The iris body with predictors named and shaped by ``specs``."""
+    body = deployment_body("iris")
+    template = body["spec"]["predictors"][0]
+    body["spec"]["predictors"] = [{**template, **spec} for spec in specs]
+    return body
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        pytest.param(
+            predictors({"name": "a", "traffic": 90}, {"name": "b", "traffic": 20}),
+            "traffic must sum to 100 for multiple predictors (it sums to 110)",
+            id="sum-over-100",
+        ),
+        pytest.param(
+            predictors({"name": "a"}, {"name": "b"}),
+            "traffic must sum to 100 for multiple predictors (it sums to 0)",
+            id="split-without-traffic",
+        ),
+        pytest.param(
+            predictors({"name": "a", "traffic": 50}),
+            "traffic must be 100 for a single predictor when set",
+            id="single-at-50",
+        ),
+        pytest.param(
+            predictors({"name": "a", "traffic": 50}, {"name": "a", "traffic": 50}),
+            "duplicate predictor name: a",
+            id="duplicate-names",
+        ),
+        pytest.param(
+            predictors({"name": "a", "traffic": 110}, {"name": "b", "traffic": -10}),
+            "traffic must be an integer in [0, 100]",
+            id="out-of-range",
+        ),
+        pytest.param(
+            predictors({"name": "a", "shadow": True}),
+            "a shadow can not be the only predictor",
+            id="only-a-shadow",
+        ),
+    ],
+)
+def test_traffic_the_webhook_refuses_is_400(api: ApiCaller, body: object, why: str) -> None:
+    response = api.create(NS, body)
+
+    assert response.status_code == 400
+    assert why in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(
+            predictors({"name": "a", "traffic": 90}, {"name": "b", "traffic": 10}), id="split"
+        ),
+        pytest.param(predictors({"name": "a", "traffic": 100}), id="single-at-100"),
+        pytest.param(
+            predictors({"name": "a"}, {"name": "s", "shadow": True, "traffic": 100}), id="shadow"
+        ),
+    ],
+)
+def test_traffic_the_webhook_accepts_is_created(api: ApiCaller, body: object) -> None:
+    assert api.create(NS, body).status_code == 200
+
+
 def test_non_json_body_is_400(api: ApiCaller) -> None:
     response = api.call(
         "POST",

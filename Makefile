@@ -1,6 +1,7 @@
 # `make demo` and `make test` do all set-up on a fresh machine: a virtualenv,
-# the pinned Python packages, the control-plane binaries (built from Go modules)
-# and the Keycloak distribution (fetched with Maven), both cached between runs.
+# the pinned Python packages, the control-plane and Prometheus binaries (built
+# from Go modules) and the Keycloak distribution (fetched with Maven), all cached
+# between runs.
 
 PYTHON ?= python3
 VENV := .venv

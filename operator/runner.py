@@ -27,6 +27,7 @@ from promotion_operator.core.machine import (
     reconcile,
 )
 from promotion_operator.core.planning import PromotionRef
+from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import FINISHED, ActionKind, Failure, Phase, Run
 from promotion_operator.core.spec import DeploymentRef, PromotionSpec, parse_spec
 from promotion_operator.errors import PromotionError
@@ -134,12 +135,12 @@ def run_pass(
     *,
     now: datetime.datetime,
     jitter: float,
-    resume_requested: bool = False,
+    requests: Requests | None = None,
 ) -> PassResult:
     """One pass of the run for ``promotion``'s current generation, counted in the metrics.
 
-    ``resume_requested``: a person asked a paused canary to go on (the resume
-    annotation is set); the result's ``resumed`` says whether the pass used it.
+    ``requests``: what people asked through annotations; the result's ``used``
+    names those the pass acted on (their annotations are to be removed).
     """
     ctx = Context(
         parse_spec(spec),
@@ -147,7 +148,7 @@ def run_pass(
         now,
         jitter,
         runtime.policy,
-        resume_requested=resume_requested,
+        requests=requests or Requests(),
         prometheus_configured=runtime.settings.prometheus is not None,
     )
     result = reconcile(ctx, status, SeldonEffects(runtime, ctx.spec))

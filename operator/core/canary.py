@@ -24,12 +24,11 @@ from promotion_operator.core.planning import (
     PromotionRef,
     strip_server_fields,
 )
+from promotion_operator.core.requests import RESUME_ANNOTATION
 from promotion_operator.core.spec import AnalysisTemplate, PromotionSpec
 
 CANARY_STEP_ANNOTATION = f"{ANNOTATION_PREFIX}/canary-step"
 CANARY_PREDICTOR_ANNOTATION = f"{ANNOTATION_PREFIX}/canary-predictor"
-#: Set by a person (``kubectl annotate``) to end a pause that has no duration.
-RESUME_ANNOTATION = f"{ANNOTATION_PREFIX}/resume"
 CANARY_NAME = "canary"
 
 

@@ -26,8 +26,10 @@ WORKING_REASONS = {
 }
 #: The Ready reason of a canary paused until a person resumes it.
 AWAITING_RESUME = "AwaitingResume"
+#: The Ready reason of a run waiting for a person to approve it.
+AWAITING_APPROVAL = "AwaitingApproval"
 #: Phases whose Event is a Warning: the promotion did not (or will not) land.
-_WARNING_PHASES = frozenset({Phase.FAILED, Phase.ROLLED_BACK, Phase.ROLLING_BACK})
+_WARNING_PHASES = frozenset({Phase.FAILED, Phase.ROLLED_BACK, Phase.ROLLING_BACK, Phase.ABORTED})
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,8 @@ def find_condition(conditions: Sequence[dict[str, Any]], type_: str) -> dict[str
 
 def _values(run: Run, dry_run: bool) -> tuple[bool, str, bool, str]:
     """(Ready, its reason, Progressing, its reason) for ``run``."""
+    if run.phase == Phase.AWAITING_APPROVAL:
+        return False, AWAITING_APPROVAL, False, AWAITING_APPROVAL
     if run.phase == Phase.PAUSED and run.canary is not None and run.canary.pause_until is None:
         # Waiting on a person, not on the system: not progressing by itself.
         return False, AWAITING_RESUME, False, AWAITING_RESUME

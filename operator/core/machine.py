@@ -22,7 +22,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, Protocol
 
 from promotion_operator.core.canary import (
-    RESUME_ANNOTATION,
     canary_deployment,
     canary_name,
     check_steps,
@@ -50,11 +49,14 @@ from promotion_operator.core.planning import (
     strip_server_fields,
     written_by,
 )
+from promotion_operator.core.requests import APPROVE_ANNOTATION, RESUME_ANNOTATION, Requests
 from promotion_operator.core.run import (
     FINISHED,
+    HISTORY_LENGTH,
     ActionKind,
     CanaryState,
     Failure,
+    HistoryEntry,
     Measurement,
     Phase,
     PlannedChange,
@@ -101,7 +103,7 @@ class Context:
     now: datetime.datetime
     jitter: float = 0.5  # uniform in [0, 1): supplied by the caller to keep this pure
     policy: RetryPolicy = RetryPolicy()
-    resume_requested: bool = False  # a person asked a paused canary to go on
+    requests: Requests = field(default_factory=Requests)  # asked through annotations
     prometheus_configured: bool = False  # analysis steps can be measured
 
 
@@ -146,7 +148,7 @@ class Step:
     run: Run
     action: Action | None = None
     requeue_after: float | None = None  # None: nothing more until the spec changes
-    resumed: bool = False  # the pass used up a person's request to resume
+    used: tuple[str, ...] = ()  # the requests this step acted on (by name)
 
 
 class Reading(NamedTuple):
@@ -192,8 +194,8 @@ class PassResult:
     events: tuple[Event, ...] = ()
     requeue_after: float | None = None  # None: nothing more until the spec changes
     message: str = ""  # the Ready condition's message
-    started: bool = False  # this pass started the run of a new generation
-    resumed: bool = False  # the resume request was used: remove it
+    started: bool = False  # this pass started a run (a new generation, or a retry)
+    used: tuple[str, ...] = ()  # requests acted on (or stale): remove their annotations
 
 
 def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> PassResult:
@@ -207,9 +209,39 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
             return _unreadable(ctx, status, unreadable)
         recorded = None  # a spec change starts afresh; the old run no longer matters
     run = start_run(ctx, recorded)
-    if is_settled(run):
+    started = run is not recorded
+    notes: list[Event] = []
+    stale: tuple[str, ...] = ()
+    if started:
+        # Requests made before this run began are not for it.
+        stale = ctx.requests.present()
+        ctx = replace(ctx, requests=Requests(retry=ctx.requests.retry))
+    elif ctx.requests.retry is not None and ctx.requests.retry != run.last_retry:
+        # A retry of a run that has not ended: say so once, and never act on it later.
+        run = replace(run, last_retry=ctx.requests.retry)
+        notes.append(
+            Event(
+                "Warning",
+                "RetryIgnored",
+                f"retry request ignored: the run is still {run.phase}; "
+                "abort it first, or wait until it ends",
+            )
+        )
+    if is_settled(run) and not _abort_suspended(ctx, run):
         # A finished run stays finished: re-applying the same spec does nothing.
-        return PassResult(run, None, message=ready_message(run.conditions))
+        used: tuple[str, ...] = ()
+        if ctx.requests.abort is not None:
+            used = ("abort",)
+            notes.append(
+                Event(
+                    "Normal",
+                    "NothingToAbort",
+                    f"abort request ignored: the run already ended ({run.phase})",
+                )
+            )
+        changed = to_status(run) if run is not recorded else None
+        message = ready_message(run.conditions)
+        return PassResult(run, changed, tuple(notes), None, message, started, used)
 
     read_source, read_target = reads_for(run.phase)
     source = effects.read_source() if read_source else Answer()
@@ -225,12 +257,16 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
     return PassResult(
         step.run,
         to_status(step.run),
-        transition_events(run, step.run),
+        (*notes, *transition_events(run, step.run)),
         step.requeue_after,
         ready_message(step.run.conditions),
-        started=run is not recorded,
-        resumed=step.resumed,
+        started=started,
+        used=(*stale, *step.used),
     )
+
+
+def _abort_suspended(ctx: Context, run: Run) -> bool:
+    return ctx.requests.abort is not None and run.phase == Phase.SUSPENDED
 
 
 def _unreadable(ctx: Context, status: Mapping[str, Any], error: UnreadableStatus) -> PassResult:
@@ -263,10 +299,15 @@ def _unreadable(ctx: Context, status: Mapping[str, Any], error: UnreadableStatus
 
 
 def start_run(ctx: Context, recorded: Run | None) -> Run:
-    """The run for this generation: the recorded one, or a new one if the spec changed."""
+    """The run for this generation: the recorded one, or a new one if the spec changed
+    or a new retry request came for a run that ended."""
     generation = ctx.promotion.generation
+    token = ctx.requests.retry
+    retry = 0
     if recorded is not None and recorded.generation == generation:
-        return recorded
+        if token is None or token == recorded.last_retry or recorded.phase not in FINISHED:
+            return recorded
+        retry = recorded.retry + 1
     run = Run(
         generation=generation,
         phase=Phase.PENDING,
@@ -274,9 +315,15 @@ def start_run(ctx: Context, recorded: Run | None) -> Run:
         phase_since=ctx.now,
         source=str(ctx.spec.source),
         target=str(ctx.spec.target),
+        retry=retry,
+        # The token in place when a run starts is handled: it never starts another.
+        last_retry=token if token is not None else (recorded.last_retry if recorded else None),
+        history=recorded.history if recorded else (),
         conditions=recorded.conditions if recorded else (),
     )
     message = f"promotion of {ctx.spec.source} to {ctx.spec.target} queued"
+    if retry:
+        message = f"retry {retry} of the {recorded.phase if recorded else ''} run: {message}"
     return with_conditions(run, message, dry_run=ctx.spec.dry_run, now=ctx.now)
 
 
@@ -289,6 +336,7 @@ def reads_for(phase: Phase) -> tuple[bool, bool]:
     """Which deployments a pass in ``phase`` reads: (source, target)."""
     if phase in (Phase.PENDING, Phase.VALIDATING, Phase.PROMOTING):
         return True, True
+    # Waiting for a person reads nothing: the request is in the resource itself.
     if phase in (Phase.VERIFYING, Phase.ANALYZING, Phase.ROLLING_BACK):
         return False, True
     return False, False
@@ -316,9 +364,15 @@ def due_queries(ctx: Context, run: Run) -> list[tuple[str, str]]:
 
 def decide(ctx: Context, run: Run, observed: Observed) -> Step:
     """The next step of ``run`` given what was just observed."""
-    if is_settled(run):
+    if is_settled(run) and not _abort_suspended(ctx, run):
         return Step(run)
     run = replace(run, attempts=run.attempts + 1)
+    if ctx.requests.abort is not None:
+        step = _abort(ctx, run, observed)
+        done = step.run.phase in FINISHED or step.run.phase == Phase.ROLLING_BACK
+        return replace(step, used=("abort",)) if done else step
+    if run.phase == Phase.AWAITING_APPROVAL:
+        return _await_approval(ctx, run)
     if run.phase == Phase.VERIFYING:
         return _verify(ctx, run, observed)
     if run.phase == Phase.ROLLING_BACK:
@@ -440,12 +494,14 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
             checked, steps = plan.deployment, ()
     except PlanningError as error:
         return _finish(ctx, run, Phase.FAILED, Failure("Invalid", str(error)))
+    source_generation = (observed.source.get("metadata") or {}).get("generation")
     change = PlannedChange(
         ActionKind.CREATE if target is None else ActionKind.UPDATE,
         plan.source_spec_hash,
         plan.images,
         plan.model_uris,
         steps,
+        int(source_generation) if isinstance(source_generation, int) else None,
     )
 
     if (
@@ -483,7 +539,15 @@ def _validated(ctx: Context, run: Run) -> Step:
     if ctx.spec.suspend:
         message = f"suspended before the first write: would {summary}; set spec.suspend=false"
         return _step(ctx, run.moved_to(Phase.SUSPENDED, ctx.now), message)
-    if canary:
+    if ctx.spec.approval_required and run.approved_by is None:
+        waiting = run.moved_to(Phase.AWAITING_APPROVAL, ctx.now)
+        return _step(ctx, waiting, _approval_wanted(ctx), None, ctx.policy.max_poll)
+    return _start_writing(ctx, run, f"validated; {summary}")
+
+
+def _start_writing(ctx: Context, run: Run, done: str) -> Step:
+    """After validation (and approval): record the plan, then write on the next pass."""
+    if ctx.spec.strategy == Strategy.CANARY:
         assert run.previous is not None and run.previous.deployment is not None
         stable = str(serving_predictor(run.previous.deployment, "the target").get("name"))
         state = CanaryState(
@@ -492,9 +556,51 @@ def _validated(ctx: Context, run: Run) -> Step:
             canary_predictor=canary_name({"name": stable}),
             stable_predictor=stable,
         )
-        return _enter_step(ctx, replace(run, canary=state), 0, "validated")
+        return _enter_step(ctx, replace(run, canary=state), 0, done)
     # Record the validated plan and the previous target before the write happens.
-    return _step(ctx, run.moved_to(Phase.PROMOTING, ctx.now), f"validated; {summary}", None, 0.0)
+    return _step(ctx, run.moved_to(Phase.PROMOTING, ctx.now), done, None, 0.0)
+
+
+def _approval_wanted(ctx: Context) -> str:
+    who = (
+        f"a member of {', '.join(ctx.spec.approval_groups)}"
+        if ctx.spec.approval_groups
+        else "an approver"
+    )
+    return (
+        f"validated; waiting for approval by {who}: kubectl promotion approve "
+        f"{ctx.promotion.name} (sets {APPROVE_ANNOTATION} to the approver's user name)"
+    )
+
+
+def _await_approval(ctx: Context, run: Run) -> Step:
+    approver = ctx.requests.approve
+    if approver is None:
+        return _step(ctx, run, _approval_wanted(ctx), None, ctx.policy.max_poll)
+    # The API server's admission policy let only an allowed user set it, to their name.
+    run = replace(run, approved_by=approver, approved_at=ctx.now)
+    step = _start_writing(ctx, run, f"approved by {approver}")
+    return replace(step, used=("approve",))
+
+
+def _abort(ctx: Context, run: Run, observed: Observed) -> Step:
+    """Stop before the next write; undo what was written, as a failure would."""
+    if run.phase == Phase.ROLLING_BACK:
+        return _roll_back(ctx, run, observed)  # already undoing it
+    target = observed.target
+    if run.phase == Phase.PROMOTING and observed.target_error is not None:
+        # Whether the write landed cannot be told yet: look again before acting.
+        return _retry_or_fail(ctx, run, observed.target_error)
+    written = (
+        run.phase in (Phase.VERIFYING, Phase.ANALYZING, Phase.PAUSED)
+        or (run.canary is not None and run.canary.weight > 0)
+        or (run.phase == Phase.PROMOTING and target is not None and _ours(ctx, target, run))
+    )
+    if written:
+        aborted = Failure("Aborted", f"aborted on request after {ctx.spec.target} was written")
+        return _target_failed(ctx, run, aborted)
+    nothing = Failure("Aborted", "aborted on request before anything was written")
+    return _finish(ctx, run, Phase.ABORTED, nothing)
 
 
 def _verify(ctx: Context, run: Run, observed: Observed) -> Step:
@@ -771,9 +877,9 @@ def _pause(ctx: Context, run: Run) -> Step:
         wait = (canary.pause_until - ctx.now).total_seconds()
         message = f"{_step_name(ctx, canary.step)} until {format_time(canary.pause_until)}"
         return _step(ctx, run, message, None, wait)
-    if ctx.resume_requested:
+    if ctx.requests.resume is not None:
         step = _enter_step(ctx, run, canary.step + 1, "resumed")
-        return replace(step, resumed=True)
+        return replace(step, used=("resume",))
     message = (
         f"{_step_name(ctx, canary.step)}: waiting for a person to run "
         f"kubectl annotate mp {ctx.promotion.name} {RESUME_ANNOTATION}=true"
@@ -936,6 +1042,10 @@ def _deadline(ctx: Context, run: Run) -> datetime.datetime:
         return canary.pause_until or canary.step_started_at + _NEVER
     if canary is not None and run.phase == Phase.PROMOTING:
         return canary.step_started_at + timeout
+    if run.phase == Phase.AWAITING_APPROVAL:
+        return run.phase_since + _NEVER  # a person decides when
+    if run.phase == Phase.PROMOTING and run.approved_at is not None:
+        return run.approved_at + timeout
     if run.phase == Phase.VERIFYING:
         return (run.applied_at or run.phase_since) + timeout
     if run.phase == Phase.ROLLING_BACK:
@@ -959,7 +1069,30 @@ def _finish(
 ) -> Step:
     run = replace(run, outcome=outcome, last_error=None, error_since=None)
     text = message or (outcome.message if outcome else phase.value)
-    return _step(ctx, run.moved_to(phase, ctx.now), text)
+    step = _step(ctx, run.moved_to(phase, ctx.now), text)
+    return replace(step, run=_with_history(step.run))
+
+
+def _with_history(run: Run) -> Run:
+    """``run`` (finished) with itself first in the history of runs."""
+    plan = run.plan
+    entry = HistoryEntry(
+        generation=run.generation,
+        retry=run.retry,
+        outcome=str(run.phase),
+        reason=ready_reason(run.conditions),
+        started_at=run.started_at,
+        finished_at=run.finished_at or run.phase_since,
+        source=run.source,
+        target=run.target,
+        source_generation=plan.source_generation if plan else None,
+        target_generation=run.applied_generation if run.phase == Phase.SUCCEEDED else None,
+        images=plan.images if plan else (),
+        model_uris=plan.model_uris if plan else (),
+        approved_by=run.approved_by,
+    )
+    earlier = [e for e in run.history if (e.generation, e.retry) != (run.generation, run.retry)]
+    return replace(run, history=(entry, *earlier)[:HISTORY_LENGTH])
 
 
 def _step(

@@ -14,6 +14,7 @@ class Phase(enum.StrEnum):
 
     PENDING = "Pending"
     VALIDATING = "Validating"
+    AWAITING_APPROVAL = "AwaitingApproval"  # validated and planned; a person must approve
     PROMOTING = "Promoting"
     VERIFYING = "Verifying"
     ANALYZING = "Analyzing"  # canary: measuring the analysis templates
@@ -23,9 +24,12 @@ class Phase(enum.StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     ROLLED_BACK = "RolledBack"
+    ABORTED = "Aborted"  # stopped on request before anything was written
 
 
-FINISHED = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.ROLLED_BACK})
+FINISHED = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.ROLLED_BACK, Phase.ABORTED})
+#: Runs kept in ``status.history``.
+HISTORY_LENGTH = 10
 
 
 class ActionKind(enum.StrEnum):
@@ -66,6 +70,7 @@ class PlannedChange:
     images: tuple[str, ...] = ()
     model_uris: tuple[str, ...] = ()
     steps: tuple[str, ...] = ()  # the writes and waits, in order, for a person to read
+    source_generation: int | None = None  # the source's metadata.generation when planned
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,25 @@ class CanaryState:
 
 
 @dataclass(frozen=True)
+class HistoryEntry:
+    """One finished run, as ``status.history`` keeps it."""
+
+    generation: int
+    retry: int
+    outcome: str  # the final phase
+    reason: str  # the final Ready reason
+    started_at: datetime.datetime
+    finished_at: datetime.datetime
+    source: str = ""
+    target: str = ""
+    source_generation: int | None = None
+    target_generation: int | None = None
+    images: tuple[str, ...] = ()
+    model_uris: tuple[str, ...] = ()
+    approved_by: str | None = None
+
+
+@dataclass(frozen=True)
 class Run:
     """The state of the run for one generation of a ModelPromotion."""
 
@@ -143,6 +167,12 @@ class Run:
     error_since: datetime.datetime | None = None
     outcome: Failure | None = None  # why a run failed or was rolled back
     canary: CanaryState | None = None
+    retry: int = 0  # 0 for a generation's first run, then one more per retry request
+    approved_by: str | None = None
+    approved_at: datetime.datetime | None = None
+    # Kept from run to run: the last retry request handled, and the finished runs.
+    last_retry: str | None = None
+    history: tuple[HistoryEntry, ...] = ()
     conditions: tuple[dict[str, Any], ...] = field(default_factory=tuple)
 
     def moved_to(self, phase: Phase, now: datetime.datetime) -> Run:
@@ -218,6 +248,7 @@ def to_status(run: Run) -> dict[str, Any]:
             "images": list(plan.images),
             "modelUris": list(plan.model_uris),
             "steps": list(plan.steps) or None,
+            "sourceGeneration": plan.source_generation,
         },
         "previous": None
         if previous is None
@@ -231,8 +262,36 @@ def to_status(run: Run) -> dict[str, Any]:
         "lastError": _failure_to_status(run.last_error, run.error_since),
         "outcome": _failure_to_status(run.outcome, None),
         "canary": None if run.canary is None else _canary_to_status(run.canary),
+        "retry": run.retry,
+        "approval": None
+        if run.approved_by is None
+        else {
+            "by": run.approved_by,
+            "at": format_time(run.approved_at) if run.approved_at else None,
+        },
+        "lastRetry": run.last_retry,
+        "history": [_history_to_status(entry) for entry in run.history],
         "conditions": [dict(c) for c in run.conditions],
     }
+
+
+def _history_to_status(entry: HistoryEntry) -> dict[str, Any]:
+    out = {
+        "generation": entry.generation,
+        "retry": entry.retry,
+        "outcome": entry.outcome,
+        "reason": entry.reason,
+        "startedAt": format_time(entry.started_at),
+        "finishedAt": format_time(entry.finished_at),
+        "source": entry.source,
+        "target": entry.target,
+        "sourceGeneration": entry.source_generation,
+        "targetGeneration": entry.target_generation,
+        "images": list(entry.images),
+        "modelUris": list(entry.model_uris),
+        "approvedBy": entry.approved_by,
+    }
+    return {key: value for key, value in out.items() if value is not None}
 
 
 def _canary_to_status(canary: CanaryState) -> dict[str, Any]:
@@ -297,6 +356,11 @@ def from_status(status: Mapping[str, Any]) -> Run | None:
         error_since=reader.time("lastError.since"),
         outcome=reader.failure("outcome"),
         canary=reader.canary(),
+        retry=reader.integer("retry") or 0,
+        approved_by=reader.text("approval.by") or None,
+        approved_at=reader.time("approval.at"),
+        last_retry=reader.text("lastRetry") or None,
+        history=reader.history(),
         conditions=reader.conditions(),
     )
     if reader.problems:
@@ -383,6 +447,7 @@ class _StatusReader:
             tuple(self._strings("plan.images")),
             tuple(self._strings("plan.modelUris")),
             tuple(self._strings("plan.steps")),
+            self.integer("plan.sourceGeneration"),
         )
 
     def _strings(self, path: str) -> list[str]:
@@ -470,6 +535,29 @@ class _StatusReader:
             analysis=tuple(analysis),
             measurements=tuple(measurements),
         )
+
+    def history(self) -> tuple[HistoryEntry, ...]:
+        entries = []
+        for i, _ in enumerate(self._list("history")):
+            at = f"history.{i}"
+            entries.append(
+                HistoryEntry(
+                    generation=self.integer(f"{at}.generation", required=True) or 0,
+                    retry=self.integer(f"{at}.retry") or 0,
+                    outcome=self.text(f"{at}.outcome"),
+                    reason=self.text(f"{at}.reason"),
+                    started_at=self.time(f"{at}.startedAt", required=True) or _EPOCH,
+                    finished_at=self.time(f"{at}.finishedAt", required=True) or _EPOCH,
+                    source=self.text(f"{at}.source"),
+                    target=self.text(f"{at}.target"),
+                    source_generation=self.integer(f"{at}.sourceGeneration"),
+                    target_generation=self.integer(f"{at}.targetGeneration"),
+                    images=tuple(self._strings(f"{at}.images")),
+                    model_uris=tuple(self._strings(f"{at}.modelUris")),
+                    approved_by=self.text(f"{at}.approvedBy") or None,
+                )
+            )
+        return tuple(entries)
 
     def _list(self, path: str) -> list[Any]:
         value = self._get(path) or []

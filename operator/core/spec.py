@@ -109,6 +109,8 @@ class PromotionSpec:
     strategy: Strategy = Strategy.REPLACE
     canary_steps: tuple[CanaryStep, ...] = ()
     templates: Mapping[str, AnalysisTemplate] = field(default_factory=dict)
+    approval_required: bool = False
+    approval_groups: tuple[str, ...] = ()  # enforced by the API server's admission policy
 
     def analysis_seconds(self, step: CanaryStep) -> float:
         """How long the analysis of ``step`` takes when every measurement answers."""
@@ -156,6 +158,8 @@ def parse_spec(spec: Mapping[str, Any]) -> PromotionSpec:
         templates={
             t["name"]: _template(t) for t in (spec.get("analysis") or {}).get("templates") or ()
         },
+        approval_required=bool((spec.get("approval") or {}).get("required", False)),
+        approval_groups=tuple((spec.get("approval") or {}).get("groups") or ()),
     )
 
 

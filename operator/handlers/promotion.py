@@ -15,10 +15,10 @@ from typing import Any
 
 import kopf
 
-from promotion_operator.core.canary import RESUME_ANNOTATION
 from promotion_operator.core.conditions import Event
 from promotion_operator.core.machine import PassResult
 from promotion_operator.core.planning import PromotionRef
+from promotion_operator.core.requests import CONSUMED, requests_from
 from promotion_operator.runner import Runtime, run_pass
 
 GROUP = "deploy.mlops.dev"
@@ -58,7 +58,7 @@ def run_promotion(
         dict(status),
         now=datetime.datetime.now(datetime.UTC),
         jitter=random.random(),
-        resume_requested=RESUME_ANNOTATION in (meta.get("annotations") or {}),
+        requests=requests_from(meta.get("annotations")),
     )
 
     def post(event: Event) -> None:
@@ -73,9 +73,9 @@ def record(result: PassResult, patch: kopf.Patch, post: Callable[[Event], None])
     order, and an unfinished run requeued after the core's delay (``RunInProgress``)."""
     if result.status is not None:
         patch.status.update(result.status)
-    if result.resumed:
-        # Used up: the next manual pause waits for a new request.
-        patch.metadata.annotations[RESUME_ANNOTATION] = None
+    for name in result.used:
+        # Acted on (or left from before this run): the next one needs a new request.
+        patch.metadata.annotations[CONSUMED[name]] = None
     for event in result.events:
         post(event)
     if result.requeue_after is not None:

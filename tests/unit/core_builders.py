@@ -29,6 +29,7 @@ from promotion_operator.core.planning import (
     spec_hash,
     strip_server_fields,
 )
+from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import (
     ActionKind,
     Failure,
@@ -213,7 +214,9 @@ def change_for(target: Mapping[str, Any] | None, spec: PromotionSpec = SPEC) -> 
     """The planned change a run records for ``target``."""
     plan = plan_for(spec)
     action = ActionKind.CREATE if target is None else ActionKind.UPDATE
-    return PlannedChange(action, plan.source_spec_hash, plan.images, plan.model_uris)
+    return PlannedChange(
+        action, plan.source_spec_hash, plan.images, plan.model_uris, source_generation=5
+    )
 
 
 def run_in(phase: Phase, **changes: Any) -> Run:
@@ -369,6 +372,8 @@ def drive(
     crash_after_first_write: bool = False,
     crash_after_writes: frozenset[int] = frozenset(),
     resume_at: float | None = None,
+    approve_at: float | None = None,
+    requests: Requests | None = None,
     prometheus: bool = True,
     max_passes: int = 60,
 ) -> list[Pass]:
@@ -379,20 +384,25 @@ def drive(
     operator die right after its first write lands, before recording anything;
     the loop then restarts from the status recorded before the write;
     ``crash_after_writes`` does so after each write whose 1-based number it holds.
-    ``resume_at`` is when a person asks a paused canary to go on (seconds after T0).
+    ``resume_at`` is when a person asks a paused canary to go on (seconds after T0),
+    ``approve_at`` when alice approves.
+    ``requests`` are set on the resource from the start; a used one is removed, as
+    the handler removes its annotation.
     """
     crash_at = set(crash_after_writes) | ({1} if crash_after_first_write else set())
-    resume_requested = False
+    asked = requests or Requests()
     now = T0
     recorded: Mapping[str, Any] = status or {}
     passes: list[Pass] = []
     for _ in range(max_passes):
         if resume_at is not None and now >= at(resume_at):
-            resume_requested, resume_at = True, None
+            asked, resume_at = replace(asked, resume="yes"), None
+        if approve_at is not None and now >= at(approve_at):
+            asked, approve_at = replace(asked, approve="alice"), None
         ctx = replace(
             context(spec=spec, jitter=jitter),
             now=now,
-            resume_requested=resume_requested,
+            requests=asked,
             prometheus_configured=prometheus,
         )
         seldon.now = now
@@ -403,15 +413,14 @@ def drive(
         assert result.run is not None
         if result.status is None:
             break
-        if result.resumed:
-            resume_requested = False
+        asked = replace(asked, **dict.fromkeys(result.used))
         written = action is not None and action.kind in (ActionKind.CREATE, ActionKind.UPDATE)
         if written and len(seldon.writes()) in crash_at:
             crash_at.discard(len(seldon.writes()))
             assert before is not None
             passes.append(Pass(now, before, action, Step(before)))
             continue
-        step = Step(result.run, action, result.requeue_after, result.resumed)
+        step = Step(result.run, action, result.requeue_after, result.used)
         passes.append(Pass(now, before, action, step, result.events))
         recorded = result.status
         if step.requeue_after is None:

@@ -12,9 +12,9 @@ from typing import Any
 import kopf
 import pytest
 
-from promotion_operator.core.canary import RESUME_ANNOTATION
 from promotion_operator.core.conditions import Event
 from promotion_operator.core.machine import Action, PassResult
+from promotion_operator.core.requests import RESUME_ANNOTATION
 from promotion_operator.core.run import ActionKind, Phase, to_status
 from promotion_operator.errors import Forbidden, PromotionError
 from promotion_operator.handlers.promotion import RunInProgress, record
@@ -240,7 +240,7 @@ def translate(result: PassResult) -> tuple[kopf.Patch, list[Event]]:
 
 
 def test_a_used_resume_request_is_removed_from_the_annotations() -> None:
-    patch, _ = translate(PassResult(None, {"phase": "Promoting"}, resumed=True))
+    patch, _ = translate(PassResult(None, {"phase": "Promoting"}, used=("resume",)))
 
     assert patch["metadata"] == {"annotations": {RESUME_ANNOTATION: None}}
 

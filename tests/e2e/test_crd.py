@@ -1,12 +1,18 @@
-"""The CRD teaches its fields and refuses bad resources at admission, naming the field."""
+"""The CRD teaches its fields, refuses bad resources at admission naming the field, and
+keeps the status the operator writes."""
 
 from __future__ import annotations
 
+import copy
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from tests.e2e.spec_strategies import MAX_ANNOTATIONS_BYTES, MAX_NAME, largest_spec
 from tests.harness.controlplane import ControlPlane
 from tests.harness.promotions import manifest
 
@@ -16,6 +22,55 @@ VALID: dict[str, Any] = {
     "source": {"namespace": "staging", "name": "iris"},
     "target": {"namespace": "production"},
 }
+ERROR_RATE = (
+    "sum(rate(seldon_api_executor_server_requests_seconds_count"
+    '{deployment_name="{{target}}",predictor_name="{{canary}}",code!~"2.."}[{{interval}}]))\n'
+    "/ sum(rate(seldon_api_executor_server_requests_seconds_count"
+    '{deployment_name="{{target}}",predictor_name="{{canary}}"}[{{interval}}]))\n'
+)
+CANARY: dict[str, Any] = {
+    **VALID,
+    "strategy": "Canary",
+    "canary": {
+        "steps": [
+            {"setWeight": 10},
+            {"analysis": {"templates": ["error-rate"]}},
+            {"setWeight": 50},
+            {"pause": {}},
+            {"pause": {"duration": "2m"}},
+        ]
+    },
+    "analysis": {"templates": [{"name": "error-rate", "query": ERROR_RATE, "max": 0.01}]},
+}
+# Limits of the Canary fields in crds/modelpromotions.deploy.mlops.dev.yaml.
+MAX_STEPS = 20
+MAX_STEP_TEMPLATES = 5
+MAX_TEMPLATES = 10
+MAX_QUERY = 4000
+MAX_QUERIES = 6000  # all queries together (a CEL rule)
+MAX_DURATION_CHARS = 32
+KUBECTL_COPY = "kubectl.kubernetes.io/last-applied-configuration"
+KOPF_COPY = "deploy.mlops.dev/last-handled-configuration"
+
+
+def _canary_step(index: int, step: dict[str, Any]) -> dict[str, Any]:
+    """CANARY with step ``index`` replaced by ``step``."""
+    spec = copy.deepcopy(CANARY)
+    spec["canary"]["steps"][index] = step
+    return spec
+
+
+def _canary_template(**fields: Any) -> dict[str, Any]:
+    """CANARY with its template changed: ``fields`` set, those given as None removed."""
+    spec = copy.deepcopy(CANARY)
+    template = spec["analysis"]["templates"][0]
+    template.update(fields)
+    spec["analysis"]["templates"][0] = {k: v for k, v in template.items() if v is not None}
+    return spec
+
+
+def _without(spec: dict[str, Any], field: str) -> dict[str, Any]:
+    return {key: value for key, value in spec.items() if key != field}
 
 
 def _explain(control_plane: ControlPlane, field: str) -> str:
@@ -68,9 +123,9 @@ def test_kubectl_explain_teaches_the_spec(control_plane: ControlPlane, crds: Non
             id="timeout-too-long",
         ),
         pytest.param(
-            {**VALID, "strategy": "Canary"},
+            {**VALID, "strategy": "BlueGreen"},
             "spec.strategy",
-            'supported values: "Replace"',
+            'supported values: "Replace", "Canary"',
             id="unknown-strategy",
         ),
         pytest.param(
@@ -103,6 +158,154 @@ def test_kubectl_explain_teaches_the_spec(control_plane: ControlPlane, crds: Non
             "should be greater than or equal to 0",
             id="negative-replicas",
         ),
+        # Canary
+        pytest.param(
+            {**CANARY, "strategy": "Replace"},
+            "spec.canary",
+            "Forbidden: spec.canary is only for spec.strategy Canary",
+            id="canary-with-replace",
+        ),
+        pytest.param(
+            _without(CANARY, "strategy"),
+            "spec.canary",
+            "Forbidden: spec.canary is only for spec.strategy Canary",
+            id="canary-with-the-default-strategy",
+        ),
+        pytest.param(
+            _without(CANARY, "canary"),
+            "spec.canary",
+            "Required value: spec.canary is required when spec.strategy is Canary",
+            id="canary-strategy-without-canary",
+        ),
+        pytest.param(
+            _canary_step(1, {"setWeight": 20, "pause": {}}),
+            "spec.canary.steps[1]",
+            "exactly one of setWeight, analysis or pause; this one has several",
+            id="step-with-two-actions",
+        ),
+        pytest.param(
+            _canary_step(1, {}),
+            "spec.canary.steps[1]",
+            "exactly one of setWeight, analysis or pause; this one is empty",
+            id="empty-step",
+        ),
+        pytest.param(
+            _canary_step(1, {"pause": None}),
+            "spec.canary.steps[1]",
+            "this one is empty",
+            id="step-with-a-null-pause",
+        ),
+        pytest.param(
+            _canary_step(0, {"analysis": {"templates": ["error-rate"]}}),
+            "spec.canary.steps",
+            "spec.canary.steps[0] must be a setWeight",
+            id="first-step-not-a-setweight",
+        ),
+        pytest.param(
+            {**CANARY, "canary": {"steps": []}},
+            "spec.canary.steps",
+            "should have at least 1 items",
+            id="no-steps",
+        ),
+        pytest.param(
+            _canary_step(0, {"setWeight": 0}),
+            "spec.canary.steps[0].setWeight",
+            "should be greater than or equal to 1",
+            id="setweight-0",
+        ),
+        pytest.param(
+            _canary_step(2, {"setWeight": 100}),
+            "spec.canary.steps[2].setWeight",
+            "should be less than or equal to 99",
+            id="setweight-100",
+        ),
+        pytest.param(
+            _canary_step(1, {"analysis": {"templates": ["error-rat"]}}),
+            "spec.canary.steps",
+            "every template an analysis step of spec.canary.steps names must be defined in "
+            "spec.analysis.templates",
+            id="unknown-template",
+        ),
+        pytest.param(
+            _without(CANARY, "analysis"),
+            "spec.canary.steps",
+            "must be defined in spec.analysis.templates",
+            id="analysis-step-without-templates",
+        ),
+        pytest.param(
+            _canary_step(1, {"analysis": {"templates": ["error-rate", "error-rate"]}}),
+            "spec.canary.steps[1].analysis.templates[1]",
+            'Duplicate value: "error-rate"',
+            id="template-twice-in-a-step",
+        ),
+        pytest.param(
+            _canary_template(max=None),
+            "spec.analysis.templates[0]",
+            "each spec.analysis.templates entry needs min, max or both",
+            id="template-without-min-or-max",
+        ),
+        pytest.param(
+            _canary_template(min=0.5, max=0.1),
+            "spec.analysis.templates[0].min",
+            "spec.analysis.templates[].min must not be greater than max",
+            id="min-above-max",
+        ),
+        pytest.param(
+            _canary_template(count=3, failureLimit=3),
+            "spec.analysis.templates[0].failureLimit",
+            "spec.analysis.templates[].failureLimit must be less than count",
+            id="failure-limit-equal-to-count",
+        ),
+        pytest.param(
+            _canary_template(failureLimit=1),
+            "spec.analysis.templates[0].failureLimit",
+            "must be less than count",
+            id="failure-limit-above-the-default-count",
+        ),
+        pytest.param(
+            _canary_template(interval="0s"),
+            "spec.analysis.templates[0].interval",
+            "spec.analysis.templates[].interval must be between 1s and 1h",
+            id="interval-0s",
+        ),
+        pytest.param(
+            _canary_template(interval="2h"),
+            "spec.analysis.templates[0].interval",
+            "must be between 1s and 1h",
+            id="interval-2h",
+        ),
+        pytest.param(
+            _canary_step(4, {"pause": {"duration": "25h"}}),
+            "spec.canary.steps[4].pause.duration",
+            "spec.canary.steps[].pause.duration must be between 1s and 24h",
+            id="pause-25h",
+        ),
+        pytest.param(
+            _canary_template(query="sum(up) > 0"),
+            "spec.analysis.templates[0].query",
+            "should match",
+            id="query-with-a-comparison",
+        ),
+        pytest.param(
+            {
+                **CANARY,
+                "analysis": {
+                    "templates": [
+                        {"name": "error-rate", "query": "x" * MAX_QUERY, "max": 1},
+                        {"name": "other", "query": "y" * (MAX_QUERIES - MAX_QUERY + 1), "max": 1},
+                    ]
+                },
+            },
+            "spec.analysis.templates",
+            f"the queries of spec.analysis.templates must be at most {MAX_QUERIES} characters",
+            id="queries-too-long-together",
+        ),
+        pytest.param(
+            {**CANARY, "analysis": {"templates": CANARY["analysis"]["templates"] * 2}},
+            "spec.analysis.templates[1]",
+            'Duplicate value: {"name":"error-rate"}',
+            id="two-templates-of-one-name",
+        ),
     ],
 )
 def test_invalid_promotion_is_refused_naming_the_field(
@@ -112,8 +315,8 @@ def test_invalid_promotion_is_refused_naming_the_field(
         "apply", "-n", "default", "-f", "-", input_text=manifest("bad", spec), check=False
     )
     assert refused.returncode != 0
-    assert field in refused.stderr
-    assert words in refused.stderr
+    assert f"{field}: " in refused.stderr, refused.stderr
+    assert words in refused.stderr, refused.stderr
 
 
 def test_source_and_target_are_immutable(control_plane: ControlPlane, crds: None) -> None:
@@ -127,3 +330,208 @@ def test_source_and_target_are_immutable(control_plane: ControlPlane, crds: None
     assert refused.returncode != 0
     assert "spec.target is immutable" in refused.stderr
     control_plane.kubectl("delete", "mp", "immutable", "-n", "default")
+
+
+def _apply_json(control_plane: ControlPlane, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    applied = control_plane.kubectl(
+        "apply", "-n", "default", "-f", "-", "-o", "json",
+        input_text=manifest(name, spec), check=False,
+    )  # fmt: skip
+    assert applied.returncode == 0, applied.stderr[:2000]
+    body: dict[str, Any] = json.loads(applied.stdout)
+    return body
+
+
+def test_a_canary_is_accepted_with_its_defaults(control_plane: ControlPlane, crds: None) -> None:
+    spec = _apply_json(control_plane, "canary-defaults", CANARY)["spec"]
+    control_plane.kubectl("delete", "mp", "canary-defaults", "-n", "default")
+    assert spec["strategy"] == "Canary"
+    # Steps as written: an empty pause (wait for a person) is kept, not pruned.
+    assert spec["canary"] == CANARY["canary"]
+    assert spec["analysis"]["templates"] == [
+        {
+            "name": "error-rate",
+            "query": ERROR_RATE,
+            "max": 0.01,
+            "interval": "30s",
+            "count": 1,
+            "failureLimit": 0,
+        }
+    ]
+
+
+def test_kubectl_explain_teaches_the_canary(control_plane: ControlPlane, crds: None) -> None:
+    steps = _explain(control_plane, "modelpromotion.spec.canary.steps")
+    assert "each exactly one of" in steps
+    assert "The first step must be a setWeight" in steps
+    for field in ("setWeight", "analysis", "pause"):
+        assert f"{field}\t<" in steps, steps
+    assert "kubectl annotate mp NAME deploy.mlops.dev/resume=true" in steps
+    assert "inconclusive" in steps
+    query = _explain(control_plane, "modelpromotion.spec.analysis.templates.query")
+    for placeholder in ("{{target}}", "{{namespace}}", "{{canary}}", "{{stable}}", "{{interval}}"):
+        assert placeholder in query
+    assert "min <= value <= max" in query
+    strategy = _explain(control_plane, "modelpromotion.spec.strategy")
+    assert "Canary moves traffic to the promoted spec" in strategy
+
+
+def test_the_canary_status_is_kept_and_its_weight_is_a_column(
+    control_plane: ControlPlane, crds: None
+) -> None:
+    name = "canary-status"
+    _apply_json(control_plane, name, CANARY)
+    canary = {
+        "step": 1,
+        "weight": 10,
+        "stepStartedAt": "2026-03-01T10:00:05Z",
+        "canaryPredictor": "iris-canary",
+        "stablePredictor": "default",
+        "analysis": [
+            {
+                "template": "error-rate",
+                "dueAt": "2026-03-01T10:00:35Z",
+                "taken": 2,
+                "failed": 1,
+                "inconclusive": 1,
+            }
+        ],
+        "measurements": [
+            {
+                "template": "error-rate",
+                "result": "Inconclusive",
+                "max": 0.01,
+                "message": "no data",
+                "at": "2026-03-01T10:00:05Z",
+            },
+            {
+                "template": "error-rate",
+                "value": 0.5,
+                "min": 0.0,
+                "max": 0.01,
+                "result": "Failed",
+                "message": "0.5 is above max 0.01",
+                "at": "2026-03-01T10:00:35Z",
+            },
+        ],
+    }
+    ready = {
+        "type": "Ready",
+        "status": "False",
+        "reason": "Analyzing",
+        "message": "step 2 of 5: analysis error-rate",
+        "lastTransitionTime": "2026-03-01T10:00:05Z",
+    }
+    plan_steps = ["set weight 10", "analysis error-rate", "set weight 50", "promote"]
+    status: dict[str, Any] = {
+        "phase": "Analyzing",
+        "observedGeneration": 1,
+        "source": "staging/iris",
+        "target": "production/iris",
+        "conditions": [ready],
+        "plan": {"action": "Update", "steps": plan_steps},
+        "canary": canary,
+    }
+    control_plane.kubectl(
+        "patch", "mp", name, "-n", "default", "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": status}),
+    )  # fmt: skip
+    got = json.loads(control_plane.kubectl("get", "mp", name, "-n", "default", "-o", "json").stdout)
+    # The status is structural: a field the CRD did not declare would be gone.
+    assert got["status"]["canary"] == canary
+    assert got["status"]["plan"]["steps"] == plan_steps
+    table = control_plane.kubectl("get", "mp", name, "-n", "default").stdout.splitlines()
+    assert table[0].split() == ["NAME", "SOURCE", "TARGET", "PHASE", "REASON", "WEIGHT", "AGE"]
+    assert table[1].split()[1:6] == [
+        "staging/iris", "production/iris", "Analyzing", "Analyzing", "10"
+    ]  # fmt: skip
+    for phase in ("Paused", "Analyzing"):
+        control_plane.kubectl(
+            "patch", "mp", name, "-n", "default", "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": {"phase": phase}}),
+        )  # fmt: skip
+    control_plane.kubectl("delete", "mp", name, "-n", "default")
+
+
+def _largest_canary_spec() -> dict[str, Any]:
+    """The biggest Canary spec the CRD allows, in the characters whose JSON copies are
+    longest: an emoji in the free texts (12 bytes in Kopf's copy), '"' in the queries."""
+    spec = largest_spec(
+        source={"namespace": "s" * 63, "name": "s" * MAX_NAME, "instance": "i" * 63},
+        target={"namespace": "t" * 63, "name": "t" * MAX_NAME, "instance": "j" * 63},
+        text="\U0001f600",
+    )
+    names = [f"{i}" + "t" * 62 for i in range(MAX_TEMPLATES)]
+    # Queries of MAX_QUERIES characters together, the first at its own maximum.
+    rest = MAX_TEMPLATES - 2
+    queries = [MAX_QUERY, MAX_QUERIES - MAX_QUERY - rest] + [1] * rest
+    spec["strategy"] = "Canary"
+    spec["canary"] = {
+        "steps": [{"setWeight": 99}]
+        + [{"analysis": {"templates": names[:MAX_STEP_TEMPLATES]}}] * (MAX_STEPS - 1)
+    }
+    spec["analysis"] = {
+        "templates": [
+            {
+                "name": name,
+                "query": '"' * size,
+                "min": -1.7976931348623157e308,
+                "max": 1.7976931348623157e308,
+                "interval": "1s".rjust(MAX_DURATION_CHARS, "0"),
+                "count": 100,
+                "failureLimit": 99,
+            }
+            for name, size in zip(names, queries, strict=True)
+        ]
+    }
+    return spec
+
+
+def test_the_largest_canary_spec_fits_both_copies_in_annotations(
+    control_plane: ControlPlane, crds: None
+) -> None:
+    name = "c" * MAX_NAME
+    body = _apply_json(control_plane, name, _largest_canary_spec())
+    control_plane.kubectl("delete", "mp", name, "-n", "default")
+    kubectl_copy = body["metadata"]["annotations"][KUBECTL_COPY]
+    # Kopf keeps the spec (with its defaults) as Python's json writes it, plus "\n".
+    kopf_copy = json.dumps({"spec": body["spec"]}, separators=(",", ":")) + "\n"
+    used = sum(
+        len(key.encode()) + len(value.encode())
+        for key, value in ((KUBECTL_COPY, kubectl_copy), (KOPF_COPY, kopf_copy))
+    )
+    # Room is left for Kopf's progress, Argo CD's tracking and a person's annotations.
+    assert used < 0.9 * MAX_ANNOTATIONS_BYTES, f"{used} bytes of {MAX_ANNOTATIONS_BYTES}"
+
+
+ARGOCD_CASES = Path(__file__).resolve().parents[1] / "unit" / "argocd_cases"
+# Samples of what the operator never writes, for the health check's defensive paths:
+# no status yet, conditions without required fields, a phase from the future.
+NOT_THE_OPERATORS = {
+    "health_test.yaml",
+    "fresh.yaml",
+    "failed-no-message.yaml",
+    "succeeded-no-ready.yaml",
+    "unknown-phase.yaml",
+}
+
+
+@pytest.mark.parametrize(
+    "sample",
+    sorted(p.name for p in ARGOCD_CASES.glob("*.yaml") if p.name not in NOT_THE_OPERATORS),
+)
+def test_the_argocd_health_samples_are_what_the_crd_keeps(
+    control_plane: ControlPlane, crds: None, sample: str
+) -> None:
+    # The health check's cases are written as the operator writes status: the CRD
+    # accepts each sample's spec and status and prunes nothing from them.
+    body = yaml.safe_load((ARGOCD_CASES / sample).read_text())
+    name = f"sample-{sample.removesuffix('.yaml')}"
+    _apply_json(control_plane, name, body["spec"])
+    control_plane.kubectl(
+        "patch", "mp", name, "-n", "default", "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": body["status"]}),
+    )  # fmt: skip
+    got = json.loads(control_plane.kubectl("get", "mp", name, "-n", "default", "-o", "json").stdout)
+    control_plane.kubectl("delete", "mp", name, "-n", "default")
+    assert got.get("status", {}) == body["status"]

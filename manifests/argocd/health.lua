@@ -78,8 +78,42 @@ if phase == "Succeeded" then
   return hs
 end
 
+-- A canary's pause without a duration waits for a person (Ready reason
+-- AwaitingResume); without a Ready reason, a pause with no end time says the same.
+local awaitingResume = false
+if phase == "Paused" then
+  if present(ready.reason) then
+    awaitingResume = ready.reason == "AwaitingResume"
+  else
+    awaitingResume = type(status.canary) == "table" and status.canary.pauseUntil == nil
+  end
+end
+
+if awaitingResume then
+  hs.status = "Suspended"
+  if present(ready.message) then
+    -- The operator's message says how to resume.
+    hs.message = ready.message
+  else
+    local name = "NAME"
+    local where = ""
+    if type(obj.metadata) == "table" then
+      if present(obj.metadata.name) then
+        name = obj.metadata.name
+      end
+      if present(obj.metadata.namespace) then
+        where = "-n " .. obj.metadata.namespace .. " "
+      end
+    end
+    hs.message = "Paused until a person resumes the canary: kubectl " .. where
+      .. "annotate mp " .. name .. " deploy.mlops.dev/resume=true"
+  end
+  return hs
+end
+
 if phase == "Pending" or phase == "Validating" or phase == "Promoting"
-    or phase == "Verifying" or phase == "RollingBack" then
+    or phase == "Verifying" or phase == "Analyzing" or phase == "Paused"
+    or phase == "RollingBack" then
   hs.status = "Progressing"
   if present(message) then
     hs.message = withReason(reason, message)

@@ -16,14 +16,19 @@ import lupa.lua51  # type: ignore[import-untyped]
 import pytest
 import yaml
 
+from promotion_operator.core.conditions import AWAITING_RESUME, WORKING_REASONS
+from promotion_operator.core.planning import ANNOTATION_PREFIX
 from promotion_operator.core.run import Phase
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "manifests" / "argocd" / "health.lua"
 PATCH = ROOT / "manifests" / "argocd" / "argocd-cm-patch.yaml"
+CRD = ROOT / "crds" / "modelpromotions.deploy.mlops.dev.yaml"
 CASES_DIR = Path(__file__).with_name("argocd_cases")
 CASES_FILE = CASES_DIR / "health_test.yaml"
 HEALTH_KEY = "resource.customizations.health.deploy.mlops.dev_ModelPromotion"
+# What a person sets to end a canary's pause without a duration (the CRD says so too).
+RESUME_ANNOTATION = f"{ANNOTATION_PREFIX}/resume"
 # The statuses Argo CD accepts from a health script; anything else becomes Unknown.
 HEALTH_STATUSES = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"}
 # Libraries Argo CD does not open for a script from argocd-cm (useOpenLibs false). It
@@ -87,6 +92,38 @@ def test_health(case: dict[str, Any]) -> None:
 def test_every_phase_the_operator_writes_has_a_case() -> None:
     phases = {(_sample(case).get("status") or {}).get("phase") for case in CASES}
     assert {str(phase) for phase in Phase} <= phases
+
+
+def test_every_phase_the_crd_allows_has_a_case() -> None:
+    crd = yaml.safe_load(CRD.read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    allowed = set(schema["properties"]["status"]["properties"]["phase"]["enum"])
+    phases = {(_sample(case).get("status") or {}).get("phase") for case in CASES}
+    assert allowed <= phases
+
+
+def _cases_in(phase: Phase) -> list[dict[str, Any]]:
+    return [case for case in CASES if (_sample(case).get("status") or {}).get("phase") == phase]
+
+
+def _ready_reason(case: dict[str, Any]) -> str | None:
+    conditions = (_sample(case).get("status") or {}).get("conditions") or []
+    return next((c["reason"] for c in conditions if c["type"] == "Ready"), None)
+
+
+def test_a_pause_is_suspended_exactly_when_it_waits_for_a_person() -> None:
+    paused = _cases_in(Phase.PAUSED)
+    reasons = {_ready_reason(case) for case in paused}
+    # The operator's Ready reasons for a timed and a manual pause, and no Ready at all.
+    assert {WORKING_REASONS[Phase.PAUSED], AWAITING_RESUME, None} <= reasons
+    for case in paused:
+        status, message = run_health(_sample(case))
+        waits = _ready_reason(case) == AWAITING_RESUME or (
+            _ready_reason(case) is None and "pauseUntil" not in _sample(case)["status"]["canary"]
+        )
+        assert status == ("Suspended" if waits else "Progressing"), case["name"]
+        if waits:  # says how to resume, with the operator's annotation
+            assert f"annotate mp iris-to-production {RESUME_ANNOTATION}=true" in message, message
 
 
 def test_every_sample_object_is_a_case() -> None:

@@ -32,6 +32,7 @@ from promotion_operator.core.run import FINISHED, ActionKind, Failure, Phase, Ru
 from promotion_operator.core.spec import DeploymentRef, PromotionSpec, parse_spec
 from promotion_operator.errors import PromotionError
 from promotion_operator.metrics import Metrics
+from promotion_operator.notifications import Notice, NoticeKind, Notifier
 from promotion_operator.prometheus import PrometheusClient
 from promotion_operator.seldon import SeldonDeployClient
 from promotion_operator.settings import Settings
@@ -89,6 +90,12 @@ class Runtime:
         self.tokens = TokenProviders(settings, observer=self.metrics.token_requested)
         self._clients: dict[str, SeldonDeployClient] = {}
         self._prometheus: PrometheusClient | None = None
+        self.notifier = Notifier(
+            settings.notification_sinks, observer=self.metrics.notification_observer()
+        )
+        # The notices sent per resource for its current run, so a replayed pass
+        # (its status patch lost) does not notify twice.
+        self._notified: dict[str, tuple[tuple[int, int], set[str]]] = {}
         self._lock = threading.Lock()
 
     def client(self, instance: str | None) -> DeploymentClient:
@@ -125,6 +132,19 @@ class Runtime:
                 self._prometheus.close()
                 self._prometheus = None
         self.tokens.close()
+        self.notifier.close()
+
+    def notify_once(self, uid: str, run: tuple[int, int], notice: Notice) -> None:
+        """Send ``notice`` unless it was already sent for this run of ``uid``."""
+        with self._lock:
+            seen_run, sent = self._notified.get(uid, (run, set()))
+            if seen_run != run:
+                sent = set()
+            if notice.kind in sent:
+                return
+            sent.add(notice.kind)
+            self._notified[uid] = (run, sent)
+        self.notifier.notify(notice)
 
 
 def run_pass(
@@ -154,7 +174,46 @@ def run_pass(
     result = reconcile(ctx, status, SeldonEffects(runtime, ctx.spec))
     if result.run is not None:
         _count(runtime, promotion, result, now)
+        _notify(runtime, promotion, result, now)
     return result
+
+
+_OUTCOMES: dict[Phase, NoticeKind] = {
+    Phase.SUCCEEDED: "Succeeded",
+    Phase.FAILED: "Failed",
+    Phase.ROLLED_BACK: "RolledBack",
+    Phase.ABORTED: "Aborted",
+}
+
+
+def _notify(
+    runtime: Runtime, promotion: PromotionRef, result: PassResult, now: datetime.datetime
+) -> None:
+    run = result.run
+    assert run is not None
+    kinds: list[NoticeKind] = []
+    if result.started:
+        kinds.append("RunStarted")
+    if any(event.reason == "AwaitingApproval" for event in result.events):
+        kinds.append("AwaitingApproval")
+    if run.phase in _OUTCOMES and result.status is not None:
+        kinds.append(_OUTCOMES[run.phase])
+    for kind in kinds:
+        notice = Notice(
+            kind=kind,
+            namespace=promotion.namespace,
+            name=promotion.name,
+            uid=promotion.uid,
+            generation=run.generation,
+            retry=run.retry,
+            phase=str(run.phase),
+            reason=ready_reason(run.conditions),
+            message=result.message,
+            source=run.source,
+            target=run.target,
+            at=now,
+        )
+        runtime.notify_once(promotion.uid, (run.generation, run.retry), notice)
 
 
 def _count(

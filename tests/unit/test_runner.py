@@ -19,6 +19,7 @@ from promotion_operator.core.run import ActionKind, Phase, to_status
 from promotion_operator.errors import Forbidden, PromotionError
 from promotion_operator.handlers.promotion import RunInProgress, record
 from promotion_operator.metrics import Metrics
+from promotion_operator.notifications import Notice, Notifier
 from promotion_operator.runner import (
     PROMOTE_ACTION,
     ROLLBACK_ACTION,
@@ -285,3 +286,54 @@ def test_a_settled_run_is_not_requeued() -> None:
 def test_the_requeue_is_a_temporary_error_not_a_failure() -> None:
     assert issubclass(RunInProgress, kopf.TemporaryError)
     assert not issubclass(RunInProgress, PromotionError)
+
+
+# --- notifications ------------------------------------------------------------------------------
+
+
+class RecordingNotifier(Notifier):
+    """A notifier without sinks that remembers what it was asked to send."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+        self.sent: list[Notice] = []
+
+    def notify(self, notice: Notice) -> None:
+        self.sent.append(notice)
+
+
+@pytest.fixture
+def notices(runtime: FakeRuntime) -> list[Notice]:
+    recording = RecordingNotifier()
+    runtime.notifier = recording
+    return recording.sent
+
+
+def test_a_started_run_is_notified_once_even_when_the_pass_is_replayed(
+    runtime: FakeRuntime, notices: list[Notice]
+) -> None:
+    one_pass(runtime, {})
+    one_pass(runtime, {})  # the first pass's status patch was lost
+
+    assert [n.kind for n in notices] == ["RunStarted"]
+    assert (notices[0].source, notices[0].target) == ("staging/iris", "production/iris")
+
+
+def test_an_outcome_is_notified_with_its_reason(
+    runtime: FakeRuntime, notices: list[Notice]
+) -> None:
+    one_pass(runtime, to_status(rolling_back_run(None, applied_at=T0)), 2)
+
+    (notice,) = notices
+    assert (notice.kind, notice.phase, notice.reason) == ("RolledBack", "RolledBack", "RolledBack")
+    assert "rolled back production/iris" in notice.message
+
+
+def test_waiting_for_approval_is_notified(runtime: FakeRuntime, notices: list[Notice]) -> None:
+    spec = {**SPEC_DICT, "approval": {"required": True}}
+    first = run_pass(runtime, PROMOTION, spec, {}, now=at(0), jitter=0.5)
+    assert first.status is not None
+
+    run_pass(runtime, PROMOTION, spec, first.status, now=at(1), jitter=0.5)
+
+    assert [n.kind for n in notices] == ["RunStarted", "AwaitingApproval"]

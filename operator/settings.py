@@ -43,8 +43,23 @@ the operator, whichever Seldon Deploy instance a promotion uses):
 ``PROMETHEUS_TIMEOUT``             seconds per query (default 10)
 =================================  =================================================
 
+Notifications on promotion events (see :mod:`promotion_operator.notifications`) go to
+webhook sinks, at most one of each kind. Their URLs carry tokens, so they come from
+files in a mounted Secret, never from the environment itself:
+
+=================================  =================================================
+``NOTIFY_SLACK_URL_FILE``          file holding a Slack-compatible incoming-webhook
+                                   URL (sink ``slack``)
+``NOTIFY_CLOUDEVENTS_URL_FILE``    file holding the URL that CloudEvents 1.0 are
+                                   POSTed to (sink ``cloudevents``)
+=================================  =================================================
+
+Each file holds one http(s) URL (query strings and ``user:password@`` are allowed:
+the whole URL is a secret). It is checked at start-up and read again on every
+delivery, so a rotated Secret is picked up without a restart.
+
 :func:`load_settings` reports every problem at once, one line each, saying what to
-fix; nothing read from a credentials or token file ever appears in a message.
+fix; nothing read from a credentials, token or URL file ever appears in a message.
 """
 
 from __future__ import annotations
@@ -57,6 +72,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -66,6 +82,9 @@ from promotion_operator.errors import SettingsError
 logger = logging.getLogger(__name__)
 
 TokenKind = Literal["id_token", "access_token"]
+#: What a notification sink speaks: a Slack-compatible incoming webhook, or
+#: CloudEvents 1.0 over HTTP (structured mode, JSON).
+SinkKind = Literal["slack", "cloudevents"]
 
 DEFAULT_INSTANCE = "default"
 DEFAULT_CREDENTIALS_DIR = Path("/var/run/secrets/seldon-deploy")
@@ -83,6 +102,8 @@ ENV_PROMETHEUS_TOKEN_FILE = "PROMETHEUS_BEARER_TOKEN_FILE"
 ENV_PROMETHEUS_CA_FILE = "PROMETHEUS_CA_FILE"
 ENV_PROMETHEUS_VERIFY_TLS = "PROMETHEUS_VERIFY_TLS"
 ENV_PROMETHEUS_TIMEOUT = "PROMETHEUS_TIMEOUT"
+ENV_NOTIFY_SLACK_URL_FILE = "NOTIFY_SLACK_URL_FILE"
+ENV_NOTIFY_CLOUDEVENTS_URL_FILE = "NOTIFY_CLOUDEVENTS_URL_FILE"
 
 # Instance names are what a ModelPromotion's `instance` field holds: a DNS-1123 label.
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -93,6 +114,11 @@ _FILE_KEYS = frozenset({"name", "url", "credentialsDir", "verifyTLS", "caFile", 
 _API_PATH = re.compile(r"/api/v1(/.*)?$")
 # A bearer token is visible ASCII (JWTs and opaque tokens both are).
 _TOKEN = re.compile(r"[\x21-\x7e]+")
+# The sinks configurable from the environment, in delivery order: (name, kind, variable).
+_NOTIFY_ENV: tuple[tuple[str, SinkKind, str], ...] = (
+    ("slack", "slack", ENV_NOTIFY_SLACK_URL_FILE),
+    ("cloudevents", "cloudevents", ENV_NOTIFY_CLOUDEVENTS_URL_FILE),
+)
 
 
 @dataclass(frozen=True)
@@ -124,11 +150,26 @@ class PrometheusSettings:
 
 
 @dataclass(frozen=True)
+class NotificationSink:
+    """One webhook that notifications are POSTed to.
+
+    ``name`` is what logs and metric labels call it; the URL is never held here
+    (it carries a token): it is read from ``url_file`` on every delivery.
+    """
+
+    name: str
+    kind: SinkKind
+    url_file: Path
+
+
+@dataclass(frozen=True)
 class Settings:
-    """Every configured instance, by name, and the Prometheus server if there is one."""
+    """Every configured instance, by name, the Prometheus server if there is one, and the
+    notification sinks (in delivery order; none by default)."""
 
     instances: Mapping[str, InstanceSettings]
     prometheus: PrometheusSettings | None = None
+    notification_sinks: tuple[NotificationSink, ...] = ()
 
     def require_prometheus(self) -> PrometheusSettings:
         """The Prometheus settings; SettingsError saying what to set when there are none."""
@@ -191,6 +232,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
 
     # Checked after the instances, so their problems (and "no instance") come first.
     prometheus = _prometheus_from_env(env, problems)
+    sinks = _notification_sinks_from_env(env, problems)
 
     if problems:
         raise SettingsError(problems)
@@ -198,7 +240,11 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         _warn_insecure(instance)
     if prometheus is not None:
         _warn_insecure_prometheus(prometheus)
-    return Settings(instances=MappingProxyType(instances), prometheus=prometheus)
+    for sink in sinks:
+        _warn_insecure_sink(sink)
+    return Settings(
+        instances=MappingProxyType(instances), prometheus=prometheus, notification_sinks=sinks
+    )
 
 
 def _instance_from_env(env: Mapping[str, str], problems: list[str]) -> InstanceSettings | None:
@@ -367,6 +413,80 @@ def token_file_problem(path: Path) -> str | None:
         read_token_file(path)
     except SettingsError as exc:
         return exc.problems[0]
+    return None
+
+
+def _notification_sinks_from_env(
+    env: Mapping[str, str], problems: list[str]
+) -> tuple[NotificationSink, ...]:
+    sinks: list[NotificationSink] = []
+    for name, kind, variable in _NOTIFY_ENV:
+        raw = env.get(variable, "").strip()
+        if not raw:
+            continue
+        path = Path(raw)
+        if (problem := notification_url_problem(path)) is not None:
+            problems.append(f"{variable}: {problem}")
+            continue
+        sinks.append(NotificationSink(name=name, kind=kind, url_file=path))
+    return tuple(sinks)
+
+
+def read_notification_url(path: Path) -> str:
+    """The webhook URL in ``path``, without surrounding whitespace.
+
+    Raises SettingsError with one line that names the path, never a byte of its content
+    (the URL carries a token).
+    """
+    try:
+        if not path.exists():
+            raise SettingsError([f"URL file {path} does not exist"])
+        if not path.is_file():
+            raise SettingsError([f"URL file {path} is not a file"])
+        content = path.read_bytes()
+    except OSError as exc:
+        raise SettingsError(
+            [f"cannot read URL file {path}: {exc.strerror or type(exc).__name__}"]
+        ) from None
+    try:
+        url = content.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise SettingsError([f"URL file {path} is not UTF-8 text"]) from None
+    if not url:
+        raise SettingsError([f"URL file {path} is empty"])
+    if not _TOKEN.fullmatch(url):
+        raise SettingsError(
+            [
+                f"URL file {path} has whitespace, control or non-ASCII characters inside "
+                "the URL (expected one URL, percent-encoded)"
+            ]
+        )
+    if (problem := _webhook_url_problem(url)) is not None:
+        raise SettingsError([f"URL file {path} does not hold a webhook URL: the URL {problem}"])
+    return url
+
+
+def notification_url_problem(path: Path) -> str | None:
+    """Why ``path`` is not a readable file holding one http(s) URL, if it isn't."""
+    try:
+        read_notification_url(path)
+    except SettingsError as exc:
+        return exc.problems[0]
+    return None
+
+
+def _webhook_url_problem(url: str) -> str | None:
+    """Like :func:`url_problem`, but a query string and user info are allowed: webhook
+    URLs put their token there too. The answer never repeats ``url``."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # validates it
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme not in ("http", "https"):
+        return "must be an http:// or https:// URL"
+    if not parts.hostname:
+        return "must name a host"
     return None
 
 
@@ -562,6 +682,20 @@ def _warn_insecure(instance: InstanceSettings) -> None:
                 instance.name,
                 instance.ca_file,
             )
+
+
+def _warn_insecure_sink(sink: NotificationSink) -> None:
+    # Checked once, at start-up; the file is read again on every delivery.
+    try:
+        url = read_notification_url(sink.url_file)
+    except SettingsError:
+        return
+    if url.lower().startswith("http://"):
+        logger.warning(
+            "notification sink %s: the URL in %s uses plain http; its token travels unencrypted",
+            sink.name,
+            sink.url_file,
+        )
 
 
 def _warn_insecure_prometheus(prometheus: PrometheusSettings) -> None:

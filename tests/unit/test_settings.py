@@ -11,9 +11,11 @@ import pytest
 from promotion_operator.errors import SettingsError
 from promotion_operator.settings import (
     InstanceSettings,
+    NotificationSink,
     PrometheusSettings,
     Settings,
     load_settings,
+    read_notification_url,
 )
 from tests.harness.unprivileged import call_unprivileged, reachable_tempdir
 from tests.oidcstub import write_secret
@@ -729,3 +731,179 @@ def test_prometheus_problems_come_after_no_instance_configured() -> None:
         "no Seldon Deploy instance configured",
         "PROMETHEUS_URL must be an http",
     ]
+
+
+# -- notification sinks ----------------------------------------------------------------------
+
+WEBHOOK_TOKEN = "T0AB12CD/B0EF34GH/z9Y8x7W6v5U4t3S2r1Q0hook"
+WEBHOOK_URL = f"https://hooks.chat.example/services/{WEBHOOK_TOKEN}"
+
+
+def url_file(tmp_path: Path, name: str, content: str | None = WEBHOOK_URL + "\n") -> Path:
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content)
+    return path
+
+
+def test_no_notification_sinks_by_default(secret: Path) -> None:
+    assert load_settings(env_for(secret)).notification_sinks == ()
+
+
+def test_notification_sinks_come_from_url_files(secret: Path, tmp_path: Path) -> None:
+    slack = url_file(tmp_path, "slack-url")
+    events = url_file(tmp_path, "events-url", "http://broker.knative-eventing/ns/default\n")
+
+    settings = load_settings(
+        env_for(
+            secret,
+            NOTIFY_CLOUDEVENTS_URL_FILE=str(events),
+            NOTIFY_SLACK_URL_FILE=f" {slack} ",
+        )
+    )
+
+    assert settings.notification_sinks == (
+        NotificationSink(name="slack", kind="slack", url_file=slack),
+        NotificationSink(name="cloudevents", kind="cloudevents", url_file=events),
+    )
+
+
+def test_one_notification_sink_alone(secret: Path, tmp_path: Path) -> None:
+    events = url_file(tmp_path, "events-url")
+
+    settings = load_settings(env_for(secret, NOTIFY_CLOUDEVENTS_URL_FILE=str(events)))
+
+    assert [sink.name for sink in settings.notification_sinks] == ["cloudevents"]
+
+
+def test_notification_settings_hold_no_url(secret: Path, tmp_path: Path) -> None:
+    settings = load_settings(
+        env_for(secret, NOTIFY_SLACK_URL_FILE=str(url_file(tmp_path, "slack-url")))
+    )
+
+    assert WEBHOOK_TOKEN not in repr(settings)
+    assert "hooks.chat.example" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://chat.example/v1/spaces/AAA/messages?key=k-123&token=t-456",
+        "https://user:pa55@events.example/ingest",
+        "http://127.0.0.1:8080/hook",
+    ],
+)
+def test_webhook_urls_may_carry_their_token_anywhere(
+    secret: Path, tmp_path: Path, url: str
+) -> None:
+    path = url_file(tmp_path, "slack-url", url)
+
+    settings = load_settings(env_for(secret, NOTIFY_SLACK_URL_FILE=str(path)))
+
+    assert read_notification_url(path) == url
+    assert settings.notification_sinks[0].url_file == path
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "does not exist"),
+        ("", "is empty"),
+        ("\n  \n", "is empty"),
+        (f"{WEBHOOK_URL}\n{WEBHOOK_URL}", "has whitespace, control or non-ASCII characters inside"),
+        (f"{WEBHOOK_URL}/caf\u00e9", "has whitespace, control or non-ASCII characters inside"),
+        (f"ftp://files.example/{WEBHOOK_TOKEN}", "does not hold a webhook URL: the URL must be an"),
+        (f"hooks.chat.example/{WEBHOOK_TOKEN}", "does not hold a webhook URL: the URL must be an"),
+        (f"https:///{WEBHOOK_TOKEN}", "does not hold a webhook URL: the URL must name a host"),
+        (f"https://hooks.chat.example:99999/{WEBHOOK_TOKEN}", "the URL is not a valid URL"),
+    ],
+)
+def test_notification_url_file_must_hold_one_http_url(
+    secret: Path, tmp_path: Path, content: str | None, expected: str
+) -> None:
+    path = url_file(tmp_path, "slack-url", content)
+
+    [problem] = problems_of(env_for(secret, NOTIFY_SLACK_URL_FILE=str(path)))
+
+    assert problem.startswith(f"NOTIFY_SLACK_URL_FILE: URL file {path} ")
+    assert expected in problem
+    assert WEBHOOK_TOKEN.split("/")[-1] not in problem
+    assert "hooks.chat.example" not in problem
+
+
+def test_notification_url_file_must_be_utf8(secret: Path, tmp_path: Path) -> None:
+    path = tmp_path / "events-url"
+    path.write_bytes(b"https://events.example/\xff\xfe")
+
+    assert problems_of(env_for(secret, NOTIFY_CLOUDEVENTS_URL_FILE=str(path))) == [
+        f"NOTIFY_CLOUDEVENTS_URL_FILE: URL file {path} is not UTF-8 text"
+    ]
+
+
+def test_notification_url_file_that_is_a_directory_is_a_problem(
+    secret: Path, tmp_path: Path
+) -> None:
+    assert problems_of(env_for(secret, NOTIFY_SLACK_URL_FILE=str(tmp_path))) == [
+        f"NOTIFY_SLACK_URL_FILE: URL file {tmp_path} is not a file"
+    ]
+
+
+def test_unreadable_notification_url_file_is_a_problem(secret: Path, reachable: Path) -> None:
+    # Root reads every file: the check runs as an unprivileged user.
+    path = url_file(reachable, "slack-url")
+    path.chmod(0)
+    env = {"NOTIFY_SLACK_URL_FILE": str(path)}
+
+    problems = call_unprivileged(settings_problems, env)
+
+    assert f"NOTIFY_SLACK_URL_FILE: cannot read URL file {path}: Permission denied" in problems
+    assert all(WEBHOOK_TOKEN not in p for p in problems)
+
+
+def test_every_notification_problem_is_reported_after_prometheus(tmp_path: Path) -> None:
+    problems = problems_of(
+        {
+            "PROMETHEUS_URL": "prometheus:9090",
+            "NOTIFY_SLACK_URL_FILE": str(tmp_path / "missing"),
+            "NOTIFY_CLOUDEVENTS_URL_FILE": str(url_file(tmp_path, "events-url", "mailto:x@y")),
+        }
+    )
+
+    assert [p.split(" ")[0] for p in problems] == [
+        "no",
+        "PROMETHEUS_URL",
+        "NOTIFY_SLACK_URL_FILE:",
+        "NOTIFY_CLOUDEVENTS_URL_FILE:",
+    ]
+    assert all("\n" not in p for p in problems)
+
+
+def test_plain_http_webhook_logs_a_warning_naming_the_file_only(
+    secret: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = url_file(tmp_path, "slack-url", f"http://hooks.chat.example/{WEBHOOK_TOKEN}")
+    with caplog.at_level(logging.WARNING, logger="promotion_operator.settings"):
+        load_settings(env_for(secret, NOTIFY_SLACK_URL_FILE=str(path)))
+
+    assert [r.getMessage() for r in caplog.records] == [
+        f"notification sink slack: the URL in {path} uses plain http; its token travels unencrypted"
+    ]
+
+
+def test_https_webhook_logs_nothing(
+    secret: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = url_file(tmp_path, "slack-url")
+    with caplog.at_level(logging.WARNING, logger="promotion_operator.settings"):
+        load_settings(env_for(secret, NOTIFY_SLACK_URL_FILE=str(path)))
+
+    assert caplog.records == []
+
+
+def test_the_url_file_is_read_again_each_time(tmp_path: Path) -> None:
+    path = url_file(tmp_path, "slack-url")
+    assert read_notification_url(path) == WEBHOOK_URL
+
+    path.write_text("https://hooks.chat.example/rotated\n")
+
+    assert read_notification_url(path) == "https://hooks.chat.example/rotated"

@@ -1,4 +1,5 @@
-"""Prometheus metrics: runs, Seldon Deploy calls, token requests, analysis queries.
+"""Prometheus metrics: runs, Seldon Deploy calls, token requests, analysis queries,
+notifications.
 
 Label values are names, path templates, status codes and condition reasons
 only, never anything read from a credentials file or a token.
@@ -11,10 +12,12 @@ import threading
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from promotion_operator.errors import PromotionError
+from promotion_operator.notifications import DeliveryObserver
 from promotion_operator.prometheus import QueryObserver
 from promotion_operator.seldon import RequestObserver
 
 _DURATION_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600)
+_NOTIFICATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
 class Metrics:
@@ -94,6 +97,21 @@ class Metrics:
             ["namespace", "name"],
             registry=self.registry,
         )
+        self.notifications = Counter(
+            "modelpromotion_notifications",
+            "Notices to webhook sinks, by sink name and result (delivered; failed: given up "
+            "after retries; dropped: the queue was full or the notifier closed).",
+            ["sink", "result"],
+            registry=self.registry,
+        )
+        self.notification_delivery = Histogram(
+            "modelpromotion_notification_delivery_seconds",
+            "Time from a notice being notified to its delivery to a sink (queueing and "
+            "retries included).",
+            ["sink"],
+            buckets=_NOTIFICATION_BUCKETS,
+            registry=self.registry,
+        )
         self._weights: dict[str, tuple[str, str]] = {}  # uid -> the gauge's labels
         self._in_flight: set[str] = set()
         # The generation whose start / end was counted, per resource: a pass replayed
@@ -122,6 +140,16 @@ class Metrics:
         def observe(result: str, seconds: float) -> None:
             self.prometheus_queries.labels(result).inc()
             self.prometheus_query_duration.observe(seconds)
+
+        return observe
+
+    def notification_observer(self) -> DeliveryObserver:
+        """A ``DeliveryObserver`` for the ``Notifier``."""
+
+        def observe(sink: str, result: str, seconds: float | None) -> None:
+            self.notifications.labels(sink, result).inc()
+            if result == "delivered" and seconds is not None:
+                self.notification_delivery.labels(sink).observe(seconds)
 
         return observe
 

@@ -23,6 +23,7 @@ from tests.harness.keycloak import (
 from tests.harness.ports import free_port
 from tests.harness.processes import ManagedProcess, make_temp_dir, remove_temp_dir
 from tests.harness.progress import say
+from tests.harness.prometheus import Prometheus
 from tests.harness.simulator import Simulator
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
@@ -139,8 +140,13 @@ def start_operator(
     namespaces: tuple[str, ...] = (),
     extra_env: Mapping[str, str] | None = None,
     extra_args: tuple[str, ...] = (),
+    prometheus: Prometheus | None = None,
 ) -> OperatorProcess:
-    """Start ``promotion-operator`` against the harness; return once it is live."""
+    """Start ``promotion-operator`` against the harness; return once it is live.
+
+    With ``prometheus`` (the stack's), the operator measures canary analyses there
+    (``PROMETHEUS_URL``); ``extra_env`` still wins.
+    """
     workdir = make_temp_dir("operator")
     credentials_dir = write_credentials(workdir / "credentials", credentials)
     port, metrics_port = free_port(), free_port()
@@ -150,6 +156,7 @@ def start_operator(
         "SELDON_DEPLOY_URL": simulator.api_url,
         "SELDON_DEPLOY_CREDENTIALS_DIR": str(credentials_dir),
         "PYTHONSAFEPATH": "1",
+        **({"PROMETHEUS_URL": prometheus.url} if prometheus is not None else {}),
         **(extra_env or {}),
     }
     argv = [

@@ -384,27 +384,35 @@ def read_token_file(path: Path) -> str:
 
     Raises SettingsError with one line that names the path, never a byte of its content.
     """
+    return _read_one_secret(path, "token file", "a bearer token")
+
+
+def _read_one_secret(path: Path, what: str, holding: str) -> str:
+    """One printable-ASCII value (a token, a URL with a token) from ``path``.
+
+    Problems name the path only: the content is a secret.
+    """
     try:
         if not path.exists():
-            raise SettingsError([f"token file {path} does not exist"])
+            raise SettingsError([f"{what} {path} does not exist"])
         if not path.is_file():
-            raise SettingsError([f"token file {path} is not a file"])
+            raise SettingsError([f"{what} {path} is not a file"])
         content = path.read_bytes()
     except OSError as exc:
         raise SettingsError(
-            [f"cannot read token file {path}: {exc.strerror or type(exc).__name__}"]
+            [f"cannot read {what} {path}: {exc.strerror or type(exc).__name__}"]
         ) from None
     try:
-        token = content.decode("ascii").strip()
+        value = content.decode("ascii").strip()
     except UnicodeDecodeError:
-        raise SettingsError([f"token file {path} is not ASCII text (a bearer token is)"]) from None
-    if not token:
-        raise SettingsError([f"token file {path} is empty"])
-    if not _TOKEN.fullmatch(token):
+        raise SettingsError([f"{what} {path} is not ASCII text ({holding} is)"]) from None
+    if not value:
+        raise SettingsError([f"{what} {path} is empty"])
+    if not _TOKEN.fullmatch(value):
         raise SettingsError(
-            [f"token file {path} has whitespace or control characters inside the token"]
+            [f"{what} {path} has whitespace or control characters inside {holding}"]
         )
-    return token
+    return value
 
 
 def token_file_problem(path: Path) -> str | None:
@@ -438,29 +446,7 @@ def read_notification_url(path: Path) -> str:
     Raises SettingsError with one line that names the path, never a byte of its content
     (the URL carries a token).
     """
-    try:
-        if not path.exists():
-            raise SettingsError([f"URL file {path} does not exist"])
-        if not path.is_file():
-            raise SettingsError([f"URL file {path} is not a file"])
-        content = path.read_bytes()
-    except OSError as exc:
-        raise SettingsError(
-            [f"cannot read URL file {path}: {exc.strerror or type(exc).__name__}"]
-        ) from None
-    try:
-        url = content.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise SettingsError([f"URL file {path} is not UTF-8 text"]) from None
-    if not url:
-        raise SettingsError([f"URL file {path} is empty"])
-    if not _TOKEN.fullmatch(url):
-        raise SettingsError(
-            [
-                f"URL file {path} has whitespace, control or non-ASCII characters inside "
-                "the URL (expected one URL, percent-encoded)"
-            ]
-        )
+    url = _read_one_secret(path, "URL file", "one percent-encoded URL")
     if (problem := _webhook_url_problem(url)) is not None:
         raise SettingsError([f"URL file {path} does not hold a webhook URL: the URL {problem}"])
     return url

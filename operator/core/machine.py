@@ -450,19 +450,10 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
         and _ours(ctx, target)
     ):
         return _adopt(ctx, run, target)
-
-    if observed.source_error is not None:
-        return _retry_or_fail(ctx, run, observed.source_error)
-    if observed.source is None:
-        missing = Failure(
-            "SourceNotFound",
-            f"source deployment {ctx.spec.source} does not exist (yet)",
-            http_status=404,
-            retryable=True,
-        )
-        return _retry_or_fail(ctx, run, missing)
-    if observed.target_error is not None:
-        return _retry_or_fail(ctx, run, observed.target_error)
+    unreadable = _unusable_reads(ctx, run, observed)
+    if unreadable is not None:
+        return unreadable
+    assert observed.source is not None
 
     canary = ctx.spec.strategy == Strategy.CANARY
     if canary and target is None:
@@ -518,6 +509,23 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
     run = replace(run, plan=change, previous=previous).moved_to(Phase.VALIDATING, ctx.now)
     validate = Action(ActionKind.VALIDATE, checked, "")
     return _step(ctx, run, f"validating the promoted deployment for {ctx.spec.target}", validate)
+
+
+def _unusable_reads(ctx: Context, run: Run, observed: Observed) -> Step | None:
+    """A retry (or the end of the run) when a write cannot be planned from what was read."""
+    if observed.source_error is not None:
+        return _retry_or_fail(ctx, run, observed.source_error)
+    if observed.source is None:
+        missing = Failure(
+            "SourceNotFound",
+            f"source deployment {ctx.spec.source} does not exist",
+            http_status=404,
+            retryable=True,
+        )
+        return _retry_or_fail(ctx, run, missing)
+    if observed.target_error is not None:
+        return _retry_or_fail(ctx, run, observed.target_error)
+    return None
 
 
 def _validated(ctx: Context, run: Run) -> Step:
@@ -729,18 +737,10 @@ def _canary_write(ctx: Context, run: Run, observed: Observed) -> Step:
         weight = _weight_of(ctx, canary.step)
         run = replace(run, applied_at=None, canary=replace(canary, weight=weight))
         return _adopt(ctx, run, target)
-    if observed.source_error is not None:
-        return _retry_or_fail(ctx, run, observed.source_error)
-    if observed.source is None:
-        missing = Failure(
-            "SourceNotFound",
-            f"source deployment {ctx.spec.source} does not exist (any more)",
-            http_status=404,
-            retryable=True,
-        )
-        return _retry_or_fail(ctx, run, missing)
-    if observed.target_error is not None:
-        return _retry_or_fail(ctx, run, observed.target_error)
+    unreadable = _unusable_reads(ctx, run, observed)
+    if unreadable is not None:
+        return unreadable
+    assert observed.source is not None
     first_write = canary.weight == 0
     if first_write and not _same_target(run.previous, _previous_of(target)):
         # The target changed between validation and the first write: validate again.

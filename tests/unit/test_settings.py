@@ -810,8 +810,8 @@ def test_webhook_urls_may_carry_their_token_anywhere(
         (None, "does not exist"),
         ("", "is empty"),
         ("\n  \n", "is empty"),
-        (f"{WEBHOOK_URL}\n{WEBHOOK_URL}", "has whitespace, control or non-ASCII characters inside"),
-        (f"{WEBHOOK_URL}/caf\u00e9", "has whitespace, control or non-ASCII characters inside"),
+        (f"{WEBHOOK_URL}\n{WEBHOOK_URL}", "has whitespace or control characters inside"),
+        (f"{WEBHOOK_URL}/caf\u00e9", "is not ASCII text"),
         (f"ftp://files.example/{WEBHOOK_TOKEN}", "does not hold a webhook URL: the URL must be an"),
         (f"hooks.chat.example/{WEBHOOK_TOKEN}", "does not hold a webhook URL: the URL must be an"),
         (f"https:///{WEBHOOK_TOKEN}", "does not hold a webhook URL: the URL must name a host"),
@@ -836,7 +836,7 @@ def test_notification_url_file_must_be_utf8(secret: Path, tmp_path: Path) -> Non
     path.write_bytes(b"https://events.example/\xff\xfe")
 
     assert problems_of(env_for(secret, NOTIFY_CLOUDEVENTS_URL_FILE=str(path))) == [
-        f"NOTIFY_CLOUDEVENTS_URL_FILE: URL file {path} is not UTF-8 text"
+        f"NOTIFY_CLOUDEVENTS_URL_FILE: URL file {path} is not ASCII text (one percent-encoded URL is)"
     ]
 
 

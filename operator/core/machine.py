@@ -358,7 +358,9 @@ def due_queries(ctx: Context, run: Run) -> list[tuple[str, str]]:
             ),
         )
         for progress in canary.analysis
-        if progress.due_at <= ctx.now and progress.template in ctx.spec.templates
+        if progress.due_at <= ctx.now
+        and progress.template in ctx.spec.templates
+        and progress.taken < ctx.spec.templates[progress.template].count
     ]
 
 
@@ -463,7 +465,10 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
             f"{ctx.spec.target} does not exist (promote it once with strategy Replace)",
         )
         return _finish(ctx, run, Phase.FAILED, missing)
-    if target is not None and left_by_another_run(target, ctx.promotion):
+    if target is not None and left_by_another_run(target, ctx.promotion) and ctx.spec.dry_run:
+        # A dry run writes nothing: it plans against the target as the cleanup would leave it.
+        target = without_canary(target)
+    elif target is not None and left_by_another_run(target, ctx.promotion):
         # A spec change during a canary: take the old canary out before anything else.
         cleanup = Action(
             ActionKind.UPDATE, without_canary(target), _write_message(ctx), Purpose.CLEANUP

@@ -512,3 +512,31 @@ def test_steps_admission_should_have_refused_fail_as_invalid(
     assert run.outcome is not None and run.outcome.reason == "Invalid"
     assert problem in run.outcome.message
     assert writes(fake) == []
+
+
+def test_a_template_that_reached_its_count_is_not_measured_again() -> None:
+    quick = replace(ERROR_RATE, name="quick", count=1)
+    spec = canary_spec(
+        CanaryStep(set_weight=10),
+        CanaryStep(analysis=("error-rate", "quick")),
+        templates={"error-rate": ERROR_RATE, "quick": quick},
+    )
+    fake = seldon()
+
+    drive(fake, spec=spec)
+
+    assert len(fake.queries) == ERROR_RATE.count + quick.count
+
+
+def test_a_dry_run_plans_around_an_old_canary_without_removing_it() -> None:
+    left = canary_deployment(promoted(), previous_of(foreign_target()).deployment or {}, 10, 0)
+    left["metadata"]["annotations"][GENERATION_ANNOTATION] = "1"
+    left["metadata"]["generation"] = 8
+    left["status"] = {"state": "Available", "observedGeneration": 8}
+    fake = FakeSeldon(source=single_predictor_source(), target=left)
+
+    run = final(drive(fake, spec=canary_spec(dry_run=True)))
+
+    assert run.phase == Phase.SUCCEEDED
+    assert writes(fake) == []
+    assert run.plan is not None and "'main' at 90%" in run.plan.steps[0]

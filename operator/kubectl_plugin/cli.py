@@ -1,0 +1,382 @@
+"""The commands of ``kubectl promotion`` and their arguments."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import re
+import secrets
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from promotion_operator.kubectl_plugin import render
+from promotion_operator.kubectl_plugin.kube import Conflict, Kube, PluginError, load
+from promotion_operator.kubectl_plugin.resource import (
+    ABORT_ANNOTATION,
+    APPROVE_ANNOTATION,
+    GROUP,
+    RESUME_ANNOTATION,
+    RETRY_ANNOTATION,
+    Decision,
+    ExitCode,
+    Promotion,
+    RetryWait,
+    decide_abort,
+    decide_approve,
+    decide_resume,
+    decide_retry,
+    format_time,
+)
+from promotion_operator.kubectl_plugin.watching import Watcher
+
+PROG = "kubectl promotion"
+#: How many times a write is tried when the object changed since it was read.
+CONFLICT_ATTEMPTS = 5
+DEFAULT_WATCH_TIMEOUT = "30m"
+_OBJECT = f"modelpromotion.{GROUP}"
+
+EXIT_CODES = """\
+exit codes:
+  0  done (watch: the run Succeeded, a dry run too), or nothing needed doing
+  1  watch: the run Failed
+  2  watch: the run was RolledBack
+  3  watch: the run was Aborted (also when an abort rolled it back)
+  4  watch: timed out before the run ended
+  5  no such ModelPromotion, or a usage error
+  6  refused (by the API server, e.g. Forbidden or an admission policy, or because
+     the run cannot take the request now), or the API server could not be reached
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit with 5 (2 means RolledBack to ``watch``)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(ExitCode.NOT_FOUND, f"{self.prog}: error: {message}\n")
+
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h))+$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration (``90s``, ``30m``, ``1h30m``) or a number of seconds."""
+    text = text.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        if not _DURATION.match(text):
+            raise argparse.ArgumentTypeError(
+                f"invalid duration {text!r} (use e.g. 90s, 30m, 1h30m)"
+            ) from None
+        seconds = sum(
+            float(number) * _UNIT_SECONDS[unit]
+            for number, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
+        )
+    if seconds < 0 or seconds != seconds or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}")
+    return seconds
+
+
+def _common() -> _Parser:
+    """Options accepted before and after the command (kubectl passes a plugin its
+    arguments as they are)."""
+    common = _Parser(add_help=False)
+    group = common.add_argument_group("kubeconfig")
+    group.add_argument(
+        "--kubeconfig",
+        default=argparse.SUPPRESS,
+        metavar="PATH",
+        help="the kubeconfig to use (default: $KUBECONFIG, else ~/.kube/config)",
+    )
+    group.add_argument(
+        "--context", default=argparse.SUPPRESS, help="the kubeconfig context (default: current)"
+    )
+    group.add_argument(
+        "-n",
+        "--namespace",
+        default=argparse.SUPPRESS,
+        help="the namespace (default: the context's, else default)",
+    )
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="say more on stderr (conflicts retried, watch reconnections)",
+    )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = _Parser(
+        prog=PROG,
+        description=(
+            "List, inspect, watch and steer ModelPromotions (deploy.mlops.dev) with your "
+            "kubeconfig: the Kubernetes API only, never Seldon Deploy."
+        ),
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(
+        name: str, help_text: str, run: Callable[[Session], ExitCode]
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            parents=[common],
+            epilog=EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.set_defaults(run=run)
+        return sub
+
+    sub = command("list", "list ModelPromotions with their phase and progress", cmd_list)
+    sub.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="in every namespace (adds NAMESPACE)"
+    )
+    sub.add_argument("-o", "--output", choices=["json", "yaml", "wide"], help="output format")
+
+    sub = command("get", "show one ModelPromotion: spec, run, conditions, canary, history", cmd_get)
+    sub.add_argument("name")
+    sub.add_argument("-o", "--output", choices=["json", "yaml"], help="print the object")
+
+    sub = command(
+        "watch",
+        "print each phase change until the run of the current generation ends; "
+        "the exit code says how it ended",
+        cmd_watch,
+    )
+    sub.add_argument("name")
+    _timeout_option(sub)
+
+    sub = command("approve", "approve the run waiting for approval, as yourself", cmd_approve)
+    sub.add_argument("name")
+
+    sub = command("abort", "stop the current run (what it wrote is rolled back)", cmd_abort)
+    sub.add_argument("name")
+
+    sub = command(
+        "retry", "start a new run of the same spec after a run ended (no spec edit)", cmd_retry
+    )
+    sub.add_argument("name")
+    sub.add_argument(
+        "--watch", action="store_true", help="then watch the new run (exit code as for watch)"
+    )
+    _timeout_option(sub)
+
+    sub = command("resume", "end a canary pause that waits for a person", cmd_resume)
+    sub.add_argument("name")
+
+    sub = command("history", "the finished runs, newest first", cmd_history)
+    sub.add_argument("name")
+    sub.add_argument("-o", "--output", choices=["json", "yaml", "wide"], help="output format")
+    return parser
+
+
+def _timeout_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--timeout",
+        type=parse_duration,
+        default=parse_duration(DEFAULT_WATCH_TIMEOUT),
+        metavar="DURATION",
+        help=f"how long to wait for the run to end (default {DEFAULT_WATCH_TIMEOUT})",
+    )
+
+
+# --- running the commands -------------------------------------------------------------
+
+
+def _out(text: str) -> None:
+    print(text, flush=True)
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+class Session:
+    """The parsed arguments and, made on first use, the API client."""
+
+    def __init__(self, args: argparse.Namespace, kube: Kube | None = None) -> None:
+        self.args = args
+        self._kube = kube
+
+    @property
+    def kube(self) -> Kube:
+        if self._kube is None:
+            self._kube = Kube(
+                load(getattr(self.args, "kubeconfig", None), getattr(self.args, "context", None))
+            )
+        return self._kube
+
+    @property
+    def namespace(self) -> str:
+        given = getattr(self.args, "namespace", None)
+        return str(given) if given else self.kube.default_namespace
+
+    def verbose(self, text: str) -> None:
+        if getattr(self.args, "verbose", False):
+            _err(text)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def cmd_list(session: Session) -> ExitCode:
+    args = session.args
+    namespace = None if args.all_namespaces else session.namespace
+    body = session.kube.list(namespace)
+    if args.output in ("json", "yaml"):
+        _out(render.dump(body, args.output))
+        return ExitCode.SUCCEEDED
+    items = [Promotion(item) for item in body.get("items") or [] if isinstance(item, dict)]
+    if not items:
+        where = "" if namespace is None else f" in {namespace} namespace"
+        _err(f"No resources found{where}.")
+        return ExitCode.SUCCEEDED
+    _out(render.list_table(items, _now(), args.all_namespaces, args.output == "wide"))
+    return ExitCode.SUCCEEDED
+
+
+def cmd_get(session: Session) -> ExitCode:
+    args = session.args
+    body = session.kube.get(session.namespace, args.name)
+    if args.output:
+        _out(render.dump(body, args.output))
+    else:
+        _out(render.summary(Promotion(body), _now()))
+    return ExitCode.SUCCEEDED
+
+
+def cmd_history(session: Session) -> ExitCode:
+    args = session.args
+    promotion = Promotion(session.kube.get(session.namespace, args.name))
+    history = promotion.history
+    if args.output in ("json", "yaml"):
+        _out(render.dump([dict(entry) for entry in history], args.output))
+        return ExitCode.SUCCEEDED
+    if not history:
+        _err(f"No finished runs of {session.namespace}/{args.name} yet.")
+        return ExitCode.SUCCEEDED
+    _out(render.history_table(history, wide=args.output == "wide"))
+    return ExitCode.SUCCEEDED
+
+
+def _watch(session: Session, name: str, waiting_for: RetryWait | None) -> ExitCode:
+    return Watcher(
+        session.kube,
+        session.namespace,
+        name,
+        session.args.timeout,
+        waiting_for=waiting_for,
+        out=_out,
+        note=_err,
+    ).run()
+
+
+def cmd_watch(session: Session) -> ExitCode:
+    return _watch(session, session.args.name, None)
+
+
+def request(
+    session: Session, name: str, annotation: str, decide: Callable[[Promotion], Decision]
+) -> Decision:
+    """Write one request annotation the way every request is written: read the object,
+    decide from what it says, merge-patch with the ``resourceVersion`` just read, and
+    on a conflict (someone changed it in between) read and decide again."""
+    namespace = session.namespace
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        promotion = Promotion(session.kube.get(namespace, name))
+        decision = decide(promotion)
+        if decision.value is None:
+            return decision
+        try:
+            session.kube.annotate(
+                namespace, name, promotion.resource_version, {annotation: decision.value}
+            )
+        except Conflict:
+            session.verbose(
+                f"conflict: {namespace}/{name} changed since it was read "
+                f"(resourceVersion {promotion.resource_version}); reading it again "
+                f"({attempt}/{CONFLICT_ATTEMPTS})"
+            )
+            continue
+        return decision
+    raise PluginError(
+        f"error: {namespace}/{name} kept changing: {annotation} was not written after "
+        f"{CONFLICT_ATTEMPTS} conflicts; try again"
+    )
+
+
+def _report(name: str, decision: Decision) -> ExitCode:
+    if decision.exit_code != ExitCode.SUCCEEDED:
+        _err(f"error: {_OBJECT}/{name}: {decision.message}")
+    else:
+        _out(f"{_OBJECT}/{name}: {decision.message}")
+    return decision.exit_code
+
+
+def cmd_approve(session: Session) -> ExitCode:
+    name = session.args.name
+    user = session.kube.username()
+    return _report(
+        name, request(session, name, APPROVE_ANNOTATION, lambda p: decide_approve(p, user))
+    )
+
+
+def cmd_abort(session: Session) -> ExitCode:
+    name = session.args.name
+    return _report(
+        name, request(session, name, ABORT_ANNOTATION, lambda p: decide_abort(p, _now()))
+    )
+
+
+def new_retry_token(now: datetime.datetime) -> str:
+    """A retry request's token: when it was asked, and a random part so that two
+    requests in the same second differ."""
+    return f"{format_time(now)}-{secrets.token_hex(3)}"
+
+
+def cmd_retry(session: Session) -> ExitCode:
+    name = session.args.name
+    token = new_retry_token(_now())
+    decision = request(session, name, RETRY_ANNOTATION, lambda p: decide_retry(p, token))
+    code = _report(name, decision)
+    if code != ExitCode.SUCCEEDED or not session.args.watch:
+        return code
+    return _watch(session, name, decision.watch)
+
+
+def cmd_resume(session: Session) -> ExitCode:
+    name = session.args.name
+    return _report(name, request(session, name, RESUME_ANNOTATION, decide_resume))
+
+
+def _quiet_libraries() -> None:
+    # urllib3 warns about every retried connection; the plugin says it once, itself.
+    for logger in ("urllib3", "kubernetes"):
+        logging.getLogger(logger).setLevel(logging.CRITICAL)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``kubectl-promotion``: parse, run one command, return its exit code."""
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    run: Callable[[Session], ExitCode] = args.run
+    try:
+        return int(run(Session(args)))
+    except PluginError as error:
+        _err(error.message)
+        return int(error.exit_code)
+    except KeyboardInterrupt:
+        return 130

@@ -1,18 +1,32 @@
-"""``make demo``: one promotion on the local stack, from a person's point of view.
+"""``make demo``: the example promotions on the local stack, from a person's point of view.
 
 Brings the stack up, installs the CRD, gives the simulator a ``staging`` and a
 GitOps ``production`` namespace and a source deployment, starts the operator as
-its own process with a credentials directory like a mounted Secret, applies
-``examples/``, prints each phase change as it happens and ends with a table.
-Exit code 0 when every example ended Ready.
+its own process with a credentials directory like a mounted Secret and the
+stack's Prometheus for canary analyses, then applies ``examples/`` in two
+rounds, printing each change as it happens:
+
+1. every example that is not a canary (the Replace promotion of ``staging/iris``
+   creates ``production/iris``; the dry run plans);
+2. the canary examples (``strategy: Canary``, anywhere under ``examples/``),
+   once their targets exist: ``staging/iris`` gets a new version first, and the
+   canary moves ``production/iris``'s traffic to it step by step. Each phase,
+   step and weight change is printed, and so is each measurement Prometheus
+   gives the analysis.
+
+Ends with ``kubectl get mp`` and the GitOps commits. Exit code 0 when every
+example ended Ready.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from tests.harness.keycloak import DATA_SCIENTIST
 from tests.harness.operator_process import install_crds, password_credentials, start_operator
@@ -21,6 +35,11 @@ from tests.simulator.testing import deployment_body
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NAMESPACE = "default"
+SETTLED = ("Succeeded", "Failed", "RolledBack", "Suspended")
+# What the canary promotes: the version staging/iris gets after the Replace example.
+NEW_IMAGE = "seldonio/sklearn-iris:1.5"
+# The share of the canary predictor's requests that fail, below the example's 5 %.
+CANARY_ERROR_RATE = 0.02
 _TIMEOUT = 300.0
 
 
@@ -37,9 +56,40 @@ def _ready(item: dict[str, Any]) -> dict[str, Any]:
 
 def _settled(item: dict[str, Any]) -> bool:
     status = item.get("status") or {}
-    return status.get("observedGeneration") == item["metadata"]["generation"] and status.get(
-        "phase"
-    ) in ("Succeeded", "Failed", "RolledBack", "Suspended")
+    return (
+        status.get("observedGeneration") == item["metadata"]["generation"]
+        and status.get("phase") in SETTLED
+    )
+
+
+def _examples() -> tuple[list[Path], list[Path]]:
+    """The example files (under ``examples/``, subdirectories included), as
+    (not canaries, canaries): a canary needs its target to exist already."""
+    plain: list[Path] = []
+    canaries: list[Path] = []
+    for path in sorted(EXAMPLES.rglob("*.yaml")):
+        documents = [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+        canary = any((d.get("spec") or {}).get("strategy") == "Canary" for d in documents)
+        (canaries if canary else plain).append(path)
+    return plain, canaries
+
+
+def _sources_and_targets(paths: list[Path]) -> list[tuple[str, str, str, str]]:
+    """(source namespace, source name, target namespace, target name) of each resource."""
+    found = []
+    for path in paths:
+        for document in yaml.safe_load_all(path.read_text()):
+            spec = (document or {}).get("spec") or {}
+            source, target = spec.get("source") or {}, spec.get("target") or {}
+            found.append(
+                (
+                    str(source.get("namespace")),
+                    str(source.get("name")),
+                    str(target.get("namespace")),
+                    str(target.get("name") or source.get("name")),
+                )
+            )
+    return found
 
 
 def _prepare_seldon(stack: Stack) -> None:
@@ -52,6 +102,94 @@ def _prepare_seldon(stack: Stack) -> None:
     print("Seldon Deploy: staging/iris is Available; production is a GitOps namespace")
 
 
+def _prepare_canaries(stack: Stack, canaries: list[Path]) -> None:
+    """A new version in each canary's source, and a canary predictor that fails a little."""
+    control = stack.simulator.control
+    for source_ns, source, target_ns, target in _sources_and_targets(canaries):
+        control.seed_deployment(source_ns, deployment_body(source, image=NEW_IMAGE))
+        control.set_predictor_behaviour(target_ns, target, "canary", error_rate=CANARY_ERROR_RATE)
+        print(
+            f"Seldon Deploy: {source_ns}/{source} now runs {NEW_IMAGE}; "
+            f"{target_ns}/{target} serves synthetic traffic, and its canary predictor "
+            f"will answer {CANARY_ERROR_RATE:.0%} of its requests with errors"
+        )
+
+
+def _apply(stack: Stack, paths: list[Path]) -> None:
+    for path in paths:
+        applied = stack.control_plane.kubectl("apply", "-n", NAMESPACE, "-f", str(path))
+        print(applied.stdout.strip())
+
+
+class _Printer:
+    """Prints each promotion's changes (phase, Ready reason, canary step and weight)
+    and each new canary measurement, with the time since the demo started."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self._seen: dict[str, tuple[Any, ...]] = {}
+        self._measured: set[tuple[str, str, str]] = set()
+
+    def show(self, item: dict[str, Any]) -> None:
+        """Print what is new about ``item``: measurements first, as they led to the step."""
+        name, status, ready = item["metadata"]["name"], item.get("status") or {}, _ready(item)
+        canary = status.get("canary") or {}
+        for measured in canary.get("measurements") or []:
+            key = (name, str(measured.get("template")), str(measured.get("at")))
+            if key not in self._measured:
+                self._measured.add(key)
+                self._print(f"{name}:   {_measurement(measured)}")
+        now = (
+            status.get("phase", ""),
+            ready.get("reason", ""),
+            canary.get("step"),
+            canary.get("weight"),
+        )
+        if now[0] and now != self._seen.get(name):
+            self._seen[name] = now
+            where = ""
+            if canary:
+                where = f" [step {canary.get('step')}, canary at {canary.get('weight')}%]"
+            self._print(f"{name}: {now[0]:<11} {now[1]}{where}: {ready.get('message', '')}")
+
+    def _print(self, line: str) -> None:
+        print(f"  +{time.monotonic() - self.started:5.1f}s {line}")
+
+    def follow(self, stack: Stack, names: Collection[str]) -> bool:
+        """Print changes until the named promotions settle; False on a timeout."""
+        deadline = time.monotonic() + _TIMEOUT
+        while time.monotonic() < deadline:
+            items = [i for i in _promotions(stack) if i["metadata"]["name"] in names]
+            for item in items:
+                self.show(item)
+            if len(items) == len(names) and all(_settled(i) for i in items):
+                return True
+            time.sleep(0.3)
+        print(f"timed out after {_TIMEOUT:.0f}s waiting for {', '.join(sorted(names))}")
+        return False
+
+
+def _measurement(measured: dict[str, Any]) -> str:
+    """One canary measurement for a person: template, value, bounds, result."""
+    value = measured.get("value")
+    shown = f"{value:.4f}" if isinstance(value, int | float) else "no value"
+    bounds = ", ".join(f"{b} {measured[b]:g}" for b in ("min", "max") if b in measured)
+    detail = f" ({measured['message']})" if measured.get("message") else ""
+    return (
+        f"measured {measured.get('template')} = {shown} ({bounds}): "
+        f"{measured.get('result')}{detail}"
+    )
+
+
+def _names(paths: list[Path]) -> set[str]:
+    return {
+        str(document["metadata"]["name"])
+        for path in paths
+        for document in yaml.safe_load_all(path.read_text())
+        if isinstance(document, dict)
+    }
+
+
 def run_demo() -> int:
     """Run the demo; 0 when every example promotion ended Ready."""
     stack = start_stack()
@@ -60,38 +198,41 @@ def run_demo() -> int:
         install_crds(stack.control_plane)
         _prepare_seldon(stack)
         operator = start_operator(
-            stack.control_plane, stack.simulator, password_credentials(stack.keycloak)
+            stack.control_plane,
+            stack.simulator,
+            password_credentials(stack.keycloak),
+            prometheus=stack.prometheus,
         )
-        print(f"operator running as its own process, signed in as {DATA_SCIENTIST.username}")
-        applied = stack.control_plane.kubectl("apply", "-n", NAMESPACE, "-f", str(EXAMPLES))
-        print(applied.stdout.strip())
+        print(
+            f"operator running as its own process, signed in as {DATA_SCIENTIST.username}, "
+            f"measuring canaries on Prometheus at {stack.prometheus.url}"
+        )
+        plain, canaries = _examples()
+        printer = _Printer()
 
-        started, seen = time.monotonic(), dict[str, tuple[str, str]]()
-        while time.monotonic() - started < _TIMEOUT:
-            items = _promotions(stack)
-            for item in items:
-                name, ready = item["metadata"]["name"], _ready(item)
-                now = ((item.get("status") or {}).get("phase", ""), ready.get("reason", ""))
-                if now != seen.get(name) and now[0]:
-                    seen[name] = now
-                    print(
-                        f"  +{time.monotonic() - started:5.1f}s {name}: {now[0]:<11} "
-                        f"{now[1]}: {ready.get('message', '')}"
-                    )
-            if items and all(_settled(i) for i in items):
-                break
-            time.sleep(0.3)
+        print("\n== promotions (Replace, dry run)")
+        _apply(stack, plain)
+        finished = printer.follow(stack, _names(plain))
+        if finished and canaries:
+            print("\n== canary promotions, once their targets exist")
+            _prepare_canaries(stack, canaries)
+            _apply(stack, canaries)
+            finished = printer.follow(stack, _names(canaries))
 
         print()
         print(stack.control_plane.kubectl("get", "mp", "-n", NAMESPACE).stdout)
-        commits = stack.simulator.control.commits("production")
-        for commit in commits:
+        for commit in stack.simulator.control.commits("production"):
             print(
                 f"GitOps commit in production: {commit['action']} by {commit['author']}: "
                 f"{commit['message']}"
             )
         items = _promotions(stack)
-        ok = bool(items) and all(_ready(i).get("status") == "True" for i in items)
+        expected = _names(plain) | _names(canaries)
+        ok = (
+            finished
+            and {i["metadata"]["name"] for i in items} >= expected
+            and all(_ready(i).get("status") == "True" for i in items)
+        )
         print("demo succeeded" if ok else "demo FAILED: not every promotion is Ready")
         return 0 if ok else 1
     finally:

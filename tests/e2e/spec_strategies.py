@@ -602,8 +602,8 @@ def _missing(draw: st.DrawFn, spec: Mapping[str, Any]) -> Edit:
 def _unknown_strategy(draw: st.DrawFn, spec: Mapping[str, Any]) -> Edit:
     value = draw(
         st.one_of(
-            st.sampled_from(["Canary", "replace", "REPLACE", "Replace ", "", "BlueGreen"]),
-            SOME_TEXT.filter(lambda s: s != "Replace"),
+            st.sampled_from(["replace", "REPLACE", "Replace ", "", "BlueGreen"]),
+            SOME_TEXT.filter(lambda s: s not in ("Replace", "Canary")),
         )
     )
     return _edit(("strategy",), value, Check.BLOCKING, "unknown strategy")

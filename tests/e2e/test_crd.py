@@ -4,6 +4,7 @@ keeps the status the operator writes."""
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 import time
 from pathlib import Path
@@ -12,6 +13,16 @@ from typing import Any
 import pytest
 import yaml
 
+from promotion_operator.core.run import (
+    HISTORY_LENGTH,
+    ActionKind,
+    HistoryEntry,
+    Phase,
+    PlannedChange,
+    PreviousTarget,
+    Run,
+    to_status,
+)
 from tests.e2e.spec_strategies import MAX_ANNOTATIONS_BYTES, MAX_NAME, largest_spec
 from tests.harness.controlplane import ControlPlane
 from tests.harness.promotions import manifest
@@ -49,7 +60,11 @@ MAX_TEMPLATES = 10
 MAX_QUERY = 4000
 MAX_QUERIES = 6000  # all queries together (a CEL rule)
 MAX_DURATION_CHARS = 32
+# Limits of spec.approval.
+MAX_APPROVAL_GROUPS = 20
+MAX_GROUP = 128
 KUBECTL_COPY = "kubectl.kubernetes.io/last-applied-configuration"
+CRD = Path(__file__).resolve().parents[2] / "crds" / "modelpromotions.deploy.mlops.dev.yaml"
 KOPF_COPY = "deploy.mlops.dev/last-handled-configuration"
 
 
@@ -306,6 +321,55 @@ def test_kubectl_explain_teaches_the_spec(control_plane: ControlPlane, crds: Non
             'Duplicate value: {"name":"error-rate"}',
             id="two-templates-of-one-name",
         ),
+        # Approval
+        pytest.param(
+            {**VALID, "approval": {"required": "yes"}},
+            "spec.approval.required",
+            'Invalid value: "string"',
+            id="approval-required-not-a-boolean",
+        ),
+        pytest.param(
+            {**VALID, "approval": {"groups": [f"g{i}" for i in range(MAX_APPROVAL_GROUPS + 1)]}},
+            "spec.approval.groups",
+            f"must have at most {MAX_APPROVAL_GROUPS} items",
+            id="too-many-approval-groups",
+        ),
+        pytest.param(
+            {**VALID, "approval": {"groups": ["g" * (MAX_GROUP + 1)]}},
+            "spec.approval.groups[0]",
+            f"may not be more than {MAX_GROUP} bytes",
+            id="approval-group-too-long",
+        ),
+        pytest.param(
+            {**VALID, "approval": {"groups": ["release\nmanagers"]}},
+            "spec.approval.groups[0]",
+            "should match",
+            id="approval-group-with-a-newline",
+        ),
+        pytest.param(
+            {**VALID, "approval": {"groups": ["Entwickler-\u00c4"]}},
+            "spec.approval.groups[0]",
+            "should match",
+            id="approval-group-not-ascii",
+        ),
+        pytest.param(
+            {**VALID, "approval": {"groups": ['release "managers"']}},
+            "spec.approval.groups[0]",
+            "should match",
+            id="approval-group-with-a-quote",
+        ),
+        pytest.param(
+            {**VALID, "approval": {"groups": [""]}},
+            "spec.approval.groups[0]",
+            "should be at least 1 chars long",
+            id="empty-approval-group",
+        ),
+        pytest.param(
+            {**VALID, "approval": {"groups": ["release-managers", "release-managers"]}},
+            "spec.approval.groups[1]",
+            'Duplicate value: "release-managers"',
+            id="approval-group-twice",
+        ),
     ],
 )
 def test_invalid_promotion_is_refused_naming_the_field(
@@ -453,6 +517,169 @@ def test_the_canary_status_is_kept_and_its_weight_is_a_column(
     control_plane.kubectl("delete", "mp", name, "-n", "default")
 
 
+APPROVAL: dict[str, Any] = {
+    **VALID,
+    "approval": {"required": True, "groups": ["release-managers", "/ml/leads", "oidc:Ops Team"]},
+}
+
+
+def test_approval_is_accepted_as_written_and_defaults_to_not_required(
+    control_plane: ControlPlane, crds: None
+) -> None:
+    spec = _apply_json(control_plane, "approval", APPROVAL)["spec"]
+    control_plane.kubectl("delete", "mp", "approval", "-n", "default")
+    # Group names as the API server has them: OIDC paths and prefixes, spaces.
+    assert spec["approval"] == APPROVAL["approval"]
+    spec = _apply_json(control_plane, "approval-default", {**VALID, "approval": {}})["spec"]
+    control_plane.kubectl("delete", "mp", "approval-default", "-n", "default")
+    assert spec["approval"] == {"required": False}
+    spec = _apply_json(control_plane, "no-approval", VALID)["spec"]
+    control_plane.kubectl("delete", "mp", "no-approval", "-n", "default")
+    assert "approval" not in spec
+
+
+def test_kubectl_explain_teaches_how_to_approve(control_plane: ControlPlane, crds: None) -> None:
+    text = " ".join(_explain(control_plane, "modelpromotion.spec.approval").split())
+    assert "kubectl promotion approve NAME" in text
+    assert "kubectl annotate mp NAME deploy.mlops.dev/approve=<your user name>" in text
+    assert "ValidatingAdmissionPolicy" in text and "manifests/policies/" in text
+    assert "AwaitingApproval" in text
+    groups = " ".join(_explain(control_plane, "modelpromotion.spec.approval.groups").split())
+    assert f"at most {MAX_APPROVAL_GROUPS}" in groups and f"1 to {MAX_GROUP} characters" in groups
+    phase = " ".join(_explain(control_plane, "modelpromotion.status.phase").split())
+    assert "AwaitingApproval" in phase and "Aborted" in phase
+
+
+def test_the_history_bound_is_the_cores() -> None:
+    # The operator keeps HISTORY_LENGTH runs; a CRD bound below it would refuse its writes.
+    crd = yaml.safe_load(CRD.read_text())
+    status = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    assert status["properties"]["history"]["maxItems"] == HISTORY_LENGTH
+
+
+_AT = datetime.datetime(2026, 3, 1, 10, 0, tzinfo=datetime.UTC)
+
+
+def _at(seconds: int) -> datetime.datetime:
+    return _AT + datetime.timedelta(seconds=seconds)
+
+
+def _full_run() -> Run:
+    """A run with every field the core writes set: approved, a retry, a full history."""
+    entry = HistoryEntry(
+        generation=2,
+        retry=0,
+        outcome="Succeeded",
+        reason="Succeeded",
+        started_at=_at(0),
+        finished_at=_at(120),
+        source="staging/iris",
+        target="production/iris",
+        source_generation=6,
+        target_generation=12,
+        images=("seldonio/sklearn-iris:1.4",),
+        model_uris=("gs://models/iris/v1",),
+        approved_by="alice",
+    )
+    bare = HistoryEntry(3, 0, "Aborted", "Aborted", _at(200), _at(210))
+    return Run(
+        generation=3,
+        phase=Phase.PROMOTING,
+        started_at=_at(300),
+        phase_since=_at(330),
+        source="staging/iris",
+        target="production/iris",
+        attempts=4,
+        plan=PlannedChange(
+            ActionKind.UPDATE,
+            "5f1c0e9a2b7d",
+            ("seldonio/sklearn-iris:1.5",),
+            ("gs://models/iris/v2",),
+            ("update production/iris",),
+            7,
+        ),
+        previous=PreviousTarget(True, "0a9b8c7d6e5f", {"spec": {"predictors": []}}),
+        retry=1,
+        approved_by="alice",
+        approved_at=_at(330),
+        last_retry="2026-03-01T10:04:59Z",
+        history=(bare, *[entry] * (HISTORY_LENGTH - 1)),
+        conditions=(
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": "Promoting",
+                "message": "approved by alice",
+                "observedGeneration": 3,
+                "lastTransitionTime": "2026-03-01T10:00:00Z",
+            },
+        ),
+    )
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        _full_run(),
+        # A run that has only started: to_status writes null for everything it lacks.
+        Run(generation=1, phase=Phase.AWAITING_APPROVAL, started_at=_AT, phase_since=_AT),
+    ],
+    ids=["approved-retry-with-history", "awaiting-approval-with-nulls"],
+)
+def test_the_status_the_core_writes_is_kept(
+    control_plane: ControlPlane, crds: None, run: Run
+) -> None:
+    """Every field ``to_status`` writes is in the CRD (nothing pruned), and every null
+    it writes is allowed, whether it comes as a merge patch (as Kopf sends it) or
+    within a whole status (an update)."""
+    name = f"core-status-{run.generation}"
+    _apply_json(control_plane, name, APPROVAL)
+    status = to_status(run)
+    control_plane.kubectl(
+        "patch", "mp", name, "-n", "default", "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": status}),
+    )  # fmt: skip
+    got = json.loads(control_plane.kubectl("get", "mp", name, "-n", "default", "-o", "json").stdout)
+    assert got["status"] == _without_nulls(status)
+    got["status"] = status
+    replaced = control_plane.kubectl(
+        "replace", "--subresource=status", "-f", "-", "-o", "json",
+        input_text=json.dumps(got), check=False,
+    )  # fmt: skip
+    assert replaced.returncode == 0, replaced.stderr
+    assert _without_nulls(json.loads(replaced.stdout)["status"]) == _without_nulls(status)
+    wide = control_plane.kubectl("get", "mp", name, "-n", "default", "-o", "wide").stdout
+    control_plane.kubectl("delete", "mp", name, "-n", "default")
+    header, row = wide.splitlines()
+    # A wide column: `kubectl get mp -o wide` shows who approved.
+    cell = row[header.index("APPROVED") : header.index("AGE")]
+    assert cell.strip() == (run.approved_by or ""), wide
+
+
+def test_a_history_longer_than_the_cores_is_refused(
+    control_plane: ControlPlane, crds: None
+) -> None:
+    name = "long-history"
+    _apply_json(control_plane, name, VALID)
+    entry = to_status(_full_run())["history"][1]
+    refused = control_plane.kubectl(
+        "patch", "mp", name, "-n", "default", "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": {"history": [entry] * (HISTORY_LENGTH + 1)}}),
+        check=False,
+    )  # fmt: skip
+    control_plane.kubectl("delete", "mp", name, "-n", "default")
+    assert refused.returncode != 0
+    assert f"status.history: Too many: {HISTORY_LENGTH + 1}" in refused.stderr, refused.stderr
+
+
 def _largest_canary_spec() -> dict[str, Any]:
     """The biggest Canary spec the CRD allows, in the characters whose JSON copies are
     longest: an emoji in the free texts (12 bytes in Kopf's copy), '"' in the queries."""
@@ -465,6 +692,11 @@ def _largest_canary_spec() -> dict[str, Any]:
     # Queries of MAX_QUERIES characters together, the first at its own maximum.
     rest = MAX_TEMPLATES - 2
     queries = [MAX_QUERY, MAX_QUERIES - MAX_QUERY - rest] + [1] * rest
+    spec["approval"] = {
+        "required": True,
+        # ASCII only: every character is one byte in both copies.
+        "groups": [f"{i:02d}" + "g" * (MAX_GROUP - 2) for i in range(MAX_APPROVAL_GROUPS)],
+    }
     spec["strategy"] = "Canary"
     spec["canary"] = {
         "steps": [{"setWeight": 99}]

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
+import os
 import re
 import secrets
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
@@ -380,3 +382,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(error.exit_code)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): say nothing more, anywhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return int(ExitCode.ERROR)
+    except Exception as error:  # a bug: one line, the traceback only when asked
+        if getattr(args, "verbose", False):
+            traceback.print_exc()
+        _err(f"error: internal error: {type(error).__name__}: {error} (-v shows the traceback)")
+        return int(ExitCode.ERROR)

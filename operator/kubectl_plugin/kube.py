@@ -213,6 +213,12 @@ class Kube:
                 body=review, _request_timeout=(_CONNECT_TIMEOUT, _READ_TIMEOUT)
             )
         except ApiException as error:
+            if error.status == 404:
+                raise PluginError(
+                    "error: the API server does not serve SelfSubjectReview "
+                    "(authentication.k8s.io/v1, Kubernetes 1.28 or later), so it cannot "
+                    "say who you are"
+                ) from None
             raise api_error(error) from None
         except (urllib3.exceptions.HTTPError, OSError) as error:
             self._unreachable(error)

@@ -653,3 +653,18 @@ def test_api_errors_are_the_servers_message_in_kubectls_words() -> None:
     )
     plain = api_error(ApiException(status=500, reason="Internal Server Error", body="boom"), "x")
     assert plain.message == "Error from server (Internal Server Error): boom"
+
+
+def test_a_bug_is_one_line_and_its_traceback_only_with_v(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(session: cli.Session) -> ExitCode:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(cli, "cmd_list", broken)
+    assert cli.main(["list"]) == ExitCode.ERROR
+    assert capsys.readouterr().err == (
+        "error: internal error: KeyError: 'boom' (-v shows the traceback)\n"
+    )
+    assert cli.main(["list", "-v"]) == ExitCode.ERROR
+    assert "Traceback (most recent call last)" in capsys.readouterr().err

@@ -13,7 +13,7 @@ import sys
 
 import kopf
 
-from promotion_operator.core.machine import RetryPolicy
+from promotion_operator.core.step import RetryPolicy
 from promotion_operator.errors import SettingsError
 from promotion_operator.runner import Runtime
 from promotion_operator.settings import load_settings

@@ -17,19 +17,12 @@ from typing import Any, Protocol, assert_never
 
 from promotion_operator.auth import TokenProviders
 from promotion_operator.core.conditions import ready_reason
-from promotion_operator.core.machine import (
-    Action,
-    Answer,
-    Context,
-    PassResult,
-    Reading,
-    RetryPolicy,
-    reconcile,
-)
+from promotion_operator.core.machine import reconcile
 from promotion_operator.core.planning import PromotionRef
 from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import FINISHED, ActionKind, Failure, Phase, Run
 from promotion_operator.core.spec import DeploymentRef, PromotionSpec, parse_spec
+from promotion_operator.core.step import Action, Answer, Context, PassResult, Reading, RetryPolicy
 from promotion_operator.errors import PromotionError
 from promotion_operator.metrics import Metrics
 from promotion_operator.notifications import Notice, NoticeKind, Notifier

@@ -179,6 +179,42 @@ def fill_query(template: AnalysisTemplate, spec: PromotionSpec, *, canary: str, 
     return query
 
 
+def step_name(spec: PromotionSpec, index: int) -> str:
+    """How step ``index`` reads in messages: ``step 2/5: canary at 10%``."""
+    steps = spec.canary_steps
+    if index >= len(steps):
+        return f"step {index + 1}/{len(steps) + 1}: promoting the canary to 100%"
+    step = steps[index]
+    if step.set_weight is not None:
+        what = f"canary at {step.set_weight}%"
+    elif step.analysis:
+        what = f"analysis {', '.join(step.analysis)}"
+    elif step.pause_seconds is not None:
+        what = f"pause {step.pause_seconds:g}s"
+    else:
+        what = "pause until resumed"
+    return f"step {index + 1}/{len(steps) + 1}: {what}"
+
+
+def weight_of(spec: PromotionSpec, index: int) -> int:
+    """The canary's weight once step ``index``'s write (if any) landed; 100 when promoted."""
+    steps = spec.canary_steps
+    if index >= len(steps):
+        return 100
+    weight = steps[index].set_weight
+    if weight is not None:
+        return weight
+    return weight_of(spec, last_write(spec, index))
+
+
+def last_write(spec: PromotionSpec, index: int) -> int:
+    """The index of the step whose write the target carries during step ``index``."""
+    steps = spec.canary_steps
+    if index >= len(steps):
+        return index
+    return max((i for i in range(index + 1) if steps[i].set_weight is not None), default=0)
+
+
 def _annotations(deployment: Mapping[str, Any]) -> Mapping[str, Any]:
     return (deployment.get("metadata") or {}).get("annotations") or {}
 

@@ -16,9 +16,9 @@ from typing import Any
 import kopf
 
 from promotion_operator.core.conditions import Event
-from promotion_operator.core.machine import PassResult
 from promotion_operator.core.planning import PromotionRef
 from promotion_operator.core.requests import CONSUMED, requests_from
+from promotion_operator.core.step import PassResult
 from promotion_operator.runner import Runtime, run_pass
 
 GROUP = "deploy.mlops.dev"

@@ -13,15 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from promotion_operator.core.conditions import Event
-from promotion_operator.core.machine import (
-    Action,
-    Answer,
-    Context,
-    Reading,
-    RetryPolicy,
-    Step,
-    reconcile,
-)
+from promotion_operator.core.machine import reconcile
 from promotion_operator.core.planning import (
     Plan,
     PromotionRef,
@@ -40,6 +32,7 @@ from promotion_operator.core.run import (
     from_status,
 )
 from promotion_operator.core.spec import PromotionSpec, parse_spec
+from promotion_operator.core.step import Action, Answer, Context, Reading, RetryPolicy, Step
 
 T0 = datetime.datetime(2025, 3, 1, 12, 0, 0, tzinfo=datetime.UTC)
 

@@ -17,10 +17,10 @@ from promotion_operator.core.canary import (
     fill_query,
     without_canary,
 )
-from promotion_operator.core.machine import Action, Reading
 from promotion_operator.core.planning import GENERATION_ANNOTATION, Plan, PlanningError
 from promotion_operator.core.run import ActionKind, Failure, Phase, Run, Verdict
 from promotion_operator.core.spec import AnalysisTemplate, CanaryStep, PromotionSpec, Strategy
+from promotion_operator.core.step import Action, Reading
 from tests.unit.core_builders import (
     PROMOTION,
     FakeSeldon,

@@ -16,19 +16,7 @@ from typing import Any
 import pytest
 
 from promotion_operator.core.conditions import Event, transition_events
-from promotion_operator.core.machine import (
-    Action,
-    Context,
-    Observed,
-    Purpose,
-    RetryPolicy,
-    Step,
-    after_action,
-    decide,
-    is_settled,
-    reads_for,
-    start_run,
-)
+from promotion_operator.core.machine import after_action, decide, reads_for, start_run
 from promotion_operator.core.planning import GENERATION_ANNOTATION, spec_hash
 from promotion_operator.core.run import (
     ActionKind,
@@ -40,6 +28,8 @@ from promotion_operator.core.run import (
     to_status,
 )
 from promotion_operator.core.spec import ComponentOverride, Overrides, PromotionSpec
+from promotion_operator.core.step import Action, Context, Observed, Purpose, RetryPolicy, Step
+from promotion_operator.core.transitions import is_settled
 from tests.unit.core_builders import (
     DEFAULT_POLICY,
     PROMOTION,

@@ -9,14 +9,9 @@ from typing import Any
 import pytest
 
 from promotion_operator.core.conditions import find_condition
-from promotion_operator.core.machine import (
-    STATUS_UNREADABLE,
-    Action,
-    Answer,
-    RetryPolicy,
-    reconcile,
-)
+from promotion_operator.core.machine import STATUS_UNREADABLE, reconcile
 from promotion_operator.core.run import ActionKind, Failure, Phase, to_status
+from promotion_operator.core.step import Action, Answer, RetryPolicy
 from tests.unit.core_builders import (
     PROMOTION,
     SPEC,

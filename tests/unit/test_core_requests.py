@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from promotion_operator.core.machine import Observed, decide, reconcile
+from promotion_operator.core.machine import decide, reconcile
 from promotion_operator.core.requests import (
     ABORT_ANNOTATION,
     APPROVE_ANNOTATION,
@@ -26,6 +26,7 @@ from promotion_operator.core.run import (
     Run,
     to_status,
 )
+from promotion_operator.core.step import Observed
 from tests.unit.core_builders import (
     PROMOTION,
     SPEC,

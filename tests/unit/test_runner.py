@@ -13,9 +13,9 @@ import kopf
 import pytest
 
 from promotion_operator.core.conditions import Event
-from promotion_operator.core.machine import Action, PassResult
 from promotion_operator.core.requests import RESUME_ANNOTATION
 from promotion_operator.core.run import ActionKind, Phase, to_status
+from promotion_operator.core.step import Action, PassResult
 from promotion_operator.errors import Forbidden, PromotionError
 from promotion_operator.handlers.promotion import RunInProgress, record
 from promotion_operator.metrics import Metrics

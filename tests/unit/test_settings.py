@@ -836,7 +836,8 @@ def test_notification_url_file_must_be_utf8(secret: Path, tmp_path: Path) -> Non
     path.write_bytes(b"https://events.example/\xff\xfe")
 
     assert problems_of(env_for(secret, NOTIFY_CLOUDEVENTS_URL_FILE=str(path))) == [
-        f"NOTIFY_CLOUDEVENTS_URL_FILE: URL file {path} is not ASCII text (one percent-encoded URL is)"
+        f"NOTIFY_CLOUDEVENTS_URL_FILE: URL file {path} is not ASCII text "
+        "(one percent-encoded URL is)"
     ]
 
 

@@ -1,0 +1,135 @@
+"""What one pass of a run works with and produces: its inputs, what it read, the
+action it takes, and its result. Plain data; the logic is in :mod:`machine`."""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+from promotion_operator.core.conditions import Event
+from promotion_operator.core.planning import PromotionRef
+from promotion_operator.core.requests import Requests
+from promotion_operator.core.run import ActionKind, Failure, Run
+from promotion_operator.core.spec import PromotionSpec
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long to wait before the next pass.
+
+    The wait equals the time already spent waiting (so the gaps double:
+    0.5, 0.5, 1, 2, 4 s ...), clamped, and spread by jitter so runs that failed
+    together do not retry together. A server's Retry-After is honoured as a
+    minimum up to ``max_delay``; no wait reaches past the run's deadline.
+    """
+
+    min_delay: float = 0.5
+    max_delay: float = 60.0
+    max_poll: float = 10.0
+
+
+@dataclass(frozen=True)
+class Context:
+    """The inputs of one pass that are not observations."""
+
+    spec: PromotionSpec
+    promotion: PromotionRef
+    now: datetime.datetime
+    jitter: float = 0.5  # uniform in [0, 1): supplied by the caller to keep this pure
+    policy: RetryPolicy = RetryPolicy()
+    requests: Requests = field(default_factory=Requests)  # asked through annotations
+    prometheus_configured: bool = False  # analysis steps can be measured
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the pass read from Seldon Deploy. ``None`` with no error means not found."""
+
+    source: Mapping[str, Any] | None = None
+    target: Mapping[str, Any] | None = None
+    source_error: Failure | None = None
+    target_error: Failure | None = None
+    readings: Mapping[str, Reading] = field(default_factory=dict)  # by analysis template
+
+
+class Purpose(enum.Enum):
+    """Why an action writes the target."""
+
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"  # restore (or remove) what the run replaced
+    CLEANUP = "cleanup"  # remove a canary an earlier generation left behind
+
+
+@dataclass(frozen=True)
+class Action:
+    """One call to Seldon Deploy on the target (or a validation of it)."""
+
+    kind: ActionKind
+    deployment: Mapping[str, Any] | None  # None only for DELETE
+    message: str  # the GitOps commit message of a write
+    purpose: Purpose = Purpose.PROMOTE
+
+    @property
+    def rollback(self) -> bool:
+        """Whether the write undoes something (a rollback or a cleanup)."""
+        return self.purpose is not Purpose.PROMOTE
+
+
+@dataclass(frozen=True)
+class Step:
+    """The outcome of a decision: the run to record, what to do, when to come back."""
+
+    run: Run
+    action: Action | None = None
+    requeue_after: float | None = None  # None: nothing more until the spec changes
+    used: tuple[str, ...] = ()  # the requests this step acted on (by name)
+
+
+class Reading(NamedTuple):
+    """What Prometheus answered to one analysis query: a number, or a failure."""
+
+    value: float | None = None
+    failure: Failure | None = None
+
+
+class Answer(NamedTuple):
+    """What Seldon Deploy answered: a deployment (None: not found / no body), or a failure."""
+
+    deployment: Mapping[str, Any] | None = None
+    failure: Failure | None = None
+
+
+class Effects(Protocol):
+    """A pass's window on Seldon Deploy: the two deployments of the spec, and one action."""
+
+    def read_source(self) -> Answer:
+        """The source deployment (``Answer()`` if it does not exist)."""
+        ...
+
+    def read_target(self) -> Answer:
+        """The target deployment (``Answer()`` if it does not exist)."""
+        ...
+
+    def perform(self, action: Action) -> Answer:
+        """Carry out ``action`` on the target; the answer is the written deployment."""
+        ...
+
+    def query(self, promql: str) -> Reading:
+        """The one number ``promql`` gives now (an analysis measurement)."""
+        ...
+
+
+@dataclass(frozen=True)
+class PassResult:
+    """What one pass wants recorded and done next."""
+
+    run: Run | None  # the run after the pass; None when the status could not be read
+    status: dict[str, Any] | None  # the status to record; None: nothing changed
+    events: tuple[Event, ...] = ()
+    requeue_after: float | None = None  # None: nothing more until the spec changes
+    message: str = ""  # the Ready condition's message
+    started: bool = False  # this pass started a run (a new generation, or a retry)
+    used: tuple[str, ...] = ()  # requests acted on (or stale): remove their annotations

@@ -57,7 +57,7 @@ local message = ready.message
 -- Without a Ready message, the error the run recorded says what is going on.
 if not present(message) then
   local detail = status.lastError
-  if phase == "Failed" or phase == "RolledBack" then
+  if phase == "Failed" or phase == "RolledBack" or phase == "Aborted" then
     detail = status.outcome
   end
   if type(detail) == "table" and present(detail.message) then
@@ -89,24 +89,40 @@ if phase == "Paused" then
   end
 end
 
+-- "-n NAMESPACE " and the name, for the kubectl commands in messages.
+local name = "NAME"
+local where = ""
+if type(obj.metadata) == "table" then
+  if present(obj.metadata.name) then
+    name = obj.metadata.name
+  end
+  if present(obj.metadata.namespace) then
+    where = "-n " .. obj.metadata.namespace .. " "
+  end
+end
+
 if awaitingResume then
   hs.status = "Suspended"
   if present(ready.message) then
     -- The operator's message says how to resume.
     hs.message = ready.message
   else
-    local name = "NAME"
-    local where = ""
-    if type(obj.metadata) == "table" then
-      if present(obj.metadata.name) then
-        name = obj.metadata.name
-      end
-      if present(obj.metadata.namespace) then
-        where = "-n " .. obj.metadata.namespace .. " "
-      end
-    end
     hs.message = "Paused until a person resumes the canary: kubectl " .. where
       .. "annotate mp " .. name .. " deploy.mlops.dev/resume=true"
+  end
+  return hs
+end
+
+-- Validated, waiting for a person to approve (spec.approval.required).
+if phase == "AwaitingApproval" then
+  hs.status = "Suspended"
+  if present(ready.message) then
+    -- The operator's message names who may approve and how.
+    hs.message = ready.message
+  else
+    hs.message = "Waiting for approval: kubectl " .. where .. "promotion approve " .. name
+      .. ", or kubectl " .. where .. "annotate mp " .. name
+      .. " deploy.mlops.dev/approve=<your user name>"
   end
   return hs
 end
@@ -139,6 +155,18 @@ if phase == "Failed" then
     hs.message = withReason(reason, message)
   else
     hs.message = withReason(reason, "The promotion run failed")
+  end
+  return hs
+end
+
+-- Stopped on request before anything was written (a run aborted after a write is
+-- rolled back, and ends RolledBack).
+if phase == "Aborted" then
+  hs.status = "Degraded"
+  if present(message) then
+    hs.message = message
+  else
+    hs.message = "The promotion run was aborted"
   end
   return hs
 end

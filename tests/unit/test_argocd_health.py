@@ -16,8 +16,9 @@ import lupa.lua51  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from promotion_operator.core.conditions import AWAITING_RESUME, WORKING_REASONS
+from promotion_operator.core.conditions import AWAITING_APPROVAL, AWAITING_RESUME, WORKING_REASONS
 from promotion_operator.core.planning import ANNOTATION_PREFIX
+from promotion_operator.core.requests import APPROVE_ANNOTATION
 from promotion_operator.core.run import Phase
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,6 +125,26 @@ def test_a_pause_is_suspended_exactly_when_it_waits_for_a_person() -> None:
         assert status == ("Suspended" if waits else "Progressing"), case["name"]
         if waits:  # says how to resume, with the operator's annotation
             assert f"annotate mp iris-to-production {RESUME_ANNOTATION}=true" in message, message
+
+
+def test_waiting_for_approval_is_suspended_and_says_how_to_approve() -> None:
+    waiting = _cases_in(Phase.AWAITING_APPROVAL)
+    assert {AWAITING_APPROVAL, None} <= {_ready_reason(case) for case in waiting}
+    for case in waiting:
+        status, message = run_health(_sample(case))
+        assert status == "Suspended", case["name"]
+        # The plugin's command, and (from the operator or the script) the annotation.
+        assert "promotion approve iris-to-production" in message, message
+        assert APPROVE_ANNOTATION in message, message
+
+
+def test_an_aborted_run_is_degraded_with_the_reason_it_ended() -> None:
+    aborted = _cases_in(Phase.ABORTED)
+    assert {"Aborted", None} <= {_ready_reason(case) for case in aborted}
+    for case in aborted:
+        status, message = run_health(_sample(case))
+        assert status == "Degraded", case["name"]
+        assert message == _sample(case)["status"]["outcome"]["message"]
 
 
 def test_every_sample_object_is_a_case() -> None:

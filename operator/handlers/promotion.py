@@ -1,7 +1,8 @@
 """The ModelPromotion handlers: one pass of the run per call, requeued while it works.
 
-The same function serves create, spec changes and operator restarts (resume).
-A pass that leaves the run unfinished raises ``kopf.TemporaryError`` with the
+The same function serves create, changes (of the spec, or of the annotations
+people use to ask for an approval, an abort, a retry or a resume) and operator
+restarts (resume). A pass that leaves the run unfinished raises ``kopf.TemporaryError`` with the
 delay the core chose: Kopf sleeps on its event loop, not in a worker thread,
 so hundreds of runs can wait at once.
 """
@@ -19,6 +20,7 @@ from promotion_operator.core.conditions import Event
 from promotion_operator.core.planning import PromotionRef
 from promotion_operator.core.requests import CONSUMED, requests_from
 from promotion_operator.core.step import PassResult
+from promotion_operator.handlers.startup import LEGACY_KOPF_KEYS
 from promotion_operator.runner import Runtime, run_pass
 
 GROUP = "deploy.mlops.dev"
@@ -32,7 +34,7 @@ class RunInProgress(kopf.TemporaryError):
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+@kopf.on.update(GROUP, VERSION, PLURAL)  # spec, labels or annotations; never status
 def run_promotion(
     spec: kopf.Spec,
     status: kopf.Status,
@@ -65,6 +67,9 @@ def run_promotion(
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
         logger.info("%s: %s", event.reason, event.message)
 
+    for key in LEGACY_KOPF_KEYS:
+        if key in (meta.get("annotations") or {}):
+            patch.metadata.annotations[key] = None
     record(result, patch, post)
 
 

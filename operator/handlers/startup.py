@@ -9,19 +9,23 @@ import kopf
 
 from promotion_operator.core.planning import ANNOTATION_PREFIX
 
-# Kopf's progress and diff-base live in annotations under our prefix: the
-# structural schema would prune Kopf's default `status.kopf`.
+# Kopf's progress and diff-base live in annotations (the structural schema would
+# prune Kopf's default `status.kopf`) under a prefix of their own: Kopf ignores
+# every annotation under its storage prefix, and people's requests live under
+# ours (deploy.mlops.dev/approve, abort, retry, resume), which must wake a pass.
+KOPF_PREFIX = f"kopf.{ANNOTATION_PREFIX}"
 DIFFBASE_KEY = "last-handled-configuration"
+#: Kopf's keys from before it had a prefix of its own; their marker would make Kopf
+#: ignore the request annotations, so a pass removes them.
+LEGACY_KOPF_KEYS = (f"{ANNOTATION_PREFIX}/kopf-managed", f"{ANNOTATION_PREFIX}/{DIFFBASE_KEY}")
 
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     """Settings chosen on purpose rather than inherited."""
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-        prefix=ANNOTATION_PREFIX
-    )
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=ANNOTATION_PREFIX, key=DIFFBASE_KEY
+        prefix=KOPF_PREFIX, key=DIFFBASE_KEY
     )
     # The only deletion handler (`forget_promotion`) is optional, so Kopf never adds
     # this finalizer and deletion never waits for the operator; named for clarity anyway.

@@ -65,7 +65,7 @@ MAX_APPROVAL_GROUPS = 20
 MAX_GROUP = 128
 KUBECTL_COPY = "kubectl.kubernetes.io/last-applied-configuration"
 CRD = Path(__file__).resolve().parents[2] / "crds" / "modelpromotions.deploy.mlops.dev.yaml"
-KOPF_COPY = "deploy.mlops.dev/last-handled-configuration"
+KOPF_COPY = "kopf.deploy.mlops.dev/last-handled-configuration"
 
 
 def _canary_step(index: int, step: dict[str, Any]) -> dict[str, Any]:

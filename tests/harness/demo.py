@@ -149,7 +149,8 @@ class _Printer:
             self._seen[name] = now
             where = ""
             if canary:
-                where = f" [step {canary.get('step')}, canary at {canary.get('weight')}%]"
+                # status.canary.step indexes spec.canary.steps; messages count from 1.
+                where = f" [steps[{canary.get('step')}], canary at {canary.get('weight')}%]"
             self._print(f"{name}: {now[0]:<11} {now[1]}{where}: {ready.get('message', '')}")
 
     def _print(self, line: str) -> None:

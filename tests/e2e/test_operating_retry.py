@@ -95,3 +95,22 @@ def test_the_same_retry_token_again_starts_nothing(
     assert (status["retry"], status["lastRetry"], status["phase"]) == (1, asked, "Succeeded")
     assert status["startedAt"] == done["startedAt"]
     assert status["history"] == done["history"]
+
+
+def test_a_retry_while_the_run_goes_on_is_ignored_once_and_never_acted_on_later(
+    seldon: Simulator, operator: OperatorProcess, promotions: Promotions
+) -> None:
+    seldon.control.set_delays(rollout_seconds=4.0)  # the run sits in Verifying a while
+    promotions.apply("iris", SPEC)
+    promotions.wait_for_phase("iris", {"Verifying"}, timeout=20)
+    asked = token()
+
+    annotate(promotions, "iris", RETRY, asked)
+
+    status = promotions.wait_for_phase("iris", ENDED, timeout=20)
+    assert status["phase"] == "Succeeded"
+    status, events = quiet(promotions, "iris")
+    assert events.count("RetryIgnored") == 1, events
+    assert (status["retry"], status["lastRetry"]) == (0, asked)  # handled: refused
+    assert [h["retry"] for h in status["history"]] == [0]
+    assert target_writes(seldon) == ["POST"]

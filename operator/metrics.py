@@ -27,8 +27,8 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         self.runs_started = Counter(
             "modelpromotion_runs_started",
-            "Promotion runs started (one per spec generation, counted once per operator "
-            "process even when a pass is replayed).",
+            "Promotion runs started (one per spec generation and per retry, counted once per "
+            "operator process even when a pass is replayed).",
             registry=self.registry,
         )
         self.runs_finished = Counter(
@@ -116,8 +116,8 @@ class Metrics:
         self._in_flight: set[str] = set()
         # The generation whose start / end was counted, per resource: a pass replayed
         # because its status patch did not land must not count the same run again.
-        self._started: dict[str, int] = {}
-        self._finished: dict[str, int] = {}
+        self._started: dict[str, str] = {}
+        self._finished: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def serve(self, port: int, address: str = "0.0.0.0") -> None:
@@ -159,17 +159,16 @@ class Metrics:
         if error is not None:
             self.token_failures.labels(instance, error.reason).inc()
 
-    def run_started(self, uid: str, generation: int) -> None:
-        """The run of ``generation`` of the resource ``uid`` started."""
-        if self._first(self._started, uid, generation):
+    def run_started(self, uid: str, run: str) -> None:
+        """The run ``run`` (generation, and retry if any: ``3.1``) of ``uid`` started."""
+        if self._first(self._started, uid, run):
             self.runs_started.inc()
         self._track(uid, in_flight=True)
 
-    def run_finished(
-        self, uid: str, generation: int, outcome: str, reason: str, seconds: float
-    ) -> None:
-        """The run of ``generation`` ended as ``outcome`` (Succeeded, Failed, RolledBack)."""
-        if self._first(self._finished, uid, generation):
+    def run_finished(self, uid: str, run: str, outcome: str, reason: str, seconds: float) -> None:
+        """The run ``run`` of ``uid`` ended as ``outcome`` (Succeeded, Failed, RolledBack,
+        Aborted)."""
+        if self._first(self._finished, uid, run):
             self.runs_finished.labels(outcome, reason).inc()
             self.run_duration.labels(outcome).observe(seconds)
         self._track(uid, in_flight=False)
@@ -198,12 +197,12 @@ class Metrics:
             self._finished.pop(uid, None)
         self._track(uid, in_flight=False)
 
-    def _first(self, counted: dict[str, int], uid: str, generation: int) -> bool:
-        """Record ``generation`` for ``uid``; whether it was not recorded yet."""
+    def _first(self, counted: dict[str, str], uid: str, run: str) -> bool:
+        """Record ``run`` for ``uid``; whether it was not recorded yet."""
         with self._lock:
-            if counted.get(uid) == generation:
+            if counted.get(uid) == run:
                 return False
-            counted[uid] = generation
+            counted[uid] = run
             return True
 
     def _track(self, uid: str, *, in_flight: bool) -> None:

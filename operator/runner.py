@@ -88,7 +88,7 @@ class Runtime:
         )
         # The notices sent per resource for its current run, so a replayed pass
         # (its status patch lost) does not notify twice.
-        self._notified: dict[str, tuple[tuple[int, int], set[str]]] = {}
+        self._notified: dict[str, tuple[str, set[str]]] = {}
         self._lock = threading.Lock()
 
     def client(self, instance: str | None) -> DeploymentClient:
@@ -127,7 +127,7 @@ class Runtime:
         self.tokens.close()
         self.notifier.close()
 
-    def notify_once(self, uid: str, run: tuple[int, int], notice: Notice) -> None:
+    def notify_once(self, uid: str, run: str, notice: Notice) -> None:
         """Send ``notice`` unless it was already sent for this run of ``uid``."""
         with self._lock:
             seen_run, sent = self._notified.get(uid, (run, set()))
@@ -206,7 +206,7 @@ def _notify(
             target=run.target,
             at=now,
         )
-        runtime.notify_once(promotion.uid, (run.generation, run.retry), notice)
+        runtime.notify_once(promotion.uid, run.label, notice)
 
 
 def _count(
@@ -222,11 +222,11 @@ def _count(
             promotion.uid, promotion.namespace, promotion.name, run.canary.weight
         )
     if result.started:
-        runtime.metrics.run_started(promotion.uid, run.generation)
+        runtime.metrics.run_started(promotion.uid, run.label)
     if run.phase in FINISHED and result.status is not None:
         seconds = ((run.finished_at or run.started_at) - run.started_at).total_seconds()
         reason = ready_reason(run.conditions)
-        runtime.metrics.run_finished(promotion.uid, run.generation, str(run.phase), reason, seconds)
+        runtime.metrics.run_finished(promotion.uid, run.label, str(run.phase), reason, seconds)
     else:
         runtime.metrics.run_seen(promotion.uid, in_flight=_in_flight(run))
 

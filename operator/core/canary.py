@@ -116,13 +116,14 @@ def written_step(deployment: Mapping[str, Any]) -> int | None:
 
 
 def left_by_another_run(target: Mapping[str, Any], promotion: PromotionRef) -> bool:
-    """Whether ``target`` still carries a canary predictor from an earlier generation of
-    this ModelPromotion (which a new run must remove before anything else)."""
+    """Whether ``target`` still carries a canary predictor from an earlier run (another
+    generation, or an earlier retry) of this ModelPromotion, which a new run must remove
+    before anything else."""
     annotations = _annotations(target)
     name = annotations.get(CANARY_PREDICTOR_ANNOTATION)
     return (
         annotations.get(PROMOTION_UID_ANNOTATION) == promotion.uid
-        and annotations.get(GENERATION_ANNOTATION) != str(promotion.generation)
+        and annotations.get(GENERATION_ANNOTATION) != promotion.run
         and any(p.get("name") == name for p in (target.get("spec") or {}).get("predictors") or ())
     )
 

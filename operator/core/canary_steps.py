@@ -159,8 +159,10 @@ def canary_write(ctx: Context, run: Run, observed: Observed) -> Step:
 
 
 def _validate_again(ctx: Context, run: Run, why: str) -> Step:
-    """Nothing written yet, but what was validated changed: validate on the next pass."""
+    """Nothing written yet, but what was validated changed: validate on the next pass
+    (and ask again for an approval given for the plan that changed)."""
     message = f"{why}; validating again"
+    run = replace(run, approved_by=None, approved_at=None)
     return next_step(ctx, run.moved_to(Phase.VALIDATING, ctx.now), message, None, 0.0)
 
 

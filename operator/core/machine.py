@@ -111,6 +111,9 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
         recorded = None  # a spec change starts afresh; the old run no longer matters
     run = start_run(ctx, recorded)
     started = run is not recorded
+    # Writes carry the run (generation and retry), so a retry never takes the write
+    # of the run before it for its own.
+    ctx = replace(ctx, promotion=replace(ctx.promotion, retry=run.retry))
     notes: list[Event] = []
     stale: tuple[str, ...] = ()
     if started:
@@ -152,6 +155,7 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
         source.deployment, target.deployment, source.failure, target.failure, readings
     )
     step = decide(ctx, run, observed)
+    used = step.used  # acted on by the decision, whatever the action's answer
     if step.action is not None:
         done = effects.perform(step.action)
         step = after_action(ctx, step.run, step.action, done.deployment, done.failure)
@@ -162,7 +166,7 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
         step.requeue_after,
         ready_message(step.run.conditions),
         started=started,
-        used=(*stale, *step.used),
+        used=(*stale, *used, *(name for name in step.used if name not in used)),
     )
 
 
@@ -381,7 +385,10 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
         run = replace(run, plan=change)
         return next_step(ctx, run, f"{change.action.lower()} of {ctx.spec.target} in flight", write)
 
-    # Validate first; a target that changed since validation is validated again.
+    # Validate first; a target that changed since validation is validated again, and
+    # an approval given for the plan that changed is asked for again.
+    if run.phase == Phase.PROMOTING:
+        run = replace(run, approved_by=None, approved_at=None)
     run = replace(run, plan=change, previous=previous).moved_to(Phase.VALIDATING, ctx.now)
     validate = Action(ActionKind.VALIDATE, checked, "")
     return next_step(

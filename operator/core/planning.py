@@ -51,9 +51,15 @@ class PromotionRef:
     name: str
     uid: str
     generation: int
+    retry: int = 0  # the run of this generation: 0, then one more per retry request
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def run(self) -> str:
+        """The run a write belongs to, as its annotation says: ``3``, or ``3.1`` for a retry."""
+        return f"{self.generation}.{self.retry}" if self.retry else str(self.generation)
 
 
 @dataclass(frozen=True)
@@ -103,7 +109,7 @@ def plan_promotion(source: Mapping[str, Any], spec: PromotionSpec, promotion: Pr
         **spec.overrides.annotations,
         PROMOTION_ANNOTATION: str(promotion),
         PROMOTION_UID_ANNOTATION: promotion.uid,
-        GENERATION_ANNOTATION: str(promotion.generation),
+        GENERATION_ANNOTATION: promotion.run,
         SOURCE_ANNOTATION: str(spec.source),
         SOURCE_HASH_ANNOTATION: source_hash,
     }
@@ -126,9 +132,10 @@ def plan_promotion(source: Mapping[str, Any], spec: PromotionSpec, promotion: Pr
 def written_by(deployment: Mapping[str, Any], promotion: PromotionRef) -> bool:
     """Whether ``deployment`` carries this promotion run's own write (one write per run)."""
     annotations = (deployment.get("metadata") or {}).get("annotations") or {}
-    return annotations.get(PROMOTION_UID_ANNOTATION) == promotion.uid and annotations.get(
-        GENERATION_ANNOTATION
-    ) == str(promotion.generation)
+    return (
+        annotations.get(PROMOTION_UID_ANNOTATION) == promotion.uid
+        and annotations.get(GENERATION_ANNOTATION) == promotion.run
+    )
 
 
 def _predictors(spec: Mapping[str, Any], name: str | None) -> Iterator[dict[str, Any]]:

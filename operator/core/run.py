@@ -175,6 +175,11 @@ class Run:
     history: tuple[HistoryEntry, ...] = ()
     conditions: tuple[dict[str, Any], ...] = field(default_factory=tuple)
 
+    @property
+    def label(self) -> str:
+        """The run's name in messages and metrics: ``3``, or ``3.1`` for its first retry."""
+        return f"{self.generation}.{self.retry}" if self.retry else str(self.generation)
+
     def moved_to(self, phase: Phase, now: datetime.datetime) -> Run:
         """This run in ``phase`` (a no-op for the phase clock if it is already there)."""
         if phase == self.phase:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from promotion_operator.core.machine import decide, reconcile
+from promotion_operator.core.planning import GENERATION_ANNOTATION
 from promotion_operator.core.requests import (
     ABORT_ANNOTATION,
     APPROVE_ANNOTATION,
@@ -334,3 +335,40 @@ def test_history_survives_the_status_round_trip() -> None:
 
 def test_spec_reads_the_approval_gate() -> None:
     assert (SPEC.approval_required, SPEC.approval_groups) == (False, ())
+
+
+def test_a_retry_of_a_succeeded_run_writes_again_over_its_own_earlier_write() -> None:
+    fake = FakeSeldon(source=source_deployment())
+    first = final(drive(fake))
+    assert first.phase == Phase.SUCCEEDED
+
+    second = final(drive(fake, status=to_status(first), requests=Requests(retry="again")))
+
+    assert second.phase == Phase.SUCCEEDED and second.retry == 1
+    assert [a.kind for a in fake.writes()] == [ActionKind.CREATE, ActionKind.UPDATE]
+    assert fake.target is not None
+    assert fake.target["metadata"]["annotations"][GENERATION_ANNOTATION] == "2.1"
+
+
+def test_an_abort_while_rolling_back_is_used_even_when_the_pass_writes() -> None:
+    fake = FakeSeldon(source=source_deployment(), target=our_target(state="Failed"))
+    rolling_back = to_status(replace(verifying_run(), phase=Phase.ROLLING_BACK))
+
+    result = asked(5, Requests(abort="now"), rolling_back, fake)
+
+    assert [a.kind for a in fake.writes()] == [ActionKind.DELETE]
+    assert result.used == ("abort",)
+
+
+def test_an_approval_is_asked_again_when_the_plan_must_be_made_again() -> None:
+    fake = FakeSeldon(source=source_deployment())
+    waiting = final(drive(fake, spec=APPROVAL, max_passes=3))
+    approved = asked(10, Requests(approve="alice"), to_status(waiting), fake)
+    assert approved.status is not None
+    fake.target = foreign_target()  # someone created the target meanwhile
+
+    passes = drive(fake, spec=APPROVAL, status=approved.status, max_passes=5)
+
+    run = final(passes)
+    assert run.phase == Phase.AWAITING_APPROVAL and run.approved_by is None
+    assert fake.writes() == []

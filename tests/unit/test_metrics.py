@@ -35,20 +35,20 @@ def test_nothing_is_in_flight_at_start(metrics: Metrics) -> None:
 
 
 def test_run_started_counts_one_run(metrics: Metrics) -> None:
-    metrics.run_started(UID, 1)
+    metrics.run_started(UID, "1")
 
     assert sample(metrics, "modelpromotion_runs_started_total") == 1
 
 
 def test_run_started_puts_the_run_in_flight(metrics: Metrics) -> None:
-    metrics.run_started(UID, 1)
+    metrics.run_started(UID, "1")
 
     assert in_flight(metrics) == 1
 
 
 def test_runs_of_different_resources_are_in_flight_together(metrics: Metrics) -> None:
-    metrics.run_started(UID, 1)
-    metrics.run_started(OTHER_UID, 1)
+    metrics.run_started(UID, "1")
+    metrics.run_started(OTHER_UID, "1")
 
     assert in_flight(metrics) == 2
 
@@ -68,7 +68,7 @@ def test_run_seen_again_keeps_the_run_in_flight_once(metrics: Metrics) -> None:
 
 
 def test_run_seen_not_in_flight_takes_the_run_out(metrics: Metrics) -> None:
-    metrics.run_started(UID, 1)
+    metrics.run_started(UID, "1")
 
     metrics.run_seen(UID, in_flight=False)
 
@@ -76,9 +76,9 @@ def test_run_seen_not_in_flight_takes_the_run_out(metrics: Metrics) -> None:
 
 
 def test_run_finished_counts_one_by_outcome_and_reason(metrics: Metrics) -> None:
-    metrics.run_started(UID, 1)
+    metrics.run_started(UID, "1")
 
-    metrics.run_finished(UID, 1, "RolledBack", "VerificationTimedOut", 42.0)
+    metrics.run_finished(UID, "1", "RolledBack", "VerificationTimedOut", 42.0)
 
     assert (
         sample(
@@ -98,7 +98,7 @@ def test_run_finished_counts_one_by_outcome_and_reason(metrics: Metrics) -> None
 
 
 def test_run_finished_observes_the_duration_under_its_outcome(metrics: Metrics) -> None:
-    metrics.run_finished(UID, 1, "Succeeded", "Succeeded", 7.5)
+    metrics.run_finished(UID, "1", "Succeeded", "Succeeded", 7.5)
 
     name = "modelpromotion_run_duration_seconds"
     assert sample(metrics, f"{name}_count", outcome="Succeeded") == 1
@@ -108,16 +108,16 @@ def test_run_finished_observes_the_duration_under_its_outcome(metrics: Metrics) 
 
 
 def test_run_finished_takes_the_run_out_of_flight(metrics: Metrics) -> None:
-    metrics.run_started(UID, 1)
-    metrics.run_started(OTHER_UID, 1)
+    metrics.run_started(UID, "1")
+    metrics.run_started(OTHER_UID, "1")
 
-    metrics.run_finished(UID, 1, "Succeeded", "Succeeded", 3.0)
+    metrics.run_finished(UID, "1", "Succeeded", "Succeeded", 3.0)
 
     assert in_flight(metrics) == 1
 
 
 def test_forget_takes_a_deleted_run_out_of_flight(metrics: Metrics) -> None:
-    metrics.run_started(UID, 1)
+    metrics.run_started(UID, "1")
 
     metrics.forget(UID)
 
@@ -125,7 +125,7 @@ def test_forget_takes_a_deleted_run_out_of_flight(metrics: Metrics) -> None:
 
 
 def test_forget_of_a_resource_without_a_run_in_flight_changes_nothing(metrics: Metrics) -> None:
-    metrics.run_started(UID, 1)
+    metrics.run_started(UID, "1")
 
     metrics.forget(OTHER_UID)
 
@@ -252,22 +252,22 @@ def test_two_metrics_count_in_their_own_registries(metrics: Metrics) -> None:
 
 
 def test_a_replayed_start_of_the_same_generation_counts_once(metrics: Metrics) -> None:
-    metrics.run_started(UID, 1)
-    metrics.run_started(UID, 1)
+    metrics.run_started(UID, "1")
+    metrics.run_started(UID, "1")
 
     assert sample(metrics, "modelpromotion_runs_started_total") == 1.0
 
 
 def test_a_new_generation_counts_as_a_new_run(metrics: Metrics) -> None:
-    metrics.run_started(UID, 1)
-    metrics.run_started(UID, 2)
+    metrics.run_started(UID, "1")
+    metrics.run_started(UID, "2")
 
     assert sample(metrics, "modelpromotion_runs_started_total") == 2.0
 
 
 def test_a_replayed_end_of_the_same_run_counts_once(metrics: Metrics) -> None:
-    metrics.run_finished(UID, 1, "Succeeded", "Succeeded", 3.0)
-    metrics.run_finished(UID, 1, "Succeeded", "Succeeded", 3.0)
+    metrics.run_finished(UID, "1", "Succeeded", "Succeeded", 3.0)
+    metrics.run_finished(UID, "1", "Succeeded", "Succeeded", 3.0)
 
     total = sample(
         metrics, "modelpromotion_runs_finished_total", outcome="Succeeded", reason="Succeeded"

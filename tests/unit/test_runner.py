@@ -13,7 +13,7 @@ import kopf
 import pytest
 
 from promotion_operator.core.conditions import Event
-from promotion_operator.core.requests import RESUME_ANNOTATION
+from promotion_operator.core.requests import RESUME_ANNOTATION, Requests
 from promotion_operator.core.run import ActionKind, Phase, to_status
 from promotion_operator.core.step import Action, PassResult
 from promotion_operator.errors import Forbidden, PromotionError
@@ -337,3 +337,22 @@ def test_waiting_for_approval_is_notified(runtime: FakeRuntime, notices: list[No
     run_pass(runtime, PROMOTION, spec, first.status, now=at(1), jitter=0.5)
 
     assert [n.kind for n in notices] == ["RunStarted", "AwaitingApproval"]
+
+
+def test_a_retry_counts_as_a_run_of_its_own(runtime: FakeRuntime) -> None:
+    one_pass(runtime, {})  # generation 2 starts
+    failed = to_status(rolling_back_run(None, applied_at=T0))
+    done = one_pass(runtime, failed, 2)  # ... and ends
+    assert done.status is not None
+
+    run_pass(
+        runtime,
+        PROMOTION,
+        SPEC_DICT,
+        done.status,
+        now=at(3),
+        jitter=0.5,
+        requests=Requests(retry="token"),
+    )
+
+    assert sample(runtime, "modelpromotion_runs_started_total") == 2.0

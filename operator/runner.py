@@ -127,6 +127,12 @@ class Runtime:
         self.tokens.close()
         self.notifier.close()
 
+    def forget(self, uid: str) -> None:
+        """The resource was deleted: drop what is kept about it."""
+        with self._lock:
+            self._notified.pop(uid, None)
+        self.metrics.forget(uid)
+
     def notify_once(self, uid: str, run: str, notice: Notice) -> None:
         """Send ``notice`` unless it was already sent for this run of ``uid``."""
         with self._lock:

@@ -89,9 +89,10 @@ def record(result: PassResult, patch: kopf.Patch, post: Callable[[Event], None])
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
 def forget_promotion(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
-    """Deleting a ModelPromotion leaves its target alone; only its metrics are dropped.
+    """Deleting a ModelPromotion leaves its target alone; only what the operator keeps
+    about it (metrics, notices sent) is dropped.
 
     ``optional=True``: no finalizer, so deletion never waits for the operator.
     """
     runtime: Runtime = memo["runtime"]
-    runtime.metrics.forget(str(meta["uid"]))
+    runtime.forget(str(meta["uid"]))

@@ -11,6 +11,7 @@ import pytest
 from tests.harness.operating import (
     ABORT,
     ENDED,
+    SPEC,
     annotate,
     annotations_of,
     quiet,
@@ -24,11 +25,6 @@ from tests.simulator.testing import deployment_body
 
 pytestmark = pytest.mark.e2e
 
-SPEC: dict[str, Any] = {
-    "source": {"namespace": "staging", "name": "iris"},
-    "target": {"namespace": "production"},
-    "verification": {"timeout": "20s"},
-}
 # Nobody approves it in these tests: it waits before the first write until aborted.
 NEEDS_APPROVAL: dict[str, Any] = {**SPEC, "approval": {"required": True}}
 OLD_IMAGE = "seldonio/sklearn-iris:1.2"

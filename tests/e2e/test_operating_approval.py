@@ -25,6 +25,9 @@ from tests.harness.operating import (
     target_writes,
     wait_until_removed,
 )
+from tests.harness.operating import (
+    SPEC as OPERATED,
+)
 from tests.harness.operator_process import OperatorProcess
 from tests.harness.promotions import Promotions, ready_reason_is
 from tests.harness.simulator import Simulator
@@ -34,9 +37,7 @@ pytestmark = pytest.mark.e2e
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 SPEC: dict[str, Any] = {
-    "source": {"namespace": "staging", "name": "iris"},
-    "target": {"namespace": "production"},
-    "verification": {"timeout": "20s"},
+    **OPERATED,
     "approval": {"required": True, "groups": ["release-managers"]},
 }
 

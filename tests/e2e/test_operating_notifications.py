@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import StartOperator
-from tests.harness.operating import ENDED, QUIET_SECONDS
+from tests.harness.operating import ENDED, QUIET_SECONDS, SPEC
 from tests.harness.operator_process import OperatorProcess, write_credentials
 from tests.harness.promotions import Promotions
 from tests.harness.receiver import Answer, Received, Receiver, refused_url
@@ -27,11 +27,6 @@ from tests.harness.simulator import Simulator
 
 pytestmark = pytest.mark.e2e
 
-SPEC: dict[str, Any] = {
-    "source": {"namespace": "staging", "name": "iris"},
-    "target": {"namespace": "production"},
-    "verification": {"timeout": "20s"},
-}
 CE_PREFIX = "dev.mlops.deploy.modelpromotion."
 CE_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 TOKEN_NAME = "the webhook token"

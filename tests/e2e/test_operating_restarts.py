@@ -4,14 +4,13 @@ SIGKILLed, as a node failure would; writes are counted in the simulator's log.""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from tests.harness.operating import (
     ABORT,
     ENDED,
     RETRY,
+    SPEC,
     annotate,
     annotations_of,
     quiet,
@@ -25,12 +24,6 @@ from tests.harness.promotions import Promotions
 from tests.harness.simulator import Simulator
 
 pytestmark = pytest.mark.e2e
-
-SPEC: dict[str, Any] = {
-    "source": {"namespace": "staging", "name": "iris"},
-    "target": {"namespace": "production"},
-    "verification": {"timeout": "20s"},
-}
 
 
 def test_a_retry_set_while_the_operator_is_down_is_acted_on_exactly_once(

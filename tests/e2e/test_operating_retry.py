@@ -11,6 +11,7 @@ import pytest
 from tests.harness.operating import (
     ENDED,
     RETRY,
+    SPEC,
     annotate,
     annotations_of,
     quiet,
@@ -24,12 +25,6 @@ from tests.harness.promotions import Promotions
 from tests.harness.simulator import Simulator
 
 pytestmark = pytest.mark.e2e
-
-SPEC: dict[str, Any] = {
-    "source": {"namespace": "staging", "name": "iris"},
-    "target": {"namespace": "production"},
-    "verification": {"timeout": "20s"},
-}
 
 
 def _failed_run(seldon: Simulator, promotions: Promotions) -> dict[str, Any]:

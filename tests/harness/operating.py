@@ -16,6 +16,13 @@ APPROVE = "deploy.mlops.dev/approve"
 ABORT = "deploy.mlops.dev/abort"
 RETRY = "deploy.mlops.dev/retry"
 
+#: The promotion these tests operate: staging/iris to production, 20 s to verify.
+SPEC: dict[str, Any] = {
+    "source": {"namespace": "staging", "name": "iris"},
+    "target": {"namespace": "production"},
+    "verification": {"timeout": "20s"},
+}
+
 #: What every run of these tests ends in (Aborted too, unlike FINISHED_PHASES).
 ENDED = frozenset({"Succeeded", "Failed", "RolledBack", "Aborted"})
 #: Long enough for Kopf to have handled a change, had it been going to (it takes

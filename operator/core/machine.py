@@ -161,13 +161,19 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
         step = after_action(ctx, step.run, step.action, done.deployment, done.failure)
     return PassResult(
         step.run,
-        to_status(step.run),
+        None if _only_counted(run, step.run) else to_status(step.run),
         (*notes, *transition_events(run, step.run)),
         step.requeue_after,
         ready_message(step.run.conditions),
         started=started,
         used=(*stale, *used, *(name for name in step.used if name not in used)),
     )
+
+
+def _only_counted(before: Run, after: Run) -> bool:
+    """Whether the pass changed nothing but its own count (a poll that saw the same
+    state again): such a pass writes nothing, so waiting costs no status writes."""
+    return to_status(replace(after, attempts=before.attempts)) == to_status(before)
 
 
 def _abort_suspended(ctx: Context, run: Run) -> bool:

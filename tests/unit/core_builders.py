@@ -404,7 +404,7 @@ def drive(
         result = reconcile(ctx, recorded, seldon)
         action = seldon.calls[-1] if len(seldon.calls) > calls else None
         assert result.run is not None
-        if result.status is None:
+        if result.status is None and result.requeue_after is None:
             break
         asked = replace(asked, **dict.fromkeys(result.used))
         written = action is not None and action.kind in (ActionKind.CREATE, ActionKind.UPDATE)
@@ -415,7 +415,8 @@ def drive(
             continue
         step = Step(result.run, action, result.requeue_after, result.used)
         passes.append(Pass(now, before, action, step, result.events))
-        recorded = result.status
+        if result.status is not None:  # None: the pass only waited; nothing is written
+            recorded = result.status
         if step.requeue_after is None:
             break
         now += datetime.timedelta(seconds=step.requeue_after)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from promotion_operator.core.conditions import Event, transition_events
-from promotion_operator.core.machine import after_action, decide, reads_for, start_run
+from promotion_operator.core.machine import after_action, decide, reads_for, reconcile, start_run
 from promotion_operator.core.planning import GENERATION_ANNOTATION, spec_hash
 from promotion_operator.core.run import (
     ActionKind,
@@ -1194,7 +1194,9 @@ def test_status_round_trip_between_passes_changes_nothing() -> None:
         if step.action is not None:
             result, error = seldon_b.perform(step.action)
             step = after_action(ctx, step.run, step.action, result, error)
-        run = step.run
+        # A pass that changed nothing but its count is not recorded (see reconcile).
+        if to_status(replace(step.run, attempts=run.attempts)) != to_status(run):
+            run = step.run
         assert step.requeue_after is not None or is_settled(run)
         now += datetime.timedelta(seconds=step.requeue_after or 0)
 
@@ -1369,3 +1371,29 @@ def test_rollback_never_deletes_a_target_that_existed_before() -> None:
     assert step.action is None or step.action.kind != "Delete"
     assert step.run.phase == Phase.FAILED
     assert ready(step.run) == ("False", "RollbackFailed")
+
+
+def test_a_poll_that_sees_the_target_still_rolling_out_records_nothing() -> None:
+    seldon = FakeSeldon(source=source_deployment(), rollout_seconds=3600)
+    verifying = final(drive(seldon, max_passes=3))
+    assert verifying.phase == Phase.VERIFYING
+    seldon.now = at(30)
+
+    result = reconcile(replace(context(), now=at(30)), to_status(verifying), seldon)
+
+    assert result.status is None  # no write: the run is where it was
+    assert result.events == ()
+    assert result.requeue_after is not None
+
+
+def test_a_poll_that_sees_a_new_rollout_state_records_it() -> None:
+    seldon = FakeSeldon(source=source_deployment(), rollout_seconds=3600)
+    verifying = final(drive(seldon, max_passes=3))
+    assert seldon.target is not None
+    seldon.target["status"] = {"state": "Creating", "observedGeneration": 1}
+    seldon.now = at(30)
+
+    result = reconcile(replace(context(), now=at(30)), to_status(verifying), seldon)
+
+    assert result.status is not None
+    assert "state Creating" in result.message

@@ -13,8 +13,11 @@ import sys
 
 import kopf
 
+from promotion_operator.controller import Controller
 from promotion_operator.core.step import RetryPolicy
 from promotion_operator.errors import SettingsError
+from promotion_operator.kube_api import KubeApi, connect, instance_identity
+from promotion_operator.leadership import LeaderElection
 from promotion_operator.runner import Runtime
 from promotion_operator.settings import load_settings
 
@@ -63,6 +66,38 @@ def _parser() -> argparse.ArgumentParser:
         help="longest wait between retries after an error (default %(default)s)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=16,
+        metavar="N",
+        help="passes run at once, each in a thread of its own (default %(default)s)",
+    )
+    parser.add_argument(
+        "--leader-election",
+        action="store_true",
+        help="run passes only while holding a Lease, so replicas can stand by",
+    )
+    parser.add_argument(
+        "--leader-election-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        metavar="NAMESPACE",
+        help="namespace of the Lease (default: $POD_NAMESPACE, else %(default)s)",
+    )
+    parser.add_argument(
+        "--leader-election-name",
+        default="promotion-operator",
+        metavar="NAME",
+        help="name of the Lease (default %(default)s)",
+    )
+    parser.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="how long a silent leader keeps the Lease before a standby takes over "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
         "--max-poll-delay",
         type=float,
         default=RetryPolicy.max_poll,
@@ -87,29 +122,49 @@ def main(argv: list[str] | None = None) -> int:
         for problem in error.problems:
             print(f"promotion-operator: invalid setting: {problem}", file=sys.stderr)
         return EXIT_INVALID_SETTINGS
-    if args.max_retry_delay <= 0 or args.max_poll_delay <= 0:
+    if min(args.max_retry_delay, args.max_poll_delay, args.lease_seconds) <= 0:
         print("promotion-operator: delays must be positive seconds", file=sys.stderr)
+        return EXIT_INVALID_SETTINGS
+    if args.workers < 1:
+        print("promotion-operator: --workers must be at least 1", file=sys.stderr)
+        return EXIT_INVALID_SETTINGS
+    try:
+        api = KubeApi(connect(), identity=instance_identity())
+    except Exception as error:  # no ServiceAccount, no usable kubeconfig
+        print(f"promotion-operator: cannot reach the Kubernetes API: {error}", file=sys.stderr)
         return EXIT_INVALID_SETTINGS
 
     # Importing the handlers registers them with Kopf.
-    from promotion_operator.handlers import startup
+    import promotion_operator.handlers  # noqa: F401
 
-    startup.quiet_requeues()
     logging.getLogger("promotion_operator").setLevel(logging.INFO)
     policy = RetryPolicy(max_delay=args.max_retry_delay, max_poll=args.max_poll_delay)
     runtime = Runtime(settings, policy=policy)
+    election = None
+    if args.leader_election:
+        election = LeaderElection(
+            api,
+            args.leader_election_namespace,
+            args.leader_election_name,
+            api.identity,
+            lease_seconds=args.lease_seconds,
+            renew_deadline=args.lease_seconds * 2 / 3,
+            retry_seconds=args.lease_seconds * 2 / 15,
+        )
+    controller = Controller(runtime, api, workers=args.workers, election=election)
     if args.metrics_port is not None:
         runtime.metrics.serve(args.metrics_port)
     try:
         kopf.run(
-            standalone=True,
+            standalone=True,  # replicas stand by through the Lease, not Kopf's peering
             clusterwide=not args.namespace,
             namespaces=args.namespace,
             liveness_endpoint=args.liveness,
-            memo=kopf.Memo(runtime=runtime),
+            memo=kopf.Memo(runtime=runtime, controller=controller),
         )
     finally:
         runtime.close()
+        api.close()
     return 0
 
 

@@ -29,6 +29,7 @@ from promotion_operator.notifications import Notice, NoticeKind, Notifier
 from promotion_operator.prometheus import PrometheusClient
 from promotion_operator.seldon import SeldonDeployClient
 from promotion_operator.settings import Settings
+from promotion_operator.shared_reads import SharedReads
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ class DeploymentClient(Protocol):
     """The Seldon Deploy calls a pass makes (``SeldonDeployClient`` is the real one)."""
 
     def find(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def list(self, namespace: str) -> list[dict[str, Any]]: ...
 
     def validate(self, namespace: str, deployment: Mapping[str, Any]) -> dict[str, Any]: ...
 
@@ -90,6 +93,8 @@ class Runtime:
         # (its status patch lost) does not notify twice.
         self._notified: dict[str, tuple[str, set[str]]] = {}
         self._lock = threading.Lock()
+        # Runs reading the same namespace share its reads (one list instead of a GET each).
+        self.reads = SharedReads(self.client)
 
     def client(self, instance: str | None) -> DeploymentClient:
         """The client of ``instance`` (None: the default); SettingsError if unknown."""
@@ -131,6 +136,7 @@ class Runtime:
         """The resource was deleted: drop what is kept about it."""
         with self._lock:
             self._notified.pop(uid, None)
+        self.reads.unwatch(uid)
         self.metrics.forget(uid)
 
     def notify_once(self, uid: str, run: str, notice: Notice) -> None:
@@ -155,11 +161,14 @@ def run_pass(
     now: datetime.datetime,
     jitter: float,
     requests: Requests | None = None,
+    chain: ChainReads | None = None,
 ) -> PassResult:
     """One pass of the run for ``promotion``'s current generation, counted in the metrics.
 
     ``requests``: what people asked through annotations; the result's ``used``
     names those the pass acted on (their annotations are to be removed).
+    ``chain``: the reads of the pass just before, when this one follows it at once
+    (the same run, nothing written since): they are not made again.
     """
     ctx = Context(
         parse_spec(spec),
@@ -170,7 +179,11 @@ def run_pass(
         requests=requests or Requests(),
         prometheus_configured=runtime.settings.prometheus is not None,
     )
-    result = reconcile(ctx, status, SeldonEffects(runtime, ctx.spec))
+    runtime.reads.watch(promotion.uid, (ctx.spec.source, ctx.spec.target))
+    effects = SeldonEffects(runtime, ctx.spec, run=promotion.uid, chain=chain)
+    result = reconcile(ctx, status, effects)
+    if result.requeue_after is None:
+        runtime.reads.unwatch(promotion.uid)
     if result.run is not None:
         _count(runtime, promotion, result, now)
         _notify(runtime, promotion, result, now)
@@ -241,16 +254,34 @@ def _in_flight(run: Run) -> bool:
     return run.phase not in FINISHED and run.phase != Phase.SUSPENDED
 
 
+class ChainReads:
+    """What a pass read, for the pass that follows it at once (see ``run_pass``)."""
+
+    def __init__(self) -> None:
+        self.answers: dict[DeploymentRef, Answer] = {}
+
+
 class SeldonEffects:
     """The core's :class:`~promotion_operator.core.machine.Effects` on Seldon Deploy.
 
-    Turns the client's typed errors into the core's ``Failure`` values; anything
-    else is an internal error, logged with its traceback and reported briefly.
+    Reads go through the runtime's shared reads (``run`` is the reader); a write
+    forgets what the chain read. Turns the client's typed errors into the core's
+    ``Failure`` values; anything else is an internal error, logged with its
+    traceback and reported briefly.
     """
 
-    def __init__(self, runtime: Runtime, spec: PromotionSpec) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        spec: PromotionSpec,
+        *,
+        run: str = "",
+        chain: ChainReads | None = None,
+    ) -> None:
         self._runtime = runtime
         self._spec = spec
+        self._run = run
+        self._chain = chain if chain is not None else ChainReads()
 
     def read_source(self) -> Answer:
         return self._read(self._spec.source)
@@ -260,12 +291,18 @@ class SeldonEffects:
 
     def perform(self, action: Action) -> Answer:
         target = self._spec.target
+        if action.kind is not ActionKind.VALIDATE:
+            # Whether it landed or not, what was read before no longer holds.
+            self._chain.answers.clear()
         try:
             return Answer(self._perform(self._runtime.client(target.instance), target, action))
         except PromotionError as error:
             return Answer(failure=as_failure(error))
         except Exception as error:
             return Answer(failure=_internal(error))
+        finally:
+            if action.kind is not ActionKind.VALIDATE:
+                self._runtime.reads.written(self._run, target)
 
     def query(self, promql: str) -> Reading:
         try:
@@ -276,12 +313,17 @@ class SeldonEffects:
             return Reading(failure=_internal(error))
 
     def _read(self, ref: DeploymentRef) -> Answer:
+        known = self._chain.answers.get(ref)
+        if known is not None:
+            return known
         try:
-            return Answer(self._runtime.client(ref.instance).find(ref.namespace, ref.name))
+            answer = Answer(self._runtime.reads.find(self._run, ref))
         except PromotionError as error:
             return Answer(failure=as_failure(error))
         except Exception as error:
             return Answer(failure=_internal(error))
+        self._chain.answers[ref] = answer
+        return answer
 
     @staticmethod
     def _perform(

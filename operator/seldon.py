@@ -168,6 +168,22 @@ class SeldonDeployClient:
         except NotFound:
             return None
 
+    def list(self, namespace: str) -> list[dict[str, Any]]:
+        """Every SeldonDeployment of ``namespace`` (an entry without a name is skipped)."""
+        call = _Call("GET", SDEPS, {"namespace": namespace})
+        exchange = self._call(call)
+        items = self._object(call, exchange).get("items")
+        if not isinstance(items, list):
+            self._unexpected(call, "a list without items", exchange.status)
+        return [
+            item
+            for item in items
+            if isinstance(item, dict)
+            and isinstance(item.get("metadata"), dict)
+            and item["metadata"].get("name")
+            and isinstance(item.get("spec"), dict)
+        ]
+
     def create(
         self, namespace: str, deployment: Mapping[str, Any], *, action: str, message: str
     ) -> dict[str, Any]:

@@ -209,6 +209,18 @@ def _unreadable(ctx: Context, status: Mapping[str, Any], error: UnreadableStatus
     )
 
 
+def at_rest(generation: int, status: Mapping[str, Any], requests: Requests) -> bool:
+    """Whether a resource needs no pass: its run for ``generation`` is settled and
+    nobody asks anything of it (a retry token already acted on does not count)."""
+    if requests.present() or status.get("observedGeneration") != generation:
+        return False
+    phase = status.get("phase")
+    if phase == Phase.SUSPENDED.value:
+        return True
+    finished = any(phase == settled.value for settled in FINISHED)
+    return finished and requests.retry in (None, status.get("lastRetry"))
+
+
 def start_run(ctx: Context, recorded: Run | None) -> Run:
     """The run for this generation: the recorded one, or a new one if the spec changed
     or a new retry request came for a run that ended."""
@@ -521,7 +533,11 @@ def _verify(ctx: Context, run: Run, observed: Observed) -> Step:
         )
     if ctx.now >= deadline(ctx, run):
         return target_failed(ctx, run, timed_out(ctx, state))
-    if current:
+    if current and run.last_error is None:
+        # The write's own message stands while the target rolls out, so that seeing
+        # its state again (or a new transient one) costs no status write.
+        waiting = ready_message(run.conditions)
+    elif current:
         waiting = f"waiting for {ctx.spec.target} to become Available (state {state})"
     else:
         waiting = (

@@ -106,11 +106,12 @@ async def serve(args: argparse.Namespace) -> None:
     port = runner.addresses[0][1]
     scheme = "https" if ssl_context else "http"
     # The harness waits for exactly this line; nothing else goes to stdout.
-    print(f"{READY_PREFIX} {scheme}://{args.host}:{port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # Ready only once a stop signal ends it cleanly (a SIGTERM right after this line).
+    print(f"{READY_PREFIX} {scheme}://{args.host}:{port}", flush=True)
     try:
         await stop.wait()
     finally:

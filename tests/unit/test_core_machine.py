@@ -1386,14 +1386,14 @@ def test_a_poll_that_sees_the_target_still_rolling_out_records_nothing() -> None
     assert result.requeue_after is not None
 
 
-def test_a_poll_that_sees_a_new_rollout_state_records_it() -> None:
+def test_a_poll_that_sees_the_target_behind_a_gitops_sync_says_so() -> None:
     seldon = FakeSeldon(source=source_deployment(), rollout_seconds=3600)
     verifying = final(drive(seldon, max_passes=3))
     assert seldon.target is not None
-    seldon.target["status"] = {"state": "Creating", "observedGeneration": 1}
+    seldon.target["status"] = {"state": "Available", "observedGeneration": 0}
     seldon.now = at(30)
 
     result = reconcile(replace(context(), now=at(30)), to_status(verifying), seldon)
 
     assert result.status is not None
-    assert "state Creating" in result.message
+    assert "status to observe generation" in result.message

@@ -1,34 +1,26 @@
-"""The imperative shell: ``run_pass`` with a fake runtime (no HTTP), and the handler's
-translation of a pass into Kopf's patch, Events and requeue."""
+"""The imperative shell: ``run_pass`` with a fake runtime (no HTTP)."""
 
 from __future__ import annotations
 
-import copy
 import logging
-from collections.abc import Iterator, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
-import kopf
 import pytest
 
-from promotion_operator.core.conditions import Event
-from promotion_operator.core.requests import RESUME_ANNOTATION, Requests
+from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import ActionKind, Phase, to_status
 from promotion_operator.core.step import Action, PassResult
-from promotion_operator.errors import Forbidden, PromotionError
-from promotion_operator.handlers.promotion import RunInProgress, record
-from promotion_operator.metrics import Metrics
+from promotion_operator.errors import Forbidden
 from promotion_operator.notifications import Notice, Notifier
 from promotion_operator.runner import (
     PROMOTE_ACTION,
     ROLLBACK_ACTION,
-    DeploymentClient,
+    ChainReads,
     Runtime,
     SeldonEffects,
     run_pass,
 )
-from promotion_operator.settings import InstanceSettings, Settings
 from tests.unit.core_builders import (
     PROMOTION,
     SPEC,
@@ -38,85 +30,7 @@ from tests.unit.core_builders import (
     rolling_back_run,
     source_deployment,
 )
-
-
-class FakeClient:
-    """Seldon Deploy in memory: deployments by (namespace, name), every call recorded."""
-
-    def __init__(self) -> None:
-        self.deployments: dict[tuple[str, str], dict[str, Any]] = {
-            ("staging", "iris"): source_deployment()
-        }
-        self.calls: list[tuple[str, ...]] = []
-        self.error: Exception | None = None
-
-    def _call(self, *what: str) -> None:
-        self.calls.append(what)
-        if self.error is not None:
-            raise self.error
-
-    def find(self, namespace: str, name: str) -> dict[str, Any] | None:
-        self._call("find", namespace, name)
-        return copy.deepcopy(self.deployments.get((namespace, name)))
-
-    def validate(self, namespace: str, deployment: Mapping[str, Any]) -> dict[str, Any]:
-        self._call("validate", namespace)
-        return {"code": 200, "message": "valid"}
-
-    def create(
-        self, namespace: str, deployment: Mapping[str, Any], *, action: str, message: str
-    ) -> dict[str, Any]:
-        self._call("create", namespace, action)
-        written = {**copy.deepcopy(dict(deployment)), "status": {}}
-        written["metadata"]["generation"] = 1
-        self.deployments[(namespace, written["metadata"]["name"])] = written
-        return copy.deepcopy(written)
-
-    def update(
-        self,
-        namespace: str,
-        name: str,
-        deployment: Mapping[str, Any],
-        *,
-        action: str,
-        message: str,
-    ) -> dict[str, Any]:
-        self._call("update", namespace, name, action)
-        written = {**copy.deepcopy(dict(deployment)), "status": {}}
-        written["metadata"]["generation"] = 2
-        self.deployments[(namespace, name)] = written
-        return copy.deepcopy(written)
-
-    def delete(self, namespace: str, name: str, *, action: str, message: str) -> None:
-        self._call("delete", namespace, name, action)
-        self.deployments.pop((namespace, name), None)
-
-
-class FakeRuntime(Runtime):
-    """A real runtime whose every instance is served by one :class:`FakeClient`."""
-
-    def __init__(self, settings: Settings, fake: FakeClient) -> None:
-        super().__init__(settings, metrics=Metrics())
-        self.fake = fake
-
-    def client(self, instance: str | None) -> DeploymentClient:
-        self.settings.instance(instance)  # unknown instances fail as in the real runtime
-        return self.fake
-
-
-@pytest.fixture
-def fake() -> FakeClient:
-    return FakeClient()
-
-
-@pytest.fixture
-def runtime(tmp_path: Path, fake: FakeClient) -> Iterator[FakeRuntime]:
-    instance = InstanceSettings(
-        name="default", url="https://sd.example/api", credentials_dir=tmp_path
-    )
-    runtime = FakeRuntime(Settings(instances={"default": instance}), fake)
-    yield runtime
-    runtime.close()
+from tests.unit.fake_runtime import FakeClient, FakeRuntime
 
 
 def one_pass(runtime: Runtime, status: Mapping[str, Any], seconds: float = 0.0) -> PassResult:
@@ -230,64 +144,6 @@ def test_an_unreadable_status_is_not_counted(runtime: FakeRuntime) -> None:
     assert sample(runtime, "modelpromotion_runs_started_total") == 0.0
 
 
-# --- the handler's translation -------------------------------------------------------------
-
-
-def translate(result: PassResult) -> tuple[kopf.Patch, list[Event]]:
-    patch = kopf.Patch()
-    posted: list[Event] = []
-    record(result, patch, posted.append)
-    return patch, posted
-
-
-def test_a_used_resume_request_is_removed_from_the_annotations() -> None:
-    patch, _ = translate(PassResult(None, {"phase": "Promoting"}, used=("resume",)))
-
-    assert patch["metadata"] == {"annotations": {RESUME_ANNOTATION: None}}
-
-
-def test_the_status_goes_into_the_patch() -> None:
-    patch, _ = translate(PassResult(None, {"phase": "Verifying"}))
-
-    assert patch == {"status": {"phase": "Verifying"}}
-
-
-def test_nothing_to_record_leaves_the_patch_empty() -> None:
-    patch, posted = translate(PassResult(None, None))
-
-    assert (dict(patch), posted) == ({}, [])
-
-
-def test_events_are_posted_in_order() -> None:
-    events = (Event("Normal", "Promoting", "a"), Event("Warning", "Conflict", "b"))
-
-    _, posted = translate(PassResult(None, {}, events))
-
-    assert posted == list(events)
-
-
-def test_an_unfinished_run_is_requeued_after_the_cores_delay() -> None:
-    result = PassResult(None, {"phase": "Verifying"}, requeue_after=2.5, message="waiting")
-    patch = kopf.Patch()
-
-    with pytest.raises(RunInProgress) as raised:
-        record(result, patch, lambda _: None)
-
-    assert (raised.value.delay, str(raised.value)) == (2.5, "waiting")
-    assert patch == {"status": {"phase": "Verifying"}}  # recorded before the requeue
-
-
-def test_a_settled_run_is_not_requeued() -> None:
-    patch, _ = translate(PassResult(None, {"phase": "Succeeded"}, requeue_after=None))
-
-    assert patch == {"status": {"phase": "Succeeded"}}
-
-
-def test_the_requeue_is_a_temporary_error_not_a_failure() -> None:
-    assert issubclass(RunInProgress, kopf.TemporaryError)
-    assert not issubclass(RunInProgress, PromotionError)
-
-
 # --- notifications ------------------------------------------------------------------------------
 
 
@@ -356,3 +212,44 @@ def test_a_retry_counts_as_a_run_of_its_own(runtime: FakeRuntime) -> None:
     )
 
     assert sample(runtime, "modelpromotion_runs_started_total") == 2.0
+
+
+# --- reads ----------------------------------------------------------------------------------
+
+
+def finds(fake: FakeClient) -> list[tuple[str, ...]]:
+    return [call for call in fake.calls if call[0] == "find"]
+
+
+def chained_pass(
+    runtime: Runtime, status: Mapping[str, Any], chain: ChainReads, seconds: float
+) -> PassResult:
+    return run_pass(runtime, PROMOTION, SPEC_DICT, status, now=at(seconds), jitter=0.5, chain=chain)
+
+
+def test_a_pass_that_follows_at_once_reuses_what_the_one_before_read(
+    runtime: FakeRuntime, fake: FakeClient
+) -> None:
+    chain = ChainReads()
+    validated = chained_pass(runtime, {}, chain, 0.0)
+    assert validated.requeue_after == 0.0 and validated.status is not None
+    read_before = finds(fake)
+
+    written = chained_pass(runtime, validated.status, chain, 0.1)
+
+    assert finds(fake) == read_before  # source and target not read again
+    assert fake.calls[-1][0] == "create"
+    assert written.status is not None and written.status["phase"] == "Verifying"
+
+
+def test_after_a_write_the_target_is_read_again(runtime: FakeRuntime, fake: FakeClient) -> None:
+    chain = ChainReads()
+    validated = chained_pass(runtime, {}, chain, 0.0)
+    assert validated.status is not None
+    written = chained_pass(runtime, validated.status, chain, 0.1)
+    assert written.status is not None
+    read_before = len(finds(fake))
+
+    chained_pass(runtime, written.status, chain, 0.2)
+
+    assert finds(fake)[read_before:] == [("find", "production", "iris")]

@@ -1,0 +1,323 @@
+"""The reconcile loop: which ModelPromotion gets a pass when, and how a pass is recorded.
+
+Kopf watches the resources and hands every event to :meth:`Controller.observe`.
+The controller keeps what the next pass needs of each resource whose run is
+not at rest, and a work queue of when each one is due (the core's requeue
+delay, or now when the spec or a request annotation changed). Workers take
+due resources, run a pass (``run_pass``) in a thread, and record it with one
+status patch when the pass changed something and none when it did not, plus
+the pass's Events. A pass asking to go on at once (validated, now write) is
+run straight after, reusing what it read. Resources whose run has ended cost
+nothing but a small entry.
+
+With leader election on, only the replica holding the Lease runs passes;
+the others keep watching, so a standby that takes over knows every run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from promotion_operator.core.machine import at_rest
+from promotion_operator.core.planning import ANNOTATION_PREFIX, PromotionRef
+from promotion_operator.core.requests import CONSUMED, Requests, requests_from
+from promotion_operator.core.step import PassResult
+from promotion_operator.kube_api import Conflict, KubeApi, KubeError, ObjectRef
+from promotion_operator.leadership import LeaderElection
+from promotion_operator.runner import ChainReads, Runtime, run_pass
+from promotion_operator.workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+#: Annotations left by the Kopf bookkeeping of earlier versions; a pass removes them.
+LEGACY_PREFIXES = (f"kopf.{ANNOTATION_PREFIX}/", f"{ANNOTATION_PREFIX}/kopf-managed")
+LEGACY_KEYS = (f"{ANNOTATION_PREFIX}/last-handled-configuration",)
+#: Passes run back to back at most, before the run goes through the queue again.
+MAX_CHAIN = 4
+#: Wait after a status write failed for another reason than a conflict.
+WRITE_RETRY_SECONDS = 2.0
+
+
+@dataclass
+class _Tracked:
+    """What the controller keeps of one ModelPromotion."""
+
+    ref: ObjectRef
+    resource_version: str
+    generation: int
+    requests: Requests
+    body: dict[str, Any] | None  # None: the run is at rest, nothing to keep
+
+
+@dataclass
+class _Outcome:
+    """What a worker's passes left: the newest body, and when to come back."""
+
+    body: dict[str, Any] | None
+    requeue_after: float | None
+
+
+@dataclass
+class Controller:
+    """Schedules passes over ModelPromotions and records them (see the module docstring)."""
+
+    runtime: Runtime
+    api: KubeApi
+    workers: int = 16
+    election: LeaderElection | None = None
+    _objects: dict[str, _Tracked] = field(default_factory=dict)
+    _queue: WorkQueue[str] | None = None  # made on the event loop
+    _leading: asyncio.Event | None = None
+    _pool: concurrent.futures.ThreadPoolExecutor | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    # -- watching (on the event loop) ----------------------------------------------------------
+
+    def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """Take in a watch event of a ModelPromotion (``None``: listed at start-up)."""
+        metadata = body.get("metadata") or {}
+        uid = str(metadata.get("uid") or "")
+        if not uid:
+            return
+        if event_type == "DELETED":
+            self._objects.pop(uid, None)
+            self._work().forget(uid)
+            self.runtime.forget(uid)
+            return
+        version = str(metadata.get("resourceVersion") or "")
+        known = self._objects.get(uid)
+        if known is not None and not _newer(version, known.resource_version):
+            return  # from before a write of ours that was already taken in
+        tracked = _tracked(body)
+        self._objects[uid] = tracked
+        if tracked.body is None:
+            self._work().forget(uid)
+            return
+        changed = known is None or (known.generation, known.requests) != (
+            tracked.generation,
+            tracked.requests,
+        )
+        if changed:
+            self._work().add(uid)
+
+    def queued(self) -> list[str]:
+        """The resources waiting for a pass (by uid)."""
+        return self._work().pending()
+
+    def forget_queued(self, uid: str) -> None:
+        """Drop the pass ``uid`` waits for (it comes back with its next change)."""
+        self._work().forget(uid)
+
+    def kept(self) -> int:
+        """How many resources' bodies are kept (their runs are not at rest)."""
+        return sum(tracked.body is not None for tracked in self._objects.values())
+
+    # -- running -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Work until cancelled: the workers, and the election if there is one."""
+        self._loop = asyncio.get_running_loop()
+        self._leading = asyncio.Event()
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.workers + 1, thread_name_prefix="pass"
+        )
+        self.runtime.reads.on_change = self._woken
+        tasks = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
+        try:
+            if self.election is None:
+                self._lead()
+                await asyncio.gather(*tasks)
+            else:
+                await self._elect()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self.election is not None:
+                await self._in_thread(self.election.release)
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _elect(self) -> None:
+        assert self.election is not None and self._leading is not None
+        election = self.election
+        while True:
+            leading = await self._in_thread(election.attempt)
+            if leading and not self._leading.is_set():
+                log.info("leading as %s (Lease %s)", election.identity, election.describe())
+                self._lead()
+            elif not leading and self._leading.is_set():
+                log.warning("lost the Lease %s; standing by", election.describe())
+                self._leading.clear()
+            await asyncio.sleep(election.retry_seconds)
+
+    def _lead(self) -> None:
+        assert self._leading is not None
+        self._leading.set()
+        # Whatever happened while another replica led, every working run gets a pass.
+        for uid, tracked in self._objects.items():
+            if tracked.body is not None:
+                self._work().add(uid)
+
+    def _woken(self, uid: str) -> None:
+        # Called from a worker thread when a shared read saw the run's deployment change.
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._work().add, uid)
+
+    async def _worker(self) -> None:
+        assert self._leading is not None
+        queue = self._work()
+        while True:
+            await self._leading.wait()
+            uid = await queue.get()
+            try:
+                tracked = self._objects.get(uid)
+                if tracked is None or tracked.body is None or not self._leading.is_set():
+                    continue
+                try:
+                    outcome = await self._in_thread(self.process, tracked.ref, tracked.body)
+                except Exception:
+                    log.exception("unexpected error in the pass of %s", tracked.ref.name)
+                    outcome = _Outcome(None, self.runtime.policy.max_delay)
+                self._settle(uid, outcome)
+            finally:
+                queue.done(uid)
+
+    def _settle(self, uid: str, outcome: _Outcome) -> None:
+        tracked = self._objects.get(uid)
+        if tracked is None:
+            return  # deleted meanwhile
+        if outcome.body is not None:
+            newest = _tracked(outcome.body)
+            if _newer(newest.resource_version, tracked.resource_version):
+                self._objects[uid] = tracked = newest
+        if tracked.body is not None and outcome.requeue_after is not None:
+            self._work().add(uid, outcome.requeue_after)
+
+    # -- one resource's passes (in a worker thread) --------------------------------------------
+
+    def process(self, ref: ObjectRef, body: dict[str, Any]) -> _Outcome:
+        """One due pass of the resource (and those it asks to follow at once), recorded."""
+        chain = ChainReads()
+        for _ in range(MAX_CHAIN):
+            metadata = body["metadata"]
+            annotations = metadata.get("annotations") or {}
+            result = run_pass(
+                self.runtime,
+                PromotionRef(ref.namespace, ref.name, ref.uid, int(metadata["generation"])),
+                body.get("spec") or {},
+                body.get("status") or {},
+                now=datetime.datetime.now(datetime.UTC),
+                jitter=random.random(),
+                requests=requests_from(annotations),
+                chain=chain,
+            )
+            try:
+                written = self._record(ref, body, result)
+            except Conflict:
+                # Changed since it was read: read it again and pass again at once.
+                return _Outcome(self.api.get_promotion(ref), 0.0)
+            except KubeError as error:
+                log.warning("could not record the pass of %s: %s", ref.name, error)
+                return _Outcome(None, WRITE_RETRY_SECONDS)
+            for event in result.events:
+                log.info("[%s/%s] %s: %s", ref.namespace, ref.name, event.reason, event.message)
+                self.api.post_event(ref, event)
+            body = written
+            if result.requeue_after != 0.0 or result.status is None:
+                return _Outcome(body, result.requeue_after)
+        return _Outcome(body, 0.0)
+
+    def _record(self, ref: ObjectRef, body: dict[str, Any], result: PassResult) -> dict[str, Any]:
+        """Write the pass's result: at most one metadata patch (requests used, old
+        bookkeeping) and one status patch, each only if there is something to write."""
+        version = str(body["metadata"]["resourceVersion"])
+        metadata_patch, status_patch = patches_for(result, body["metadata"].get("annotations"))
+        if metadata_patch is not None:
+            body = self.api.patch_promotion(ref, metadata_patch, resource_version=version)
+            version = str(body["metadata"]["resourceVersion"])
+        if status_patch is not None:
+            body = self.api.patch_promotion(
+                ref, status_patch, resource_version=version, subresource="status"
+            )
+        return body
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _work(self) -> WorkQueue[str]:
+        if self._queue is None:
+            self._queue = WorkQueue()
+        return self._queue
+
+    async def _in_thread(self, function: Any, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, function, *args)
+
+
+def patches_for(
+    result: PassResult, annotations: Mapping[str, str] | None
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The (metadata, status) merge patches that record ``result``; None: nothing to write.
+
+    The status subresource ignores metadata, so removing a used request's
+    annotation is a write of its own (rare: approvals, aborts, resumes).
+    """
+    annotations = annotations or {}
+    removed = {CONSUMED[name]: None for name in result.used if CONSUMED[name] in annotations}
+    removed.update({key: None for key in annotations if _legacy(key)})
+    metadata_patch = {"metadata": {"annotations": removed}} if removed else None
+    status_patch = {"status": result.status} if result.status is not None else None
+    return metadata_patch, status_patch
+
+
+def _legacy(key: str) -> bool:
+    return key in LEGACY_KEYS or key.startswith(LEGACY_PREFIXES)
+
+
+def _tracked(body: Mapping[str, Any]) -> _Tracked:
+    metadata = body["metadata"]
+    annotations = metadata.get("annotations") or {}
+    generation = int(metadata.get("generation") or 0)
+    requests = requests_from(annotations)
+    status = body.get("status") or {}
+    resting = at_rest(generation, status, requests) and not any(map(_legacy, annotations))
+    return _Tracked(
+        ObjectRef(str(metadata["namespace"]), str(metadata["name"]), str(metadata["uid"])),
+        str(metadata.get("resourceVersion") or ""),
+        generation,
+        requests,
+        None if resting else _slim(body),
+    )
+
+
+def _slim(body: Mapping[str, Any]) -> dict[str, Any]:
+    # Only what a pass reads: Kopf's view and managedFields are left behind.
+    metadata = body["metadata"]
+    return {
+        "metadata": {
+            key: metadata[key]
+            for key in ("namespace", "name", "uid", "generation", "resourceVersion", "annotations")
+            if key in metadata
+        },
+        "spec": dict(body.get("spec") or {}),
+        "status": dict(body.get("status") or {}),
+    }
+
+
+def _newer(version: str, than: str) -> bool:
+    """Whether ``version`` is a later resourceVersion than ``than``.
+
+    An etcd-backed API server issues resourceVersions as increasing integers
+    (its revisions), and they are compared as such; one that is not an integer
+    is taken as newer, so an event is never lost.
+    """
+    try:
+        return int(version) > int(than)
+    except ValueError:
+        return version != than

@@ -1,0 +1,221 @@
+"""The Kubernetes API calls the controller makes itself: status patches, Events, Leases.
+
+Kopf watches the ModelPromotions; writing is done here, so that one pass costs at
+most one status write (Kopf would add its own bookkeeping patches). Calls are
+blocking and run in the controller's worker threads. Failures are
+:class:`KubeError` (:class:`Conflict` for a lost race), with the API server's
+own one-line message: never a traceback, never a credential.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, config
+
+from promotion_operator.core.conditions import Event
+
+log = logging.getLogger(__name__)
+
+GROUP = "deploy.mlops.dev"
+VERSION = "v1alpha1"
+PLURAL = "modelpromotions"
+KIND = "ModelPromotion"
+#: The component named as the source of the Events the operator posts.
+COMPONENT = "promotion-operator"
+
+# The client's untyped functions, typed as what is relied on.
+_incluster: Callable[..., None] = config.load_incluster_config
+_kubeconfig: Callable[..., None] = config.load_kube_config
+
+_MERGE_PATCH = "application/merge-patch+json"
+_TIMEOUT = (10.0, 30.0)  # connect, read
+
+
+class KubeError(Exception):
+    """A Kubernetes API call failed; ``status`` is its HTTP status (None: no answer)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Conflict(KubeError):
+    """The object changed since it was read (HTTP 409): read it again."""
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """A ModelPromotion, as the API addresses it."""
+
+    namespace: str
+    name: str
+    uid: str
+
+
+def connect() -> client.ApiClient:
+    """A client with the pod's ServiceAccount, or else the kubeconfig (as Kopf logs in)."""
+    configuration = client.Configuration()
+    try:
+        _incluster(client_configuration=configuration)
+    except config.ConfigException:
+        _kubeconfig(client_configuration=configuration)
+    return client.ApiClient(configuration)
+
+
+def instance_identity() -> str:
+    """This replica's name in Leases and Events: the pod's name, made unique per start."""
+    host = os.environ.get("POD_NAME") or os.environ.get("HOSTNAME") or "promotion-operator"
+    return f"{host}_{uuid.uuid4().hex[:8]}"
+
+
+class KubeApi:
+    """The few API calls the controller needs, over one pooled client (thread-safe)."""
+
+    def __init__(self, api_client: client.ApiClient, *, identity: str) -> None:
+        self._client: Any = api_client  # untyped library
+        self.identity = identity
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._client.close()
+
+    # -- ModelPromotions ---------------------------------------------------------------------
+
+    def get_promotion(self, ref: ObjectRef) -> dict[str, Any] | None:
+        """The ModelPromotion as it is now, or None if it is gone (or is another object)."""
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{ref.namespace}/{PLURAL}/{ref.name}"
+        try:
+            body = self._call("GET", path)
+        except KubeError as error:
+            if error.status == 404:
+                return None
+            raise
+        return body if body.get("metadata", {}).get("uid") == ref.uid else None
+
+    def patch_promotion(
+        self,
+        ref: ObjectRef,
+        patch: Mapping[str, Any],
+        *,
+        resource_version: str,
+        subresource: str = "",
+    ) -> dict[str, Any]:
+        """Merge ``patch`` into the object (or its ``status`` subresource), only if it is
+        still at ``resource_version``; the object as written. :class:`Conflict` if not."""
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{ref.namespace}/{PLURAL}/{ref.name}"
+        if subresource:
+            path += f"/{subresource}"
+        body = {**patch, "metadata": {**patch.get("metadata", {}), "uid": ref.uid}}
+        body["metadata"]["resourceVersion"] = resource_version
+        return self._call("PATCH", path, body, content_type=_MERGE_PATCH)
+
+    def post_event(self, ref: ObjectRef, event: Event) -> None:
+        """Post ``event`` on the ModelPromotion; a failure is logged, never raised."""
+        now = datetime.datetime.now(datetime.UTC)
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "metadata": {"namespace": ref.namespace, "generateName": f"{ref.name}."},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "namespace": ref.namespace,
+                "name": ref.name,
+                "uid": ref.uid,
+            },
+            "type": event.type,
+            "reason": event.reason,
+            "message": event.message[:1024],
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": self.identity[:128],
+            "action": event.reason,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "count": 1,
+        }
+        try:
+            self._call("POST", f"/api/v1/namespaces/{ref.namespace}/events", body)
+        except KubeError as error:
+            log.warning("could not post the %s Event on %s: %s", event.reason, ref.name, error)
+
+    # -- Leases --------------------------------------------------------------------------------
+
+    def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Lease, or None if there is none."""
+        try:
+            return self._call("GET", _lease_path(namespace, name))
+        except KubeError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def create_lease(self, namespace: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """Create the Lease; :class:`Conflict` if someone else just did."""
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"namespace": namespace, "name": name},
+            "spec": dict(spec),
+        }
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+        return self._call("POST", path, body)
+
+    def replace_lease(self, lease: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
+        """Write ``spec`` into ``lease`` as it was read; :class:`Conflict` if it changed."""
+        metadata = lease["metadata"]
+        body = {**lease, "spec": dict(spec)}
+        return self._call("PUT", _lease_path(metadata["namespace"], metadata["name"]), body)
+
+    # -- one call ------------------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        try:
+            request = self._client.param_serialize(
+                method,
+                path,
+                header_params={"Accept": "application/json", "Content-Type": content_type},
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+            response = self._client.call_api(*request, _request_timeout=_TIMEOUT)
+            data = response.read()
+        except Exception as error:  # refused, reset, timed out: no answer
+            raise KubeError(f"{method} {path}: {type(error).__name__}") from None
+        if not 200 <= response.status <= 299:
+            raise _error(method, path, response.status, data)
+        answer = json.loads(data) if data else {}
+        return answer if isinstance(answer, dict) else {}
+
+
+def _lease_path(namespace: str, name: str) -> str:
+    return f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
+
+
+def _error(method: str, path: str, status: int, data: bytes | None) -> KubeError:
+    message = "error"
+    try:
+        document = json.loads(data or b"{}")
+        if isinstance(document, dict) and isinstance(document.get("message"), str):
+            message = document["message"]
+    except ValueError:
+        pass
+    text = f"{method} {path}: {status} {message}"
+    if status == 409:
+        return Conflict(text, status)
+    return KubeError(text, status)

@@ -1,0 +1,83 @@
+"""A keyed, delaying work queue, after controller-runtime's: each key is worked on by
+one worker at a time, and asking for a key again only moves its due time earlier.
+
+Everything here runs on the event loop's thread; workers take keys with
+:meth:`WorkQueue.get` and hand them back with :meth:`WorkQueue.done`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import time
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+
+
+class WorkQueue(Generic[K]):
+    """Keys due at a time; a key being worked on is not handed out again until done."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._due: dict[K, float] = {}  # waiting keys and when they are due
+        self._heap: list[tuple[float, int, K]] = []  # may hold outdated entries
+        self._order = itertools.count()
+        self._working: set[K] = set()
+        self._again: dict[K, float] = {}  # asked for while being worked on
+        self._changed = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._due) + len(self._again)
+
+    def add(self, key: K, delay: float = 0.0) -> None:
+        """Have ``key`` worked on after ``delay`` seconds (or sooner, if already due sooner)."""
+        due = self._clock() + max(0.0, delay)
+        if key in self._working:
+            self._again[key] = min(due, self._again.get(key, due))
+            return
+        if key in self._due and self._due[key] <= due:
+            return
+        self._due[key] = due
+        heapq.heappush(self._heap, (due, next(self._order), key))
+        self._changed.set()
+
+    def forget(self, key: K) -> None:
+        """Drop ``key``'s pending work (a worker on it may still finish)."""
+        self._due.pop(key, None)
+        self._again.pop(key, None)
+
+    def pending(self) -> list[K]:
+        """The keys waiting (not those being worked on)."""
+        return list(self._due)
+
+    async def get(self) -> K:
+        """The next due key, waiting for one; it counts as worked on until :meth:`done`."""
+        while True:
+            while self._heap:
+                due, _, key = self._heap[0]
+                if self._due.get(key) != due:  # moved or forgotten since pushed
+                    heapq.heappop(self._heap)
+                    continue
+                wait = due - self._clock()
+                if wait > 0:
+                    break
+                heapq.heappop(self._heap)
+                del self._due[key]
+                self._working.add(key)
+                return key
+            else:
+                wait = None
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=wait)
+
+    def done(self, key: K) -> None:
+        """The worker is finished with ``key``; work asked for meanwhile becomes due."""
+        self._working.discard(key)
+        again = self._again.pop(key, None)
+        if again is not None:
+            self.add(key, again - self._clock())

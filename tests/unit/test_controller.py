@@ -1,0 +1,290 @@
+"""The controller: which events lead to a pass, and how passes are recorded (one
+status write per pass that changed something, none for one that did not)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any, cast
+
+import pytest
+
+from promotion_operator.controller import Controller, patches_for
+from promotion_operator.core.conditions import Event
+from promotion_operator.core.requests import APPROVE_ANNOTATION, RESUME_ANNOTATION
+from promotion_operator.core.step import PassResult
+from promotion_operator.kube_api import Conflict, KubeApi, ObjectRef
+from tests.unit.core_builders import PROMOTION, SPEC_DICT
+from tests.unit.fake_runtime import FakeClient, FakeRuntime
+
+REF = ObjectRef(PROMOTION.namespace, PROMOTION.name, PROMOTION.uid)
+TARGET = ("production", "iris")
+
+
+def merged(into: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON merge patch (RFC 7386), as the API server applies it."""
+    out = dict(into)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+class FakeKube:
+    """One ModelPromotion in memory, with resourceVersion preconditions like the API's."""
+
+    identity = "test"
+
+    def __init__(self, **changes: Any) -> None:
+        self.body: dict[str, Any] = {
+            "metadata": {
+                "namespace": REF.namespace,
+                "name": REF.name,
+                "uid": REF.uid,
+                "generation": PROMOTION.generation,
+                "resourceVersion": "10",
+                "annotations": {},
+            },
+            "spec": copy.deepcopy(SPEC_DICT),
+            **changes,
+        }
+        self.writes: list[str] = []  # "status" or "metadata", in order
+        self.events: list[Event] = []
+
+    def current(self) -> dict[str, Any]:
+        return copy.deepcopy(self.body)
+
+    def bump(self) -> None:
+        """Someone else changed the object."""
+        self.body["metadata"]["resourceVersion"] = str(
+            int(self.body["metadata"]["resourceVersion"]) + 1
+        )
+
+    def patch_promotion(
+        self,
+        ref: ObjectRef,
+        patch: Mapping[str, Any],
+        *,
+        resource_version: str,
+        subresource: str = "",
+    ) -> dict[str, Any]:
+        if resource_version != self.body["metadata"]["resourceVersion"]:
+            raise Conflict("the object has been modified", 409)
+        self.writes.append(subresource or "metadata")
+        field = "status" if subresource else "metadata"
+        self.body[field] = merged(self.body.get(field) or {}, patch[field])
+        self.bump()
+        return self.current()
+
+    def get_promotion(self, ref: ObjectRef) -> dict[str, Any] | None:
+        return self.current()
+
+    def post_event(self, ref: ObjectRef, event: Event) -> None:
+        self.events.append(event)
+
+
+@pytest.fixture
+def kube() -> FakeKube:
+    return FakeKube()
+
+
+@pytest.fixture
+def controller(runtime: FakeRuntime, kube: FakeKube) -> Controller:
+    return Controller(runtime, cast(KubeApi, kube))
+
+
+def become_available(fake: FakeClient) -> None:
+    fake.deployments[TARGET]["status"] = {"state": "Available", "observedGeneration": 1}
+
+
+# --- recording passes -----------------------------------------------------------------------
+
+
+def test_validation_and_the_write_follow_each_other_in_one_go(
+    controller: Controller, kube: FakeKube, fake: FakeClient
+) -> None:
+    outcome = controller.process(REF, kube.current())
+
+    assert kube.writes == ["status", "status"]  # the plan, then the write
+    assert kube.body["status"]["phase"] == "Verifying"
+    assert [call[0] for call in fake.calls] == ["find", "find", "validate", "create"]
+    assert outcome.requeue_after is not None and outcome.requeue_after > 0
+
+
+def test_a_poll_of_a_target_still_rolling_out_writes_nothing(
+    controller: Controller, kube: FakeKube
+) -> None:
+    controller.process(REF, kube.current())
+
+    controller.process(REF, kube.current())
+
+    assert kube.writes == ["status", "status"]
+
+
+def test_a_replace_run_is_recorded_in_three_status_writes(
+    controller: Controller, kube: FakeKube, fake: FakeClient
+) -> None:
+    controller.process(REF, kube.current())
+    controller.process(REF, kube.current())
+    become_available(fake)
+
+    outcome = controller.process(REF, kube.current())
+
+    assert kube.writes == ["status", "status", "status"]
+    assert kube.body["status"]["phase"] == "Succeeded"
+    assert outcome.requeue_after is None
+
+
+def test_events_are_posted_after_their_status_is_written(
+    controller: Controller, kube: FakeKube
+) -> None:
+    controller.process(REF, kube.current())
+
+    assert [e.reason for e in kube.events] == ["Promoting", "WaitingForAvailable"]
+
+
+def test_a_resource_changed_since_it_was_read_is_read_again_and_passed_at_once(
+    controller: Controller, kube: FakeKube
+) -> None:
+    stale = kube.current()
+    kube.bump()
+
+    outcome = controller.process(REF, stale)
+
+    assert kube.writes == [] and kube.events == []
+    assert outcome.requeue_after == 0.0
+    assert outcome.body == kube.current()
+
+
+def test_a_used_request_is_removed_before_the_status_is_written(
+    runtime: FakeRuntime, fake: FakeClient
+) -> None:
+    kube = FakeKube()
+    kube.body["spec"]["approval"] = {"required": True}
+    controller = Controller(runtime, cast(KubeApi, kube))
+    controller.process(REF, kube.current())
+    assert kube.body["status"]["phase"] == "AwaitingApproval"
+    kube.body["metadata"]["annotations"][APPROVE_ANNOTATION] = "alice"
+    kube.bump()
+
+    controller.process(REF, kube.current())
+
+    assert kube.writes[-3:] == ["metadata", "status", "status"]
+    assert APPROVE_ANNOTATION not in kube.body["metadata"]["annotations"]
+
+
+# --- the patches of a pass -------------------------------------------------------------------
+
+
+def test_a_pass_that_changed_nothing_has_nothing_to_write() -> None:
+    assert patches_for(PassResult(None, None, requeue_after=2.0), {}) == (None, None)
+
+
+def test_the_status_is_one_merge_patch() -> None:
+    _, status = patches_for(PassResult(None, {"phase": "Verifying"}), {})
+
+    assert status == {"status": {"phase": "Verifying"}}
+
+
+def test_a_used_resume_request_is_removed_from_the_annotations() -> None:
+    result = PassResult(None, {"phase": "Analyzing"}, used=("resume",))
+
+    metadata, _ = patches_for(result, {RESUME_ANNOTATION: "yes"})
+
+    assert metadata == {"metadata": {"annotations": {RESUME_ANNOTATION: None}}}
+
+
+def test_kopf_bookkeeping_of_earlier_versions_is_removed() -> None:
+    old = {
+        "kopf.deploy.mlops.dev/last-handled-configuration": "{}",
+        "kopf.deploy.mlops.dev/run_promotion": "{}",
+        "team": "ml",
+    }
+
+    metadata, _ = patches_for(PassResult(None, None), old)
+
+    assert metadata == {
+        "metadata": {
+            "annotations": {
+                "kopf.deploy.mlops.dev/last-handled-configuration": None,
+                "kopf.deploy.mlops.dev/run_promotion": None,
+            }
+        }
+    }
+
+
+# --- which events lead to a pass -------------------------------------------------------------
+
+
+def event_body(kube: FakeKube, version: int, **changes: Any) -> dict[str, Any]:
+    body = merged(kube.current(), changes)
+    body["metadata"]["resourceVersion"] = str(version)
+    return body
+
+
+SUCCEEDED = {"status": {"phase": "Succeeded", "observedGeneration": PROMOTION.generation}}
+
+
+def test_a_run_at_rest_is_neither_queued_nor_kept(controller: Controller, kube: FakeKube) -> None:
+    controller.observe(None, event_body(kube, 11, **SUCCEEDED))
+
+    assert controller.queued() == []
+    assert controller.kept() == 0
+
+
+def test_a_working_run_listed_at_start_up_is_queued(controller: Controller, kube: FakeKube) -> None:
+    controller.observe(None, event_body(kube, 11))
+
+    assert controller.queued() == [REF.uid]
+    assert controller.kept() == 1
+
+
+def test_a_status_change_alone_queues_nothing(controller: Controller, kube: FakeKube) -> None:
+    controller.observe(None, event_body(kube, 11))
+    controller.forget_queued(REF.uid)
+
+    controller.observe("MODIFIED", event_body(kube, 12, status={"phase": "Verifying"}))
+
+    assert controller.queued() == []
+
+
+def test_a_spec_change_queues_a_pass(controller: Controller, kube: FakeKube) -> None:
+    controller.observe(None, event_body(kube, 11, **SUCCEEDED))
+
+    changed = event_body(kube, 12, **SUCCEEDED)
+    changed["metadata"]["generation"] += 1
+    controller.observe("MODIFIED", changed)
+
+    assert controller.queued() == [REF.uid]
+
+
+def test_a_request_on_a_settled_run_queues_a_pass(controller: Controller, kube: FakeKube) -> None:
+    controller.observe(None, event_body(kube, 11, **SUCCEEDED))
+
+    asked = event_body(kube, 12, **SUCCEEDED)
+    asked["metadata"]["annotations"] = {"deploy.mlops.dev/abort": "yes"}
+    controller.observe("MODIFIED", asked)
+
+    assert controller.queued() == [REF.uid]
+
+
+def test_an_event_older_than_what_is_known_is_ignored(
+    controller: Controller, kube: FakeKube
+) -> None:
+    controller.observe(None, event_body(kube, 20, **SUCCEEDED))
+
+    controller.observe("MODIFIED", event_body(kube, 15, status={"phase": "Verifying"}))
+
+    assert controller.queued() == [] and controller.kept() == 0
+
+
+def test_a_deleted_resource_is_forgotten(controller: Controller, kube: FakeKube) -> None:
+    controller.observe(None, event_body(kube, 11))
+
+    controller.observe("DELETED", event_body(kube, 12))
+
+    assert controller.queued() == [] and controller.kept() == 0

@@ -161,7 +161,7 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
         step = after_action(ctx, step.run, step.action, done.deployment, done.failure)
     return PassResult(
         step.run,
-        None if _only_counted(run, step.run) else to_status(step.run),
+        None if _only_counted(recorded, step.run) else to_status(step.run),
         (*notes, *transition_events(run, step.run)),
         step.requeue_after,
         ready_message(step.run.conditions),
@@ -170,10 +170,13 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
     )
 
 
-def _only_counted(before: Run, after: Run) -> bool:
-    """Whether the pass changed nothing but its own count (a poll that saw the same
-    state again): such a pass writes nothing, so waiting costs no status writes."""
-    return to_status(replace(after, attempts=before.attempts)) == to_status(before)
+def _only_counted(recorded: Run | None, after: Run) -> bool:
+    """Whether the pass changed nothing of the recorded run but its own count (a poll
+    that saw the same state again): such a pass writes nothing, so waiting costs no
+    status writes."""
+    if recorded is None:
+        return False
+    return to_status(replace(after, attempts=recorded.attempts)) == to_status(recorded)
 
 
 def _abort_suspended(ctx: Context, run: Run) -> bool:

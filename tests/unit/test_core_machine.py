@@ -18,6 +18,7 @@ import pytest
 from promotion_operator.core.conditions import Event, transition_events
 from promotion_operator.core.machine import after_action, decide, reads_for, reconcile, start_run
 from promotion_operator.core.planning import GENERATION_ANNOTATION, spec_hash
+from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import (
     ActionKind,
     Failure,
@@ -1397,3 +1398,16 @@ def test_a_poll_that_sees_the_target_behind_a_gitops_sync_says_so() -> None:
 
     assert result.status is not None
     assert "status to observe generation" in result.message
+
+
+def test_a_retry_ignored_while_the_run_waits_is_recorded_so_it_is_said_once() -> None:
+    seldon = FakeSeldon(source=source_deployment(), rollout_seconds=3600)
+    verifying = final(drive(seldon, max_passes=3))
+    asked = replace(context(), now=at(30), requests=Requests(retry="token-1"))
+
+    first = reconcile(asked, to_status(verifying), seldon)
+    assert first.status is not None and first.status["lastRetry"] == "token-1"
+    again = reconcile(replace(asked, now=at(40)), first.status, seldon)
+
+    assert [e.reason for e in first.events] == ["RetryIgnored"]
+    assert again.events == () and again.status is None

@@ -149,16 +149,25 @@ class KubeApi:
 
     # -- Leases --------------------------------------------------------------------------------
 
-    def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def get_lease(
+        self, namespace: str, name: str, *, timeout: float = _TIMEOUT[1]
+    ) -> dict[str, Any] | None:
         """The Lease, or None if there is none."""
         try:
-            return self._call("GET", _lease_path(namespace, name))
+            return self._call("GET", _lease_path(namespace, name), timeout=timeout)
         except KubeError as error:
             if error.status == 404:
                 return None
             raise
 
-    def create_lease(self, namespace: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    def create_lease(
+        self,
+        namespace: str,
+        name: str,
+        spec: Mapping[str, Any],
+        *,
+        timeout: float = _TIMEOUT[1],
+    ) -> dict[str, Any]:
         """Create the Lease; :class:`Conflict` if someone else just did."""
         body = {
             "apiVersion": "coordination.k8s.io/v1",
@@ -167,13 +176,16 @@ class KubeApi:
             "spec": dict(spec),
         }
         path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
-        return self._call("POST", path, body)
+        return self._call("POST", path, body, timeout=timeout)
 
-    def replace_lease(self, lease: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
+    def replace_lease(
+        self, lease: Mapping[str, Any], spec: Mapping[str, Any], *, timeout: float = _TIMEOUT[1]
+    ) -> dict[str, Any]:
         """Write ``spec`` into ``lease`` as it was read; :class:`Conflict` if it changed."""
         metadata = lease["metadata"]
         body = {**lease, "spec": dict(spec)}
-        return self._call("PUT", _lease_path(metadata["namespace"], metadata["name"]), body)
+        path = _lease_path(metadata["namespace"], metadata["name"])
+        return self._call("PUT", path, body, timeout=timeout)
 
     # -- one call ------------------------------------------------------------------------------
 
@@ -184,6 +196,7 @@ class KubeApi:
         body: Mapping[str, Any] | None = None,
         *,
         content_type: str = "application/json",
+        timeout: float = _TIMEOUT[1],
     ) -> dict[str, Any]:
         try:
             request = self._client.param_serialize(
@@ -193,7 +206,8 @@ class KubeApi:
                 body=body,
                 auth_settings=["BearerToken"],
             )
-            response = self._client.call_api(*request, _request_timeout=_TIMEOUT)
+            limits = (min(_TIMEOUT[0], timeout), timeout)
+            response = self._client.call_api(*request, _request_timeout=limits)
             data = response.read()
         except Exception as error:  # refused, reset, timed out: no answer
             raise KubeError(f"{method} {path}: {type(error).__name__}") from None

@@ -50,6 +50,8 @@ class LeaderElection:
 
     def attempt(self) -> bool:
         """Acquire or renew the Lease once; whether this replica leads now."""
+        if self._leading and self.clock() - self._renewed_at > self.renew_deadline:
+            self._leading = False  # stop before the Lease can expire under another replica
         try:
             self._leading = self._try()
             if self._leading:
@@ -79,8 +81,10 @@ class LeaderElection:
             log.warning("could not give up the Lease %s: %s", self.describe(), error)
 
     def _try(self) -> bool:
+        # Each call is bounded, so an attempt ends well within the renew deadline.
+        timeout = max(1.0, self.retry_seconds)
         now = datetime.datetime.now(datetime.UTC)
-        lease = self.api.get_lease(self.namespace, self.name)
+        lease = self.api.get_lease(self.namespace, self.name, timeout=timeout)
         mine = {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": int(self.lease_seconds),
@@ -89,19 +93,19 @@ class LeaderElection:
             "leaseTransitions": 0,
         }
         if lease is None:
-            self.api.create_lease(self.namespace, self.name, mine)
+            self.api.create_lease(self.namespace, self.name, mine, timeout=timeout)
             return True
         spec: Mapping[str, Any] = lease.get("spec") or {}
         if spec != self._observed:
             self._observed, self._observed_at = dict(spec), self.clock()
         holder = spec.get("holderIdentity")
         if holder == self.identity:
-            self.api.replace_lease(lease, {**spec, "renewTime": _micro_time(now)})
+            self.api.replace_lease(lease, {**spec, "renewTime": _micro_time(now)}, timeout=timeout)
             return True
         duration = float(spec.get("leaseDurationSeconds") or self.lease_seconds)
         if holder and self.clock() - self._observed_at < duration:
             return False  # held, and renewed recently as far as this replica saw
         transitions = int(spec.get("leaseTransitions") or 0) + 1
-        self.api.replace_lease(lease, {**mine, "leaseTransitions": transitions})
+        self.api.replace_lease(lease, {**mine, "leaseTransitions": transitions}, timeout=timeout)
         log.info("took over the Lease %s from %s", self.describe(), holder or "a replica that left")
         return True

@@ -3,8 +3,8 @@
 This is the imperative shell around the pure core: it owns the Seldon Deploy
 clients (one pooled client per instance, sharing one token cache per
 instance) and turns their exceptions into the core's ``Failure`` values. It
-knows nothing of Kopf; the handlers translate its result into a status patch,
-Events and a requeue.
+knows nothing of Kopf; the controller records its result (a status patch,
+Events) and schedules the next pass.
 """
 
 from __future__ import annotations

@@ -4,15 +4,17 @@ every run reading there, instead of one GET per run.
 When few runs read a namespace, each read is a GET. When ``list_from`` or more
 runs have an interest in it, a read is answered from the newest list of the
 namespace if that list is fresh enough for the asking run, and otherwise starts
-the next list (runs asking while a list is under way wait for the one after it,
-so a burst of reads costs a handful of lists). Fresh enough means: started after
+the next list (runs asking while a list is under way wait for it, and take it if
+it is fresh enough for them, else the one after it: a burst of reads costs a
+handful of lists). Fresh enough means: started after
 the run's own last write to that deployment (so a run never takes the state
 before its write for the state after it), after the list the run read last time
 (so a poll always learns something new), and at most ``max_age`` seconds ago.
 
 Every list is also news for the runs that are waiting: a run whose deployment
 looks different from what its last pass read is woken (``on_change``), so it
-does not wait out a long poll interval past its rollout.
+does not wait out a long poll interval past its rollout. Runs reading at that
+moment are not woken: they take the list in the pass they are in.
 
 Thread-safe: passes run in worker threads.
 """
@@ -25,6 +27,7 @@ import logging
 import math
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -85,6 +88,7 @@ class SharedReads:
         self._read_at: dict[tuple[str, DeploymentRef], float] = {}
         self._seen: dict[tuple[str, DeploymentRef], str] = {}
         self._written_at: dict[tuple[str, DeploymentRef], float] = {}
+        self._reading: Counter[str] = Counter()  # runs inside find() now
         #: Called (from a worker thread) with a run whose deployment changed.
         self.on_change: Callable[[str], None] | None = None
 
@@ -128,9 +132,17 @@ class SharedReads:
             found = self._reader(ref.instance).find(ref.namespace, ref.name)
             self._saw(run, ref, asked, found)
             return found
-        items, taken_at = self._fresh_list(ref, listing, fresh_after)
-        found = items.get(ref.name)
-        self._saw(run, ref, taken_at, found)
+        with self._lock:
+            self._reading[run] += 1
+        try:
+            items, taken_at = self._fresh_list(ref, listing, fresh_after)
+            found = items.get(ref.name)
+            self._saw(run, ref, taken_at, found)
+        finally:
+            with self._lock:
+                self._reading[run] -= 1
+                if not self._reading[run]:
+                    del self._reading[run]
         return copy.deepcopy(found)
 
     def _fresh_list(
@@ -173,6 +185,7 @@ class SharedReads:
                 run
                 for (run, seen_ref), seen in self._seen.items()
                 if (seen_ref.instance, seen_ref.namespace) == key
+                and run not in self._reading
                 and _fingerprint(items.get(seen_ref.name)) != seen
             }
         if self.on_change is not None:

@@ -218,10 +218,9 @@ def at_rest(generation: int, status: Mapping[str, Any], requests: Requests) -> b
     if requests.present() or status.get("observedGeneration") != generation:
         return False
     phase = status.get("phase")
-    if phase == Phase.SUSPENDED.value:
-        return True
-    finished = any(phase == settled.value for settled in FINISHED)
-    return finished and requests.retry in (None, status.get("lastRetry"))
+    settled = phase == Phase.SUSPENDED.value or any(phase == p.value for p in FINISHED)
+    # A new retry token starts a run (or, on a suspended one, is said to be ignored).
+    return settled and requests.retry in (None, status.get("lastRetry"))
 
 
 def start_run(ctx: Context, recorded: Run | None) -> Run:

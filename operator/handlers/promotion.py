@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
+import signal
 from typing import Any
 
 import kopf
@@ -18,12 +21,24 @@ import kopf
 from promotion_operator.controller import Controller
 from promotion_operator.kube_api import GROUP, PLURAL, VERSION
 
+logger = logging.getLogger(__name__)
+
 
 @kopf.on.startup()
 async def start_controller(memo: kopf.Memo, **_: Any) -> None:
     """Start the controller's workers (and its election) before the first event comes."""
     controller: Controller = memo["controller"]
-    memo["controller_task"] = asyncio.create_task(controller.run(), name="controller")
+    task = asyncio.create_task(controller.run(), name="controller")
+    task.add_done_callback(_stop_if_crashed)
+    memo["controller_task"] = task
+
+
+def _stop_if_crashed(task: asyncio.Task[None]) -> None:
+    # Without its controller the operator would watch and do nothing while its
+    # liveness probe stays green: stop it, so it is restarted (or a standby leads).
+    if not task.cancelled() and task.exception() is not None:
+        logger.critical("the controller stopped: %r; stopping the operator", task.exception())
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @kopf.on.cleanup()

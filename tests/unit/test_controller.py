@@ -288,3 +288,17 @@ def test_a_deleted_resource_is_forgotten(controller: Controller, kube: FakeKube)
     controller.observe("DELETED", event_body(kube, 12))
 
     assert controller.queued() == [] and controller.kept() == 0
+
+
+def test_a_new_retry_token_on_a_suspended_run_queues_a_pass(
+    controller: Controller, kube: FakeKube
+) -> None:
+    suspended = {"status": {"phase": "Suspended", "observedGeneration": PROMOTION.generation}}
+    controller.observe(None, event_body(kube, 11, **suspended))
+    assert controller.queued() == []
+
+    asked = event_body(kube, 12, **suspended)
+    asked["metadata"]["annotations"] = {"deploy.mlops.dev/retry": "token-1"}
+    controller.observe("MODIFIED", asked)
+
+    assert controller.queued() == [REF.uid]

@@ -216,3 +216,20 @@ def test_a_run_that_ended_is_no_longer_woken_nor_counted(
 
     assert woken == []
     assert reader.calls[-1] == "GET m0"  # two runs left: below the list threshold
+
+
+def test_a_run_that_reads_the_list_is_not_woken_by_it(
+    reads: SharedReads, reader: Reader, clock: Clock
+) -> None:
+    woken: list[str] = []
+    reads.on_change = woken.append
+    watch_all(reads, 5)
+    for i in range(5):
+        reads.find(f"run{i}", ref(f"m{i}"))
+    reader.put("m0", "Available")
+    clock.now += 2
+
+    found = reads.find("run0", ref("m0"))  # run0's own poll sees the change
+
+    assert found is not None and found["status"]["state"] == "Available"
+    assert woken == []

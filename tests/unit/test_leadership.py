@@ -10,14 +10,7 @@ import pytest
 
 from promotion_operator.kube_api import Conflict, KubeApi, KubeError
 from promotion_operator.leadership import LeaderElection
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.fake_clock import Clock
 
 
 class Leases:

@@ -12,14 +12,7 @@ import pytest
 from promotion_operator.core.spec import DeploymentRef
 from promotion_operator.errors import PromotionError, SeldonDeployUnavailable
 from promotion_operator.shared_reads import SharedReads
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.fake_clock import Clock
 
 
 class Reader:
@@ -73,6 +66,16 @@ def reads(reader: Reader, clock: Clock) -> SharedReads:
 def watch_all(reads: SharedReads, count: int) -> None:
     for i in range(count):
         reads.watch(f"run{i}", [ref(f"m{i}")])
+
+
+def everyone_read_once(reads: SharedReads, count: int) -> list[str]:
+    """``count`` runs watching and having read their deployment; the runs woken later."""
+    woken: list[str] = []
+    reads.on_change = woken.append
+    watch_all(reads, count)
+    for i in range(count):
+        reads.find(f"run{i}", ref(f"m{i}"))
+    return woken
 
 
 def test_a_namespace_few_runs_read_is_read_with_gets(reads: SharedReads, reader: Reader) -> None:
@@ -187,11 +190,7 @@ def test_a_failed_list_fails_the_reads_that_waited_for_it(
 def test_a_run_whose_deployment_changed_is_woken(
     reads: SharedReads, reader: Reader, clock: Clock
 ) -> None:
-    woken: list[str] = []
-    reads.on_change = woken.append
-    watch_all(reads, 5)
-    for i in range(5):
-        reads.find(f"run{i}", ref(f"m{i}"))
+    woken = everyone_read_once(reads, 5)
     reader.put("m3", "Available")
     clock.now += 2
 
@@ -203,11 +202,7 @@ def test_a_run_whose_deployment_changed_is_woken(
 def test_a_run_that_ended_is_no_longer_woken_nor_counted(
     reads: SharedReads, reader: Reader, clock: Clock
 ) -> None:
-    woken: list[str] = []
-    reads.on_change = woken.append
-    watch_all(reads, 3)
-    for i in range(3):
-        reads.find(f"run{i}", ref(f"m{i}"))
+    woken = everyone_read_once(reads, 3)
     reads.unwatch("run2")
     reader.put("m2", "Available")
     clock.now += 2
@@ -221,11 +216,7 @@ def test_a_run_that_ended_is_no_longer_woken_nor_counted(
 def test_a_run_that_reads_the_list_is_not_woken_by_it(
     reads: SharedReads, reader: Reader, clock: Clock
 ) -> None:
-    woken: list[str] = []
-    reads.on_change = woken.append
-    watch_all(reads, 5)
-    for i in range(5):
-        reads.find(f"run{i}", ref(f"m{i}"))
+    woken = everyone_read_once(reads, 5)
     reader.put("m0", "Available")
     clock.now += 2
 

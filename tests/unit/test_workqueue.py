@@ -8,14 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from promotion_operator.workqueue import WorkQueue
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.fake_clock import Clock
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # `operator`: keep the working directory off sys.path (see README).
 export PYTHONSAFEPATH := 1
 
-.PHONY: test unit lint typecheck prepare demo stack resilience constraints clean
+.PHONY: test unit lint typecheck prepare demo stack resilience bench constraints clean
 
 $(STAMP): pyproject.toml constraints.txt $(shell find operator -name '*.py')
 	@echo "== setting up $(VENV) with the pinned packages"
@@ -45,6 +45,11 @@ demo: prepare
 # A larger batch than the tests: 200 runs, faults on, 10 operator kills; prints a summary.
 resilience: prepare
 	$(BIN)/python -m tests.harness resilience $(RESILIENCE_ARGS)
+
+# The operator at scale next to a hand-written script: 500 runs at once, one table
+# (BENCH_ARGS="--runs 100 --at-rest ''" for a smaller one; see README, Performance).
+bench: prepare
+	$(BIN)/python -m tests.harness bench $(BENCH_ARGS)
 
 stack: prepare
 	$(BIN)/python -m tests.harness up

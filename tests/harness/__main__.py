@@ -16,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from tests.harness import bench
 from tests.harness.binaries import ensure_binaries
 from tests.harness.keycloak import (
     DATA_SCIENTIST,
@@ -124,7 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     resilience.add_argument("--runs", type=int, default=200, help="promotions in the batch")
     resilience.add_argument("--kills", type=int, default=10, help="operator SIGKILLs")
     resilience.add_argument("--seed", type=int, default=20261128, help="for faults and timing")
+    bench.add_arguments(sub.add_parser("bench", help="the operator at scale, next to a script"))
     args = parser.parse_args(argv)
+
+    if args.command == "bench":
+        signal.signal(signal.SIGTERM, _raise_exit)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        return bench.main(args)
 
     if args.command == "resilience":
         from tests.harness import resilience as batch

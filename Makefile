@@ -1,7 +1,7 @@
 # `make demo` and `make test` do all set-up on a fresh machine: a virtualenv,
-# the pinned Python packages, the control-plane and Prometheus binaries (built
-# from Go modules) and the Keycloak distribution (fetched with Maven), all cached
-# between runs.
+# the pinned Python packages, the control-plane, Prometheus and Argo CD binaries
+# (built from Go modules), the Keycloak distribution (fetched with Maven) and
+# Debian's redis-server (for Argo CD), all kept between runs.
 
 PYTHON ?= python3
 VENV := .venv
@@ -30,7 +30,16 @@ typecheck: $(STAMP)
 	$(BIN)/mypy -p promotion_operator
 	$(BIN)/mypy tests
 
-prepare: $(STAMP)
+# Argo CD's cache in the e2e tests, from Debian's package (set-up runs as root).
+# Nothing happens, and nothing is printed, once it is installed; the package does
+# not start a system service where policy-rc.d forbids it (containers).
+REDIS_SERVER := /usr/bin/redis-server
+$(REDIS_SERVER):
+	@echo "== installing Debian's redis-server (Argo CD's cache in the e2e tests)"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+
+prepare: $(STAMP) $(REDIS_SERVER)
 	$(BIN)/python -m tests.harness prepare
 
 unit: $(STAMP)

@@ -17,6 +17,7 @@ from types import FrameType
 from typing import Any
 
 from tests.harness import bench
+from tests.harness.argocd_build import ensure_argocd
 from tests.harness.binaries import ensure_binaries
 from tests.harness.keycloak import (
     DATA_SCIENTIST,
@@ -118,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--exit-when-ready", action="store_true", help="stop again once ready")
     up.add_argument("--state-file", type=Path, help="write the stack's facts as JSON here")
     sub.add_parser(
-        "prepare", help="build the binaries (Prometheus too) and fetch Keycloak, then exit"
+        "prepare",
+        help="build the binaries (Prometheus and Argo CD too) and fetch Keycloak, then exit",
     )
     sub.add_parser("demo", help="run the example promotions on the stack, then stop")
     resilience = sub.add_parser("resilience", help="a large batch with faults and kills")
@@ -149,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "prepare":
         ensure_binaries()
+        ensure_argocd()
         ensure_distribution()
         say("binaries and Keycloak distribution are in place")
         return 0

@@ -218,6 +218,19 @@ def sync_status(application: dict[str, Any]) -> str:
     return str(((application.get("status") or {}).get("sync") or {}).get("status") or "")
 
 
+def _wait_established(control_plane: ControlPlane, crd: str) -> None:
+    # Polled: `kubectl wait` fails on a CRD whose status has no conditions yet.
+    deadline = time.monotonic() + 60
+    jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
+    while True:
+        result = control_plane.kubectl("get", "crd", crd, "-o", f"jsonpath={jsonpath}", check=False)
+        if result.stdout.strip() == "True":
+            return
+        if time.monotonic() > deadline:
+            raise HarnessError(f"CRD {crd} not Established in 60s: {result.stderr}")
+        time.sleep(0.2)
+
+
 def _install(control_plane: ControlPlane, binary: ArgoCDBinary) -> None:
     kubectl = control_plane.kubectl
     if kubectl("get", "namespace", NAMESPACE, check=False).returncode != 0:
@@ -225,10 +238,8 @@ def _install(control_plane: ControlPlane, binary: ArgoCDBinary) -> None:
     # The Application CRD is larger than client-side apply's annotation allows.
     for crd in binary.crds:
         kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
-    kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s",
-        "crd/applications.argoproj.io", "crd/appprojects.argoproj.io",
-    )  # fmt: skip
+    for name in ("applications.argoproj.io", "appprojects.argoproj.io"):
+        _wait_established(control_plane, name)
     # What Argo CD's install creates: argocd-cm with Argo CD's defaults (status updates
     # ignored unless the health changes, the resource exclusions), argocd-secret, ...
     for path in binary.config:
@@ -286,10 +297,12 @@ def start_argocd(control_plane: ControlPlane) -> ArgoCD:
             "argocd-repo-server",
             argv
             + ["--address", "127.0.0.1", "--port", str(repo_port), "--disable-tls"]
+            # Its default is the path of a Secret mounted in Argo CD's pod; plaintext here.
+            + ["--client-ca-path="]
             + ["--metrics-address", "127.0.0.1", "--metrics-port", str(repo_metrics)]
             + ["--redis", redis_address, "--logformat", "text"],
             workdir / "repo-server.log",
-            env={**common_env, **env},
+            env={**common_env, **env, "PATH": f"{binary.scripts_dir}:/usr/bin:/bin"},
         )
         processes.append(repo_server)
 

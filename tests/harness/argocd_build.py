@@ -8,10 +8,10 @@ so on. That one package is built, as Argo CD's own Makefile builds it
 ``gobin/argocd``, which repeats the ``replace`` lines of Argo CD's go.mod (a
 dependency's are ignored). Argo CD v3.6 needs Go 1.27: that module's
 ``toolchain`` line has the go command fetch it as a module when the installed Go
-is older. The Application and AppProject CRDs and the configuration Argo CD's
+is older. The Application and AppProject CRDs, the configuration Argo CD's
 install manifests create (``manifests/base/config/``: ``argocd-cm`` with its
-defaults, ``argocd-secret`` and the other ConfigMaps) are copied from the same
-module version next to the binary.
+defaults, ``argocd-secret`` and the other ConfigMaps) and the two scripts its
+image adds to ``PATH`` are copied from the same module version next to the binary.
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ _CONFIG_FILES = (
     "argocd-ssh-known-hosts-cm.yaml",
     "argocd-tls-certs-cm.yaml",
 )
+# Scripts Argo CD's image puts on PATH (its Dockerfile copies them from hack/ to
+# /usr/local/bin): the repo server runs git-verify-wrapper.sh for every revision.
+_SCRIPT_FILES = ("git-verify-wrapper.sh", "gpg-wrapper.sh")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class ArgoCDBinary:
     path: Path
     crds: tuple[Path, ...]
     config: tuple[Path, ...]
+    # Put first on the repo server's PATH (where the image has /usr/local/bin).
+    scripts_dir: Path
 
     def command(self, component: str) -> tuple[list[str], dict[str, str]]:
         """argv and environment that run ``component`` (e.g. ``argocd-repo-server``)."""
@@ -95,12 +100,16 @@ def ensure_argocd() -> ArgoCDBinary:
     binary = directory / "argocd"
     crds = tuple(directory / "crds" / name for name in _CRD_FILES)
     config = tuple(directory / "config" / name for name in _CONFIG_FILES)
+    scripts = tuple(directory / "bin" / name for name in _SCRIPT_FILES)
     if not binary.exists():
         _build(binary)
-    if not all(path.exists() for path in crds + config):
-        _copy_manifests(crds, "manifests/crds")
-        _copy_manifests(config, "manifests/base/config")
-    return ArgoCDBinary(binary, crds, config)
+    if not all(path.exists() for path in crds + config + scripts):
+        _copy_from_module(crds, "manifests/crds")
+        _copy_from_module(config, "manifests/base/config")
+        _copy_from_module(scripts, "hack")
+        for script in scripts:
+            script.chmod(0o755)
+    return ArgoCDBinary(binary, crds, config, scripts[0].parent)
 
 
 def _build(path: Path) -> None:
@@ -137,7 +146,7 @@ def _build(path: Path) -> None:
     say(f"built Argo CD in {time.monotonic() - started:.0f}s ({size:.0f} MiB)")
 
 
-def _copy_manifests(targets: tuple[Path, ...], source_dir: str) -> None:
+def _copy_from_module(targets: tuple[Path, ...], source_dir: str) -> None:
     """Copy files of ``source_dir`` in the module (in the module cache after the build)."""
     result = subprocess.run(
         [_go(), "mod", "download", "-json", f"{ARGOCD_MODULE}@{ARGOCD_VERSION}"],

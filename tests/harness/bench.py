@@ -143,7 +143,7 @@ class Finishes:
     def _follow(self) -> None:
         while not self._stopped.is_set():
             try:
-                items, version = self._api.list(self._namespace)
+                items, version = self._api.list_all(self._namespace)
                 for body in items:
                     self._see(body)
                 while not self._stopped.is_set():
@@ -182,7 +182,7 @@ def _modelpromotion_write_total(api: KubeApi) -> int:
     return sum(modelpromotion_writes(Counter(), request_totals(api.metrics())).values())
 
 
-def wait_idle(pid: int, api: KubeApi, *, quiet: float = 3.0, timeout: float = 900.0) -> float:
+def wait_idle(pid: int, api: KubeApi, *, quiet: float = 5.0, timeout: float = 900.0) -> float:
     """Wait until the process has used under 3 % of a core, and the apiserver has
     counted no write on a ModelPromotion, for ``quiet`` seconds in a row; the seconds
     from the call to the start of that quiet time."""
@@ -224,6 +224,7 @@ class Batch:
     seldon: SeldonCalls
     writes: Counter[str]  # ModelPromotion writes by verb and subresource
     events: int
+    event_reasons: Counter[str]  # of the Events on the batch's ModelPromotions
     tokens: float
     cpu: float  # operator CPU seconds, first create -> idle after the last run
     idle_after: float  # seconds from the last run to idle
@@ -352,6 +353,11 @@ def run_operator_batch(stack: Stack, api: KubeApi, operator: OperatorProcess, ru
         seldon=_seldon_calls(stack),
         writes=modelpromotion_writes(before_api, after_api),
         events=events_created(before_api, after_api),
+        event_reasons=Counter(
+            str(event.get("reason"))
+            for event in api.events(NAMESPACE)
+            if (event.get("involvedObject") or {}).get("name") in created
+        ),
         tokens=_operator_tokens(operator) - before_tokens,
         cpu=after_use.cpu - before_use.cpu,
         idle_after=idle_after,
@@ -610,6 +616,10 @@ def batch_table(batch: Batch, script: Script) -> str:
             "ModelPromotion writes per run", _writes_detail(batch.writes, n), "0 (keeps no status)"
         ),
         Row("Events created per run", _per_run(batch.events, n), "0"),
+        *(
+            Row(f"  {reason}", _per_run(count, n), "-")
+            for reason, count in sorted(batch.event_reasons.items(), key=lambda item: -item[1])
+        ),
         Row(
             "token requests for the batch",
             f"{batch.tokens:.0f}",
@@ -694,7 +704,7 @@ AT_REST_NOTES = _paragraphs(
     "A namespace of ModelPromotions created through the API, each with its status patched"
     " to the batch's first Succeeded run (observedGeneration its own), seen once by a first"
     " operator (so whatever it keeps on objects is there), then a fresh operator. start ->"
-    " idle: from its liveness answering to the start of 3 s under 3 % of a core with no"
+    " idle: from its liveness answering to the start of 5 s under 3 % of a core with no"
     " ModelPromotion write. RSS at idle (VmRSS) and since its start (VmHWM); CPU, writes"
     " (apiserver_request_total, in all) and Seldon Deploy calls from its start to idle. The"
     " label round: one label added to every object; CPU and writes (the benchmark's own"
@@ -724,9 +734,9 @@ def _header(args: BenchArgs) -> str:
             f"  {os.cpu_count()} CPUs, load average {load} at the start",
             f"  {args.runs} ModelPromotions (Replace, new targets) in one namespace,"
             f" simulator rollout {args.rollout:g} s",
-            f"  the operator as its own process, default settings ({' '.join(DEFAULT_DELAYS)})"
-            " and --metrics-port,",
-            "  client-credentials grant, as the ServiceAccount of manifests/",
+            "  the operator as its own process with its default settings and --metrics-port",
+            f"  ({' '.join(DEFAULT_DELAYS)}), client-credentials grant, as the ServiceAccount"
+            " of manifests/",
         ]
     )
 

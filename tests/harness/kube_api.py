@@ -69,7 +69,7 @@ class KubeApi:
         url = self._path(namespace, name) + ("/status" if status else "")
         return self._send("PATCH", url, data=json.dumps(patch), headers=_MERGE)
 
-    def list(self, namespace: str) -> tuple[list[dict[str, Any]], str]:
+    def list_all(self, namespace: str) -> tuple[list[dict[str, Any]], str]:
         """Every ModelPromotion of ``namespace`` and the list's resourceVersion."""
         body = self._send("GET", self._path(namespace))
         return list(body["items"]), str(body["metadata"]["resourceVersion"])
@@ -96,6 +96,10 @@ class KubeApi:
                 if line:
                     event = json.loads(line)
                     yield str(event["type"]), dict(event["object"])
+
+    def events(self, namespace: str) -> list[dict[str, Any]]:
+        """The core/v1 Events of ``namespace``."""
+        return list(self._send("GET", f"{self.url}/api/v1/namespaces/{namespace}/events")["items"])
 
     def metrics(self) -> str:
         """The apiserver's own ``/metrics`` page (text format)."""

@@ -18,6 +18,7 @@ import jwt
 import pytest
 import requests
 
+from promotion_operator.__main__ import main
 from promotion_operator.auth import TokenProvider
 from promotion_operator.credentials import JWT_BEARER_ASSERTION, read_credentials
 from promotion_operator.errors import AuthenticationFailed, SettingsError
@@ -335,3 +336,21 @@ def test_the_log_names_the_assertion_file_but_never_its_content(
 
     assert f"with the client assertion in {directory / 'client-assertion'}" in caplog.text
     assert service_account_token(clock) not in caplog.text
+
+
+def test_a_bad_assertion_file_stops_the_operator_with_one_line(
+    directory: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_secret(directory, {"client-assertion": "s3cret-but-no-jwt"})
+    for other in ("PROMOTION_OPERATOR_SETTINGS_FILE", "PROMETHEUS_URL", "NOTIFY_SLACK_URL_FILE"):
+        monkeypatch.delenv(other, raising=False)
+    monkeypatch.setenv("SELDON_DEPLOY_URL", "https://sd.example/seldon-deploy/api/v1alpha1")
+    monkeypatch.setenv("SELDON_DEPLOY_CREDENTIALS_DIR", str(directory))
+
+    assert main(["--all-namespaces"]) == 2
+
+    assert capsys.readouterr().err.splitlines() == [
+        "promotion-operator: invalid setting: instance 'default' (SELDON_DEPLOY_CREDENTIALS_DIR): "
+        f"{directory / 'client-assertion'} is not a signed JWT (header.payload.signature); "
+        "it must be a projected ServiceAccount token"
+    ]

@@ -121,13 +121,18 @@ class ArgoCD:
     ) -> None:
         """An Application for ``path`` of the repository's main branch, synced into
         ``destination_namespace``; automated sync with pruning unless ``automated`` is off."""
+        # Argo CD prunes with foreground deletion by default, which only the garbage
+        # collector of kube-controller-manager finishes; the harness runs no
+        # kube-controller-manager, so pruning deletes in the background here.
+        sync_policy: dict[str, Any] = {"syncOptions": ["PrunePropagationPolicy=background"]}
+        if automated:
+            sync_policy["automated"] = {"prune": True}
         spec: dict[str, Any] = {
             "project": "default",
             "source": {"repoURL": self.git.repo_url, "targetRevision": BRANCH, "path": path},
             "destination": {"server": IN_CLUSTER, "namespace": destination_namespace},
+            "syncPolicy": sync_policy,
         }
-        if automated:
-            spec["syncPolicy"] = {"automated": {"prune": True}}
         body = {
             "apiVersion": "argoproj.io/v1alpha1",
             "kind": "Application",

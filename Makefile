@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # `operator`: keep the working directory off sys.path (see README).
 export PYTHONSAFEPATH := 1
 
-.PHONY: test unit lint typecheck prepare demo stack resilience bench constraints clean
+.PHONY: test unit lint typecheck prepare demo argocd-demo stack resilience bench constraints clean
 
 $(STAMP): pyproject.toml constraints.txt $(shell find operator -name '*.py')
 	@echo "== setting up $(VENV) with the pinned packages"
@@ -50,6 +50,10 @@ test: lint typecheck prepare
 
 demo: prepare
 	$(BIN)/python -m tests.harness demo
+
+# A promotion committed to git, synced by a real Argo CD, its health printed as it moves.
+argocd-demo: prepare
+	$(BIN)/python -m tests.harness argocd-demo
 
 # A larger batch than the tests: 200 runs, faults on, 10 operator kills; prints a summary.
 resilience: prepare

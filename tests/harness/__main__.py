@@ -123,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         help="build the binaries (Prometheus and Argo CD too) and fetch Keycloak, then exit",
     )
     sub.add_parser("demo", help="run the example promotions on the stack, then stop")
+    sub.add_parser(
+        "argocd-demo", help="a promotion committed to git and synced by Argo CD, then stop"
+    )
     resilience = sub.add_parser("resilience", help="a large batch with faults and kills")
     resilience.add_argument("--runs", type=int, default=200, help="promotions in the batch")
     resilience.add_argument("--kills", type=int, default=10, help="operator SIGKILLs")
@@ -148,6 +151,13 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _raise_exit)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         return run_demo()
+
+    if args.command == "argocd-demo":
+        from tests.harness.argocd_demo import run_argocd_demo
+
+        signal.signal(signal.SIGTERM, _raise_exit)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        return run_argocd_demo()
 
     if args.command == "prepare":
         ensure_binaries()

@@ -88,6 +88,11 @@ DEFAULT_DELAYS = (
     f"--max-poll-delay={RetryPolicy.max_poll:g}",
 )
 _SCRIPT_LINE = re.compile(r"^(?P<name>\S+): Available after (?P<seconds>[\d.]+) s")
+# Kopf's log lines (kopf 1.45.2, "full" format, "[time] logger [LEVEL   ] message"):
+# "<Cause> is processed: ..." once per handling of an object.
+_PROCESSED = re.compile(r"\b(\w+) is processed: ")
+_ERROR_LINE = re.compile(r"\[ERROR\s*\] ")
+_OBJECT = re.compile(r"\[[\w.-]+/[\w.-]+\]")
 _IDLE_CPU = 0.03  # CPU seconds per second below which the operator counts as idle
 
 
@@ -465,6 +470,8 @@ class AtRest:
     label_cpu: float
     label_writes: Counter[str]  # the benchmark's own label patches left out
     label_to_idle: float  # the last label patch -> idle
+    settler_log: str  # what Kopf logged it did, summed up
+    fresh_log: str
 
 
 def run_at_rest(
@@ -496,6 +503,8 @@ def run_at_rest(
         say("at rest: a first operator settles them (its bookkeeping), then stops")
         settler = _start(stack, identity, AT_REST_NAMESPACE)
         wait_idle(settler.process.pid, api)
+        settler_log = kopf_log_summary(settler.log())
+        say(f"at rest: the first operator logged {settler_log}")
         settler.stop()
 
         stack.simulator.control.clear_requests_log()
@@ -513,6 +522,7 @@ def run_at_rest(
             label_to_idle = wait_idle(operator.process.pid, api)
             labelled = usage(operator.process.pid)
             label_api = request_totals(api.metrics())
+            fresh_log = kopf_log_summary(operator.log())
         finally:
             operator.stop()
         label_writes = modelpromotion_writes(after_api, label_api)
@@ -529,9 +539,26 @@ def run_at_rest(
                 label_cpu=labelled.cpu - idle.cpu,
                 label_writes=+label_writes,
                 label_to_idle=label_to_idle,
+                settler_log=settler_log,
+                fresh_log=fresh_log,
             )
         )
     return results
+
+
+def kopf_log_summary(log: str) -> str:
+    """What an operator's log says Kopf did: handlings by cause, throttles, errors."""
+    causes = Counter(match[1] for match in _PROCESSED.finditer(log))
+    parts = [f"{count} {cause.lower()}" for cause, count in sorted(causes.items())]
+    parts.append(f"{log.count('Throttling for')} throttled")
+    errors = Counter(
+        _OBJECT.sub("[...]", line.split("] ", 2)[-1])[:120]
+        for line in log.splitlines()
+        if _ERROR_LINE.search(line)
+    )
+    parts.append(f"{sum(errors.values())} ERROR lines")
+    parts += [f'{count} x "{message}"' for message, count in errors.most_common(2)]
+    return ", ".join(parts)
 
 
 def _start(stack: Stack, identity: Path, namespace: str) -> OperatorProcess:
@@ -796,6 +823,11 @@ def run_bench(args: BenchArgs) -> int:
         print("\nat rest: a fresh operator over finished ModelPromotions (one namespace)")
         print(at_rest_table(at_rest))
         print(AT_REST_NOTES)
+        for result in at_rest:
+            print(
+                f"  {result.objects}: the first operator logged {result.settler_log};"
+                f" the fresh one (to the end of the label round) {result.fresh_log}"
+            )
     problems = {**batch.not_succeeded, **single_failed}
     for name, what in sorted(problems.items()):
         print(f"not Succeeded: {NAMESPACE}/{name}: {what}")

@@ -117,7 +117,7 @@ def _build(path: Path) -> None:
     partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
     say(
         f"building Argo CD {ARGOCD_VERSION} ({ARGOCD_MODULE}/cmd) into {path.parent} "
-        "(first run only; about 20 minutes on 2 cores, at low priority)"
+        "(first run only; about 6 minutes on 2 cores, at low priority)"
     )
     started = time.monotonic()
     # nice: the build shares the machine's cores with whatever else runs.

@@ -19,7 +19,14 @@ from typing import Any
 
 import pytest
 
-from tests.harness.argocd import ArgoCD, resource_health, sync_status
+from tests.harness.argocd import (
+    HEALTH_KEY,
+    NAMESPACE,
+    ROOT,
+    ArgoCD,
+    resource_health,
+    sync_status,
+)
 from tests.harness.operator_process import OperatorProcess
 from tests.harness.promotions import FINISHED_PHASES, Promotions, manifest
 from tests.harness.seldon_log import writes
@@ -28,6 +35,7 @@ from tests.simulator.testing import deployment_body
 
 pytestmark = pytest.mark.e2e
 
+HEALTH_LUA = ROOT / "manifests" / "argocd" / "health.lua"
 KIND = "ModelPromotion"
 NAME = "iris"
 PROMOTE_IRIS: dict[str, Any] = {
@@ -139,6 +147,18 @@ def _settle(promotions: Promotions) -> None:
         "the operator's view of the latest generation",
     )
     time.sleep(3)
+
+
+def test_argocd_cm_holds_the_shipped_health_check(argocd: ArgoCD) -> None:
+    # Installed with the README's `kubectl patch --patch-file`, from the file itself.
+    out = argocd.control_plane.kubectl(
+        "get", "configmap", "argocd-cm", "-n", NAMESPACE, "-o", "json"
+    )
+    data = json.loads(out.stdout)["data"]
+    assert data[HEALTH_KEY] == HEALTH_LUA.read_text()
+    # Argo CD's own defaults stay (the install's ignoreResourceUpdates and exclusions).
+    assert "resource.customizations.ignoreResourceUpdates.all" in data
+    assert "resource.exclusions" in data
 
 
 def test_a_committed_promotion_is_progressing_while_it_runs_then_healthy(

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -76,16 +77,17 @@ def judge_health(binary: ArgoCDBinary, obj_path: Path) -> tuple[str, str]:
     ``argocd-cm-patch.yaml``: ``argocd admin settings resource-overrides health``, the
     same health function the application controller calls, without a cluster."""
     argv, env = binary.command("argocd")
-    result = subprocess.run(
-        argv
-        + ["admin", "settings", "resource-overrides", "health", str(obj_path)]
-        + ["--argocd-cm-path", str(ARGOCD_CM_PATCH)],
-        env={"PATH": "/usr/bin:/bin", "HOME": str(obj_path.parent), **env},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    with tempfile.TemporaryDirectory(prefix="argocd-cli-home-") as home:
+        result = subprocess.run(
+            argv
+            + ["admin", "settings", "resource-overrides", "health", str(obj_path)]
+            + ["--argocd-cm-path", str(ARGOCD_CM_PATCH)],
+            env={"PATH": "/usr/bin:/bin", "HOME": home, **env},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
     if result.returncode != 0:
         raise HarnessError(f"argocd admin ... health {obj_path} failed: {result.stderr}")
     fields = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)

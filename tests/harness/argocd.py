@@ -313,6 +313,8 @@ def start_argocd(control_plane: ControlPlane) -> ArgoCD:
         )
         processes.append(repo_server)
 
+        # Its metrics and /healthz port is the one not on loopback only: Argo CD
+        # v3.6.1 binds it to 0.0.0.0 with no flag to change that.
         controller_metrics = free_port()
         say(f"starting Argo CD {ARGOCD_VERSION} application controller")
         argv, env = binary.command("argocd-application-controller")

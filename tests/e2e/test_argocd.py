@@ -87,7 +87,7 @@ class GitOps:
         # What a git webhook to Argo CD does (its API server refreshes the Applications
         # of the repository); without one Argo CD polls, by default every 2 to 3 minutes.
         applications = self.argocd.control_plane.kubectl(
-            "get", "application", self.app, "-n", "argocd", check=False
+            "get", "application", self.app, "-n", NAMESPACE, check=False
         )
         if applications.returncode == 0:
             self.argocd.refresh(self.app)

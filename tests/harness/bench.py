@@ -45,6 +45,7 @@ import requests
 
 from promotion_operator.core.step import RetryPolicy
 from tests.harness.bench_figures import (
+    RequestKey,
     Row,
     counter_total,
     events_created,
@@ -93,6 +94,7 @@ _SCRIPT_LINE = re.compile(r"^(?P<name>\S+): Available after (?P<seconds>[\d.]+) 
 _PROCESSED = re.compile(r"\b(\w+) is processed: ")
 _ERROR_LINE = re.compile(r"\[ERROR\s*\] ")
 _OBJECT = re.compile(r"\[[\w.-]+/[\w.-]+\]")
+_URL = re.compile(r"https?://\S+")
 _IDLE_CPU = 0.03  # CPU seconds per second below which the operator counts as idle
 
 
@@ -184,7 +186,9 @@ class Finishes:
 
 
 def _modelpromotion_write_total(api: KubeApi) -> int:
-    return sum(modelpromotion_writes(Counter(), request_totals(api.metrics())).values())
+    totals, none = request_totals(api.metrics()), Counter[RequestKey]()
+    accepted = modelpromotion_writes(none, totals)
+    return sum(accepted.values()) + sum(modelpromotion_writes(none, totals, refused=True).values())
 
 
 def wait_idle(pid: int, api: KubeApi, *, quiet: float = 5.0, timeout: float = 900.0) -> float:
@@ -228,6 +232,7 @@ class Batch:
     run_time: list[float]  # per run: status.startedAt -> status.finishedAt
     seldon: SeldonCalls
     writes: Counter[str]  # ModelPromotion writes by verb and subresource
+    refused: Counter[str]  # writes the apiserver did not accept, by verb, subresource, code
     events: int
     event_reasons: Counter[str]  # of the Events on the batch's ModelPromotions
     tokens: float
@@ -237,6 +242,7 @@ class Batch:
     rss: int
     stack_cpu: dict[str, float]
     not_succeeded: dict[str, str]
+    kopf_log: str = ""
     template_status: dict[str, Any] = field(default_factory=dict)
 
 
@@ -357,6 +363,7 @@ def run_operator_batch(stack: Stack, api: KubeApi, operator: OperatorProcess, ru
         run_time=run_time,
         seldon=_seldon_calls(stack),
         writes=modelpromotion_writes(before_api, after_api),
+        refused=modelpromotion_writes(before_api, after_api, refused=True),
         events=events_created(before_api, after_api),
         event_reasons=Counter(
             str(event.get("reason"))
@@ -370,6 +377,7 @@ def run_operator_batch(stack: Stack, api: KubeApi, operator: OperatorProcess, ru
         rss=after_use.rss,
         stack_cpu={name: after_stack[name] - before_stack[name] for name in after_stack},
         not_succeeded=not_succeeded,
+        kopf_log=kopf_log_summary(operator.log()),
         template_status=template,
     )
 
@@ -552,7 +560,7 @@ def kopf_log_summary(log: str) -> str:
     parts = [f"{count} {cause.lower()}" for cause, count in sorted(causes.items())]
     parts.append(f"{log.count('Throttling for')} throttled")
     errors = Counter(
-        _OBJECT.sub("[...]", line.split("] ", 2)[-1])[:120]
+        _URL.sub("<url>", _OBJECT.sub("[...]", line.split("] ", 2)[-1]))[:160]
         for line in log.splitlines()
         if _ERROR_LINE.search(line)
     )
@@ -642,6 +650,7 @@ def batch_table(batch: Batch, script: Script) -> str:
         Row(
             "ModelPromotion writes per run", _writes_detail(batch.writes, n), "0 (keeps no status)"
         ),
+        Row("  refused by the apiserver, per run", _writes_detail(batch.refused, n), "-"),
         Row("Events created per run", _per_run(batch.events, n), "0"),
         *(
             Row(f"  {reason}", _per_run(count, n), "-")
@@ -700,6 +709,7 @@ def batch_notes(batch: Batch, script: Script) -> str:
         f"~: the script's sample of {script.sample} ({script.wall:.0f} s in all) scaled to"
         f" {batch.runs}: promotion i is Available after i times its mean time.",
         f"the stack's CPU during the batch: {stack_cpu}.",
+        f"the operator logged (start and batch): {batch.kopf_log}.",
     )
 
 

@@ -54,18 +54,23 @@ def usage(pid: int) -> Usage:
 
 
 class RequestKey(NamedTuple):
-    """One series of ``apiserver_request_total``, without the code and scope."""
+    """One series of ``apiserver_request_total``, without scope, component, version."""
 
     verb: str
     group: str
     resource: str
     subresource: str
+    code: str
+
+    @property
+    def accepted(self) -> bool:
+        """Answered 2xx (a refused write changed nothing and is counted apart)."""
+        return self.code.startswith("2")
 
 
 def request_totals(metrics_text: str) -> Counter[RequestKey]:
     """``apiserver_request_total`` of a kube-apiserver ``/metrics`` page, summed over
-    the labels other than verb, group, resource and subresource (code, scope,
-    component, version, dry_run)."""
+    the labels other than verb, group, resource, subresource and code."""
     lines = "\n".join(
         line for line in metrics_text.splitlines() if line.startswith(_REQUEST_TOTAL + "{")
     )
@@ -80,26 +85,35 @@ def request_totals(metrics_text: str) -> Counter[RequestKey]:
                 labels.get("group", ""),
                 labels.get("resource", ""),
                 labels.get("subresource", ""),
+                labels.get("code", ""),
             )
             totals[key] += int(sample.value)
     return totals
 
 
 def modelpromotion_writes(
-    before: Mapping[RequestKey, int], after: Mapping[RequestKey, int], *, own_posts: bool = True
+    before: Mapping[RequestKey, int],
+    after: Mapping[RequestKey, int],
+    *,
+    own_posts: bool = True,
+    refused: bool = False,
 ) -> Counter[str]:
     """Writes on ModelPromotions between two readings, by ``"VERB"`` (the object) or
-    ``"VERB status"``. With ``own_posts`` the creates (POST) are left out: the
-    operator never creates a ModelPromotion, the benchmark does."""
+    ``"VERB status"``: the accepted ones, or with ``refused`` those answered otherwise
+    (by ``"VERB status CODE"``). With ``own_posts`` the creates (POST) are left out:
+    the operator never creates a ModelPromotion, the benchmark does."""
     writes: Counter[str] = Counter()
     for key, count in after.items():
         if (key.group, key.resource) != MODELPROMOTIONS or key.verb not in WRITE_VERBS:
             continue
-        if own_posts and key.verb == "POST":
+        if (own_posts and key.verb == "POST") or key.accepted == refused:
             continue
         delta = count - before.get(key, 0)
         if delta:
-            writes[f"{key.verb} {key.subresource}".strip()] += delta
+            kind = " ".join(
+                part for part in (key.verb, key.subresource, refused and key.code) if part
+            )
+            writes[kind] += delta
     return writes
 
 
@@ -108,7 +122,7 @@ def events_created(before: Mapping[RequestKey, int], after: Mapping[RequestKey, 
     return sum(
         count - before.get(key, 0)
         for key, count in after.items()
-        if key.resource == "events" and key.verb == "POST" and not key.subresource
+        if key.resource == "events" and key.verb == "POST" and key.accepted and not key.subresource
     )
 
 

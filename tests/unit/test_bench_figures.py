@@ -45,17 +45,19 @@ apiserver_request_total{code="201",component="apiserver",dry_run="",group="deplo
 """  # noqa: E501
 
 
-def test_request_totals_sum_over_codes() -> None:
+def test_request_totals_by_code() -> None:
     totals = request_totals(AFTER)
-    status = RequestKey("PATCH", "deploy.mlops.dev", "modelpromotions", "status")
-    assert totals[status] == 6  # 200s and the 409
-    assert totals[RequestKey("GET", "", "", "/readyz")] == 9
+    status = RequestKey("PATCH", "deploy.mlops.dev", "modelpromotions", "status", "200")
+    assert totals[status] == 5
+    assert totals[status._replace(code="409")] == 1
+    assert totals[RequestKey("GET", "", "", "/readyz", "200")] == 9
     assert not any(key.resource == "" and key.verb == "PATCH" for key in totals)
 
 
-def test_writes_between_readings_leave_out_the_creates() -> None:
+def test_writes_between_readings_leave_out_the_creates_and_count_refusals_apart() -> None:
     before, after = request_totals(BEFORE), request_totals(AFTER)
-    assert modelpromotion_writes(before, after) == {"PATCH": 1, "PATCH status": 4}
+    assert modelpromotion_writes(before, after) == {"PATCH": 1, "PATCH status": 3}
+    assert modelpromotion_writes(before, after, refused=True) == {"PATCH status 409": 1}
     assert modelpromotion_writes(before, after, own_posts=False)["POST"] == 2
     assert events_created(before, after) == 1
 

@@ -96,6 +96,7 @@ _ERROR_LINE = re.compile(r"\[ERROR\s*\] ")
 _OBJECT = re.compile(r"\[[\w.-]+/[\w.-]+\]")
 _URL = re.compile(r"https?://\S+")
 _IDLE_CPU = 0.03  # CPU seconds per second below which the operator counts as idle
+SETTLED_QUIET = 25.0
 
 
 @dataclass
@@ -510,7 +511,9 @@ def run_at_rest(
         # seen; the measured operator then finds them exactly as after a restart.
         say("at rest: a first operator settles them (its bookkeeping), then stops")
         settler = _start(stack, identity, AT_REST_NAMESPACE)
-        wait_idle(settler.process.pid, api)
+        # Refused patches (429) are retried by Kopf after up to 21 s (its default
+        # networking.error_backoffs): quiet for longer than that before stopping it.
+        wait_idle(settler.process.pid, api, quiet=SETTLED_QUIET)
         settler_log = kopf_log_summary(settler.log())
         say(f"at rest: the first operator logged {settler_log}")
         settler.stop()
@@ -559,6 +562,7 @@ def kopf_log_summary(log: str) -> str:
     causes = Counter(match[1] for match in _PROCESSED.finditer(log))
     parts = [f"{count} {cause.lower()}" for cause, count in sorted(causes.items())]
     parts.append(f"{log.count('Throttling for')} throttled")
+    parts.append(f"{log.count(' failed; escalating: ')} requests given up")
     errors = Counter(
         _URL.sub("<url>", _OBJECT.sub("[...]", line.split("] ", 2)[-1]))[:160]
         for line in log.splitlines()

@@ -1,7 +1,7 @@
 # `make demo` and `make test` do all set-up on a fresh machine: a virtualenv,
-# the pinned Python packages, the control-plane and Prometheus binaries (built
-# from Go modules) and the Keycloak distribution (fetched with Maven), all cached
-# between runs.
+# the pinned Python packages, the control-plane, Prometheus and Argo CD binaries
+# (built from Go modules), the Keycloak distribution (fetched with Maven) and
+# Debian's redis-server (for Argo CD), all kept between runs.
 
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # `operator`: keep the working directory off sys.path (see README).
 export PYTHONSAFEPATH := 1
 
-.PHONY: test unit lint typecheck prepare demo stack resilience constraints clean
+.PHONY: test unit lint typecheck prepare demo argocd-demo stack resilience bench constraints clean
 
 $(STAMP): pyproject.toml constraints.txt $(shell find operator -name '*.py')
 	@echo "== setting up $(VENV) with the pinned packages"
@@ -30,7 +30,16 @@ typecheck: $(STAMP)
 	$(BIN)/mypy -p promotion_operator
 	$(BIN)/mypy tests
 
-prepare: $(STAMP)
+# Argo CD's cache in the e2e tests, from Debian's package (set-up runs as root).
+# Nothing happens, and nothing is printed, once it is installed; the package does
+# not start a system service where policy-rc.d forbids it (containers).
+REDIS_SERVER := /usr/bin/redis-server
+$(REDIS_SERVER):
+	@echo "== installing Debian's redis-server (Argo CD's cache in the e2e tests)"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+
+prepare: $(STAMP) $(REDIS_SERVER)
 	$(BIN)/python -m tests.harness prepare
 
 unit: $(STAMP)
@@ -42,9 +51,18 @@ test: lint typecheck prepare
 demo: prepare
 	$(BIN)/python -m tests.harness demo
 
+# A promotion committed to git, synced by a real Argo CD, its health printed as it moves.
+argocd-demo: prepare
+	$(BIN)/python -m tests.harness argocd-demo
+
 # A larger batch than the tests: 200 runs, faults on, 10 operator kills; prints a summary.
 resilience: prepare
 	$(BIN)/python -m tests.harness resilience $(RESILIENCE_ARGS)
+
+# The operator at scale next to a hand-written script: 500 runs at once, one table
+# (BENCH_ARGS="--runs 100 --at-rest ''" for a smaller one; see README, Performance).
+bench: prepare
+	$(BIN)/python -m tests.harness bench $(BENCH_ARGS)
 
 stack: prepare
 	$(BIN)/python -m tests.harness up

@@ -1,4 +1,4 @@
-"""Bearer tokens for Seldon Deploy: OIDC discovery, both grants, a shared cache, rotation.
+"""Bearer tokens for Seldon Deploy: OIDC discovery, the grants, a shared cache, rotation.
 
 One :class:`TokenProvider` per instance (credentials profile), shared by every
 resource through :class:`TokenProviders`. A provider:
@@ -10,7 +10,9 @@ resource through :class:`TokenProviders`. A provider:
 - lets one thread refresh while concurrent callers wait for that refresh and then
   share its result (its token, or its error);
 - re-reads the credentials directory on every refresh, so a rotated Secret is
-  picked up without a restart;
+  picked up without a restart, and so is a rotated client assertion (the projected
+  ServiceAccount token the kubelet replaces: client_credentials with
+  ``client_assertion_type`` jwt-bearer, RFC 7523);
 - finds the token endpoint through ``{oidc-server}/.well-known/openid-configuration``
   (remembered per issuer, forgotten when a token request fails) or uses ``token-url``;
 - sends the ``id_token`` of the response, or the ``access_token`` when there is no
@@ -29,7 +31,11 @@ that is not a token response), sorted by
 :data:`promotion_operator.http_failures.IDENTITY_PROVIDER`. No message or log line
 built here contains a password, client secret, token or a response body: only
 names, URLs, status codes and the OAuth ``error``/``error_description`` fields
-(through :func:`~promotion_operator.http_failures.redact`).
+(through :func:`~promotion_operator.http_failures.redact`). When the identity
+provider refuses a client assertion, the message adds what the assertion's own
+claims (read without checking the signature) say is wrong: expired, another
+audience than the realm's issuer, or the ServiceAccount it names; a subject,
+audience and expiry time are names and times, never the token.
 """
 
 from __future__ import annotations
@@ -46,7 +52,12 @@ from typing import Any, TypeGuard
 import jwt
 import requests
 
-from promotion_operator.credentials import Credentials, read_credentials, url_problem
+from promotion_operator.credentials import (
+    JWT_BEARER_ASSERTION,
+    Credentials,
+    read_credentials,
+    url_problem,
+)
 from promotion_operator.errors import (
     AuthenticationFailed,
     IdentityProviderUnavailable,
@@ -211,11 +222,10 @@ class TokenProvider:
         lifetime = expires_at - now
         margin = min(self._margin, max(lifetime, 0.0) / 2)
         logger.info(
-            "instance %s: fetched %s with the %s grant for client %s from %s; expires in %.0f s",
+            "instance %s: fetched %s with %s from %s; expires in %.0f s",
             name,
             kind,
-            credentials.grant_type,
-            credentials.client_id,
+            _who(credentials),
             endpoint,
             lifetime,
         )
@@ -275,22 +285,26 @@ class TokenProvider:
         form["client_id"] = credentials.client_id
         if credentials.client_secret is not None:
             form["client_secret"] = credentials.client_secret
+        if credentials.client_assertion is not None:
+            form["client_assertion_type"] = JWT_BEARER_ASSERTION
+            form["client_assertion"] = credentials.client_assertion
         form["scope"] = credentials.scope
 
         response = self._send("POST", endpoint, verify, what="token request", data=form)
         status = response.status_code
         name = self.instance.name
-        secrets = [s for s in (credentials.password, credentials.client_secret) if s]
-        who = f"the {credentials.grant_type} grant for client {credentials.client_id}"
-        if credentials.grant_type == "password" and credentials.username:
-            who += f" and user {credentials.username}"
+        secrets = credentials.secrets
+        who = _who(credentials)
 
         if not 200 <= status < 300:
             if error_class(IDENTITY_PROVIDER, status) is AuthenticationFailed:
+                if credentials.client_assertion is not None:
+                    fix = _assertion_problem(credentials, self._clock())
+                else:
+                    fix = f"fix the credentials in {self.instance.credentials_dir}"
                 text = (
                     f"instance {name}: the identity provider at {endpoint} refused {who} "
-                    f"(HTTP {status}{_oauth_error(response, secrets)}); fix the credentials in "
-                    f"{self.instance.credentials_dir}"
+                    f"(HTTP {status}{_oauth_error(response, secrets)}); {fix}"
                 )
             elif is_unavailable(status):
                 text = (
@@ -420,6 +434,61 @@ class TokenProviders:
         """Release every provider's HTTP session."""
         for provider in self._providers.values():
             provider.close()
+
+
+def _who(credentials: Credentials) -> str:
+    """Which grant, client (and user, or assertion file) a token request is for."""
+    who = f"the {credentials.grant_type} grant for client {credentials.client_id}"
+    if credentials.grant_type == "password" and credentials.username:
+        who += f" and user {credentials.username}"
+    if credentials.client_assertion_file is not None:
+        who += f" with the client assertion in {credentials.client_assertion_file}"
+    return who
+
+
+def _assertion_problem(credentials: Credentials, now: float) -> str:
+    """What the refused assertion's own claims say is wrong, and what to fix.
+
+    Read without checking the signature: the identity provider did that. Only the
+    subject, issuer, audience and times are quoted, never the token.
+    """
+    where = credentials.client_assertion_file
+    try:
+        claims = jwt.decode(credentials.client_assertion or "", options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return f"the client assertion in {where} is not a readable JWT"
+    subject = _claim_text(claims.get("sub"))
+    issuer = _claim_text(claims.get("iss"))
+    exp = claims.get("exp")
+    if _number(exp) and exp <= now:
+        return (
+            f"the client assertion in {where} (ServiceAccount {subject}) expired "
+            f"{now - exp:.0f} s ago: the token file is not being refreshed (check the "
+            "projected serviceAccountToken volume and that the kubelet can rotate it)"
+        )
+    raw_audience = claims.get("aud")
+    audiences = [raw_audience] if isinstance(raw_audience, str) else raw_audience
+    if not isinstance(audiences, list):
+        audiences = []
+    expected = credentials.oidc_server
+    if expected is not None and audiences != [expected]:
+        shown = ", ".join(_claim_text(a) for a in audiences[:5]) or "none"
+        return (
+            f"the client assertion in {where} (ServiceAccount {subject}) has the wrong "
+            f"audience ({shown}): set the projected token's audience to exactly the "
+            f"realm's issuer {expected}"
+        )
+    return (
+        f"the client assertion in {where} is for {subject} (issuer {issuer}), which the "
+        f"identity provider does not accept for client {credentials.client_id}: check "
+        "that this ServiceAccount is the client's federated subject and that the realm "
+        "trusts this issuer (its Kubernetes identity provider)"
+    )
+
+
+def _claim_text(value: object) -> str:
+    """A claim made safe to quote: short, printable, never token-shaped."""
+    return redact(value, limit=120) if isinstance(value, str) and value else "unknown"
 
 
 def _again(error: PromotionError) -> PromotionError:

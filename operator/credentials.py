@@ -8,7 +8,13 @@ keys this module reads:
                     ``{oidc-server}/.well-known/openid-configuration``
 ``token-url``       the token endpoint itself (exactly one of the two above)
 ``client-id``       required
-``client-secret``   for confidential clients; required by ``client_credentials``
+``client-secret``   for confidential clients: the ``client_credentials`` grant
+                    needs this or ``client-assertion``
+``client-assertion`` a signed JWT that authenticates the client instead of a
+                    secret (RFC 7523, ``client_assertion_type`` jwt-bearer):
+                    the projected Kubernetes ServiceAccount token, whose
+                    audience is the realm's issuer; the kubelet rotates it and
+                    it is read again on every token request
 ``username``        for the password grant
 ``password``        for the password grant
 ``grant-type``      ``password`` or ``client_credentials``; when absent, the
@@ -17,6 +23,12 @@ keys this module reads:
 ``scope``           default ``openid profile email groups`` (the SDK's default)
 ``ca.crt``          CA bundle (PEM) to verify the identity provider's TLS
 ==================  ========================================================
+
+``client-secret`` and ``client-assertion`` exclude each other; ``client-assertion``
+goes only with the ``client_credentials`` grant. A directory for the assertion is
+usually a projected volume: a ConfigMap with ``oidc-server``, ``client-id`` and
+``grant-type`` plus a ``serviceAccountToken`` source at path ``client-assertion``,
+so no Secret is needed at all.
 
 Values lose trailing whitespace (``echo`` and editors add a newline); a key whose
 file is empty counts as absent. Other files are ignored (Kubernetes adds ``..data``
@@ -30,6 +42,7 @@ the directory's path and what to fix.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
@@ -39,6 +52,12 @@ from promotion_operator.errors import SettingsError
 
 GrantType = Literal["password", "client_credentials"]
 
+#: RFC 7523 section 2.2: the client authenticates with a JWT it presents.
+JWT_BEARER_ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ASSERTION_KEY = "client-assertion"
+# A compact JWS: three base64url parts (the signature may not be empty here).
+_COMPACT_JWT = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+
 DEFAULT_SCOPE = "openid profile email groups"
 
 KEYS = (
@@ -46,6 +65,7 @@ KEYS = (
     "token-url",
     "client-id",
     "client-secret",
+    ASSERTION_KEY,
     "username",
     "password",
     "grant-type",
@@ -58,8 +78,9 @@ KEYS = (
 class Credentials:
     """What the token provider needs to ask the identity provider for a token.
 
-    ``client_secret`` and ``password`` are left out of ``repr()`` (and so of
-    ``str()``), so logging a ``Credentials`` never shows them.
+    ``client_secret``, ``password`` and ``client_assertion`` are left out of
+    ``repr()`` (and so of ``str()``), so logging a ``Credentials`` never shows them.
+    ``client_assertion_file`` is where the assertion was read (for messages).
     """
 
     token_url: str | None
@@ -71,6 +92,13 @@ class Credentials:
     grant_type: GrantType = "password"
     scope: str = DEFAULT_SCOPE
     ca_file: Path | None = None
+    client_assertion: str | None = field(default=None, repr=False)
+    client_assertion_file: Path | None = None
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every credential value held, for redacting text that might quote one."""
+        return [s for s in (self.password, self.client_secret, self.client_assertion) if s]
 
 
 def url_problem(value: str) -> str | None:
@@ -171,6 +199,7 @@ def read_credentials(directory: Path) -> Credentials:
     username = values["username"]
     password = values["password"]
     client_secret = values["client-secret"]
+    assertion = values[ASSERTION_KEY]
     raw_grant = values["grant-type"]
     grant: GrantType
     if raw_grant is None:
@@ -189,10 +218,27 @@ def read_credentials(directory: Path) -> Credentials:
             problems.append(
                 f"{directory}: the password grant needs {' and '.join(missing)} (missing or empty)"
             )
-    elif client_secret is None:
+    elif client_secret is None and assertion is None:
         problems.append(
-            f"{directory}: the client_credentials grant needs client-secret (missing or empty)"
+            f"{directory}: the client_credentials grant needs client-secret or "
+            f"{ASSERTION_KEY} (the projected ServiceAccount token); both are missing or empty"
         )
+    if assertion is not None:
+        if client_secret is not None:
+            problems.append(
+                f"{directory}: set one of client-secret or {ASSERTION_KEY}, not both (a "
+                "client authenticates with a secret or with a signed token)"
+            )
+        if grant != "client_credentials":
+            problems.append(
+                f"{directory}: {ASSERTION_KEY} authenticates a client with the "
+                "client_credentials grant; remove it or set grant-type client_credentials"
+            )
+        if not _COMPACT_JWT.match(assertion):
+            problems.append(
+                f"{directory / ASSERTION_KEY} is not a signed JWT (header.payload.signature); "
+                "it must be a projected ServiceAccount token"
+            )
 
     scope = values["scope"] or DEFAULT_SCOPE
 
@@ -216,6 +262,8 @@ def read_credentials(directory: Path) -> Credentials:
         grant_type=grant,
         scope=scope,
         ca_file=ca_file,
+        client_assertion=assertion,
+        client_assertion_file=directory / ASSERTION_KEY if assertion is not None else None,
     )
 
 

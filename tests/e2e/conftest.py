@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from seldon_deploy_sdk import ApiClient, Configuration, SeldonDeploymentsApi
 
+from tests.harness.argocd import ArgoCD, start_argocd
 from tests.harness.controlplane import ControlPlane
 from tests.harness.keycloak import DATA_SCIENTIST, Keycloak
 from tests.harness.operator_process import (
@@ -35,6 +36,17 @@ StartOperator = Callable[..., OperatorProcess]
 def crds(stack: Stack) -> None:
     """The ModelPromotion CRD, installed once."""
     install_crds(stack.control_plane)
+
+
+@pytest.fixture(scope="session")
+def argocd(stack: Stack, crds: None) -> Iterator[ArgoCD]:
+    """A real Argo CD (repo server, application controller, Redis) and the git server it
+    syncs from, started once, only when an Argo CD test is selected."""
+    running = start_argocd(stack.control_plane)
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from tests.harness import bench
+from tests.harness.argocd_build import ensure_argocd
 from tests.harness.binaries import ensure_binaries
 from tests.harness.keycloak import (
     DATA_SCIENTIST,
@@ -117,14 +119,24 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--exit-when-ready", action="store_true", help="stop again once ready")
     up.add_argument("--state-file", type=Path, help="write the stack's facts as JSON here")
     sub.add_parser(
-        "prepare", help="build the binaries (Prometheus too) and fetch Keycloak, then exit"
+        "prepare",
+        help="build the binaries (Prometheus and Argo CD too) and fetch Keycloak, then exit",
     )
     sub.add_parser("demo", help="run the example promotions on the stack, then stop")
+    sub.add_parser(
+        "argocd-demo", help="a promotion committed to git and synced by Argo CD, then stop"
+    )
     resilience = sub.add_parser("resilience", help="a large batch with faults and kills")
     resilience.add_argument("--runs", type=int, default=200, help="promotions in the batch")
     resilience.add_argument("--kills", type=int, default=10, help="operator SIGKILLs")
     resilience.add_argument("--seed", type=int, default=20261128, help="for faults and timing")
+    bench.add_arguments(sub.add_parser("bench", help="the operator at scale, next to a script"))
     args = parser.parse_args(argv)
+
+    if args.command == "bench":
+        signal.signal(signal.SIGTERM, _raise_exit)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        return bench.main(args)
 
     if args.command == "resilience":
         from tests.harness import resilience as batch
@@ -140,8 +152,16 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         return run_demo()
 
+    if args.command == "argocd-demo":
+        from tests.harness.argocd_demo import run_argocd_demo
+
+        signal.signal(signal.SIGTERM, _raise_exit)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        return run_argocd_demo()
+
     if args.command == "prepare":
         ensure_binaries()
+        ensure_argocd()
         ensure_distribution()
         say("binaries and Keycloak distribution are in place")
         return 0

@@ -82,13 +82,43 @@ class ControlPlane:
         remove_temp_dir(self.workdir)
 
 
-def start_control_plane() -> ControlPlane:
-    """Build (if needed) and start etcd and kube-apiserver; return once ``/readyz`` is ok."""
-    binaries = ensure_binaries()
+@dataclass(frozen=True)
+class ControlPlanePlan:
+    """What is fixed before kube-apiserver starts: its URL (also the service-account
+    issuer) and its CA, so that Keycloak, started first, can trust and reach it."""
+
+    workdir: Path
+    certs_dir: Path
+    ca: CertificateAuthority
+    port: int
+
+    @property
+    def url(self) -> str:
+        """The apiserver's URL, which is also the service-account issuer."""
+        return f"https://127.0.0.1:{self.port}"
+
+
+def plan_control_plane() -> ControlPlanePlan:
+    """Choose the apiserver's port and make its CA (fast; nothing starts)."""
     workdir = make_temp_dir("controlplane")
     certs_dir = workdir / "certs"
     certs_dir.mkdir()
     ca = CertificateAuthority(certs_dir, "harness")
+    return ControlPlanePlan(workdir, certs_dir, ca, free_port())
+
+
+def start_control_plane(plan: ControlPlanePlan | None = None) -> ControlPlane:
+    """Build (if needed) and start etcd and kube-apiserver; return once ``/readyz`` is ok.
+
+    The service-account issuer is the apiserver's own loopback URL, and its
+    discovery documents (``/.well-known/openid-configuration``,
+    ``/openid/v1/jwks``) are readable anonymously, as clusters grant it with the
+    ``system:service-account-issuer-discovery`` ClusterRole: so an identity
+    provider such as Keycloak can check the ServiceAccount tokens it issues.
+    """
+    binaries = ensure_binaries()
+    plan = plan or plan_control_plane()
+    workdir, certs_dir, ca = plan.workdir, plan.certs_dir, plan.ca
     serving = ca.issue_serving("kube-apiserver", ["127.0.0.1", "localhost"])
     admin = ca.issue_client(ADMIN_USER, ["system:masters"])
     sa_key = write_signing_key(certs_dir / "service-account.key")
@@ -111,8 +141,7 @@ def start_control_plane() -> ControlPlane:
         workdir / "etcd.log",
     )
 
-    port = free_port()
-    url = f"https://127.0.0.1:{port}"
+    port, url = plan.port, plan.url
     say(f"starting kube-apiserver on {url}")
     apiserver = ManagedProcess(
         "kube-apiserver",
@@ -129,7 +158,11 @@ def start_control_plane() -> ControlPlane:
             "--authorization-mode=RBAC",
             f"--service-account-key-file={sa_key}",
             f"--service-account-signing-key-file={sa_key}",
+            # The first issuer signs new tokens and names the discovery document;
+            # the in-cluster default stays accepted.
+            f"--service-account-issuer={url}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-jwks-uri={url}/openid/v1/jwks",
             "--api-audiences=https://kubernetes.default.svc.cluster.local",
             "--service-cluster-ip-range=10.0.0.0/24",
             "--allow-privileged=true",
@@ -148,8 +181,30 @@ def start_control_plane() -> ControlPlane:
         binaries, workdir, url, etcd_url, kubeconfig, ca.cert_path, admin, etcd, apiserver
     )
     apiserver.wait_until(plane.ready, _START_TIMEOUT, f"{url}/readyz answered ok")
+    plane.kubectl("apply", "-f", "-", input_text=json.dumps(_ANONYMOUS_ISSUER_DISCOVERY))
     say(f"kube-apiserver ready; kubeconfig {kubeconfig}")
     return plane
+
+
+# What managed clusters grant so that relying parties can verify ServiceAccount
+# tokens: the issuer discovery documents, readable without credentials.
+_ANONYMOUS_ISSUER_DISCOVERY = {
+    "apiVersion": "rbac.authorization.k8s.io/v1",
+    "kind": "ClusterRoleBinding",
+    "metadata": {"name": "service-account-issuer-discovery-anonymous"},
+    "roleRef": {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "system:service-account-issuer-discovery",
+    },
+    "subjects": [
+        {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Group",
+            "name": "system:unauthenticated",
+        }
+    ],
+}
 
 
 def _b64(path: Path) -> str:

@@ -33,8 +33,23 @@ DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.11.0"
 REALM = "deploy-realm"
 # Keycloak imports only files named <realm>-realm.json.
 REALM_FILE = Path(__file__).parent / "realm" / f"{REALM}-realm.json"
+# A second realm, for the production Seldon Deploy of the cross-instance tests: its
+# own issuer and keys, and an operator client of its own (client credentials).
+PRODUCTION_REALM = "production-realm"
+PRODUCTION_CLIENT_ID = "promotion-operator-production"
+PRODUCTION_CLIENT_SECRET = "production-operator-test-secret-91d0e4"
+PRODUCTION_SERVICE_ACCOUNT = "promotion-operator@production.example.com"
 # Keycloak deprecates Java 17; use the newer JDK where the machine has one.
 PREFERRED_JAVA_HOMES = ("/usr/lib/jvm/temurin-25-jdk-amd64",)
+# Federated client authentication (RFC 7523 client assertions issued by another
+# identity provider) and its Kubernetes identity provider. Both are "default"
+# features in 26.7.3 (org.keycloak.common.Profile$Feature CLIENT_AUTH_FEDERATED and
+# KUBERNETES_SERVICE_ACCOUNTS, keys lower-case with dashes); named here so that the
+# harness does not depend on that default.
+FEATURES = ("client-auth-federated", "kubernetes-service-accounts")
+# The realm file's placeholder for the Kubernetes identity provider's issuer
+# (Keycloak replaces ${VAR:default} from the environment when it imports a realm).
+ISSUER_VARIABLE = "SPO_KUBERNETES_ISSUER"
 _START_TIMEOUT = 240.0
 
 
@@ -60,6 +75,14 @@ OPERATOR_CLIENT_SECRET = "promotion-operator-test-secret-7f3a2c"
 SDK_SCOPE = "openid profile email groups"
 # The identity Keycloak gives the operator client's service account.
 OPERATOR_SERVICE_ACCOUNT = "promotion-operator@example.com"
+# The client that authenticates with the operator's Kubernetes ServiceAccount token
+# (client authenticator federated-jwt, identity provider `kubernetes`), and the
+# identity Keycloak gives its service account.
+FEDERATED_CLIENT_ID = "promotion-operator-k8s"
+FEDERATED_IDENTITY_PROVIDER = "kubernetes"
+FEDERATED_SUBJECT = "system:serviceaccount:promotion-operator:promotion-operator"
+FEDERATED_SERVICE_ACCOUNT = "promotion-operator-k8s@example.com"
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 @dataclass
@@ -76,6 +99,10 @@ class Keycloak:
     def issuer(self) -> str:
         """The realm's issuer URL, also the SDK's ``oidc_server``."""
         return f"{self.url}/realms/{REALM}"
+
+    def realm_issuer(self, realm: str) -> str:
+        """The issuer URL of ``realm`` (``issuer`` is the main realm's)."""
+        return f"{self.url}/realms/{realm}"
 
     @property
     def token_url(self) -> str:
@@ -183,10 +210,15 @@ def ensure_distribution() -> Path:
     return tarball
 
 
-def launch_keycloak() -> Keycloak:
+def launch_keycloak(
+    *, kubernetes_issuer: str | None = None, trusted_ca: Path | None = None
+) -> Keycloak:
     """Unpack and start Keycloak with the test realm; call ``wait_ready`` before use.
 
     Launching without waiting lets the other servers start while the JVM boots.
+    ``kubernetes_issuer`` is the ServiceAccount issuer the realm's Kubernetes
+    identity provider trusts (the harness apiserver's URL), ``trusted_ca`` the CA
+    Keycloak's JVM trusts when it reads that issuer's discovery and keys.
     """
     tarball = ensure_distribution()
     workdir = make_temp_dir("keycloak")
@@ -195,7 +227,8 @@ def launch_keycloak() -> Keycloak:
     home = workdir / f"keycloak-{KEYCLOAK_VERSION}"
     import_dir = home / "data" / "import"
     import_dir.mkdir(parents=True)
-    shutil.copy(REALM_FILE, import_dir / REALM_FILE.name)
+    for realm_file in REALM_FILE.parent.glob("*-realm.json"):
+        shutil.copy(realm_file, import_dir / realm_file.name)
 
     port, management_port = free_port(), free_port()
     admin_password = secrets.token_urlsafe(16)
@@ -207,6 +240,9 @@ def launch_keycloak() -> Keycloak:
     jdk = java_home()
     if jdk:
         env["JAVA_HOME"] = jdk
+    if kubernetes_issuer is not None:
+        env[ISSUER_VARIABLE] = kubernetes_issuer
+    trust = [f"--truststore-paths={trusted_ca}"] if trusted_ca is not None else []
     url = f"http://127.0.0.1:{port}"
     say(f"starting Keycloak {KEYCLOAK_VERSION} on {url} (takes 20-60 s)")
     process = ManagedProcess(
@@ -221,6 +257,8 @@ def launch_keycloak() -> Keycloak:
             f"--http-management-port={management_port}",
             "--hostname-strict=false",
             "--cache=local",
+            f"--features={','.join(FEATURES)}",
+            *trust,
         ],
         workdir / "keycloak.log",
         env=env,

@@ -105,6 +105,11 @@ class OperatorProcess:
             path.read_text(errors="replace") for path in sorted(self.workdir.glob("operator*.log"))
         )
 
+    def metrics_text(self) -> str:
+        """Its Prometheus metrics page (``--metrics-port``), as text."""
+        with urllib.request.urlopen(self.metrics_url, timeout=10) as response:
+            return str(response.read().decode())
+
     def kill(self) -> None:
         """SIGKILL, as a node failure or OOM kill would."""
         self.process.kill()

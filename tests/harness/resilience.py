@@ -140,7 +140,7 @@ def run_batch(runs: int, kills: int, seed: int) -> int:
                 "operator output": operator.log(),
                 "events": plane.kubectl("get", "events", "-n", NAMESPACE, "-o", "json").stdout,
                 "status": json.dumps(statuses),
-                "metrics": _metrics(operator),
+                "metrics": operator.metrics_text(),
             }
         )
         summary = {
@@ -174,10 +174,3 @@ def run_batch(runs: int, kills: int, seed: int) -> int:
         if operator is not None:
             operator.stop()
         stack.stop()
-
-
-def _metrics(operator: OperatorProcess) -> str:
-    import urllib.request
-
-    with urllib.request.urlopen(operator.metrics_url, timeout=10) as response:
-        return str(response.read().decode())

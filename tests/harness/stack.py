@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tests.harness.controlplane import ControlPlane, start_control_plane
+from tests.harness.controlplane import ControlPlane, plan_control_plane, start_control_plane
 from tests.harness.keycloak import Keycloak, launch_keycloak
 from tests.harness.processes import stop_all, sweep_stale_temp_dirs
 from tests.harness.prometheus import Prometheus, ScrapeTarget, start_prometheus
@@ -33,9 +33,11 @@ def start_stack() -> Stack:
     """Build what is missing, start all servers, and return once all are ready."""
     sweep_stale_temp_dirs()
     try:
-        # Keycloak's JVM boots slowest, so the rest starts while it does.
-        keycloak = launch_keycloak()
-        control_plane = start_control_plane()
+        # Keycloak's JVM boots slowest, so the rest starts while it does. It trusts
+        # the apiserver's ServiceAccount tokens, so the apiserver's URL and CA come first.
+        plan = plan_control_plane()
+        keycloak = launch_keycloak(kubernetes_issuer=plan.url, trusted_ca=plan.ca.cert_path)
+        control_plane = start_control_plane(plan)
         simulator = start_simulator(keycloak.issuer)
         prometheus = start_prometheus([ScrapeTarget(simulator.url, simulator.ca_file)])
         keycloak.wait_ready()

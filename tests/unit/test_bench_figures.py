@@ -1,0 +1,96 @@
+"""``make bench``'s figures: counting writes in a real kube-apiserver ``/metrics`` page,
+reading ``/proc``, percentiles and the table (no servers)."""
+
+from __future__ import annotations
+
+import os
+
+from tests.harness.bench_figures import (
+    RequestKey,
+    Row,
+    events_created,
+    modelpromotion_writes,
+    percentile,
+    ratio,
+    render_table,
+    request_totals,
+    spread,
+    usage,
+)
+
+# Lines of the harness's kube-apiserver v1.35.4 /metrics after one create of a
+# ModelPromotion, two status patches, one label patch and one Event (other series
+# of the 1.5 MB page left out, a few kept to be ignored).
+BEFORE = """\
+# HELP apiserver_request_total [STABLE] Counter of apiserver requests broken out for each verb, dry run value, group, version, resource, scope, component, and HTTP response code.
+# TYPE apiserver_request_total counter
+apiserver_request_total{code="200",component="",dry_run="",group="",resource="",scope="",subresource="/readyz",verb="GET",version=""} 2
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="deploy.mlops.dev",resource="modelpromotions",scope="resource",subresource="",verb="POST",version="v1alpha1"} 1
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="deploy.mlops.dev",resource="modelpromotions",scope="resource",subresource="status",verb="PATCH",version="v1alpha1"} 2
+# HELP apiserver_request_duration_seconds [STABLE] Response latency distribution in seconds for each verb, dry run value, group, version, resource, subresource, scope and component.
+# TYPE apiserver_request_duration_seconds histogram
+apiserver_request_duration_seconds_bucket{component="apiserver",dry_run="",group="deploy.mlops.dev",resource="modelpromotions",scope="resource",subresource="status",verb="PATCH",version="v1alpha1",le="0.005"} 2
+"""  # noqa: E501
+
+AFTER = """\
+# HELP apiserver_request_total [STABLE] Counter of apiserver requests broken out for each verb, dry run value, group, version, resource, scope, component, and HTTP response code.
+# TYPE apiserver_request_total counter
+apiserver_request_total{code="200",component="",dry_run="",group="",resource="",scope="",subresource="/readyz",verb="GET",version=""} 9
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="apiextensions.k8s.io",resource="customresourcedefinitions",scope="cluster",subresource="",verb="WATCH",version="v1"} 1
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="deploy.mlops.dev",resource="modelpromotions",scope="resource",subresource="",verb="PATCH",version="v1alpha1"} 1
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="deploy.mlops.dev",resource="modelpromotions",scope="resource",subresource="status",verb="PATCH",version="v1alpha1"} 5
+apiserver_request_total{code="409",component="apiserver",dry_run="",group="deploy.mlops.dev",resource="modelpromotions",scope="resource",subresource="status",verb="PATCH",version="v1alpha1"} 1
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="",resource="events",scope="resource",subresource="",verb="POST",version="v1"} 1
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="deploy.mlops.dev",resource="modelpromotions",scope="resource",subresource="",verb="POST",version="v1alpha1"} 3
+"""  # noqa: E501
+
+
+def test_request_totals_by_code() -> None:
+    totals = request_totals(AFTER)
+    status = RequestKey("PATCH", "deploy.mlops.dev", "modelpromotions", "status", "200")
+    assert totals[status] == 5
+    assert totals[status._replace(code="409")] == 1
+    assert totals[RequestKey("GET", "", "", "/readyz", "200")] == 9
+    assert not any(key.resource == "" and key.verb == "PATCH" for key in totals)
+
+
+def test_writes_between_readings_leave_out_the_creates_and_count_refusals_apart() -> None:
+    before, after = request_totals(BEFORE), request_totals(AFTER)
+    assert modelpromotion_writes(before, after) == {"PATCH": 1, "PATCH status": 3}
+    assert modelpromotion_writes(before, after, refused=True) == {"PATCH status 409": 1}
+    assert modelpromotion_writes(before, after, own_posts=False)["POST"] == 2
+    assert events_created(before, after) == 1
+
+
+def test_usage_reads_this_process() -> None:
+    mine = usage(os.getpid())
+    times = os.times()
+    assert 0 < mine.rss <= mine.peak_rss
+    # /proc/PID/stat fields 14 and 15 are this process's user and system ticks.
+    assert abs(mine.cpu - (times.user + times.system)) < 0.05
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    values = [float(v) for v in range(10, 0, -1)]
+    assert (percentile(values, 50), percentile(values, 95), percentile(values, 100)) == (5, 10, 10)
+    assert percentile([3.0], 50) == 3.0
+    assert spread([1.0, 2.0, 4.0]) == "2.0 / 4.0 / 4.0 s"
+    assert spread([]) == "-"
+
+
+def test_ratio() -> None:
+    assert ratio(2600.0, 38.0) == "68x"
+    assert ratio(7.7, 8.0) == "1.0x"
+    assert ratio(5.0, 0.0) == ratio(None, 1.0) == "-"
+
+
+def test_table_columns_line_up() -> None:
+    table = render_table(
+        Row("figure", "operator", "seed-style script", "script/operator"),
+        [Row("wall time", "38.0 s", "~2600 s", "68x"), Row("tokens", "2", "~500")],
+    )
+    lines = table.splitlines()
+    assert lines[0] == "figure     operator  seed-style script  script/operator"
+    assert lines[1] == "---------  --------  -----------------  ---------------"
+    assert lines[2] == "wall time  38.0 s    ~2600 s            68x"
+    assert lines[3] == "tokens     2         ~500               -"

@@ -21,8 +21,9 @@ class RetryPolicy:
     """How long to wait before the next pass.
 
     The wait equals the time already spent waiting (so the gaps double:
-    0.5, 0.5, 1, 2, 4 s ...), clamped, and spread by jitter so runs that failed
-    together do not retry together. A server's Retry-After is honoured as a
+    0.5, 0.5, 1, 2, 4 s ...), half of it for a poll of a rolling-out target
+    (0.5, 0.5, 0.5, 0.75, 1.1 s ...), clamped, and spread by jitter so runs
+    that failed together do not retry together. A server's Retry-After is honoured as a
     minimum up to ``max_delay``; no wait reaches past the run's deadline.
     """
 

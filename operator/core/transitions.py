@@ -151,7 +151,10 @@ def backoff(ctx: Context, since: datetime.datetime, *, poll: bool) -> float:
     policy = ctx.policy
     waited = max(0.0, (ctx.now - since).total_seconds())
     ceiling = policy.max_poll if poll else policy.max_delay
-    nominal = min(ceiling, max(policy.min_delay, waited))
+    # A poll waits half the time already waited (gaps grow by half, not double), so
+    # a rollout is seen at most a third of its duration late; polls of busy
+    # namespaces are shared reads, so the extra ones cost little.
+    nominal = min(ceiling, max(policy.min_delay, waited / 2 if poll else waited))
     return round(min(ceiling, nominal * (0.75 + 0.5 * ctx.jitter)), 3)
 
 

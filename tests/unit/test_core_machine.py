@@ -1236,12 +1236,12 @@ def retry_delay(
     [
         pytest.param(0, 0.5, id="floor-min-delay"),
         pytest.param(0.2, 0.5, id="a-short-wait-floored"),
-        pytest.param(4, 4.0, id="the-wait-again"),
-        pytest.param(10, 10.0, id="at-max-poll"),
+        pytest.param(4, 2.0, id="half-the-wait"),
+        pytest.param(20, 10.0, id="at-max-poll"),
         pytest.param(5000, 10.0, id="capped-at-max-poll"),
     ],
 )
-def test_poll_delay_is_the_wait_so_far_clamped(waited: float, nominal: float) -> None:
+def test_poll_delay_is_half_the_wait_so_far_clamped(waited: float, nominal: float) -> None:
     assert poll_delay(waited, jitter=0.5) == nominal
 
 
@@ -1262,7 +1262,8 @@ def test_custom_policy_is_honoured() -> None:
     policy = RetryPolicy(min_delay=2.0, max_delay=30.0, max_poll=5.0)
 
     assert poll_delay(0, 0.5, policy) == 2.0
-    assert poll_delay(3, 0.5, policy) == 3.0
+    assert poll_delay(3, 0.5, policy) == 2.0
+    assert poll_delay(8, 0.5, policy) == 4.0
     assert poll_delay(1000, 0.5, policy) == 5.0
     assert retry_delay(10, 0.5, policy) == 10.0
     assert retry_delay(1000, 0.5, policy) == 30.0
@@ -1272,7 +1273,7 @@ def test_custom_policy_is_honoured() -> None:
 @pytest.mark.parametrize(
     ("delay", "nominal"),
     [
-        pytest.param(lambda j: poll_delay(4, j), 4.0, id="poll"),
+        pytest.param(lambda j: poll_delay(8, j), 4.0, id="poll"),
         pytest.param(lambda j: retry_delay(15, j), 15.0, id="retry"),
     ],
 )
@@ -1286,7 +1287,7 @@ def test_jitter_spreads_delays_within_a_quarter_of_nominal(
 
 
 def test_different_jitter_gives_different_delays() -> None:
-    assert len({poll_delay(4, j) for j in (0.0, 0.3, 0.6, 0.9)}) == 4
+    assert len({poll_delay(8, j) for j in (0.0, 0.3, 0.6, 0.9)}) == 4
 
 
 @pytest.mark.parametrize(

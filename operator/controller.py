@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import datetime
 import logging
 import random
@@ -43,6 +44,8 @@ LEGACY_KEYS = (f"{ANNOTATION_PREFIX}/last-handled-configuration",)
 MAX_CHAIN = 4
 #: Wait after a status write failed for another reason than a conflict.
 WRITE_RETRY_SECONDS = 2.0
+#: How long a stopping operator waits for its queued Events to be posted.
+EVENTS_DRAIN_SECONDS = 5.0
 
 
 @dataclass
@@ -76,6 +79,7 @@ class Controller:
     _queue: WorkQueue[str] | None = None  # made on the event loop
     _leading: asyncio.Event | None = None
     _pool: concurrent.futures.ThreadPoolExecutor | None = None
+    _poster: concurrent.futures.ThreadPoolExecutor | None = None
     _loop: asyncio.AbstractEventLoop | None = None
 
     # -- watching (on the event loop) ----------------------------------------------------------
@@ -143,6 +147,7 @@ class Controller:
             if self.election is not None:
                 await self._in_thread(self.election.release)
             self._pool.shutdown(wait=False, cancel_futures=True)
+            await self._in_thread(self.drain_events, EVENTS_DRAIN_SECONDS)
 
     async def _elect(self) -> None:
         assert self.election is not None and self._leading is not None
@@ -228,7 +233,8 @@ class Controller:
                 return _Outcome(None, WRITE_RETRY_SECONDS)
             for event in result.events:
                 log.info("[%s/%s] %s: %s", ref.namespace, ref.name, event.reason, event.message)
-                self.api.post_event(ref, event)
+                # Posted in order by one thread of their own: a pass does not wait for them.
+                self._events().submit(self.api.post_event, ref, event)
             body = written
             if result.requeue_after != 0.0 or result.status is None:
                 return _Outcome(body, result.requeue_after)
@@ -248,7 +254,19 @@ class Controller:
             )
         return body
 
+    def drain_events(self, timeout: float | None = None) -> None:
+        """Wait (up to ``timeout`` seconds) until the Events queued so far are posted."""
+        with contextlib.suppress(concurrent.futures.TimeoutError):
+            self._events().submit(lambda: None).result(timeout)
+
     # -- plumbing ------------------------------------------------------------------------------
+
+    def _events(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._poster is None:
+            self._poster = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="events"
+            )
+        return self._poster
 
     def _work(self) -> WorkQueue[str]:
         if self._queue is None:

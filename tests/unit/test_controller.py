@@ -143,6 +143,7 @@ def test_events_are_posted_after_their_status_is_written(
     controller: Controller, kube: FakeKube
 ) -> None:
     controller.process(REF, kube.current())
+    controller.drain_events()
 
     assert [e.reason for e in kube.events] == ["Promoting", "WaitingForAvailable"]
 
@@ -154,6 +155,7 @@ def test_a_resource_changed_since_it_was_read_is_read_again_and_passed_at_once(
     kube.bump()
 
     outcome = controller.process(REF, stale)
+    controller.drain_events()
 
     assert kube.writes == [] and kube.events == []
     assert outcome.requeue_after == 0.0

@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers",
         type=int,
-        default=16,
+        default=32,
         metavar="N",
         help="passes run at once, each in a thread of its own (default %(default)s)",
     )

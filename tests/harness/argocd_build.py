@@ -20,10 +20,10 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.harness.binaries import go_build
 from tests.harness.cache import cache_root
 from tests.harness.processes import HarnessError
 from tests.harness.progress import say
@@ -114,36 +114,15 @@ def ensure_argocd() -> ArgoCDBinary:
 
 def _build(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
     say(
         f"building Argo CD {ARGOCD_VERSION} ({ARGOCD_MODULE}/cmd) into {path.parent} "
         "(first run only; about 6 minutes on 2 cores, at low priority)"
     )
-    started = time.monotonic()
     # nice: the build shares the machine's cores with whatever else runs.
-    process = subprocess.Popen(
-        ["nice", "-n", "19", _go(), "build", "-trimpath", "-ldflags", _ldflags()]
-        + ["-o", str(partial), f"{ARGOCD_MODULE}/cmd"],
-        cwd=_MODULE_DIR,
-        env=_go_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []
-    while True:
-        try:
-            out, _ = process.communicate(timeout=30)
-            output.append(out)
-            break
-        except subprocess.TimeoutExpired:
-            say(f"  ... still building Argo CD ({time.monotonic() - started:.0f}s)")
-    if process.returncode != 0:
-        partial.unlink(missing_ok=True)
-        raise HarnessError(f"building Argo CD failed:\n{''.join(output)[-4000:]}")
-    partial.rename(path)
+    command = ["nice", "-n", "19", _go(), "build", "-trimpath", "-ldflags", _ldflags()]
+    seconds = go_build(command, f"{ARGOCD_MODULE}/cmd", path, cwd=_MODULE_DIR, env=_go_env())
     size = path.stat().st_size / 2**20
-    say(f"built Argo CD in {time.monotonic() - started:.0f}s ({size:.0f} MiB)")
+    say(f"built Argo CD in {seconds:.0f}s ({size:.0f} MiB)")
 
 
 def _copy_from_module(targets: tuple[Path, ...], source_dir: str) -> None:

@@ -127,18 +127,27 @@ def _build(target: _Target, path: Path) -> None:
     if go is None:
         raise HarnessError("the Go toolchain (`go`) is needed to build the test control plane")
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
     say(
         f"building {target.name} from {target.package} into {path.parent} "
         "(first run only; this takes several minutes on 2 cores)"
     )
-    started = time.monotonic()
     env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-buildvcs=false")
     tags = ["-tags", target.tags] if target.tags else []
+    command = [go, "build", "-trimpath", "-ldflags", target.ldflags, *tags]
+    seconds = go_build(command, target.package, path, cwd=target.module_dir, env=env)
+    say(f"built {target.name} in {seconds:.0f}s")
+
+
+def go_build(
+    command: list[str], package: str, path: Path, *, cwd: Path, env: dict[str, str]
+) -> float:
+    """Run ``command -o <partial> package`` (a ``go build``), saying every 30 s that it
+    still runs; move the result to ``path`` only once it succeeded. Returns seconds."""
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    started = time.monotonic()
     process = subprocess.Popen(
-        [go, "build", "-trimpath", "-ldflags", target.ldflags, *tags]
-        + ["-o", str(partial), target.package],
-        cwd=target.module_dir,
+        [*command, "-o", str(partial), package],
+        cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -151,9 +160,9 @@ def _build(target: _Target, path: Path) -> None:
             output.append(out)
             break
         except subprocess.TimeoutExpired:
-            say(f"  ... still building {target.name} ({time.monotonic() - started:.0f}s)")
+            say(f"  ... still building {path.name} ({time.monotonic() - started:.0f}s)")
     if process.returncode != 0:
         partial.unlink(missing_ok=True)
-        raise HarnessError(f"building {target.name} failed:\n{''.join(output)[-4000:]}")
+        raise HarnessError(f"building {path.name} failed:\n{''.join(output)[-4000:]}")
     partial.rename(path)
-    say(f"built {target.name} in {time.monotonic() - started:.0f}s")
+    return time.monotonic() - started

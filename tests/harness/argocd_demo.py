@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from tests.harness.argocd import ArgoCD, resource_health, start_argocd, sync_status
-from tests.harness.demo import EXAMPLES
+from tests.harness.demo import EXAMPLES, prepare_seldon
 from tests.harness.keycloak import DATA_SCIENTIST
 from tests.harness.operator_process import (
     OperatorProcess,
@@ -24,24 +24,12 @@ from tests.harness.operator_process import (
     start_operator,
 )
 from tests.harness.stack import Stack, start_stack
-from tests.simulator.testing import deployment_body
 
 NAMESPACE = "promotions"
 APPLICATION = "promotions"
 EXAMPLE = EXAMPLES / "promote-iris.yaml"
 PROMOTION = "iris-to-production"
 _TIMEOUT = 300.0
-
-
-def _prepare(stack: Stack) -> None:
-    control = stack.simulator.control
-    writers = {"data-scientists": ["read", "write"]}
-    control.add_namespace("staging", groups=writers)
-    control.add_namespace("production", gitops=True, groups=writers)
-    # A rollout of a few seconds, so that Progressing can be seen.
-    control.set_delays(rollout_seconds=5.0, gitops_sync_seconds=3.0)
-    control.seed_deployment("staging", deployment_body("iris", image="seldonio/sklearn-iris:1.4"))
-    print("Seldon Deploy: staging/iris is Available; production is a GitOps namespace")
 
 
 def _phase(stack: Stack) -> str:
@@ -92,7 +80,8 @@ def run_argocd_demo() -> int:
     try:
         install_crds(stack.control_plane)
         argocd = start_argocd(stack.control_plane)
-        _prepare(stack)
+        # A rollout of a few seconds, so that Progressing can be seen.
+        prepare_seldon(stack, rollout_seconds=5.0)
         stack.control_plane.kubectl("create", "namespace", NAMESPACE)
         operator = start_operator(
             stack.control_plane,

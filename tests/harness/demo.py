@@ -92,12 +92,13 @@ def _sources_and_targets(paths: list[Path]) -> list[tuple[str, str, str, str]]:
     return found
 
 
-def _prepare_seldon(stack: Stack) -> None:
+def prepare_seldon(stack: Stack, *, rollout_seconds: float = 2.0) -> None:
+    """The demos' Seldon Deploy: staging/iris Available, production a GitOps namespace."""
     control = stack.simulator.control
     writers = {"data-scientists": ["read", "write"]}
     control.add_namespace("staging", groups=writers)
     control.add_namespace("production", gitops=True, groups=writers)
-    control.set_delays(rollout_seconds=2.0, gitops_sync_seconds=3.0)
+    control.set_delays(rollout_seconds=rollout_seconds, gitops_sync_seconds=3.0)
     control.seed_deployment("staging", deployment_body("iris", image="seldonio/sklearn-iris:1.4"))
     print("Seldon Deploy: staging/iris is Available; production is a GitOps namespace")
 
@@ -197,7 +198,7 @@ def run_demo() -> int:
     operator = None
     try:
         install_crds(stack.control_plane)
-        _prepare_seldon(stack)
+        prepare_seldon(stack)
         operator = start_operator(
             stack.control_plane,
             stack.simulator,

@@ -21,13 +21,21 @@ from promotion_operator.core.machine import reconcile
 from promotion_operator.core.planning import PromotionRef
 from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import FINISHED, ActionKind, Failure, Phase, Run
-from promotion_operator.core.spec import DeploymentRef, PromotionSpec, parse_spec
-from promotion_operator.core.step import Action, Answer, Context, PassResult, Reading, RetryPolicy
+from promotion_operator.core.spec import DeploymentRef, Kind, PromotionSpec, parse_spec
+from promotion_operator.core.step import (
+    Action,
+    Answer,
+    Context,
+    ModelsAnswer,
+    PassResult,
+    Reading,
+    RetryPolicy,
+)
 from promotion_operator.errors import PromotionError
 from promotion_operator.metrics import Metrics
 from promotion_operator.notifications import Notice, NoticeKind, Notifier
 from promotion_operator.prometheus import PrometheusClient
-from promotion_operator.seldon import SeldonDeployClient
+from promotion_operator.seldon import Resources, SeldonDeployClient
 from promotion_operator.settings import Settings
 from promotion_operator.shared_reads import SharedReads
 
@@ -39,16 +47,25 @@ ROLLBACK_ACTION = "Rollback"
 
 
 class DeploymentClient(Protocol):
-    """The Seldon Deploy calls a pass makes (``SeldonDeployClient`` is the real one)."""
+    """The Seldon Deploy calls a pass makes (``SeldonDeployClient`` is the real one);
+    ``kind`` picks SeldonDeployments (the default), Models or Pipelines."""
 
-    def find(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def find(self, namespace: str, name: str, *, kind: Kind = ...) -> dict[str, Any] | None: ...
 
-    def list(self, namespace: str) -> list[dict[str, Any]]: ...
+    def list(self, namespace: str, *, kind: Kind = ...) -> Resources: ...
+
+    def pipeline_models(self, namespace: str, name: str) -> Resources: ...
 
     def validate(self, namespace: str, deployment: Mapping[str, Any]) -> dict[str, Any]: ...
 
     def create(
-        self, namespace: str, deployment: Mapping[str, Any], *, action: str, message: str
+        self,
+        namespace: str,
+        deployment: Mapping[str, Any],
+        *,
+        action: str,
+        message: str,
+        kind: Kind = ...,
     ) -> dict[str, Any]: ...
 
     def update(
@@ -59,9 +76,12 @@ class DeploymentClient(Protocol):
         *,
         action: str,
         message: str,
+        kind: Kind = ...,
     ) -> dict[str, Any]: ...
 
-    def delete(self, namespace: str, name: str, *, action: str, message: str) -> None: ...
+    def delete(
+        self, namespace: str, name: str, *, action: str, message: str, kind: Kind = ...
+    ) -> None: ...
 
 
 class MetricsSource(Protocol):
@@ -289,8 +309,23 @@ class SeldonEffects:
     def read_target(self) -> Answer:
         return self._read(self._spec.target)
 
+    def read_source_models(self) -> ModelsAnswer:
+        source = self._spec.source
+        try:
+            client = self._runtime.client(source.instance)
+            return ModelsAnswer(tuple(client.pipeline_models(source.namespace, source.name)))
+        except PromotionError as error:
+            return ModelsAnswer(failure=as_failure(error))
+        except Exception as error:
+            return ModelsAnswer(failure=_internal(error))
+
+    def read_model(self, name: str) -> Answer:
+        return self._read(self._spec.target.model(name))
+
     def perform(self, action: Action) -> Answer:
         target = self._spec.target
+        if action.model is not None:
+            target = target.model(action.model)
         if action.kind is not ActionKind.VALIDATE:
             # Whether it landed or not, what was read before no longer holds.
             self._chain.answers.clear()
@@ -330,26 +365,28 @@ class SeldonEffects:
         client: DeploymentClient, target: DeploymentRef, action: Action
     ) -> Mapping[str, Any] | None:
         verb = ROLLBACK_ACTION if action.rollback else PROMOTE_ACTION
+        namespace, name, kind = target.namespace, target.name, target.kind
         match action.kind:
             case ActionKind.VALIDATE:
                 assert action.deployment is not None
-                return client.validate(target.namespace, action.deployment)
+                return client.validate(namespace, action.deployment)
             case ActionKind.CREATE:
                 assert action.deployment is not None
                 return client.create(
-                    target.namespace, action.deployment, action=verb, message=action.message
+                    namespace, action.deployment, action=verb, message=action.message, kind=kind
                 )
             case ActionKind.UPDATE:
                 assert action.deployment is not None
                 return client.update(
-                    target.namespace,
-                    target.name,
+                    namespace,
+                    name,
                     action.deployment,
                     action=verb,
                     message=action.message,
+                    kind=kind,
                 )
             case ActionKind.DELETE:
-                client.delete(target.namespace, target.name, action=verb, message=action.message)
+                client.delete(namespace, name, action=verb, message=action.message, kind=kind)
                 return None
             case _:
                 assert_never(action.kind)

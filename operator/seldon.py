@@ -1,10 +1,11 @@
 """HTTP client for the Seldon Deploy REST API (v1alpha1), with a typed error taxonomy.
 
 Paths, query parameters and shapes follow the official ``seldon-deploy-sdk``
-(``SeldonDeploymentsApi``). The client speaks plain JSON (dicts in, dicts out)
-and sorts every failure into the errors of :mod:`promotion_operator.errors`
-(the table is :data:`promotion_operator.http_failures.SELDON_DEPLOY`; the
-failure taxonomy is in ``docs/contract.md``):
+(``SeldonDeploymentsApi``; ``ModelsApi`` and ``PipelinesApi`` for Seldon Core v2).
+The client speaks plain JSON (dicts in, dicts out) and sorts every failure into
+the errors of :mod:`promotion_operator.errors` (the table is
+:data:`promotion_operator.http_failures.SELDON_DEPLOY`; the failure taxonomy is
+in ``docs/contract.md``):
 
 ========================================  ===============================
 what happened                             raised
@@ -45,6 +46,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
+from promotion_operator.core.spec import Kind
 from promotion_operator.errors import (
     AuthenticationFailed,
     Invalid,
@@ -66,6 +68,7 @@ __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
     "POOL_MAXSIZE",
     "RequestObserver",
+    "Resources",
     "SeldonDeployClient",
     "TokenSource",
 ]
@@ -82,6 +85,15 @@ POOL_MAXSIZE = 32
 SDEPS = "/namespaces/{namespace}/seldondeployments"
 SDEP = "/namespaces/{namespace}/seldondeployments/{name}"
 SDEP_VALIDATE = "/namespaces/{namespace}/seldondeployments/validate"
+MODELS = "/namespaces/{namespace}/models"  # POST only: the API cannot list Models
+MODEL = "/namespaces/{namespace}/models/{name}"
+PIPELINES = "/namespaces/{namespace}/pipelines"
+PIPELINE = "/namespaces/{namespace}/pipelines/{name}"
+PIPELINE_MODELS = "/namespaces/{namespace}/pipelines/{name}/models"
+_ALL = {Kind.SELDON_DEPLOYMENT: SDEPS, Kind.MODEL: MODELS, Kind.PIPELINE: PIPELINES}
+_ONE = {Kind.SELDON_DEPLOYMENT: SDEP, Kind.MODEL: MODEL, Kind.PIPELINE: PIPELINE}
+#: The kinds whose collection can be read in one call.
+LISTABLE = frozenset({Kind.SELDON_DEPLOYMENT, Kind.PIPELINE})
 
 _CHUNK_BYTES = 64 * 1024
 # A bearer token is a visible-ASCII string (JWTs and opaque tokens both are).
@@ -95,6 +107,9 @@ class TokenSource(Protocol):
         """The token to send; ``force_refresh`` replaces ``stale`` (the refused one)."""
         ...
 
+
+#: Resources as Seldon Deploy returns them (a list call's items).
+Resources = list[dict[str, Any]]
 
 #: Called after every HTTP exchange with (method, path template, status or None, seconds).
 RequestObserver = Callable[[str, str, int | None, float], None]
@@ -156,43 +171,53 @@ class SeldonDeployClient:
 
     # -- the API ---------------------------------------------------------------------------
 
-    def read(self, namespace: str, name: str) -> dict[str, Any]:
-        """The SeldonDeployment; :class:`NotFound` if it does not exist."""
-        call = _Call("GET", SDEP, {"namespace": namespace, "name": name})
-        return self._deployment(call, self._call(call))
+    def read(
+        self, namespace: str, name: str, *, kind: Kind = Kind.SELDON_DEPLOYMENT
+    ) -> dict[str, Any]:
+        """The resource (a SeldonDeployment unless ``kind`` says otherwise);
+        :class:`NotFound` if it does not exist."""
+        call = _Call("GET", _ONE[kind], {"namespace": namespace, "name": name})
+        return self._resource(call, self._call(call), kind)
 
-    def find(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The SeldonDeployment, or None if it does not exist."""
+    def find(
+        self, namespace: str, name: str, *, kind: Kind = Kind.SELDON_DEPLOYMENT
+    ) -> dict[str, Any] | None:
+        """The resource, or None if it does not exist."""
         try:
-            return self.read(namespace, name)
+            return self.read(namespace, name, kind=kind)
         except NotFound:
             return None
 
-    def list(self, namespace: str) -> list[dict[str, Any]]:
-        """Every SeldonDeployment of ``namespace`` (an entry without a name is skipped)."""
-        call = _Call("GET", SDEPS, {"namespace": namespace})
-        exchange = self._call(call)
-        items = self._object(call, exchange).get("items")
-        if not isinstance(items, list):
-            self._unexpected(call, "a list without items", exchange.status)
-        return [
-            item
-            for item in items
-            if isinstance(item, dict)
-            and isinstance(item.get("metadata"), dict)
-            and item["metadata"].get("name")
-            and isinstance(item.get("spec"), dict)
-        ]
+    def list(self, namespace: str, *, kind: Kind = Kind.SELDON_DEPLOYMENT) -> Resources:
+        """Every resource of ``kind`` in ``namespace`` (an entry without a name is skipped).
+
+        Models cannot be listed: the API has no such call (ValueError)."""
+        if kind not in LISTABLE:
+            raise ValueError(f"Seldon Deploy's API cannot list {kind}s")
+        call = _Call("GET", _ALL[kind], {"namespace": namespace})
+        return self._items(call, self._call(call))
+
+    def pipeline_models(self, namespace: str, name: str) -> Resources:
+        """The Models the steps of Pipeline ``name`` name (those that exist);
+        :class:`NotFound` if the Pipeline does not exist."""
+        call = _Call("GET", PIPELINE_MODELS, {"namespace": namespace, "name": name})
+        return self._items(call, self._call(call))
 
     def create(
-        self, namespace: str, deployment: Mapping[str, Any], *, action: str, message: str
+        self,
+        namespace: str,
+        deployment: Mapping[str, Any],
+        *,
+        action: str,
+        message: str,
+        kind: Kind = Kind.SELDON_DEPLOYMENT,
     ) -> dict[str, Any]:
-        """Create a SeldonDeployment; ``action``/``message`` become the GitOps commit."""
-        call = _Call("POST", SDEPS, {"namespace": namespace})
+        """Create a resource; ``action``/``message`` become the GitOps commit."""
+        call = _Call("POST", _ALL[kind], {"namespace": namespace})
         exchange = self._call(
             call, query={"action": action, "message": message}, payload=deployment
         )
-        return self._deployment(call, exchange)
+        return self._resource(call, exchange, kind)
 
     def update(
         self,
@@ -202,17 +227,26 @@ class SeldonDeployClient:
         *,
         action: str,
         message: str,
+        kind: Kind = Kind.SELDON_DEPLOYMENT,
     ) -> dict[str, Any]:
-        """Replace a SeldonDeployment; ``action``/``message`` become the GitOps commit."""
-        call = _Call("PUT", SDEP, {"namespace": namespace, "name": name})
+        """Replace a resource; ``action``/``message`` become the GitOps commit."""
+        call = _Call("PUT", _ONE[kind], {"namespace": namespace, "name": name})
         exchange = self._call(
             call, query={"action": action, "message": message}, payload=deployment
         )
-        return self._deployment(call, exchange)
+        return self._resource(call, exchange, kind)
 
-    def delete(self, namespace: str, name: str, *, action: str, message: str) -> None:
-        """Delete a SeldonDeployment; :class:`NotFound` if it does not exist."""
-        call = _Call("DELETE", SDEP, {"namespace": namespace, "name": name})
+    def delete(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        action: str,
+        message: str,
+        kind: Kind = Kind.SELDON_DEPLOYMENT,
+    ) -> None:
+        """Delete a resource; :class:`NotFound` if it does not exist."""
+        call = _Call("DELETE", _ONE[kind], {"namespace": namespace, "name": name})
         # The SDK types the answer as a free-form object: its content is not used.
         self._call(call, query={"action": action, "message": message})
 
@@ -404,16 +438,19 @@ class SeldonDeployClient:
             )
         return document
 
-    def _deployment(self, call: _Call, exchange: _Exchange) -> dict[str, Any]:
+    def _resource(self, call: _Call, exchange: _Exchange, kind: Kind) -> dict[str, Any]:
         # Planning and verification read metadata and spec: an answer without them
-        # must not pass for a deployment (it would be promoted as an empty one).
+        # must not pass for a resource (it would be promoted as an empty one).
         document = self._object(call, exchange)
-        metadata, spec = document.get("metadata"), document.get("spec")
-        if not isinstance(metadata, dict) or not metadata.get("name") or not isinstance(spec, dict):
-            self._unexpected(
-                call, "a SeldonDeployment without metadata.name or spec", exchange.status
-            )
+        if not _named_with_spec(document):
+            self._unexpected(call, f"a {kind} without metadata.name or spec", exchange.status)
         return document
+
+    def _items(self, call: _Call, exchange: _Exchange) -> Resources:
+        items = self._object(call, exchange).get("items")
+        if not isinstance(items, list):
+            self._unexpected(call, "a list without items", exchange.status)
+        return [item for item in items if _named_with_spec(item)]
 
     def _unexpected(self, call: _Call, what: str, status: int) -> NoReturn:
         raise UnexpectedResponse(
@@ -423,6 +460,17 @@ class SeldonDeployClient:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _named_with_spec(document: Any) -> bool:
+    if not isinstance(document, dict):
+        return False
+    metadata = document.get("metadata")
+    return (
+        isinstance(metadata, dict)
+        and bool(metadata.get("name"))
+        and isinstance(document.get("spec"), dict)
+    )
 
 
 def _read_capped(response: requests.Response, cap: int) -> bytes | None:

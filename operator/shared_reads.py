@@ -1,4 +1,4 @@
-"""Reads of SeldonDeployments shared between runs: one list of a namespace answers
+"""Reads of SeldonDeployments (and Pipelines) shared between runs: one list of a namespace answers
 every run reading there, instead of one GET per run.
 
 When few runs read a namespace, each read is a GET. When ``list_from`` or more
@@ -16,6 +16,9 @@ looks different from what its last pass read is woken (``on_change``), so it
 does not wait out a long poll interval past its rollout. Runs reading at that
 moment are not woken: they take the list in the pass they are in.
 
+Pipelines are shared the same way, by namespace and kind; Models are always read
+one by one, as Seldon Deploy's API cannot list them.
+
 Thread-safe: passes run in worker threads.
 """
 
@@ -32,8 +35,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from promotion_operator.core.spec import DeploymentRef
+from promotion_operator.core.spec import DeploymentRef, Kind
 from promotion_operator.errors import PromotionError
+from promotion_operator.seldon import LISTABLE
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +46,15 @@ DEFAULT_MAX_AGE = 1.0
 #: Runs interested in a namespace from which its reads become lists.
 DEFAULT_LIST_FROM = 3
 
-_Namespace = tuple[str | None, str]  # (instance, namespace)
+_Namespace = tuple[str | None, Kind, str]  # (instance, kind, namespace)
 
 
 class Reader(Protocol):
     """The Seldon Deploy calls shared reads use (``SeldonDeployClient`` is the real one)."""
 
-    def find(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def find(self, namespace: str, name: str, *, kind: Kind = ...) -> dict[str, Any] | None: ...
 
-    def list(self, namespace: str) -> list[dict[str, Any]]: ...
+    def list(self, namespace: str, *, kind: Kind = ...) -> list[dict[str, Any]]: ...
 
 
 @dataclass
@@ -121,7 +125,8 @@ class SharedReads:
         """``ref`` as Seldon Deploy has it (None: it does not exist), for ``run``."""
         with self._lock:
             listing = self._listing(ref)
-            shared = len(listing.watchers) >= self._list_from
+            # Models cannot be listed: each is read on its own.
+            shared = len(listing.watchers) >= self._list_from and ref.kind in LISTABLE
             fresh_after = max(
                 self._written_at.get((run, ref), -math.inf),
                 math.nextafter(self._read_at.get((run, ref), -math.inf), math.inf),
@@ -129,7 +134,7 @@ class SharedReads:
             )
         if not shared:
             asked = self._clock()
-            found = self._reader(ref.instance).find(ref.namespace, ref.name)
+            found = self._reader(ref.instance).find(ref.namespace, ref.name, kind=ref.kind)
             self._saw(run, ref, asked, found)
             return found
         with self._lock:
@@ -162,7 +167,7 @@ class SharedReads:
         items: dict[str, dict[str, Any]] | None = None
         failure: PromotionError | None = None
         try:
-            listed = self._reader(ref.instance).list(ref.namespace)
+            listed = self._reader(ref.instance).list(ref.namespace, kind=ref.kind)
             items = {str(item["metadata"]["name"]): item for item in listed}
         except PromotionError as error:
             failure = error
@@ -179,12 +184,12 @@ class SharedReads:
         return items, asked
 
     def _wake_changed(self, ref: DeploymentRef, items: Mapping[str, dict[str, Any]]) -> None:
-        key = (ref.instance, ref.namespace)
+        key = _namespace(ref)
         with self._lock:
             changed = {
                 run
                 for (run, seen_ref), seen in self._seen.items()
-                if (seen_ref.instance, seen_ref.namespace) == key
+                if _namespace(seen_ref) == key
                 and run not in self._reading
                 and _fingerprint(items.get(seen_ref.name)) != seen
             }
@@ -203,7 +208,7 @@ class SharedReads:
                 self._seen[(run, ref)] = _fingerprint(deployment)
 
     def _listing(self, ref: DeploymentRef) -> _Listing:
-        key = (ref.instance, ref.namespace)
+        key = _namespace(ref)
         listing = self._listings.get(key)
         if listing is None:
             listing = self._listings[key] = _Listing()
@@ -211,14 +216,18 @@ class SharedReads:
 
     def _drop(self, run: str) -> None:
         for ref in self._interest.pop(run, ()):
-            listing = self._listings.get((ref.instance, ref.namespace))
+            listing = self._listings.get(_namespace(ref))
             if listing is not None:
                 listing.watchers.discard(run)
                 if not listing.watchers and listing.listing_since is None:
                     # Nobody reads there any more: keep no copy of the namespace.
-                    del self._listings[(ref.instance, ref.namespace)]
+                    del self._listings[_namespace(ref)]
             for memory in (self._read_at, self._seen, self._written_at):
                 memory.pop((run, ref), None)
+
+
+def _namespace(ref: DeploymentRef) -> _Namespace:
+    return ref.instance, ref.kind, ref.namespace
 
 
 def _fingerprint(deployment: Mapping[str, Any] | None) -> str:

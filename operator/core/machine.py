@@ -48,7 +48,21 @@ from promotion_operator.core.conditions import (
     transition_events,
     with_conditions,
 )
-from promotion_operator.core.planning import PlanningError, plan_promotion
+from promotion_operator.core.kinds import readiness, ready_word, server_validates
+from promotion_operator.core.pipeline_models import (
+    PlannedModel,
+    describe_models,
+    model_written,
+    models_written,
+    plan_models,
+    read_models,
+    same_models,
+    source_hash,
+    undo_models,
+    unreadable_models,
+    write_models,
+)
+from promotion_operator.core.planning import PlanningError, plan_promotion, storage_uris
 from promotion_operator.core.requests import APPROVE_ANNOTATION, Requests
 from promotion_operator.core.run import (
     FINISHED,
@@ -64,7 +78,7 @@ from promotion_operator.core.run import (
     from_status,
     to_status,
 )
-from promotion_operator.core.spec import Strategy
+from promotion_operator.core.spec import Kind, Strategy
 from promotion_operator.core.step import (
     Action,
     Answer,
@@ -151,8 +165,15 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
     source = effects.read_source() if read_source else Answer()
     target = effects.read_target() if read_target else Answer()
     readings = {name: effects.query(promql) for name, promql in due_queries(ctx, run)}
+    source_models, models = read_models(ctx, run, source, effects)
     observed = Observed(
-        source.deployment, target.deployment, source.failure, target.failure, readings
+        source.deployment,
+        target.deployment,
+        source.failure,
+        target.failure,
+        readings,
+        source_models,
+        models,
     )
     step = decide(ctx, run, observed)
     used = step.used  # acted on by the decision, whatever the action's answer
@@ -307,7 +328,13 @@ def after_action(
         )
         if failure is not None and not gone:
             return retry_or_fail(ctx, run, failure)
+        if models_written(ctx, run):
+            # The Models the run wrote are undone next, each seen again first.
+            undone = f"rolled back {action.model or ctx.spec.target}; the Models are next"
+            return next_step(ctx, run, undone, None, 0.0)
         return rolled_back(ctx, run)
+    if action.model is not None:
+        return model_written(ctx, run, action, failure)
     if failure is not None:
         if action.kind == ActionKind.UPDATE and failure.http_status == 404:
             # The target vanished since it was read; the next pass creates it.
@@ -351,6 +378,9 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
     if unreadable is not None:
         return unreadable
     assert observed.source is not None
+    failed_read = unreadable_models(observed)
+    if failed_read is not None:
+        return retry_or_fail(ctx, run, failed_read)
 
     canary = ctx.spec.strategy == Strategy.CANARY
     if canary and target is None:
@@ -372,8 +402,19 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
         return next_step(ctx, run.moved_to(Phase.VALIDATING, ctx.now), message, cleanup)
 
     previous = previous_of(target)
+    models: tuple[PlannedModel, ...] = ()
     try:
         plan = plan_promotion(observed.source, ctx.spec, ctx.promotion)
+        if ctx.spec.target.kind is Kind.PIPELINE:
+            planned = plan_models(ctx, run, observed.source, observed)
+            if isinstance(planned, Failure):
+                return retry_or_fail(ctx, run, planned)
+            models = planned
+            plan = replace(
+                plan,
+                source_spec_hash=source_hash(plan.source_spec_hash, models),
+                model_uris=storage_uris(m.body for m in models),
+            )
         if canary:
             check_steps(ctx.spec)
             assert previous.deployment is not None
@@ -381,6 +422,9 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
             checked = canary_deployment(plan, previous.deployment, first, 0)
             stable = str(serving_predictor(previous.deployment, "the target").get("name"))
             steps = describe_steps(ctx.spec, stable, canary_name({"name": stable}))
+        elif models:
+            last = f"{'create' if target is None else 'update'} {ctx.spec.target.described}"
+            checked, steps = plan.deployment, (*describe_models(ctx, models), last)
         else:
             checked, steps = plan.deployment, ()
     except PlanningError as error:
@@ -400,16 +444,26 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
         and same_target(run.previous, previous)
         and run.plan is not None
         and run.plan.source_spec_hash == plan.source_spec_hash
+        and same_models(run.models, models)
     ):
+        run = replace(run, plan=change, models=tuple(m.dependency for m in models))
+        before = write_models(ctx, run, models, observed) if models else None
+        if before is not None:
+            return before  # a Pipeline's Models first
         write = Action(change.action, plan.deployment, write_message(ctx))
-        run = replace(run, plan=change)
         return next_step(ctx, run, f"{change.action.lower()} of {ctx.spec.target} in flight", write)
 
     # Validate first; a target that changed since validation is validated again, and
     # an approval given for the plan that changed is asked for again.
     if run.phase == Phase.PROMOTING:
         run = replace(run, approved_by=None, approved_at=None)
-    run = replace(run, plan=change, previous=previous).moved_to(Phase.VALIDATING, ctx.now)
+    dependencies = tuple(m.dependency for m in models)
+    run = replace(run, plan=change, previous=previous, models=dependencies)
+    run = run.moved_to(Phase.VALIDATING, ctx.now)
+    if not server_validates(ctx.spec.target.kind):
+        # Seldon Deploy has no validation endpoint for Core v2 resources: planning
+        # checked what can be checked, and the write itself is the server's check.
+        return _validated(ctx, run)
     validate = Action(ActionKind.VALIDATE, checked, "")
     return next_step(
         ctx, run, f"validating the promoted deployment for {ctx.spec.target}", validate
@@ -491,6 +545,7 @@ def _abort(ctx: Context, run: Run, observed: Observed) -> Step:
         run.phase in (Phase.VERIFYING, Phase.ANALYZING, Phase.PAUSED)
         or (run.canary is not None and run.canary.weight > 0)
         or (run.phase == Phase.PROMOTING and target is not None and is_ours(ctx, target, run))
+        or models_written(ctx, run, observed)
     )
     if written:
         aborted = Failure("Aborted", f"aborted on request after {ctx.spec.target} was written")
@@ -511,27 +566,29 @@ def _verify(ctx: Context, run: Run, observed: Observed) -> Step:
         generation = (target.get("metadata") or {}).get("generation")
         if generation is not None:
             run = replace(run, applied_generation=int(generation))
-    status = target.get("status") or {}
-    state = status.get("state")
-    observed_generation = status.get("observedGeneration")
+    kind = ctx.spec.target.kind
+    ready = ready_word(kind)
+    seen = readiness(kind, target)
+    state = seen.state
+    observed_generation = seen.observed_generation
     current = run.applied_generation is None or (
-        observed_generation is not None and int(observed_generation) >= run.applied_generation
+        observed_generation is not None and observed_generation >= run.applied_generation
     )
     canary_left = run.canary is not None and run.canary.step < len(ctx.spec.canary_steps)
-    if current and state == "Available" and run.canary is not None and canary_left:
-        return enter_step(ctx, run, run.canary.step + 1, f"{ctx.spec.target} is Available")
-    if current and state == "Available":
+    if current and seen.ready and run.canary is not None and canary_left:
+        return enter_step(ctx, run, run.canary.step + 1, f"{ctx.spec.target} is {ready}")
+    if current and seen.ready:
         return finish(
             ctx,
             run,
             Phase.SUCCEEDED,
             None,
-            f"{ctx.spec.target} is Available with the promoted spec",
+            f"{ctx.spec.target} is {ready} with the promoted spec",
         )
-    if current and state == "Failed":
-        description = status.get("description") or "no description"
+    if current and seen.failed:
+        description = seen.description or "no description"
         return target_failed(
-            ctx, run, Failure("TargetFailed", f"{ctx.spec.target} went Failed: {description}")
+            ctx, run, Failure("TargetFailed", f"{ctx.spec.target} went {state}: {description}")
         )
     if ctx.now >= deadline(ctx, run):
         return target_failed(ctx, run, timed_out(ctx, state))
@@ -540,7 +597,7 @@ def _verify(ctx: Context, run: Run, observed: Observed) -> Step:
         # its state again (or a new transient one) costs no status write.
         waiting = ready_message(run.conditions)
     elif current:
-        waiting = f"waiting for {ctx.spec.target} to become Available (state {state})"
+        waiting = f"waiting for {ctx.spec.target} to become {ready} (state {state})"
     else:
         waiting = (
             f"waiting for {ctx.spec.target}'s status to observe generation "
@@ -567,11 +624,11 @@ def _roll_back(ctx: Context, run: Run, observed: Observed) -> Step:
             and not is_ours(ctx, target)
             and deployment_hash(target) == previous.spec_hash
         ):
-            return rolled_back(ctx, run)
+            return undo_models(ctx, run, observed, message) or rolled_back(ctx, run)
         kind = ActionKind.UPDATE if target is not None else ActionKind.CREATE
         restore = Action(kind, previous.deployment, message, Purpose.ROLLBACK)
         return next_step(ctx, run, f"restoring the previous spec of {ctx.spec.target}", restore)
     if target is None:
-        return rolled_back(ctx, run)
+        return undo_models(ctx, run, observed, message) or rolled_back(ctx, run)
     remove = Action(ActionKind.DELETE, None, message, Purpose.ROLLBACK)
     return next_step(ctx, run, f"removing {ctx.spec.target}, which did not exist before", remove)

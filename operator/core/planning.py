@@ -1,8 +1,9 @@
-"""Planning: the deployment the operator will write to the target.
+"""Planning: the resource the operator will write to the target.
 
-The promoted deployment is the source's, with the fields the server owns
+The promoted resource is the source's, with the fields the server owns
 removed, the target's name and namespace, the overrides applied and provenance
-annotations that let a restarted operator recognise its own write.
+annotations that let a restarted operator recognise its own write. A promoted
+Pipeline brings the Models its steps name, planned the same way.
 """
 
 from __future__ import annotations
@@ -10,11 +11,18 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from promotion_operator.core.spec import ComponentOverride, PromotionSpec
+from promotion_operator.core.kinds import API_VERSIONS
+from promotion_operator.core.spec import (
+    ComponentOverride,
+    DeploymentRef,
+    Kind,
+    ModelOverride,
+    PromotionSpec,
+)
 
 ANNOTATION_PREFIX = "deploy.mlops.dev"
 PROMOTION_ANNOTATION = f"{ANNOTATION_PREFIX}/promotion"
@@ -92,13 +100,63 @@ def strip_server_fields(deployment: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def plan_promotion(source: Mapping[str, Any], spec: PromotionSpec, promotion: PromotionRef) -> Plan:
-    """The deployment to write to the target for ``promotion``."""
-    source_spec = source.get("spec") or {}
-    source_hash = spec_hash(source_spec)
+    """The resource to write to the target for ``promotion`` (a Pipeline's alone: the
+    Models its steps name are planned by :func:`plan_model`)."""
+    kind = spec.target.kind
+    body = promoted(source, spec.target, spec, promotion)
+    target_spec = body["spec"]
+    if kind is Kind.SELDON_DEPLOYMENT:
+        if spec.overrides.replicas is not None:
+            for predictor in target_spec.get("predictors") or ():
+                predictor["replicas"] = spec.overrides.replicas
+        for override in spec.overrides.components:
+            _apply_component(target_spec, override)
+        images = tuple(sorted(set(_images(target_spec))))
+        model_uris = tuple(sorted(set(_model_uris(target_spec))))
+    elif kind is Kind.MODEL:
+        _apply_model(target_spec, spec.overrides.model, spec.overrides.replicas)
+        images, model_uris = (), _storage_uri(target_spec)
+    else:
+        images, model_uris = (), ()
+    return Plan(body, spec_hash(source.get("spec") or {}), images, model_uris)
+
+
+def plan_model(
+    source: Mapping[str, Any], spec: PromotionSpec, promotion: PromotionRef
+) -> dict[str, Any]:
+    """A Model a promoted Pipeline's step names, as it is written beside the target
+    (same name, the target's namespace and instance), with its override applied."""
+    name = str((source.get("metadata") or {}).get("name"))
+    body = promoted(source, spec.target.model(name), spec, promotion, spec.source.model(name))
+    override = next((o for o in spec.overrides.models if o.name == name), None)
+    _apply_model(body["spec"], override, None)
+    return body
+
+
+def check_model_overrides(spec: PromotionSpec, names: Iterable[str]) -> None:
+    """Refuse ``spec.overrides.models`` entries naming no model of the source Pipeline."""
+    known = list(names)
+    unknown = [o.name for o in spec.overrides.models if o.name not in known]
+    if unknown:
+        raise PlanningError(
+            f"spec.overrides.models: no model named {', '.join(map(repr, unknown))} among the "
+            f"models the steps of {spec.source.described} name ({', '.join(known) or 'none'})"
+        )
+
+
+def promoted(
+    source: Mapping[str, Any],
+    target: DeploymentRef,
+    spec: PromotionSpec,
+    promotion: PromotionRef,
+    origin: DeploymentRef | None = None,
+) -> dict[str, Any]:
+    """``source`` as ``target``: server fields stripped, renamed, labelled and annotated
+    with this run's provenance (``origin``: where it came from, by default the spec's source)."""
     body = strip_server_fields(source)
     metadata = body["metadata"]
-    metadata["name"] = spec.target.name
-    metadata["namespace"] = spec.target.namespace
+    metadata["name"] = target.name
+    metadata["namespace"] = target.namespace
     metadata["labels"] = {**(metadata.get("labels") or {}), **spec.overrides.labels}
     metadata["annotations"] = {
         **{
@@ -110,23 +168,13 @@ def plan_promotion(source: Mapping[str, Any], spec: PromotionSpec, promotion: Pr
         PROMOTION_ANNOTATION: str(promotion),
         PROMOTION_UID_ANNOTATION: promotion.uid,
         GENERATION_ANNOTATION: promotion.run,
-        SOURCE_ANNOTATION: str(spec.source),
-        SOURCE_HASH_ANNOTATION: source_hash,
+        SOURCE_ANNOTATION: str(origin or spec.source),
+        SOURCE_HASH_ANNOTATION: spec_hash(source.get("spec") or {}),
     }
-    body.setdefault("apiVersion", "machinelearning.seldon.io/v1")
-    body.setdefault("kind", "SeldonDeployment")
-    target_spec = body.setdefault("spec", {})
-    if spec.overrides.replicas is not None:
-        for predictor in target_spec.get("predictors") or ():
-            predictor["replicas"] = spec.overrides.replicas
-    for override in spec.overrides.components:
-        _apply_component(target_spec, override)
-    return Plan(
-        deployment=body,
-        source_spec_hash=source_hash,
-        images=tuple(sorted(set(_images(target_spec)))),
-        model_uris=tuple(sorted(set(_model_uris(target_spec)))),
-    )
+    body.setdefault("apiVersion", API_VERSIONS[target.kind])
+    body.setdefault("kind", str(target.kind))
+    body.setdefault("spec", {})
+    return body
 
 
 def written_by(deployment: Mapping[str, Any], promotion: PromotionRef) -> bool:
@@ -176,6 +224,30 @@ def _apply_component(spec: dict[str, Any], override: ComponentOverride) -> None:
             f"spec.overrides.components: no container or graph node named {override.name!r} "
             f"in {where} of the source deployment"
         )
+
+
+def _apply_model(
+    spec: dict[str, Any], override: ModelOverride | None, replicas: int | None
+) -> None:
+    if override is not None and override.storage_uri is not None:
+        spec["storageUri"] = override.storage_uri
+    if override is not None and override.requirements is not None:
+        spec["requirements"] = list(override.requirements)
+    wanted = (
+        override.replicas if override is not None and override.replicas is not None else replicas
+    )
+    if wanted is not None:
+        spec["replicas"] = wanted
+
+
+def storage_uris(models: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The storage URIs of Core v2 Models, sorted, each once."""
+    return tuple(sorted({uri for m in models for uri in _storage_uri(m.get("spec") or {})}))
+
+
+def _storage_uri(spec: Mapping[str, Any]) -> tuple[str, ...]:
+    uri = spec.get("storageUri")
+    return (str(uri),) if uri else ()
 
 
 def _images(spec: Mapping[str, Any]) -> Iterator[str]:

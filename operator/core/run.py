@@ -82,6 +82,21 @@ class PreviousTarget:
     deployment: Mapping[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class Dependency:
+    """A Model a promoted Pipeline's steps name, as the run found it beside the target.
+
+    ``action`` is None when the target namespace already has it at the promoted spec.
+    ``written`` turns true once the run's write of it landed, so a rollback knows
+    what to undo even if the Pipeline was never written.
+    """
+
+    name: str
+    action: ActionKind | None
+    previous: PreviousTarget
+    written: bool = False
+
+
 class Verdict(enum.StrEnum):
     """How one measurement of an analysis template came out."""
 
@@ -167,6 +182,7 @@ class Run:
     error_since: datetime.datetime | None = None
     outcome: Failure | None = None  # why a run failed or was rolled back
     canary: CanaryState | None = None
+    models: tuple[Dependency, ...] = ()  # a Pipeline's: in the order they are written
     retry: int = 0  # 0 for a generation's first run, then one more per retry request
     approved_by: str | None = None
     approved_at: datetime.datetime | None = None
@@ -255,18 +271,13 @@ def to_status(run: Run) -> dict[str, Any]:
             "steps": list(plan.steps) or None,
             "sourceGeneration": plan.source_generation,
         },
-        "previous": None
-        if previous is None
-        else {
-            "existed": previous.existed,
-            "specHash": previous.spec_hash,
-            "deployment": dict(previous.deployment) if previous.deployment else None,
-        },
+        "previous": None if previous is None else _previous_to_status(previous),
         "appliedGeneration": run.applied_generation,
         "appliedAt": format_time(run.applied_at) if run.applied_at else None,
         "lastError": _failure_to_status(run.last_error, run.error_since),
         "outcome": _failure_to_status(run.outcome, None),
         "canary": None if run.canary is None else _canary_to_status(run.canary),
+        "models": [_dependency_to_status(d) for d in run.models] or None,
         "retry": run.retry,
         "approval": None
         if run.approved_by is None
@@ -277,6 +288,23 @@ def to_status(run: Run) -> dict[str, Any]:
         "lastRetry": run.last_retry,
         "history": [_history_to_status(entry) for entry in run.history],
         "conditions": [dict(c) for c in run.conditions],
+    }
+
+
+def _previous_to_status(previous: PreviousTarget) -> dict[str, Any]:
+    return {
+        "existed": previous.existed,
+        "specHash": previous.spec_hash,
+        "deployment": dict(previous.deployment) if previous.deployment else None,
+    }
+
+
+def _dependency_to_status(dependency: Dependency) -> dict[str, Any]:
+    return {
+        "name": dependency.name,
+        "action": str(dependency.action) if dependency.action else "Unchanged",
+        "written": dependency.written,
+        "previous": _previous_to_status(dependency.previous),
     }
 
 
@@ -361,6 +389,7 @@ def from_status(status: Mapping[str, Any]) -> Run | None:
         error_since=reader.time("lastError.since"),
         outcome=reader.failure("outcome"),
         canary=reader.canary(),
+        models=reader.models(),
         retry=reader.integer("retry") or 0,
         approved_by=reader.text("approval.by") or None,
         approved_at=reader.time("approval.at"),
@@ -462,20 +491,37 @@ class _StatusReader:
             return []
         return value
 
-    def previous(self) -> PreviousTarget | None:
-        previous = self._get("previous")
+    def previous(self, path: str = "previous") -> PreviousTarget | None:
+        previous = self._get(path)
         if not previous:
             return None
-        deployment = self._get("previous.deployment")
+        deployment = self._get(f"{path}.deployment")
         if deployment is not None and not isinstance(deployment, Mapping):
-            self._problem("previous.deployment", deployment, "an object")
+            self._problem(f"{path}.deployment", deployment, "an object")
             deployment = None
-        spec_hash = self._get("previous.specHash")
+        spec_hash = self._get(f"{path}.specHash")
         return PreviousTarget(
-            bool(self._get("previous.existed")),
+            bool(self._get(f"{path}.existed")),
             spec_hash if isinstance(spec_hash, str) else None,
             deployment,
         )
+
+    def models(self) -> tuple[Dependency, ...]:
+        models = []
+        for i, _ in enumerate(self._list("models")):
+            at = f"models.{i}"
+            name = self.text(f"{at}.name")
+            action_text = self._get(f"{at}.action")
+            action = None
+            if action_text in (ActionKind.CREATE, ActionKind.UPDATE):
+                action = ActionKind(action_text)
+            elif action_text != "Unchanged":
+                self._problem(f"{at}.action", action_text, "Create, Update or Unchanged")
+            if not name:
+                self._problem(f"{at}.name", name, "a model name")
+            previous = self.previous(f"{at}.previous") or PreviousTarget(existed=False)
+            models.append(Dependency(name, action, previous, self._get(f"{at}.written") is True))
+        return tuple(models)
 
     def failure(self, path: str) -> Failure | None:
         if not self._get(path):

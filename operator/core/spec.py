@@ -27,17 +27,37 @@ def parse_duration(text: str) -> float:
     return total
 
 
+class Kind(enum.StrEnum):
+    """The kinds of resource a ModelPromotion promotes through Seldon Deploy."""
+
+    SELDON_DEPLOYMENT = "SeldonDeployment"  # Seldon Core v1
+    MODEL = "Model"  # Seldon Core v2
+    PIPELINE = "Pipeline"  # Seldon Core v2: steps naming Models
+
+
 @dataclass(frozen=True)
 class DeploymentRef:
-    """Where a SeldonDeployment lives: instance (credentials profile), namespace, name."""
+    """Where a resource lives: instance (credentials profile), namespace, name, and its kind."""
 
     namespace: str
     name: str
     instance: str | None = None
+    kind: Kind = Kind.SELDON_DEPLOYMENT
 
     def __str__(self) -> str:
         prefix = f"{self.instance}:" if self.instance else ""
         return f"{prefix}{self.namespace}/{self.name}"
+
+    @property
+    def described(self) -> str:
+        """How messages name it: ``staging/iris``, or ``Model staging/iris`` for Core v2."""
+        if self.kind is Kind.SELDON_DEPLOYMENT:
+            return str(self)
+        return f"{self.kind} {self}"
+
+    def model(self, name: str) -> DeploymentRef:
+        """The Model ``name`` beside this resource (a Pipeline's step, say)."""
+        return DeploymentRef(self.namespace, name, self.instance, Kind.MODEL)
 
 
 @dataclass(frozen=True)
@@ -51,13 +71,25 @@ class ComponentOverride:
 
 
 @dataclass(frozen=True)
+class ModelOverride:
+    """New values for a Core v2 Model's spec; ``name`` picks a Pipeline's step model."""
+
+    name: str | None = None
+    storage_uri: str | None = None
+    requirements: tuple[str, ...] | None = None
+    replicas: int | None = None
+
+
+@dataclass(frozen=True)
 class Overrides:
     """Changes applied to the promoted spec."""
 
     replicas: int | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
-    components: tuple[ComponentOverride, ...] = ()
+    components: tuple[ComponentOverride, ...] = ()  # SeldonDeployment
+    model: ModelOverride | None = None  # Model
+    models: tuple[ModelOverride, ...] = ()  # Pipeline: its steps' models, by name
 
 
 class Strategy(enum.StrEnum):
@@ -125,12 +157,15 @@ def parse_spec(spec: Mapping[str, Any]) -> PromotionSpec:
     source = spec["source"]
     target = spec["target"]
     overrides = spec.get("overrides") or {}
+    # The target is of the source's kind (the CRD refuses another).
+    kind = Kind(source.get("kind") or Kind.SELDON_DEPLOYMENT)
     return PromotionSpec(
-        source=DeploymentRef(source["namespace"], source["name"], source.get("instance")),
+        source=DeploymentRef(source["namespace"], source["name"], source.get("instance"), kind),
         target=DeploymentRef(
             target["namespace"],
             target.get("name") or source["name"],
             target.get("instance", source.get("instance")),
+            kind,
         ),
         overrides=Overrides(
             replicas=overrides.get("replicas"),
@@ -145,6 +180,8 @@ def parse_spec(spec: Mapping[str, Any]) -> PromotionSpec:
                 )
                 for c in overrides.get("components") or ()
             ),
+            model=_model_override(overrides["model"]) if overrides.get("model") else None,
+            models=tuple(_model_override(m) for m in overrides.get("models") or ()),
         ),
         timeout_seconds=parse_duration(
             (spec.get("verification") or {}).get("timeout", DEFAULT_TIMEOUT)
@@ -160,6 +197,16 @@ def parse_spec(spec: Mapping[str, Any]) -> PromotionSpec:
         },
         approval_required=bool((spec.get("approval") or {}).get("required", False)),
         approval_groups=tuple((spec.get("approval") or {}).get("groups") or ()),
+    )
+
+
+def _model_override(override: Mapping[str, Any]) -> ModelOverride:
+    requirements = override.get("requirements")
+    return ModelOverride(
+        name=override.get("name"),
+        storage_uri=override.get("storageUri"),
+        requirements=tuple(requirements) if requirements is not None else None,
+        replicas=override.get("replicas"),
     )
 
 

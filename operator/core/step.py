@@ -54,6 +54,9 @@ class Observed:
     source_error: Failure | None = None
     target_error: Failure | None = None
     readings: Mapping[str, Reading] = field(default_factory=dict)  # by analysis template
+    # A Pipeline's: the Models its source's steps name, and those beside the target.
+    source_models: ModelsAnswer | None = None  # None: not read in this pass
+    models: Mapping[str, Answer] = field(default_factory=dict)  # by name, in the target's namespace
 
 
 class Purpose(enum.Enum):
@@ -72,6 +75,7 @@ class Action:
     deployment: Mapping[str, Any] | None  # None only for DELETE
     message: str  # the GitOps commit message of a write
     purpose: Purpose = Purpose.PROMOTE
+    model: str | None = None  # a Model beside a Pipeline target, by name; None: the target
 
     @property
     def rollback(self) -> bool:
@@ -103,15 +107,31 @@ class Answer(NamedTuple):
     failure: Failure | None = None
 
 
+class ModelsAnswer(NamedTuple):
+    """What Seldon Deploy answered for the Models a Pipeline's steps name, or a failure."""
+
+    models: tuple[Mapping[str, Any], ...] = ()
+    failure: Failure | None = None
+
+
 class Effects(Protocol):
-    """A pass's window on Seldon Deploy: the two deployments of the spec, and one action."""
+    """A pass's window on Seldon Deploy: the two resources of the spec (and, for a
+    Pipeline, the Models beside them), and one action."""
 
     def read_source(self) -> Answer:
-        """The source deployment (``Answer()`` if it does not exist)."""
+        """The source resource (``Answer()`` if it does not exist)."""
         ...
 
     def read_target(self) -> Answer:
-        """The target deployment (``Answer()`` if it does not exist)."""
+        """The target resource (``Answer()`` if it does not exist)."""
+        ...
+
+    def read_source_models(self) -> ModelsAnswer:
+        """The Models the source Pipeline's steps name, as they exist beside it."""
+        ...
+
+    def read_model(self, name: str) -> Answer:
+        """The Model ``name`` in the target's namespace (``Answer()`` if it does not exist)."""
         ...
 
     def perform(self, action: Action) -> Answer:

@@ -12,6 +12,7 @@ from typing import Any
 
 from promotion_operator.core.canary import last_write, written_step
 from promotion_operator.core.conditions import ready_reason, with_conditions
+from promotion_operator.core.kinds import ready_word
 from promotion_operator.core.planning import spec_hash, strip_server_fields, written_by
 from promotion_operator.core.run import (
     FINISHED,
@@ -98,6 +99,9 @@ def retry_or_fail(ctx: Context, run: Run, failure: Failure) -> Step:
     if run.canary is not None and run.canary.weight > 0 and run.phase != Phase.ROLLING_BACK:
         # A canary is on the target: take it out rather than leave it half done.
         return target_failed(ctx, run, failure)
+    if any(d.written for d in run.models) and run.phase != Phase.ROLLING_BACK:
+        # Models were written for a Pipeline that will not come: undo them.
+        return target_failed(ctx, run, failure)
     if run.phase == Phase.ROLLING_BACK:
         cause = run.outcome.reason if run.outcome else "a failure"
         rollback_failed = Failure(
@@ -120,8 +124,8 @@ def target_failed(ctx: Context, run: Run, failure: Failure) -> Step:
 def timed_out(ctx: Context, state: str | None) -> Failure:
     return Failure(
         "VerificationTimedOut",
-        f"{ctx.spec.target} did not become Available with the promoted spec within "
-        f"{ctx.spec.timeout_seconds:g}s (last state: {state or 'unknown'})",
+        f"{ctx.spec.target} did not become {ready_word(ctx.spec.target.kind)} with the "
+        f"promoted spec within {ctx.spec.timeout_seconds:g}s (last state: {state or 'unknown'})",
     )
 
 
@@ -209,8 +213,15 @@ def next_step(
 def _rolled_back_message(ctx: Context, run: Run) -> str:
     cause = run.outcome
     what = "restored its previous spec" if run.previous and run.previous.existed else "removed it"
+    if run.models and run.applied_at is None:
+        what = "it was not written"  # the run stopped at the Models a Pipeline needs
+    done = [what]
+    for dependency in reversed(run.models):
+        if dependency.written:
+            verb = "restored" if dependency.previous.existed else "removed"
+            done.append(f"{verb} {ctx.spec.target.model(dependency.name).described}")
     because = f"{cause.reason}: {cause.message}" if cause else "a failure"
-    return f"rolled back {ctx.spec.target} ({what}) after {because}"
+    return f"rolled back {ctx.spec.target} ({'; '.join(done)}) after {because}"
 
 
 def write_message(ctx: Context) -> str:

@@ -31,8 +31,16 @@ from promotion_operator.core.run import (
     Run,
     from_status,
 )
-from promotion_operator.core.spec import PromotionSpec, parse_spec
-from promotion_operator.core.step import Action, Answer, Context, Reading, RetryPolicy, Step
+from promotion_operator.core.spec import Kind, PromotionSpec, parse_spec
+from promotion_operator.core.step import (
+    Action,
+    Answer,
+    Context,
+    ModelsAnswer,
+    Reading,
+    RetryPolicy,
+    Step,
+)
 
 T0 = datetime.datetime(2025, 3, 1, 12, 0, 0, tzinfo=datetime.UTC)
 
@@ -296,6 +304,13 @@ class FakeSeldon:
     # What Prometheus answers to a query at an instant (default: 0.0, which passes).
     prometheus: Callable[[str, datetime.datetime], Reading] = lambda _q, _t: Reading(0.0)
     queries: list[str] = field(default_factory=list)
+    # Seldon Core v2: the target's kind, the source Pipeline's Models and those beside
+    # the target (by name), each rolling out to its state in ``model_states``.
+    kind: Kind = Kind.SELDON_DEPLOYMENT
+    source_models: list[dict[str, Any]] = field(default_factory=list)
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    models_written_at: dict[str, datetime.datetime] = field(default_factory=dict)
+    model_states: dict[str, str] = field(default_factory=dict)
 
     def query(self, promql: str) -> Reading:
         self.queries.append(promql)
@@ -310,19 +325,28 @@ class FakeSeldon:
         self._catch_up()
         return Answer(copy.deepcopy(self.target))
 
+    def read_source_models(self) -> ModelsAnswer:
+        self.reads.append("source models")
+        return ModelsAnswer(tuple(copy.deepcopy(self.source_models)))
+
+    def read_model(self, name: str) -> Answer:
+        self.reads.append(f"model {name}")
+        self._catch_up()
+        return Answer(copy.deepcopy(self.models.get(name)))
+
     def perform(self, action: Action) -> Answer:
         self.calls.append(action)
         if action.kind == ActionKind.VALIDATE:
             return Answer({"type": "Success", "message": "valid"})
+        old = self.target if action.model is None else self.models.get(action.model)
         if action.kind == ActionKind.DELETE:
-            if self.target is None:
+            if old is None:
                 return Answer(failure=Failure("NotFound", "gone", 404))
-            self.target = None
+            self._store(action.model, None)
             return Answer()
-        if action.kind == ActionKind.CREATE and self.target is not None:
+        if action.kind == ActionKind.CREATE and old is not None:
             return Answer(failure=Failure("Conflict", "already exists", 409, retryable=True))
         assert action.deployment is not None
-        old = self.target
         written = copy.deepcopy(dict(action.deployment))
         generation = 1 if old is None else int(old["metadata"]["generation"])
         if old is not None and old.get("spec") != written.get("spec"):
@@ -330,19 +354,50 @@ class FakeSeldon:
         written["metadata"]["generation"] = generation
         # The status still describes what the cluster ran before (GitOps / rollout lag).
         written["status"] = copy.deepcopy(old.get("status", {})) if old else {}
-        self.target = written
-        self.written_at = self.now
+        self._store(action.model, written)
         return Answer(copy.deepcopy(written))
 
     def writes(self) -> list[Action]:
         return [call for call in self.calls if call.kind != ActionKind.VALIDATE]
 
+    def _store(self, model: str | None, resource: dict[str, Any] | None) -> None:
+        if model is None:
+            self.target, self.written_at = resource, self.now
+        elif resource is None:
+            self.models.pop(model, None)
+        else:
+            self.models[model] = resource
+            self.models_written_at[model] = self.now
+
     def _catch_up(self) -> None:
-        if self.target is None or self.written_at is None:
-            return
-        if self.now >= self.written_at + datetime.timedelta(seconds=self.rollout_seconds):
-            generation = self.target["metadata"]["generation"]
-            self.target["status"] = {"state": self.rollout_state, "observedGeneration": generation}
+        due = datetime.timedelta(seconds=self.rollout_seconds)
+        if (
+            self.target is not None
+            and self.written_at is not None
+            and self.now >= self.written_at + due
+        ):
+            self.target["status"] = self._rolled_out(self.target, self.kind, self.rollout_state)
+        for name, model in self.models.items():
+            written_at = self.models_written_at.get(name)
+            if written_at is not None and self.now >= written_at + due:
+                state = self.model_states.get(name, "Available")
+                model["status"] = self._rolled_out(model, Kind.MODEL, state)
+
+    @staticmethod
+    def _rolled_out(resource: Mapping[str, Any], kind: Kind, state: str) -> dict[str, Any]:
+        generation = resource["metadata"]["generation"]
+        if kind is Kind.SELDON_DEPLOYMENT:
+            return {"state": state, "observedGeneration": generation}
+        return core_v2_status(generation, ready=state == "Available", failed=state == "Failed")
+
+
+def core_v2_status(generation: int, *, ready: bool = True, failed: bool = False) -> dict[str, Any]:
+    """A Core v2 resource's status: Ready, failed (``LoadFailed``), or on its way."""
+    status, reason = ("True", "Ready") if ready else ("False", "Progressing")
+    if failed:
+        status, reason = "False", "LoadFailed"
+    condition = {"type": "Ready", "status": status, "reason": reason, "message": "out of memory"}
+    return {"observedGeneration": generation, "conditions": [condition]}
 
 
 @dataclass(frozen=True)

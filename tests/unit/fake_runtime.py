@@ -7,51 +7,91 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from promotion_operator.core.spec import Kind
+from promotion_operator.errors import NotFound
 from promotion_operator.metrics import Metrics
 from promotion_operator.runner import DeploymentClient, Runtime
+from promotion_operator.seldon import Resources
 from promotion_operator.settings import Settings
 from tests.unit.core_builders import source_deployment
 
 
-def rolling_out(generation: int) -> dict[str, Any]:
-    return {"state": "Creating", "observedGeneration": generation}
+def rolling_out(generation: int, kind: Kind = Kind.SELDON_DEPLOYMENT) -> dict[str, Any]:
+    if kind is Kind.SELDON_DEPLOYMENT:
+        return {"state": "Creating", "observedGeneration": generation}
+    progressing = {"type": "Ready", "status": "False", "reason": "Progressing", "message": ""}
+    return {"observedGeneration": generation, "conditions": [progressing]}
+
+
+def ready(generation: int) -> dict[str, Any]:
+    """A Core v2 resource's status once it serves ``generation``."""
+    condition = {"type": "Ready", "status": "True", "reason": "Ready", "message": ""}
+    return {"observedGeneration": generation, "conditions": [condition]}
 
 
 class FakeClient:
-    """Seldon Deploy in memory: deployments by (namespace, name), every call recorded."""
+    """Seldon Deploy in memory: resources by (namespace, name), one store per kind,
+    every call recorded (with the kind when it is not a SeldonDeployment)."""
 
     def __init__(self) -> None:
         self.deployments: dict[tuple[str, str], dict[str, Any]] = {
             ("staging", "iris"): source_deployment()
         }
+        self.models: dict[tuple[str, str], dict[str, Any]] = {}
+        self.pipelines: dict[tuple[str, str], dict[str, Any]] = {}
         self.calls: list[tuple[str, ...]] = []
         self.error: Exception | None = None
 
-    def _call(self, *what: str) -> None:
-        self.calls.append(what)
+    def store(self, kind: Kind) -> dict[tuple[str, str], dict[str, Any]]:
+        return {
+            Kind.SELDON_DEPLOYMENT: self.deployments,
+            Kind.MODEL: self.models,
+            Kind.PIPELINE: self.pipelines,
+        }[kind]
+
+    def _call(self, *what: str, kind: Kind = Kind.SELDON_DEPLOYMENT) -> None:
+        self.calls.append(what if kind is Kind.SELDON_DEPLOYMENT else (*what, str(kind)))
         if self.error is not None:
             raise self.error
 
-    def find(self, namespace: str, name: str) -> dict[str, Any] | None:
-        self._call("find", namespace, name)
-        return copy.deepcopy(self.deployments.get((namespace, name)))
+    def find(
+        self, namespace: str, name: str, *, kind: Kind = Kind.SELDON_DEPLOYMENT
+    ) -> dict[str, Any] | None:
+        self._call("find", namespace, name, kind=kind)
+        return copy.deepcopy(self.store(kind).get((namespace, name)))
 
-    def list(self, namespace: str) -> list[dict[str, Any]]:
-        self._call("list", namespace)
-        return [copy.deepcopy(d) for (ns, _), d in self.deployments.items() if ns == namespace]
+    def list(self, namespace: str, *, kind: Kind = Kind.SELDON_DEPLOYMENT) -> Resources:
+        self._call("list", namespace, kind=kind)
+        return [copy.deepcopy(d) for (ns, _), d in self.store(kind).items() if ns == namespace]
+
+    def pipeline_models(self, namespace: str, name: str) -> Resources:
+        self._call("pipeline_models", namespace, name)
+        pipeline = self.pipelines.get((namespace, name))
+        if pipeline is None:
+            raise NotFound(f"GET pipelines/{name}/models: HTTP 404", http_status=404)
+        steps = [step["name"] for step in pipeline["spec"]["steps"]]
+        return [
+            copy.deepcopy(self.models[namespace, n]) for n in steps if (namespace, n) in self.models
+        ]
 
     def validate(self, namespace: str, deployment: Mapping[str, Any]) -> dict[str, Any]:
         self._call("validate", namespace)
         return {"code": 200, "message": "valid"}
 
     def create(
-        self, namespace: str, deployment: Mapping[str, Any], *, action: str, message: str
+        self,
+        namespace: str,
+        deployment: Mapping[str, Any],
+        *,
+        action: str,
+        message: str,
+        kind: Kind = Kind.SELDON_DEPLOYMENT,
     ) -> dict[str, Any]:
-        self._call("create", namespace, action)
+        self._call("create", namespace, action, kind=kind)
         # Rolling out, as Seldon Deploy shows a write it has taken in.
-        written = {**copy.deepcopy(dict(deployment)), "status": rolling_out(1)}
+        written = {**copy.deepcopy(dict(deployment)), "status": rolling_out(1, kind)}
         written["metadata"]["generation"] = 1
-        self.deployments[(namespace, written["metadata"]["name"])] = written
+        self.store(kind)[(namespace, written["metadata"]["name"])] = written
         return copy.deepcopy(written)
 
     def update(
@@ -62,16 +102,25 @@ class FakeClient:
         *,
         action: str,
         message: str,
+        kind: Kind = Kind.SELDON_DEPLOYMENT,
     ) -> dict[str, Any]:
-        self._call("update", namespace, name, action)
-        written = {**copy.deepcopy(dict(deployment)), "status": rolling_out(2)}
+        self._call("update", namespace, name, action, kind=kind)
+        written = {**copy.deepcopy(dict(deployment)), "status": rolling_out(2, kind)}
         written["metadata"]["generation"] = 2
-        self.deployments[(namespace, name)] = written
+        self.store(kind)[(namespace, name)] = written
         return copy.deepcopy(written)
 
-    def delete(self, namespace: str, name: str, *, action: str, message: str) -> None:
-        self._call("delete", namespace, name, action)
-        self.deployments.pop((namespace, name), None)
+    def delete(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        action: str,
+        message: str,
+        kind: Kind = Kind.SELDON_DEPLOYMENT,
+    ) -> None:
+        self._call("delete", namespace, name, action, kind=kind)
+        self.store(kind).pop((namespace, name), None)
 
 
 class FakeRuntime(Runtime):

@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
-from promotion_operator.core.spec import DeploymentRef
+from promotion_operator.core.spec import DeploymentRef, Kind
 from promotion_operator.errors import PromotionError, SeldonDeployUnavailable
 from promotion_operator.shared_reads import SharedReads
 from tests.unit.fake_clock import Clock
+
+DEPLOYMENT = Kind.SELDON_DEPLOYMENT
 
 
 class Reader:
@@ -30,11 +32,11 @@ class Reader:
             "status": {"state": state},
         }
 
-    def find(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def find(self, namespace: str, name: str, *, kind: Kind = DEPLOYMENT) -> dict[str, Any] | None:
         self.calls.append(f"GET {name}")
         return copy.deepcopy(self.deployments.get(name))
 
-    def list(self, namespace: str) -> list[dict[str, Any]]:
+    def list(self, namespace: str, *, kind: Kind = DEPLOYMENT) -> list[dict[str, Any]]:
         self.calls.append("LIST")
         if self.error is not None:
             raise self.error
@@ -152,10 +154,10 @@ def test_runs_asking_while_a_list_is_under_way_share_the_next_one(
     entered, release = threading.Event(), threading.Event()
     original = reader.list
 
-    def slow_list(namespace: str) -> list[dict[str, Any]]:
+    def slow_list(namespace: str, *, kind: Kind = DEPLOYMENT) -> list[dict[str, Any]]:
         entered.set()
         release.wait(5)
-        return original(namespace)
+        return original(namespace, kind=kind)
 
     reader.list = slow_list  # type: ignore[method-assign]
     first = threading.Thread(target=reads.find, args=("run0", ref("m0")))

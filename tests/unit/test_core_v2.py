@@ -1,0 +1,322 @@
+"""The core promoting Seldon Core v2 resources: a Model on its own, and a Pipeline with
+the Models its steps name (written first, Ready before the Pipeline, undone on rollback)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from promotion_operator.core.planning import written_by
+from promotion_operator.core.requests import Requests
+from promotion_operator.core.run import ActionKind, Phase, from_status, to_status
+from promotion_operator.core.spec import parse_spec
+from tests.unit.core_builders import PROMOTION, FakeSeldon, Pass, core_v2_status, drive
+
+MODEL_SPEC = parse_spec(
+    {
+        "source": {"kind": "Model", "namespace": "staging", "name": "iris"},
+        "target": {"namespace": "production"},
+    }
+)
+PIPELINE_SPEC = parse_spec(
+    {
+        "source": {"kind": "Pipeline", "namespace": "staging", "name": "chain"},
+        "target": {"namespace": "production"},
+    }
+)
+
+
+def model(name: str, uri: str, namespace: str = "staging", generation: int = 3) -> dict[str, Any]:
+    """A Model as Seldon Deploy returns it: server fields, Ready."""
+    return {
+        "apiVersion": "mlops.seldon.io/v1alpha1",
+        "kind": "Model",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": f"uid-{name}",
+            "resourceVersion": "17",
+            "generation": generation,
+        },
+        "spec": {"storageUri": uri, "requirements": ["sklearn"], "replicas": 1},
+        "status": core_v2_status(generation),
+    }
+
+
+def pipeline(
+    namespace: str = "staging", steps: tuple[str, ...] = ("prep", "iris")
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "mlops.seldon.io/v1alpha1",
+        "kind": "Pipeline",
+        "metadata": {"name": "chain", "namespace": namespace, "generation": 2, "uid": "p"},
+        "spec": {"steps": [{"name": s} for s in steps], "output": {"steps": [steps[-1]]}},
+        "status": core_v2_status(2),
+    }
+
+
+def seldon_for_model(target: dict[str, Any] | None = None, state: str = "Available") -> FakeSeldon:
+    return FakeSeldon(
+        source=model("iris", "gs://m/iris/v2"),
+        target=target,
+        kind=MODEL_SPEC.target.kind,
+        rollout_seconds=5,
+        rollout_state=state,
+    )
+
+
+def seldon_for_pipeline(**changes: Any) -> FakeSeldon:
+    """Staging has the Pipeline and its two Models; production has ``prep`` already (same
+    spec) and an older ``iris``, unless ``changes`` say otherwise."""
+    fields: dict[str, Any] = {
+        "source": pipeline(),
+        "kind": PIPELINE_SPEC.target.kind,
+        "source_models": [model("prep", "gs://m/prep/v1"), model("iris", "gs://m/iris/v2")],
+        "models": {
+            "prep": model("prep", "gs://m/prep/v1", "production", 1),
+            "iris": model("iris", "gs://m/iris/v1", "production", 4),
+        },
+        "rollout_seconds": 5,
+    }
+    fields.update(changes)
+    return FakeSeldon(**fields)
+
+
+def writes(passes: list[Pass]) -> list[tuple[str, str]]:
+    """Each write as (verb, what): ``("Create", "model iris")`` or ``("Update", "target")``."""
+    return [
+        (str(p.action.kind), f"model {p.action.model}" if p.action.model else "target")
+        for p in passes
+        if p.action is not None and p.action.kind != ActionKind.VALIDATE
+    ]
+
+
+def last(passes: list[Pass]) -> Any:
+    return passes[-1].step.run
+
+
+# --- a Model ---------------------------------------------------------------------------
+
+
+def test_a_model_is_created_and_succeeds_once_its_ready_condition_is_true() -> None:
+    seldon = seldon_for_model()
+    passes = drive(seldon, spec=MODEL_SPEC)
+    assert writes(passes) == [("Create", "target")]
+    assert last(passes).phase == Phase.SUCCEEDED
+    assert (
+        "production/iris is Ready with the promoted spec" in last(passes).conditions[0]["message"]
+    )
+
+
+def test_a_model_is_not_validated_by_a_call_as_the_api_has_no_validation_for_core_v2() -> None:
+    seldon = seldon_for_model()
+    drive(seldon, spec=MODEL_SPEC)
+    assert all(call.kind != ActionKind.VALIDATE for call in seldon.calls)
+
+
+def test_a_model_write_carries_the_core_v2_api_version_and_no_server_fields() -> None:
+    seldon = seldon_for_model()
+    drive(seldon, spec=MODEL_SPEC)
+    assert seldon.target is not None
+    assert seldon.target["apiVersion"] == "mlops.seldon.io/v1alpha1"
+    assert seldon.target["kind"] == "Model"
+    assert "uid" not in seldon.target["metadata"]
+    assert written_by(seldon.target, PROMOTION)
+
+
+def test_model_overrides_replace_storage_uri_requirements_and_replicas() -> None:
+    spec_dict = {
+        "source": {"kind": "Model", "namespace": "staging", "name": "iris"},
+        "target": {"namespace": "production"},
+        "overrides": {
+            "replicas": 3,
+            "model": {"storageUri": "s3://prod/iris/v2", "requirements": ["sklearn", "gpu"]},
+        },
+    }
+    seldon = seldon_for_model()
+    passes = drive(seldon, spec=parse_spec(spec_dict))
+    assert seldon.target is not None
+    assert seldon.target["spec"] == {
+        "storageUri": "s3://prod/iris/v2",
+        "requirements": ["sklearn", "gpu"],
+        "replicas": 3,
+    }
+    assert last(passes).plan.model_uris == ("s3://prod/iris/v2",)
+
+
+def test_a_model_that_fails_to_load_is_removed_when_it_did_not_exist_before() -> None:
+    seldon = seldon_for_model(state="Failed")
+    passes = drive(seldon, spec=MODEL_SPEC)
+    assert writes(passes) == [("Create", "target"), ("Delete", "target")]
+    assert last(passes).phase == Phase.ROLLED_BACK
+    assert last(passes).outcome.reason == "TargetFailed"
+    assert "went LoadFailed: out of memory" in last(passes).outcome.message
+
+
+def test_a_model_that_fails_to_load_gets_its_previous_spec_back() -> None:
+    before = model("iris", "gs://m/iris/v1", "production", 4)
+    seldon = seldon_for_model(target=copy.deepcopy(before), state="Failed")
+    passes = drive(seldon, spec=MODEL_SPEC)
+    assert writes(passes) == [("Update", "target"), ("Update", "target")]
+    assert seldon.target is not None
+    assert seldon.target["spec"] == before["spec"]
+
+
+# --- a Pipeline --------------------------------------------------------------------------
+
+
+def test_a_pipeline_writes_the_models_it_lacks_before_itself() -> None:
+    seldon = seldon_for_pipeline(models={})
+    passes = drive(seldon, spec=PIPELINE_SPEC)
+    assert writes(passes) == [
+        ("Create", "model prep"),
+        ("Create", "model iris"),
+        ("Create", "target"),
+    ]
+    assert last(passes).phase == Phase.SUCCEEDED
+
+
+def test_a_pipeline_updates_a_model_at_another_spec_and_leaves_an_equal_one_alone() -> None:
+    seldon = seldon_for_pipeline()
+    passes = drive(seldon, spec=PIPELINE_SPEC)
+    assert writes(passes) == [("Update", "model iris"), ("Create", "target")]
+    assert [(d.name, d.action) for d in last(passes).models] == [
+        ("prep", None),
+        ("iris", ActionKind.UPDATE),
+    ]
+
+
+def test_the_pipeline_is_written_only_once_every_model_it_names_is_ready() -> None:
+    seldon = seldon_for_pipeline()
+    passes = drive(seldon, spec=PIPELINE_SPEC)
+    model_write = next(p for p in passes if p.action is not None and p.action.model == "iris")
+    pipeline_write = next(p for p in passes if p.action is not None and p.action.model is None)
+    assert (pipeline_write.at - model_write.at).total_seconds() >= seldon.rollout_seconds
+    messages = [p.step.run.conditions[0]["message"] for p in passes]
+    assert any(
+        m.startswith("waiting for the Models iris in production to become") for m in messages
+    )
+
+
+def test_the_pipelines_plan_lists_the_model_writes_before_its_own() -> None:
+    seldon = seldon_for_pipeline()
+    passes = drive(seldon, spec=PIPELINE_SPEC)
+    assert last(passes).plan.steps == (
+        "update Model production/iris",
+        "wait until the Models prep, iris are Ready in production",
+        "create Pipeline production/chain",
+    )
+    assert last(passes).plan.model_uris == ("gs://m/iris/v2", "gs://m/prep/v1")
+
+
+def test_a_failing_pipeline_is_removed_then_its_models_removed_or_restored() -> None:
+    seldon = seldon_for_pipeline(models={"iris": model("iris", "gs://m/iris/v1", "production", 4)})
+    seldon.rollout_state = "Failed"
+    passes = drive(seldon, spec=PIPELINE_SPEC)
+    assert writes(passes) == [
+        ("Create", "model prep"),
+        ("Update", "model iris"),
+        ("Create", "target"),
+        ("Delete", "target"),
+        ("Update", "model iris"),
+        ("Delete", "model prep"),
+    ]
+    assert last(passes).phase == Phase.ROLLED_BACK
+    assert seldon.models["iris"]["spec"]["storageUri"] == "gs://m/iris/v1"
+    assert "prep" not in seldon.models
+    message = last(passes).conditions[0]["message"]
+    assert "restored Model production/iris; removed Model production/prep" in message
+
+
+def test_a_model_that_fails_to_load_rolls_back_the_models_and_never_writes_the_pipeline() -> None:
+    seldon = seldon_for_pipeline(models={}, model_states={"iris": "Failed"})
+    passes = drive(seldon, spec=PIPELINE_SPEC)
+    assert ("Create", "target") not in writes(passes)
+    assert writes(passes)[-2:] == [("Delete", "model iris"), ("Delete", "model prep")]
+    assert last(passes).phase == Phase.ROLLED_BACK
+    assert "it was not written" in last(passes).conditions[0]["message"]
+
+
+def test_a_restart_after_each_write_never_writes_anything_twice() -> None:
+    seldon = seldon_for_pipeline(models={})
+    passes = drive(seldon, spec=PIPELINE_SPEC, crash_after_writes=frozenset({1, 2, 3}))
+    assert writes(passes) == [
+        ("Create", "model prep"),
+        ("Create", "model iris"),
+        ("Create", "target"),
+    ]
+    assert last(passes).phase == Phase.SUCCEEDED
+
+
+def test_a_restart_after_each_rollback_write_undoes_everything_once() -> None:
+    seldon = seldon_for_pipeline(models={}, rollout_state="Failed")
+    crashes = frozenset({4, 5, 6})
+    passes = drive(seldon, spec=PIPELINE_SPEC, crash_after_writes=crashes)
+    assert [w for w in writes(passes) if w[0] == "Delete"] == [
+        ("Delete", "target"),
+        ("Delete", "model iris"),
+        ("Delete", "model prep"),
+    ]
+    assert last(passes).phase == Phase.ROLLED_BACK
+
+
+def test_a_step_naming_a_model_the_source_lacks_is_waited_for_then_fails_naming_it() -> None:
+    seldon = seldon_for_pipeline(source_models=[model("iris", "gs://m/iris/v2")])
+    passes = drive(seldon, spec=PIPELINE_SPEC, max_passes=200)
+    assert writes(passes) == []
+    assert last(passes).phase == Phase.FAILED
+    assert last(passes).outcome.reason == "SourceNotFound"
+    assert "name Models that staging lacks: prep" in last(passes).outcome.message
+
+
+def test_a_model_override_naming_no_step_fails_the_run_as_invalid() -> None:
+    spec = parse_spec(
+        {
+            "source": {"kind": "Pipeline", "namespace": "staging", "name": "chain"},
+            "target": {"namespace": "production"},
+            "overrides": {"models": [{"name": "irsi", "storageUri": "s3://x"}]},
+        }
+    )
+    passes = drive(seldon_for_pipeline(), spec=spec)
+    assert last(passes).phase == Phase.FAILED
+    assert last(passes).outcome.reason == "Invalid"
+    assert "no model named 'irsi' among the models the steps of Pipeline staging/chain" in (
+        last(passes).outcome.message
+    )
+
+
+def test_a_model_override_applies_to_the_step_model_it_names() -> None:
+    spec = parse_spec(
+        {
+            "source": {"kind": "Pipeline", "namespace": "staging", "name": "chain"},
+            "target": {"namespace": "production"},
+            "overrides": {
+                "models": [{"name": "prep", "storageUri": "s3://prod/prep", "replicas": 2}]
+            },
+        }
+    )
+    seldon = seldon_for_pipeline()
+    drive(seldon, spec=spec)
+    assert seldon.models["prep"]["spec"]["storageUri"] == "s3://prod/prep"
+    assert seldon.models["prep"]["spec"]["replicas"] == 2
+    assert seldon.models["iris"]["spec"]["replicas"] == 1
+
+
+def test_abort_while_waiting_for_the_models_removes_the_ones_written() -> None:
+    seldon = seldon_for_pipeline(models={}, rollout_seconds=60)
+    passes = drive(seldon, spec=PIPELINE_SPEC, max_passes=6)
+    assert last(passes).phase == Phase.PROMOTING
+    status = to_status(last(passes))
+    rest = drive(seldon, spec=PIPELINE_SPEC, status=status, requests=Requests(abort="yes"))
+    assert writes(rest) == [("Delete", "model iris"), ("Delete", "model prep")]
+    assert last(rest).phase == Phase.ROLLED_BACK
+    assert last(rest).outcome.reason == "Aborted"
+
+
+def test_the_models_round_trip_through_status() -> None:
+    seldon = seldon_for_pipeline()
+    run = last(drive(seldon, spec=PIPELINE_SPEC))
+    again = from_status(to_status(run))
+    assert again is not None
+    assert again.models == run.models
+    assert again.models[1].previous.deployment is not None

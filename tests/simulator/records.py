@@ -37,6 +37,7 @@ class CommitRecord(TypedDict):
     timestamp: str
     namespace: str
     name: str
+    kind: str  # SeldonDeployment, Model or Pipeline
     spec: dict[str, Any] | None
 
 
@@ -85,15 +86,40 @@ class SeriesRecord(TypedDict):
     sum: float
 
 
+class CoreBehaviourRecord(TypedDict):
+    """How one Core v2 pipeline or model answers the synthetic traffic."""
+
+    kind: str  # Model or Pipeline
+    namespace: str
+    name: str
+    error_rate: float
+    latency_seconds: float
+    error_code: str
+
+
+class CoreSeriesRecord(TypedDict):
+    """One Core v2 series' counters (one pipeline or model, one status code)."""
+
+    kind: str  # Model or Pipeline
+    namespace: str
+    name: str
+    code: str
+    count: int
+    sum: float
+
+
 class TrafficSettingsRecord(TypedDict):
-    """The traffic model's knobs."""
+    """The traffic model's knobs; `pipeline_rates` and `core_behaviours` are Core v2's."""
 
     default_requests_per_second: float
     rates: list[RateRecord]
     predictors: list[PredictorBehaviourRecord]
+    pipeline_rates: list[RateRecord]
+    core_behaviours: list[CoreBehaviourRecord]
 
 
 class TrafficRecord(TrafficSettingsRecord):
-    """The knobs and, as of the call, every exported series."""
+    """The knobs and, as of the call, every exported series (executor, then Core v2)."""
 
     series: list[SeriesRecord]
+    core_series: list[CoreSeriesRecord]

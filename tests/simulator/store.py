@@ -1,4 +1,4 @@
-"""Deployments, namespaces, and the cluster state derived from timestamps.
+"""Deployments, Core v2 Models/Pipelines/Experiments, and the cluster state from timestamps.
 
 Nothing here sleeps or runs in the background: a write records *when* the
 cluster will pick the new spec up and how long its rollout takes, and every read
@@ -22,7 +22,28 @@ State = Literal["Creating", "Available", "Failed"]
 STATES: frozenset[str] = frozenset({"Creating", "Available", "Failed"})
 DEFAULT_FAILURE = "simulated failure: deployment marked to fail"
 
+# The kinds that roll out; a failure mark, a delay or a rate names one of them.
+Kind = Literal["SeldonDeployment", "Model", "Pipeline"]
+KINDS: tuple[Kind, ...] = ("SeldonDeployment", "Model", "Pipeline")
+DEPLOYMENT: Kind = "SeldonDeployment"
+
 Key = tuple[str, str]
+
+
+def default_failure(kind: Kind) -> str:
+    """The failure text of a mark that gives none."""
+    if kind == DEPLOYMENT:
+        return DEFAULT_FAILURE
+    return f"simulated failure: {kind.lower()} marked to fail"
+
+
+def parse_kind(value: object) -> Kind:
+    """A kind named by a control request (None means SeldonDeployment)."""
+    if value is None:
+        return DEPLOYMENT
+    if value not in KINDS:
+        raise ValueError(f"kind must be one of {list(KINDS)}")
+    return value
 
 
 def rfc3339(moment: float, *, fraction: bool = False) -> str:
@@ -54,6 +75,12 @@ class Rollout:
             return "Failed", self.failure
         return "Available", None
 
+    def transition_at(self, now: float) -> float:
+        """When the state reported at `now` began (a condition's lastTransitionTime)."""
+        if self.forced_state is not None or now < self.started_at + self.duration:
+            return self.started_at
+        return self.started_at + self.duration
+
 
 @dataclass(frozen=True)
 class FailureMark:
@@ -83,7 +110,8 @@ class Delays:
 
 @dataclass
 class Deployment:
-    """One SeldonDeployment: the desired object (repository or API) and what the cluster runs.
+    """One rolled-out object (a SeldonDeployment, a Model or a Pipeline): the desired
+    object (repository or API) and what the cluster runs.
 
     `running` is the rollout the cluster has; `pending` is one a GitOps sync will
     start at `pending.started_at`. Reads never see `pending` before then.
@@ -99,6 +127,11 @@ class Deployment:
     resource_version: int
     running: Rollout | None = None
     pending: Rollout | None = None
+    kind: Kind = DEPLOYMENT
+
+    def rollouts(self) -> list[Rollout]:
+        """The rollouts the record holds (for finding the moments its state changes)."""
+        return [r for r in (self.running, self.pending) if r is not None]
 
     def rollout_at(self, now: float) -> Rollout | None:
         """The rollout the cluster reports on at `now`."""
@@ -154,19 +187,70 @@ def render(deployment: Deployment, now: float) -> dict[str, Any]:
 
 
 @dataclass
+class Experiment:
+    """A Core v2 Experiment of a pipeline: applied at once, no rollout, never committed."""
+
+    namespace: str
+    name: str
+    metadata: dict[str, Any]
+    spec: dict[str, Any]
+    uid: str
+    created_at: float
+    updated_at: float
+    generation: int
+    resource_version: int
+
+
+@dataclass
 class Store:
-    """All mutable state about namespaces and deployments, plus the knobs tests turn."""
+    """All mutable state about namespaces and objects, plus the knobs tests turn.
+
+    SeldonDeployments keep their historical fields (`deployments`, `failing`,
+    `delay_overrides`); Models and Pipelines have their own, reached through
+    `objects`, `marks` and `overrides` by kind.
+    """
 
     default_delays: Delays
     namespaces: dict[str, Namespace] = field(default_factory=dict)
     deployments: dict[Key, Deployment] = field(default_factory=dict)
     failing: dict[Key, FailureMark] = field(default_factory=dict)
     delay_overrides: dict[Key, Delays] = field(default_factory=dict)
+    models: dict[Key, Deployment] = field(default_factory=dict)
+    pipelines: dict[Key, Deployment] = field(default_factory=dict)
+    experiments: dict[Key, Experiment] = field(default_factory=dict)
+    model_failing: dict[Key, FailureMark] = field(default_factory=dict)
+    pipeline_failing: dict[Key, FailureMark] = field(default_factory=dict)
+    model_delay_overrides: dict[Key, Delays] = field(default_factory=dict)
+    pipeline_delay_overrides: dict[Key, Delays] = field(default_factory=dict)
     resource_version: int = 0
 
-    def delays_for(self, namespace: str, name: str) -> Delays:
-        """The delays that apply to the next write of this deployment."""
-        return self.delay_overrides.get((namespace, name), self.default_delays)
+    def objects(self, kind: Kind = DEPLOYMENT) -> dict[Key, Deployment]:
+        """The objects of one kind, by (namespace, name)."""
+        if kind == "Model":
+            return self.models
+        if kind == "Pipeline":
+            return self.pipelines
+        return self.deployments
+
+    def marks(self, kind: Kind = DEPLOYMENT) -> dict[Key, FailureMark]:
+        """The failure marks of one kind."""
+        if kind == "Model":
+            return self.model_failing
+        if kind == "Pipeline":
+            return self.pipeline_failing
+        return self.failing
+
+    def overrides(self, kind: Kind = DEPLOYMENT) -> dict[Key, Delays]:
+        """The per-object delay overrides of one kind."""
+        if kind == "Model":
+            return self.model_delay_overrides
+        if kind == "Pipeline":
+            return self.pipeline_delay_overrides
+        return self.delay_overrides
+
+    def delays_for(self, namespace: str, name: str, kind: Kind = DEPLOYMENT) -> Delays:
+        """The delays that apply to the next write of this object."""
+        return self.overrides(kind).get((namespace, name), self.default_delays)
 
     def set_delays(
         self,
@@ -175,12 +259,15 @@ class Store:
         gitops_sync_seconds: float | None,
         namespace: str | None = None,
         name: str | None = None,
+        kind: Kind = DEPLOYMENT,
     ) -> Delays:
-        """Change delays globally, or for one deployment when namespace and name are given."""
+        """Change delays globally (every kind), or for one `kind` object by namespace and name."""
         if (namespace is None) != (name is None):
             raise ValueError("give both namespace and name, or neither")
         current = (
-            self.default_delays if namespace is None else self.delays_for(namespace, str(name))
+            self.default_delays
+            if namespace is None
+            else self.delays_for(namespace, str(name), kind)
         )
         updated = replace(
             current,
@@ -194,27 +281,30 @@ class Store:
         if namespace is None:
             self.default_delays = updated
         else:
-            self.delay_overrides[(namespace, str(name))] = updated
+            self.overrides(kind)[(namespace, str(name))] = updated
         return updated
 
-    def get(self, namespace: str, name: str) -> Deployment | None:
-        """The deployment, or None."""
-        return self.deployments.get((namespace, name))
+    def get(self, namespace: str, name: str, kind: Kind = DEPLOYMENT) -> Deployment | None:
+        """The object, or None."""
+        return self.objects(kind).get((namespace, name))
 
-    def list(self, namespace: str) -> list[Deployment]:
-        """Deployments of a namespace, by name."""
-        found = [d for (ns, _), d in self.deployments.items() if ns == namespace]
+    def list(self, namespace: str, kind: Kind = DEPLOYMENT) -> list[Deployment]:
+        """Objects of one kind in a namespace, by name."""
+        found = [d for (ns, _), d in self.objects(kind).items() if ns == namespace]
         return sorted(found, key=lambda d: d.name)
 
-    def write(self, namespace: Namespace, body: DeploymentBody, now: float) -> Deployment:
-        """Create or replace a deployment and schedule the cluster's rollout.
+    def write(
+        self, namespace: Namespace, body: DeploymentBody, now: float, kind: Kind = DEPLOYMENT
+    ) -> Deployment:
+        """Create or replace an object and schedule the cluster's rollout.
 
         The generation moves only when the spec changes, as in Kubernetes; the
         resource version moves on every write.
         """
         key = (namespace.name, body.name)
         self.resource_version += 1
-        existing = self.deployments.get(key)
+        objects = self.objects(kind)
+        existing = objects.get(key)
         if existing is None:
             deployment = Deployment(
                 namespace=namespace.name,
@@ -225,8 +315,9 @@ class Store:
                 created_at=now,
                 generation=1,
                 resource_version=self.resource_version,
+                kind=kind,
             )
-            self.deployments[key] = deployment
+            objects[key] = deployment
             self._schedule(namespace, deployment, now)
             return deployment
         existing.settle(now)
@@ -239,10 +330,59 @@ class Store:
             self._schedule(namespace, existing, now)
         return existing
 
-    def remove(self, namespace: str, name: str) -> Deployment | None:
-        """Delete a deployment; returns what was removed."""
+    def remove(self, namespace: str, name: str, kind: Kind = DEPLOYMENT) -> Deployment | None:
+        """Delete an object; returns what was removed. A pipeline takes its experiment along."""
         self.resource_version += 1
-        return self.deployments.pop((namespace, name), None)
+        if kind == "Pipeline":
+            self.experiments.pop((namespace, name), None)
+        return self.objects(kind).pop((namespace, name), None)
+
+    def drop_namespace(self, namespace: str) -> None:
+        """Forget every object of a namespace (the namespace itself is the caller's)."""
+        for objects in (self.deployments, self.models, self.pipelines):
+            for key in [k for k in objects if k[0] == namespace]:
+                del objects[key]
+        for key in [k for k in self.experiments if k[0] == namespace]:
+            del self.experiments[key]
+
+    def put_experiment(
+        self,
+        namespace: str,
+        name: str,
+        metadata: dict[str, Any],
+        spec: dict[str, Any],
+        now: float,
+    ) -> Experiment:
+        """Create or replace experiment `name`; generation 1, then +1 when the spec changes."""
+        self.resource_version += 1
+        key = (namespace, name)
+        existing = self.experiments.get(key)
+        if existing is None:
+            experiment = Experiment(
+                namespace=namespace,
+                name=name,
+                metadata=copy.deepcopy(metadata),
+                spec=copy.deepcopy(spec),
+                uid=str(uuid.uuid4()),
+                created_at=now,
+                updated_at=now,
+                generation=1,
+                resource_version=self.resource_version,
+            )
+            self.experiments[key] = experiment
+            return experiment
+        if existing.spec != spec:
+            existing.generation += 1
+            existing.updated_at = now
+        existing.metadata = copy.deepcopy(metadata)
+        existing.spec = copy.deepcopy(spec)
+        existing.resource_version = self.resource_version
+        return existing
+
+    def remove_experiment(self, namespace: str, name: str) -> Experiment | None:
+        """Delete an experiment; returns what was removed."""
+        self.resource_version += 1
+        return self.experiments.pop((namespace, name), None)
 
     def seed(
         self,
@@ -253,6 +393,7 @@ class Store:
         state: State | None,
         description: str | None,
         generation: int = 1,
+        kind: Kind = DEPLOYMENT,
     ) -> Deployment:
         """Plant a deployment as if it had been running already.
 
@@ -270,6 +411,7 @@ class Store:
             created_at=now,
             generation=generation,
             resource_version=self.resource_version,
+            kind=kind,
         )
         if state is None:
             deployment.running = self._rollout(deployment, now)
@@ -281,13 +423,14 @@ class Store:
                 forced_state=state,
                 forced_description=description,
             )
-        self.deployments[(namespace.name, body.name)] = deployment
+        self.objects(kind)[(namespace.name, body.name)] = deployment
         return deployment
 
     def _schedule(self, namespace: Namespace, deployment: Deployment, now: float) -> None:
         if namespace.gitops:
             # The repository changed now; the cluster follows at the next sync.
-            sync_at = now + self.delays_for(namespace.name, deployment.name).gitops_sync_seconds
+            delays = self.delays_for(namespace.name, deployment.name, deployment.kind)
+            sync_at = now + delays.gitops_sync_seconds
             deployment.pending = self._rollout(deployment, sync_at)
         else:
             deployment.running = self._rollout(deployment, now)
@@ -297,11 +440,11 @@ class Store:
         # The failure mark is read when the rollout is scheduled, so marking a
         # name affects the next write, never a deployment already running.
         key = (deployment.namespace, deployment.name)
-        mark = self.failing.get(key)
+        mark = self.marks(deployment.kind).get(key)
         failure = mark.description if mark and mark.applies_to(deployment.spec) else None
         return Rollout(
             generation=deployment.generation,
             started_at=start,
-            duration=self.delays_for(*key).rollout_seconds,
+            duration=self.delays_for(*key, deployment.kind).rollout_seconds,
             failure=failure,
         )

@@ -30,6 +30,23 @@ Simplifications: every request of a predictor takes exactly its latency (so a
 ``histogram_quantile`` reads the upper part of that latency's bucket); shadow
 predictors receive a copy of all traffic; when several non-shadow predictors
 have no ``traffic`` at all, they share evenly (one such predictor gets 100 %).
+
+Seldon Core v2 (Pipelines and Models) has its own counters, exported only once
+they have a sample: ``seldon_pipeline_infer_total`` and
+``seldon_pipeline_infer_seconds_total`` with labels ``namespace``, ``pipeline``,
+``code``, and ``seldon_model_infer_total`` / ``seldon_model_infer_seconds_total``
+with ``namespace``, ``model``, ``code``. A pipeline receives requests only at a
+rate a test set for it (there is no default rate, unlike deployments). Requests
+to pipeline P go where P's experiment routes them (candidates by weight, the
+mirror a copy of ``percent`` %; all to P without one); a pipeline serves what
+reaches it only while it is Ready (see ``core_v2``) and requests routed to a
+pipeline that is not Ready are not counted anywhere. Each request a pipeline
+serves counts once for it and once for every Model its steps name. Error rate,
+code and latency are set per (namespace, pipeline) and per (namespace, model)
+and apply to that series alone: a model's errors do not turn into pipeline
+errors. Routing and readiness are read from the store as it is at each advance,
+so the API advances the counters before every Core v2 write; a pipeline or model
+that is deleted drops out of the page (and restarts from zero if re-created).
 """
 
 from __future__ import annotations
@@ -37,19 +54,23 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from tests.simulator.core_v2 import ready_intervals, routes
 from tests.simulator.records import (
+    CoreBehaviourRecord,
+    CoreSeriesRecord,
     PredictorBehaviourRecord,
     RateRecord,
     SeriesRecord,
     TrafficSettingsRecord,
 )
-from tests.simulator.store import Deployment, Rollout, Store
+from tests.simulator.store import DEPLOYMENT, Deployment, Kind, Rollout, Store
+from tests.simulator.validation import step_names
 
 METRIC_NAME = "seldon_api_executor_server_requests_seconds"
 METRIC_HELP = "A histogram of latencies for executor server"
@@ -91,6 +112,31 @@ _EPSILON = 1e-9
 
 Key = tuple[str, str]
 PredictorKey = tuple[str, str, str]
+CoreKind = Literal["Model", "Pipeline"]
+CORE_KINDS: tuple[CoreKind, ...] = ("Model", "Pipeline")
+# (kind, namespace, name) of a Core v2 Model or Pipeline.
+CoreKey = tuple[CoreKind, str, str]
+
+# Core v2 counters: family name (the exposition adds `_total`) and help.
+CORE_FAMILIES: dict[CoreKind, tuple[tuple[str, str], tuple[str, str], str]] = {
+    "Pipeline": (
+        ("seldon_pipeline_infer", "A count of pipeline inference requests"),
+        ("seldon_pipeline_infer_seconds", "A sum of pipeline inference latencies in seconds"),
+        "pipeline",
+    ),
+    "Model": (
+        ("seldon_model_infer", "A count of model inference requests"),
+        ("seldon_model_infer_seconds", "A sum of model inference latencies in seconds"),
+        "model",
+    ),
+}
+
+
+def parse_core_kind(value: object) -> CoreKind:
+    """Model or Pipeline, or a refusal."""
+    if value not in CORE_KINDS:
+        raise InvalidTrafficSetting(f"kind must be one of {list(CORE_KINDS)}")
+    return value
 
 
 class InvalidTrafficSetting(ValueError):
@@ -230,32 +276,56 @@ class TrafficModel:
     default_rate: float = DEFAULT_REQUESTS_PER_SECOND
     rates: dict[Key, float] = field(default_factory=dict)
     behaviours: dict[PredictorKey, PredictorBehaviour] = field(default_factory=dict)
+    pipeline_rates: dict[Key, float] = field(default_factory=dict)
+    core_behaviours: dict[CoreKey, PredictorBehaviour] = field(default_factory=dict)
     _deployments: dict[Key, _DeploymentTraffic] = field(default_factory=dict)
+    _core_counters: dict[CoreKey, _PredictorCounters] = field(default_factory=dict)
+    _pipelines_advanced: dict[Key, float] = field(default_factory=dict)
     registry: CollectorRegistry = field(init=False)
 
     def __post_init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_ExecutorCollector(self))
+        self.registry.register(_CoreV2Collector(self))
 
     def reset(self) -> None:
         """Forget counters and settings (the registry stays)."""
         self.default_rate = DEFAULT_REQUESTS_PER_SECOND
         self.rates.clear()
         self.behaviours.clear()
+        self.pipeline_rates.clear()
+        self.core_behaviours.clear()
         self._deployments.clear()
+        self._core_counters.clear()
+        self._pipelines_advanced.clear()
 
     # -- settings -------------------------------------------------------------
 
     def set_rate(
-        self, requests_per_second: float, namespace: str | None = None, name: str | None = None
+        self,
+        requests_per_second: float,
+        namespace: str | None = None,
+        name: str | None = None,
+        kind: Kind = DEPLOYMENT,
     ) -> None:
-        """Set the rate of one deployment, or the default when namespace and name are None."""
+        """Set the rate of one deployment, or the default when namespace and name are None.
+
+        With kind "Pipeline" it sets the rate of one pipeline (namespace and name
+        required: pipelines have no default rate). Models get no rate of their
+        own: they serve what their pipelines send them.
+        """
         if (namespace is None) != (name is None):
             raise InvalidTrafficSetting("give both namespace and name, or neither")
         rate = float(requests_per_second)
         if not (math.isfinite(rate) and rate >= 0.0):
             raise InvalidTrafficSetting("requests_per_second must be a non-negative number")
-        if namespace is None or name is None:
+        if kind == "Model":
+            raise InvalidTrafficSetting("models receive traffic through pipelines; rate a pipeline")
+        if kind == "Pipeline":
+            if namespace is None or name is None:
+                raise InvalidTrafficSetting("a pipeline rate needs namespace and name")
+            self.pipeline_rates[(namespace, name)] = rate
+        elif namespace is None or name is None:
             self.default_rate = rate
         else:
             self.rates[(namespace, name)] = rate
@@ -291,20 +361,87 @@ class TrafficModel:
         self.behaviours[(namespace, name, predictor)] = updated
         return updated
 
+    def core_behaviour(self, kind: CoreKind, namespace: str, name: str) -> PredictorBehaviour:
+        """How a Core v2 pipeline or model answers (the defaults unless a test changed them)."""
+        return self.core_behaviours.get((kind, namespace, name), PredictorBehaviour())
+
+    def set_core_behaviour(
+        self,
+        kind: CoreKind,
+        namespace: str,
+        name: str,
+        *,
+        error_rate: float | None = None,
+        latency_seconds: float | None = None,
+        error_code: str | int | None = None,
+    ) -> PredictorBehaviour:
+        """Change some of a pipeline's or model's behaviour; unnamed parts stay as they were."""
+        kind = parse_core_kind(kind)
+        current = self.core_behaviour(kind, namespace, name)
+        changes: dict[str, Any] = {}
+        if error_rate is not None:
+            changes["error_rate"] = float(error_rate)
+        if latency_seconds is not None:
+            changes["latency_seconds"] = float(latency_seconds)
+        if error_code is not None:
+            changes["error_code"] = str(error_code)
+        updated = replace(current, **changes)
+        self.core_behaviours[(kind, namespace, name)] = updated
+        return updated
+
     def clear_settings(self) -> None:
-        """Every deployment back to the default rate and every predictor to defaults."""
+        """Every rate and every predictor, pipeline and model behaviour back to defaults."""
         self.default_rate = DEFAULT_REQUESTS_PER_SECOND
         self.rates.clear()
         self.behaviours.clear()
+        self.pipeline_rates.clear()
+        self.core_behaviours.clear()
 
     # -- the clock ------------------------------------------------------------
 
     def advance(self, store: Store, now: float) -> None:
-        """Count the requests every deployment served up to ``now``."""
+        """Count the requests every deployment and pipeline served up to ``now``."""
         for key in [k for k in self._deployments if k not in store.deployments]:
             del self._deployments[key]
         for key, deployment in store.deployments.items():
             self._advance_one(key, deployment, now)
+        self._advance_core(store, now)
+
+    def _advance_core(self, store: Store, now: float) -> None:
+        for key in [k for k in self._pipelines_advanced if k not in store.pipelines]:
+            del self._pipelines_advanced[key]
+        for key, pipeline in store.pipelines.items():
+            # A pipeline cannot have served before it existed.
+            since = max(self._pipelines_advanced.get(key, -math.inf), pipeline.created_at)
+            rate = self.pipeline_rates.get(key, 0.0)
+            if rate > 0 and now > since:
+                self._serve_pipeline(store, key, rate, since, now)
+            self._pipelines_advanced[key] = max(since, now)
+        for core_key in list(self._core_counters):
+            kind, namespace, name = core_key
+            if (namespace, name) not in store.objects(kind):
+                del self._core_counters[core_key]
+
+    def _serve_pipeline(
+        self, store: Store, key: Key, rate: float, start: float, end: float
+    ) -> None:
+        namespace, name = key
+        for target, share in routes(store, namespace, name).items():
+            if share <= 0:
+                continue
+            pipeline = store.get(namespace, target, "Pipeline")
+            models = [] if pipeline is None else step_names(pipeline.spec)
+            for begin, finish in ready_intervals(store, namespace, target, start, end):
+                offered = rate * share * (finish - begin)
+                self._count_core(("Pipeline", namespace, target), offered)
+                for model in models:
+                    self._count_core(("Model", namespace, model), offered)
+
+    def _count_core(self, key: CoreKey, offered: float) -> None:
+        counters = self._core_counters.get(key)
+        if counters is None:
+            counters = self._core_counters[key] = _PredictorCounters(version="")
+        counters.add(offered, self.core_behaviour(*key))
 
     def _advance_one(self, key: Key, deployment: Deployment, now: float) -> None:
         state = self._deployments.get(key)
@@ -387,6 +524,41 @@ class TrafficModel:
             for (namespace, name), predictor, _, code, histogram in self.series()
         ]
 
+    def core_series(self) -> Iterator[tuple[CoreKey, str, _Histogram]]:
+        """Every Core v2 series (kind, namespace, name), code, counters, in a stable order."""
+        for key in sorted(self._core_counters):
+            counters = self._core_counters[key]
+            for code in sorted(counters.series):
+                yield key, code, counters.series[code]
+
+    def core_series_records(self) -> list[CoreSeriesRecord]:
+        """The Core v2 counters as plain records (for the control API)."""
+        return [
+            {
+                "kind": kind,
+                "namespace": namespace,
+                "name": name,
+                "code": code,
+                "count": histogram.count,
+                "sum": histogram.total,
+            }
+            for (kind, namespace, name), code, histogram in self.core_series()
+        ]
+
+    def core_behaviour_record(
+        self, kind: CoreKind, namespace: str, name: str
+    ) -> CoreBehaviourRecord:
+        """One pipeline's or model's behaviour as a plain record."""
+        behaviour = self.core_behaviour(kind, namespace, name)
+        return {
+            "kind": kind,
+            "namespace": namespace,
+            "name": name,
+            "error_rate": behaviour.error_rate,
+            "latency_seconds": behaviour.latency_seconds,
+            "error_code": behaviour.error_code,
+        }
+
     def behaviour_record(
         self, namespace: str, name: str, predictor: str
     ) -> PredictorBehaviourRecord:
@@ -407,10 +579,18 @@ class TrafficModel:
             {"namespace": ns, "name": name, "requests_per_second": rate}
             for (ns, name), rate in sorted(self.rates.items())
         ]
+        pipeline_rates: list[RateRecord] = [
+            {"namespace": ns, "name": name, "requests_per_second": rate}
+            for (ns, name), rate in sorted(self.pipeline_rates.items())
+        ]
         return {
             "default_requests_per_second": self.default_rate,
             "rates": rates,
             "predictors": [self.behaviour_record(*key) for key in sorted(self.behaviours)],
+            "pipeline_rates": pipeline_rates,
+            "core_behaviours": [
+                self.core_behaviour_record(*key) for key in sorted(self.core_behaviours)
+            ],
         }
 
     def exposition(self) -> bytes:
@@ -435,6 +615,28 @@ class _ExecutorCollector(Collector):
             buckets.append(("+Inf", float(histogram.count)))
             family.add_metric(labels, buckets, histogram.total)
         yield family
+
+
+class _CoreV2Collector(Collector):
+    """Renders the Core v2 counters; a family appears only once it has a sample."""
+
+    def __init__(self, model: TrafficModel) -> None:
+        self._model = model
+
+    def collect(self) -> Iterable[Metric]:
+        series = list(self._model.core_series())
+        for kind, ((count_name, count_help), (sum_name, sum_help), label) in CORE_FAMILIES.items():
+            own = [(key, code, h) for key, code, h in series if key[0] == kind]
+            if not own:
+                continue
+            labels = ["namespace", label, "code"]
+            counts = CounterMetricFamily(count_name, count_help, labels=labels)
+            sums = CounterMetricFamily(sum_name, sum_help, labels=labels)
+            for (_, namespace, name), code, histogram in own:
+                counts.add_metric([namespace, name, code], float(histogram.count))
+                sums.add_metric([namespace, name, code], histogram.total)
+            yield counts
+            yield sums
 
 
 def _bound(value: float) -> str:

@@ -1,4 +1,7 @@
-"""The Seldon Deploy v1alpha1 routes, with paths exactly as seldon-deploy-sdk calls them."""
+"""The Seldon Deploy v1alpha1 routes, with paths exactly as seldon-deploy-sdk calls them.
+
+SeldonDeployments live here; Core v2 Models, Pipelines and Experiments in `api_core_v2`.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from tests.simulator.errors import ApiError
 from tests.simulator.gitops import audit_log
 from tests.simulator.namespaces import Namespace, Permission, allowed
 from tests.simulator.state import Simulator
-from tests.simulator.store import render
+from tests.simulator.store import DEPLOYMENT, Kind, render
 from tests.simulator.validation import (
     API_VERSION,
     DeploymentBody,
@@ -42,12 +45,12 @@ def add_routes(app: web.Application) -> None:
     router.add_post(_DEPLOYMENT + "/gitrestore", git_restore)
 
 
-def _message(text: str) -> web.Response:
-    # The SDK's `Message` model: what validate, delete, revert and restore return.
+def message_response(text: str) -> web.Response:
+    """The SDK's `Message` model: what validate, delete, revert, restore and experiments return."""
     return web.json_response({"code": 200, "message": text})
 
 
-def _authorize(request: web.Request, action: Permission) -> tuple[Simulator, Namespace]:
+def authorize(request: web.Request, action: Permission) -> tuple[Simulator, Namespace]:
     """The namespace, if the caller may perform `action` in it.
 
     Unknown and unmanaged namespaces are refused like forbidden ones, so the
@@ -64,14 +67,20 @@ def _authorize(request: web.Request, action: Permission) -> tuple[Simulator, Nam
     return simulator, namespace
 
 
-async def _deployment_body(request: web.Request, namespace: str) -> DeploymentBody:
+async def json_body(request: web.Request, what: str) -> object:
+    """The decoded JSON body; 400 when it is empty or not JSON."""
     raw = await request.read()
     if not raw.strip():
-        raise ApiError(400, "request body is empty; a SeldonDeployment is required")
+        raise ApiError(400, f"request body is empty; a {what} is required")
     try:
         decoded: object = json.loads(raw)
     except ValueError as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from exc
+    return decoded
+
+
+async def _deployment_body(request: web.Request, namespace: str) -> DeploymentBody:
+    decoded = await json_body(request, "SeldonDeployment")
     try:
         return parse_deployment(decoded, namespace)
     except InvalidDeployment as exc:
@@ -93,7 +102,7 @@ def _require_gitops(namespace: Namespace) -> None:
 
 async def list_deployments(request: web.Request) -> web.Response:
     """`SeldonDeploymentList` of a namespace."""
-    simulator, namespace = _authorize(request, "read")
+    simulator, namespace = authorize(request, "read")
     now = simulator.clock()
     body: dict[str, Any] = {
         "apiVersion": API_VERSION,
@@ -106,7 +115,7 @@ async def list_deployments(request: web.Request) -> web.Response:
 
 async def read_deployment(request: web.Request) -> web.Response:
     """One `SeldonDeployment`, with the status the cluster reports now."""
-    simulator, namespace = _authorize(request, "read")
+    simulator, namespace = authorize(request, "read")
     name = request.match_info["name"]
     deployment = simulator.store.get(namespace.name, name)
     if deployment is None:
@@ -116,19 +125,19 @@ async def read_deployment(request: web.Request) -> web.Response:
 
 async def create_deployment(request: web.Request) -> web.Response:
     """Create; 409 if the name is taken. In GitOps namespaces this is a commit."""
-    simulator, namespace = _authorize(request, "write")
+    simulator, namespace = authorize(request, "write")
     body = await _deployment_body(request, namespace.name)
     if simulator.store.get(namespace.name, body.name) is not None:
         raise ApiError(409, f"seldondeployment {namespace.name}/{body.name} already exists")
     now = simulator.clock()
     deployment = simulator.store.write(namespace, body, now)
-    _commit(request, simulator, namespace, body.name, body, "Create", f"Create {body.name}")
+    record_commit(request, simulator, namespace, body.name, body, "Create", f"Create {body.name}")
     return web.json_response(render(deployment, now))
 
 
 async def update_deployment(request: web.Request) -> web.Response:
     """Replace; 404 if missing, 400 if the body names another deployment."""
-    simulator, namespace = _authorize(request, "write")
+    simulator, namespace = authorize(request, "write")
     name = request.match_info["name"]
     body = await _deployment_body(request, namespace.name)
     if body.name != name:
@@ -137,30 +146,30 @@ async def update_deployment(request: web.Request) -> web.Response:
         raise ApiError(404, f"seldondeployment {namespace.name}/{name} not found")
     now = simulator.clock()
     deployment = simulator.store.write(namespace, body, now)
-    _commit(request, simulator, namespace, name, body, "Update", f"Update {name}")
+    record_commit(request, simulator, namespace, name, body, "Update", f"Update {name}")
     return web.json_response(render(deployment, now))
 
 
 async def delete_deployment(request: web.Request) -> web.Response:
     """Delete; in a GitOps namespace it vanishes from reads at once (the repo is the truth)."""
-    simulator, namespace = _authorize(request, "write")
+    simulator, namespace = authorize(request, "write")
     name = request.match_info["name"]
     if simulator.store.remove(namespace.name, name) is None:
         raise ApiError(404, f"seldondeployment {namespace.name}/{name} not found")
-    _commit(request, simulator, namespace, name, None, "Delete", f"Delete {name}")
-    return _message(f"seldondeployment {namespace.name}/{name} deleted")
+    record_commit(request, simulator, namespace, name, None, "Delete", f"Delete {name}")
+    return message_response(f"seldondeployment {namespace.name}/{name} deleted")
 
 
 async def validate_deployment(request: web.Request) -> web.Response:
     """`Message` for a valid body; 400 (the `Error` shape) for anything else."""
-    _, namespace = _authorize(request, "read")
+    _, namespace = authorize(request, "read")
     body = await _deployment_body(request, namespace.name)
-    return _message(f"seldondeployment {body.name} is valid")
+    return message_response(f"seldondeployment {body.name} is valid")
 
 
 async def git_logs(request: web.Request) -> web.Response:
     """The deployment's commits, newest first, as `list[AuditLog]`."""
-    simulator, namespace = _authorize(request, "read")
+    simulator, namespace = authorize(request, "read")
     _require_gitops(namespace)
     history = simulator.gitlog.history(namespace.name, request.match_info["name"])
     return web.json_response([audit_log(c) for c in history])
@@ -168,7 +177,7 @@ async def git_logs(request: web.Request) -> web.Response:
 
 async def git_revert(request: web.Request) -> web.Response:
     """Bring back the state before commit `hash`, as a new commit."""
-    simulator, namespace = _authorize(request, "write")
+    simulator, namespace = authorize(request, "write")
     _require_gitops(namespace)
     name = request.match_info["name"]
     commit_hash = request.query.get("hash", "")
@@ -186,13 +195,13 @@ async def git_revert(request: web.Request) -> web.Response:
         simulator.store.remove(namespace.name, name)
     else:
         simulator.store.write(namespace, target, now)
-    _commit(request, simulator, namespace, name, target, "Revert", f"Revert {commit.id[:7]}")
-    return _message(f"reverted commit {commit.id} of {namespace.name}/{name}")
+    record_commit(request, simulator, namespace, name, target, "Revert", f"Revert {commit.id[:7]}")
+    return message_response(f"reverted commit {commit.id} of {namespace.name}/{name}")
 
 
 async def git_restore(request: web.Request) -> web.Response:
     """Re-create a deleted deployment from history (at `hash`, or its last existing state)."""
-    simulator, namespace = _authorize(request, "write")
+    simulator, namespace = authorize(request, "write")
     _require_gitops(namespace)
     name = request.match_info["name"]
     if simulator.store.get(namespace.name, name) is not None:
@@ -209,11 +218,11 @@ async def git_restore(request: web.Request) -> web.Response:
     if target is None:
         raise ApiError(404, f"no earlier state of {namespace.name}/{name} to restore")
     simulator.store.write(namespace, target, simulator.clock())
-    _commit(request, simulator, namespace, name, target, "Restore", f"Restore {name}")
-    return _message(f"restored {namespace.name}/{name}")
+    record_commit(request, simulator, namespace, name, target, "Restore", f"Restore {name}")
+    return message_response(f"restored {namespace.name}/{name}")
 
 
-def _commit(
+def record_commit(
     request: web.Request,
     simulator: Simulator,
     namespace: Namespace,
@@ -221,7 +230,9 @@ def _commit(
     snapshot: DeploymentBody | None,
     default_action: str,
     default_message: str,
+    kind: Kind = DEPLOYMENT,
 ) -> None:
+    """Record a write as a commit in a GitOps namespace (nothing elsewhere)."""
     if not namespace.gitops:
         return
     action, message = _commit_fields(request, default_action, default_message)
@@ -233,4 +244,5 @@ def _commit(
         author=request[IDENTITY].user,
         now=simulator.clock(),
         snapshot=snapshot,
+        kind=kind,
     )

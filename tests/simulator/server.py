@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from tests.simulator import api, control_api
+from tests.simulator import api, api_core_v2, control_api
 from tests.simulator.app_keys import SIMULATOR
 from tests.simulator.auth import TokenVerifier
 from tests.simulator.config import MAX_LEEWAY_SECONDS, SimulatorConfig
@@ -31,6 +31,7 @@ def create_app(config: SimulatorConfig) -> web.Application:
     verifier = TokenVerifier(config)
     app[SIMULATOR] = Simulator(config=config, verifier=verifier)
     api.add_routes(app)
+    api_core_v2.add_routes(app)
     control_api.add_routes(app)
     app.router.add_get(METRICS_PATH, metrics)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import requests
 
 from tests.simulator.records import (
     CommitRecord,
+    CoreBehaviourRecord,
     FaultKind,
     FaultRecord,
     PredictorBehaviourRecord,
@@ -19,6 +20,10 @@ from tests.simulator.records import (
 )
 
 API_PATH = "/seldon-deploy/api/v1alpha1"
+
+# What a failure mark, a delay or a rate applies to (kept free of the server's imports).
+ObjectKind = Literal["SeldonDeployment", "Model", "Pipeline"]
+CoreKind = Literal["Model", "Pipeline"]
 
 
 class ControlError(RuntimeError):
@@ -71,7 +76,7 @@ class SimulatorControl:
                 time.sleep(0.05)
 
     def reset(self) -> None:
-        """Forget namespaces, deployments, commits, faults, marks, delays and the log."""
+        """Forget namespaces, every object, commits, faults, marks, delays, traffic and the log."""
         self._call("POST", "/reset")
 
     def add_namespace(
@@ -98,7 +103,7 @@ class SimulatorControl:
         )
 
     def remove_namespace(self, name: str) -> None:
-        """Delete a namespace and its deployments."""
+        """Delete a namespace and its deployments, models, pipelines and experiments."""
         self._call("DELETE", f"/namespaces/{name}")
 
     def namespaces(self) -> list[dict[str, Any]]:
@@ -125,16 +130,78 @@ class SimulatorControl:
             dict[str, Any], self._call("POST", f"/namespaces/{namespace}/deployments", json=payload)
         )
 
-    def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The deployment as the API would return it now, or None."""
+    def _peek(self, path: str) -> dict[str, Any] | None:
         try:
-            return cast(
-                dict[str, Any], self._call("GET", f"/namespaces/{namespace}/deployments/{name}")
-            )
+            return cast(dict[str, Any], self._call("GET", path))
         except ControlError as exc:
             if "-> 404" in str(exc):
                 return None
             raise
+
+    def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The deployment as the API would return it now, or None."""
+        return self._peek(f"/namespaces/{namespace}/deployments/{name}")
+
+    def seed_model(
+        self,
+        namespace: str,
+        body: Mapping[str, Any],
+        state: str | None = "Available",
+        *,
+        description: str | None = None,
+        generation: int = 1,
+    ) -> dict[str, Any]:
+        """Plant a Core v2 Model (nested metadata), as `seed_deployment` plants a deployment.
+
+        `state` "Available" (default) is ModelReady True at once, "Creating"
+        ModelProgressing and "Failed" ModelFailed (message `description`), each
+        kept until the next write; None rolls it out from now.
+        """
+        payload = {
+            "model": dict(body),
+            "state": state,
+            "description": description,
+            "generation": generation,
+        }
+        return cast(
+            dict[str, Any], self._call("POST", f"/namespaces/{namespace}/models", json=payload)
+        )
+
+    def seed_pipeline(
+        self,
+        namespace: str,
+        body: Mapping[str, Any],
+        state: str | None = "Available",
+        *,
+        description: str | None = None,
+        generation: int = 1,
+    ) -> dict[str, Any]:
+        """Plant a Core v2 Pipeline; `state` is its PipelineReady as for `seed_model`.
+
+        Ready also needs every model its steps name to exist and be Ready
+        (read-time, so models may be seeded before or after).
+        """
+        payload = {
+            "pipeline": dict(body),
+            "state": state,
+            "description": description,
+            "generation": generation,
+        }
+        return cast(
+            dict[str, Any], self._call("POST", f"/namespaces/{namespace}/pipelines", json=payload)
+        )
+
+    def get_model(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Model as the API would return it now, or None."""
+        return self._peek(f"/namespaces/{namespace}/models/{name}")
+
+    def get_pipeline(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Pipeline as the API would return it now, or None."""
+        return self._peek(f"/namespaces/{namespace}/pipelines/{name}")
+
+    def get_experiment(self, namespace: str, pipeline: str) -> dict[str, Any] | None:
+        """The experiment of `pipeline` (a `SeldonExperiment`) as the API shows it, or None."""
+        return self._peek(f"/namespaces/{namespace}/experiments/{pipeline}")
 
     def mark_failing(
         self,
@@ -143,17 +210,25 @@ class SimulatorControl:
         *,
         description: str | None = None,
         spec_contains: str | None = None,
+        kind: ObjectKind = "SeldonDeployment",
     ) -> None:
-        """Make later rollouts of the deployment fail (only specs containing a text, if given)."""
+        """Make later rollouts of the object fail (only specs containing a text, if given).
+
+        `kind` picks a SeldonDeployment (default), a Model (ModelFailed) or a
+        Pipeline (PipelineFailed); the failure text becomes the description or
+        the conditions' message.
+        """
         self._call(
             "PUT",
             f"/namespaces/{namespace}/failing/{name}",
-            json={"description": description, "spec_contains": spec_contains},
+            json={"description": description, "spec_contains": spec_contains, "kind": kind},
         )
 
-    def unmark_failing(self, namespace: str, name: str) -> None:
-        """Let later rollouts of the deployment succeed."""
-        self._call("DELETE", f"/namespaces/{namespace}/failing/{name}")
+    def unmark_failing(
+        self, namespace: str, name: str, *, kind: ObjectKind = "SeldonDeployment"
+    ) -> None:
+        """Let later rollouts of the object succeed."""
+        self._call("DELETE", f"/namespaces/{namespace}/failing/{name}", params={"kind": kind})
 
     def set_delays(
         self,
@@ -162,13 +237,20 @@ class SimulatorControl:
         gitops_sync_seconds: float | None = None,
         namespace: str | None = None,
         name: str | None = None,
+        kind: ObjectKind = "SeldonDeployment",
     ) -> dict[str, Any]:
-        """Set delays globally, or for one deployment with namespace and name; later writes."""
+        """Set delays globally (all kinds), or for one object of `kind` by namespace and name.
+
+        Applies to later writes. The answer lists deployment overrides under
+        `overrides` and model/pipeline ones (with their `kind`) under
+        `core_overrides`.
+        """
         payload = {
             "rollout_seconds": rollout_seconds,
             "gitops_sync_seconds": gitops_sync_seconds,
             "namespace": namespace,
             "name": name,
+            "kind": kind,
         }
         return cast(dict[str, Any], self._call("PUT", "/delays", json=payload))
 
@@ -285,9 +367,19 @@ class SimulatorControl:
         """Empty the request log."""
         self._call("DELETE", "/requests")
 
-    def commits(self, namespace: str | None = None, name: str | None = None) -> list[CommitRecord]:
-        """GitOps commits oldest first, optionally of one namespace and/or deployment."""
-        params = {k: v for k, v in (("namespace", namespace), ("name", name)) if v is not None}
+    def commits(
+        self,
+        namespace: str | None = None,
+        name: str | None = None,
+        *,
+        kind: ObjectKind | None = None,
+    ) -> list[CommitRecord]:
+        """GitOps commits oldest first, optionally of one namespace, name and/or kind."""
+        params = {
+            k: v
+            for k, v in (("namespace", namespace), ("name", name), ("kind", kind))
+            if v is not None
+        }
         return cast(list[CommitRecord], self._call("GET", "/commits", params=params))
 
     def set_predictor_behaviour(
@@ -320,25 +412,75 @@ class SimulatorControl:
         return cast(PredictorBehaviourRecord, self._call("PUT", path, json=payload))
 
     def set_request_rate(
-        self, requests_per_second: float, *, namespace: str | None = None, name: str | None = None
+        self,
+        requests_per_second: float,
+        *,
+        namespace: str | None = None,
+        name: str | None = None,
+        kind: Literal["SeldonDeployment", "Pipeline"] = "SeldonDeployment",
     ) -> TrafficSettingsRecord:
-        """Requests per second of one deployment (namespace and name), or the default (200)."""
+        """Requests per second of one deployment (namespace and name), or the default (200).
+
+        With `kind="Pipeline"` (namespace and name required) it is the rate of
+        requests to one Core v2 pipeline; pipelines have no default rate, so a
+        pipeline serves nothing until it has one. The pipeline need not exist yet.
+        """
         if (namespace is None) != (name is None):
             raise ValueError("give both namespace and name, or neither")
+        if kind == "Pipeline" and namespace is None:
+            raise ValueError("a pipeline rate needs namespace and name")
         path = "/traffic" if namespace is None else f"/namespaces/{namespace}/traffic/{name}"
-        payload = {"requests_per_second": requests_per_second}
+        payload: dict[str, Any] = {"requests_per_second": requests_per_second}
+        if kind != "SeldonDeployment":
+            payload["kind"] = kind
         return cast(TrafficSettingsRecord, self._call("PUT", path, json=payload))
+
+    def set_core_v2_behaviour(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        kind: CoreKind,
+        error_rate: float | None = None,
+        latency_seconds: float | None = None,
+        error_code: int | str | None = None,
+    ) -> CoreBehaviourRecord:
+        """Set how one Core v2 Model or Pipeline answers the synthetic traffic, from now on.
+
+        As `set_predictor_behaviour`: `error_rate` (0..1) of its requests are
+        answered with `error_code` (default 500), each takes `latency_seconds`
+        (default 0.02); parts left out keep their value; the object need not
+        exist yet. A model's settings shape only the `seldon_model_*` series, a
+        pipeline's only the `seldon_pipeline_*` ones.
+        """
+        if kind not in ("Model", "Pipeline"):
+            raise ValueError("kind must be Model or Pipeline")
+        payload = {
+            key: value
+            for key, value in (
+                ("error_rate", error_rate),
+                ("latency_seconds", latency_seconds),
+                ("error_code", error_code),
+            )
+            if value is not None
+        }
+        segment = "models" if kind == "Model" else "pipelines"
+        path = f"/namespaces/{namespace}/{segment}/{name}/traffic"
+        return cast(CoreBehaviourRecord, self._call("PUT", path, json=payload))
 
     def traffic(self) -> TrafficRecord:
         """Traffic settings and every exported series' counters, as of now."""
         return cast(TrafficRecord, self._call("GET", "/traffic"))
 
     def clear_traffic_settings(self) -> None:
-        """Every rate and predictor behaviour back to the defaults (counters keep counting)."""
+        """Every rate and predictor/model/pipeline behaviour back to the defaults.
+
+        Counters keep counting.
+        """
         self._call("DELETE", "/traffic")
 
     def metrics_text(self) -> str:
-        """The `/metrics` page Prometheus scrapes (executor metrics, text format)."""
+        """The `/metrics` page Prometheus scrapes (executor and Core v2 metrics, text format)."""
         response = self._session.get(
             f"{self.base_url}/metrics", timeout=self._timeout, verify=self._verify
         )

@@ -13,6 +13,7 @@ from aiohttp.typedefs import Handler
 
 from tests.simulator.app_keys import SIMULATOR
 from tests.simulator.config import CONTROL_BASE
+from tests.simulator.core_v2 import render_experiment, render_model, render_pipeline
 from tests.simulator.errors import ApiError, error_response
 from tests.simulator.faults import parse_rule
 from tests.simulator.gitops import commit_record
@@ -22,8 +23,25 @@ from tests.simulator.namespaces import (
     Namespace,
     parse_policies,
 )
-from tests.simulator.store import DEFAULT_FAILURE, STATES, FailureMark, State, render
-from tests.simulator.validation import InvalidDeployment, parse_deployment
+from tests.simulator.state import Simulator
+from tests.simulator.store import (
+    STATES,
+    Deployment,
+    FailureMark,
+    Kind,
+    State,
+    default_failure,
+    parse_kind,
+    render,
+)
+from tests.simulator.traffic import CoreKind
+from tests.simulator.validation import (
+    DeploymentBody,
+    InvalidDeployment,
+    parse_deployment,
+    parse_model,
+    parse_pipeline,
+)
 
 
 def add_routes(app: web.Application) -> None:
@@ -37,6 +55,15 @@ def add_routes(app: web.Application) -> None:
     router.add_delete(base + "/namespaces/{namespace}", delete_namespace)
     router.add_post(base + "/namespaces/{namespace}/deployments", seed_deployment)
     router.add_get(base + "/namespaces/{namespace}/deployments/{name}", peek_deployment)
+    router.add_post(base + "/namespaces/{namespace}/models", seed_model)
+    router.add_get(base + "/namespaces/{namespace}/models/{name}", peek_model)
+    router.add_post(base + "/namespaces/{namespace}/pipelines", seed_pipeline)
+    router.add_get(base + "/namespaces/{namespace}/pipelines/{name}", peek_pipeline)
+    router.add_get(base + "/namespaces/{namespace}/experiments/{name}", peek_experiment)
+    router.add_put(base + "/namespaces/{namespace}/models/{name}/traffic", put_model_behaviour)
+    router.add_put(
+        base + "/namespaces/{namespace}/pipelines/{name}/traffic", put_pipeline_behaviour
+    )
     router.add_put(base + "/namespaces/{namespace}/failing/{name}", mark_failing)
     router.add_delete(base + "/namespaces/{namespace}/failing/{name}", unmark_failing)
     router.add_get(base + "/delays", get_delays)
@@ -137,21 +164,29 @@ async def put_namespace(request: web.Request) -> web.Response:
 
 
 async def delete_namespace(request: web.Request) -> web.Response:
-    """Remove a namespace and its deployments."""
-    store = request.app[SIMULATOR].store
+    """Remove a namespace and its deployments, models, pipelines and experiments."""
+    simulator = request.app[SIMULATOR]
+    store = simulator.store
     name = request.match_info["namespace"]
     if store.namespaces.pop(name, None) is None:
         raise ApiError(404, f"namespace {name} not found")
-    for key in [k for k in store.deployments if k[0] == name]:
-        del store.deployments[key]
+    simulator.traffic.advance(store, simulator.clock())
+    store.drop_namespace(name)
     return _ok()
 
 
-async def seed_deployment(request: web.Request) -> web.Response:
-    """Plant a deployment: `{deployment, state?: Available|Creating|Failed|null, description?}`.
+_PARSERS = {"SeldonDeployment": parse_deployment, "Model": parse_model, "Pipeline": parse_pipeline}
+# The key of the object in a seed request's body, by kind.
+_SEED_KEYS = {"SeldonDeployment": "deployment", "Model": "model", "Pipeline": "pipeline"}
 
-    In a GitOps namespace the seed is also a commit (author "simulator"), so
-    history-based calls have something to work on.
+
+async def _seed(request: web.Request, kind: Kind) -> tuple[Simulator, Deployment, float]:
+    """Plant an object: `{<deployment|model|pipeline>, state?, description?, generation?}`.
+
+    `state` is Available (default), Creating or Failed (kept until the next
+    write) or null (a rollout from now). In a GitOps namespace the seed is also
+    a commit (author "simulator"), so history-based calls have something to
+    work on. The spec rules are skipped, so tests can plant odd objects.
     """
     simulator = request.app[SIMULATOR]
     namespace = simulator.store.namespaces.get(request.match_info["namespace"])
@@ -161,19 +196,22 @@ async def seed_deployment(request: web.Request) -> web.Response:
     state = body.get("state", "Available")
     if state is not None and state not in STATES:
         raise ApiError(400, f"state must be one of {sorted(STATES)} or null")
+    key = _SEED_KEYS[kind]
     try:
-        parsed = parse_deployment(body.get("deployment"), namespace.name, strict_spec=False)
+        parsed: DeploymentBody = _PARSERS[kind](body.get(key), namespace.name, strict_spec=False)
     except InvalidDeployment as exc:
-        raise ApiError(400, f"invalid deployment: {exc}") from exc
+        raise ApiError(400, f"invalid {key}: {exc}") from exc
     generation = int(body.get("generation", 1))
     now = simulator.clock()
-    deployment = simulator.store.seed(
+    simulator.traffic.advance(simulator.store, now)
+    obj = simulator.store.seed(
         namespace,
         parsed,
         now,
         state=cast(State | None, state),
         description=body.get("description"),
         generation=generation,
+        kind=kind,
     )
     if namespace.gitops:
         simulator.gitlog.record(
@@ -184,41 +222,102 @@ async def seed_deployment(request: web.Request) -> web.Response:
             author="simulator",
             now=now,
             snapshot=parsed,
+            kind=kind,
         )
+    return simulator, obj, now
+
+
+async def seed_deployment(request: web.Request) -> web.Response:
+    """Plant a deployment: `{deployment, state?: Available|Creating|Failed|null, description?}`."""
+    _, deployment, now = await _seed(request, "SeldonDeployment")
     return web.json_response(render(deployment, now))
+
+
+async def seed_model(request: web.Request) -> web.Response:
+    """Plant a Model: `{model, state?, description?, generation?}` (see `_seed`).
+
+    Available means ModelReady True, Creating ModelProgressing, Failed
+    ModelFailed with `description` as the message.
+    """
+    _, model, now = await _seed(request, "Model")
+    return web.json_response(render_model(model, now))
+
+
+async def seed_pipeline(request: web.Request) -> web.Response:
+    """Plant a Pipeline: `{pipeline, state?, description?, generation?}` (see `_seed`).
+
+    The state is PipelineReady's (PipelineReady, PipelineCreating,
+    PipelineFailed); Ready also needs the steps' models to be Ready.
+    """
+    simulator, pipeline, now = await _seed(request, "Pipeline")
+    return web.json_response(render_pipeline(simulator.store, pipeline, now))
+
+
+def _peek(request: web.Request, kind: Kind) -> tuple[Simulator, Deployment]:
+    simulator = request.app[SIMULATOR]
+    key = (request.match_info["namespace"], request.match_info["name"])
+    obj = simulator.store.get(*key, kind)
+    if obj is None:
+        raise ApiError(404, f"{kind} not found")
+    return simulator, obj
 
 
 async def peek_deployment(request: web.Request) -> web.Response:
     """A deployment as the API would return it, without a token."""
-    simulator = request.app[SIMULATOR]
-    deployment = simulator.store.get(request.match_info["namespace"], request.match_info["name"])
-    if deployment is None:
-        raise ApiError(404, "deployment not found")
+    simulator, deployment = _peek(request, "SeldonDeployment")
     return web.json_response(render(deployment, simulator.clock()))
 
 
+async def peek_model(request: web.Request) -> web.Response:
+    """A Model as the API would return it, without a token."""
+    simulator, model = _peek(request, "Model")
+    return web.json_response(render_model(model, simulator.clock()))
+
+
+async def peek_pipeline(request: web.Request) -> web.Response:
+    """A Pipeline as the API would return it, without a token."""
+    simulator, pipeline = _peek(request, "Pipeline")
+    return web.json_response(render_pipeline(simulator.store, pipeline, simulator.clock()))
+
+
+async def peek_experiment(request: web.Request) -> web.Response:
+    """A pipeline's experiment as the API would return it, without a token."""
+    simulator = request.app[SIMULATOR]
+    key = (request.match_info["namespace"], request.match_info["name"])
+    experiment = simulator.store.experiments.get(key)
+    if experiment is None:
+        raise ApiError(404, "experiment not found")
+    return web.json_response(render_experiment(simulator.store, experiment, simulator.clock()))
+
+
 async def mark_failing(request: web.Request) -> web.Response:
-    """Make the next rollouts of a name fail: `{description?, spec_contains?}`."""
+    """Make the next rollouts of a name fail: `{description?, spec_contains?, kind?}`.
+
+    `kind` is SeldonDeployment (default), Model or Pipeline.
+    """
     store = request.app[SIMULATOR].store
     body = await _json_object(request)
+    kind = parse_kind(body.get("kind"))
     key = (request.match_info["namespace"], request.match_info["name"])
-    store.failing[key] = FailureMark(
-        description=body.get("description") or DEFAULT_FAILURE,
+    store.marks(kind)[key] = FailureMark(
+        description=body.get("description") or default_failure(kind),
         spec_contains=body.get("spec_contains"),
     )
     return _ok()
 
 
 async def unmark_failing(request: web.Request) -> web.Response:
-    """Let later rollouts of a name succeed again."""
+    """Let later rollouts of a name succeed again (`?kind=` as for marking)."""
     store = request.app[SIMULATOR].store
-    store.failing.pop((request.match_info["namespace"], request.match_info["name"]), None)
+    kind = parse_kind(request.query.get("kind"))
+    store.marks(kind).pop((request.match_info["namespace"], request.match_info["name"]), None)
     return _ok()
 
 
 async def get_delays(request: web.Request) -> web.Response:
-    """Global delays and per-deployment overrides."""
+    """Global delays, per-deployment overrides, and per-model/pipeline `core_overrides`."""
     store = request.app[SIMULATOR].store
+    core_kinds: tuple[Kind, ...] = ("Model", "Pipeline")
     return web.json_response(
         {
             "rollout_seconds": store.default_delays.rollout_seconds,
@@ -232,12 +331,27 @@ async def get_delays(request: web.Request) -> web.Response:
                 }
                 for (ns, name), d in store.delay_overrides.items()
             ],
+            "core_overrides": [
+                {
+                    "kind": kind,
+                    "namespace": ns,
+                    "name": name,
+                    "rollout_seconds": d.rollout_seconds,
+                    "gitops_sync_seconds": d.gitops_sync_seconds,
+                }
+                for kind in core_kinds
+                for (ns, name), d in store.overrides(kind).items()
+            ],
         }
     )
 
 
 async def put_delays(request: web.Request) -> web.Response:
-    """Set `{rollout_seconds?, gitops_sync_seconds?, namespace?, name?}`; affects later writes."""
+    """Set `{rollout_seconds?, gitops_sync_seconds?, namespace?, name?, kind?}`; later writes.
+
+    Without namespace and name the delays are the global ones (every kind);
+    with them they are one object's, of `kind` (default SeldonDeployment).
+    """
     store = request.app[SIMULATOR].store
     body = await _json_object(request)
     rollout = body.get("rollout_seconds")
@@ -247,6 +361,7 @@ async def put_delays(request: web.Request) -> web.Response:
         gitops_sync_seconds=None if sync is None else float(sync),
         namespace=body.get("namespace"),
         name=body.get("name"),
+        kind=parse_kind(body.get("kind")),
     )
     return await get_delays(request)
 
@@ -296,10 +411,13 @@ async def list_commits(request: web.Request) -> web.Response:
     gitlog = request.app[SIMULATOR].gitlog
     namespace = request.query.get("namespace")
     name = request.query.get("name")
+    kind = request.query.get("kind")
     commits = [
         commit_record(c)
         for c in gitlog.commits
-        if (namespace is None or c.namespace == namespace) and (name is None or c.name == name)
+        if (namespace is None or c.namespace == namespace)
+        and (name is None or c.name == name)
+        and (kind is None or c.kind == kind)
     ]
     return web.json_response(commits)
 
@@ -314,7 +432,13 @@ async def get_traffic(request: web.Request) -> web.Response:
     """Traffic settings and every exported series' counters, as of now."""
     _advance_traffic(request)
     traffic = request.app[SIMULATOR].traffic
-    return web.json_response({**traffic.settings_record(), "series": traffic.series_records()})
+    return web.json_response(
+        {
+            **traffic.settings_record(),
+            "series": traffic.series_records(),
+            "core_series": traffic.core_series_records(),
+        }
+    )
 
 
 async def put_default_rate(request: web.Request) -> web.Response:
@@ -327,16 +451,50 @@ async def put_default_rate(request: web.Request) -> web.Response:
 
 
 async def put_deployment_rate(request: web.Request) -> web.Response:
-    """Set `{requests_per_second}` for one deployment (it need not exist yet)."""
+    """Set `{requests_per_second, kind?}` for one deployment or pipeline (need not exist yet).
+
+    `kind` is SeldonDeployment (default) or Pipeline; models have no rate.
+    """
     body = await _json_object(request)
+    kind = parse_kind(body.get("kind"))
     _advance_traffic(request)
     traffic = request.app[SIMULATOR].traffic
     traffic.set_rate(
         float(body["requests_per_second"]),
         request.match_info["namespace"],
         request.match_info["name"],
+        kind,
     )
     return web.json_response(traffic.settings_record())
+
+
+async def _put_core_behaviour(request: web.Request, kind: CoreKind) -> web.Response:
+    body = await _json_object(request)
+    unknown = set(body) - {"error_rate", "latency_seconds", "error_code"}
+    if unknown:
+        raise ApiError(400, f"unknown traffic settings: {sorted(unknown)}")
+    _advance_traffic(request)
+    namespace, name = request.match_info["namespace"], request.match_info["name"]
+    traffic = request.app[SIMULATOR].traffic
+    traffic.set_core_behaviour(
+        kind,
+        namespace,
+        name,
+        error_rate=body.get("error_rate"),
+        latency_seconds=body.get("latency_seconds"),
+        error_code=body.get("error_code"),
+    )
+    return web.json_response(traffic.core_behaviour_record(kind, namespace, name))
+
+
+async def put_model_behaviour(request: web.Request) -> web.Response:
+    """Set `{error_rate?, latency_seconds?, error_code?}` of one Model (need not exist yet)."""
+    return await _put_core_behaviour(request, "Model")
+
+
+async def put_pipeline_behaviour(request: web.Request) -> web.Response:
+    """Set `{error_rate?, latency_seconds?, error_code?}` of one Pipeline (need not exist yet)."""
+    return await _put_core_behaviour(request, "Pipeline")
 
 
 async def put_predictor_behaviour(request: web.Request) -> web.Response:

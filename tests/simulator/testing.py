@@ -175,6 +175,60 @@ def deployment_body(
     }
 
 
+def model_body(
+    name: str,
+    *,
+    storage_uri: str = "gs://seldon-models/scikit-learn/iris",
+    requirements: list[str] | None = None,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    """A small valid Core v2 Model; change `storage_uri` (or add spec keys) to change the spec."""
+    metadata: dict[str, Any] = {"name": name}
+    if labels is not None:
+        metadata["labels"] = dict(labels)
+    if annotations is not None:
+        metadata["annotations"] = dict(annotations)
+    return {
+        "apiVersion": "mlops.seldon.io/v1alpha1",
+        "kind": "Model",
+        "metadata": metadata,
+        "spec": {
+            "storageUri": storage_uri,
+            "requirements": list(requirements or ["sklearn"]),
+            **spec,
+        },
+    }
+
+
+def pipeline_body(
+    name: str,
+    steps: list[str],
+    *,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A valid Core v2 Pipeline chaining `steps` (model names), the last one as its output."""
+    metadata: dict[str, Any] = {"name": name}
+    if labels is not None:
+        metadata["labels"] = dict(labels)
+    if annotations is not None:
+        metadata["annotations"] = dict(annotations)
+    chain: list[dict[str, Any]] = []
+    for index, step in enumerate(steps):
+        entry: dict[str, Any] = {"name": step}
+        if index:
+            entry["inputs"] = [steps[index - 1]]
+        chain.append(entry)
+    return {
+        "apiVersion": "mlops.seldon.io/v1alpha1",
+        "kind": "Pipeline",
+        "metadata": metadata,
+        "spec": {"steps": chain, "output": {"steps": steps[-1:]}},
+    }
+
+
 class ApiCaller:
     """Plain HTTP calls to the simulated Seldon Deploy API with a bearer token."""
 

@@ -58,6 +58,20 @@ class DeploymentClient(Protocol):
 
     def validate(self, namespace: str, deployment: Mapping[str, Any]) -> dict[str, Any]: ...
 
+    def find_experiment(self, namespace: str, pipeline: str) -> dict[str, Any] | None: ...
+
+    def set_canary_weight(
+        self, namespace: str, pipeline: str, weight: int, *, action: str, message: str
+    ) -> None: ...
+
+    def promote_canary(
+        self, namespace: str, pipeline: str, *, action: str, message: str
+    ) -> None: ...
+
+    def remove_canary(
+        self, namespace: str, pipeline: str, *, action: str, message: str
+    ) -> None: ...
+
     def create(
         self,
         namespace: str,
@@ -322,10 +336,25 @@ class SeldonEffects:
     def read_model(self, name: str) -> Answer:
         return self._read(self._spec.target.model(name))
 
+    def read_pipeline(self, name: str) -> Answer:
+        return self._read(self._spec.target.sibling(name))
+
+    def read_experiment(self) -> Answer:
+        target = self._spec.target
+        try:
+            client = self._runtime.client(target.instance)
+            return Answer(client.find_experiment(target.namespace, target.name))
+        except PromotionError as error:
+            return Answer(failure=as_failure(error))
+        except Exception as error:
+            return Answer(failure=_internal(error))
+
     def perform(self, action: Action) -> Answer:
         target = self._spec.target
         if action.model is not None:
             target = target.model(action.model)
+        elif action.pipeline is not None:
+            target = target.sibling(action.pipeline)
         if action.kind is not ActionKind.VALIDATE:
             # Whether it landed or not, what was read before no longer holds.
             self._chain.answers.clear()
@@ -387,6 +416,18 @@ class SeldonEffects:
                 )
             case ActionKind.DELETE:
                 client.delete(namespace, name, action=verb, message=action.message, kind=kind)
+                return None
+            case ActionKind.SET_WEIGHT:
+                assert action.weight is not None
+                client.set_canary_weight(
+                    namespace, name, action.weight, action=verb, message=action.message
+                )
+                return None
+            case ActionKind.PROMOTE:
+                client.promote_canary(namespace, name, action=verb, message=action.message)
+                return None
+            case ActionKind.REMOVE:
+                client.remove_canary(namespace, name, action=verb, message=action.message)
                 return None
             case _:
                 assert_never(action.kind)

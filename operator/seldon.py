@@ -1,7 +1,8 @@
 """HTTP client for the Seldon Deploy REST API (v1alpha1), with a typed error taxonomy.
 
 Paths, query parameters and shapes follow the official ``seldon-deploy-sdk``
-(``SeldonDeploymentsApi``; ``ModelsApi`` and ``PipelinesApi`` for Seldon Core v2).
+(``SeldonDeploymentsApi``; ``ModelsApi``, ``PipelinesApi`` and ``ExperimentsApi``
+for Seldon Core v2).
 The client speaks plain JSON (dicts in, dicts out) and sorts every failure into
 the errors of :mod:`promotion_operator.errors` (the table is
 :data:`promotion_operator.http_failures.SELDON_DEPLOY`; the failure taxonomy is
@@ -90,6 +91,8 @@ MODEL = "/namespaces/{namespace}/models/{name}"
 PIPELINES = "/namespaces/{namespace}/pipelines"
 PIPELINE = "/namespaces/{namespace}/pipelines/{name}"
 PIPELINE_MODELS = "/namespaces/{namespace}/pipelines/{name}/models"
+EXPERIMENT = "/namespaces/{namespace}/pipelines/{name}/experiment"
+CANARY_EXPERIMENT = "/namespaces/{namespace}/pipelines/{name}/experiment/canary"
 _ALL = {Kind.SELDON_DEPLOYMENT: SDEPS, Kind.MODEL: MODELS, Kind.PIPELINE: PIPELINES}
 _ONE = {Kind.SELDON_DEPLOYMENT: SDEP, Kind.MODEL: MODEL, Kind.PIPELINE: PIPELINE}
 #: The kinds whose collection can be read in one call.
@@ -202,6 +205,33 @@ class SeldonDeployClient:
         :class:`NotFound` if the Pipeline does not exist."""
         call = _Call("GET", PIPELINE_MODELS, {"namespace": namespace, "name": name})
         return self._items(call, self._call(call))
+
+    def find_experiment(self, namespace: str, pipeline: str) -> dict[str, Any] | None:
+        """The experiment on Pipeline ``pipeline``, or None if it has none."""
+        call = _Call("GET", EXPERIMENT, {"namespace": namespace, "name": pipeline})
+        try:
+            return self._object(call, self._call(call))
+        except NotFound:
+            return None
+
+    def set_canary_weight(
+        self, namespace: str, pipeline: str, weight: int, *, action: str, message: str
+    ) -> None:
+        """Create the canary experiment of ``pipeline``, or change its weight: ``weight``
+        percent of its traffic goes to the Pipeline ``<pipeline>-canary``."""
+        call = _Call("POST", CANARY_EXPERIMENT, {"namespace": namespace, "name": pipeline})
+        query = {"weight": str(weight), "action": action, "message": message}
+        self._call(call, query=query)
+
+    def promote_canary(self, namespace: str, pipeline: str, *, action: str, message: str) -> None:
+        """Promote the canary: ``pipeline`` takes its spec; the experiment and the canary go."""
+        call = _Call("PUT", CANARY_EXPERIMENT, {"namespace": namespace, "name": pipeline})
+        self._call(call, query={"action": action, "message": message})
+
+    def remove_canary(self, namespace: str, pipeline: str, *, action: str, message: str) -> None:
+        """Remove the canary experiment and the canary Pipeline; ``pipeline`` stays."""
+        call = _Call("DELETE", CANARY_EXPERIMENT, {"namespace": namespace, "name": pipeline})
+        self._call(call, query={"action": action, "message": message})
 
     def create(
         self,

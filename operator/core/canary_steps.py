@@ -26,6 +26,7 @@ from promotion_operator.core.run import (
     Verdict,
     format_time,
 )
+from promotion_operator.core.spec import Kind
 from promotion_operator.core.step import Action, Context, Observed, Step
 from promotion_operator.core.transitions import (
     adopt,
@@ -126,7 +127,7 @@ def canary_write(ctx: Context, run: Run, observed: Observed) -> Step:
     first_write = canary.weight == 0
     if first_write and not same_target(run.previous, previous_of(target)):
         # The target changed between validation and the first write: validate again.
-        return _validate_again(ctx, run, "the target changed since it was validated")
+        return validate_again(ctx, run, "the target changed since it was validated")
     if not first_write and (target is None or not written_by(target, ctx.promotion)):
         return target_changed(ctx, run, "the canary")
     try:
@@ -135,7 +136,7 @@ def canary_write(ctx: Context, run: Run, observed: Observed) -> Step:
         return retry_or_fail(ctx, run, Failure("Invalid", str(error)))
     if plan.source_spec_hash != recorded.source_spec_hash:
         if first_write:
-            return _validate_again(ctx, run, "the source changed before the first write")
+            return validate_again(ctx, run, "the source changed before the first write")
         changed = Failure(
             "SourceChanged",
             f"{ctx.spec.source} changed during the canary; what was measured is no longer "
@@ -158,7 +159,7 @@ def canary_write(ctx: Context, run: Run, observed: Observed) -> Step:
     return next_step(ctx, run, f"{step_name(ctx.spec, canary.step)} in flight", write)
 
 
-def _validate_again(ctx: Context, run: Run, why: str) -> Step:
+def validate_again(ctx: Context, run: Run, why: str) -> Step:
     """Nothing written yet, but what was validated changed: validate on the next pass
     (and ask again for an approval given for the plan that changed)."""
     message = f"{why}; validating again"
@@ -171,7 +172,7 @@ def analyze(ctx: Context, run: Run, observed: Observed) -> Step:
     assert canary is not None
     if observed.target_error is not None:
         return retry_or_fail(ctx, run, observed.target_error)
-    if observed.target is None or not is_ours(ctx, observed.target, run):
+    if observed.target is None or not _canary_in_place(ctx, run, observed):
         return target_changed(ctx, run, "the analysis")
     progress: list[TemplateProgress] = []
     measured: list[Measurement] = []
@@ -233,6 +234,15 @@ def analyze(ctx: Context, run: Run, observed: Observed) -> Step:
     pending = [p for p in progress if p.taken < ctx.spec.templates[p.template].count]
     wait = max(0.0, (min(p.due_at for p in pending) - ctx.now).total_seconds())
     return next_step(ctx, run, _analysis_message(ctx, run), None, wait)
+
+
+def _canary_in_place(ctx: Context, run: Run, observed: Observed) -> bool:
+    """Whether the canary this run wrote still takes traffic: on the target (a
+    SeldonDeployment's canary predictor), or beside it (a Pipeline's canary Pipeline)."""
+    if ctx.spec.target.kind is Kind.PIPELINE:
+        pipeline = observed.canary.deployment
+        return pipeline is not None and written_by(pipeline, ctx.promotion)
+    return observed.target is not None and is_ours(ctx, observed.target, run)
 
 
 def _inconclusive(ctx: Context, run: Run, failure: Failure) -> Step:

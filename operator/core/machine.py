@@ -48,6 +48,18 @@ from promotion_operator.core.conditions import (
     transition_events,
     with_conditions,
 )
+from promotion_operator.core.experiments import (
+    EXPERIMENT_ACTIONS,
+    canary_in_place,
+    canary_pipeline_name,
+    check_models_for_canary,
+    describe_experiment,
+    experiment_done,
+    experiment_write,
+    read_experiment_state,
+    undo_experiment,
+    uses_experiments,
+)
 from promotion_operator.core.kinds import readiness, ready_word, server_validates
 from promotion_operator.core.pipeline_models import (
     PlannedModel,
@@ -166,6 +178,7 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
     target = effects.read_target() if read_target else Answer()
     readings = {name: effects.query(promql) for name, promql in due_queries(ctx, run)}
     source_models, models = read_models(ctx, run, source, effects)
+    canary, experiment = read_experiment_state(ctx, run, effects)
     observed = Observed(
         source.deployment,
         target.deployment,
@@ -174,6 +187,8 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
         readings,
         source_models,
         models,
+        canary,
+        experiment,
     )
     step = decide(ctx, run, observed)
     used = step.used  # acted on by the decision, whatever the action's answer
@@ -302,6 +317,8 @@ def decide(ctx: Context, run: Run, observed: Observed) -> Step:
         return analyze(ctx, run, observed)
     if run.phase == Phase.PAUSED:
         return pause(ctx, run)
+    if run.phase == Phase.PROMOTING and run.canary is not None and uses_experiments(ctx.spec):
+        return experiment_write(ctx, run, observed)
     if run.phase == Phase.PROMOTING and run.canary is not None:
         return canary_write(ctx, run, observed)
     return _before_write(ctx, run, observed)
@@ -324,17 +341,21 @@ def after_action(
         return next_step(ctx, run, message, None, 0.0)
     if action.purpose is Purpose.ROLLBACK:
         gone = (
-            action.kind == ActionKind.DELETE and failure is not None and failure.http_status == 404
+            action.kind in (ActionKind.DELETE, ActionKind.REMOVE)
+            and failure is not None
+            and failure.http_status == 404
         )
         if failure is not None and not gone:
             return retry_or_fail(ctx, run, failure)
-        if models_written(ctx, run):
-            # The Models the run wrote are undone next, each seen again first.
-            undone = f"rolled back {action.model or ctx.spec.target}; the Models are next"
-            return next_step(ctx, run, undone, None, 0.0)
+        beside = action.model or action.pipeline or action.kind == ActionKind.REMOVE
+        if beside or models_written(ctx, run):
+            # More may be left to undo (the target, the Models): each is seen again first.
+            return next_step(ctx, run, "rolling back: seeing what is left to undo", None, 0.0)
         return rolled_back(ctx, run)
     if action.model is not None:
         return model_written(ctx, run, action, failure)
+    if action.pipeline is not None or action.kind in EXPERIMENT_ACTIONS:
+        return experiment_done(ctx, run, action, failure)
     if failure is not None:
         if action.kind == ActionKind.UPDATE and failure.http_status == 404:
             # The target vanished since it was read; the next pass creates it.
@@ -415,7 +436,12 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
                 source_spec_hash=source_hash(plan.source_spec_hash, models),
                 model_uris=storage_uris(m.body for m in models),
             )
-        if canary:
+        if canary and uses_experiments(ctx.spec):
+            check_steps(ctx.spec)
+            assert previous.deployment is not None
+            check_models_for_canary(ctx.spec, previous.deployment, models)
+            checked, steps = plan.deployment, describe_experiment(ctx, describe_models(ctx, models))
+        elif canary:
             check_steps(ctx.spec)
             assert previous.deployment is not None
             first = next((s.set_weight for s in ctx.spec.canary_steps if s.set_weight), 1)
@@ -499,12 +525,14 @@ def _start_writing(ctx: Context, run: Run, done: str) -> Step:
     """After validation (and approval): record the plan, then write on the next pass."""
     if ctx.spec.strategy == Strategy.CANARY:
         assert run.previous is not None and run.previous.deployment is not None
-        stable = str(serving_predictor(run.previous.deployment, "the target").get("name"))
+        if uses_experiments(ctx.spec):
+            # The canary is a Pipeline beside the target; analysis compares the two.
+            stable, canary = ctx.spec.target.name, canary_pipeline_name(ctx.spec)
+        else:
+            stable = str(serving_predictor(run.previous.deployment, "the target").get("name"))
+            canary = canary_name({"name": stable})
         state = CanaryState(
-            step=-1,
-            step_started_at=ctx.now,
-            canary_predictor=canary_name({"name": stable}),
-            stable_predictor=stable,
+            step=-1, step_started_at=ctx.now, canary_predictor=canary, stable_predictor=stable
         )
         return enter_step(ctx, replace(run, canary=state), 0, done)
     # Record the validated plan and the previous target before the write happens.
@@ -546,6 +574,7 @@ def _abort(ctx: Context, run: Run, observed: Observed) -> Step:
         or (run.canary is not None and run.canary.weight > 0)
         or (run.phase == Phase.PROMOTING and target is not None and is_ours(ctx, target, run))
         or models_written(ctx, run, observed)
+        or canary_in_place(ctx, observed)
     )
     if written:
         aborted = Failure("Aborted", f"aborted on request after {ctx.spec.target} was written")
@@ -614,6 +643,11 @@ def _roll_back(ctx: Context, run: Run, observed: Observed) -> Step:
     target = observed.target
     previous = run.previous or PreviousTarget(existed=False)
     message = f"rollback of {ctx.promotion}: {run.outcome.reason if run.outcome else 'failure'}"
+    if uses_experiments(ctx.spec):
+        # The canary goes first: the target keeps serving while it does.
+        undo = undo_experiment(ctx, observed, message, run)
+        if undo is not None:
+            return undo
     if previous.existed and previous.deployment is None:
         # Never delete what existed before; without its spec there is nothing to restore.
         lost = Failure("RollbackFailed", f"the previous spec of {ctx.spec.target} was not recorded")

@@ -33,12 +33,16 @@ HISTORY_LENGTH = 10
 
 
 class ActionKind(enum.StrEnum):
-    """The calls a run makes on the target: a validation and the three writes."""
+    """The calls a run makes on the target: a validation, the three writes, and the
+    three calls on a Pipeline's canary experiment (Seldon Core v2)."""
 
     VALIDATE = "Validate"
     CREATE = "Create"
     UPDATE = "Update"
     DELETE = "Delete"
+    SET_WEIGHT = "SetWeight"  # create the canary experiment, or change its weight
+    PROMOTE = "Promote"  # the canary's spec becomes the Pipeline's; the experiment goes
+    REMOVE = "Remove"  # the experiment and the canary Pipeline go; the Pipeline stays
 
 
 class UnreadableStatus(ValueError):

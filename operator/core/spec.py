@@ -59,6 +59,10 @@ class DeploymentRef:
         """The Model ``name`` beside this resource (a Pipeline's step, say)."""
         return DeploymentRef(self.namespace, name, self.instance, Kind.MODEL)
 
+    def sibling(self, name: str) -> DeploymentRef:
+        """The resource of this kind called ``name`` beside this one (a canary Pipeline)."""
+        return DeploymentRef(self.namespace, name, self.instance, self.kind)
+
 
 @dataclass(frozen=True)
 class ComponentOverride:

@@ -45,6 +45,13 @@ class Context:
     prometheus_configured: bool = False  # analysis steps can be measured
 
 
+class Answer(NamedTuple):
+    """What Seldon Deploy answered: a deployment (None: not found / no body), or a failure."""
+
+    deployment: Mapping[str, Any] | None = None
+    failure: Failure | None = None
+
+
 @dataclass(frozen=True)
 class Observed:
     """What the pass read from Seldon Deploy. ``None`` with no error means not found."""
@@ -57,6 +64,9 @@ class Observed:
     # A Pipeline's: the Models its source's steps name, and those beside the target.
     source_models: ModelsAnswer | None = None  # None: not read in this pass
     models: Mapping[str, Answer] = field(default_factory=dict)  # by name, in the target's namespace
+    # A Pipeline's canary: the Pipeline carrying the promoted spec, and the experiment.
+    canary: Answer = field(default_factory=Answer)
+    experiment: Answer = field(default_factory=Answer)
 
 
 class Purpose(enum.Enum):
@@ -76,6 +86,8 @@ class Action:
     message: str  # the GitOps commit message of a write
     purpose: Purpose = Purpose.PROMOTE
     model: str | None = None  # a Model beside a Pipeline target, by name; None: the target
+    pipeline: str | None = None  # a Pipeline beside the target (its canary), by name
+    weight: int | None = None  # SET_WEIGHT: the canary's share of the traffic, in percent
 
     @property
     def rollback(self) -> bool:
@@ -97,13 +109,6 @@ class Reading(NamedTuple):
     """What Prometheus answered to one analysis query: a number, or a failure."""
 
     value: float | None = None
-    failure: Failure | None = None
-
-
-class Answer(NamedTuple):
-    """What Seldon Deploy answered: a deployment (None: not found / no body), or a failure."""
-
-    deployment: Mapping[str, Any] | None = None
     failure: Failure | None = None
 
 
@@ -132,6 +137,14 @@ class Effects(Protocol):
 
     def read_model(self, name: str) -> Answer:
         """The Model ``name`` in the target's namespace (``Answer()`` if it does not exist)."""
+        ...
+
+    def read_pipeline(self, name: str) -> Answer:
+        """The Pipeline ``name`` in the target's namespace (``Answer()`` if it does not exist)."""
+        ...
+
+    def read_experiment(self) -> Answer:
+        """The experiment on the target Pipeline (``Answer()`` if it has none)."""
         ...
 
     def perform(self, action: Action) -> Answer:

@@ -311,6 +311,10 @@ class FakeSeldon:
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     models_written_at: dict[str, datetime.datetime] = field(default_factory=dict)
     model_states: dict[str, str] = field(default_factory=dict)
+    # A Pipeline's canary: Pipelines beside the target (by name) and its experiment.
+    pipelines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pipelines_written_at: dict[str, datetime.datetime] = field(default_factory=dict)
+    experiment: dict[str, Any] | None = None
 
     def query(self, promql: str) -> Reading:
         self.queries.append(promql)
@@ -334,15 +338,26 @@ class FakeSeldon:
         self._catch_up()
         return Answer(copy.deepcopy(self.models.get(name)))
 
+    def read_pipeline(self, name: str) -> Answer:
+        self.reads.append(f"pipeline {name}")
+        self._catch_up()
+        return Answer(copy.deepcopy(self.pipelines.get(name)))
+
+    def read_experiment(self) -> Answer:
+        self.reads.append("experiment")
+        return Answer(copy.deepcopy(self.experiment))
+
     def perform(self, action: Action) -> Answer:
         self.calls.append(action)
         if action.kind == ActionKind.VALIDATE:
             return Answer({"type": "Success", "message": "valid"})
-        old = self.target if action.model is None else self.models.get(action.model)
+        if action.kind in (ActionKind.SET_WEIGHT, ActionKind.PROMOTE, ActionKind.REMOVE):
+            return self._experiment_call(action)
+        old = self._resource(action)
         if action.kind == ActionKind.DELETE:
             if old is None:
                 return Answer(failure=Failure("NotFound", "gone", 404))
-            self._store(action.model, None)
+            self._store(action, None)
             return Answer()
         if action.kind == ActionKind.CREATE and old is not None:
             return Answer(failure=Failure("Conflict", "already exists", 409, retryable=True))
@@ -354,20 +369,68 @@ class FakeSeldon:
         written["metadata"]["generation"] = generation
         # The status still describes what the cluster ran before (GitOps / rollout lag).
         written["status"] = copy.deepcopy(old.get("status", {})) if old else {}
-        self._store(action.model, written)
+        self._store(action, written)
         return Answer(copy.deepcopy(written))
 
     def writes(self) -> list[Action]:
         return [call for call in self.calls if call.kind != ActionKind.VALIDATE]
 
-    def _store(self, model: str | None, resource: dict[str, Any] | None) -> None:
-        if model is None:
+    def _resource(self, action: Action) -> dict[str, Any] | None:
+        if action.model is not None:
+            return self.models.get(action.model)
+        if action.pipeline is not None:
+            return self.pipelines.get(action.pipeline)
+        return self.target
+
+    def _experiment_call(self, action: Action) -> Answer:
+        """The canary experiment of the target Pipeline ``<name>-canary``, as the
+        simulator plays Seldon Deploy's."""
+        assert self.target is not None
+        name = self.target["metadata"]["name"]
+        canary = f"{name}-canary"
+        if action.kind == ActionKind.SET_WEIGHT:
+            assert action.weight is not None
+            candidates = [
+                {"name": name, "weight": 100 - action.weight},
+                {"name": canary, "weight": action.weight},
+            ]
+            self.experiment = {"metadata": {"name": name}, "spec": {"candidates": candidates}}
+            return Answer()
+        if self.experiment is None:
+            return Answer(failure=Failure("NotFound", "no canary experiment", 404))
+        self.experiment = None
+        promoted = self.pipelines.pop(canary)
+        if action.kind == ActionKind.PROMOTE:
+            generation = int(self.target["metadata"]["generation"]) + 1
+            self.target = {
+                **copy.deepcopy(self.target),
+                "spec": promoted["spec"],
+                "status": self.target.get("status", {}),
+            }
+            self.target["metadata"] = {
+                **self.target["metadata"],
+                "annotations": promoted["metadata"]["annotations"],
+                "generation": generation,
+            }
+            self.written_at = self.now
+        return Answer()
+
+    def _store(self, action: Action, resource: dict[str, Any] | None) -> None:
+        if action.model is None and action.pipeline is None:
             self.target, self.written_at = resource, self.now
-        elif resource is None:
-            self.models.pop(model, None)
+            return
+        store, written_at = (
+            (self.models, self.models_written_at)
+            if action.model is not None
+            else (self.pipelines, self.pipelines_written_at)
+        )
+        name = action.model or action.pipeline
+        assert name is not None
+        if resource is None:
+            store.pop(name, None)
         else:
-            self.models[model] = resource
-            self.models_written_at[model] = self.now
+            store[name] = resource
+            written_at[name] = self.now
 
     def _catch_up(self) -> None:
         due = datetime.timedelta(seconds=self.rollout_seconds)
@@ -382,6 +445,11 @@ class FakeSeldon:
             if written_at is not None and self.now >= written_at + due:
                 state = self.model_states.get(name, "Available")
                 model["status"] = self._rolled_out(model, Kind.MODEL, state)
+        for name, pipeline in self.pipelines.items():
+            written_at = self.pipelines_written_at.get(name)
+            if written_at is not None and self.now >= written_at + due:
+                state = self.model_states.get(name, "Available")
+                pipeline["status"] = self._rolled_out(pipeline, Kind.PIPELINE, state)
 
     @staticmethod
     def _rolled_out(resource: Mapping[str, Any], kind: Kind, state: str) -> dict[str, Any]:
@@ -462,7 +530,12 @@ def drive(
         if result.status is None and result.requeue_after is None:
             break
         asked = replace(asked, **dict.fromkeys(result.used))
-        written = action is not None and action.kind in (ActionKind.CREATE, ActionKind.UPDATE)
+        written = action is not None and action.kind in (
+            ActionKind.CREATE,
+            ActionKind.UPDATE,
+            ActionKind.SET_WEIGHT,
+            ActionKind.PROMOTE,
+        )
         if written and len(seldon.writes()) in crash_at:
             crash_at.discard(len(seldon.writes()))
             assert before is not None

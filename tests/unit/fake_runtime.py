@@ -39,6 +39,7 @@ class FakeClient:
         }
         self.models: dict[tuple[str, str], dict[str, Any]] = {}
         self.pipelines: dict[tuple[str, str], dict[str, Any]] = {}
+        self.experiments: dict[tuple[str, str], dict[str, Any]] = {}
         self.calls: list[tuple[str, ...]] = []
         self.error: Exception | None = None
 
@@ -73,6 +74,27 @@ class FakeClient:
         return [
             copy.deepcopy(self.models[namespace, n]) for n in steps if (namespace, n) in self.models
         ]
+
+    def find_experiment(self, namespace: str, pipeline: str) -> dict[str, Any] | None:
+        self._call("find_experiment", namespace, pipeline)
+        return copy.deepcopy(self.experiments.get((namespace, pipeline)))
+
+    def set_canary_weight(
+        self, namespace: str, pipeline: str, weight: int, *, action: str, message: str
+    ) -> None:
+        self._call("set_canary_weight", namespace, pipeline, str(weight), action)
+        candidates = [
+            {"name": pipeline, "weight": 100 - weight},
+            {"name": f"{pipeline}-canary", "weight": weight},
+        ]
+        self.experiments[namespace, pipeline] = {"spec": {"candidates": candidates}}
+
+    def promote_canary(self, namespace: str, pipeline: str, *, action: str, message: str) -> None:
+        self._call("promote_canary", namespace, pipeline, action)
+
+    def remove_canary(self, namespace: str, pipeline: str, *, action: str, message: str) -> None:
+        self._call("remove_canary", namespace, pipeline, action)
+        self.experiments.pop((namespace, pipeline), None)
 
     def validate(self, namespace: str, deployment: Mapping[str, Any]) -> dict[str, Any]:
         self._call("validate", namespace)

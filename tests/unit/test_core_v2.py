@@ -4,12 +4,14 @@ the Models its steps name (written first, Ready before the Pipeline, undone on r
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from typing import Any
 
 from promotion_operator.core.planning import written_by
 from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import ActionKind, Phase, from_status, to_status
-from promotion_operator.core.spec import parse_spec
+from promotion_operator.core.spec import AnalysisTemplate, CanaryStep, Strategy, parse_spec
+from promotion_operator.core.step import Reading
 from tests.unit.core_builders import PROMOTION, FakeSeldon, Pass, core_v2_status, drive
 
 MODEL_SPEC = parse_spec(
@@ -320,3 +322,140 @@ def test_the_models_round_trip_through_status() -> None:
     assert again is not None
     assert again.models == run.models
     assert again.models[1].previous.deployment is not None
+
+
+# --- a Pipeline's canary, through the Experiments API ------------------------------------
+
+ERROR_RATE = AnalysisTemplate(
+    "error-rate", 'errors{pipeline="{{canary}}"}', max=0.05, interval="30s", count=2
+)
+PIPELINE_CANARY = replace(
+    PIPELINE_SPEC,
+    strategy=Strategy.CANARY,
+    canary_steps=(
+        CanaryStep(set_weight=10),
+        CanaryStep(analysis=("error-rate",)),
+        CanaryStep(set_weight=50),
+    ),
+    templates={"error-rate": ERROR_RATE},
+)
+
+
+def seldon_for_canary(error_rate: float = 0.01, **changes: Any) -> FakeSeldon:
+    """A stable Pipeline ``chain`` in production serving ``prep`` and ``iris``; the source
+    names ``prep`` and a new Model ``iris-v2``."""
+    fields: dict[str, Any] = {
+        "source": pipeline(steps=("prep", "iris-v2")),
+        "target": pipeline("production", steps=("prep", "iris")),
+        "source_models": [model("prep", "gs://m/prep/v1"), model("iris-v2", "gs://m/iris/v2")],
+        "models": {
+            "prep": model("prep", "gs://m/prep/v1", "production", 1),
+            "iris": model("iris", "gs://m/iris/v1", "production", 4),
+        },
+        "prometheus": lambda _q, _t: Reading(error_rate),
+    }
+    fields.update(changes)
+    return seldon_for_pipeline(**fields)
+
+
+def calls(passes: list[Pass]) -> list[str]:
+    """Each call but validation, as ``Create pipeline chain-canary``, ``SetWeight 10`` ..."""
+    out = []
+    for p in passes:
+        action = p.action
+        if action is None or action.kind == ActionKind.VALIDATE:
+            continue
+        what = (
+            f" model {action.model}"
+            if action.model
+            else f" pipeline {action.pipeline}"
+            if action.pipeline
+            else f" {action.weight}"
+            if action.weight is not None
+            else ""
+        )
+        out.append(f"{action.kind}{what}")
+    return out
+
+
+def test_a_pipeline_canary_creates_its_models_and_canary_then_sets_each_weight_then_promotes() -> (
+    None
+):
+    seldon = seldon_for_canary()
+    passes = drive(seldon, spec=PIPELINE_CANARY, max_passes=100)
+    assert calls(passes) == [
+        "Create model iris-v2",
+        "Create pipeline chain-canary",
+        "SetWeight 10",
+        "SetWeight 50",
+        "Promote",
+    ]
+    assert last(passes).phase == Phase.SUCCEEDED
+    assert seldon.target is not None
+    assert [s["name"] for s in seldon.target["spec"]["steps"]] == ["prep", "iris-v2"]
+    assert seldon.experiment is None and "chain-canary" not in seldon.pipelines
+
+
+def test_a_pipeline_canary_measures_the_canary_pipeline_by_name() -> None:
+    seldon = seldon_for_canary()
+    drive(seldon, spec=PIPELINE_CANARY, max_passes=100)
+    assert seldon.queries and set(seldon.queries) == {'errors{pipeline="chain-canary"}'}
+
+
+def test_a_pipeline_canary_failing_its_analysis_removes_the_canary_and_its_new_model() -> None:
+    seldon = seldon_for_canary(error_rate=0.5)
+    before = copy.deepcopy(seldon.target)
+    passes = drive(seldon, spec=PIPELINE_CANARY, max_passes=100)
+    assert calls(passes) == [
+        "Create model iris-v2",
+        "Create pipeline chain-canary",
+        "SetWeight 10",
+        "Remove",
+        "Delete model iris-v2",
+    ]
+    assert last(passes).phase == Phase.ROLLED_BACK
+    assert last(passes).outcome.reason == "AnalysisFailed"
+    assert seldon.target == before
+    assert "iris-v2" not in seldon.models and seldon.experiment is None
+
+
+def test_a_restart_after_each_canary_call_makes_no_call_twice() -> None:
+    seldon = seldon_for_canary()
+    passes = drive(
+        seldon, spec=PIPELINE_CANARY, max_passes=100, crash_after_writes=frozenset({1, 2, 3, 4, 5})
+    )
+    assert calls(passes) == [
+        "Create model iris-v2",
+        "Create pipeline chain-canary",
+        "SetWeight 10",
+        "SetWeight 50",
+        "Promote",
+    ]
+    assert last(passes).phase == Phase.SUCCEEDED
+
+
+def test_a_pipeline_canary_refuses_to_change_a_model_the_stable_pipeline_serves() -> None:
+    seldon = seldon_for_canary(
+        source=pipeline(steps=("prep", "iris")),
+        source_models=[model("prep", "gs://m/prep/v1"), model("iris", "gs://m/iris/v2")],
+    )
+    passes = drive(seldon, spec=PIPELINE_CANARY)
+    assert calls(passes) == []
+    assert last(passes).outcome.reason == "Invalid"
+    assert "a canary cannot change the Models iris in place" in last(passes).outcome.message
+
+
+def test_a_pipeline_canary_dry_run_lists_the_experiment_steps() -> None:
+    seldon = seldon_for_canary()
+    passes = drive(seldon, spec=replace(PIPELINE_CANARY, dry_run=True))
+    assert calls(passes) == []
+    assert last(passes).plan.steps == (
+        "create Model production/iris-v2",
+        "wait until the Models prep, iris-v2 are Ready in production",
+        "create Pipeline production/chain-canary (the promoted spec)",
+        "0: experiment on production/chain: chain-canary at 10%",
+        "1: analysis error-rate",
+        "2: experiment on production/chain: chain-canary at 50%",
+        "3: promote the canary: production/chain takes chain-canary's spec; "
+        "the experiment and chain-canary are removed",
+    )

@@ -108,9 +108,17 @@ def test_an_unexpected_exception_is_an_internal_error_with_its_traceback_only_in
 def test_every_action_kind_is_dispatched_to_its_own_call(fake: FakeClient) -> None:
     deployment = source_deployment()
     for kind in ActionKind:
-        SeldonEffects._perform(fake, SPEC.target, Action(kind, deployment, "m"))
+        SeldonEffects._perform(fake, SPEC.target, Action(kind, deployment, "m", weight=10))
 
-    assert [call[0] for call in fake.calls] == ["validate", "create", "update", "delete"]
+    assert [call[0] for call in fake.calls] == [
+        "validate",
+        "create",
+        "update",
+        "delete",
+        "set_canary_weight",
+        "promote_canary",
+        "remove_canary",
+    ]
 
 
 def test_a_pass_replayed_before_its_status_landed_counts_one_run(runtime: FakeRuntime) -> None:

@@ -1,0 +1,281 @@
+"""The Canary strategy for a Seldon Core v2 Pipeline, through Seldon Deploy's
+Experiments API.
+
+The promoted spec runs as a second Pipeline beside the target, named
+``<target>-canary`` (the candidate Seldon Deploy's canary experiment of the target
+sends traffic to). A run writes, in order: the Models the promoted Pipeline needs
+(as ``Replace`` does), the canary Pipeline, then, once it is Ready, the weight of
+each ``setWeight`` step (``POST .../experiment/canary?weight=``), measuring and
+pausing between them as for a SeldonDeployment. The last step promotes the canary
+(``PUT .../experiment/canary``): the target takes the canary's spec and
+annotations, and the experiment and the canary Pipeline are removed; the run then
+verifies the target as ``Replace`` does. A rollback removes the experiment and the
+canary Pipeline (``DELETE .../experiment/canary``), restores the target if the
+promotion had landed, and undoes the Models the run wrote.
+
+Crash safety: the canary Pipeline carries this run's annotations (and, as the
+step, the final one, so the target carries them once promoted); a weight already
+set is seen on the experiment and not set again.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from promotion_operator.core.canary import CANARY_STEP_ANNOTATION, step_name, weight_of
+from promotion_operator.core.canary_steps import enter_step, validate_again
+from promotion_operator.core.kinds import readiness
+from promotion_operator.core.pipeline_models import (
+    PlannedModel,
+    plan_models,
+    source_hash,
+    step_models,
+    write_models,
+)
+from promotion_operator.core.planning import Plan, PlanningError, plan_promotion, written_by
+from promotion_operator.core.requests import RESUME_ANNOTATION
+from promotion_operator.core.run import ActionKind, Failure, Phase, Run
+from promotion_operator.core.spec import Kind, PromotionSpec, Strategy
+from promotion_operator.core.step import Action, Answer, Context, Effects, Observed, Purpose, Step
+from promotion_operator.core.transitions import (
+    adopt,
+    backoff,
+    deadline,
+    is_ours,
+    next_step,
+    previous_of,
+    retry_or_fail,
+    same_target,
+    target_changed,
+    target_failed,
+    timed_out,
+    unusable_reads,
+    write_message,
+)
+
+CANARY_SUFFIX = "-canary"
+#: The actions on the experiment itself (the others write the canary Pipeline).
+EXPERIMENT_ACTIONS = frozenset({ActionKind.SET_WEIGHT, ActionKind.PROMOTE, ActionKind.REMOVE})
+
+
+def uses_experiments(spec: PromotionSpec) -> bool:
+    """Whether the run is a Pipeline's canary, run through an experiment."""
+    return spec.strategy == Strategy.CANARY and spec.target.kind is Kind.PIPELINE
+
+
+def canary_pipeline_name(spec: PromotionSpec) -> str:
+    """The name of the Pipeline carrying the promoted spec beside the target."""
+    return f"{spec.target.name}{CANARY_SUFFIX}"
+
+
+def read_experiment_state(ctx: Context, run: Run, effects: Effects) -> tuple[Answer, Answer]:
+    """The canary Pipeline and the experiment, when the pass needs them."""
+    needed = run.phase in (Phase.PROMOTING, Phase.ANALYZING, Phase.ROLLING_BACK)
+    if not uses_experiments(ctx.spec) or not needed or run.canary is None:
+        return Answer(), Answer()
+    return effects.read_pipeline(canary_pipeline_name(ctx.spec)), effects.read_experiment()
+
+
+def check_models_for_canary(
+    spec: PromotionSpec, target: Mapping[str, Any], planned: Sequence[PlannedModel]
+) -> None:
+    """Refuse a canary that would change, in place, a Model the stable Pipeline serves
+    (its traffic would see the new version at once, whatever the weights)."""
+    serving = set(step_models(target))
+    changed = [
+        p.name for p in planned if p.dependency.action == ActionKind.UPDATE and p.name in serving
+    ]
+    if changed:
+        raise PlanningError(
+            f"a canary cannot change the Models {', '.join(changed)} in place: "
+            f"{spec.target.described} serves them; give the new versions other names in "
+            f"the steps of {spec.source.described}, or promote with strategy Replace"
+        )
+
+
+def describe_experiment(ctx: Context, models: tuple[str, ...]) -> tuple[str, ...]:
+    """The canary's writes and waits, in order, as a dry run reports them."""
+    spec, target = ctx.spec, ctx.spec.target
+    canary = canary_pipeline_name(spec)
+    out = [*models, f"create Pipeline {target.namespace}/{canary} (the promoted spec)"]
+    for index, step in enumerate(spec.canary_steps):
+        if step.set_weight is not None:
+            out.append(f"{index}: experiment on {target}: {canary} at {step.set_weight}%")
+        elif step.analysis:
+            out.append(f"{index}: analysis {', '.join(step.analysis)}")
+        elif step.pause_seconds is not None:
+            out.append(f"{index}: pause {step.pause_seconds:g}s")
+        else:
+            out.append(f"{index}: pause until resumed ({RESUME_ANNOTATION}=true)")
+    out.append(
+        f"{len(spec.canary_steps)}: promote the canary: {target} takes {canary}'s spec; "
+        f"the experiment and {canary} are removed"
+    )
+    return tuple(out)
+
+
+def canary_pipeline(ctx: Context, plan: Plan) -> dict[str, Any]:
+    """The promoted Pipeline as the canary beside the target, marked as the canary's
+    last write (the target carries it once the canary is promoted)."""
+    body = copy.deepcopy(plan.deployment)
+    body["metadata"]["name"] = canary_pipeline_name(ctx.spec)
+    body["metadata"]["annotations"][CANARY_STEP_ANNOTATION] = str(len(ctx.spec.canary_steps))
+    return body
+
+
+def experiment_weight(experiment: Mapping[str, Any] | None, candidate: str) -> int:
+    """The weight an experiment gives ``candidate`` (0 without one)."""
+    candidates = ((experiment or {}).get("spec") or {}).get("candidates") or ()
+    for entry in candidates:
+        if isinstance(entry, Mapping) and entry.get("name") == candidate:
+            weight = entry.get("weight")
+            return weight if isinstance(weight, int) else 0
+    return 0
+
+
+def canary_in_place(ctx: Context, observed: Observed) -> bool:
+    """Whether the canary Pipeline this run wrote is still there."""
+    pipeline = observed.canary.deployment
+    return pipeline is not None and written_by(pipeline, ctx.promotion)
+
+
+def experiment_write(ctx: Context, run: Run, observed: Observed) -> Step:
+    """The current step's write: the Models, the canary Pipeline or its weight, or
+    (after the last step) the promotion of the canary."""
+    canary = run.canary
+    assert canary is not None and run.plan is not None
+    for answer in (observed.canary, observed.experiment):
+        if answer.failure is not None:
+            return retry_or_fail(ctx, run, answer.failure)
+    if canary.step >= len(ctx.spec.canary_steps):
+        return _promote(ctx, run, observed)
+    unreadable = unusable_reads(ctx, run, observed)
+    if unreadable is not None:
+        return unreadable
+    assert observed.source is not None
+    target = observed.target
+    first_write = canary.weight == 0
+    if target is None:
+        return target_changed(ctx, run, "the canary")
+    if first_write and not same_target(run.previous, previous_of(target)):
+        return validate_again(ctx, run, "the target changed since it was validated")
+    try:
+        plan = plan_promotion(observed.source, ctx.spec, ctx.promotion)
+        planned = plan_models(ctx, run, observed.source, observed)
+    except PlanningError as error:
+        return retry_or_fail(ctx, run, Failure("Invalid", str(error)))
+    if isinstance(planned, Failure):
+        return retry_or_fail(ctx, run, planned)
+    if source_hash(plan.source_spec_hash, planned) != run.plan.source_spec_hash:
+        if first_write:
+            return validate_again(ctx, run, "the source changed before the first write")
+        changed = Failure(
+            "SourceChanged",
+            f"{ctx.spec.source.described} changed during the canary; what was measured is "
+            "no longer what would be promoted (change the spec to start a new run)",
+        )
+        return target_failed(ctx, run, changed)
+    run = replace(run, models=tuple(p.dependency for p in planned))
+    before = write_models(ctx, run, planned, observed)
+    if before is not None:
+        return before
+    name = canary_pipeline_name(ctx.spec)
+    where = f"{ctx.spec.target.namespace}/{name}"
+    if not canary_in_place(ctx, observed):
+        if not first_write:
+            return target_changed(ctx, run, "the canary")
+        kind = ActionKind.UPDATE if observed.canary.deployment is not None else ActionKind.CREATE
+        body = canary_pipeline(ctx, plan)
+        write = Action(kind, body, write_message(ctx), pipeline=name)
+        return next_step(ctx, run, f"{kind.lower()} of the canary {where} in flight", write)
+    pipeline = observed.canary.deployment
+    assert pipeline is not None
+    state = readiness(Kind.PIPELINE, pipeline)
+    if state.failed:
+        why = f": {state.description}" if state.description else ""
+        return target_failed(ctx, run, Failure("TargetFailed", f"{where} went {state.state}{why}"))
+    generation = (pipeline.get("metadata") or {}).get("generation")
+    current = generation is None or (state.observed_generation or 0) >= generation
+    if not (state.ready and current):
+        if ctx.now >= deadline(ctx, run):
+            return target_failed(ctx, run, timed_out(ctx, f"{where} {state.state or 'not Ready'}"))
+        waiting = f"waiting for the canary {where} to become Ready (state {state.state})"
+        return next_step(ctx, run, waiting, None, backoff(ctx, run.phase_since, poll=True))
+    weight = weight_of(ctx.spec, canary.step)
+    if experiment_weight(observed.experiment.deployment, name) == weight:
+        return weight_set(ctx, run, weight)  # set before a restart that kept it from being recorded
+    message = f"{write_message(ctx)} ({step_name(ctx.spec, canary.step)})"
+    action = Action(ActionKind.SET_WEIGHT, None, message, weight=weight)
+    return next_step(ctx, run, f"{step_name(ctx.spec, canary.step)} in flight", action)
+
+
+def _promote(ctx: Context, run: Run, observed: Observed) -> Step:
+    canary = run.canary
+    assert canary is not None
+    if observed.target_error is not None:
+        return retry_or_fail(ctx, run, observed.target_error)
+    target = observed.target
+    if target is not None and is_ours(ctx, target, run):
+        # The promotion landed, but the operator stopped before recording it.
+        return adopt(ctx, replace(run, applied_at=None, canary=replace(canary, weight=100)), target)
+    if observed.experiment.deployment is None or not canary_in_place(ctx, observed):
+        return target_changed(ctx, run, "the canary")
+    message = f"{write_message(ctx)} ({step_name(ctx.spec, canary.step)})"
+    action = Action(ActionKind.PROMOTE, None, message)
+    return next_step(ctx, run, f"{step_name(ctx.spec, canary.step)} in flight", action)
+
+
+def weight_set(ctx: Context, run: Run, weight: int) -> Step:
+    """The experiment sends ``weight`` percent to the canary: on to the next step."""
+    canary = run.canary
+    assert canary is not None
+    run = replace(run, canary=replace(canary, weight=weight), last_error=None)
+    done = (
+        f"the experiment on {ctx.spec.target} sends {weight}% to {canary_pipeline_name(ctx.spec)}"
+    )
+    return enter_step(ctx, run, canary.step + 1, done)
+
+
+def experiment_done(ctx: Context, run: Run, action: Action, failure: Failure | None) -> Step:
+    """The next step once an action of the canary (a Pipeline write or a call on the
+    experiment, not a rollback) succeeded or failed."""
+    if failure is not None:
+        return retry_or_fail(ctx, run, failure)
+    run = replace(run, last_error=None, error_since=None)
+    if action.kind == ActionKind.SET_WEIGHT:
+        assert action.weight is not None
+        return weight_set(ctx, run, action.weight)
+    if action.kind == ActionKind.PROMOTE:
+        assert run.canary is not None
+        run = replace(run, applied_at=ctx.now, canary=replace(run.canary, weight=100))
+        return next_step(
+            ctx,
+            run.moved_to(Phase.VERIFYING, ctx.now),
+            f"promoted the canary {canary_pipeline_name(ctx.spec)} to {ctx.spec.target}; "
+            "waiting for it to become Ready",
+            requeue_after=backoff(ctx, ctx.now, poll=True),
+        )
+    verb = "created" if action.kind == ActionKind.CREATE else "updated"
+    where = f"{ctx.spec.target.namespace}/{action.pipeline}"
+    message = f"{verb} the canary {where}; waiting for it to become Ready"
+    return next_step(ctx, run, message, None, backoff(ctx, run.phase_since, poll=True))
+
+
+def undo_experiment(ctx: Context, observed: Observed, message: str, run: Run) -> Step | None:
+    """The next call of a rollback on the canary (remove the experiment, or a canary
+    Pipeline left without one), or None once neither is left."""
+    for answer in (observed.canary, observed.experiment):
+        if answer.failure is not None:
+            return retry_or_fail(ctx, run, answer.failure)
+    if observed.experiment.deployment is not None:
+        remove = Action(ActionKind.REMOVE, None, message, Purpose.ROLLBACK)
+        return next_step(ctx, run, f"removing the canary experiment on {ctx.spec.target}", remove)
+    if canary_in_place(ctx, observed):
+        name = canary_pipeline_name(ctx.spec)
+        delete = Action(ActionKind.DELETE, None, message, Purpose.ROLLBACK, pipeline=name)
+        where = f"{ctx.spec.target.namespace}/{name}"
+        return next_step(ctx, run, f"removing the canary {where}", delete)
+    return None

@@ -274,8 +274,8 @@ def start_run(ctx: Context, recorded: Run | None) -> Run:
         phase=Phase.PENDING,
         started_at=ctx.now,
         phase_since=ctx.now,
-        source=str(ctx.spec.source),
-        target=str(ctx.spec.target),
+        source=ctx.spec.source.described,
+        target=ctx.spec.target.described,
         retry=retry,
         # The token in place when a run starts is handled: it never starts another.
         last_retry=token if token is not None else (recorded.last_retry if recorded else None),

@@ -459,3 +459,8 @@ def test_a_pipeline_canary_dry_run_lists_the_experiment_steps() -> None:
         "3: promote the canary: production/chain takes chain-canary's spec; "
         "the experiment and chain-canary are removed",
     )
+
+
+def test_status_names_a_core_v2_source_and_target_with_their_kind() -> None:
+    run = last(drive(seldon_for_pipeline(), spec=PIPELINE_SPEC))
+    assert (run.source, run.target) == ("Pipeline staging/chain", "Pipeline production/chain")

@@ -25,7 +25,7 @@ from promotion_operator.core.planning import (
     strip_server_fields,
 )
 from promotion_operator.core.requests import RESUME_ANNOTATION
-from promotion_operator.core.spec import AnalysisTemplate, PromotionSpec
+from promotion_operator.core.spec import AnalysisTemplate, CanaryStep, PromotionSpec
 
 CANARY_STEP_ANNOTATION = f"{ANNOTATION_PREFIX}/canary-step"
 CANARY_PREDICTOR_ANNOTATION = f"{ANNOTATION_PREFIX}/canary-predictor"
@@ -152,17 +152,22 @@ def describe_steps(spec: PromotionSpec, stable: str, canary: str) -> tuple[str, 
                 f"{index}: update {target}: predictor {canary!r} (promoted) at "
                 f"{step.set_weight}%, {stable!r} at {100 - step.set_weight}%"
             )
-        elif step.analysis:
-            out.append(f"{index}: analysis {', '.join(step.analysis)}")
-        elif step.pause_seconds is not None:
-            out.append(f"{index}: pause {step.pause_seconds:g}s")
         else:
-            out.append(f"{index}: pause until resumed ({RESUME_ANNOTATION}=true)")
+            out.append(describe_wait(index, step))
     out.append(
         f"{len(spec.canary_steps)}: update {target}: the promoted spec at 100%, "
         f"predictor {canary!r} removed"
     )
     return tuple(out)
+
+
+def describe_wait(index: int, step: CanaryStep) -> str:
+    """How a dry run reports an analysis or a pause step."""
+    if step.analysis:
+        return f"{index}: analysis {', '.join(step.analysis)}"
+    if step.pause_seconds is not None:
+        return f"{index}: pause {step.pause_seconds:g}s"
+    return f"{index}: pause until resumed ({RESUME_ANNOTATION}=true)"
 
 
 def fill_query(template: AnalysisTemplate, spec: PromotionSpec, *, canary: str, stable: str) -> str:

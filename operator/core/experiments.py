@@ -25,7 +25,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from promotion_operator.core.canary import CANARY_STEP_ANNOTATION, step_name, weight_of
+from promotion_operator.core.canary import (
+    CANARY_STEP_ANNOTATION,
+    describe_wait,
+    step_name,
+    weight_of,
+)
 from promotion_operator.core.canary_steps import enter_step, validate_again
 from promotion_operator.core.kinds import readiness
 from promotion_operator.core.pipeline_models import (
@@ -36,7 +41,6 @@ from promotion_operator.core.pipeline_models import (
     write_models,
 )
 from promotion_operator.core.planning import Plan, PlanningError, plan_promotion, written_by
-from promotion_operator.core.requests import RESUME_ANNOTATION
 from promotion_operator.core.run import ActionKind, Failure, Phase, Run
 from promotion_operator.core.spec import Kind, PromotionSpec, Strategy
 from promotion_operator.core.step import Action, Answer, Context, Effects, Observed, Purpose, Step
@@ -104,12 +108,8 @@ def describe_experiment(ctx: Context, models: tuple[str, ...]) -> tuple[str, ...
     for index, step in enumerate(spec.canary_steps):
         if step.set_weight is not None:
             out.append(f"{index}: experiment on {target}: {canary} at {step.set_weight}%")
-        elif step.analysis:
-            out.append(f"{index}: analysis {', '.join(step.analysis)}")
-        elif step.pause_seconds is not None:
-            out.append(f"{index}: pause {step.pause_seconds:g}s")
         else:
-            out.append(f"{index}: pause until resumed ({RESUME_ANNOTATION}=true)")
+            out.append(describe_wait(index, step))
     out.append(
         f"{len(spec.canary_steps)}: promote the canary: {target} takes {canary}'s spec; "
         f"the experiment and {canary} are removed"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import datetime
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from promotion_operator.core.run import (
 )
 from tests.e2e.spec_strategies import MAX_ANNOTATIONS_BYTES, MAX_NAME, largest_spec
 from tests.harness.controlplane import ControlPlane
-from tests.harness.promotions import manifest
+from tests.harness.promotions import apply_json, explain, manifest, refusal
 
 pytestmark = pytest.mark.e2e
 
@@ -88,22 +87,12 @@ def _without(spec: dict[str, Any], field: str) -> dict[str, Any]:
     return {key: value for key, value in spec.items() if key != field}
 
 
-def _explain(control_plane: ControlPlane, field: str) -> str:
-    # Discovery needs a moment after the CRD is established.
-    for _ in range(50):
-        explained = control_plane.kubectl("explain", field, check=False)
-        if explained.returncode == 0:
-            return explained.stdout
-        time.sleep(0.2)
-    raise AssertionError(explained.stderr)
-
-
 def test_kubectl_explain_teaches_the_spec(control_plane: ControlPlane, crds: None) -> None:
-    text = _explain(control_plane, "modelpromotion.spec")
+    text = explain(control_plane, "modelpromotion.spec")
     assert "What to promote, where to, and how." in text
     for field in ("source", "target", "overrides", "verification", "rollback", "gitops"):
         assert field in text
-    timeout = _explain(control_plane, "modelpromotion.spec.verification.timeout")
+    timeout = explain(control_plane, "modelpromotion.spec.verification.timeout")
     assert "How long the target may take to become Available" in timeout
 
 
@@ -375,12 +364,9 @@ def test_kubectl_explain_teaches_the_spec(control_plane: ControlPlane, crds: Non
 def test_invalid_promotion_is_refused_naming_the_field(
     control_plane: ControlPlane, crds: None, spec: dict[str, Any], field: str, words: str
 ) -> None:
-    refused = control_plane.kubectl(
-        "apply", "-n", "default", "-f", "-", input_text=manifest("bad", spec), check=False
-    )
-    assert refused.returncode != 0
-    assert f"{field}: " in refused.stderr, refused.stderr
-    assert words in refused.stderr, refused.stderr
+    refused = refusal(control_plane, spec)
+    assert f"{field}: " in refused, refused
+    assert words in refused, refused
 
 
 def test_source_and_target_are_immutable(control_plane: ControlPlane, crds: None) -> None:
@@ -396,18 +382,8 @@ def test_source_and_target_are_immutable(control_plane: ControlPlane, crds: None
     control_plane.kubectl("delete", "mp", "immutable", "-n", "default")
 
 
-def _apply_json(control_plane: ControlPlane, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    applied = control_plane.kubectl(
-        "apply", "-n", "default", "-f", "-", "-o", "json",
-        input_text=manifest(name, spec), check=False,
-    )  # fmt: skip
-    assert applied.returncode == 0, applied.stderr[:2000]
-    body: dict[str, Any] = json.loads(applied.stdout)
-    return body
-
-
 def test_a_canary_is_accepted_with_its_defaults(control_plane: ControlPlane, crds: None) -> None:
-    spec = _apply_json(control_plane, "canary-defaults", CANARY)["spec"]
+    spec = apply_json(control_plane, "canary-defaults", CANARY)["spec"]
     control_plane.kubectl("delete", "mp", "canary-defaults", "-n", "default")
     assert spec["strategy"] == "Canary"
     # Steps as written: an empty pause (wait for a person) is kept, not pruned.
@@ -425,18 +401,18 @@ def test_a_canary_is_accepted_with_its_defaults(control_plane: ControlPlane, crd
 
 
 def test_kubectl_explain_teaches_the_canary(control_plane: ControlPlane, crds: None) -> None:
-    steps = _explain(control_plane, "modelpromotion.spec.canary.steps")
+    steps = explain(control_plane, "modelpromotion.spec.canary.steps")
     assert "each exactly one of" in steps
     assert "The first step must be a setWeight" in steps
     for field in ("setWeight", "analysis", "pause"):
         assert f"{field}\t<" in steps, steps
     assert "kubectl annotate mp NAME deploy.mlops.dev/resume=true" in steps
     assert "inconclusive" in steps
-    query = _explain(control_plane, "modelpromotion.spec.analysis.templates.query")
+    query = explain(control_plane, "modelpromotion.spec.analysis.templates.query")
     for placeholder in ("{{target}}", "{{namespace}}", "{{canary}}", "{{stable}}", "{{interval}}"):
         assert placeholder in query
     assert "min <= value <= max" in query
-    strategy = _explain(control_plane, "modelpromotion.spec.strategy")
+    strategy = explain(control_plane, "modelpromotion.spec.strategy")
     assert "Canary moves traffic to the promoted spec" in strategy
 
 
@@ -444,7 +420,7 @@ def test_the_canary_status_is_kept_and_its_weight_is_a_column(
     control_plane: ControlPlane, crds: None
 ) -> None:
     name = "canary-status"
-    _apply_json(control_plane, name, CANARY)
+    apply_json(control_plane, name, CANARY)
     canary = {
         "step": 1,
         "weight": 10,
@@ -526,27 +502,27 @@ APPROVAL: dict[str, Any] = {
 def test_approval_is_accepted_as_written_and_defaults_to_not_required(
     control_plane: ControlPlane, crds: None
 ) -> None:
-    spec = _apply_json(control_plane, "approval", APPROVAL)["spec"]
+    spec = apply_json(control_plane, "approval", APPROVAL)["spec"]
     control_plane.kubectl("delete", "mp", "approval", "-n", "default")
     # Group names as the API server has them: OIDC paths and prefixes, spaces.
     assert spec["approval"] == APPROVAL["approval"]
-    spec = _apply_json(control_plane, "approval-default", {**VALID, "approval": {}})["spec"]
+    spec = apply_json(control_plane, "approval-default", {**VALID, "approval": {}})["spec"]
     control_plane.kubectl("delete", "mp", "approval-default", "-n", "default")
     assert spec["approval"] == {"required": False}
-    spec = _apply_json(control_plane, "no-approval", VALID)["spec"]
+    spec = apply_json(control_plane, "no-approval", VALID)["spec"]
     control_plane.kubectl("delete", "mp", "no-approval", "-n", "default")
     assert "approval" not in spec
 
 
 def test_kubectl_explain_teaches_how_to_approve(control_plane: ControlPlane, crds: None) -> None:
-    text = " ".join(_explain(control_plane, "modelpromotion.spec.approval").split())
+    text = " ".join(explain(control_plane, "modelpromotion.spec.approval").split())
     assert "kubectl promotion approve NAME" in text
     assert "kubectl annotate mp NAME deploy.mlops.dev/approve=<your user name>" in text
     assert "ValidatingAdmissionPolicy" in text and "manifests/policies/" in text
     assert "AwaitingApproval" in text
-    groups = " ".join(_explain(control_plane, "modelpromotion.spec.approval.groups").split())
+    groups = " ".join(explain(control_plane, "modelpromotion.spec.approval.groups").split())
     assert f"at most {MAX_APPROVAL_GROUPS}" in groups and f"1 to {MAX_GROUP} characters" in groups
-    phase = " ".join(_explain(control_plane, "modelpromotion.status.phase").split())
+    phase = " ".join(explain(control_plane, "modelpromotion.status.phase").split())
     assert "AwaitingApproval" in phase and "Aborted" in phase
 
 
@@ -641,7 +617,7 @@ def test_the_status_the_core_writes_is_kept(
     it writes is allowed, whether it comes as a merge patch (as Kopf sends it) or
     within a whole status (an update)."""
     name = f"core-status-{run.generation}"
-    _apply_json(control_plane, name, APPROVAL)
+    apply_json(control_plane, name, APPROVAL)
     status = to_status(run)
     control_plane.kubectl(
         "patch", "mp", name, "-n", "default", "--subresource=status", "--type=merge",
@@ -668,7 +644,7 @@ def test_a_history_longer_than_the_cores_is_refused(
     control_plane: ControlPlane, crds: None
 ) -> None:
     name = "long-history"
-    _apply_json(control_plane, name, VALID)
+    apply_json(control_plane, name, VALID)
     entry = to_status(_full_run())["history"][1]
     refused = control_plane.kubectl(
         "patch", "mp", name, "-n", "default", "--subresource=status", "--type=merge",
@@ -723,7 +699,7 @@ def test_the_largest_canary_spec_fits_both_copies_in_annotations(
     control_plane: ControlPlane, crds: None
 ) -> None:
     name = "c" * MAX_NAME
-    body = _apply_json(control_plane, name, _largest_canary_spec())
+    body = apply_json(control_plane, name, _largest_canary_spec())
     control_plane.kubectl("delete", "mp", name, "-n", "default")
     kubectl_copy = body["metadata"]["annotations"][KUBECTL_COPY]
     # Kopf keeps the spec (with its defaults) as Python's json writes it, plus "\n".
@@ -759,7 +735,7 @@ def test_the_argocd_health_samples_are_what_the_crd_keeps(
     # accepts each sample's spec and status and prunes nothing from them.
     body = yaml.safe_load((ARGOCD_CASES / sample).read_text())
     name = f"sample-{sample.removesuffix('.yaml')}"
-    _apply_json(control_plane, name, body["spec"])
+    apply_json(control_plane, name, body["spec"])
     control_plane.kubectl(
         "patch", "mp", name, "-n", "default", "--subresource=status", "--type=merge",
         "-p", json.dumps({"status": body["status"]}),

@@ -3,14 +3,12 @@ admission refusing what does not fit the kind, naming the field and what to do i
 
 from __future__ import annotations
 
-import json
-import time
 from typing import Any
 
 import pytest
 
 from tests.harness.controlplane import ControlPlane
-from tests.harness.promotions import manifest
+from tests.harness.promotions import apply_json, explain, refusal
 
 pytestmark = pytest.mark.e2e
 
@@ -26,21 +24,13 @@ CANARY_STEPS = {"steps": [{"setWeight": 10}]}
 
 
 def _apply(control_plane: ControlPlane, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    applied = control_plane.kubectl(
-        "apply", "-n", "default", "-f", "-", "-o", "json", input_text=manifest(name, spec)
-    )
+    applied = apply_json(control_plane, name, spec)
     control_plane.kubectl("delete", "mp", name, "-n", "default")
-    document: dict[str, Any] = json.loads(applied.stdout)
-    return document
+    return applied
 
 
 def _explain(control_plane: ControlPlane, field: str) -> str:
-    for _ in range(50):  # discovery needs a moment after the CRD is established
-        explained = control_plane.kubectl("explain", field, check=False)
-        if explained.returncode == 0:
-            return " ".join(explained.stdout.split())  # kubectl wraps lines
-        time.sleep(0.2)
-    raise AssertionError(explained.stderr)
+    return " ".join(explain(control_plane, field).split())  # kubectl wraps lines
 
 
 def test_a_promotion_without_a_kind_promotes_a_seldon_deployment(
@@ -144,12 +134,9 @@ def test_a_pipeline_canary_is_accepted(control_plane: ControlPlane, crds: None) 
 def test_what_does_not_fit_the_kind_is_refused_naming_the_field(
     control_plane: ControlPlane, crds: None, spec: dict[str, Any], field: str, words: str
 ) -> None:
-    refused = control_plane.kubectl(
-        "apply", "-n", "default", "-f", "-", input_text=manifest("bad", spec), check=False
-    )
-    assert refused.returncode != 0
-    assert f"{field}: " in refused.stderr, refused.stderr
-    assert words in refused.stderr, refused.stderr
+    refused = refusal(control_plane, spec)
+    assert f"{field}: " in refused, refused
+    assert words in refused, refused
 
 
 def test_kubectl_explain_teaches_the_kinds_and_their_overrides(

@@ -35,6 +35,36 @@ def manifest(name: str, spec: Mapping[str, Any]) -> str:
     )
 
 
+def apply_json(control_plane: ControlPlane, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply a ModelPromotion in ``default``; the object as the API server stored it."""
+    applied = control_plane.kubectl(
+        "apply", "-n", "default", "-f", "-", "-o", "json",
+        input_text=manifest(name, spec), check=False,
+    )  # fmt: skip
+    assert applied.returncode == 0, applied.stderr[:2000]
+    body: dict[str, Any] = json.loads(applied.stdout)
+    return body
+
+
+def refusal(control_plane: ControlPlane, spec: Mapping[str, Any]) -> str:
+    """What the API server says when it refuses a ModelPromotion with ``spec`` at admission."""
+    refused = control_plane.kubectl(
+        "apply", "-n", "default", "-f", "-", input_text=manifest("bad", spec), check=False
+    )
+    assert refused.returncode != 0, "accepted"
+    return refused.stderr
+
+
+def explain(control_plane: ControlPlane, field: str) -> str:
+    """``kubectl explain field``, once discovery has the CRD (a moment after it is established)."""
+    for _ in range(50):
+        explained = control_plane.kubectl("explain", field, check=False)
+        if explained.returncode == 0:
+            return explained.stdout
+        time.sleep(0.2)
+    raise AssertionError(explained.stderr)
+
+
 class Promotions:
     """ModelPromotions of one namespace, through the pinned kubectl."""
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import StartOperator
+from tests.e2e.conftest import WRITERS, StartOperator
 from tests.e2e.test_canary import operator_with_prometheus
 from tests.harness.operator_process import OperatorProcess
 from tests.harness.prometheus import Prometheus
@@ -194,6 +194,30 @@ def test_a_sigkill_mid_pipeline_promotion_creates_nothing_twice(
         ("POST", f"{API}/models"),
         ("POST", f"{API}/pipelines"),
     ]
+
+
+def test_a_pipeline_promoted_into_a_gitops_namespace_waits_for_each_sync(
+    seldon: Simulator, operator: OperatorProcess, promotions: Promotions, names: Names
+) -> None:
+    _seed_pipeline(seldon, names)
+    seldon.control.add_namespace("production", gitops=True, groups=WRITERS)
+    seldon.control.set_delays(rollout_seconds=1.0, gitops_sync_seconds=2.0)
+    promotions.apply("chain", _pipeline_spec(names.pipeline))
+
+    status = promotions.wait_for_phase("chain", FINISHED_PHASES, timeout=120)
+
+    assert status["phase"] == "Succeeded", status
+    commits = seldon.control.commits("production")
+    assert [(c["kind"], c["name"], c["action"]) for c in commits] == [
+        ("Model", names.prep, "Promote"),
+        ("Model", names.model, "Promote"),
+        ("Pipeline", names.pipeline, "Promote"),
+    ]
+    # Each Model was synced and Ready (a sync, then a rollout: 3 s) before the
+    # Pipeline was committed.
+    model_at = _seconds(commits[1]["timestamp"])
+    assert _seconds(commits[2]["timestamp"]) - model_at >= 3.0
+    assert _ready(seldon.control.get_pipeline("production", names.pipeline))
 
 
 # --- Canary ----------------------------------------------------------------------------

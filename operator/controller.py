@@ -146,8 +146,10 @@ class Controller:
             await asyncio.gather(*tasks, return_exceptions=True)
             if self.election is not None:
                 await self._in_thread(self.election.release)
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            # Drain before the pool goes: a shut-down pool takes no more work, and a
+            # cleanup that fails here would keep the process from exiting at all.
             await self._in_thread(self.drain_events, EVENTS_DRAIN_SECONDS)
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _elect(self) -> None:
         assert self.election is not None and self._leading is not None

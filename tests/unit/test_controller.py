@@ -3,6 +3,8 @@ status write per pass that changed something, none for one that did not)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 from collections.abc import Mapping
 from typing import Any, cast
@@ -95,6 +97,22 @@ def kube() -> FakeKube:
 @pytest.fixture
 def controller(runtime: FakeRuntime, kube: FakeKube) -> Controller:
     return Controller(runtime, cast(KubeApi, kube))
+
+
+def test_a_stopped_controller_ends_cleanly_after_posting_its_events(
+    controller: Controller, kube: FakeKube
+) -> None:
+    async def start_then_stop() -> None:
+        task = asyncio.create_task(controller.run())
+        await asyncio.sleep(0.05)
+        controller.process(REF, kube.current())  # queues Events to post
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task  # a failure on the way out would raise here
+
+    asyncio.run(start_then_stop())
+
+    assert kube.events  # posted before the end
 
 
 def become_available(fake: FakeClient) -> None:

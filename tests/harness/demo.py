@@ -1,13 +1,16 @@
 """``make demo``: the example promotions on the local stack, from a person's point of view.
 
 Brings the stack up, installs the CRD, gives the simulator a ``staging`` and a
-GitOps ``production`` namespace and a source deployment, starts the operator as
-its own process with a credentials directory like a mounted Secret and the
-stack's Prometheus for canary analyses, then applies ``examples/`` in two
-rounds, printing each change as it happens:
+GitOps ``production`` namespace, a source deployment and a Seldon Core v2
+Pipeline with its two Models, starts the operator as its own process with a
+credentials directory like a mounted Secret and the stack's Prometheus for
+canary analyses, then applies ``examples/`` in two rounds, printing each change
+as it happens:
 
 1. every example that is not a canary (the Replace promotion of ``staging/iris``
-   creates ``production/iris``; the dry run plans);
+   creates ``production/iris``; the dry run plans; the Pipeline
+   ``staging/chain`` creates the Models ``prep`` and ``iris`` in production,
+   then, once they are Ready, ``production/chain``);
 2. the canary examples (``strategy: Canary``, anywhere under ``examples/``),
    once their targets exist: ``staging/iris`` gets a new version first, and the
    canary moves ``production/iris``'s traffic to it step by step. Each phase,
@@ -31,7 +34,7 @@ import yaml
 from tests.harness.keycloak import DATA_SCIENTIST
 from tests.harness.operator_process import install_crds, password_credentials, start_operator
 from tests.harness.stack import Stack, start_stack
-from tests.simulator.testing import deployment_body
+from tests.simulator.testing import deployment_body, model_body, pipeline_body
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NAMESPACE = "default"
@@ -101,6 +104,16 @@ def prepare_seldon(stack: Stack, *, rollout_seconds: float = 2.0) -> None:
     control.set_delays(rollout_seconds=rollout_seconds, gitops_sync_seconds=3.0)
     control.seed_deployment("staging", deployment_body("iris", image="seldonio/sklearn-iris:1.4"))
     print("Seldon Deploy: staging/iris is Available; production is a GitOps namespace")
+
+
+def prepare_core_v2(stack: Stack) -> None:
+    """The Core v2 example's source: staging/chain, a Pipeline chaining the Models
+    prep and iris, all Ready; production has none of them yet."""
+    control = stack.simulator.control
+    control.seed_model("staging", model_body("prep", storage_uri="gs://models/iris-prep/v1"))
+    control.seed_model("staging", model_body("iris", storage_uri="gs://models/iris/v1"))
+    control.seed_pipeline("staging", pipeline_body("chain", ["prep", "iris"]))
+    print("Seldon Deploy: staging/chain is a Core v2 Pipeline (prep -> iris), Ready")
 
 
 def _prepare_canaries(stack: Stack, canaries: list[Path]) -> None:
@@ -199,6 +212,7 @@ def run_demo() -> int:
     try:
         install_crds(stack.control_plane)
         prepare_seldon(stack)
+        prepare_core_v2(stack)
         operator = start_operator(
             stack.control_plane,
             stack.simulator,
@@ -212,7 +226,7 @@ def run_demo() -> int:
         plain, canaries = _examples()
         printer = _Printer()
 
-        print("\n== promotions (Replace, dry run)")
+        print("\n== promotions (Replace, dry run, a Core v2 Pipeline)")
         _apply(stack, plain)
         finished = printer.follow(stack, _names(plain))
         if finished and canaries:
@@ -225,8 +239,8 @@ def run_demo() -> int:
         print(stack.control_plane.kubectl("get", "mp", "-n", NAMESPACE).stdout)
         for commit in stack.simulator.control.commits("production"):
             print(
-                f"GitOps commit in production: {commit['action']} by {commit['author']}: "
-                f"{commit['message']}"
+                f"GitOps commit in production: {commit['action']} {commit['kind']} "
+                f"{commit['name']} by {commit['author']}: {commit['message']}"
             )
         items = _promotions(stack)
         expected = _names(plain) | _names(canaries)

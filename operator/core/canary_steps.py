@@ -139,8 +139,8 @@ def canary_write(ctx: Context, run: Run, observed: Observed) -> Step:
             return validate_again(ctx, run, "the source changed before the first write")
         changed = Failure(
             "SourceChanged",
-            f"{ctx.spec.source} changed during the canary; what was measured is no longer "
-            "what would be promoted (change the spec to start a new run)",
+            f"{ctx.spec.source.described} changed during the canary; what was measured is "
+            "no longer what would be promoted (change the spec to start a new run)",
         )
         return target_failed(ctx, run, changed)
     final = canary.step >= len(ctx.spec.canary_steps)
@@ -305,7 +305,7 @@ def _no_evidence(ctx: Context, run: Run, failure: Failure | None) -> Failure:
     last = f"; last: {failure.reason}: {failure.message}" if failure else ""
     return Failure(
         "AnalysisInconclusive",
-        f"the analysis of {ctx.spec.target} got no conclusive measurements before its "
+        f"the analysis of {ctx.spec.target.described} got no conclusive measurements before its "
         f"deadline{last}",
     )
 

@@ -149,7 +149,7 @@ def experiment_write(ctx: Context, run: Run, observed: Observed) -> Step:
     assert canary is not None and run.plan is not None
     for answer in (observed.canary, observed.experiment):
         if answer.failure is not None:
-            return retry_or_fail(ctx, run, answer.failure)
+            return _retry_or_undo(ctx, run, answer.failure, written=canary.weight > 0)
     if canary.step >= len(ctx.spec.canary_steps):
         return _promote(ctx, run, observed)
     unreadable = unusable_reads(ctx, run, observed)
@@ -194,11 +194,11 @@ def experiment_write(ctx: Context, run: Run, observed: Observed) -> Step:
     pipeline = observed.canary.deployment
     assert pipeline is not None
     state = readiness(Kind.PIPELINE, pipeline)
-    if state.failed:
-        why = f": {state.description}" if state.description else ""
-        return target_failed(ctx, run, Failure("TargetFailed", f"{where} went {state.state}{why}"))
     generation = (pipeline.get("metadata") or {}).get("generation")
     current = generation is None or (state.observed_generation or 0) >= generation
+    if state.failed and current:
+        why = f": {state.description}" if state.description else ""
+        return target_failed(ctx, run, Failure("TargetFailed", f"{where} went {state.state}{why}"))
     if not (state.ready and current):
         if ctx.now >= deadline(ctx, run):
             return target_failed(ctx, run, timed_out(ctx, f"{where} {state.state or 'not Ready'}"))
@@ -233,9 +233,8 @@ def weight_set(ctx: Context, run: Run, weight: int) -> Step:
     canary = run.canary
     assert canary is not None
     run = replace(run, canary=replace(canary, weight=weight), last_error=None)
-    done = (
-        f"the experiment on {ctx.spec.target} sends {weight}% to {canary_pipeline_name(ctx.spec)}"
-    )
+    canary_name = canary_pipeline_name(ctx.spec)
+    done = f"the experiment on {ctx.spec.target.described} sends {weight}% to {canary_name}"
     return enter_step(ctx, run, canary.step + 1, done)
 
 
@@ -243,7 +242,8 @@ def experiment_done(ctx: Context, run: Run, action: Action, failure: Failure | N
     """The next step once an action of the canary (a Pipeline write or a call on the
     experiment, not a rollback) succeeded or failed."""
     if failure is not None:
-        return retry_or_fail(ctx, run, failure)
+        # A weight is only set once the canary Pipeline is in place.
+        return _retry_or_undo(ctx, run, failure, written=action.kind == ActionKind.SET_WEIGHT)
     run = replace(run, last_error=None, error_since=None)
     if action.kind == ActionKind.SET_WEIGHT:
         assert action.weight is not None
@@ -254,7 +254,7 @@ def experiment_done(ctx: Context, run: Run, action: Action, failure: Failure | N
         return next_step(
             ctx,
             run.moved_to(Phase.VERIFYING, ctx.now),
-            f"promoted the canary {canary_pipeline_name(ctx.spec)} to {ctx.spec.target}; "
+            f"promoted the canary {canary_pipeline_name(ctx.spec)} to {ctx.spec.target.described}; "
             "waiting for it to become Ready",
             requeue_after=backoff(ctx, ctx.now, poll=True),
         )
@@ -262,6 +262,15 @@ def experiment_done(ctx: Context, run: Run, action: Action, failure: Failure | N
     where = f"{ctx.spec.target.namespace}/{action.pipeline}"
     message = f"{verb} the canary {where}; waiting for it to become Ready"
     return next_step(ctx, run, message, None, backoff(ctx, run.phase_since, poll=True))
+
+
+def _retry_or_undo(ctx: Context, run: Run, failure: Failure, *, written: bool) -> Step:
+    """Retry, or, once retrying is over, undo what the canary wrote (``written``: the
+    canary Pipeline is in place) instead of leaving it beside the target."""
+    step = retry_or_fail(ctx, run, failure)
+    if written and step.run.phase == Phase.FAILED and run.phase != Phase.ROLLING_BACK:
+        return target_failed(ctx, run, failure)
+    return step
 
 
 def undo_experiment(ctx: Context, observed: Observed, message: str, run: Run) -> Step | None:
@@ -272,7 +281,9 @@ def undo_experiment(ctx: Context, observed: Observed, message: str, run: Run) ->
             return retry_or_fail(ctx, run, answer.failure)
     if observed.experiment.deployment is not None:
         remove = Action(ActionKind.REMOVE, None, message, Purpose.ROLLBACK)
-        return next_step(ctx, run, f"removing the canary experiment on {ctx.spec.target}", remove)
+        return next_step(
+            ctx, run, f"removing the canary experiment on {ctx.spec.target.described}", remove
+        )
     if canary_in_place(ctx, observed):
         name = canary_pipeline_name(ctx.spec)
         delete = Action(ActionKind.DELETE, None, message, Purpose.ROLLBACK, pipeline=name)

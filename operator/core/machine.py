@@ -282,7 +282,7 @@ def start_run(ctx: Context, recorded: Run | None) -> Run:
         history=recorded.history if recorded else (),
         conditions=recorded.conditions if recorded else (),
     )
-    message = f"promotion of {ctx.spec.source} to {ctx.spec.target} queued"
+    message = f"promotion of {ctx.spec.source.described} to {ctx.spec.target.described} queued"
     if retry:
         message = f"retry {retry} of the {recorded.phase if recorded else ''} run: {message}"
     return with_conditions(run, message, dry_run=ctx.spec.dry_run, now=ctx.now)
@@ -337,7 +337,7 @@ def after_action(
     if action.purpose is Purpose.CLEANUP:
         if failure is not None:
             return retry_or_fail(ctx, run, failure)
-        message = f"removed the canary an earlier generation left on {ctx.spec.target}"
+        message = f"removed the canary an earlier generation left on {ctx.spec.target.described}"
         return next_step(ctx, run, message, None, 0.0)
     if action.purpose is Purpose.ROLLBACK:
         gone = (
@@ -380,7 +380,8 @@ def after_action(
     return next_step(
         ctx,
         run.moved_to(Phase.VERIFYING, ctx.now),
-        f"{verb} {ctx.spec.target}{what}; waiting for it to become Available",
+        f"{verb} {ctx.spec.target.described}{what}; waiting for it to become "
+        f"{ready_word(ctx.spec.target.kind)}",
         requeue_after=backoff(ctx, run.phase_since, poll=True),
     )
 
@@ -408,7 +409,7 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
         missing = Failure(
             "Invalid",
             f"a canary needs an existing target to keep serving beside it; "
-            f"{ctx.spec.target} does not exist (promote it once with strategy Replace)",
+            f"{ctx.spec.target.described} does not exist (promote it once with strategy Replace)",
         )
         return finish(ctx, run, Phase.FAILED, missing)
     if target is not None and left_by_another_run(target, ctx.promotion) and ctx.spec.dry_run:
@@ -419,7 +420,7 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
         cleanup = Action(
             ActionKind.UPDATE, without_canary(target), write_message(ctx), Purpose.CLEANUP
         )
-        message = f"removing the canary an earlier generation left on {ctx.spec.target}"
+        message = f"removing the canary an earlier generation left on {ctx.spec.target.described}"
         return next_step(ctx, run.moved_to(Phase.VALIDATING, ctx.now), message, cleanup)
 
     previous = previous_of(target)
@@ -477,7 +478,9 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
         if before is not None:
             return before  # a Pipeline's Models first
         write = Action(change.action, plan.deployment, write_message(ctx))
-        return next_step(ctx, run, f"{change.action.lower()} of {ctx.spec.target} in flight", write)
+        return next_step(
+            ctx, run, f"{change.action.lower()} of {ctx.spec.target.described} in flight", write
+        )
 
     # Validate first; a target that changed since validation is validated again, and
     # an approval given for the plan that changed is asked for again.
@@ -492,16 +495,18 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
         return _validated(ctx, run)
     validate = Action(ActionKind.VALIDATE, checked, "")
     return next_step(
-        ctx, run, f"validating the promoted deployment for {ctx.spec.target}", validate
+        ctx, run, f"validating the promoted deployment for {ctx.spec.target.described}", validate
     )
 
 
 def _validated(ctx: Context, run: Run) -> Step:
     assert run.plan is not None
-    summary = f"{run.plan.action.lower()} {ctx.spec.target} from {ctx.spec.source}"
+    summary = (
+        f"{run.plan.action.lower()} {ctx.spec.target.described} from {ctx.spec.source.described}"
+    )
     canary = ctx.spec.strategy == Strategy.CANARY
     if canary:
-        summary = f"run a canary of {ctx.spec.source} on {ctx.spec.target}"
+        summary = f"run a canary of {ctx.spec.source.described} on {ctx.spec.target.described}"
         analysed = any(step.analysis for step in ctx.spec.canary_steps)
         if analysed and not ctx.prometheus_configured:
             unset = Failure(
@@ -577,7 +582,9 @@ def _abort(ctx: Context, run: Run, observed: Observed) -> Step:
         or canary_in_place(ctx, observed)
     )
     if written:
-        aborted = Failure("Aborted", f"aborted on request after {ctx.spec.target} was written")
+        aborted = Failure(
+            "Aborted", f"aborted on request after {ctx.spec.target.described} was written"
+        )
         return target_failed(ctx, run, aborted)
     nothing = Failure("Aborted", "aborted on request before anything was written")
     return finish(ctx, run, Phase.ABORTED, nothing)
@@ -605,19 +612,21 @@ def _verify(ctx: Context, run: Run, observed: Observed) -> Step:
     )
     canary_left = run.canary is not None and run.canary.step < len(ctx.spec.canary_steps)
     if current and seen.ready and run.canary is not None and canary_left:
-        return enter_step(ctx, run, run.canary.step + 1, f"{ctx.spec.target} is {ready}")
+        return enter_step(ctx, run, run.canary.step + 1, f"{ctx.spec.target.described} is {ready}")
     if current and seen.ready:
         return finish(
             ctx,
             run,
             Phase.SUCCEEDED,
             None,
-            f"{ctx.spec.target} is {ready} with the promoted spec",
+            f"{ctx.spec.target.described} is {ready} with the promoted spec",
         )
     if current and seen.failed:
         description = seen.description or "no description"
         return target_failed(
-            ctx, run, Failure("TargetFailed", f"{ctx.spec.target} went {state}: {description}")
+            ctx,
+            run,
+            Failure("TargetFailed", f"{ctx.spec.target.described} went {state}: {description}"),
         )
     if ctx.now >= deadline(ctx, run):
         return target_failed(ctx, run, timed_out(ctx, state))
@@ -626,10 +635,10 @@ def _verify(ctx: Context, run: Run, observed: Observed) -> Step:
         # its state again (or a new transient one) costs no status write.
         waiting = ready_message(run.conditions)
     elif current:
-        waiting = f"waiting for {ctx.spec.target} to become {ready} (state {state})"
+        waiting = f"waiting for {ctx.spec.target.described} to become {ready} (state {state})"
     else:
         waiting = (
-            f"waiting for {ctx.spec.target}'s status to observe generation "
+            f"waiting for {ctx.spec.target.described}'s status to observe generation "
             f"{run.applied_generation} (GitOps sync or rollout pending; status shows "
             f"{state or 'nothing'} for generation {observed_generation})"
         )
@@ -650,7 +659,9 @@ def _roll_back(ctx: Context, run: Run, observed: Observed) -> Step:
             return undo
     if previous.existed and previous.deployment is None:
         # Never delete what existed before; without its spec there is nothing to restore.
-        lost = Failure("RollbackFailed", f"the previous spec of {ctx.spec.target} was not recorded")
+        lost = Failure(
+            "RollbackFailed", f"the previous spec of {ctx.spec.target.described} was not recorded"
+        )
         return finish(ctx, run, Phase.FAILED, lost)
     if previous.existed and previous.deployment is not None:
         if (
@@ -661,8 +672,12 @@ def _roll_back(ctx: Context, run: Run, observed: Observed) -> Step:
             return undo_models(ctx, run, observed, message) or rolled_back(ctx, run)
         kind = ActionKind.UPDATE if target is not None else ActionKind.CREATE
         restore = Action(kind, previous.deployment, message, Purpose.ROLLBACK)
-        return next_step(ctx, run, f"restoring the previous spec of {ctx.spec.target}", restore)
+        return next_step(
+            ctx, run, f"restoring the previous spec of {ctx.spec.target.described}", restore
+        )
     if target is None:
         return undo_models(ctx, run, observed, message) or rolled_back(ctx, run)
     remove = Action(ActionKind.DELETE, None, message, Purpose.ROLLBACK)
-    return next_step(ctx, run, f"removing {ctx.spec.target}, which did not exist before", remove)
+    return next_step(
+        ctx, run, f"removing {ctx.spec.target.described}, which did not exist before", remove
+    )

@@ -181,7 +181,7 @@ def write_models(
         write = Action(kind, model.body, write_message(ctx), model=model.name)
         verb = "update" if exists else "create"
         what = f"{verb} of {_ref(ctx, model.name).described} ({index + 1}/{len(planned)})"
-        return next_step(ctx, run, f"{what} in flight, before {ctx.spec.target}", write)
+        return next_step(ctx, run, f"{what} in flight, before {ctx.spec.target.described}", write)
     waiting = []
     for model in planned:
         found = observed.models.get(model.name, Answer()).deployment
@@ -190,13 +190,13 @@ def write_models(
             gone = Failure("TargetChanged", f"{ref} was deleted while the run waited for it")
             return target_failed(ctx, run, gone)
         state = readiness(Kind.MODEL, found)
-        if state.failed:
-            why = f": {state.description}" if state.description else ""
-            return target_failed(
-                ctx, run, Failure("TargetFailed", f"{ref} went {state.state}{why}")
-            )
         generation = (found.get("metadata") or {}).get("generation")
+        # A status about an older generation (a GitOps sync pending) decides nothing.
         current = generation is None or (state.observed_generation or 0) >= generation
+        if state.failed and current:
+            why = f": {state.description}" if state.description else ""
+            failed = Failure("TargetFailed", f"{ref} went {state.state}{why}")
+            return target_failed(ctx, run, failed)
         if not (state.ready and current):
             waiting.append(model.name)
     if not waiting:
@@ -205,7 +205,7 @@ def write_models(
         return target_failed(ctx, run, timed_out(ctx, f"Models {', '.join(waiting)} not Ready"))
     message = (
         f"waiting for the Models {', '.join(waiting)} in {ctx.spec.target.namespace} "
-        f"to become Ready before writing {ctx.spec.target}"
+        f"to become Ready before writing {ctx.spec.target.described}"
     )
     return next_step(ctx, run, message, None, backoff(ctx, run.phase_since, poll=True))
 

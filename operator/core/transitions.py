@@ -23,6 +23,7 @@ from promotion_operator.core.run import (
     PreviousTarget,
     Run,
 )
+from promotion_operator.core.spec import DeploymentRef, Kind
 from promotion_operator.core.step import Action, Context, Observed, Step
 
 # A wait for a person (approval, a pause without duration) has no deadline.
@@ -41,7 +42,7 @@ def unusable_reads(ctx: Context, run: Run, observed: Observed) -> Step | None:
     if observed.source is None:
         missing = Failure(
             "SourceNotFound",
-            f"source deployment {ctx.spec.source} does not exist",
+            f"source {_noun(ctx.spec.source)} does not exist",
             http_status=404,
             retryable=True,
         )
@@ -49,6 +50,11 @@ def unusable_reads(ctx: Context, run: Run, observed: Observed) -> Step | None:
     if observed.target_error is not None:
         return retry_or_fail(ctx, run, observed.target_error)
     return None
+
+
+def _noun(ref: DeploymentRef) -> str:
+    # "deployment staging/iris", or with their kind: "Pipeline staging/chain".
+    return f"deployment {ref}" if ref.kind is Kind.SELDON_DEPLOYMENT else ref.described
 
 
 def adopt(ctx: Context, run: Run, target: Mapping[str, Any]) -> Step:
@@ -62,7 +68,7 @@ def adopt(ctx: Context, run: Run, target: Mapping[str, Any]) -> Step:
     return next_step(
         ctx,
         run.moved_to(Phase.VERIFYING, ctx.now),
-        f"found this run's write on {ctx.spec.target}; verifying it",
+        f"found this run's write on {ctx.spec.target.described}; verifying it",
         requeue_after=0.0,
     )
 
@@ -70,7 +76,7 @@ def adopt(ctx: Context, run: Run, target: Mapping[str, Any]) -> Step:
 def target_changed(ctx: Context, run: Run, during: str) -> Step:
     changed = Failure(
         "TargetChanged",
-        f"{ctx.spec.target} was deleted or overwritten by someone else during {during}",
+        f"{ctx.spec.target.described} was deleted or overwritten by someone else during {during}",
     )
     return finish(ctx, run, Phase.FAILED, changed)
 
@@ -106,7 +112,7 @@ def retry_or_fail(ctx: Context, run: Run, failure: Failure) -> Step:
         cause = run.outcome.reason if run.outcome else "a failure"
         rollback_failed = Failure(
             "RollbackFailed",
-            f"could not roll back {ctx.spec.target} after {cause}: {failure.message}",
+            f"could not roll back {ctx.spec.target.described} after {cause}: {failure.message}",
             failure.http_status,
         )
         return finish(ctx, run, Phase.FAILED, rollback_failed)
@@ -124,7 +130,7 @@ def target_failed(ctx: Context, run: Run, failure: Failure) -> Step:
 def timed_out(ctx: Context, state: str | None) -> Failure:
     return Failure(
         "VerificationTimedOut",
-        f"{ctx.spec.target} did not become {ready_word(ctx.spec.target.kind)} with the "
+        f"{ctx.spec.target.described} did not become {ready_word(ctx.spec.target.kind)} with the "
         f"promoted spec within {ctx.spec.timeout_seconds:g}s (last state: {state or 'unknown'})",
     )
 
@@ -221,14 +227,14 @@ def _rolled_back_message(ctx: Context, run: Run) -> str:
             verb = "restored" if dependency.previous.existed else "removed"
             done.append(f"{verb} {ctx.spec.target.model(dependency.name).described}")
     because = f"{cause.reason}: {cause.message}" if cause else "a failure"
-    return f"rolled back {ctx.spec.target} ({'; '.join(done)}) after {because}"
+    return f"rolled back {ctx.spec.target.described} ({'; '.join(done)}) after {because}"
 
 
 def write_message(ctx: Context) -> str:
     if ctx.spec.gitops_message:
         return ctx.spec.gitops_message
     return (
-        f"Promote {ctx.spec.source} to {ctx.spec.target} "
+        f"Promote {ctx.spec.source.described} to {ctx.spec.target.described} "
         f"(ModelPromotion {ctx.promotion}, generation {ctx.promotion.generation})"
     )
 

@@ -315,6 +315,7 @@ class FakeSeldon:
     pipelines: dict[str, dict[str, Any]] = field(default_factory=dict)
     pipelines_written_at: dict[str, datetime.datetime] = field(default_factory=dict)
     experiment: dict[str, Any] | None = None
+    experiment_refusal: Failure | None = None  # what every call on the experiment answers
 
     def query(self, promql: str) -> Reading:
         self.queries.append(promql)
@@ -385,6 +386,8 @@ class FakeSeldon:
     def _experiment_call(self, action: Action) -> Answer:
         """The canary experiment of the target Pipeline ``<name>-canary``, as the
         simulator plays Seldon Deploy's."""
+        if self.experiment_refusal is not None:
+            return Answer(failure=self.experiment_refusal)
         assert self.target is not None
         name = self.target["metadata"]["name"]
         canary = f"{name}-canary"

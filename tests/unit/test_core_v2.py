@@ -9,7 +9,7 @@ from typing import Any
 
 from promotion_operator.core.planning import written_by
 from promotion_operator.core.requests import Requests
-from promotion_operator.core.run import ActionKind, Phase, from_status, to_status
+from promotion_operator.core.run import ActionKind, Failure, Phase, from_status, to_status
 from promotion_operator.core.spec import AnalysisTemplate, CanaryStep, Strategy, parse_spec
 from promotion_operator.core.step import Reading
 from tests.unit.core_builders import PROMOTION, FakeSeldon, Pass, core_v2_status, drive
@@ -324,6 +324,19 @@ def test_the_models_round_trip_through_status() -> None:
     assert again.models[1].previous.deployment is not None
 
 
+def test_a_failure_shown_for_an_older_generation_of_a_model_is_waited_past() -> None:
+    broken = model("iris", "gs://m/iris/v1", "production", 4)
+    broken["status"] = core_v2_status(4, ready=False, failed=True)
+    seldon = seldon_for_pipeline(models={"iris": broken})
+    passes = drive(seldon, spec=PIPELINE_SPEC)
+    assert writes(passes) == [
+        ("Create", "model prep"),
+        ("Update", "model iris"),
+        ("Create", "target"),
+    ]
+    assert last(passes).phase == Phase.SUCCEEDED
+
+
 # --- a Pipeline's canary, through the Experiments API ------------------------------------
 
 ERROR_RATE = AnalysisTemplate(
@@ -464,3 +477,22 @@ def test_a_pipeline_canary_dry_run_lists_the_experiment_steps() -> None:
 def test_status_names_a_core_v2_source_and_target_with_their_kind() -> None:
     run = last(drive(seldon_for_pipeline(), spec=PIPELINE_SPEC))
     assert (run.source, run.target) == ("Pipeline staging/chain", "Pipeline production/chain")
+
+
+def test_a_refused_first_weight_removes_the_canary_pipeline_it_was_for() -> None:
+    refused = Failure("Invalid", "experiment refused", 400)
+    seldon = seldon_for_canary(
+        models={
+            "prep": model("prep", "gs://m/prep/v1", "production", 1),
+            "iris-v2": model("iris-v2", "gs://m/iris/v2", "production", 1),
+        }
+    )
+    seldon.experiment_refusal = refused
+    passes = drive(seldon, spec=PIPELINE_CANARY, max_passes=100)
+    assert calls(passes) == [
+        "Create pipeline chain-canary",
+        "SetWeight 10",
+        "Delete pipeline chain-canary",
+    ]
+    assert last(passes).phase == Phase.ROLLED_BACK
+    assert "chain-canary" not in seldon.pipelines

@@ -72,6 +72,7 @@ from promotion_operator.core.pipeline_models import (
     source_hash,
     undo_models,
     unreadable_models,
+    with_landed_models,
     write_models,
 )
 from promotion_operator.core.planning import PlanningError, plan_promotion, storage_uris
@@ -348,7 +349,7 @@ def after_action(
         if failure is not None and not gone:
             return retry_or_fail(ctx, run, failure)
         beside = action.model or action.pipeline or action.kind == ActionKind.REMOVE
-        if beside or models_written(ctx, run):
+        if beside or models_written(run):
             # More may be left to undo (the target, the Models): each is seen again first.
             return next_step(ctx, run, "rolling back: seeing what is left to undo", None, 0.0)
         return rolled_back(ctx, run)
@@ -574,11 +575,12 @@ def _abort(ctx: Context, run: Run, observed: Observed) -> Step:
     if run.phase == Phase.PROMOTING and observed.target_error is not None:
         # Whether the write landed cannot be told yet: look again before acting.
         return retry_or_fail(ctx, run, observed.target_error)
+    run = with_landed_models(ctx, run, observed)  # a write a restart kept from being recorded
     written = (
         run.phase in (Phase.VERIFYING, Phase.ANALYZING, Phase.PAUSED)
         or (run.canary is not None and run.canary.weight > 0)
         or (run.phase == Phase.PROMOTING and target is not None and is_ours(ctx, target, run))
-        or models_written(ctx, run, observed)
+        or models_written(run)
         or canary_in_place(ctx, observed)
     )
     if written:

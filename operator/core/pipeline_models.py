@@ -252,15 +252,21 @@ def undo_models(ctx: Context, run: Run, observed: Observed, message: str) -> Ste
     return None
 
 
-def models_written(ctx: Context, run: Run, observed: Observed | None = None) -> bool:
-    """Whether the run wrote any Model (as recorded, or as a read of this pass shows:
-    a write can land just before a crash that kept it from being recorded)."""
-    if any(d.written for d in run.models):
-        return True
-    return observed is not None and any(
-        a.deployment is not None and written_by(a.deployment, ctx.promotion)
-        for a in observed.models.values()
-    )
+def models_written(run: Run) -> bool:
+    """Whether the run wrote any Model (as recorded)."""
+    return any(d.written for d in run.models)
+
+
+def with_landed_models(ctx: Context, run: Run, observed: Observed) -> Run:
+    """``run`` with every Model a read of this pass shows carrying its write marked
+    written (a write can land just before a restart that kept it from being recorded)."""
+
+    def landed(dependency: Dependency) -> bool:
+        found = observed.models.get(dependency.name, Answer()).deployment
+        return found is not None and written_by(found, ctx.promotion)
+
+    models = tuple(replace(d, written=d.written or landed(d)) for d in run.models)
+    return replace(run, models=models)
 
 
 def _ref(ctx: Context, name: str) -> DeploymentRef:

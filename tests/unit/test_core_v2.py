@@ -496,3 +496,13 @@ def test_a_refused_first_weight_removes_the_canary_pipeline_it_was_for() -> None
     ]
     assert last(passes).phase == Phase.ROLLED_BACK
     assert "chain-canary" not in seldon.pipelines
+
+
+def test_abort_after_a_restart_that_lost_a_model_write_still_removes_that_model() -> None:
+    seldon = seldon_for_pipeline(models={}, rollout_seconds=60)
+    passes = drive(seldon, spec=PIPELINE_SPEC, max_passes=2)  # validated, prep written
+    status = to_status(passes[0].step.run)  # the record of prep's write is lost
+    assert "prep" in seldon.models
+    rest = drive(seldon, spec=PIPELINE_SPEC, status=status, requests=Requests(abort="yes"))
+    assert writes(rest) == [("Delete", "model prep")]
+    assert last(rest).phase == Phase.ROLLED_BACK

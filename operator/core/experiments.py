@@ -40,7 +40,14 @@ from promotion_operator.core.pipeline_models import (
     step_models,
     write_models,
 )
-from promotion_operator.core.planning import Plan, PlanningError, plan_promotion, written_by
+from promotion_operator.core.planning import (
+    GENERATION_ANNOTATION,
+    PROMOTION_UID_ANNOTATION,
+    Plan,
+    PlanningError,
+    plan_promotion,
+    written_by,
+)
 from promotion_operator.core.run import ActionKind, Failure, Phase, Run
 from promotion_operator.core.spec import Kind, PromotionSpec, Strategy
 from promotion_operator.core.step import Action, Answer, Context, Effects, Observed, Purpose, Step
@@ -76,11 +83,45 @@ def canary_pipeline_name(spec: PromotionSpec) -> str:
 
 
 def read_experiment_state(ctx: Context, run: Run, effects: Effects) -> tuple[Answer, Answer]:
-    """The canary Pipeline and the experiment, when the pass needs them."""
-    needed = run.phase in (Phase.PROMOTING, Phase.ANALYZING, Phase.ROLLING_BACK)
-    if not uses_experiments(ctx.spec) or not needed or run.canary is None:
+    """The canary Pipeline and the experiment, when the pass needs them: before a
+    Pipeline's write (an earlier run's canary may be left), and while a canary works."""
+    if ctx.spec.target.kind is not Kind.PIPELINE:
+        return Answer(), Answer()
+    planning = run.phase in (Phase.PENDING, Phase.VALIDATING)
+    working = run.phase in (Phase.PROMOTING, Phase.ANALYZING, Phase.ROLLING_BACK)
+    if not (planning or (working and uses_experiments(ctx.spec) and run.canary is not None)):
         return Answer(), Answer()
     return effects.read_pipeline(canary_pipeline_name(ctx.spec)), effects.read_experiment()
+
+
+def unreadable_canary(observed: Observed) -> Failure | None:
+    """The first failure among the reads of the canary Pipeline and the experiment."""
+    return observed.canary.failure or observed.experiment.failure
+
+
+def left_by_an_earlier_run(ctx: Context, observed: Observed) -> bool:
+    """Whether a canary Pipeline of this ModelPromotion's earlier run (another
+    generation, or an earlier retry) is still beside the target."""
+    pipeline = observed.canary.deployment
+    if pipeline is None:
+        return False
+    annotations = (pipeline.get("metadata") or {}).get("annotations") or {}
+    return (
+        annotations.get(PROMOTION_UID_ANNOTATION) == ctx.promotion.uid
+        and annotations.get(GENERATION_ANNOTATION) != ctx.promotion.run
+    )
+
+
+def remove_earlier_canary(ctx: Context, run: Run, observed: Observed) -> Step:
+    """Take an earlier run's canary away (the experiment with its canary Pipeline, or the
+    canary Pipeline alone) before this run plans anything."""
+    message = f"removing the canary an earlier generation left on {ctx.spec.target.described}"
+    if observed.experiment.deployment is not None:
+        remove = Action(ActionKind.REMOVE, None, write_message(ctx), Purpose.CLEANUP)
+    else:
+        name = canary_pipeline_name(ctx.spec)
+        remove = Action(ActionKind.DELETE, None, write_message(ctx), Purpose.CLEANUP, pipeline=name)
+    return next_step(ctx, run.moved_to(Phase.VALIDATING, ctx.now), message, remove)
 
 
 def check_models_for_canary(

@@ -56,8 +56,11 @@ from promotion_operator.core.experiments import (
     describe_experiment,
     experiment_done,
     experiment_write,
+    left_by_an_earlier_run,
     read_experiment_state,
+    remove_earlier_canary,
     undo_experiment,
+    unreadable_canary,
     uses_experiments,
 )
 from promotion_operator.core.kinds import readiness, ready_word, server_validates
@@ -336,7 +339,10 @@ def after_action(
     if failure is None:
         run = replace(run, last_error=None, error_since=None)
     if action.purpose is Purpose.CLEANUP:
-        if failure is not None:
+        gone = (
+            failure is not None and failure.http_status == 404 and action.kind != ActionKind.UPDATE
+        )
+        if failure is not None and not gone:
             return retry_or_fail(ctx, run, failure)
         message = f"removed the canary an earlier generation left on {ctx.spec.target.described}"
         return next_step(ctx, run, message, None, 0.0)
@@ -401,7 +407,7 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
     if unreadable is not None:
         return unreadable
     assert observed.source is not None
-    failed_read = unreadable_models(observed)
+    failed_read = unreadable_models(observed) or unreadable_canary(observed)
     if failed_read is not None:
         return retry_or_fail(ctx, run, failed_read)
 
@@ -423,6 +429,9 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
         )
         message = f"removing the canary an earlier generation left on {ctx.spec.target.described}"
         return next_step(ctx, run.moved_to(Phase.VALIDATING, ctx.now), message, cleanup)
+    elif left_by_an_earlier_run(ctx, observed) and not ctx.spec.dry_run:
+        # A Pipeline's canary runs beside it: take an earlier run's away first.
+        return remove_earlier_canary(ctx, run, observed)
 
     previous = previous_of(target)
     models: tuple[PlannedModel, ...] = ()

@@ -506,3 +506,46 @@ def test_abort_after_a_restart_that_lost_a_model_write_still_removes_that_model(
     rest = drive(seldon, spec=PIPELINE_SPEC, status=status, requests=Requests(abort="yes"))
     assert writes(rest) == [("Delete", "model prep")]
     assert last(rest).phase == Phase.ROLLED_BACK
+
+
+def earlier_canary(generation: str) -> dict[str, Any]:
+    """The canary Pipeline an earlier run of this ModelPromotion left beside the target."""
+    left = pipeline("production", steps=("prep", "iris-v2"))
+    left["metadata"]["name"] = "chain-canary"
+    left["metadata"]["annotations"] = {
+        "deploy.mlops.dev/promotion-uid": PROMOTION.uid,
+        "deploy.mlops.dev/promotion-generation": generation,
+    }
+    return left
+
+
+def test_a_replace_removes_the_canary_an_earlier_run_left_before_anything_else() -> None:
+    seldon = seldon_for_canary(pipelines={"chain-canary": earlier_canary("1")})
+    seldon.experiment = {"metadata": {"name": "chain"}, "spec": {"candidates": []}}
+    passes = drive(seldon, spec=PIPELINE_SPEC)
+    assert calls(passes)[0] == "Remove"
+    assert last(passes).phase == Phase.SUCCEEDED
+    assert seldon.experiment is None and "chain-canary" not in seldon.pipelines
+
+
+def test_a_new_canary_run_removes_a_canary_pipeline_left_without_its_experiment() -> None:
+    seldon = seldon_for_canary(pipelines={"chain-canary": earlier_canary("1")})
+    passes = drive(seldon, spec=PIPELINE_CANARY, max_passes=100)
+    assert calls(passes)[:2] == ["Delete pipeline chain-canary", "Create model iris-v2"]
+    assert last(passes).phase == Phase.SUCCEEDED
+
+
+def test_a_dry_run_leaves_an_earlier_runs_canary_alone() -> None:
+    seldon = seldon_for_canary(pipelines={"chain-canary": earlier_canary("1")})
+    passes = drive(seldon, spec=replace(PIPELINE_SPEC, dry_run=True))
+    assert calls(passes) == []
+    assert "chain-canary" in seldon.pipelines
+
+
+def test_a_canary_pipeline_of_another_promotion_is_not_removed_by_a_replace() -> None:
+    foreign = earlier_canary("1")
+    foreign["metadata"]["annotations"]["deploy.mlops.dev/promotion-uid"] = "someone-else"
+    seldon = seldon_for_canary(pipelines={"chain-canary": foreign})
+    passes = drive(seldon, spec=PIPELINE_SPEC)
+    assert "Remove" not in calls(passes) and "Delete pipeline chain-canary" not in calls(passes)
+    assert "chain-canary" in seldon.pipelines

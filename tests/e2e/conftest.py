@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -92,11 +93,26 @@ def operator_kubeconfig(
     return install_cluster_wide(control_plane, path)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Keep each phase's report on the test, so fixtures can tell whether it failed."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    item.stash.setdefault(REPORTS, {})[report.when] = report
+
+
+REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+#: Lines of each operator's output shown when a test fails.
+LOG_TAIL_LINES = 150
+
+
 @pytest.fixture
 def operator_factory(
-    stack: Stack, namespace: str, operator_kubeconfig: Path
+    request: pytest.FixtureRequest, stack: Stack, namespace: str, operator_kubeconfig: Path
 ) -> Iterator[StartOperator]:
-    """Starts operators watching this test's namespace; stops them afterwards."""
+    """Starts operators watching this test's namespace; stops them afterwards. When the
+    test failed, the end of each operator's output goes to the terminal (the resource's
+    status alone does not say why a run stood still)."""
     started: list[OperatorProcess] = []
 
     def start(credentials: Mapping[str, str] | None = None, **kwargs: Any) -> OperatorProcess:
@@ -124,6 +140,11 @@ def operator_factory(
         ).stdout,
     }
     assert_no_secrets(captured)
+    call = request.node.stash.get(REPORTS, {}).get("call")
+    if call is not None and call.failed and sys.__stderr__ is not None:
+        tail = "\n".join(logs.splitlines()[-LOG_TAIL_LINES:])
+        sys.__stderr__.write(f"\n--- the operator's output, last lines ({request.node.nodeid})\n")
+        sys.__stderr__.write(f"{tail}\n---\n")
 
 
 @pytest.fixture

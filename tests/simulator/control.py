@@ -120,15 +120,28 @@ class SimulatorControl:
         generation: int = 1,
     ) -> dict[str, Any]:
         """Plant a deployment; `state=None` rolls it out from now instead of fixing a state."""
+        return self._seed(
+            namespace, "deployments", "deployment", body, state, description, generation
+        )
+
+    def _seed(
+        self,
+        namespace: str,
+        collection: str,
+        key: str,
+        body: Mapping[str, Any],
+        state: str | None,
+        description: str | None,
+        generation: int,
+    ) -> dict[str, Any]:
         payload = {
-            "deployment": dict(body),
+            key: dict(body),
             "state": state,
             "description": description,
             "generation": generation,
         }
-        return cast(
-            dict[str, Any], self._call("POST", f"/namespaces/{namespace}/deployments", json=payload)
-        )
+        path = f"/namespaces/{namespace}/{collection}"
+        return cast(dict[str, Any], self._call("POST", path, json=payload))
 
     def _peek(self, path: str) -> dict[str, Any] | None:
         try:
@@ -157,15 +170,7 @@ class SimulatorControl:
         ModelProgressing and "Failed" ModelFailed (message `description`), each
         kept until the next write; None rolls it out from now.
         """
-        payload = {
-            "model": dict(body),
-            "state": state,
-            "description": description,
-            "generation": generation,
-        }
-        return cast(
-            dict[str, Any], self._call("POST", f"/namespaces/{namespace}/models", json=payload)
-        )
+        return self._seed(namespace, "models", "model", body, state, description, generation)
 
     def seed_pipeline(
         self,
@@ -181,15 +186,7 @@ class SimulatorControl:
         Ready also needs every model its steps name to exist and be Ready
         (read-time, so models may be seeded before or after).
         """
-        payload = {
-            "pipeline": dict(body),
-            "state": state,
-            "description": description,
-            "generation": generation,
-        }
-        return cast(
-            dict[str, Any], self._call("POST", f"/namespaces/{namespace}/pipelines", json=payload)
-        )
+        return self._seed(namespace, "pipelines", "pipeline", body, state, description, generation)
 
     def get_model(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The Model as the API would return it now, or None."""

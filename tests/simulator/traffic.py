@@ -159,6 +159,22 @@ class PredictorBehaviour:
         if not (self.error_code.isdigit() and 400 <= int(self.error_code) <= 599):
             raise InvalidTrafficSetting("error_code must be an HTTP status from 400 to 599")
 
+    def changed(
+        self,
+        error_rate: float | None = None,
+        latency_seconds: float | None = None,
+        error_code: str | int | None = None,
+    ) -> PredictorBehaviour:
+        """This behaviour with the parts given changed; the others stay as they are."""
+        changes: dict[str, Any] = {}
+        if error_rate is not None:
+            changes["error_rate"] = float(error_rate)
+        if latency_seconds is not None:
+            changes["latency_seconds"] = float(latency_seconds)
+        if error_code is not None:
+            changes["error_code"] = str(error_code)
+        return replace(self, **changes)
+
 
 @dataclass
 class _Histogram:
@@ -350,14 +366,7 @@ class TrafficModel:
     ) -> PredictorBehaviour:
         """Change some of a predictor's behaviour; unnamed parts stay as they were."""
         current = self.behaviour(namespace, name, predictor)
-        changes: dict[str, Any] = {}
-        if error_rate is not None:
-            changes["error_rate"] = float(error_rate)
-        if latency_seconds is not None:
-            changes["latency_seconds"] = float(latency_seconds)
-        if error_code is not None:
-            changes["error_code"] = str(error_code)
-        updated = replace(current, **changes)
+        updated = current.changed(error_rate, latency_seconds, error_code)
         self.behaviours[(namespace, name, predictor)] = updated
         return updated
 
@@ -378,14 +387,7 @@ class TrafficModel:
         """Change some of a pipeline's or model's behaviour; unnamed parts stay as they were."""
         kind = parse_core_kind(kind)
         current = self.core_behaviour(kind, namespace, name)
-        changes: dict[str, Any] = {}
-        if error_rate is not None:
-            changes["error_rate"] = float(error_rate)
-        if latency_seconds is not None:
-            changes["latency_seconds"] = float(latency_seconds)
-        if error_code is not None:
-            changes["error_code"] = str(error_code)
-        updated = replace(current, **changes)
+        updated = current.changed(error_rate, latency_seconds, error_code)
         self.core_behaviours[(kind, namespace, name)] = updated
         return updated
 

@@ -468,12 +468,19 @@ async def put_deployment_rate(request: web.Request) -> web.Response:
     return web.json_response(traffic.settings_record())
 
 
-async def _put_core_behaviour(request: web.Request, kind: CoreKind) -> web.Response:
+async def _behaviour_settings(request: web.Request) -> dict[str, Any]:
+    """The `{error_rate?, latency_seconds?, error_code?}` body of a behaviour change, once
+    the traffic so far is counted under the old behaviour."""
     body = await _json_object(request)
     unknown = set(body) - {"error_rate", "latency_seconds", "error_code"}
     if unknown:
         raise ApiError(400, f"unknown traffic settings: {sorted(unknown)}")
     _advance_traffic(request)
+    return body
+
+
+async def _put_core_behaviour(request: web.Request, kind: CoreKind) -> web.Response:
+    body = await _behaviour_settings(request)
     namespace, name = request.match_info["namespace"], request.match_info["name"]
     traffic = request.app[SIMULATOR].traffic
     traffic.set_core_behaviour(
@@ -503,11 +510,7 @@ async def put_predictor_behaviour(request: web.Request) -> web.Response:
     The predictor need not exist yet (a canary predictor a later write adds);
     parts left out keep their value. Applies to requests from now on.
     """
-    body = await _json_object(request)
-    unknown = set(body) - {"error_rate", "latency_seconds", "error_code"}
-    if unknown:
-        raise ApiError(400, f"unknown traffic settings: {sorted(unknown)}")
-    _advance_traffic(request)
+    body = await _behaviour_settings(request)
     namespace, name = request.match_info["namespace"], request.match_info["name"]
     predictor = request.match_info["predictor"]
     traffic = request.app[SIMULATOR].traffic

@@ -13,6 +13,7 @@ import pytest
 
 from tests.e2e.conftest import StartOperator
 from tests.e2e.test_canary import (
+    NS,
     Moment,
     TargetHistory,
     Timeline,
@@ -32,6 +33,7 @@ from tests.harness.operator_process import OperatorProcess
 from tests.harness.prometheus import Prometheus
 from tests.harness.promotions import Promotions
 from tests.harness.simulator import Simulator
+from tests.simulator.records import RequestLogEntry
 
 pytestmark = pytest.mark.e2e
 
@@ -125,11 +127,24 @@ def test_prometheus_back_within_the_deadline_lets_the_canary_pass(
     assert target(seldon, model)["spec"] == source["spec"]
 
 
-def _wait_for_puts(simulator: Simulator, model: str, count: int, timeout: float = 60.0) -> None:
+def _wait_for_puts(
+    simulator: Simulator, model: str, count: int, timeout: float = 60.0, *, arrived: bool = False
+) -> None:
+    """Until the target's PUT number ``count`` succeeded (``arrived``: was received)."""
     deadline = time.monotonic() + timeout
-    while len(target_puts(simulator, model)) < count:
+    while len(_puts(simulator, model) if arrived else target_puts(simulator, model)) < count:
         assert time.monotonic() < deadline, f"no PUT number {count} within {timeout} s"
         time.sleep(0.005)
+
+
+def _puts(simulator: Simulator, model: str) -> list[RequestLogEntry]:
+    """Every PUT of the target the simulator received, answered or not yet."""
+    path = f"/namespaces/{NS}/seldondeployments/{model}"
+    return [
+        entry
+        for entry in simulator.control.requests_log()
+        if entry["method"] == "PUT" and entry["path"].endswith(path)
+    ]
 
 
 def _assert_one_put_per_step(simulator: Simulator, model: str, history: TargetHistory) -> None:
@@ -149,10 +164,15 @@ def test_sigkill_right_after_each_canary_write_adopts_it_without_writing_again(
     steps = [set_weight(10), analysis("error-rate"), set_weight(50), pause("1s")]
     spec = canary_spec(model, steps, templates=[error_rate(interval="2s", count=2)])
 
+    # Each write is held 300 ms on its way in: the operator is frozen while it waits,
+    # so the write lands and the operator is killed before it can record it.
+    path = f"/namespaces/{NS}/seldondeployments/{model}$"
+    seldon.control.add_latency(300, method="PUT", path=path)
     with TargetHistory(seldon, model) as history:
         promotions.apply("iris", spec)
         for writes in (1, 2, 3):
-            # Killed as the write lands: its recording in status may be lost.
+            _wait_for_puts(seldon, model, writes, arrived=True)
+            canary_operator.process.freeze()
             _wait_for_puts(seldon, model, writes)
             canary_operator.kill()
             canary_operator.restart()

@@ -122,6 +122,10 @@ class ManagedProcess:
         if self in _live:
             _live.remove(self)
 
+    def freeze(self) -> None:
+        """SIGSTOP the process group: it does nothing until killed (or continued)."""
+        self._signal_group(signal.SIGSTOP)
+
     def kill(self) -> None:
         """SIGKILL the process group at once (crash tests)."""
         self._signal_group(signal.SIGKILL)

@@ -25,6 +25,7 @@ $(STAMP): pyproject.toml constraints.txt $(shell find operator -name '*.py')
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy -p promotion_operator

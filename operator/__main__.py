@@ -13,13 +13,13 @@ import sys
 
 import kopf
 
-from promotion_operator.controller import Controller
+from promotion_operator.config.settings import load_settings
+from promotion_operator.control.controller import Controller
+from promotion_operator.control.kube_api import KubeApi, connect, instance_identity
+from promotion_operator.control.leadership import LeaderElection
+from promotion_operator.control.runner import Runtime
 from promotion_operator.core.step import RetryPolicy
 from promotion_operator.errors import SettingsError
-from promotion_operator.kube_api import KubeApi, connect, instance_identity
-from promotion_operator.leadership import LeaderElection
-from promotion_operator.runner import Runtime
-from promotion_operator.settings import load_settings
 
 EXIT_INVALID_SETTINGS = 2
 

@@ -4,7 +4,7 @@ Kopf's change handlers would add bookkeeping writes of their own to every pass
 (progress and diff-base annotations, and a "touch" patch to wake a delayed
 handler). The controller instead schedules passes itself, like a
 controller-runtime reconciler, and writes one status patch per pass that
-changed something (see :mod:`promotion_operator.controller`).
+changed something (see :mod:`promotion_operator.control.controller`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 
 import kopf
 
-from promotion_operator.controller import Controller
-from promotion_operator.kube_api import GROUP, PLURAL, VERSION
+from promotion_operator.control.controller import Controller
+from promotion_operator.control.kube_api import GROUP, PLURAL, VERSION
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from promotion_operator.settings import InstanceSettings, Settings
+from promotion_operator.config.settings import InstanceSettings, Settings
 from tests.simulator.control import SimulatorControl
 from tests.simulator.testing import RunningSimulator
 from tests.unit.fake_runtime import FakeClient, FakeRuntime

@@ -7,12 +7,12 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from promotion_operator.clients.seldon import Resources
+from promotion_operator.config.settings import Settings
+from promotion_operator.control.metrics import Metrics
+from promotion_operator.control.runner import DeploymentClient, Runtime
 from promotion_operator.core.spec import Kind
 from promotion_operator.errors import NotFound
-from promotion_operator.metrics import Metrics
-from promotion_operator.runner import DeploymentClient, Runtime
-from promotion_operator.seldon import Resources
-from promotion_operator.settings import Settings
 from tests.unit.core_builders import source_deployment
 
 

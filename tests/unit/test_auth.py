@@ -15,13 +15,13 @@ import jwt
 import pytest
 import requests
 
-from promotion_operator.auth import TokenProvider, TokenProviders
+from promotion_operator.clients.auth import TokenProvider, TokenProviders
+from promotion_operator.config.settings import InstanceSettings, Settings, TokenKind
 from promotion_operator.errors import (
     AuthenticationFailed,
     IdentityProviderUnavailable,
     PromotionError,
 )
-from promotion_operator.settings import InstanceSettings, Settings, TokenKind
 from tests.harness.certs import CertificateAuthority
 from tests.oidcstub import FakeClock, OIDCStub, write_secret
 
@@ -730,7 +730,7 @@ def test_fetch_is_logged_at_info_without_secrets_or_tokens(
     with pytest.raises(AuthenticationFailed):
         provider.token(force_refresh=True)
 
-    infos = [r for r in caplog.records if r.name == "promotion_operator.auth"]
+    infos = [r for r in caplog.records if r.name == "promotion_operator.clients.auth"]
     assert [r.levelno for r in infos] == [logging.INFO, logging.INFO]
     assert "instance test: fetched id_token with the password grant for client sd-api" in (
         infos[0].getMessage()

@@ -19,10 +19,10 @@ import pytest
 import requests
 
 from promotion_operator.__main__ import main
-from promotion_operator.auth import TokenProvider
-from promotion_operator.credentials import JWT_BEARER_ASSERTION, read_credentials
+from promotion_operator.clients.auth import TokenProvider
+from promotion_operator.config.credentials import JWT_BEARER_ASSERTION, read_credentials
+from promotion_operator.config.settings import InstanceSettings
 from promotion_operator.errors import AuthenticationFailed, SettingsError
-from promotion_operator.settings import InstanceSettings
 from tests.oidcstub import FakeClock, write_secret
 from tests.oidcstub.server import signing_key
 

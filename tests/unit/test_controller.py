@@ -11,11 +11,11 @@ from typing import Any, cast
 
 import pytest
 
-from promotion_operator.controller import Controller, patches_for
+from promotion_operator.control.controller import Controller, patches_for
+from promotion_operator.control.kube_api import Conflict, KubeApi, ObjectRef
 from promotion_operator.core.conditions import Event
 from promotion_operator.core.requests import APPROVE_ANNOTATION, RESUME_ANNOTATION
 from promotion_operator.core.step import PassResult
-from promotion_operator.kube_api import Conflict, KubeApi, ObjectRef
 from tests.unit.core_builders import PROMOTION, SPEC_DICT
 from tests.unit.fake_runtime import FakeClient, FakeRuntime
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from promotion_operator.credentials import DEFAULT_SCOPE, Credentials, read_credentials
+from promotion_operator.config.credentials import DEFAULT_SCOPE, Credentials, read_credentials
 from promotion_operator.errors import SettingsError
 from tests.oidcstub import write_secret
 

@@ -7,6 +7,16 @@ import datetime as dt
 import pytest
 import requests
 
+from promotion_operator.clients.http_failures import (
+    IDENTITY_PROVIDER,
+    MAX_RETRY_AFTER_SECONDS,
+    SELDON_DEPLOY,
+    error_class,
+    error_for_status,
+    redact,
+    retry_after,
+    transport_problem,
+)
 from promotion_operator.errors import (
     AuthenticationFailed,
     Conflict,
@@ -17,16 +27,6 @@ from promotion_operator.errors import (
     PromotionError,
     SeldonDeployUnavailable,
     UnexpectedResponse,
-)
-from promotion_operator.http_failures import (
-    IDENTITY_PROVIDER,
-    MAX_RETRY_AFTER_SECONDS,
-    SELDON_DEPLOY,
-    error_class,
-    error_for_status,
-    redact,
-    retry_after,
-    transport_problem,
 )
 
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ0ZXN0In0.c2lnbmF0dXJl"

@@ -8,8 +8,8 @@ from typing import Any, cast
 
 import pytest
 
-from promotion_operator.kube_api import Conflict, KubeApi, KubeError
-from promotion_operator.leadership import LeaderElection
+from promotion_operator.control.kube_api import Conflict, KubeApi, KubeError
+from promotion_operator.control.leadership import LeaderElection
 from tests.unit.fake_clock import Clock
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
+from promotion_operator.clients.seldon import SDEP
+from promotion_operator.control.metrics import Metrics
 from promotion_operator.errors import AuthenticationFailed, IdentityProviderUnavailable
-from promotion_operator.metrics import Metrics
-from promotion_operator.seldon import SDEP
 
 UID = "0d5c6a1e-uid-1"
 OTHER_UID = "7f3b9c2d-uid-2"

@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
-from promotion_operator.metrics import Metrics
-from promotion_operator.notifications import (
+from promotion_operator.clients.notifications import (
     CLOUDEVENTS_CONTENT_TYPE,
     NOTICE_KINDS,
     Notice,
@@ -32,7 +31,8 @@ from promotion_operator.notifications import (
     notice_data,
     slack_message,
 )
-from promotion_operator.settings import NotificationSink, SinkKind
+from promotion_operator.config.settings import NotificationSink, SinkKind
+from promotion_operator.control.metrics import Metrics
 from tests.harness.receiver import Answer, Receiver, refused_url
 
 UID = "6f1c2b9e-4d3a-4c1e-9a57-0f2e8d7c6b5a"
@@ -40,7 +40,7 @@ AT = datetime(2025, 3, 14, 15, 9, 26, 535000, tzinfo=UTC)
 # Recognisable pieces of a webhook URL, in its path, its query and its user info.
 TOKEN = "XoXbT0kEn5ecReT9f8e7d6c5"
 QUERY_TOKEN = "sig-Q7u3rYt0k3n-2a4b6c8d"
-LOGGER = "promotion_operator.notifications"
+LOGGER = "promotion_operator.clients.notifications"
 
 
 def notice(kind: NoticeKind = "Succeeded", generation: int = 1, **changes: Any) -> Notice:

@@ -19,6 +19,14 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from promotion_operator.clients.prometheus import (
+    MAX_QUERY_CHARS,
+    QUERY_PATH,
+    PrometheusClient,
+    QueryObserver,
+)
+from promotion_operator.config.settings import PrometheusSettings
+from promotion_operator.control.metrics import Metrics
 from promotion_operator.errors import (
     AnalysisInconclusive,
     AuthenticationFailed,
@@ -27,14 +35,6 @@ from promotion_operator.errors import (
     PromotionError,
     UnexpectedResponse,
 )
-from promotion_operator.metrics import Metrics
-from promotion_operator.prometheus import (
-    MAX_QUERY_CHARS,
-    QUERY_PATH,
-    PrometheusClient,
-    QueryObserver,
-)
-from promotion_operator.settings import PrometheusSettings
 from tests.harness.certs import CertificateAuthority
 from tests.unit.test_seldon_client import BASE, Canned, FakeSeldon, Recorded
 

@@ -8,12 +8,8 @@ from typing import Any
 
 import pytest
 
-from promotion_operator.core.requests import Requests
-from promotion_operator.core.run import ActionKind, Phase, to_status
-from promotion_operator.core.step import Action, PassResult
-from promotion_operator.errors import Forbidden
-from promotion_operator.notifications import Notice, Notifier
-from promotion_operator.runner import (
+from promotion_operator.clients.notifications import Notice, Notifier
+from promotion_operator.control.runner import (
     PROMOTE_ACTION,
     ROLLBACK_ACTION,
     ChainReads,
@@ -21,6 +17,10 @@ from promotion_operator.runner import (
     SeldonEffects,
     run_pass,
 )
+from promotion_operator.core.requests import Requests
+from promotion_operator.core.run import ActionKind, Phase, to_status
+from promotion_operator.core.step import Action, PassResult
+from promotion_operator.errors import Forbidden
 from tests.unit.core_builders import (
     PROMOTION,
     SPEC,

@@ -28,6 +28,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from promotion_operator.clients.seldon import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    SeldonDeployClient,
+)
+from promotion_operator.config.settings import InstanceSettings
 from promotion_operator.errors import (
     AuthenticationFailed,
     Conflict,
@@ -38,11 +43,6 @@ from promotion_operator.errors import (
     SeldonDeployUnavailable,
     UnexpectedResponse,
 )
-from promotion_operator.seldon import (
-    DEFAULT_MAX_RESPONSE_BYTES,
-    SeldonDeployClient,
-)
-from promotion_operator.settings import InstanceSettings
 
 BASE = "/seldon-deploy/api/v1alpha1"
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ0ZXN0In0.first-token-signature"
@@ -621,7 +621,7 @@ def test_debug_log_names_the_request_but_not_the_token(
     with caplog.at_level(logging.DEBUG):
         client.read("prod", "iris")
 
-    ours = [r.getMessage() for r in caplog.records if r.name == "promotion_operator.seldon"]
+    ours = [r.getMessage() for r in caplog.records if r.name == "promotion_operator.clients.seldon"]
     assert any("GET /namespaces/prod/seldondeployments/iris -> 200" in m for m in ours)
     assert all(TOKEN not in r.getMessage() for r in caplog.records)
 

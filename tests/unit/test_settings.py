@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from promotion_operator.errors import SettingsError
-from promotion_operator.settings import (
+from promotion_operator.config.settings import (
     InstanceSettings,
     NotificationSink,
     PrometheusSettings,
@@ -17,6 +16,7 @@ from promotion_operator.settings import (
     load_settings,
     read_notification_url,
 )
+from promotion_operator.errors import SettingsError
 from tests.harness.unprivileged import call_unprivileged, reachable_tempdir
 from tests.oidcstub import write_secret
 
@@ -99,7 +99,7 @@ def test_verify_tls_rejects_other_values(secret: Path) -> None:
 
 
 def test_verify_tls_off_logs_a_warning(secret: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="promotion_operator.settings"):
+    with caplog.at_level(logging.WARNING, logger="promotion_operator.config.settings"):
         load_settings(env_for(secret, SELDON_DEPLOY_VERIFY_TLS="false"))
 
     assert "instance default: TLS verification is off" in caplog.text
@@ -108,7 +108,7 @@ def test_verify_tls_off_logs_a_warning(secret: Path, caplog: pytest.LogCaptureFi
 def test_plain_http_url_is_allowed_with_a_warning(
     secret: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="promotion_operator.settings"):
+    with caplog.at_level(logging.WARNING, logger="promotion_operator.config.settings"):
         settings = load_settings(env_for(secret, SELDON_DEPLOY_URL="http://sd.local/api"))
 
     assert settings.instance(None).url == "http://sd.local/api"
@@ -116,7 +116,7 @@ def test_plain_http_url_is_allowed_with_a_warning(
 
 
 def test_https_url_logs_no_warning(secret: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="promotion_operator.settings"):
+    with caplog.at_level(logging.WARNING, logger="promotion_operator.config.settings"):
         load_settings(env_for(secret))
 
     assert caplog.records == []
@@ -664,7 +664,7 @@ def test_prometheus_verify_tls_off_logs_a_warning(
         PROMETHEUS_VERIFY_TLS="false",
         PROMETHEUS_CA_FILE=str(ca),
     )
-    with caplog.at_level(logging.WARNING, logger="promotion_operator.settings"):
+    with caplog.at_level(logging.WARNING, logger="promotion_operator.config.settings"):
         load_settings(env)
 
     assert [r.getMessage() for r in caplog.records] == [
@@ -681,7 +681,7 @@ def test_plain_http_prometheus_with_a_token_logs_a_warning(
         PROMETHEUS_URL="http://prometheus:9090",
         PROMETHEUS_BEARER_TOKEN_FILE=str(prometheus_token),
     )
-    with caplog.at_level(logging.WARNING, logger="promotion_operator.settings"):
+    with caplog.at_level(logging.WARNING, logger="promotion_operator.config.settings"):
         load_settings(env)
 
     assert [r.getMessage() for r in caplog.records] == [
@@ -693,7 +693,7 @@ def test_plain_http_prometheus_with_a_token_logs_a_warning(
 def test_plain_http_prometheus_without_a_token_logs_nothing(
     secret: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="promotion_operator.settings"):
+    with caplog.at_level(logging.WARNING, logger="promotion_operator.config.settings"):
         load_settings(env_for(secret, PROMETHEUS_URL="http://prometheus:9090"))
 
     assert caplog.records == []
@@ -883,7 +883,7 @@ def test_plain_http_webhook_logs_a_warning_naming_the_file_only(
     secret: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = url_file(tmp_path, "slack-url", f"http://hooks.chat.example/{WEBHOOK_TOKEN}")
-    with caplog.at_level(logging.WARNING, logger="promotion_operator.settings"):
+    with caplog.at_level(logging.WARNING, logger="promotion_operator.config.settings"):
         load_settings(env_for(secret, NOTIFY_SLACK_URL_FILE=str(path)))
 
     assert [r.getMessage() for r in caplog.records] == [
@@ -895,7 +895,7 @@ def test_https_webhook_logs_nothing(
     secret: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = url_file(tmp_path, "slack-url")
-    with caplog.at_level(logging.WARNING, logger="promotion_operator.settings"):
+    with caplog.at_level(logging.WARNING, logger="promotion_operator.config.settings"):
         load_settings(env_for(secret, NOTIFY_SLACK_URL_FILE=str(path)))
 
     assert caplog.records == []

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from promotion_operator.control.shared_reads import SharedReads
 from promotion_operator.core.spec import DeploymentRef, Kind
 from promotion_operator.errors import PromotionError, SeldonDeployUnavailable
-from promotion_operator.shared_reads import SharedReads
 from tests.unit.fake_clock import Clock
 
 DEPLOYMENT = Kind.SELDON_DEPLOYMENT

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from promotion_operator.workqueue import WorkQueue
+from promotion_operator.control.workqueue import WorkQueue
 from tests.unit.fake_clock import Clock
 
 

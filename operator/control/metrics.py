@@ -11,10 +11,10 @@ import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from promotion_operator.clients.notifications import DeliveryObserver
+from promotion_operator.clients.prometheus import QueryObserver
+from promotion_operator.clients.seldon import RequestObserver
 from promotion_operator.errors import PromotionError
-from promotion_operator.notifications import DeliveryObserver
-from promotion_operator.prometheus import QueryObserver
-from promotion_operator.seldon import RequestObserver
 
 _DURATION_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600)
 _NOTIFICATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)

@@ -26,14 +26,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from promotion_operator.control.kube_api import Conflict, KubeApi, KubeError, ObjectRef
+from promotion_operator.control.leadership import LeaderElection
+from promotion_operator.control.runner import ChainReads, Runtime, run_pass
+from promotion_operator.control.workqueue import WorkQueue
 from promotion_operator.core.machine import at_rest
 from promotion_operator.core.planning import ANNOTATION_PREFIX, PromotionRef
 from promotion_operator.core.requests import CONSUMED, Requests, requests_from
 from promotion_operator.core.step import PassResult
-from promotion_operator.kube_api import Conflict, KubeApi, KubeError, ObjectRef
-from promotion_operator.leadership import LeaderElection
-from promotion_operator.runner import ChainReads, Runtime, run_pass
-from promotion_operator.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 

@@ -35,9 +35,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from promotion_operator.clients.seldon import LISTABLE
 from promotion_operator.core.spec import DeploymentRef, Kind
 from promotion_operator.errors import PromotionError
-from promotion_operator.seldon import LISTABLE
 
 log = logging.getLogger(__name__)
 

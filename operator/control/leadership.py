@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from promotion_operator.kube_api import Conflict, KubeApi, KubeError
+from promotion_operator.control.kube_api import Conflict, KubeApi, KubeError
 
 log = logging.getLogger(__name__)
 

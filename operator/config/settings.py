@@ -43,7 +43,7 @@ the operator, whichever Seldon Deploy instance a promotion uses):
 ``PROMETHEUS_TIMEOUT``             seconds per query (default 10)
 =================================  =================================================
 
-Notifications on promotion events (see :mod:`promotion_operator.notifications`) go to
+Notifications on promotion events (see :mod:`promotion_operator.clients.notifications`) go to
 webhook sinks, at most one of each kind. Their URLs carry tokens, so they come from
 files in a mounted Secret, never from the environment itself:
 
@@ -76,7 +76,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from promotion_operator.credentials import ca_file_problem, read_credentials, url_problem
+from promotion_operator.config.credentials import ca_file_problem, read_credentials, url_problem
 from promotion_operator.errors import SettingsError
 
 logger = logging.getLogger(__name__)

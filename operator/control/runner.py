@@ -15,7 +15,13 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Protocol, assert_never
 
-from promotion_operator.auth import TokenProviders
+from promotion_operator.clients.auth import TokenProviders
+from promotion_operator.clients.notifications import Notice, NoticeKind, Notifier
+from promotion_operator.clients.prometheus import PrometheusClient
+from promotion_operator.clients.seldon import Resources, SeldonDeployClient
+from promotion_operator.config.settings import Settings
+from promotion_operator.control.metrics import Metrics
+from promotion_operator.control.shared_reads import SharedReads
 from promotion_operator.core.conditions import ready_reason
 from promotion_operator.core.machine import reconcile
 from promotion_operator.core.planning import PromotionRef
@@ -32,12 +38,6 @@ from promotion_operator.core.step import (
     RetryPolicy,
 )
 from promotion_operator.errors import PromotionError
-from promotion_operator.metrics import Metrics
-from promotion_operator.notifications import Notice, NoticeKind, Notifier
-from promotion_operator.prometheus import PrometheusClient
-from promotion_operator.seldon import Resources, SeldonDeployClient
-from promotion_operator.settings import Settings
-from promotion_operator.shared_reads import SharedReads
 
 logger = logging.getLogger(__name__)
 

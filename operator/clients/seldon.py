@@ -5,7 +5,7 @@ Paths, query parameters and shapes follow the official ``seldon-deploy-sdk``
 for Seldon Core v2).
 The client speaks plain JSON (dicts in, dicts out) and sorts every failure into
 the errors of :mod:`promotion_operator.errors` (the table is
-:data:`promotion_operator.http_failures.SELDON_DEPLOY`; the failure taxonomy is
+:data:`promotion_operator.clients.http_failures.SELDON_DEPLOY`; the failure taxonomy is
 in ``docs/contract.md``):
 
 ========================================  ===============================
@@ -47,6 +47,13 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
+from promotion_operator.clients.http_failures import (
+    SELDON_DEPLOY,
+    error_for_status,
+    redact,
+    transport_problem,
+)
+from promotion_operator.config.settings import InstanceSettings
 from promotion_operator.core.spec import Kind
 from promotion_operator.errors import (
     AuthenticationFailed,
@@ -57,13 +64,6 @@ from promotion_operator.errors import (
     SettingsError,
     UnexpectedResponse,
 )
-from promotion_operator.http_failures import (
-    SELDON_DEPLOY,
-    error_for_status,
-    redact,
-    transport_problem,
-)
-from promotion_operator.settings import InstanceSettings
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",

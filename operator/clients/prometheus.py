@@ -4,7 +4,7 @@
 form-encoded, so a long PromQL never meets a URL length limit) and returns the one
 number it evaluates to. Every other outcome is a typed error of
 :mod:`promotion_operator.errors` (the status table is
-:data:`promotion_operator.http_failures.PROMETHEUS`):
+:data:`promotion_operator.clients.http_failures.PROMETHEUS`):
 
 ==============================================  ==================================
 what happened                                   raised
@@ -30,7 +30,7 @@ is not the documented JSON shape
 A scalar and a vector of exactly one sample are the two answers that are one
 number.
 
-Like :class:`~promotion_operator.seldon.SeldonDeployClient`, the client never sleeps
+Like :class:`~promotion_operator.clients.seldon.SeldonDeployClient`, the client never sleeps
 and never retries (callers own backoff, so Kopf worker threads are never held
 here), and one client (one pooled :class:`requests.Session`) is meant to be shared
 by every worker thread. The bearer token, if any, is read from its file on every
@@ -57,6 +57,18 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
+from promotion_operator.clients.http_failures import (
+    PROMETHEUS,
+    error_for_status,
+    redact,
+    transport_problem,
+)
+from promotion_operator.config.settings import (
+    ENV_PROMETHEUS_TOKEN_FILE,
+    ENV_PROMETHEUS_URL,
+    PrometheusSettings,
+    read_token_file,
+)
 from promotion_operator.errors import (
     AnalysisInconclusive,
     AuthenticationFailed,
@@ -65,13 +77,6 @@ from promotion_operator.errors import (
     PromotionError,
     SettingsError,
     UnexpectedResponse,
-)
-from promotion_operator.http_failures import PROMETHEUS, error_for_status, redact, transport_problem
-from promotion_operator.settings import (
-    ENV_PROMETHEUS_TOKEN_FILE,
-    ENV_PROMETHEUS_URL,
-    PrometheusSettings,
-    read_token_file,
 )
 
 __all__ = [

@@ -6,7 +6,7 @@ once: it never blocks a Kopf worker thread and never raises. One daemon thread
 delivers the notices, oldest first, to every configured sink in the configured
 order, so one sink receives notices in the order they were notified.
 
-Sink kinds (:class:`~promotion_operator.settings.NotificationSink`):
+Sink kinds (:class:`~promotion_operator.config.settings.NotificationSink`):
 
 ``slack``
     A Slack-compatible incoming webhook: ``POST`` JSON ``{"text": ..., "attachments":
@@ -47,7 +47,7 @@ delivered, the queue (bounded) drops the oldest, with a WARNING line each.
 Webhook URLs carry tokens: no log line, exception text or metric label built here
 contains the URL or any part of it. Sinks are named by their configured name, and
 problems are status codes, transport problems
-(:func:`~promotion_operator.http_failures.transport_problem`) and a short, redacted
+(:func:`~promotion_operator.clients.http_failures.transport_problem`) and a short, redacted
 quote of the receiver's answer.
 """
 
@@ -70,9 +70,14 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import requests
 
+from promotion_operator.clients.http_failures import (
+    is_unavailable,
+    redact,
+    retry_after,
+    transport_problem,
+)
+from promotion_operator.config.settings import NotificationSink, read_notification_url
 from promotion_operator.errors import SettingsError
-from promotion_operator.http_failures import is_unavailable, redact, retry_after, transport_problem
-from promotion_operator.settings import NotificationSink, read_notification_url
 
 __all__ = [
     "CLOUDEVENTS_CONTENT_TYPE",

@@ -28,10 +28,10 @@ Failures raise :class:`AuthenticationFailed` (the identity provider refused the
 credentials, or the credentials files are invalid) or
 :class:`IdentityProviderUnavailable` (unreachable, timed out, 429, 5xx, or an answer
 that is not a token response), sorted by
-:data:`promotion_operator.http_failures.IDENTITY_PROVIDER`. No message or log line
+:data:`promotion_operator.clients.http_failures.IDENTITY_PROVIDER`. No message or log line
 built here contains a password, client secret, token or a response body: only
 names, URLs, status codes and the OAuth ``error``/``error_description`` fields
-(through :func:`~promotion_operator.http_failures.redact`). When the identity
+(through :func:`~promotion_operator.clients.http_failures.redact`). When the identity
 provider refuses a client assertion, the message adds what the assertion's own
 claims (read without checking the signature) say is wrong: expired, another
 audience than the realm's issuer, or the ServiceAccount it names; a subject,
@@ -52,19 +52,7 @@ from typing import Any, TypeGuard
 import jwt
 import requests
 
-from promotion_operator.credentials import (
-    JWT_BEARER_ASSERTION,
-    Credentials,
-    read_credentials,
-    url_problem,
-)
-from promotion_operator.errors import (
-    AuthenticationFailed,
-    IdentityProviderUnavailable,
-    PromotionError,
-    SettingsError,
-)
-from promotion_operator.http_failures import (
+from promotion_operator.clients.http_failures import (
     IDENTITY_PROVIDER,
     error_class,
     error_for_status,
@@ -73,7 +61,19 @@ from promotion_operator.http_failures import (
     retry_after,
     transport_problem,
 )
-from promotion_operator.settings import InstanceSettings, Settings
+from promotion_operator.config.credentials import (
+    JWT_BEARER_ASSERTION,
+    Credentials,
+    read_credentials,
+    url_problem,
+)
+from promotion_operator.config.settings import InstanceSettings, Settings
+from promotion_operator.errors import (
+    AuthenticationFailed,
+    IdentityProviderUnavailable,
+    PromotionError,
+    SettingsError,
+)
 
 logger = logging.getLogger(__name__)
 

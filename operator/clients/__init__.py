@@ -1,0 +1,1 @@
+"""HTTP clients: Seldon Deploy, the identity provider, Prometheus, notification sinks."""

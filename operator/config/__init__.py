@@ -1,0 +1,1 @@
+"""Configuration: the settings and the credentials files."""

@@ -1,0 +1,1 @@
+"""The control loop: controller, work queue, Lease, shared reads, and the runner."""

@@ -17,7 +17,7 @@
 FROM python:3.11.17-slim-trixie@sha256:45037981b62b34b44602584fccbc4d884d5f7dc92c7ee86bb38a698a79fe1e51 AS build
 
 # PYTHONSAFEPATH: `python -m pip` runs in /src, where operator/ must never be
-# imported as the standard library's `operator` (see the README).
+# imported as the standard library's `operator` (see docs/development.md).
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -1,17 +1,19 @@
-# `make demo` and `make test` do all set-up on a fresh machine: a virtualenv,
-# the pinned Python packages, the control-plane, Prometheus and Argo CD binaries
-# (built from Go modules), the Keycloak distribution (fetched with Maven) and
-# Debian's redis-server (for Argo CD), all kept between runs.
+# `make demo` and `make test` do all set-up on a fresh machine, kept between runs:
+# a virtualenv with the pinned Python packages, the control-plane and Prometheus
+# binaries (built from Go modules) and the Keycloak distribution (fetched with
+# Maven). `make test` (and `argocd-demo`, `resilience`, `bench`, `stack`) also
+# build Argo CD; `make test` and `make argocd-demo`, which run it, also install
+# Debian's redis-server (its cache). `make demo` needs neither.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The source directory `operator/` must never shadow the standard library's
-# `operator`: keep the working directory off sys.path (see README).
+# `operator`: keep the working directory off sys.path (see docs/development.md).
 export PYTHONSAFEPATH := 1
 
-.PHONY: test unit lint typecheck prepare demo argocd-demo stack resilience bench constraints clean
+.PHONY: test unit lint typecheck prepare prepare-demo demo argocd-demo stack resilience bench constraints clean
 
 $(STAMP): pyproject.toml constraints.txt $(shell find operator -name '*.py')
 	@echo "== setting up $(VENV) with the pinned packages"
@@ -40,20 +42,25 @@ $(REDIS_SERVER):
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
 
-prepare: $(STAMP) $(REDIS_SERVER)
+# Everything the stack, the tests and the benchmarks need, Argo CD included.
+prepare: $(STAMP)
 	$(BIN)/python -m tests.harness prepare
+
+# What `make demo` needs: everything but Argo CD.
+prepare-demo: $(STAMP)
+	$(BIN)/python -m tests.harness prepare --without-argocd
 
 unit: $(STAMP)
 	$(BIN)/pytest -m "not e2e"
 
-test: lint typecheck prepare
+test: lint typecheck prepare $(REDIS_SERVER)
 	$(BIN)/pytest
 
-demo: prepare
+demo: prepare-demo
 	$(BIN)/python -m tests.harness demo
 
 # A promotion committed to git, synced by a real Argo CD, its health printed as it moves.
-argocd-demo: prepare
+argocd-demo: prepare $(REDIS_SERVER)
 	$(BIN)/python -m tests.harness argocd-demo
 
 # A larger batch than the tests: 200 runs, faults on, 10 operator kills; prints a summary.
@@ -61,7 +68,7 @@ resilience: prepare
 	$(BIN)/python -m tests.harness resilience $(RESILIENCE_ARGS)
 
 # The operator at scale next to a hand-written script: 500 runs at once, one table
-# (BENCH_ARGS="--runs 100 --at-rest ''" for a smaller one; see README, Performance).
+# (BENCH_ARGS="--runs 100 --at-rest ''" for a smaller one; see docs/performance.md).
 bench: prepare
 	$(BIN)/python -m tests.harness bench $(BENCH_ARGS)
 

@@ -118,9 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start the stack and keep it up until Ctrl-C")
     up.add_argument("--exit-when-ready", action="store_true", help="stop again once ready")
     up.add_argument("--state-file", type=Path, help="write the stack's facts as JSON here")
-    sub.add_parser(
+    prepare = sub.add_parser(
         "prepare",
         help="build the binaries (Prometheus and Argo CD too) and fetch Keycloak, then exit",
+    )
+    prepare.add_argument(
+        "--without-argocd",
+        action="store_true",
+        help="skip Argo CD, which only its e2e tests and `argocd-demo` use",
     )
     sub.add_parser("demo", help="run the example promotions on the stack, then stop")
     sub.add_parser(
@@ -161,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "prepare":
         ensure_binaries()
-        ensure_argocd()
+        if not args.without_argocd:
+            ensure_argocd()
         ensure_distribution()
         say("binaries and Keycloak distribution are in place")
         return 0

@@ -27,7 +27,10 @@ EXIT_INVALID_SETTINGS = 2
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="promotion-operator",
-        description="Promote SeldonDeployments between environments (Kopf operator).",
+        description=(
+            "Promote Seldon Core SeldonDeployments, Models and Pipelines between "
+            "environments through the Seldon Deploy API (Kopf operator)."
+        ),
     )
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument(

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from promotion_operator.control.kube_api import Conflict, KubeApi, KubeError, ObjectRef
+from promotion_operator.control.kube_api import KubeApi, KubeError, ObjectChanged, ObjectRef
 from promotion_operator.control.leadership import LeaderElection
 from promotion_operator.control.runner import ChainReads, Runtime, run_pass
 from promotion_operator.control.workqueue import WorkQueue
@@ -73,7 +73,7 @@ class Controller:
 
     runtime: Runtime
     api: KubeApi
-    workers: int = 16
+    workers: int = 32
     election: LeaderElection | None = None
     _objects: dict[str, _Tracked] = field(default_factory=dict)
     _queue: WorkQueue[str] | None = None  # made on the event loop
@@ -227,7 +227,7 @@ class Controller:
             )
             try:
                 written = self._record(ref, body, result)
-            except Conflict:
+            except ObjectChanged:
                 # Changed since it was read: read it again and pass again at once.
                 return _Outcome(self.api.get_promotion(ref), 0.0)
             except KubeError as error:

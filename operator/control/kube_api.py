@@ -3,7 +3,7 @@
 Kopf watches the ModelPromotions; writing is done here, so that one pass costs at
 most one status write (Kopf would add its own bookkeeping patches). Calls are
 blocking and run in the controller's worker threads. Failures are
-:class:`KubeError` (:class:`Conflict` for a lost race), with the API server's
+:class:`KubeError` (:class:`ObjectChanged` for a lost race), with the API server's
 own one-line message: never a traceback, never a credential.
 """
 
@@ -47,7 +47,7 @@ class KubeError(Exception):
         self.status = status
 
 
-class Conflict(KubeError):
+class ObjectChanged(KubeError):
     """The object changed since it was read (HTTP 409): read it again."""
 
 
@@ -109,7 +109,7 @@ class KubeApi:
         subresource: str = "",
     ) -> dict[str, Any]:
         """Merge ``patch`` into the object (or its ``status`` subresource), only if it is
-        still at ``resource_version``; the object as written. :class:`Conflict` if not."""
+        still at ``resource_version``; the object as written. :class:`ObjectChanged` if not."""
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{ref.namespace}/{PLURAL}/{ref.name}"
         if subresource:
             path += f"/{subresource}"
@@ -168,7 +168,7 @@ class KubeApi:
         *,
         timeout: float = _TIMEOUT[1],
     ) -> dict[str, Any]:
-        """Create the Lease; :class:`Conflict` if someone else just did."""
+        """Create the Lease; :class:`ObjectChanged` if someone else just did."""
         body = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
@@ -181,7 +181,7 @@ class KubeApi:
     def replace_lease(
         self, lease: Mapping[str, Any], spec: Mapping[str, Any], *, timeout: float = _TIMEOUT[1]
     ) -> dict[str, Any]:
-        """Write ``spec`` into ``lease`` as it was read; :class:`Conflict` if it changed."""
+        """Write ``spec`` into ``lease`` as it was read; :class:`ObjectChanged` if it changed."""
         metadata = lease["metadata"]
         body = {**lease, "spec": dict(spec)}
         path = _lease_path(metadata["namespace"], metadata["name"])
@@ -231,5 +231,5 @@ def _error(method: str, path: str, status: int, data: bytes | None) -> KubeError
         pass
     text = f"{method} {path}: {status} {message}"
     if status == 409:
-        return Conflict(text, status)
+        return ObjectChanged(text, status)
     return KubeError(text, status)

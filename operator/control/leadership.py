@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from promotion_operator.control.kube_api import Conflict, KubeApi, KubeError
+from promotion_operator.control.kube_api import KubeApi, KubeError, ObjectChanged
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class LeaderElection:
             self._leading = self._try()
             if self._leading:
                 self._renewed_at = self.clock()
-        except Conflict:
+        except ObjectChanged:
             self._leading = False  # another replica wrote it first
         except KubeError as error:
             log.warning("could not read or write the Lease %s: %s", self.describe(), error)

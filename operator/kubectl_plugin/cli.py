@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from promotion_operator.kubectl_plugin import render
-from promotion_operator.kubectl_plugin.kube import Conflict, Kube, PluginError, load
+from promotion_operator.kubectl_plugin.kube import Kube, ObjectChanged, PluginError, load
 from promotion_operator.kubectl_plugin.resource import (
     ABORT_ANNOTATION,
     APPROVE_ANNOTATION,
@@ -306,7 +306,7 @@ def request(
             session.kube.annotate(
                 namespace, name, promotion.resource_version, {annotation: decision.value}
             )
-        except Conflict:
+        except ObjectChanged:
             session.verbose(
                 f"conflict: {namespace}/{name} changed since it was read "
                 f"(resourceVersion {promotion.resource_version}); reading it again "

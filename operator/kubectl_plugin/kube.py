@@ -3,7 +3,7 @@
 Every failure becomes a :class:`PluginError` with one line for a person (the
 API server's own message where there is one) and the exit code; nothing here
 prints a traceback. A write that lost a race on ``resourceVersion`` is a
-:class:`Conflict`, which the caller answers by reading again.
+:class:`ObjectChanged`, which the caller answers by reading again.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class Unreachable(PluginError):
     """The API server could not be reached (or the connection broke)."""
 
 
-class Conflict(Exception):
+class ObjectChanged(Exception):
     """A write's ``resourceVersion`` was not the object's any more (HTTP 409)."""
 
 
@@ -183,7 +183,7 @@ class Kube:
         annotations: Mapping[str, str | None],
     ) -> dict[str, Any]:
         """A JSON merge patch of ``annotations`` (None removes one), only if the object
-        is still at ``resource_version``; :class:`Conflict` if it is not."""
+        is still at ``resource_version``; :class:`ObjectChanged` if it is not."""
         patch = {
             "metadata": {"resourceVersion": resource_version, "annotations": dict(annotations)}
         }
@@ -196,7 +196,7 @@ class Kube:
             )  # fmt: skip
         except ApiException as error:
             if error.status == 409:
-                raise Conflict() from None
+                raise ObjectChanged() from None
             raise api_error(error, name) from None
         except (urllib3.exceptions.HTTPError, OSError) as error:
             self._unreachable(error)

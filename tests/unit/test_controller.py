@@ -12,7 +12,7 @@ from typing import Any, cast
 import pytest
 
 from promotion_operator.control.controller import Controller, patches_for
-from promotion_operator.control.kube_api import Conflict, KubeApi, ObjectRef
+from promotion_operator.control.kube_api import KubeApi, ObjectChanged, ObjectRef
 from promotion_operator.core.conditions import Event
 from promotion_operator.core.requests import APPROVE_ANNOTATION, RESUME_ANNOTATION
 from promotion_operator.core.step import PassResult
@@ -75,7 +75,7 @@ class FakeKube:
         subresource: str = "",
     ) -> dict[str, Any]:
         if resource_version != self.body["metadata"]["resourceVersion"]:
-            raise Conflict("the object has been modified", 409)
+            raise ObjectChanged("the object has been modified", 409)
         self.writes.append(subresource or "metadata")
         field = "status" if subresource else "metadata"
         self.body[field] = merged(self.body.get(field) or {}, patch[field])

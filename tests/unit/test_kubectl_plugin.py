@@ -17,6 +17,9 @@ from promotion_operator.kubectl_plugin.kube import api_error, load
 from promotion_operator.kubectl_plugin.resource import (
     ABORT_ANNOTATION,
     APPROVE_ANNOTATION,
+    AWAITING_APPROVAL,
+    FINISHED_PHASES,
+    PAUSED,
     RESUME_ANNOTATION,
     RETRY_ANNOTATION,
     ExitCode,
@@ -668,3 +671,10 @@ def test_a_bug_is_one_line_and_its_traceback_only_with_v(
     )
     assert cli.main(["list", "-v"]) == ExitCode.ERROR
     assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
+def test_the_phases_are_the_operators() -> None:
+    run = pytest.importorskip("promotion_operator.core.run")
+    assert {phase.value for phase in run.FINISHED} == FINISHED_PHASES
+    assert run.Phase.AWAITING_APPROVAL.value == AWAITING_APPROVAL
+    assert run.Phase.PAUSED.value == PAUSED

@@ -12,9 +12,9 @@ import pytest
 
 from promotion_operator.kubectl_plugin import cli
 from promotion_operator.kubectl_plugin.kube import (
-    Conflict,
     Expired,
     Kube,
+    ObjectChanged,
     PluginError,
     Unreachable,
 )
@@ -95,7 +95,7 @@ class FakeKube:
     ) -> dict[str, Any]:
         self.patches.append((version, dict(annotations)))
         if version != self.obj["metadata"]["resourceVersion"]:
-            raise Conflict()
+            raise ObjectChanged()
         self._write({k: v for k, v in annotations.items() if v is not None})
         return self.obj
 

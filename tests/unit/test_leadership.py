@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import pytest
 
-from promotion_operator.control.kube_api import Conflict, KubeApi, KubeError
+from promotion_operator.control.kube_api import KubeApi, KubeError, ObjectChanged
 from promotion_operator.control.leadership import LeaderElection
 from tests.unit.fake_clock import Clock
 
@@ -33,7 +33,7 @@ class Leases:
     ) -> Any:
         self._check()
         if self.lease is not None:
-            raise Conflict("already exists", 409)
+            raise ObjectChanged("already exists", 409)
         metadata = {"namespace": namespace, "name": name, "resourceVersion": "1"}
         self.lease = {"metadata": metadata, "spec": dict(spec)}
         return copy.deepcopy(self.lease)
@@ -45,7 +45,7 @@ class Leases:
         assert self.lease is not None
         version = self.lease["metadata"]["resourceVersion"]
         if lease["metadata"]["resourceVersion"] != version:
-            raise Conflict("the object has been modified", 409)
+            raise ObjectChanged("the object has been modified", 409)
         self.lease = {
             "metadata": {**self.lease["metadata"], "resourceVersion": str(int(version) + 1)},
             "spec": dict(spec),

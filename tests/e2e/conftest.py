@@ -104,6 +104,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 #: Lines of each operator's output shown when a test fails.
 LOG_TAIL_LINES = 150
+#: Entries of the simulator's request log shown when a test fails.
+SIMULATOR_TAIL_REQUESTS = 60
 
 
 @pytest.fixture
@@ -111,8 +113,8 @@ def operator_factory(
     request: pytest.FixtureRequest, stack: Stack, namespace: str, operator_kubeconfig: Path
 ) -> Iterator[StartOperator]:
     """Starts operators watching this test's namespace; stops them afterwards. When the
-    test failed, the end of each operator's output goes to the terminal (the resource's
-    status alone does not say why a run stood still)."""
+    test failed, the end of each operator's output and of the simulator's request log go
+    to the terminal (the resource's status alone does not say why a run stood still)."""
     started: list[OperatorProcess] = []
 
     def start(credentials: Mapping[str, str] | None = None, **kwargs: Any) -> OperatorProcess:
@@ -145,6 +147,25 @@ def operator_factory(
         tail = "\n".join(logs.splitlines()[-LOG_TAIL_LINES:])
         sys.__stderr__.write(f"\n--- the operator's output, last lines ({request.node.nodeid})\n")
         sys.__stderr__.write(f"{tail}\n---\n")
+        sys.__stderr__.write(f"--- the simulator, last lines ({request.node.nodeid})\n")
+        sys.__stderr__.write(f"{_simulator_tail(stack.simulator)}\n---\n")
+
+
+def _simulator_tail(simulator: Simulator) -> str:
+    """The end of the simulator's request log (what the operator called, and what it
+    answered) and of its own output: with the operator's lines, why a run stood still."""
+    try:
+        entries = simulator.control.requests_log()[-SIMULATOR_TAIL_REQUESTS:]
+    except Exception as error:  # a failing test may have stopped it; say so, go on
+        requests_seen = f"(request log unreadable: {error})"
+    else:
+        requests_seen = "\n".join(
+            f"{e['time']} {e['method']} {e['path']} -> {e['status']}"
+            + (f" (fault {e['fault']})" if e["fault"] else "")
+            + (f" as {e['user']}" if e["user"] else "")
+            for e in entries
+        )
+    return f"{requests_seen}\n{simulator.process.log_tail(20)}"
 
 
 @pytest.fixture

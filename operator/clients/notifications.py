@@ -2,9 +2,9 @@
 
 A :class:`Notice` says what happened to one run of a ModelPromotion (it started,
 waits for approval, or ended). :meth:`Notifier.notify` hands it over and returns at
-once: it never blocks a Kopf worker thread and never raises. One daemon thread
-delivers the notices, oldest first, to every configured sink in the configured
-order, so one sink receives notices in the order they were notified.
+once: it never blocks the controller's pass thread and never raises. One daemon
+thread delivers the notices, oldest first, to every configured sink in the
+configured order, so one sink receives notices in the order they were notified.
 
 Sink kinds (:class:`~promotion_operator.config.settings.NotificationSink`):
 

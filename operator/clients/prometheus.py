@@ -31,9 +31,9 @@ A scalar and a vector of exactly one sample are the two answers that are one
 number.
 
 Like :class:`~promotion_operator.clients.seldon.SeldonDeployClient`, the client never sleeps
-and never retries (callers own backoff, so Kopf worker threads are never held
-here), and one client (one pooled :class:`requests.Session`) is meant to be shared
-by every worker thread. The bearer token, if any, is read from its file on every
+and never retries (callers own backoff, so the controller's pass threads are never
+held here), and one client (one pooled :class:`requests.Session`) is meant to be
+shared by every pass thread. The bearer token, if any, is read from its file on every
 query, so a rotated mounted Secret is used at once.
 
 Error messages and log lines name the Prometheus URL (which carries no
@@ -97,7 +97,7 @@ QUERY_PATH = "/api/v1/query"
 DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
 #: Largest error answer read to find Prometheus' ``error`` text.
 MAX_ERROR_BODY_BYTES = 64 * 1024
-#: Connections kept: many Kopf worker threads share one client.
+#: Connections kept: the controller's pass threads all share one client.
 POOL_MAXSIZE = 32
 #: Longest form of the query quoted in a message or a log line.
 MAX_QUERY_CHARS = 120

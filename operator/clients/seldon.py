@@ -22,9 +22,10 @@ documented JSON shape, an oversized body
 ========================================  ===============================
 
 The client never sleeps and never retries, except for the single retry after a
-forced token refresh on 401: callers own backoff, so Kopf worker threads are
-never held in sleeps here. One client (one pooled :class:`requests.Session`) is
-meant to be shared by all worker threads that talk to one instance.
+forced token refresh on 401: callers own backoff, so the controller's pass
+threads are never held in sleeps here. One client (one pooled
+:class:`requests.Session`) is meant to be shared by all pass threads that talk to
+one instance.
 
 Error messages and log lines name the method, the path (with the actual
 namespace and name), the status code and the server's ``message`` field
@@ -80,7 +81,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 #: Largest error response body read to find the server's ``message`` field.
 MAX_ERROR_BODY_BYTES = 64 * 1024
-#: Connections kept per host: many Kopf worker threads share one client.
+#: Connections kept per host: the controller's pass threads all share one client.
 POOL_MAXSIZE = 32
 # Path templates, exactly as seldon_deploy_sdk names them.
 SDEPS = "/namespaces/{namespace}/seldondeployments"

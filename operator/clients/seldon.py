@@ -55,6 +55,7 @@ from promotion_operator.clients.http_failures import (
     transport_problem,
 )
 from promotion_operator.config.settings import InstanceSettings
+from promotion_operator.core.kinds import KINDS
 from promotion_operator.core.spec import Kind
 from promotion_operator.errors import (
     AuthenticationFailed,
@@ -83,21 +84,12 @@ DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 MAX_ERROR_BODY_BYTES = 64 * 1024
 #: Connections kept per host: the controller's pass threads all share one client.
 POOL_MAXSIZE = 32
-# Path templates, exactly as seldon_deploy_sdk names them.
-SDEPS = "/namespaces/{namespace}/seldondeployments"
-SDEP = "/namespaces/{namespace}/seldondeployments/{name}"
+# Path templates of the calls that are not one kind's collection or item (those are
+# in core.kinds.KINDS), exactly as seldon_deploy_sdk names them.
 SDEP_VALIDATE = "/namespaces/{namespace}/seldondeployments/validate"
-MODELS = "/namespaces/{namespace}/models"  # POST only: the API cannot list Models
-MODEL = "/namespaces/{namespace}/models/{name}"
-PIPELINES = "/namespaces/{namespace}/pipelines"
-PIPELINE = "/namespaces/{namespace}/pipelines/{name}"
 PIPELINE_MODELS = "/namespaces/{namespace}/pipelines/{name}/models"
 EXPERIMENT = "/namespaces/{namespace}/pipelines/{name}/experiment"
 CANARY_EXPERIMENT = "/namespaces/{namespace}/pipelines/{name}/experiment/canary"
-_ALL = {Kind.SELDON_DEPLOYMENT: SDEPS, Kind.MODEL: MODELS, Kind.PIPELINE: PIPELINES}
-_ONE = {Kind.SELDON_DEPLOYMENT: SDEP, Kind.MODEL: MODEL, Kind.PIPELINE: PIPELINE}
-#: The kinds whose collection can be read in one call.
-LISTABLE = frozenset({Kind.SELDON_DEPLOYMENT, Kind.PIPELINE})
 
 _CHUNK_BYTES = 64 * 1024
 # A bearer token is a visible-ASCII string (JWTs and opaque tokens both are).
@@ -180,7 +172,7 @@ class SeldonDeployClient:
     ) -> dict[str, Any]:
         """The resource (a SeldonDeployment unless ``kind`` says otherwise);
         :class:`NotFound` if it does not exist."""
-        call = _Call("GET", _ONE[kind], {"namespace": namespace, "name": name})
+        call = _Call("GET", KINDS[kind].item_path, {"namespace": namespace, "name": name})
         return self._resource(call, self._call(call), kind)
 
     def find(
@@ -196,9 +188,9 @@ class SeldonDeployClient:
         """Every resource of ``kind`` in ``namespace`` (an entry without a name is skipped).
 
         Models cannot be listed: the API has no such call (ValueError)."""
-        if kind not in LISTABLE:
+        if not KINDS[kind].listable:
             raise ValueError(f"Seldon Deploy's API cannot list {kind}s")
-        call = _Call("GET", _ALL[kind], {"namespace": namespace})
+        call = _Call("GET", KINDS[kind].collection_path, {"namespace": namespace})
         return self._items(call, self._call(call))
 
     def pipeline_models(self, namespace: str, name: str) -> Resources:
@@ -244,7 +236,7 @@ class SeldonDeployClient:
         kind: Kind = Kind.SELDON_DEPLOYMENT,
     ) -> dict[str, Any]:
         """Create a resource; ``action``/``message`` become the GitOps commit."""
-        call = _Call("POST", _ALL[kind], {"namespace": namespace})
+        call = _Call("POST", KINDS[kind].collection_path, {"namespace": namespace})
         exchange = self._call(
             call, query={"action": action, "message": message}, payload=deployment
         )
@@ -261,7 +253,7 @@ class SeldonDeployClient:
         kind: Kind = Kind.SELDON_DEPLOYMENT,
     ) -> dict[str, Any]:
         """Replace a resource; ``action``/``message`` become the GitOps commit."""
-        call = _Call("PUT", _ONE[kind], {"namespace": namespace, "name": name})
+        call = _Call("PUT", KINDS[kind].item_path, {"namespace": namespace, "name": name})
         exchange = self._call(
             call, query={"action": action, "message": message}, payload=deployment
         )
@@ -277,7 +269,7 @@ class SeldonDeployClient:
         kind: Kind = Kind.SELDON_DEPLOYMENT,
     ) -> None:
         """Delete a resource; :class:`NotFound` if it does not exist."""
-        call = _Call("DELETE", _ONE[kind], {"namespace": namespace, "name": name})
+        call = _Call("DELETE", KINDS[kind].item_path, {"namespace": namespace, "name": name})
         # The SDK types the answer as a free-form object: its content is not used.
         self._call(call, query={"action": action, "message": message})
 

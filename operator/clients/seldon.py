@@ -38,14 +38,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from collections.abc import Callable, Mapping
-from http import HTTPStatus
 from typing import Any, NamedTuple, NoReturn, Protocol
 from urllib.parse import quote
 
 import requests
-from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
 from promotion_operator.clients.http_failures import (
@@ -53,6 +50,12 @@ from promotion_operator.clients.http_failures import (
     error_for_status,
     redact,
     transport_problem,
+)
+from promotion_operator.clients.transport import (
+    UnreadableBody,
+    exchange,
+    pooled_session,
+    reason_phrase,
 )
 from promotion_operator.config.settings import InstanceSettings
 from promotion_operator.core.kinds import KINDS
@@ -91,7 +94,6 @@ PIPELINE_MODELS = "/namespaces/{namespace}/pipelines/{name}/models"
 EXPERIMENT = "/namespaces/{namespace}/pipelines/{name}/experiment"
 CANARY_EXPERIMENT = "/namespaces/{namespace}/pipelines/{name}/experiment/canary"
 
-_CHUNK_BYTES = 64 * 1024
 # A bearer token is a visible-ASCII string (JWTs and opaque tokens both are).
 _TOKEN_RE = re.compile(r"[\x21-\x7e]+")
 
@@ -158,12 +160,7 @@ class SeldonDeployClient:
             str(instance.ca_file) if instance.ca_file is not None else instance.verify_tls
         )
         # Disabled verification is warned about once, when the settings are loaded.
-        self._session = requests.Session()
-        adapter = HTTPAdapter(
-            pool_connections=4, pool_maxsize=POOL_MAXSIZE, max_retries=0, pool_block=False
-        )
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
+        self._session = pooled_session(pool_connections=4, pool_maxsize=POOL_MAXSIZE)
 
     # -- the API ---------------------------------------------------------------------------
 
@@ -349,68 +346,59 @@ class SeldonDeployClient:
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/json"
-        status: int | None = None
-        started = time.monotonic()
-        try:
-            try:
-                response = self._session.request(
-                    call.method,
-                    self._base_url + call.path,
-                    params=dict(query) if query else None,
-                    data=data,
-                    headers=headers,
-                    timeout=self._timeout,
-                    verify=self._verify,
-                    stream=True,
-                    allow_redirects=False,
-                )
-            except requests.exceptions.InvalidHeader:
-                raise AuthenticationFailed(
-                    f"{call.display}: the token is not a valid HTTP header value"
-                ) from None
-            except (
-                requests.exceptions.MissingSchema,
-                requests.exceptions.InvalidSchema,
-                requests.exceptions.InvalidURL,
-            ) as exc:
-                raise SettingsError(
-                    [
-                        f"Seldon Deploy instance {self._instance.name!r}: invalid URL "
-                        f"{self._base_url!r} ({type(exc).__name__})"
-                    ]
-                ) from exc
-            except requests.RequestException as exc:
-                raise SeldonDeployUnavailable(
-                    f"{call.display} on Seldon Deploy {self._instance.name!r}: "
-                    f"{transport_problem(exc, self._timeout)}"
-                ) from exc
-            with response:
-                status = response.status_code
-                ok = 200 <= status < 300
-                cap = self._max_response_bytes if ok else MAX_ERROR_BODY_BYTES
-                try:
-                    body = _read_capped(response, cap)
-                except requests.exceptions.ContentDecodingError as exc:
-                    raise UnexpectedResponse(
-                        f"{call.display} on Seldon Deploy {self._instance.name!r}: "
-                        f"HTTP {status}, response body could not be decoded",
-                        http_status=status,
-                    ) from exc
-                except requests.RequestException as exc:
-                    raise SeldonDeployUnavailable(
-                        f"{call.display} on Seldon Deploy {self._instance.name!r}: HTTP {status}, "
-                        f"reading the response failed: {transport_problem(exc, self._timeout)}",
-                        http_status=status,
-                    ) from exc
-                return _Exchange(status, response.headers, body, token)
-        finally:
-            elapsed = time.monotonic() - started
-            log.debug("%s -> %s in %.1f ms", call.display, status, elapsed * 1000)
+        where = f"{call.display} on Seldon Deploy {self._instance.name!r}"
+
+        def observe(status: int | None, seconds: float) -> None:
             if self._observer is not None:
-                try:
-                    self._observer(call.method, call.template, status, elapsed)
-                except Exception:
-                    log.exception("request observer failed for %s", call.display)
+                self._observer(call.method, call.template, status, seconds)
+
+        try:
+            reply = exchange(
+                self._session,
+                call.method,
+                self._base_url + call.path,
+                params=query,
+                data=data,
+                headers=headers,
+                timeout=self._timeout,
+                verify=self._verify,
+                success_cap=self._max_response_bytes,
+                error_cap=MAX_ERROR_BODY_BYTES,
+                label=call.display,
+                log=log,
+                observer=observe,
+            )
+        except requests.exceptions.InvalidHeader:
+            raise AuthenticationFailed(
+                f"{call.display}: the token is not a valid HTTP header value"
+            ) from None
+        except (
+            requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidSchema,
+            requests.exceptions.InvalidURL,
+        ) as exc:
+            raise SettingsError(
+                [
+                    f"Seldon Deploy instance {self._instance.name!r}: invalid URL "
+                    f"{self._base_url!r} ({type(exc).__name__})"
+                ]
+            ) from exc
+        except requests.RequestException as exc:
+            raise SeldonDeployUnavailable(
+                f"{where}: {transport_problem(exc, self._timeout)}"
+            ) from exc
+        except UnreadableBody as exc:
+            if exc.undecodable:
+                raise UnexpectedResponse(
+                    f"{where}: HTTP {exc.status}, response body could not be decoded",
+                    http_status=exc.status,
+                ) from exc.error
+            raise SeldonDeployUnavailable(
+                f"{where}: HTTP {exc.status}, reading the response failed: "
+                f"{transport_problem(exc.error, self._timeout)}",
+                http_status=exc.status,
+            ) from exc.error
+        return _Exchange(reply.status, reply.headers, reply.body, token)
 
     # -- sorting and describing ----------------------------------------------------------------
 
@@ -433,7 +421,7 @@ class SeldonDeployClient:
         return _server_message(document, exchange.token)
 
     def _describe(self, call: _Call, status: int, server_message: str | None) -> str:
-        reason = _reason_phrase(status)
+        reason = reason_phrase(status)
         text = f"{call.display} on Seldon Deploy {self._instance.name!r}: HTTP {status}"
         if reason:
             text += f" {reason}"
@@ -496,19 +484,6 @@ def _named_with_spec(document: Any) -> bool:
     )
 
 
-def _read_capped(response: requests.Response, cap: int) -> bytes | None:
-    """The body, or None as soon as it is known to be longer than ``cap`` bytes."""
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > cap:
-        return None
-    buffer = bytearray()
-    for chunk in response.iter_content(chunk_size=_CHUNK_BYTES):
-        buffer += chunk
-        if len(buffer) > cap:
-            return None
-    return bytes(buffer)
-
-
 def _server_message(document: Any, token: str) -> str | None:
     """The ``message`` of an API error body (``{"code": ..., "message": ...}``), made safe."""
     if not isinstance(document, dict):
@@ -519,10 +494,3 @@ def _server_message(document: Any, token: str) -> str | None:
     if not isinstance(message, str) or not message.strip():
         return None
     return redact(message, [token])
-
-
-def _reason_phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""

@@ -2,9 +2,9 @@
 
 A :class:`Notice` says what happened to one run of a ModelPromotion (it started,
 waits for approval, or ended). :meth:`Notifier.notify` hands it over and returns at
-once: it never blocks a Kopf worker thread and never raises. One daemon thread
-delivers the notices, oldest first, to every configured sink in the configured
-order, so one sink receives notices in the order they were notified.
+once: it never blocks the controller's pass thread and never raises. One daemon
+thread delivers the notices, oldest first, to every configured sink in the
+configured order, so one sink receives notices in the order they were notified.
 
 Sink kinds (:class:`~promotion_operator.config.settings.NotificationSink`):
 
@@ -63,7 +63,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Literal, NamedTuple, assert_never, get_args
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
@@ -76,6 +75,7 @@ from promotion_operator.clients.http_failures import (
     retry_after,
     transport_problem,
 )
+from promotion_operator.clients.transport import reason_phrase
 from promotion_operator.config.settings import NotificationSink, read_notification_url
 from promotion_operator.errors import SettingsError
 
@@ -552,7 +552,9 @@ class Notifier:
                 status = response.status_code
                 if 200 <= status < 300:
                     return _Outcome(True)
-                problem = f"HTTP {status}{_phrase(status)}"
+                problem = f"HTTP {status}"
+                if phrase := reason_phrase(status):
+                    problem += f" {phrase}"
                 if 300 <= status < 400:
                     problem += " (redirects are not followed)"
                 elif said := _answer(response, secrets):
@@ -609,10 +611,3 @@ def _answer(response: requests.Response, secrets: list[str]) -> str:
         # Cut short: a token may straddle the cut, where no whole secret matches it.
         text = text[: max(0, len(text) - max((len(s) for s in secrets), default=0))]
     return redact(text, secrets, limit=_MAX_ANSWER_CHARS)
-
-
-def _phrase(status: int) -> str:
-    try:
-        return f" {HTTPStatus(status).phrase}"
-    except ValueError:
-        return ""

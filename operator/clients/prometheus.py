@@ -31,9 +31,9 @@ A scalar and a vector of exactly one sample are the two answers that are one
 number.
 
 Like :class:`~promotion_operator.clients.seldon.SeldonDeployClient`, the client never sleeps
-and never retries (callers own backoff, so Kopf worker threads are never held
-here), and one client (one pooled :class:`requests.Session`) is meant to be shared
-by every worker thread. The bearer token, if any, is read from its file on every
+and never retries (callers own backoff, so the controller's pass threads are never
+held here), and one client (one pooled :class:`requests.Session`) is meant to be
+shared by every pass thread. The bearer token, if any, is read from its file on every
 query, so a rotated mounted Secret is used at once.
 
 Error messages and log lines name the Prometheus URL (which carries no
@@ -49,19 +49,23 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from http import HTTPStatus
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
-from requests.adapters import HTTPAdapter
-from requests.structures import CaseInsensitiveDict
 
 from promotion_operator.clients.http_failures import (
     PROMETHEUS,
     error_for_status,
     redact,
     transport_problem,
+)
+from promotion_operator.clients.transport import (
+    Reply,
+    UnreadableBody,
+    exchange,
+    pooled_session,
+    reason_phrase,
 )
 from promotion_operator.config.settings import (
     ENV_PROMETHEUS_TOKEN_FILE,
@@ -97,14 +101,13 @@ QUERY_PATH = "/api/v1/query"
 DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
 #: Largest error answer read to find Prometheus' ``error`` text.
 MAX_ERROR_BODY_BYTES = 64 * 1024
-#: Connections kept: many Kopf worker threads share one client.
+#: Connections kept: the controller's pass threads all share one client.
 POOL_MAXSIZE = 32
 #: Longest form of the query quoted in a message or a log line.
 MAX_QUERY_CHARS = 120
 #: Series whose label sets an "several series" message shows.
 SHOWN_SERIES = 3
 
-_CHUNK_BYTES = 64 * 1024
 _LABELS_CHARS = 100
 # Prometheus' errorType values, sorted like the statuses they come with.
 _UNAVAILABLE_TYPES = frozenset({"timeout", "canceled", "unavailable", "internal"})
@@ -112,13 +115,6 @@ _UNAVAILABLE_TYPES = frozenset({"timeout", "canceled", "unavailable", "internal"
 #: Called once per :meth:`PrometheusClient.query` with the result ("ok" or the error's
 #: ``reason``) and the seconds it took.
 QueryObserver = Callable[[str, float], None]
-
-
-class _Exchange(NamedTuple):
-    status: int
-    headers: CaseInsensitiveDict[str]
-    # None when the body was larger than the cap it was read with.
-    body: bytes | None
 
 
 class PrometheusClient:
@@ -141,12 +137,7 @@ class PrometheusClient:
             str(settings.ca_file) if settings.ca_file is not None else settings.verify_tls
         )
         # Disabled verification is warned about once, when the settings are loaded.
-        self._session = requests.Session()
-        adapter = HTTPAdapter(
-            pool_connections=1, pool_maxsize=POOL_MAXSIZE, max_retries=0, pool_block=False
-        )
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
+        self._session = pooled_session(pool_connections=1, pool_maxsize=POOL_MAXSIZE)
 
     def __repr__(self) -> str:
         return f"PrometheusClient({self._url!r})"
@@ -231,71 +222,58 @@ class PrometheusClient:
                 f"{_Query(self._url, promql).display}: no bearer token to send: {exc.problems[0]}"
             ) from None
 
-    def _send(self, call: _Query, token: str | None, promql: str) -> _Exchange:
+    def _send(self, call: _Query, token: str | None, promql: str) -> Reply:
         headers = {"Accept": "application/json"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         # Prometheus stops evaluating at its own deadline and says so (503, "timeout"),
         # which is clearer than a request abandoned by the client.
         form = {"query": promql, "timeout": f"{self._timeout:g}"}
-        status: int | None = None
-        started = time.monotonic()
         try:
-            try:
-                response = self._session.post(
-                    self._base_url + QUERY_PATH,
-                    data=form,
-                    headers=headers,
-                    timeout=self._timeout,
-                    verify=self._verify,
-                    stream=True,
-                    allow_redirects=False,
-                )
-            except requests.exceptions.InvalidHeader:
-                raise AuthenticationFailed(
-                    f"{call.display}: the bearer token is not a valid HTTP header value"
-                ) from None
-            except (
-                requests.exceptions.MissingSchema,
-                requests.exceptions.InvalidSchema,
-                requests.exceptions.InvalidURL,
-            ) as exc:
-                raise SettingsError(
-                    [f"{ENV_PROMETHEUS_URL}: invalid URL {self._url!r} ({type(exc).__name__})"]
-                ) from exc
-            except requests.RequestException as exc:
-                raise MetricsUnavailable(
-                    f"{call.display}: {transport_problem(exc, self._timeout)}"
-                ) from exc
-            with response:
-                status = response.status_code
-                ok = 200 <= status < 300
-                cap = self._max_response_bytes if ok else MAX_ERROR_BODY_BYTES
-                try:
-                    body = _read_capped(response, cap)
-                except requests.exceptions.ContentDecodingError as exc:
-                    raise UnexpectedResponse(
-                        f"{call.display}: HTTP {status}, the answer could not be decoded",
-                        http_status=status,
-                    ) from exc
-                except requests.RequestException as exc:
-                    raise MetricsUnavailable(
-                        f"{call.display}: HTTP {status}, reading the answer failed: "
-                        f"{transport_problem(exc, self._timeout)}",
-                        http_status=status,
-                    ) from exc
-                return _Exchange(status, response.headers, body)
-        finally:
-            log.debug(
-                "%s -> %s in %.1f ms",
-                call.display,
-                status,
-                (time.monotonic() - started) * 1000,
+            return exchange(
+                self._session,
+                "POST",
+                self._base_url + QUERY_PATH,
+                data=form,
+                headers=headers,
+                timeout=self._timeout,
+                verify=self._verify,
+                success_cap=self._max_response_bytes,
+                error_cap=MAX_ERROR_BODY_BYTES,
+                label=call.display,
+                log=log,
             )
+        except requests.exceptions.InvalidHeader:
+            raise AuthenticationFailed(
+                f"{call.display}: the bearer token is not a valid HTTP header value"
+            ) from None
+        except (
+            requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidSchema,
+            requests.exceptions.InvalidURL,
+        ) as exc:
+            raise SettingsError(
+                [f"{ENV_PROMETHEUS_URL}: invalid URL {self._url!r} ({type(exc).__name__})"]
+            ) from exc
+        except requests.RequestException as exc:
+            raise MetricsUnavailable(
+                f"{call.display}: {transport_problem(exc, self._timeout)}"
+            ) from exc
+        except UnreadableBody as exc:
+            if exc.undecodable:
+                raise UnexpectedResponse(
+                    f"{call.display}: HTTP {exc.status}, the answer could not be decoded",
+                    http_status=exc.status,
+                ) from exc.error
+            raise MetricsUnavailable(
+                f"{call.display}: HTTP {exc.status}, reading the answer failed: "
+                f"{transport_problem(exc.error, self._timeout)}",
+                http_status=exc.status,
+            ) from exc.error
 
     # -- sorting ---------------------------------------------------------------------------
 
-    def _error(self, call: _Query, exchange: _Exchange, secrets: list[str]) -> PromotionError:
+    def _error(self, call: _Query, exchange: Reply, secrets: list[str]) -> PromotionError:
         status = exchange.status
         document = _parse(exchange.body)
         detail = None
@@ -310,7 +288,7 @@ class PrometheusClient:
             text += f" (redirects are not followed: check {ENV_PROMETHEUS_URL})"
         return error_for_status(PROMETHEUS, status, text, exchange.headers)
 
-    def _json(self, call: _Query, exchange: _Exchange) -> dict[str, Any]:
+    def _json(self, call: _Query, exchange: Reply) -> dict[str, Any]:
         content_type = exchange.headers.get("Content-Type", "")
         media_type = content_type.split(";", 1)[0].strip().lower()
         if media_type != "application/json" and not media_type.endswith("+json"):
@@ -339,7 +317,7 @@ class _Query:
 
     def describe(self, status: int, detail: str | None) -> str:
         text = f"{self.display}: HTTP {status}"
-        if phrase := _reason_phrase(status):
+        if phrase := reason_phrase(status):
             text += f" {phrase}"
         if detail:
             text += f": {detail}"
@@ -489,19 +467,6 @@ def _parse(body: bytes | None) -> Any:
         return None
 
 
-def _read_capped(response: requests.Response, cap: int) -> bytes | None:
-    """The body, or None as soon as it is known to be longer than ``cap`` bytes."""
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > cap:
-        return None
-    buffer = bytearray()
-    for chunk in response.iter_content(chunk_size=_CHUNK_BYTES):
-        buffer += chunk
-        if len(buffer) > cap:
-            return None
-    return bytes(buffer)
-
-
 def _without_credentials(url: str) -> str:
     """``url`` without any ``user:password@`` (settings refuse them; this never shows one)."""
     try:
@@ -516,10 +481,3 @@ def _without_credentials(url: str) -> str:
         return urlunsplit((parts.scheme, host, parts.path, "", ""))
     except ValueError:
         return "(an invalid URL)"
-
-
-def _reason_phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""

@@ -22,9 +22,10 @@ documented JSON shape, an oversized body
 ========================================  ===============================
 
 The client never sleeps and never retries, except for the single retry after a
-forced token refresh on 401: callers own backoff, so Kopf worker threads are
-never held in sleeps here. One client (one pooled :class:`requests.Session`) is
-meant to be shared by all worker threads that talk to one instance.
+forced token refresh on 401: callers own backoff, so the controller's pass
+threads are never held in sleeps here. One client (one pooled
+:class:`requests.Session`) is meant to be shared by all pass threads that talk to
+one instance.
 
 Error messages and log lines name the method, the path (with the actual
 namespace and name), the status code and the server's ``message`` field
@@ -37,14 +38,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from collections.abc import Callable, Mapping
-from http import HTTPStatus
 from typing import Any, NamedTuple, NoReturn, Protocol
 from urllib.parse import quote
 
 import requests
-from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
 from promotion_operator.clients.http_failures import (
@@ -53,7 +51,14 @@ from promotion_operator.clients.http_failures import (
     redact,
     transport_problem,
 )
+from promotion_operator.clients.transport import (
+    UnreadableBody,
+    exchange,
+    pooled_session,
+    reason_phrase,
+)
 from promotion_operator.config.settings import InstanceSettings
+from promotion_operator.core.kinds import KINDS
 from promotion_operator.core.spec import Kind
 from promotion_operator.errors import (
     AuthenticationFailed,
@@ -80,25 +85,15 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 #: Largest error response body read to find the server's ``message`` field.
 MAX_ERROR_BODY_BYTES = 64 * 1024
-#: Connections kept per host: many Kopf worker threads share one client.
+#: Connections kept per host: the controller's pass threads all share one client.
 POOL_MAXSIZE = 32
-# Path templates, exactly as seldon_deploy_sdk names them.
-SDEPS = "/namespaces/{namespace}/seldondeployments"
-SDEP = "/namespaces/{namespace}/seldondeployments/{name}"
+# Path templates of the calls that are not one kind's collection or item (those are
+# in core.kinds.KINDS), exactly as seldon_deploy_sdk names them.
 SDEP_VALIDATE = "/namespaces/{namespace}/seldondeployments/validate"
-MODELS = "/namespaces/{namespace}/models"  # POST only: the API cannot list Models
-MODEL = "/namespaces/{namespace}/models/{name}"
-PIPELINES = "/namespaces/{namespace}/pipelines"
-PIPELINE = "/namespaces/{namespace}/pipelines/{name}"
 PIPELINE_MODELS = "/namespaces/{namespace}/pipelines/{name}/models"
 EXPERIMENT = "/namespaces/{namespace}/pipelines/{name}/experiment"
 CANARY_EXPERIMENT = "/namespaces/{namespace}/pipelines/{name}/experiment/canary"
-_ALL = {Kind.SELDON_DEPLOYMENT: SDEPS, Kind.MODEL: MODELS, Kind.PIPELINE: PIPELINES}
-_ONE = {Kind.SELDON_DEPLOYMENT: SDEP, Kind.MODEL: MODEL, Kind.PIPELINE: PIPELINE}
-#: The kinds whose collection can be read in one call.
-LISTABLE = frozenset({Kind.SELDON_DEPLOYMENT, Kind.PIPELINE})
 
-_CHUNK_BYTES = 64 * 1024
 # A bearer token is a visible-ASCII string (JWTs and opaque tokens both are).
 _TOKEN_RE = re.compile(r"[\x21-\x7e]+")
 
@@ -165,12 +160,7 @@ class SeldonDeployClient:
             str(instance.ca_file) if instance.ca_file is not None else instance.verify_tls
         )
         # Disabled verification is warned about once, when the settings are loaded.
-        self._session = requests.Session()
-        adapter = HTTPAdapter(
-            pool_connections=4, pool_maxsize=POOL_MAXSIZE, max_retries=0, pool_block=False
-        )
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
+        self._session = pooled_session(pool_connections=4, pool_maxsize=POOL_MAXSIZE)
 
     # -- the API ---------------------------------------------------------------------------
 
@@ -179,7 +169,7 @@ class SeldonDeployClient:
     ) -> dict[str, Any]:
         """The resource (a SeldonDeployment unless ``kind`` says otherwise);
         :class:`NotFound` if it does not exist."""
-        call = _Call("GET", _ONE[kind], {"namespace": namespace, "name": name})
+        call = _Call("GET", KINDS[kind].item_path, {"namespace": namespace, "name": name})
         return self._resource(call, self._call(call), kind)
 
     def find(
@@ -195,9 +185,9 @@ class SeldonDeployClient:
         """Every resource of ``kind`` in ``namespace`` (an entry without a name is skipped).
 
         Models cannot be listed: the API has no such call (ValueError)."""
-        if kind not in LISTABLE:
+        if not KINDS[kind].listable:
             raise ValueError(f"Seldon Deploy's API cannot list {kind}s")
-        call = _Call("GET", _ALL[kind], {"namespace": namespace})
+        call = _Call("GET", KINDS[kind].collection_path, {"namespace": namespace})
         return self._items(call, self._call(call))
 
     def pipeline_models(self, namespace: str, name: str) -> Resources:
@@ -243,7 +233,7 @@ class SeldonDeployClient:
         kind: Kind = Kind.SELDON_DEPLOYMENT,
     ) -> dict[str, Any]:
         """Create a resource; ``action``/``message`` become the GitOps commit."""
-        call = _Call("POST", _ALL[kind], {"namespace": namespace})
+        call = _Call("POST", KINDS[kind].collection_path, {"namespace": namespace})
         exchange = self._call(
             call, query={"action": action, "message": message}, payload=deployment
         )
@@ -260,7 +250,7 @@ class SeldonDeployClient:
         kind: Kind = Kind.SELDON_DEPLOYMENT,
     ) -> dict[str, Any]:
         """Replace a resource; ``action``/``message`` become the GitOps commit."""
-        call = _Call("PUT", _ONE[kind], {"namespace": namespace, "name": name})
+        call = _Call("PUT", KINDS[kind].item_path, {"namespace": namespace, "name": name})
         exchange = self._call(
             call, query={"action": action, "message": message}, payload=deployment
         )
@@ -276,7 +266,7 @@ class SeldonDeployClient:
         kind: Kind = Kind.SELDON_DEPLOYMENT,
     ) -> None:
         """Delete a resource; :class:`NotFound` if it does not exist."""
-        call = _Call("DELETE", _ONE[kind], {"namespace": namespace, "name": name})
+        call = _Call("DELETE", KINDS[kind].item_path, {"namespace": namespace, "name": name})
         # The SDK types the answer as a free-form object: its content is not used.
         self._call(call, query={"action": action, "message": message})
 
@@ -356,68 +346,59 @@ class SeldonDeployClient:
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/json"
-        status: int | None = None
-        started = time.monotonic()
-        try:
-            try:
-                response = self._session.request(
-                    call.method,
-                    self._base_url + call.path,
-                    params=dict(query) if query else None,
-                    data=data,
-                    headers=headers,
-                    timeout=self._timeout,
-                    verify=self._verify,
-                    stream=True,
-                    allow_redirects=False,
-                )
-            except requests.exceptions.InvalidHeader:
-                raise AuthenticationFailed(
-                    f"{call.display}: the token is not a valid HTTP header value"
-                ) from None
-            except (
-                requests.exceptions.MissingSchema,
-                requests.exceptions.InvalidSchema,
-                requests.exceptions.InvalidURL,
-            ) as exc:
-                raise SettingsError(
-                    [
-                        f"Seldon Deploy instance {self._instance.name!r}: invalid URL "
-                        f"{self._base_url!r} ({type(exc).__name__})"
-                    ]
-                ) from exc
-            except requests.RequestException as exc:
-                raise SeldonDeployUnavailable(
-                    f"{call.display} on Seldon Deploy {self._instance.name!r}: "
-                    f"{transport_problem(exc, self._timeout)}"
-                ) from exc
-            with response:
-                status = response.status_code
-                ok = 200 <= status < 300
-                cap = self._max_response_bytes if ok else MAX_ERROR_BODY_BYTES
-                try:
-                    body = _read_capped(response, cap)
-                except requests.exceptions.ContentDecodingError as exc:
-                    raise UnexpectedResponse(
-                        f"{call.display} on Seldon Deploy {self._instance.name!r}: "
-                        f"HTTP {status}, response body could not be decoded",
-                        http_status=status,
-                    ) from exc
-                except requests.RequestException as exc:
-                    raise SeldonDeployUnavailable(
-                        f"{call.display} on Seldon Deploy {self._instance.name!r}: HTTP {status}, "
-                        f"reading the response failed: {transport_problem(exc, self._timeout)}",
-                        http_status=status,
-                    ) from exc
-                return _Exchange(status, response.headers, body, token)
-        finally:
-            elapsed = time.monotonic() - started
-            log.debug("%s -> %s in %.1f ms", call.display, status, elapsed * 1000)
+        where = f"{call.display} on Seldon Deploy {self._instance.name!r}"
+
+        def observe(status: int | None, seconds: float) -> None:
             if self._observer is not None:
-                try:
-                    self._observer(call.method, call.template, status, elapsed)
-                except Exception:
-                    log.exception("request observer failed for %s", call.display)
+                self._observer(call.method, call.template, status, seconds)
+
+        try:
+            reply = exchange(
+                self._session,
+                call.method,
+                self._base_url + call.path,
+                params=query,
+                data=data,
+                headers=headers,
+                timeout=self._timeout,
+                verify=self._verify,
+                success_cap=self._max_response_bytes,
+                error_cap=MAX_ERROR_BODY_BYTES,
+                label=call.display,
+                log=log,
+                observer=observe,
+            )
+        except requests.exceptions.InvalidHeader:
+            raise AuthenticationFailed(
+                f"{call.display}: the token is not a valid HTTP header value"
+            ) from None
+        except (
+            requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidSchema,
+            requests.exceptions.InvalidURL,
+        ) as exc:
+            raise SettingsError(
+                [
+                    f"Seldon Deploy instance {self._instance.name!r}: invalid URL "
+                    f"{self._base_url!r} ({type(exc).__name__})"
+                ]
+            ) from exc
+        except requests.RequestException as exc:
+            raise SeldonDeployUnavailable(
+                f"{where}: {transport_problem(exc, self._timeout)}"
+            ) from exc
+        except UnreadableBody as exc:
+            if exc.undecodable:
+                raise UnexpectedResponse(
+                    f"{where}: HTTP {exc.status}, response body could not be decoded",
+                    http_status=exc.status,
+                ) from exc.error
+            raise SeldonDeployUnavailable(
+                f"{where}: HTTP {exc.status}, reading the response failed: "
+                f"{transport_problem(exc.error, self._timeout)}",
+                http_status=exc.status,
+            ) from exc.error
+        return _Exchange(reply.status, reply.headers, reply.body, token)
 
     # -- sorting and describing ----------------------------------------------------------------
 
@@ -440,7 +421,7 @@ class SeldonDeployClient:
         return _server_message(document, exchange.token)
 
     def _describe(self, call: _Call, status: int, server_message: str | None) -> str:
-        reason = _reason_phrase(status)
+        reason = reason_phrase(status)
         text = f"{call.display} on Seldon Deploy {self._instance.name!r}: HTTP {status}"
         if reason:
             text += f" {reason}"
@@ -503,19 +484,6 @@ def _named_with_spec(document: Any) -> bool:
     )
 
 
-def _read_capped(response: requests.Response, cap: int) -> bytes | None:
-    """The body, or None as soon as it is known to be longer than ``cap`` bytes."""
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > cap:
-        return None
-    buffer = bytearray()
-    for chunk in response.iter_content(chunk_size=_CHUNK_BYTES):
-        buffer += chunk
-        if len(buffer) > cap:
-            return None
-    return bytes(buffer)
-
-
 def _server_message(document: Any, token: str) -> str | None:
     """The ``message`` of an API error body (``{"code": ..., "message": ...}``), made safe."""
     if not isinstance(document, dict):
@@ -526,10 +494,3 @@ def _server_message(document: Any, token: str) -> str | None:
     if not isinstance(message, str) or not message.strip():
         return None
     return redact(message, [token])
-
-
-def _reason_phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""

@@ -67,7 +67,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -248,54 +248,22 @@ def load_settings(env: Mapping[str, str]) -> Settings:
 
 
 def _instance_from_env(env: Mapping[str, str], problems: list[str]) -> InstanceSettings | None:
-    url = env.get(ENV_URL, "").strip()
-    if not url:
-        stray = [
-            k
-            for k in (ENV_CREDENTIALS_DIR, ENV_VERIFY_TLS, ENV_CA_FILE, ENV_TOKEN, ENV_TIMEOUT)
-            if env.get(k, "").strip()
-        ]
-        if stray:
-            problems.append(
-                f"{', '.join(stray)} {'is' if len(stray) == 1 else 'are'} set but {ENV_URL} "
-                f"is not: set {ENV_URL} for the default instance, or unset them"
-            )
+    variables = _ServiceEnv(env, problems)
+    if variables.unset(
+        ENV_URL,
+        others=(ENV_CREDENTIALS_DIR, ENV_VERIFY_TLS, ENV_CA_FILE, ENV_TOKEN, ENV_TIMEOUT),
+        fix=f"set {ENV_URL} for the default instance, or unset them",
+    ):
         return None
-
-    before = len(problems)
-    url = _check_url(url, ENV_URL, problems)
-
-    raw_dir = env.get(ENV_CREDENTIALS_DIR, "").strip()
+    url = _check_url(variables.value(ENV_URL), ENV_URL, problems)
+    raw_dir = variables.value(ENV_CREDENTIALS_DIR)
     credentials_dir = Path(raw_dir) if raw_dir else DEFAULT_CREDENTIALS_DIR
     _check_credentials_dir(credentials_dir, f"instance 'default' ({ENV_CREDENTIALS_DIR})", problems)
-
-    verify_tls = True
-    raw_verify = env.get(ENV_VERIFY_TLS, "").strip()
-    if raw_verify:
-        parsed = _parse_bool(raw_verify)
-        if parsed is None:
-            problems.append(f"{ENV_VERIFY_TLS} must be true or false (or 1/0, yes/no)")
-        else:
-            verify_tls = parsed
-
-    ca_file: Path | None = None
-    raw_ca = env.get(ENV_CA_FILE, "").strip()
-    if raw_ca:
-        ca_file = Path(raw_ca)
-        if (problem := ca_file_problem(ca_file)) is not None:
-            problems.append(f"{ENV_CA_FILE}: {problem}")
-
-    token_kind = _check_token_kind(env.get(ENV_TOKEN, "").strip() or None, ENV_TOKEN, problems)
-
-    timeout = DEFAULT_TIMEOUT
-    raw_timeout = env.get(ENV_TIMEOUT, "").strip()
-    if raw_timeout:
-        try:
-            timeout = _check_timeout(float(raw_timeout), ENV_TIMEOUT, problems)
-        except ValueError:
-            problems.append(f"{ENV_TIMEOUT} must be a positive number of seconds")
-
-    if len(problems) > before:
+    verify_tls = variables.flag(ENV_VERIFY_TLS)
+    ca_file = variables.file(ENV_CA_FILE, ca_file_problem)
+    token_kind = _check_token_kind(variables.value(ENV_TOKEN) or None, ENV_TOKEN, problems)
+    timeout = variables.seconds(ENV_TIMEOUT)
+    if not variables.all_good:
         return None
     return InstanceSettings(
         name=DEFAULT_INSTANCE,
@@ -309,74 +277,103 @@ def _instance_from_env(env: Mapping[str, str], problems: list[str]) -> InstanceS
 
 
 def _prometheus_from_env(env: Mapping[str, str], problems: list[str]) -> PrometheusSettings | None:
-    url = env.get(ENV_PROMETHEUS_URL, "").strip()
-    if not url:
-        stray = [
-            k
-            for k in (
-                ENV_PROMETHEUS_TOKEN_FILE,
-                ENV_PROMETHEUS_CA_FILE,
-                ENV_PROMETHEUS_VERIFY_TLS,
-                ENV_PROMETHEUS_TIMEOUT,
-            )
-            if env.get(k, "").strip()
-        ]
-        if stray:
-            problems.append(
-                f"{', '.join(stray)} {'is' if len(stray) == 1 else 'are'} set but "
-                f"{ENV_PROMETHEUS_URL} is not: set {ENV_PROMETHEUS_URL} to the Prometheus "
-                "server the analysis steps query, or unset them"
-            )
+    variables = _ServiceEnv(env, problems)
+    if variables.unset(
+        ENV_PROMETHEUS_URL,
+        others=(
+            ENV_PROMETHEUS_TOKEN_FILE,
+            ENV_PROMETHEUS_CA_FILE,
+            ENV_PROMETHEUS_VERIFY_TLS,
+            ENV_PROMETHEUS_TIMEOUT,
+        ),
+        fix=f"set {ENV_PROMETHEUS_URL} to the Prometheus server the analysis steps query, "
+        "or unset them",
+    ):
         return None
-
-    before = len(problems)
+    url = variables.value(ENV_PROMETHEUS_URL)
     problem = url_problem(url)
     if problem is None and _API_PATH.search(url.rstrip("/")):
         problem = "must be the server's base URL, without /api/v1"
     if problem is not None:
         problems.append(f"{ENV_PROMETHEUS_URL} {problem} (e.g. http://prometheus.monitoring:9090)")
-    url = url.rstrip("/")
-
-    token_file: Path | None = None
-    raw_token = env.get(ENV_PROMETHEUS_TOKEN_FILE, "").strip()
-    if raw_token:
-        token_file = Path(raw_token)
-        if (problem := token_file_problem(token_file)) is not None:
-            problems.append(f"{ENV_PROMETHEUS_TOKEN_FILE}: {problem}")
-
-    ca_file: Path | None = None
-    raw_ca = env.get(ENV_PROMETHEUS_CA_FILE, "").strip()
-    if raw_ca:
-        ca_file = Path(raw_ca)
-        if (problem := ca_file_problem(ca_file)) is not None:
-            problems.append(f"{ENV_PROMETHEUS_CA_FILE}: {problem}")
-
-    verify_tls = True
-    raw_verify = env.get(ENV_PROMETHEUS_VERIFY_TLS, "").strip()
-    if raw_verify:
-        parsed = _parse_bool(raw_verify)
-        if parsed is None:
-            problems.append(f"{ENV_PROMETHEUS_VERIFY_TLS} must be true or false (or 1/0, yes/no)")
-        else:
-            verify_tls = parsed
-
-    timeout = DEFAULT_TIMEOUT
-    raw_timeout = env.get(ENV_PROMETHEUS_TIMEOUT, "").strip()
-    if raw_timeout:
-        try:
-            timeout = _check_timeout(float(raw_timeout), ENV_PROMETHEUS_TIMEOUT, problems)
-        except ValueError:
-            problems.append(f"{ENV_PROMETHEUS_TIMEOUT} must be a positive number of seconds")
-
-    if len(problems) > before:
+    token_file = variables.file(ENV_PROMETHEUS_TOKEN_FILE, token_file_problem)
+    ca_file = variables.file(ENV_PROMETHEUS_CA_FILE, ca_file_problem)
+    verify_tls = variables.flag(ENV_PROMETHEUS_VERIFY_TLS)
+    timeout = variables.seconds(ENV_PROMETHEUS_TIMEOUT)
+    if not variables.all_good:
         return None
     return PrometheusSettings(
-        url=url,
+        url=url.rstrip("/"),
         bearer_token_file=token_file,
         ca_file=ca_file,
         verify_tls=verify_tls,
         timeout=timeout,
     )
+
+
+class _ServiceEnv:
+    """One service's variables in the environment. A bad value adds one line to
+    ``problems`` (naming the variable, never quoting a secret) and reads as the default."""
+
+    def __init__(self, env: Mapping[str, str], problems: list[str]) -> None:
+        self._env = env
+        self._problems = problems
+        self._before = len(problems)
+
+    @property
+    def all_good(self) -> bool:
+        """Whether no variable read so far was bad."""
+        return len(self._problems) == self._before
+
+    def value(self, name: str) -> str:
+        """The variable, stripped; empty when unset."""
+        return self._env.get(name, "").strip()
+
+    def unset(self, url: str, *, others: Sequence[str], fix: str) -> bool:
+        """Whether the service's ``url`` variable is unset (the service is not configured);
+        then any of its ``others`` set anyway is a problem, and ``fix`` says what to do."""
+        if self.value(url):
+            return False
+        stray = [name for name in others if self.value(name)]
+        if stray:
+            self._problems.append(
+                f"{', '.join(stray)} {'is' if len(stray) == 1 else 'are'} set but {url} "
+                f"is not: {fix}"
+            )
+        return True
+
+    def flag(self, name: str) -> bool:
+        """A true/false variable; true when unset."""
+        raw = self.value(name)
+        if not raw:
+            return True
+        parsed = _parse_bool(raw)
+        if parsed is None:
+            self._problems.append(f"{name} must be true or false (or 1/0, yes/no)")
+            return True
+        return parsed
+
+    def file(self, name: str, problem: Callable[[Path], str | None]) -> Path | None:
+        """The path the variable names, if set and ``problem`` finds nothing wrong with it."""
+        raw = self.value(name)
+        if not raw:
+            return None
+        path = Path(raw)
+        if (found := problem(path)) is not None:
+            self._problems.append(f"{name}: {found}")
+            return None
+        return path
+
+    def seconds(self, name: str) -> float:
+        """A positive number of seconds; :data:`DEFAULT_TIMEOUT` when unset."""
+        raw = self.value(name)
+        if not raw:
+            return DEFAULT_TIMEOUT
+        try:
+            return _check_timeout(float(raw), name, self._problems)
+        except ValueError:
+            self._problems.append(f"{name} must be a positive number of seconds")
+            return DEFAULT_TIMEOUT
 
 
 def read_token_file(path: Path) -> str:
@@ -427,16 +424,12 @@ def token_file_problem(path: Path) -> str | None:
 def _notification_sinks_from_env(
     env: Mapping[str, str], problems: list[str]
 ) -> tuple[NotificationSink, ...]:
+    variables = _ServiceEnv(env, problems)
     sinks: list[NotificationSink] = []
     for name, kind, variable in _NOTIFY_ENV:
-        raw = env.get(variable, "").strip()
-        if not raw:
-            continue
-        path = Path(raw)
-        if (problem := notification_url_problem(path)) is not None:
-            problems.append(f"{variable}: {problem}")
-            continue
-        sinks.append(NotificationSink(name=name, kind=kind, url_file=path))
+        path = variables.file(variable, notification_url_problem)
+        if path is not None:
+            sinks.append(NotificationSink(name=name, kind=kind, url_file=path))
     return tuple(sinks)
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import datetime
 import logging
 import threading
-from collections.abc import Mapping
-from typing import Any, Protocol, assert_never
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar, assert_never
 
 from promotion_operator.clients.auth import TokenProviders
 from promotion_operator.clients.notifications import Notice, NoticeKind, Notifier
@@ -325,13 +325,12 @@ class SeldonEffects:
 
     def read_source_models(self) -> ModelsAnswer:
         source = self._spec.source
-        try:
+
+        def models() -> tuple[Mapping[str, Any], ...]:
             client = self._runtime.client(source.instance)
-            return ModelsAnswer(tuple(client.pipeline_models(source.namespace, source.name)))
-        except PromotionError as error:
-            return ModelsAnswer(failure=as_failure(error))
-        except Exception as error:
-            return ModelsAnswer(failure=_internal(error))
+            return tuple(client.pipeline_models(source.namespace, source.name))
+
+        return _answered(ModelsAnswer, models)
 
     def read_model(self, name: str) -> Answer:
         return self._read(self._spec.target.model(name))
@@ -341,13 +340,12 @@ class SeldonEffects:
 
     def read_experiment(self) -> Answer:
         target = self._spec.target
-        try:
-            client = self._runtime.client(target.instance)
-            return Answer(client.find_experiment(target.namespace, target.name))
-        except PromotionError as error:
-            return Answer(failure=as_failure(error))
-        except Exception as error:
-            return Answer(failure=_internal(error))
+        return _answered(
+            Answer,
+            lambda: self._runtime.client(target.instance).find_experiment(
+                target.namespace, target.name
+            ),
+        )
 
     def perform(self, action: Action) -> Answer:
         target = self._spec.target
@@ -359,34 +357,23 @@ class SeldonEffects:
             # Whether it landed or not, what was read before no longer holds.
             self._chain.answers.clear()
         try:
-            return Answer(self._perform(self._runtime.client(target.instance), target, action))
-        except PromotionError as error:
-            return Answer(failure=as_failure(error))
-        except Exception as error:
-            return Answer(failure=_internal(error))
+            return _answered(
+                Answer, lambda: self._perform(self._runtime.client(target.instance), target, action)
+            )
         finally:
             if action.kind is not ActionKind.VALIDATE:
                 self._runtime.reads.written(self._run, target)
 
     def query(self, promql: str) -> Reading:
-        try:
-            return Reading(self._runtime.prometheus().query(promql))
-        except PromotionError as error:
-            return Reading(failure=as_failure(error))
-        except Exception as error:
-            return Reading(failure=_internal(error))
+        return _answered(Reading, lambda: self._runtime.prometheus().query(promql))
 
     def _read(self, ref: DeploymentRef) -> Answer:
         known = self._chain.answers.get(ref)
         if known is not None:
             return known
-        try:
-            answer = Answer(self._runtime.reads.find(self._run, ref))
-        except PromotionError as error:
-            return Answer(failure=as_failure(error))
-        except Exception as error:
-            return Answer(failure=_internal(error))
-        self._chain.answers[ref] = answer
+        answer = _answered(Answer, lambda: self._runtime.reads.find(self._run, ref))
+        if answer.failure is None:
+            self._chain.answers[ref] = answer
         return answer
 
     @staticmethod
@@ -431,6 +418,32 @@ class SeldonEffects:
                 return None
             case _:
                 assert_never(action.kind)
+
+
+_Value = TypeVar("_Value", contravariant=True)
+_Outcome = TypeVar("_Outcome", covariant=True)
+
+
+class _Answers(Protocol[_Value, _Outcome]):
+    """One of the core's answer types (``Answer``, ``ModelsAnswer``, ``Reading``):
+    built from a value, or from a failure."""
+
+    def __call__(self, value: _Value = ..., /, *, failure: Failure | None = None) -> _Outcome: ...
+
+
+_V = TypeVar("_V")
+_R = TypeVar("_R")
+
+
+def _answered(answer: _Answers[_V, _R], call: Callable[[], _V]) -> _R:
+    """``answer(call())``, or ``answer(failure=...)`` when the call raises: a typed error
+    as the core sees it, anything else as an internal error (see :func:`_internal`)."""
+    try:
+        return answer(call())
+    except PromotionError as error:
+        return answer(failure=as_failure(error))
+    except Exception as error:
+        return answer(failure=_internal(error))
 
 
 def as_failure(error: PromotionError) -> Failure:

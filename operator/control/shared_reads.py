@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from promotion_operator.clients.seldon import LISTABLE
+from promotion_operator.core.kinds import KINDS
 from promotion_operator.core.spec import DeploymentRef, Kind
 from promotion_operator.errors import PromotionError
 
@@ -126,7 +126,7 @@ class SharedReads:
         with self._lock:
             listing = self._listing(ref)
             # Models cannot be listed: each is read on its own.
-            shared = len(listing.watchers) >= self._list_from and ref.kind in LISTABLE
+            shared = len(listing.watchers) >= self._list_from and KINDS[ref.kind].listable
             fresh_after = max(
                 self._written_at.get((run, ref), -math.inf),
                 math.nextafter(self._read_at.get((run, ref), -math.inf), math.inf),

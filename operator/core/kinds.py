@@ -1,6 +1,7 @@
-"""What differs between the kinds of resource a ModelPromotion promotes: the API
-version a write carries, whether Seldon Deploy validates a body before a write, and
-how a resource's status says it is ready.
+"""What differs between the kinds of resource a ModelPromotion promotes, in one table
+(:data:`KINDS`): the API version a write carries, where Seldon Deploy's API keeps
+the kind, whether it can list the kind and validate a body before a write, and how
+a resource's status says it is ready.
 
 SeldonDeployments (Seldon Core v1) report ``status.state`` (``Available``,
 ``Failed``, or a state on the way). Models and Pipelines (Seldon Core v2) report
@@ -11,28 +12,12 @@ condition whose reason ends in ``Failed`` (``ModelFailed``, ``ScheduleFailed``,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from promotion_operator.core.spec import Kind
-
-API_VERSIONS = {
-    Kind.SELDON_DEPLOYMENT: "machinelearning.seldon.io/v1",
-    Kind.MODEL: "mlops.seldon.io/v1alpha1",
-    Kind.PIPELINE: "mlops.seldon.io/v1alpha1",
-}
-
-
-def server_validates(kind: Kind) -> bool:
-    """Whether Seldon Deploy can validate a body of ``kind`` without writing it
-    (only SeldonDeployments: the API has no validation endpoint for Core v2)."""
-    return kind is Kind.SELDON_DEPLOYMENT
-
-
-def ready_word(kind: Kind) -> str:
-    """The state a promoted resource of ``kind`` is verified to reach, as its API names it."""
-    return "Available" if kind is Kind.SELDON_DEPLOYMENT else "Ready"
 
 
 @dataclass(frozen=True)
@@ -46,21 +31,21 @@ class Readiness:
     description: str | None = None
 
 
-def readiness(kind: Kind, resource: Mapping[str, Any]) -> Readiness:
-    """How far ``resource`` (of ``kind``, as Seldon Deploy returned it) is from serving."""
-    status = resource.get("status") or {}
-    if not isinstance(status, Mapping):
-        return Readiness(False, False, "unknown")
+def _state_readiness(status: Mapping[str, Any]) -> Readiness:
+    """A SeldonDeployment's ``status.state``."""
+    state = status.get("state")
+    return Readiness(
+        ready=state == "Available",
+        failed=state == "Failed",
+        state=str(state) if state else "",
+        observed_generation=_integer(status.get("observedGeneration")),
+        description=status.get("description") or None,
+    )
+
+
+def _conditions_readiness(status: Mapping[str, Any]) -> Readiness:
+    """A Model's or a Pipeline's conditions: a failed one, else ``Ready``."""
     generation = _integer(status.get("observedGeneration"))
-    if kind is Kind.SELDON_DEPLOYMENT:
-        state = status.get("state")
-        return Readiness(
-            ready=state == "Available",
-            failed=state == "Failed",
-            state=str(state) if state else "",
-            observed_generation=generation,
-            description=status.get("description") or None,
-        )
     conditions = [c for c in status.get("conditions") or () if isinstance(c, Mapping)]
     failed = next((c for c in conditions if _failed(c)), None)
     if failed is not None:
@@ -77,6 +62,88 @@ def readiness(kind: Kind, resource: Mapping[str, Any]) -> Readiness:
         observed_generation=generation,
         description=ready.get("message") or None,
     )
+
+
+@dataclass(frozen=True)
+class KindFacts:
+    """Everything the operator knows about one kind of resource."""
+
+    #: ``apiVersion`` of a body written.
+    api_version: str
+    #: Path templates in Seldon Deploy's API (``{namespace}``, ``{name}``), exactly as
+    #: ``seldon-deploy-sdk`` names them: the collection (create, list) and one item.
+    collection_path: str
+    item_path: str
+    #: Whether the collection can be read in one call.
+    listable: bool
+    #: Whether Seldon Deploy can validate a body without writing it.
+    server_validates: bool
+    #: The state a promoted resource is verified to reach, as its API names it.
+    ready_word: str
+    #: Reads a resource's ``status`` (a mapping) into a :class:`Readiness`.
+    read_status: Callable[[Mapping[str, Any]], Readiness]
+
+
+_CORE_V2 = "mlops.seldon.io/v1alpha1"
+
+#: The kinds, one row each.
+KINDS: Mapping[Kind, KindFacts] = MappingProxyType(
+    {
+        Kind.SELDON_DEPLOYMENT: KindFacts(
+            api_version="machinelearning.seldon.io/v1",
+            collection_path="/namespaces/{namespace}/seldondeployments",
+            item_path="/namespaces/{namespace}/seldondeployments/{name}",
+            listable=True,
+            server_validates=True,
+            ready_word="Available",
+            read_status=_state_readiness,
+        ),
+        Kind.MODEL: KindFacts(
+            api_version=_CORE_V2,
+            # POST only: the API cannot list Models.
+            collection_path="/namespaces/{namespace}/models",
+            item_path="/namespaces/{namespace}/models/{name}",
+            listable=False,
+            # The API has no validation endpoint for Core v2.
+            server_validates=False,
+            ready_word="Ready",
+            read_status=_conditions_readiness,
+        ),
+        Kind.PIPELINE: KindFacts(
+            api_version=_CORE_V2,
+            collection_path="/namespaces/{namespace}/pipelines",
+            item_path="/namespaces/{namespace}/pipelines/{name}",
+            listable=True,
+            server_validates=False,
+            ready_word="Ready",
+            read_status=_conditions_readiness,
+        ),
+    }
+)
+
+#: The ``apiVersion`` of each kind (read from :data:`KINDS`).
+API_VERSIONS: Mapping[Kind, str] = MappingProxyType(
+    {kind: facts.api_version for kind, facts in KINDS.items()}
+)
+
+
+def server_validates(kind: Kind) -> bool:
+    """Whether Seldon Deploy can validate a body of ``kind`` without writing it
+    (only SeldonDeployments: the API has no validation endpoint for Core v2)."""
+    return KINDS[kind].server_validates
+
+
+def ready_word(kind: Kind) -> str:
+    """The state a promoted resource of ``kind`` is verified to reach, as its API names it."""
+    return KINDS[kind].ready_word
+
+
+def readiness(kind: Kind, resource: Mapping[str, Any]) -> Readiness:
+    """How far ``resource`` (of ``kind``, as Seldon Deploy returned it) is from serving."""
+    status = resource.get("status") or {}
+    if not isinstance(status, Mapping):
+        return Readiness(False, False, "unknown")
+    return KINDS[kind].read_status(status)
 
 
 def _failed(condition: Mapping[str, Any]) -> bool:

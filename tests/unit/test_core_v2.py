@@ -7,10 +7,11 @@ import copy
 from dataclasses import replace
 from typing import Any
 
+from promotion_operator.core.kinds import KINDS
 from promotion_operator.core.planning import written_by
 from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import ActionKind, Failure, Phase, from_status, to_status
-from promotion_operator.core.spec import AnalysisTemplate, CanaryStep, Strategy, parse_spec
+from promotion_operator.core.spec import AnalysisTemplate, CanaryStep, Kind, Strategy, parse_spec
 from promotion_operator.core.step import Reading
 from tests.unit.core_builders import PROMOTION, FakeSeldon, Pass, core_v2_status, drive
 
@@ -549,3 +550,10 @@ def test_a_canary_pipeline_of_another_promotion_is_not_removed_by_a_replace() ->
     passes = drive(seldon, spec=PIPELINE_SPEC)
     assert "Remove" not in calls(passes) and "Delete pipeline chain-canary" not in calls(passes)
     assert "chain-canary" in seldon.pipelines
+
+
+def test_every_kind_has_one_row_and_only_models_cannot_be_listed() -> None:
+    assert set(KINDS) == set(Kind)
+    for facts in KINDS.values():
+        assert facts.item_path == facts.collection_path + "/{name}"
+    assert [kind for kind, facts in KINDS.items() if not facts.listable] == [Kind.MODEL]

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from promotion_operator.clients.seldon import SDEP
 from promotion_operator.control.metrics import Metrics
+from promotion_operator.core.kinds import KINDS
+from promotion_operator.core.spec import Kind
 from promotion_operator.errors import AuthenticationFailed, IdentityProviderUnavailable
+
+# The path label of a SeldonDeployment read: the template, never the actual name.
+SDEP = KINDS[Kind.SELDON_DEPLOYMENT].item_path
 
 UID = "0d5c6a1e-uid-1"
 OTHER_UID = "7f3b9c2d-uid-2"

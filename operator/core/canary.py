@@ -16,14 +16,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from promotion_operator.core.planning import (
-    ANNOTATION_PREFIX,
     GENERATION_ANNOTATION,
     PROMOTION_UID_ANNOTATION,
     Plan,
     PlanningError,
-    PromotionRef,
     strip_server_fields,
 )
+from promotion_operator.core.promotion import ANNOTATION_PREFIX, PromotionRef
 from promotion_operator.core.requests import RESUME_ANNOTATION
 from promotion_operator.core.spec import AnalysisTemplate, CanaryStep, PromotionSpec
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from promotion_operator.core.conditions import Event
-from promotion_operator.core.planning import PromotionRef
+from promotion_operator.core.promotion import PromotionRef
 from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import ActionKind, Failure, Run
 from promotion_operator.core.spec import PromotionSpec

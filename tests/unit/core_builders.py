@@ -16,11 +16,11 @@ from promotion_operator.core.conditions import Event
 from promotion_operator.core.machine import reconcile
 from promotion_operator.core.planning import (
     Plan,
-    PromotionRef,
     plan_promotion,
     spec_hash,
     strip_server_fields,
 )
+from promotion_operator.core.promotion import PromotionRef
 from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import (
     ActionKind,

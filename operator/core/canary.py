@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from promotion_operator.core.canary_steps import AnalysisTemplate, SetWeight, step_lines
 from promotion_operator.core.planning import (
     GENERATION_ANNOTATION,
     PROMOTION_UID_ANNOTATION,
@@ -23,28 +25,11 @@ from promotion_operator.core.planning import (
     strip_server_fields,
 )
 from promotion_operator.core.promotion import ANNOTATION_PREFIX, PromotionRef
-from promotion_operator.core.requests import RESUME_ANNOTATION
-from promotion_operator.core.spec import AnalysisTemplate, CanaryStep, PromotionSpec
+from promotion_operator.core.spec import PromotionSpec
 
 CANARY_STEP_ANNOTATION = f"{ANNOTATION_PREFIX}/canary-step"
 CANARY_PREDICTOR_ANNOTATION = f"{ANNOTATION_PREFIX}/canary-predictor"
 CANARY_NAME = "canary"
-
-
-def check_steps(spec: PromotionSpec) -> None:
-    """Refuse canary steps the admission rules should have refused (an older CRD, say)."""
-    steps = spec.canary_steps
-    if not steps or steps[0].set_weight is None:
-        raise PlanningError("spec.canary.steps must start with a setWeight step")
-    for index, step in enumerate(steps):
-        if step.set_weight is not None and not 0 < step.set_weight < 100:
-            raise PlanningError(f"spec.canary.steps[{index}].setWeight must be 1..99")
-        unknown = [name for name in step.analysis if name not in spec.templates]
-        if unknown:
-            raise PlanningError(
-                f"spec.canary.steps[{index}].analysis names templates that "
-                f"spec.analysis.templates does not define: {', '.join(unknown)}"
-            )
 
 
 def serving_predictor(deployment: Mapping[str, Any], what: str) -> dict[str, Any]:
@@ -144,29 +129,26 @@ def without_canary(target: Mapping[str, Any]) -> dict[str, Any]:
 def describe_steps(spec: PromotionSpec, stable: str, canary: str) -> tuple[str, ...]:
     """The canary's writes and waits, in order, as a dry run reports them."""
     target = str(spec.target)
-    out: list[str] = []
-    for index, step in enumerate(spec.canary_steps):
-        if step.set_weight is not None:
-            out.append(
-                f"{index}: update {target}: predictor {canary!r} (promoted) at "
-                f"{step.set_weight}%, {stable!r} at {100 - step.set_weight}%"
-            )
-        else:
-            out.append(describe_wait(index, step))
-    out.append(
+    return (
+        *step_lines(spec.canary_steps, _PredictorLines(target, stable, canary)),
         f"{len(spec.canary_steps)}: update {target}: the promoted spec at 100%, "
-        f"predictor {canary!r} removed"
+        f"predictor {canary!r} removed",
     )
-    return tuple(out)
 
 
-def describe_wait(index: int, step: CanaryStep) -> str:
-    """How a dry run reports an analysis or a pause step."""
-    if step.analysis:
-        return f"{index}: analysis {', '.join(step.analysis)}"
-    if step.pause_seconds is not None:
-        return f"{index}: pause {step.pause_seconds:g}s"
-    return f"{index}: pause until resumed ({RESUME_ANNOTATION}=true)"
+@dataclass(frozen=True)
+class _PredictorLines:
+    """A step's write, as a dry run reports it: an update of the target's predictors."""
+
+    target: str
+    stable: str
+    canary: str
+
+    def set_weight(self, index: int, step: SetWeight) -> str:
+        return (
+            f"{index}: update {self.target}: predictor {self.canary!r} (promoted) at "
+            f"{step.weight}%, {self.stable!r} at {100 - step.weight}%"
+        )
 
 
 def fill_query(template: AnalysisTemplate, spec: PromotionSpec, *, canary: str, stable: str) -> str:
@@ -182,42 +164,6 @@ def fill_query(template: AnalysisTemplate, spec: PromotionSpec, *, canary: str, 
     for key, value in values.items():
         query = query.replace("{{" + key + "}}", value)
     return query
-
-
-def step_name(spec: PromotionSpec, index: int) -> str:
-    """How step ``index`` reads in messages: ``step 2/5: canary at 10%``."""
-    steps = spec.canary_steps
-    if index >= len(steps):
-        return f"step {index + 1}/{len(steps) + 1}: promoting the canary to 100%"
-    step = steps[index]
-    if step.set_weight is not None:
-        what = f"canary at {step.set_weight}%"
-    elif step.analysis:
-        what = f"analysis {', '.join(step.analysis)}"
-    elif step.pause_seconds is not None:
-        what = f"pause {step.pause_seconds:g}s"
-    else:
-        what = "pause until resumed"
-    return f"step {index + 1}/{len(steps) + 1}: {what}"
-
-
-def weight_of(spec: PromotionSpec, index: int) -> int:
-    """The canary's weight once step ``index``'s write (if any) landed; 100 when promoted."""
-    steps = spec.canary_steps
-    if index >= len(steps):
-        return 100
-    weight = steps[index].set_weight
-    if weight is not None:
-        return weight
-    return weight_of(spec, last_write(spec, index))
-
-
-def last_write(spec: PromotionSpec, index: int) -> int:
-    """The index of the step whose write the target carries during step ``index``."""
-    steps = spec.canary_steps
-    if index >= len(steps):
-        return index
-    return max((i for i in range(index + 1) if steps[i].set_weight is not None), default=0)
 
 
 def _annotations(deployment: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -22,16 +22,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from promotion_operator.core.canary import (
-    CANARY_STEP_ANNOTATION,
-    describe_wait,
-    step_name,
-    weight_of,
-)
-from promotion_operator.core.canary_steps import enter_step, validate_again
+from promotion_operator.core.canary import CANARY_STEP_ANNOTATION
+from promotion_operator.core.canary_stepping import enter_step, validate_again
+from promotion_operator.core.canary_steps import SetWeight, step_lines, step_name, weight_of
 from promotion_operator.core.kinds import readiness
 from promotion_operator.core.pipeline_models import (
     PlannedModel,
@@ -145,17 +141,27 @@ def describe_experiment(ctx: Context, models: tuple[str, ...]) -> tuple[str, ...
     """The canary's writes and waits, in order, as a dry run reports them."""
     spec, target = ctx.spec, ctx.spec.target
     canary = canary_pipeline_name(spec)
-    out = [*models, f"create Pipeline {target.namespace}/{canary} (the promoted spec)"]
-    for index, step in enumerate(spec.canary_steps):
-        if step.set_weight is not None:
-            out.append(f"{index}: experiment on {target}: {canary} at {step.set_weight}%")
-        else:
-            out.append(describe_wait(index, step))
+    out = [
+        *models,
+        f"create Pipeline {target.namespace}/{canary} (the promoted spec)",
+        *step_lines(spec.canary_steps, _ExperimentLines(str(target), canary)),
+    ]
     out.append(
         f"{len(spec.canary_steps)}: promote the canary: {target} takes {canary}'s spec; "
         f"the experiment and {canary} are removed"
     )
     return tuple(out)
+
+
+@dataclass(frozen=True)
+class _ExperimentLines:
+    """A step's write, as a dry run reports it: a weight of the experiment."""
+
+    target: str
+    canary: str
+
+    def set_weight(self, index: int, step: SetWeight) -> str:
+        return f"{index}: experiment on {self.target}: {self.canary} at {step.weight}%"
 
 
 def canary_pipeline(ctx: Context, plan: Plan) -> dict[str, Any]:
@@ -245,12 +251,12 @@ def experiment_write(ctx: Context, run: Run, observed: Observed) -> Step:
             return target_failed(ctx, run, timed_out(ctx, f"{where} {state.state or 'not Ready'}"))
         waiting = f"waiting for the canary {where} to become Ready (state {state.state})"
         return next_step(ctx, run, waiting, None, backoff(ctx, run.phase_since, poll=True))
-    weight = weight_of(ctx.spec, canary.step)
+    weight = weight_of(ctx.spec.canary_steps, canary.step)
     if experiment_weight(observed.experiment.deployment, name) == weight:
         return weight_set(ctx, run, weight)  # set before a restart that kept it from being recorded
-    message = f"{write_message(ctx)} ({step_name(ctx.spec, canary.step)})"
+    message = f"{write_message(ctx)} ({step_name(ctx.spec.canary_steps, canary.step)})"
     action = Action(ActionKind.SET_WEIGHT, None, message, weight=weight)
-    return next_step(ctx, run, f"{step_name(ctx.spec, canary.step)} in flight", action)
+    return next_step(ctx, run, f"{step_name(ctx.spec.canary_steps, canary.step)} in flight", action)
 
 
 def _promote(ctx: Context, run: Run, observed: Observed) -> Step:
@@ -264,9 +270,9 @@ def _promote(ctx: Context, run: Run, observed: Observed) -> Step:
         return adopt(ctx, replace(run, applied_at=None, canary=replace(canary, weight=100)), target)
     if observed.experiment.deployment is None or not canary_in_place(ctx, observed):
         return target_changed(ctx, run, "the canary")
-    message = f"{write_message(ctx)} ({step_name(ctx.spec, canary.step)})"
+    message = f"{write_message(ctx)} ({step_name(ctx.spec.canary_steps, canary.step)})"
     action = Action(ActionKind.PROMOTE, None, message)
-    return next_step(ctx, run, f"{step_name(ctx.spec, canary.step)} in flight", action)
+    return next_step(ctx, run, f"{step_name(ctx.spec.canary_steps, canary.step)} in flight", action)
 
 
 def weight_set(ctx: Context, run: Run, weight: int) -> Step:

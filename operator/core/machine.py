@@ -25,21 +25,19 @@ from typing import Any
 from promotion_operator.core.canary import (
     canary_deployment,
     canary_name,
-    check_steps,
     describe_steps,
     left_by_another_run,
     serving_predictor,
-    step_name,
-    weight_of,
     without_canary,
 )
-from promotion_operator.core.canary_steps import (
+from promotion_operator.core.canary_stepping import (
     analyze,
     canary_write,
     due_queries,
     enter_step,
     pause,
 )
+from promotion_operator.core.canary_steps import check_steps, step_name, weight_of
 from promotion_operator.core.conditions import (
     Event,
     ready_message,
@@ -382,8 +380,10 @@ def after_action(
     what = ""
     if run.canary is not None:
         index = run.canary.step
-        run = replace(run, canary=replace(run.canary, weight=weight_of(ctx.spec, index)))
-        what = f" ({step_name(ctx.spec, index)})"
+        run = replace(
+            run, canary=replace(run.canary, weight=weight_of(ctx.spec.canary_steps, index))
+        )
+        what = f" ({step_name(ctx.spec.canary_steps, index)})"
     return next_step(
         ctx,
         run.moved_to(Phase.VERIFYING, ctx.now),
@@ -447,15 +447,16 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
                 source_spec_hash=source_hash(plan.source_spec_hash, models),
                 model_uris=storage_uris(m.body for m in models),
             )
+        problem = check_steps(ctx.spec.canary_steps, ctx.spec.templates) if canary else None
+        if problem is not None:
+            raise PlanningError(problem)
         if canary and uses_experiments(ctx.spec):
-            check_steps(ctx.spec)
             assert previous.deployment is not None
             check_models_for_canary(ctx.spec, previous.deployment, models)
             checked, steps = plan.deployment, describe_experiment(ctx, describe_models(ctx, models))
         elif canary:
-            check_steps(ctx.spec)
             assert previous.deployment is not None
-            first = next((s.set_weight for s in ctx.spec.canary_steps if s.set_weight), 1)
+            first = weight_of(ctx.spec.canary_steps, 0)  # checked: the first step sets one
             checked = canary_deployment(plan, previous.deployment, first, 0)
             stable = str(serving_predictor(previous.deployment, "the target").get("name"))
             steps = describe_steps(ctx.spec, stable, canary_name({"name": stable}))
@@ -517,7 +518,7 @@ def _validated(ctx: Context, run: Run) -> Step:
     canary = ctx.spec.strategy == Strategy.CANARY
     if canary:
         summary = f"run a canary of {ctx.spec.source.described} on {ctx.spec.target.described}"
-        analysed = any(step.analysis for step in ctx.spec.canary_steps)
+        analysed = any(step.measures for step in ctx.spec.canary_steps)
         if analysed and not ctx.prometheus_configured:
             unset = Failure(
                 "InvalidSettings",

@@ -10,8 +10,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from promotion_operator.core.canary import last_write, written_step
+from promotion_operator.core.canary import written_step
+from promotion_operator.core.canary_steps import last_write, step_deadline
 from promotion_operator.core.conditions import ready_reason, with_conditions
+from promotion_operator.core.durations import NEVER
 from promotion_operator.core.kinds import ready_word
 from promotion_operator.core.planning import spec_hash, strip_server_fields, written_by
 from promotion_operator.core.run import (
@@ -25,9 +27,6 @@ from promotion_operator.core.run import (
 )
 from promotion_operator.core.spec import DeploymentRef, Kind
 from promotion_operator.core.step import Action, Context, Observed, Step
-
-# A wait for a person (approval, a pause without duration) has no deadline.
-NEVER = datetime.timedelta(days=365 * 100)
 
 
 def is_settled(run: Run) -> bool:
@@ -138,14 +137,9 @@ def timed_out(ctx: Context, state: str | None) -> Failure:
 def deadline(ctx: Context, run: Run) -> datetime.datetime:
     timeout = datetime.timedelta(seconds=ctx.spec.timeout_seconds)
     canary = run.canary
-    if canary is not None and run.phase == Phase.ANALYZING:
-        step = ctx.spec.canary_steps[canary.step]
-        expected = datetime.timedelta(seconds=ctx.spec.analysis_seconds(step))
-        return canary.step_started_at + expected + timeout
-    if canary is not None and run.phase == Phase.PAUSED:
-        return canary.pause_until or canary.step_started_at + NEVER
-    if canary is not None and run.phase == Phase.PROMOTING:
-        return canary.step_started_at + timeout
+    if canary is not None and run.phase in (Phase.PROMOTING, Phase.ANALYZING, Phase.PAUSED):
+        # The phase of a step (or of the final promotion's write): the step knows its time.
+        return step_deadline(ctx.spec.canary_steps, canary, timeout, ctx.spec.templates)
     if run.phase == Phase.AWAITING_APPROVAL:
         return run.phase_since + NEVER  # a person decides when
     if run.phase == Phase.PROMOTING and run.approved_at is not None:
@@ -245,7 +239,7 @@ def is_ours(ctx: Context, deployment: Mapping[str, Any], run: Run | None = None)
         return False
     if run is None or run.canary is None:
         return True
-    return written_step(deployment) == last_write(ctx.spec, run.canary.step)
+    return written_step(deployment) == last_write(ctx.spec.canary_steps, run.canary.step)
 
 
 def deployment_hash(deployment: Mapping[str, Any]) -> str:

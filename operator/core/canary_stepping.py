@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from promotion_operator.core.canary import canary_deployment, fill_query, final_deployment
 from promotion_operator.core.canary_steps import entered, step_name, weight_of
+from promotion_operator.core.pass_io import Action, Context, Decision, Observed
 from promotion_operator.core.planning import PlanningError, plan_promotion, written_by
 from promotion_operator.core.requests import RESUME_ANNOTATION
 from promotion_operator.core.run import (
@@ -22,13 +23,12 @@ from promotion_operator.core.run import (
     format_time,
 )
 from promotion_operator.core.spec import Kind
-from promotion_operator.core.step import Action, Context, Observed, Step
 from promotion_operator.core.transitions import (
     adopt,
     backoff,
     deadline,
+    decision,
     is_ours,
-    next_step,
     previous_of,
     retry_or_fail,
     same_target,
@@ -64,7 +64,7 @@ def due_queries(ctx: Context, run: Run) -> list[tuple[str, str]]:
     ]
 
 
-def enter_step(ctx: Context, run: Run, index: int, done: str) -> Step:
+def enter_step(ctx: Context, run: Run, index: int, done: str) -> Decision:
     """Move the canary to step ``index`` (``len(steps)``: the final promotion)."""
     assert run.canary is not None
     steps = ctx.spec.canary_steps
@@ -75,10 +75,10 @@ def enter_step(ctx: Context, run: Run, index: int, done: str) -> Step:
     message = f"{done}; {step_name(steps, index)}{note}"
     # No time of its own (a pause until resumed): a person decides, polled.
     wait = ctx.policy.max_poll if requeue_after is None else requeue_after
-    return next_step(ctx, run.moved_to(phase, ctx.now), message, None, wait)
+    return decision(ctx, run.moved_to(phase, ctx.now), message, None, wait)
 
 
-def canary_write(ctx: Context, run: Run, observed: Observed) -> Step:
+def canary_write(ctx: Context, run: Run, observed: Observed) -> Decision:
     """Write the current step's weight (or, after the last step, the promoted spec)."""
     canary, recorded, stable = run.canary, run.plan, run.previous
     assert canary is not None and recorded is not None and stable is not None
@@ -126,18 +126,18 @@ def canary_write(ctx: Context, run: Run, observed: Observed) -> Step:
         return retry_or_fail(ctx, run, Failure("Invalid", str(error)))
     message = f"{write_message(ctx)} ({step_name(ctx.spec.canary_steps, canary.step)})"
     write = Action(ActionKind.UPDATE, deployment, message)
-    return next_step(ctx, run, f"{step_name(ctx.spec.canary_steps, canary.step)} in flight", write)
+    return decision(ctx, run, f"{step_name(ctx.spec.canary_steps, canary.step)} in flight", write)
 
 
-def validate_again(ctx: Context, run: Run, why: str) -> Step:
+def validate_again(ctx: Context, run: Run, why: str) -> Decision:
     """Nothing written yet, but what was validated changed: validate on the next pass
     (and ask again for an approval given for the plan that changed)."""
     message = f"{why}; validating again"
     run = replace(run, approved_by=None, approved_at=None)
-    return next_step(ctx, run.moved_to(Phase.VALIDATING, ctx.now), message, None, 0.0)
+    return decision(ctx, run.moved_to(Phase.VALIDATING, ctx.now), message, None, 0.0)
 
 
-def analyze(ctx: Context, run: Run, observed: Observed) -> Step:
+def analyze(ctx: Context, run: Run, observed: Observed) -> Decision:
     canary = run.canary
     assert canary is not None
     if observed.target_error is not None:
@@ -203,7 +203,7 @@ def analyze(ctx: Context, run: Run, observed: Observed) -> Step:
     run = replace(run, last_error=None, error_since=None)
     pending = [p for p in progress if p.taken < ctx.spec.templates[p.template].count]
     wait = max(0.0, (min(p.due_at for p in pending) - ctx.now).total_seconds())
-    return next_step(ctx, run, _analysis_message(ctx, run), None, wait)
+    return decision(ctx, run, _analysis_message(ctx, run), None, wait)
 
 
 def _canary_in_place(ctx: Context, run: Run, observed: Observed) -> bool:
@@ -215,7 +215,7 @@ def _canary_in_place(ctx: Context, run: Run, observed: Observed) -> bool:
     return observed.target is not None and is_ours(ctx, observed.target, run)
 
 
-def _inconclusive(ctx: Context, run: Run, failure: Failure) -> Step:
+def _inconclusive(ctx: Context, run: Run, failure: Failure) -> Decision:
     """Measure again with backoff; at the deadline, never promote on missing evidence."""
     canary = run.canary
     assert canary is not None
@@ -235,10 +235,10 @@ def _inconclusive(ctx: Context, run: Run, failure: Failure) -> Step:
     run = replace(run, canary=replace(canary, analysis=analysis))
     wait = min((p.due_at - ctx.now).total_seconds() for p in analysis)
     message = f"inconclusive measurement, measuring again: {failure.reason}: {failure.message}"
-    return next_step(ctx, run, message, None, max(0.0, wait))
+    return decision(ctx, run, message, None, max(0.0, wait))
 
 
-def pause(ctx: Context, run: Run) -> Step:
+def pause(ctx: Context, run: Run) -> Decision:
     canary = run.canary
     assert canary is not None
     if canary.pause_until is not None:
@@ -247,15 +247,15 @@ def pause(ctx: Context, run: Run) -> Step:
         wait = (canary.pause_until - ctx.now).total_seconds()
         name = step_name(ctx.spec.canary_steps, canary.step)
         message = f"{name} until {format_time(canary.pause_until)}"
-        return next_step(ctx, run, message, None, wait)
+        return decision(ctx, run, message, None, wait)
     if ctx.requests.resume is not None:
-        step = enter_step(ctx, run, canary.step + 1, "resumed")
-        return replace(step, used=("resume",))
+        decided = enter_step(ctx, run, canary.step + 1, "resumed")
+        return replace(decided, used=("resume",))
     message = (
         f"{step_name(ctx.spec.canary_steps, canary.step)}: waiting for a person to run "
         f"kubectl annotate mp {ctx.promotion.name} {RESUME_ANNOTATION}=true"
     )
-    return next_step(ctx, run, message, None, ctx.policy.max_poll)
+    return decision(ctx, run, message, None, ctx.policy.max_poll)
 
 
 def _analysis_failed(

@@ -29,6 +29,15 @@ from promotion_operator.core.canary import CANARY_STEP_ANNOTATION
 from promotion_operator.core.canary_stepping import enter_step, validate_again
 from promotion_operator.core.canary_steps import SetWeight, step_lines, step_name, weight_of
 from promotion_operator.core.kinds import readiness
+from promotion_operator.core.pass_io import (
+    Action,
+    Answer,
+    Context,
+    Decision,
+    Effects,
+    Observed,
+    Purpose,
+)
 from promotion_operator.core.pipeline_models import (
     PlannedModel,
     plan_models,
@@ -46,13 +55,12 @@ from promotion_operator.core.planning import (
 )
 from promotion_operator.core.run import ActionKind, Failure, Phase, Run
 from promotion_operator.core.spec import Kind, PromotionSpec, Strategy
-from promotion_operator.core.step import Action, Answer, Context, Effects, Observed, Purpose, Step
 from promotion_operator.core.transitions import (
     adopt,
     backoff,
     deadline,
+    decision,
     is_ours,
-    next_step,
     previous_of,
     retry_or_fail,
     same_target,
@@ -108,7 +116,7 @@ def left_by_an_earlier_run(ctx: Context, observed: Observed) -> bool:
     )
 
 
-def remove_earlier_canary(ctx: Context, run: Run, observed: Observed) -> Step:
+def remove_earlier_canary(ctx: Context, run: Run, observed: Observed) -> Decision:
     """Take an earlier run's canary away (the experiment with its canary Pipeline, or the
     canary Pipeline alone) before this run plans anything."""
     message = f"removing the canary an earlier generation left on {ctx.spec.target.described}"
@@ -117,7 +125,7 @@ def remove_earlier_canary(ctx: Context, run: Run, observed: Observed) -> Step:
     else:
         name = canary_pipeline_name(ctx.spec)
         remove = Action(ActionKind.DELETE, None, write_message(ctx), Purpose.CLEANUP, pipeline=name)
-    return next_step(ctx, run.moved_to(Phase.VALIDATING, ctx.now), message, remove)
+    return decision(ctx, run.moved_to(Phase.VALIDATING, ctx.now), message, remove)
 
 
 def check_models_for_canary(
@@ -189,7 +197,7 @@ def canary_in_place(ctx: Context, observed: Observed) -> bool:
     return pipeline is not None and written_by(pipeline, ctx.promotion)
 
 
-def experiment_write(ctx: Context, run: Run, observed: Observed) -> Step:
+def experiment_write(ctx: Context, run: Run, observed: Observed) -> Decision:
     """The current step's write: the Models, the canary Pipeline or its weight, or
     (after the last step) the promotion of the canary."""
     canary = run.canary
@@ -237,7 +245,7 @@ def experiment_write(ctx: Context, run: Run, observed: Observed) -> Step:
         kind = ActionKind.UPDATE if observed.canary.deployment is not None else ActionKind.CREATE
         body = canary_pipeline(ctx, plan)
         write = Action(kind, body, write_message(ctx), pipeline=name)
-        return next_step(ctx, run, f"{kind.lower()} of the canary {where} in flight", write)
+        return decision(ctx, run, f"{kind.lower()} of the canary {where} in flight", write)
     pipeline = observed.canary.deployment
     assert pipeline is not None
     state = readiness(Kind.PIPELINE, pipeline)
@@ -250,16 +258,16 @@ def experiment_write(ctx: Context, run: Run, observed: Observed) -> Step:
         if ctx.now >= deadline(ctx, run):
             return target_failed(ctx, run, timed_out(ctx, f"{where} {state.state or 'not Ready'}"))
         waiting = f"waiting for the canary {where} to become Ready (state {state.state})"
-        return next_step(ctx, run, waiting, None, backoff(ctx, run.phase_since, poll=True))
+        return decision(ctx, run, waiting, None, backoff(ctx, run.phase_since, poll=True))
     weight = weight_of(ctx.spec.canary_steps, canary.step)
     if experiment_weight(observed.experiment.deployment, name) == weight:
         return weight_set(ctx, run, weight)  # set before a restart that kept it from being recorded
     message = f"{write_message(ctx)} ({step_name(ctx.spec.canary_steps, canary.step)})"
     action = Action(ActionKind.SET_WEIGHT, None, message, weight=weight)
-    return next_step(ctx, run, f"{step_name(ctx.spec.canary_steps, canary.step)} in flight", action)
+    return decision(ctx, run, f"{step_name(ctx.spec.canary_steps, canary.step)} in flight", action)
 
 
-def _promote(ctx: Context, run: Run, observed: Observed) -> Step:
+def _promote(ctx: Context, run: Run, observed: Observed) -> Decision:
     canary = run.canary
     assert canary is not None
     if observed.target_error is not None:
@@ -272,10 +280,10 @@ def _promote(ctx: Context, run: Run, observed: Observed) -> Step:
         return target_changed(ctx, run, "the canary")
     message = f"{write_message(ctx)} ({step_name(ctx.spec.canary_steps, canary.step)})"
     action = Action(ActionKind.PROMOTE, None, message)
-    return next_step(ctx, run, f"{step_name(ctx.spec.canary_steps, canary.step)} in flight", action)
+    return decision(ctx, run, f"{step_name(ctx.spec.canary_steps, canary.step)} in flight", action)
 
 
-def weight_set(ctx: Context, run: Run, weight: int) -> Step:
+def weight_set(ctx: Context, run: Run, weight: int) -> Decision:
     """The experiment sends ``weight`` percent to the canary: on to the next step."""
     canary = run.canary
     assert canary is not None
@@ -285,7 +293,7 @@ def weight_set(ctx: Context, run: Run, weight: int) -> Step:
     return enter_step(ctx, run, canary.step + 1, done)
 
 
-def experiment_done(ctx: Context, run: Run, action: Action, failure: Failure | None) -> Step:
+def experiment_done(ctx: Context, run: Run, action: Action, failure: Failure | None) -> Decision:
     """The next step once an action of the canary (a Pipeline write or a call on the
     experiment, not a rollback) succeeded or failed."""
     if failure is not None:
@@ -298,7 +306,7 @@ def experiment_done(ctx: Context, run: Run, action: Action, failure: Failure | N
     if action.kind == ActionKind.PROMOTE:
         assert run.canary is not None
         run = replace(run, applied_at=ctx.now, canary=replace(run.canary, weight=100))
-        return next_step(
+        return decision(
             ctx,
             run.moved_to(Phase.VERIFYING, ctx.now),
             f"promoted the canary {canary_pipeline_name(ctx.spec)} to {ctx.spec.target.described}; "
@@ -308,19 +316,19 @@ def experiment_done(ctx: Context, run: Run, action: Action, failure: Failure | N
     verb = "created" if action.kind == ActionKind.CREATE else "updated"
     where = f"{ctx.spec.target.namespace}/{action.pipeline}"
     message = f"{verb} the canary {where}; waiting for it to become Ready"
-    return next_step(ctx, run, message, None, backoff(ctx, run.phase_since, poll=True))
+    return decision(ctx, run, message, None, backoff(ctx, run.phase_since, poll=True))
 
 
-def _retry_or_undo(ctx: Context, run: Run, failure: Failure, *, written: bool) -> Step:
+def _retry_or_undo(ctx: Context, run: Run, failure: Failure, *, written: bool) -> Decision:
     """Retry, or, once retrying is over, undo what the canary wrote (``written``: the
     canary Pipeline is in place) instead of leaving it beside the target."""
-    step = retry_or_fail(ctx, run, failure)
-    if written and step.run.phase == Phase.FAILED and run.phase != Phase.ROLLING_BACK:
+    decided = retry_or_fail(ctx, run, failure)
+    if written and decided.run.phase == Phase.FAILED and run.phase != Phase.ROLLING_BACK:
         return target_failed(ctx, run, failure)
-    return step
+    return decided
 
 
-def undo_experiment(ctx: Context, observed: Observed, message: str, run: Run) -> Step | None:
+def undo_experiment(ctx: Context, observed: Observed, message: str, run: Run) -> Decision | None:
     """The next call of a rollback on the canary (remove the experiment, or a canary
     Pipeline left without one), or None once neither is left."""
     for answer in (observed.canary, observed.experiment):
@@ -328,12 +336,12 @@ def undo_experiment(ctx: Context, observed: Observed, message: str, run: Run) ->
             return retry_or_fail(ctx, run, answer.failure)
     if observed.experiment.deployment is not None:
         remove = Action(ActionKind.REMOVE, None, message, Purpose.ROLLBACK)
-        return next_step(
+        return decision(
             ctx, run, f"removing the canary experiment on {ctx.spec.target.described}", remove
         )
     if canary_in_place(ctx, observed):
         name = canary_pipeline_name(ctx.spec)
         delete = Action(ActionKind.DELETE, None, message, Purpose.ROLLBACK, pipeline=name)
         where = f"{ctx.spec.target.namespace}/{name}"
-        return next_step(ctx, run, f"removing the canary {where}", delete)
+        return decision(ctx, run, f"removing the canary {where}", delete)
     return None

@@ -1,7 +1,7 @@
 """The run's state machine: from what was observed to what to do and record.
 
 :func:`reconcile` is one pass, and the only entry point the shell needs: it reads
-the recorded run from ``status``, asks :class:`~promotion_operator.core.step.Effects`
+the recorded run from ``status``, asks :class:`~promotion_operator.core.pass_io.Effects`
 for the deployments (and measurements) the phase needs, decides, performs at most
 one action through them, and returns the status to record, the Events to post and
 when to come back. The decisions themselves (:func:`decide`, :func:`after_action`)
@@ -62,6 +62,16 @@ from promotion_operator.core.experiments import (
     uses_experiments,
 )
 from promotion_operator.core.kinds import readiness, ready_word, server_validates
+from promotion_operator.core.pass_io import (
+    Action,
+    Answer,
+    Context,
+    Decision,
+    Effects,
+    Observed,
+    PassResult,
+    Purpose,
+)
 from promotion_operator.core.pipeline_models import (
     PlannedModel,
     describe_models,
@@ -93,25 +103,15 @@ from promotion_operator.core.run import (
     to_status,
 )
 from promotion_operator.core.spec import Kind, Strategy
-from promotion_operator.core.step import (
-    Action,
-    Answer,
-    Context,
-    Effects,
-    Observed,
-    PassResult,
-    Purpose,
-    Step,
-)
 from promotion_operator.core.transitions import (
     adopt,
     backoff,
     deadline,
+    decision,
     deployment_hash,
     finish,
     is_ours,
     is_settled,
-    next_step,
     previous_of,
     retry_or_fail,
     rolled_back,
@@ -192,19 +192,19 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
         canary,
         experiment,
     )
-    step = decide(ctx, run, observed)
-    used = step.used  # acted on by the decision, whatever the action's answer
-    if step.action is not None:
-        done = effects.perform(step.action)
-        step = after_action(ctx, step.run, step.action, done.deployment, done.failure)
+    decided = decide(ctx, run, observed)
+    used = decided.used  # acted on by the decision, whatever the action's answer
+    if decided.action is not None:
+        done = effects.perform(decided.action)
+        decided = after_action(ctx, decided.run, decided.action, done.deployment, done.failure)
     return PassResult(
-        step.run,
-        None if _only_counted(recorded, step.run) else to_status(step.run),
-        (*notes, *transition_events(run, step.run)),
-        step.requeue_after,
-        ready_message(step.run.conditions),
+        decided.run,
+        None if _only_counted(recorded, decided.run) else to_status(decided.run),
+        (*notes, *transition_events(run, decided.run)),
+        decided.requeue_after,
+        ready_message(decided.run.conditions),
         started=started,
-        used=(*stale, *used, *(name for name in step.used if name not in used)),
+        used=(*stale, *used, *(name for name in decided.used if name not in used)),
     )
 
 
@@ -300,15 +300,15 @@ def reads_for(phase: Phase) -> tuple[bool, bool]:
     return False, False
 
 
-def decide(ctx: Context, run: Run, observed: Observed) -> Step:
-    """The next step of ``run`` given what was just observed."""
+def decide(ctx: Context, run: Run, observed: Observed) -> Decision:
+    """The decision for ``run`` given what was just observed."""
     if is_settled(run) and not _abort_suspended(ctx, run):
-        return Step(run)
+        return Decision(run)
     run = replace(run, attempts=run.attempts + 1)
     if ctx.requests.abort is not None:
-        step = _abort(ctx, run, observed)
-        done = step.run.phase in FINISHED or step.run.phase == Phase.ROLLING_BACK
-        return replace(step, used=("abort",)) if done else step
+        decided = _abort(ctx, run, observed)
+        done = decided.run.phase in FINISHED or decided.run.phase == Phase.ROLLING_BACK
+        return replace(decided, used=("abort",)) if done else decided
     if run.phase == Phase.AWAITING_APPROVAL:
         return _await_approval(ctx, run)
     if run.phase == Phase.VERIFYING:
@@ -332,8 +332,8 @@ def after_action(
     action: Action,
     result: Mapping[str, Any] | None,
     failure: Failure | None,
-) -> Step:
-    """The next step once ``action`` succeeded (``result``) or failed (``failure``)."""
+) -> Decision:
+    """The decision once ``action`` succeeded (``result``) or failed (``failure``)."""
     if failure is None:
         run = replace(run, last_error=None, error_since=None)
     if action.purpose is Purpose.CLEANUP:
@@ -343,7 +343,7 @@ def after_action(
         if failure is not None and not gone:
             return retry_or_fail(ctx, run, failure)
         message = f"removed the canary an earlier generation left on {ctx.spec.target.described}"
-        return next_step(ctx, run, message, None, 0.0)
+        return decision(ctx, run, message, None, 0.0)
     if action.purpose is Purpose.ROLLBACK:
         gone = (
             action.kind in (ActionKind.DELETE, ActionKind.REMOVE)
@@ -355,7 +355,7 @@ def after_action(
         beside = action.model or action.pipeline or action.kind == ActionKind.REMOVE
         if beside or models_written(run):
             # More may be left to undo (the target, the Models): each is seen again first.
-            return next_step(ctx, run, "rolling back: seeing what is left to undo", None, 0.0)
+            return decision(ctx, run, "rolling back: seeing what is left to undo", None, 0.0)
         return rolled_back(ctx, run)
     if action.model is not None:
         return model_written(ctx, run, action, failure)
@@ -384,7 +384,7 @@ def after_action(
             run, canary=replace(run.canary, weight=weight_of(ctx.spec.canary_steps, index))
         )
         what = f" ({step_name(ctx.spec.canary_steps, index)})"
-    return next_step(
+    return decision(
         ctx,
         run.moved_to(Phase.VERIFYING, ctx.now),
         f"{verb} {ctx.spec.target.described}{what}; waiting for it to become "
@@ -393,7 +393,7 @@ def after_action(
     )
 
 
-def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
+def _before_write(ctx: Context, run: Run, observed: Observed) -> Decision:
     # Adoption comes first: once written, the source no longer matters to this run.
     target = observed.target
     if (
@@ -428,7 +428,7 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
             ActionKind.UPDATE, without_canary(target), write_message(ctx), Purpose.CLEANUP
         )
         message = f"removing the canary an earlier generation left on {ctx.spec.target.described}"
-        return next_step(ctx, run.moved_to(Phase.VALIDATING, ctx.now), message, cleanup)
+        return decision(ctx, run.moved_to(Phase.VALIDATING, ctx.now), message, cleanup)
     elif left_by_an_earlier_run(ctx, observed) and not ctx.spec.dry_run:
         # A Pipeline's canary runs beside it: take an earlier run's away first.
         return remove_earlier_canary(ctx, run, observed)
@@ -489,7 +489,7 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
         if before is not None:
             return before  # a Pipeline's Models first
         write = Action(change.action, plan.deployment, write_message(ctx))
-        return next_step(
+        return decision(
             ctx, run, f"{change.action.lower()} of {ctx.spec.target.described} in flight", write
         )
 
@@ -505,12 +505,12 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
         # checked what can be checked, and the write itself is the server's check.
         return _validated(ctx, run)
     validate = Action(ActionKind.VALIDATE, checked, "")
-    return next_step(
+    return decision(
         ctx, run, f"validating the promoted deployment for {ctx.spec.target.described}", validate
     )
 
 
-def _validated(ctx: Context, run: Run) -> Step:
+def _validated(ctx: Context, run: Run) -> Decision:
     assert run.plan is not None
     summary = (
         f"{run.plan.action.lower()} {ctx.spec.target.described} from {ctx.spec.source.described}"
@@ -530,14 +530,14 @@ def _validated(ctx: Context, run: Run) -> Step:
         return finish(ctx, run, Phase.SUCCEEDED, None, f"dry run: would {summary}; wrote nothing")
     if ctx.spec.suspend:
         message = f"suspended before the first write: would {summary}; set spec.suspend=false"
-        return next_step(ctx, run.moved_to(Phase.SUSPENDED, ctx.now), message)
+        return decision(ctx, run.moved_to(Phase.SUSPENDED, ctx.now), message)
     if ctx.spec.approval_required and run.approved_by is None:
         waiting = run.moved_to(Phase.AWAITING_APPROVAL, ctx.now)
-        return next_step(ctx, waiting, _approval_wanted(ctx), None, ctx.policy.max_poll)
+        return decision(ctx, waiting, _approval_wanted(ctx), None, ctx.policy.max_poll)
     return _start_writing(ctx, run, f"validated; {summary}")
 
 
-def _start_writing(ctx: Context, run: Run, done: str) -> Step:
+def _start_writing(ctx: Context, run: Run, done: str) -> Decision:
     """After validation (and approval): record the plan, then write on the next pass."""
     if ctx.spec.strategy == Strategy.CANARY:
         assert run.previous is not None and run.previous.deployment is not None
@@ -552,7 +552,7 @@ def _start_writing(ctx: Context, run: Run, done: str) -> Step:
         )
         return enter_step(ctx, replace(run, canary=state), 0, done)
     # Record the validated plan and the previous target before the write happens.
-    return next_step(ctx, run.moved_to(Phase.PROMOTING, ctx.now), done, None, 0.0)
+    return decision(ctx, run.moved_to(Phase.PROMOTING, ctx.now), done, None, 0.0)
 
 
 def _approval_wanted(ctx: Context) -> str:
@@ -567,17 +567,17 @@ def _approval_wanted(ctx: Context) -> str:
     )
 
 
-def _await_approval(ctx: Context, run: Run) -> Step:
+def _await_approval(ctx: Context, run: Run) -> Decision:
     approver = ctx.requests.approve
     if approver is None:
-        return next_step(ctx, run, _approval_wanted(ctx), None, ctx.policy.max_poll)
+        return decision(ctx, run, _approval_wanted(ctx), None, ctx.policy.max_poll)
     # The API server's admission policy let only an allowed user set it, to their name.
     run = replace(run, approved_by=approver, approved_at=ctx.now)
-    step = _start_writing(ctx, run, f"approved by {approver}")
-    return replace(step, used=("approve",))
+    decided = _start_writing(ctx, run, f"approved by {approver}")
+    return replace(decided, used=("approve",))
 
 
-def _abort(ctx: Context, run: Run, observed: Observed) -> Step:
+def _abort(ctx: Context, run: Run, observed: Observed) -> Decision:
     """Stop before the next write; undo what was written, as a failure would."""
     if run.phase == Phase.ROLLING_BACK:
         return _roll_back(ctx, run, observed)  # already undoing it
@@ -602,7 +602,7 @@ def _abort(ctx: Context, run: Run, observed: Observed) -> Step:
     return finish(ctx, run, Phase.ABORTED, nothing)
 
 
-def _verify(ctx: Context, run: Run, observed: Observed) -> Step:
+def _verify(ctx: Context, run: Run, observed: Observed) -> Decision:
     if observed.target_error is not None:
         return retry_or_fail(ctx, run, observed.target_error)
     target = observed.target
@@ -655,10 +655,10 @@ def _verify(ctx: Context, run: Run, observed: Observed) -> Step:
             f"{state or 'nothing'} for generation {observed_generation})"
         )
     run = replace(run, last_error=None, error_since=None)
-    return next_step(ctx, run, waiting, None, backoff(ctx, run.phase_since, poll=True))
+    return decision(ctx, run, waiting, None, backoff(ctx, run.phase_since, poll=True))
 
 
-def _roll_back(ctx: Context, run: Run, observed: Observed) -> Step:
+def _roll_back(ctx: Context, run: Run, observed: Observed) -> Decision:
     if observed.target_error is not None:
         return retry_or_fail(ctx, run, observed.target_error)
     target = observed.target
@@ -684,12 +684,12 @@ def _roll_back(ctx: Context, run: Run, observed: Observed) -> Step:
             return undo_models(ctx, run, observed, message) or rolled_back(ctx, run)
         kind = ActionKind.UPDATE if target is not None else ActionKind.CREATE
         restore = Action(kind, previous.deployment, message, Purpose.ROLLBACK)
-        return next_step(
+        return decision(
             ctx, run, f"restoring the previous spec of {ctx.spec.target.described}", restore
         )
     if target is None:
         return undo_models(ctx, run, observed, message) or rolled_back(ctx, run)
     remove = Action(ActionKind.DELETE, None, message, Purpose.ROLLBACK)
-    return next_step(
+    return decision(
         ctx, run, f"removing {ctx.spec.target.described}, which did not exist before", remove
     )

@@ -1,4 +1,4 @@
-"""The building blocks every transition uses: recording a step (conditions and a
+"""The building blocks every transition uses: recording a decision (conditions and a
 requeue that never reaches past the deadline), finishing a run (and its history),
 retrying or failing, rolling back, and recognising this run's own write."""
 
@@ -15,6 +15,7 @@ from promotion_operator.core.canary_steps import last_write, step_deadline
 from promotion_operator.core.conditions import ready_reason, with_conditions
 from promotion_operator.core.durations import NEVER
 from promotion_operator.core.kinds import ready_word
+from promotion_operator.core.pass_io import Action, Context, Decision, Observed
 from promotion_operator.core.planning import spec_hash, strip_server_fields, written_by
 from promotion_operator.core.run import (
     FINISHED,
@@ -26,7 +27,6 @@ from promotion_operator.core.run import (
     Run,
 )
 from promotion_operator.core.spec import DeploymentRef, Kind
-from promotion_operator.core.step import Action, Context, Observed, Step
 
 
 def is_settled(run: Run) -> bool:
@@ -34,7 +34,7 @@ def is_settled(run: Run) -> bool:
     return run.phase in FINISHED or run.phase == Phase.SUSPENDED
 
 
-def unusable_reads(ctx: Context, run: Run, observed: Observed) -> Step | None:
+def unusable_reads(ctx: Context, run: Run, observed: Observed) -> Decision | None:
     """A retry (or the end of the run) when a write cannot be planned from what was read."""
     if observed.source_error is not None:
         return retry_or_fail(ctx, run, observed.source_error)
@@ -56,7 +56,7 @@ def _noun(ref: DeploymentRef) -> str:
     return f"deployment {ref}" if ref.kind is Kind.SELDON_DEPLOYMENT else ref.described
 
 
-def adopt(ctx: Context, run: Run, target: Mapping[str, Any]) -> Step:
+def adopt(ctx: Context, run: Run, target: Mapping[str, Any]) -> Decision:
     """Our write landed, but the operator stopped before recording it: verify it."""
     generation = (target.get("metadata") or {}).get("generation")
     run = replace(
@@ -64,7 +64,7 @@ def adopt(ctx: Context, run: Run, target: Mapping[str, Any]) -> Step:
         applied_generation=int(generation) if generation is not None else None,
         applied_at=run.applied_at or ctx.now,
     )
-    return next_step(
+    return decision(
         ctx,
         run.moved_to(Phase.VERIFYING, ctx.now),
         f"found this run's write on {ctx.spec.target.described}; verifying it",
@@ -72,7 +72,7 @@ def adopt(ctx: Context, run: Run, target: Mapping[str, Any]) -> Step:
     )
 
 
-def target_changed(ctx: Context, run: Run, during: str) -> Step:
+def target_changed(ctx: Context, run: Run, during: str) -> Decision:
     changed = Failure(
         "TargetChanged",
         f"{ctx.spec.target.described} was deleted or overwritten by someone else during {during}",
@@ -80,13 +80,13 @@ def target_changed(ctx: Context, run: Run, during: str) -> Step:
     return finish(ctx, run, Phase.FAILED, changed)
 
 
-def rolled_back(ctx: Context, run: Run) -> Step:
+def rolled_back(ctx: Context, run: Run) -> Decision:
     if run.canary is not None:
         run = replace(run, canary=replace(run.canary, weight=0))
     return finish(ctx, run, Phase.ROLLED_BACK, run.outcome, _rolled_back_message(ctx, run))
 
 
-def retry_or_fail(ctx: Context, run: Run, failure: Failure) -> Step:
+def retry_or_fail(ctx: Context, run: Run, failure: Failure) -> Decision:
     if failure.retryable and ctx.now < deadline(ctx, run):
         since = (
             run.error_since if run.last_error and run.last_error.reason == failure.reason else None
@@ -96,7 +96,7 @@ def retry_or_fail(ctx: Context, run: Run, failure: Failure) -> Step:
         if failure.retry_after is not None:
             # The server's wish is a minimum, but never beyond our own longest wait.
             delay = max(delay, min(failure.retry_after, ctx.policy.max_delay))
-        return next_step(
+        return decision(
             ctx, run, f"retrying after {failure.reason}: {failure.message}", None, delay
         )
     if run.phase == Phase.VERIFYING:
@@ -118,11 +118,11 @@ def retry_or_fail(ctx: Context, run: Run, failure: Failure) -> Step:
     return finish(ctx, run, Phase.FAILED, failure)
 
 
-def target_failed(ctx: Context, run: Run, failure: Failure) -> Step:
+def target_failed(ctx: Context, run: Run, failure: Failure) -> Decision:
     if ctx.spec.rollback_on_failure:
         run = replace(run, outcome=failure, last_error=None, error_since=None)
         message = f"{failure.message}; rolling back"
-        return next_step(ctx, run.moved_to(Phase.ROLLING_BACK, ctx.now), message, None, 0.0)
+        return decision(ctx, run.moved_to(Phase.ROLLING_BACK, ctx.now), message, None, 0.0)
     return finish(ctx, run, Phase.FAILED, failure)
 
 
@@ -164,11 +164,11 @@ def backoff(ctx: Context, since: datetime.datetime, *, poll: bool) -> float:
 
 def finish(
     ctx: Context, run: Run, phase: Phase, outcome: Failure | None, message: str | None = None
-) -> Step:
+) -> Decision:
     run = replace(run, outcome=outcome, last_error=None, error_since=None)
     text = message or (outcome.message if outcome else phase.value)
-    step = next_step(ctx, run.moved_to(phase, ctx.now), text)
-    return replace(step, run=_with_history(step.run))
+    decided = decision(ctx, run.moved_to(phase, ctx.now), text)
+    return replace(decided, run=_with_history(decided.run))
 
 
 def _with_history(run: Run) -> Run:
@@ -193,13 +193,15 @@ def _with_history(run: Run) -> Run:
     return replace(run, history=(entry, *earlier)[:HISTORY_LENGTH])
 
 
-def next_step(
+def decision(
     ctx: Context,
     run: Run,
     message: str,
     action: Action | None = None,
     requeue_after: float | None = None,
-) -> Step:
+) -> Decision:
+    """Record ``run`` with its conditions saying ``message``; take ``action``; come back
+    after ``requeue_after`` (None: not until the resource changes)."""
     if requeue_after is not None and not is_settled(run):
         # Come back by the deadline at the latest, so a run ends on time, whatever
         # a server asked for.
@@ -207,7 +209,7 @@ def next_step(
         if remaining > 0:
             requeue_after = min(requeue_after, math.ceil(remaining * 1000) / 1000)
     run = with_conditions(run, message, dry_run=ctx.spec.dry_run, now=ctx.now)
-    return Step(run, action, requeue_after)
+    return Decision(run, action, requeue_after)
 
 
 def _rolled_back_message(ctx: Context, run: Run) -> str:

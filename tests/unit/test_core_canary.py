@@ -24,10 +24,10 @@ from promotion_operator.core.canary_steps import (
     Pause,
     SetWeight,
 )
+from promotion_operator.core.pass_io import Action, Reading
 from promotion_operator.core.planning import GENERATION_ANNOTATION, Plan, PlanningError
 from promotion_operator.core.run import ActionKind, Failure, Phase, Run, Verdict
 from promotion_operator.core.spec import PromotionSpec, Strategy
-from promotion_operator.core.step import Action, Reading
 from tests.unit.core_builders import (
     PROMOTION,
     FakeSeldon,

@@ -8,11 +8,11 @@ from dataclasses import replace
 from typing import Any
 
 from promotion_operator.core.canary_steps import Analysis, AnalysisTemplate, SetWeight
+from promotion_operator.core.pass_io import Reading
 from promotion_operator.core.planning import written_by
 from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import ActionKind, Failure, Phase, from_status, to_status
 from promotion_operator.core.spec import Strategy, parse_spec
-from promotion_operator.core.step import Reading
 from tests.unit.core_builders import PROMOTION, FakeSeldon, Pass, core_v2_status, drive
 
 MODEL_SPEC = parse_spec(

@@ -1,5 +1,6 @@
 """What one pass of a run works with and produces: its inputs, what it read, the
-action it takes, and its result. Plain data; the logic is in :mod:`machine`."""
+action it takes, the :class:`Decision` it comes to, and its result. Plain data; the
+logic is in :mod:`machine`."""
 
 from __future__ import annotations
 
@@ -96,13 +97,13 @@ class Action:
 
 
 @dataclass(frozen=True)
-class Step:
-    """The outcome of a decision: the run to record, what to do, when to come back."""
+class Decision:
+    """What a pass decided: the run to record, at most one action, when to come back."""
 
     run: Run
     action: Action | None = None
     requeue_after: float | None = None  # None: nothing more until the spec changes
-    used: tuple[str, ...] = ()  # the requests this step acted on (by name)
+    used: tuple[str, ...] = ()  # the requests this decision acted on (by name)
 
 
 class Reading(NamedTuple):

@@ -1,19 +1,29 @@
-"""The Canary strategy's transitions: entering a step, writing its weight (or the
-promoted spec), measuring an analysis, pausing. Planning the deployments they write
-is :mod:`canary`."""
+"""What the two canary strategies share: checking the steps, starting, entering a
+step, measuring an analysis, pausing, and the pass of a step (its write is the
+strategy's). The steps themselves are :mod:`canary_steps`."""
 
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from dataclasses import replace
+from typing import assert_never
 
-from promotion_operator.core.canary import canary_deployment, fill_query, final_deployment
-from promotion_operator.core.canary_steps import entered, step_name, weight_of
-from promotion_operator.core.pass_io import Action, Context, Decision, Observed
-from promotion_operator.core.planning import PlanningError, plan_promotion, written_by
+from promotion_operator.core.canary_steps import (
+    Analysis,
+    AnalysisTemplate,
+    Pause,
+    WriteStep,
+    check_steps,
+    entered,
+    step_at,
+    step_name,
+)
+from promotion_operator.core.pass_io import Context, Decision, Observed
+from promotion_operator.core.planning import PlanningError
 from promotion_operator.core.requests import RESUME_ANNOTATION
 from promotion_operator.core.run import (
-    ActionKind,
+    CanaryState,
     Failure,
     Measurement,
     Phase,
@@ -22,24 +32,95 @@ from promotion_operator.core.run import (
     Verdict,
     format_time,
 )
-from promotion_operator.core.spec import Kind
+from promotion_operator.core.spec import PromotionSpec
 from promotion_operator.core.transitions import (
-    adopt,
     backoff,
     deadline,
     decision,
-    is_ours,
-    previous_of,
+    finish,
     retry_or_fail,
-    same_target,
     target_changed,
     target_failed,
-    unusable_reads,
-    write_message,
 )
 
 #: Measurements of the current analysis step kept in status.
 RECENT_MEASUREMENTS = 10
+
+
+#: The phases of a canary step (or of the final promotion's write), which the strategy's
+#: pass takes; the others are the shared phases'.
+STEP_PHASES = (Phase.PROMOTING, Phase.ANALYZING, Phase.PAUSED)
+
+
+def check_canary(spec: PromotionSpec) -> None:
+    """Refuse steps the admission rules should have refused (an older CRD, say)."""
+    problem = check_steps(spec.canary_steps, spec.templates)
+    if problem is not None:
+        raise PlanningError(problem)
+
+
+def canary_summary(ctx: Context) -> str | Failure:
+    """What a validated canary will do, or why it cannot (analysis without Prometheus)."""
+    if any(step.measures for step in ctx.spec.canary_steps) and not ctx.prometheus_configured:
+        return Failure(
+            "InvalidSettings",
+            "the canary has analysis steps but the operator has no Prometheus "
+            "(set PROMETHEUS_URL in its settings)",
+        )
+    return f"run a canary of {ctx.spec.source.described} on {ctx.spec.target.described}"
+
+
+def without_target(ctx: Context, run: Run, observed: Observed) -> Decision | None:
+    """The end of a canary whose target does not exist (nothing would serve beside it)."""
+    if observed.target is not None:
+        return None
+    missing = Failure(
+        "Invalid",
+        f"a canary needs an existing target to keep serving beside it; "
+        f"{ctx.spec.target.described} does not exist (promote it once with strategy Replace)",
+    )
+    return finish(ctx, run, Phase.FAILED, missing)
+
+
+def start_canary(ctx: Context, run: Run, done: str, *, canary: str, stable: str) -> Decision:
+    """After validation (and approval): into step 0, whose write comes on the next pass."""
+    state = CanaryState(
+        step=-1, step_started_at=ctx.now, canary_predictor=canary, stable_predictor=stable
+    )
+    return enter_step(ctx, replace(run, canary=state), 0, done)
+
+
+def step_pass(
+    ctx: Context,
+    run: Run,
+    observed: Observed,
+    write: Callable[[], Decision],
+    *,
+    in_place: Callable[[], bool],
+) -> Decision | None:
+    """The pass of the current step: its write (``write``, the strategy's), measuring,
+    or pausing; None in the shared phases."""
+    canary = run.canary
+    if canary is None or run.phase not in STEP_PHASES:
+        return None
+    step = step_at(ctx.spec.canary_steps, canary.step)
+    if step is None or isinstance(step, WriteStep):  # None: the final promotion
+        return write()
+    match step:
+        case Analysis():
+            return analyze(ctx, run, observed, in_place=in_place())
+        case Pause():
+            return pause(ctx, run)
+        case _:
+            assert_never(step)
+
+
+def after_verified(ctx: Context, run: Run, ready: str) -> Decision | None:
+    """The write of a step is ready: on to the next step; None after the final one."""
+    canary = run.canary
+    if canary is None or canary.step >= len(ctx.spec.canary_steps):
+        return None
+    return enter_step(ctx, run, canary.step + 1, f"{ctx.spec.target.described} is {ready}")
 
 
 def due_queries(ctx: Context, run: Run) -> list[tuple[str, str]]:
@@ -64,6 +145,21 @@ def due_queries(ctx: Context, run: Run) -> list[tuple[str, str]]:
     ]
 
 
+def fill_query(template: AnalysisTemplate, spec: PromotionSpec, *, canary: str, stable: str) -> str:
+    """The template's PromQL with its placeholders filled in."""
+    values = {
+        "target": spec.target.name,
+        "namespace": spec.target.namespace,
+        "canary": canary,
+        "stable": stable,
+        "interval": template.interval,
+    }
+    query = template.query
+    for key, value in values.items():
+        query = query.replace("{{" + key + "}}", value)
+    return query
+
+
 def enter_step(ctx: Context, run: Run, index: int, done: str) -> Decision:
     """Move the canary to step ``index`` (``len(steps)``: the final promotion)."""
     assert run.canary is not None
@@ -78,57 +174,6 @@ def enter_step(ctx: Context, run: Run, index: int, done: str) -> Decision:
     return decision(ctx, run.moved_to(phase, ctx.now), message, None, wait)
 
 
-def canary_write(ctx: Context, run: Run, observed: Observed) -> Decision:
-    """Write the current step's weight (or, after the last step, the promoted spec)."""
-    canary, recorded, stable = run.canary, run.plan, run.previous
-    assert canary is not None and recorded is not None and stable is not None
-    assert stable.deployment is not None
-    target = observed.target
-    if observed.target_error is None and target is not None and is_ours(ctx, target, run):
-        # This step's write landed, but the operator stopped before recording it.
-        # (applied_at belongs to the previous step's write: this one's clock starts now.)
-        weight = weight_of(ctx.spec.canary_steps, canary.step)
-        run = replace(run, applied_at=None, canary=replace(canary, weight=weight))
-        return adopt(ctx, run, target)
-    unreadable = unusable_reads(ctx, run, observed)
-    if unreadable is not None:
-        return unreadable
-    assert observed.source is not None
-    first_write = canary.weight == 0
-    if first_write and not same_target(run.previous, previous_of(target)):
-        # The target changed between validation and the first write: validate again.
-        return validate_again(ctx, run, "the target changed since it was validated")
-    if not first_write and (target is None or not written_by(target, ctx.promotion)):
-        return target_changed(ctx, run, "the canary")
-    try:
-        plan = plan_promotion(observed.source, ctx.spec, ctx.promotion)
-    except PlanningError as error:
-        return retry_or_fail(ctx, run, Failure("Invalid", str(error)))
-    if plan.source_spec_hash != recorded.source_spec_hash:
-        if first_write:
-            return validate_again(ctx, run, "the source changed before the first write")
-        changed = Failure(
-            "SourceChanged",
-            f"{ctx.spec.source.described} changed during the canary; what was measured is "
-            "no longer what would be promoted (change the spec to start a new run)",
-        )
-        return target_failed(ctx, run, changed)
-    final = canary.step >= len(ctx.spec.canary_steps)
-    try:
-        deployment = (
-            final_deployment(plan, canary.step)
-            if final
-            else canary_deployment(
-                plan, stable.deployment, weight_of(ctx.spec.canary_steps, canary.step), canary.step
-            )
-        )
-    except PlanningError as error:
-        return retry_or_fail(ctx, run, Failure("Invalid", str(error)))
-    message = f"{write_message(ctx)} ({step_name(ctx.spec.canary_steps, canary.step)})"
-    write = Action(ActionKind.UPDATE, deployment, message)
-    return decision(ctx, run, f"{step_name(ctx.spec.canary_steps, canary.step)} in flight", write)
-
-
 def validate_again(ctx: Context, run: Run, why: str) -> Decision:
     """Nothing written yet, but what was validated changed: validate on the next pass
     (and ask again for an approval given for the plan that changed)."""
@@ -137,12 +182,14 @@ def validate_again(ctx: Context, run: Run, why: str) -> Decision:
     return decision(ctx, run.moved_to(Phase.VALIDATING, ctx.now), message, None, 0.0)
 
 
-def analyze(ctx: Context, run: Run, observed: Observed) -> Decision:
+def analyze(ctx: Context, run: Run, observed: Observed, *, in_place: bool) -> Decision:
+    """Fold the due measurements in; on to the next step once every template passed.
+    ``in_place``: the canary this run wrote still takes traffic (the strategy knows where)."""
     canary = run.canary
     assert canary is not None
     if observed.target_error is not None:
         return retry_or_fail(ctx, run, observed.target_error)
-    if observed.target is None or not _canary_in_place(ctx, run, observed):
+    if observed.target is None or not in_place:
         return target_changed(ctx, run, "the analysis")
     progress: list[TemplateProgress] = []
     measured: list[Measurement] = []
@@ -204,15 +251,6 @@ def analyze(ctx: Context, run: Run, observed: Observed) -> Decision:
     pending = [p for p in progress if p.taken < ctx.spec.templates[p.template].count]
     wait = max(0.0, (min(p.due_at for p in pending) - ctx.now).total_seconds())
     return decision(ctx, run, _analysis_message(ctx, run), None, wait)
-
-
-def _canary_in_place(ctx: Context, run: Run, observed: Observed) -> bool:
-    """Whether the canary this run wrote still takes traffic: on the target (a
-    SeldonDeployment's canary predictor), or beside it (a Pipeline's canary Pipeline)."""
-    if ctx.spec.target.kind is Kind.PIPELINE:
-        pipeline = observed.canary.deployment
-        return pipeline is not None and written_by(pipeline, ctx.promotion)
-    return observed.target is not None and is_ours(ctx, observed.target, run)
 
 
 def _inconclusive(ctx: Context, run: Run, failure: Failure) -> Decision:

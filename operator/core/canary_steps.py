@@ -9,8 +9,10 @@ long it may take, and what weight it leaves on the target. How a strategy writes
 a weight is the strategy's (:class:`WriteLines` for its dry-run lines); measuring
 and pausing are :mod:`canary_stepping`'s.
 
-A new kind of step is a new type here, added to :data:`CanaryStep` and to
-:data:`STEP_KINDS`; mypy then points at every ``match`` that must handle it.
+A new kind of step is a new type here, added to :data:`WriteStep` or
+:data:`WaitStep` and to :data:`STEP_KINDS`; mypy then points at what must handle
+it: a wait's case in :func:`canary_stepping.step_pass`, or a write's line in each
+strategy's :class:`WriteLines` (and its body in the strategy's write).
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar, NamedTuple, Protocol
 
 from promotion_operator.core.durations import NEVER, parse_duration
+from promotion_operator.core.promotion import ANNOTATION_PREFIX
 from promotion_operator.core.requests import RESUME_ANNOTATION
 from promotion_operator.core.run import CanaryState, Phase, TemplateProgress, format_time
 
 DEFAULT_INTERVAL = "30s"
+#: On a canary's write: the index of the step it belongs to (``len(steps)``: the last).
+CANARY_STEP_ANNOTATION = f"{ANNOTATION_PREFIX}/canary-step"
 
 
 @dataclass(frozen=True)
@@ -202,7 +207,11 @@ class Pause:
         return canary.pause_until or canary.step_started_at + NEVER
 
 
-CanaryStep = SetWeight | Analysis | Pause
+#: The steps whose pass is a write (the strategy's), and those whose pass is a wait
+#: (:func:`canary_stepping.step_pass` measures or pauses).
+WriteStep = SetWeight
+WaitStep = Analysis | Pause
+CanaryStep = WriteStep | WaitStep
 
 #: How each kind is read from its ``spec.canary.steps`` entry, by its CRD key.
 STEP_KINDS: Mapping[str, Callable[[Any], CanaryStep]] = {
@@ -254,6 +263,12 @@ def weight_of(steps: Sequence[CanaryStep], index: int) -> int:
     for step in steps[: index + 1]:
         weight = step.leaves(weight)
     return weight
+
+
+def written_step(resource: Mapping[str, Any]) -> int | None:
+    """The canary step whose write ``resource`` is, if it is one."""
+    value = ((resource.get("metadata") or {}).get("annotations") or {}).get(CANARY_STEP_ANNOTATION)
+    return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
 def last_write(steps: Sequence[CanaryStep], index: int) -> int:

@@ -8,8 +8,11 @@ when to come back. The decisions themselves (:func:`decide`, :func:`after_action
 are plain functions over plain data.
 
 This module holds the phases every strategy shares (validation, approval, abort,
-verification, rollback); :mod:`canary_steps` holds the Canary strategy's own, and
-:mod:`transitions` the building blocks both use.
+verification, rollback, and the one write of a validated plan that Replace makes);
+they reach the strategy only through :class:`~promotion_operator.core.strategy.PromotionStrategy`,
+which :func:`~promotion_operator.core.strategies.strategy_for` picks. The strategies
+are in :mod:`promotion_operator.core.strategies`; :mod:`transitions` holds the
+building blocks all of them use.
 
 Every transition that precedes a write is recorded before the write happens, so
 a crash between the two is recovered by re-reading the target: a target
@@ -22,22 +25,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from promotion_operator.core.canary import (
-    canary_deployment,
-    canary_name,
-    describe_steps,
-    left_by_another_run,
-    serving_predictor,
-    without_canary,
-)
-from promotion_operator.core.canary_stepping import (
-    analyze,
-    canary_write,
-    due_queries,
-    enter_step,
-    pause,
-)
-from promotion_operator.core.canary_steps import check_steps, step_name, weight_of
+from promotion_operator.core.canary_stepping import due_queries
+from promotion_operator.core.canary_steps import step_name, weight_of
 from promotion_operator.core.conditions import (
     Event,
     ready_message,
@@ -45,21 +34,6 @@ from promotion_operator.core.conditions import (
     set_condition,
     transition_events,
     with_conditions,
-)
-from promotion_operator.core.experiments import (
-    EXPERIMENT_ACTIONS,
-    canary_in_place,
-    canary_pipeline_name,
-    check_models_for_canary,
-    describe_experiment,
-    experiment_done,
-    experiment_write,
-    left_by_an_earlier_run,
-    read_experiment_state,
-    remove_earlier_canary,
-    undo_experiment,
-    unreadable_canary,
-    uses_experiments,
 )
 from promotion_operator.core.kinds import readiness, ready_word, server_validates
 from promotion_operator.core.pass_io import (
@@ -73,25 +47,18 @@ from promotion_operator.core.pass_io import (
     Purpose,
 )
 from promotion_operator.core.pipeline_models import (
-    PlannedModel,
-    describe_models,
     model_written,
     models_written,
-    plan_models,
-    read_models,
     same_models,
-    source_hash,
     undo_models,
-    unreadable_models,
     with_landed_models,
     write_models,
 )
-from promotion_operator.core.planning import PlanningError, plan_promotion, storage_uris
+from promotion_operator.core.planning import PlanningError
 from promotion_operator.core.requests import APPROVE_ANNOTATION, Requests
 from promotion_operator.core.run import (
     FINISHED,
     ActionKind,
-    CanaryState,
     Failure,
     Phase,
     PlannedChange,
@@ -102,7 +69,8 @@ from promotion_operator.core.run import (
     from_status,
     to_status,
 )
-from promotion_operator.core.spec import Kind, Strategy
+from promotion_operator.core.strategies import strategy_for
+from promotion_operator.core.strategy import PromotionStrategy
 from promotion_operator.core.transitions import (
     adopt,
     backoff,
@@ -179,18 +147,9 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
     source = effects.read_source() if read_source else Answer()
     target = effects.read_target() if read_target else Answer()
     readings = {name: effects.query(promql) for name, promql in due_queries(ctx, run)}
-    source_models, models = read_models(ctx, run, source, effects)
-    canary, experiment = read_experiment_state(ctx, run, effects)
+    beside = strategy_for(ctx.spec).read(ctx, run, source, effects)
     observed = Observed(
-        source.deployment,
-        target.deployment,
-        source.failure,
-        target.failure,
-        readings,
-        source_models,
-        models,
-        canary,
-        experiment,
+        source.deployment, target.deployment, source.failure, target.failure, readings, *beside
     )
     decided = decide(ctx, run, observed)
     used = decided.used  # acted on by the decision, whatever the action's answer
@@ -315,15 +274,9 @@ def decide(ctx: Context, run: Run, observed: Observed) -> Decision:
         return _verify(ctx, run, observed)
     if run.phase == Phase.ROLLING_BACK:
         return _roll_back(ctx, run, observed)
-    if run.phase == Phase.ANALYZING:
-        return analyze(ctx, run, observed)
-    if run.phase == Phase.PAUSED:
-        return pause(ctx, run)
-    if run.phase == Phase.PROMOTING and run.canary is not None and uses_experiments(ctx.spec):
-        return experiment_write(ctx, run, observed)
-    if run.phase == Phase.PROMOTING and run.canary is not None:
-        return canary_write(ctx, run, observed)
-    return _before_write(ctx, run, observed)
+    strategy = strategy_for(ctx.spec)
+    own = strategy.proceed(ctx, run, observed)
+    return own if own is not None else _before_write(ctx, run, observed, strategy)
 
 
 def after_action(
@@ -359,8 +312,9 @@ def after_action(
         return rolled_back(ctx, run)
     if action.model is not None:
         return model_written(ctx, run, action, failure)
-    if action.pipeline is not None or action.kind in EXPERIMENT_ACTIONS:
-        return experiment_done(ctx, run, action, failure)
+    own = strategy_for(ctx.spec).done(ctx, run, action, failure)
+    if own is not None:
+        return own
     if failure is not None:
         if action.kind == ActionKind.UPDATE and failure.http_status == 404:
             # The target vanished since it was read; the next pass creates it.
@@ -393,7 +347,9 @@ def after_action(
     )
 
 
-def _before_write(ctx: Context, run: Run, observed: Observed) -> Decision:
+def _before_write(
+    ctx: Context, run: Run, observed: Observed, strategy: PromotionStrategy
+) -> Decision:
     # Adoption comes first: once written, the source no longer matters to this run.
     target = observed.target
     if (
@@ -407,66 +363,19 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Decision:
     if unreadable is not None:
         return unreadable
     assert observed.source is not None
-    failed_read = unreadable_models(observed) or unreadable_canary(observed)
-    if failed_read is not None:
-        return retry_or_fail(ctx, run, failed_read)
-
-    canary = ctx.spec.strategy == Strategy.CANARY
-    if canary and target is None:
-        missing = Failure(
-            "Invalid",
-            f"a canary needs an existing target to keep serving beside it; "
-            f"{ctx.spec.target.described} does not exist (promote it once with strategy Replace)",
-        )
-        return finish(ctx, run, Phase.FAILED, missing)
-    if target is not None and left_by_another_run(target, ctx.promotion) and ctx.spec.dry_run:
-        # A dry run writes nothing: it plans against the target as the cleanup would leave it.
-        target = without_canary(target)
-    elif target is not None and left_by_another_run(target, ctx.promotion):
-        # A spec change during a canary: take the old canary out before anything else.
-        cleanup = Action(
-            ActionKind.UPDATE, without_canary(target), write_message(ctx), Purpose.CLEANUP
-        )
-        message = f"removing the canary an earlier generation left on {ctx.spec.target.described}"
-        return decision(ctx, run.moved_to(Phase.VALIDATING, ctx.now), message, cleanup)
-    elif left_by_an_earlier_run(ctx, observed) and not ctx.spec.dry_run:
-        # A Pipeline's canary runs beside it: take an earlier run's away first.
-        return remove_earlier_canary(ctx, run, observed)
-
+    if observed.failed_read is not None:
+        return retry_or_fail(ctx, run, observed.failed_read)
+    first, target = strategy.clear(ctx, run, observed)
+    if first is not None:
+        return first
     previous = previous_of(target)
-    models: tuple[PlannedModel, ...] = ()
     try:
-        plan = plan_promotion(observed.source, ctx.spec, ctx.promotion)
-        if ctx.spec.target.kind is Kind.PIPELINE:
-            planned = plan_models(ctx, run, observed.source, observed)
-            if isinstance(planned, Failure):
-                return retry_or_fail(ctx, run, planned)
-            models = planned
-            plan = replace(
-                plan,
-                source_spec_hash=source_hash(plan.source_spec_hash, models),
-                model_uris=storage_uris(m.body for m in models),
-            )
-        problem = check_steps(ctx.spec.canary_steps, ctx.spec.templates) if canary else None
-        if problem is not None:
-            raise PlanningError(problem)
-        if canary and uses_experiments(ctx.spec):
-            assert previous.deployment is not None
-            check_models_for_canary(ctx.spec, previous.deployment, models)
-            checked, steps = plan.deployment, describe_experiment(ctx, describe_models(ctx, models))
-        elif canary:
-            assert previous.deployment is not None
-            first = weight_of(ctx.spec.canary_steps, 0)  # checked: the first step sets one
-            checked = canary_deployment(plan, previous.deployment, first, 0)
-            stable = str(serving_predictor(previous.deployment, "the target").get("name"))
-            steps = describe_steps(ctx.spec, stable, canary_name({"name": stable}))
-        elif models:
-            last = f"{'create' if target is None else 'update'} {ctx.spec.target.described}"
-            checked, steps = plan.deployment, (*describe_models(ctx, models), last)
-        else:
-            checked, steps = plan.deployment, ()
+        planned = strategy.plan(ctx, run, observed, previous)
     except PlanningError as error:
         return finish(ctx, run, Phase.FAILED, Failure("Invalid", str(error)))
+    if isinstance(planned, Failure):
+        return retry_or_fail(ctx, run, planned)
+    plan, models, checked, steps = planned
     source_generation = (observed.source.get("metadata") or {}).get("generation")
     change = PlannedChange(
         ActionKind.CREATE if target is None else ActionKind.UPDATE,
@@ -512,20 +421,9 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Decision:
 
 def _validated(ctx: Context, run: Run) -> Decision:
     assert run.plan is not None
-    summary = (
-        f"{run.plan.action.lower()} {ctx.spec.target.described} from {ctx.spec.source.described}"
-    )
-    canary = ctx.spec.strategy == Strategy.CANARY
-    if canary:
-        summary = f"run a canary of {ctx.spec.source.described} on {ctx.spec.target.described}"
-        analysed = any(step.measures for step in ctx.spec.canary_steps)
-        if analysed and not ctx.prometheus_configured:
-            unset = Failure(
-                "InvalidSettings",
-                "the canary has analysis steps but the operator has no Prometheus "
-                "(set PROMETHEUS_URL in its settings)",
-            )
-            return finish(ctx, run, Phase.FAILED, unset)
+    summary = strategy_for(ctx.spec).summary(ctx, run)
+    if isinstance(summary, Failure):
+        return finish(ctx, run, Phase.FAILED, summary)
     if ctx.spec.dry_run:
         return finish(ctx, run, Phase.SUCCEEDED, None, f"dry run: would {summary}; wrote nothing")
     if ctx.spec.suspend:
@@ -539,20 +437,7 @@ def _validated(ctx: Context, run: Run) -> Decision:
 
 def _start_writing(ctx: Context, run: Run, done: str) -> Decision:
     """After validation (and approval): record the plan, then write on the next pass."""
-    if ctx.spec.strategy == Strategy.CANARY:
-        assert run.previous is not None and run.previous.deployment is not None
-        if uses_experiments(ctx.spec):
-            # The canary is a Pipeline beside the target; analysis compares the two.
-            stable, canary = ctx.spec.target.name, canary_pipeline_name(ctx.spec)
-        else:
-            stable = str(serving_predictor(run.previous.deployment, "the target").get("name"))
-            canary = canary_name({"name": stable})
-        state = CanaryState(
-            step=-1, step_started_at=ctx.now, canary_predictor=canary, stable_predictor=stable
-        )
-        return enter_step(ctx, replace(run, canary=state), 0, done)
-    # Record the validated plan and the previous target before the write happens.
-    return decision(ctx, run.moved_to(Phase.PROMOTING, ctx.now), done, None, 0.0)
+    return strategy_for(ctx.spec).start(ctx, run, done)
 
 
 def _approval_wanted(ctx: Context) -> str:
@@ -591,7 +476,7 @@ def _abort(ctx: Context, run: Run, observed: Observed) -> Decision:
         or (run.canary is not None and run.canary.weight > 0)
         or (run.phase == Phase.PROMOTING and target is not None and is_ours(ctx, target, run))
         or models_written(run)
-        or canary_in_place(ctx, observed)
+        or strategy_for(ctx.spec).in_place(ctx, observed)
     )
     if written:
         aborted = Failure(
@@ -622,10 +507,10 @@ def _verify(ctx: Context, run: Run, observed: Observed) -> Decision:
     current = run.applied_generation is None or (
         observed_generation is not None and observed_generation >= run.applied_generation
     )
-    canary_left = run.canary is not None and run.canary.step < len(ctx.spec.canary_steps)
-    if current and seen.ready and run.canary is not None and canary_left:
-        return enter_step(ctx, run, run.canary.step + 1, f"{ctx.spec.target.described} is {ready}")
     if current and seen.ready:
+        further = strategy_for(ctx.spec).verified(ctx, run, ready)
+        if further is not None:
+            return further
         return finish(
             ctx,
             run,
@@ -664,11 +549,9 @@ def _roll_back(ctx: Context, run: Run, observed: Observed) -> Decision:
     target = observed.target
     previous = run.previous or PreviousTarget(existed=False)
     message = f"rollback of {ctx.promotion}: {run.outcome.reason if run.outcome else 'failure'}"
-    if uses_experiments(ctx.spec):
-        # The canary goes first: the target keeps serving while it does.
-        undo = undo_experiment(ctx, observed, message, run)
-        if undo is not None:
-            return undo
+    undo = strategy_for(ctx.spec).undo(ctx, run, observed, message)
+    if undo is not None:
+        return undo  # what the strategy wrote beside the target goes first
     if previous.existed and previous.deployment is None:
         # Never delete what existed before; without its spec there is nothing to restore.
         lost = Failure(

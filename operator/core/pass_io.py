@@ -69,6 +69,23 @@ class Observed:
     canary: Answer = field(default_factory=Answer)
     experiment: Answer = field(default_factory=Answer)
 
+    @property
+    def failed_read(self) -> Failure | None:
+        """The first failure among the reads beside the source and the target."""
+        if self.source_models is not None and self.source_models.failure is not None:
+            return self.source_models.failure
+        models = (a.failure for a in self.models.values() if a.failure is not None)
+        return next(models, None) or self.canary.failure or self.experiment.failure
+
+
+class Beside(NamedTuple):
+    """What a pass read beside the source and the target (see :class:`Observed`)."""
+
+    source_models: ModelsAnswer | None = None
+    models: Mapping[str, Answer] = {}
+    canary: Answer = Answer()
+    experiment: Answer = Answer()
+
 
 class Purpose(enum.Enum):
     """Why an action writes the target."""

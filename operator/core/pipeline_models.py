@@ -33,9 +33,11 @@ from promotion_operator.core.pass_io import (
     Purpose,
 )
 from promotion_operator.core.planning import (
+    Plan,
     check_model_overrides,
     plan_model,
     spec_hash,
+    storage_uris,
     strip_server_fields,
     written_by,
 )
@@ -71,8 +73,6 @@ def read_models(
     """The Model reads a pass of a Pipeline's run needs: the source's step models and
     those of the same names beside the target (when planning or writing), or the ones
     it wrote (when rolling back)."""
-    if ctx.spec.target.kind is not Kind.PIPELINE:
-        return None, {}
     recorded = [d.name for d in run.models]
     if run.phase in (Phase.PENDING, Phase.VALIDATING, Phase.PROMOTING):
         source_models = None
@@ -136,6 +136,23 @@ def plan_models(
             dependency = Dependency(name, ActionKind.UPDATE, previous)
         planned.append(PlannedModel(body, dependency))
     return tuple(planned)
+
+
+def with_models(
+    ctx: Context, run: Run, plan: Plan, observed: Observed
+) -> tuple[Plan, tuple[PlannedModel, ...]] | Failure:
+    """``plan`` (a Pipeline's) with the Models it brings: what it promotes as one hash,
+    and their storage URIs; or why they cannot be planned yet (see :func:`plan_models`)."""
+    assert observed.source is not None
+    models = plan_models(ctx, run, observed.source, observed)
+    if isinstance(models, Failure):
+        return models
+    plan = replace(
+        plan,
+        source_spec_hash=source_hash(plan.source_spec_hash, models),
+        model_uris=storage_uris(m.body for m in models),
+    )
+    return plan, models
 
 
 def source_hash(pipeline_hash: str, planned: Sequence[PlannedModel]) -> str:

@@ -46,6 +46,13 @@ class DeploymentRef:
             return str(self)
         return f"{self.kind} {self}"
 
+    @property
+    def noun(self) -> str:
+        """How a missing one is named: ``deployment staging/iris``, ``Pipeline staging/chain``."""
+        if self.kind is Kind.SELDON_DEPLOYMENT:
+            return f"deployment {self}"
+        return self.described
+
     def model(self, name: str) -> DeploymentRef:
         """The Model ``name`` beside this resource (a Pipeline's step, say)."""
         return DeploymentRef(self.namespace, name, self.instance, Kind.MODEL)

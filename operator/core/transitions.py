@@ -10,8 +10,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from promotion_operator.core.canary import written_step
-from promotion_operator.core.canary_steps import last_write, step_deadline
+from promotion_operator.core.canary_steps import last_write, step_deadline, written_step
 from promotion_operator.core.conditions import ready_reason, with_conditions
 from promotion_operator.core.durations import NEVER
 from promotion_operator.core.kinds import ready_word
@@ -26,7 +25,6 @@ from promotion_operator.core.run import (
     PreviousTarget,
     Run,
 )
-from promotion_operator.core.spec import DeploymentRef, Kind
 
 
 def is_settled(run: Run) -> bool:
@@ -41,7 +39,7 @@ def unusable_reads(ctx: Context, run: Run, observed: Observed) -> Decision | Non
     if observed.source is None:
         missing = Failure(
             "SourceNotFound",
-            f"source {_noun(ctx.spec.source)} does not exist",
+            f"source {ctx.spec.source.noun} does not exist",
             http_status=404,
             retryable=True,
         )
@@ -49,11 +47,6 @@ def unusable_reads(ctx: Context, run: Run, observed: Observed) -> Decision | Non
     if observed.target_error is not None:
         return retry_or_fail(ctx, run, observed.target_error)
     return None
-
-
-def _noun(ref: DeploymentRef) -> str:
-    # "deployment staging/iris", or with their kind: "Pipeline staging/chain".
-    return f"deployment {ref}" if ref.kind is Kind.SELDON_DEPLOYMENT else ref.described
 
 
 def adopt(ctx: Context, run: Run, target: Mapping[str, Any]) -> Decision:

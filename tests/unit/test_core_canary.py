@@ -10,14 +10,9 @@ from typing import Any
 
 import pytest
 
-from promotion_operator.core.canary import (
-    CANARY_PREDICTOR_ANNOTATION,
-    CANARY_STEP_ANNOTATION,
-    canary_deployment,
-    fill_query,
-    without_canary,
-)
+from promotion_operator.core.canary_stepping import fill_query
 from promotion_operator.core.canary_steps import (
+    CANARY_STEP_ANNOTATION,
     Analysis,
     AnalysisTemplate,
     CanaryStep,
@@ -28,6 +23,11 @@ from promotion_operator.core.pass_io import Action, Reading
 from promotion_operator.core.planning import GENERATION_ANNOTATION, Plan, PlanningError
 from promotion_operator.core.run import ActionKind, Failure, Phase, Run, Verdict
 from promotion_operator.core.spec import PromotionSpec, Strategy
+from promotion_operator.core.strategies.predictor_canary import (
+    CANARY_PREDICTOR_ANNOTATION,
+    canary_deployment,
+    without_canary,
+)
 from tests.unit.core_builders import (
     PROMOTION,
     FakeSeldon,

@@ -25,13 +25,28 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from promotion_operator.core.canary import CANARY_STEP_ANNOTATION
-from promotion_operator.core.canary_stepping import enter_step, validate_again
-from promotion_operator.core.canary_steps import SetWeight, step_lines, step_name, weight_of
+from promotion_operator.core.canary_stepping import (
+    after_verified,
+    canary_summary,
+    check_canary,
+    enter_step,
+    start_canary,
+    step_pass,
+    validate_again,
+    without_target,
+)
+from promotion_operator.core.canary_steps import (
+    CANARY_STEP_ANNOTATION,
+    SetWeight,
+    step_lines,
+    step_name,
+    weight_of,
+)
 from promotion_operator.core.kinds import readiness
 from promotion_operator.core.pass_io import (
     Action,
     Answer,
+    Beside,
     Context,
     Decision,
     Effects,
@@ -40,9 +55,12 @@ from promotion_operator.core.pass_io import (
 )
 from promotion_operator.core.pipeline_models import (
     PlannedModel,
+    describe_models,
     plan_models,
+    read_models,
     source_hash,
     step_models,
+    with_models,
     write_models,
 )
 from promotion_operator.core.planning import (
@@ -53,8 +71,9 @@ from promotion_operator.core.planning import (
     plan_promotion,
     written_by,
 )
-from promotion_operator.core.run import ActionKind, Failure, Phase, Run
-from promotion_operator.core.spec import Kind, PromotionSpec, Strategy
+from promotion_operator.core.run import ActionKind, Failure, Phase, PreviousTarget, Run
+from promotion_operator.core.spec import Kind, PromotionSpec
+from promotion_operator.core.strategy import Cleared, Planned
 from promotion_operator.core.transitions import (
     adopt,
     backoff,
@@ -76,31 +95,9 @@ CANARY_SUFFIX = "-canary"
 EXPERIMENT_ACTIONS = frozenset({ActionKind.SET_WEIGHT, ActionKind.PROMOTE, ActionKind.REMOVE})
 
 
-def uses_experiments(spec: PromotionSpec) -> bool:
-    """Whether the run is a Pipeline's canary, run through an experiment."""
-    return spec.strategy == Strategy.CANARY and spec.target.kind is Kind.PIPELINE
-
-
 def canary_pipeline_name(spec: PromotionSpec) -> str:
     """The name of the Pipeline carrying the promoted spec beside the target."""
     return f"{spec.target.name}{CANARY_SUFFIX}"
-
-
-def read_experiment_state(ctx: Context, run: Run, effects: Effects) -> tuple[Answer, Answer]:
-    """The canary Pipeline and the experiment, when the pass needs them: before a
-    Pipeline's write (an earlier run's canary may be left), and while a canary works."""
-    if ctx.spec.target.kind is not Kind.PIPELINE:
-        return Answer(), Answer()
-    planning = run.phase in (Phase.PENDING, Phase.VALIDATING)
-    working = run.phase in (Phase.PROMOTING, Phase.ANALYZING, Phase.ROLLING_BACK)
-    if not (planning or (working and uses_experiments(ctx.spec) and run.canary is not None)):
-        return Answer(), Answer()
-    return effects.read_pipeline(canary_pipeline_name(ctx.spec)), effects.read_experiment()
-
-
-def unreadable_canary(observed: Observed) -> Failure | None:
-    """The first failure among the reads of the canary Pipeline and the experiment."""
-    return observed.canary.failure or observed.experiment.failure
 
 
 def left_by_an_earlier_run(ctx: Context, observed: Observed) -> bool:
@@ -345,3 +342,87 @@ def undo_experiment(ctx: Context, observed: Observed, message: str, run: Run) ->
         where = f"{ctx.spec.target.namespace}/{name}"
         return decision(ctx, run, f"removing the canary {where}", delete)
     return None
+
+
+@dataclass(frozen=True)
+class ExperimentCanary:
+    """The Canary strategy for a Pipeline (see the module's docstring)."""
+
+    def read(self, ctx: Context, run: Run, source: Answer, effects: Effects) -> Beside:
+        source_models, models = read_models(ctx, run, source, effects)
+        working = run.phase in (Phase.PROMOTING, Phase.ANALYZING, Phase.ROLLING_BACK)
+        canary, experiment = self.read_earlier(ctx, run, effects)
+        if working and run.canary is not None:
+            canary, experiment = self._read_canary(ctx, effects)
+        return Beside(source_models, models, canary, experiment)
+
+    def read_earlier(self, ctx: Context, run: Run, effects: Effects) -> tuple[Answer, Answer]:
+        """The canary Pipeline and the experiment while the run plans (an earlier run's
+        canary may be left)."""
+        if run.phase not in (Phase.PENDING, Phase.VALIDATING):
+            return Answer(), Answer()
+        return self._read_canary(ctx, effects)
+
+    def _read_canary(self, ctx: Context, effects: Effects) -> tuple[Answer, Answer]:
+        return effects.read_pipeline(canary_pipeline_name(ctx.spec)), effects.read_experiment()
+
+    def clear(self, ctx: Context, run: Run, observed: Observed) -> Cleared:
+        missing = without_target(ctx, run, observed)
+        return Cleared(missing, None) if missing else self.clear_earlier(ctx, run, observed)
+
+    def clear_earlier(self, ctx: Context, run: Run, observed: Observed) -> Cleared:
+        """Remove the canary an earlier run left beside the target (a dry run plans as if
+        it were gone: it writes nothing)."""
+        if left_by_an_earlier_run(ctx, observed) and not ctx.spec.dry_run:
+            return Cleared(remove_earlier_canary(ctx, run, observed), None)
+        return Cleared(None, observed.target)
+
+    def plan(
+        self, ctx: Context, run: Run, observed: Observed, previous: PreviousTarget
+    ) -> Planned | Failure:
+        assert observed.source is not None
+        plan = plan_promotion(observed.source, ctx.spec, ctx.promotion)
+        planned = with_models(ctx, run, plan, observed)
+        if isinstance(planned, Failure):
+            return planned
+        plan, models = planned
+        check_canary(ctx.spec)
+        assert previous.deployment is not None
+        check_models_for_canary(ctx.spec, previous.deployment, models)
+        steps = describe_experiment(ctx, describe_models(ctx, models))
+        return Planned(plan, models, plan.deployment, steps)
+
+    def summary(self, ctx: Context, run: Run) -> str | Failure:
+        return canary_summary(ctx)
+
+    def start(self, ctx: Context, run: Run, done: str) -> Decision:
+        # The canary is a Pipeline beside the target; analysis compares the two.
+        return start_canary(
+            ctx, run, done, canary=canary_pipeline_name(ctx.spec), stable=ctx.spec.target.name
+        )
+
+    def proceed(self, ctx: Context, run: Run, observed: Observed) -> Decision | None:
+        return step_pass(
+            ctx,
+            run,
+            observed,
+            lambda: experiment_write(ctx, run, observed),
+            in_place=lambda: canary_in_place(ctx, observed),
+        )
+
+    def done(
+        self, ctx: Context, run: Run, action: Action, failure: Failure | None
+    ) -> Decision | None:
+        if action.pipeline is not None or action.kind in EXPERIMENT_ACTIONS:
+            return experiment_done(ctx, run, action, failure)
+        return None
+
+    def verified(self, ctx: Context, run: Run, ready: str) -> Decision | None:
+        return after_verified(ctx, run, ready)
+
+    def in_place(self, ctx: Context, observed: Observed) -> bool:
+        return canary_in_place(ctx, observed)
+
+    def undo(self, ctx: Context, run: Run, observed: Observed, message: str) -> Decision | None:
+        # The canary goes first: the target keeps serving while it does.
+        return undo_experiment(ctx, observed, message, run)

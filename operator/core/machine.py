@@ -149,7 +149,15 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
     readings = {name: effects.query(promql) for name, promql in due_queries(ctx, run)}
     beside = strategy_for(ctx.spec).read(ctx, run, source, effects)
     observed = Observed(
-        source.deployment, target.deployment, source.failure, target.failure, readings, *beside
+        source.deployment,
+        target.deployment,
+        source.failure,
+        target.failure,
+        readings,
+        source_models=beside.source_models,
+        models=beside.models,
+        canary=beside.canary,
+        experiment=beside.experiment,
     )
     decided = decide(ctx, run, observed)
     used = decided.used  # acted on by the decision, whatever the action's answer

@@ -86,13 +86,6 @@ def read_models(
     return None, {}
 
 
-def unreadable_models(observed: Observed) -> Failure | None:
-    """The first failure among the Model reads of this pass."""
-    if observed.source_models is not None and observed.source_models.failure is not None:
-        return observed.source_models.failure
-    return next((a.failure for a in observed.models.values() if a.failure is not None), None)
-
-
 def step_models(pipeline: Mapping[str, Any]) -> list[str]:
     """The Models a Pipeline's steps name, in step order, each once."""
     steps = (pipeline.get("spec") or {}).get("steps") or ()

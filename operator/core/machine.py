@@ -8,7 +8,7 @@ when to come back. The decisions themselves (:func:`decide`, :func:`after_action
 are plain functions over plain data.
 
 This module holds the phases every strategy shares (validation, approval, abort,
-verification, rollback, and the one write of a validated plan that Replace makes);
+verification, rollback);
 they reach the strategy only through :class:`~promotion_operator.core.strategy.PromotionStrategy`,
 which :func:`~promotion_operator.core.strategies.strategy_for` picks. The strategies
 are in :mod:`promotion_operator.core.strategies`; :mod:`transitions` holds the
@@ -52,7 +52,6 @@ from promotion_operator.core.pipeline_models import (
     same_models,
     undo_models,
     with_landed_models,
-    write_models,
 )
 from promotion_operator.core.planning import PlanningError
 from promotion_operator.core.requests import APPROVE_ANNOTATION, Requests
@@ -88,7 +87,6 @@ from promotion_operator.core.transitions import (
     target_failed,
     timed_out,
     unusable_reads,
-    write_message,
 )
 
 #: Ready reason of a resource whose recorded status cannot be read back.
@@ -402,13 +400,7 @@ def _before_write(
         and same_models(run.models, models)
     ):
         run = replace(run, plan=change, models=tuple(m.dependency for m in models))
-        before = write_models(ctx, run, models, observed) if models else None
-        if before is not None:
-            return before  # a Pipeline's Models first
-        write = Action(change.action, plan.deployment, write_message(ctx))
-        return decision(
-            ctx, run, f"{change.action.lower()} of {ctx.spec.target.described} in flight", write
-        )
+        return strategy.write(ctx, run, planned, observed)
 
     # Validate first; a target that changed since validation is validated again, and
     # an approval given for the plan that changed is asked for again.

@@ -65,6 +65,10 @@ class PromotionStrategy(Protocol):
         """After validation (and approval): record the plan; the writes come next."""
         ...
 
+    def write(self, ctx: Context, run: Run, planned: Planned, observed: Observed) -> Decision:
+        """The validated plan, still the plan once the run is Promoting: its write."""
+        ...
+
     def proceed(self, ctx: Context, run: Run, observed: Observed) -> Decision | None:
         """A pass of the strategy's own (its writes, its waits); None in the shared phases."""
         ...

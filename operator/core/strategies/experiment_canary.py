@@ -401,6 +401,10 @@ class ExperimentCanary:
             ctx, run, done, canary=canary_pipeline_name(ctx.spec), stable=ctx.spec.target.name
         )
 
+    def write(self, ctx: Context, run: Run, planned: Planned, observed: Observed) -> Decision:
+        # A canary writes through its steps (proceed): a validated plan starts them.
+        return self.start(ctx, run, "validated")
+
     def proceed(self, ctx: Context, run: Run, observed: Observed) -> Decision | None:
         return step_pass(
             ctx,

@@ -248,6 +248,10 @@ class PredictorCanary:
         canary = canary_name({"name": stable})
         return start_canary(ctx, run, done, canary=canary, stable=stable)
 
+    def write(self, ctx: Context, run: Run, planned: Planned, observed: Observed) -> Decision:
+        # A canary writes through its steps (proceed): a validated plan starts them.
+        return self.start(ctx, run, "validated")
+
     def proceed(self, ctx: Context, run: Run, observed: Observed) -> Decision | None:
         def in_place() -> bool:
             # The canary predictor this run wrote is on the target, at its current step.

@@ -1,10 +1,9 @@
 """The Replace strategy: the promoted spec in one write (a Pipeline's Models first).
 
-Its write is the shared phase's: :mod:`machine` writes the validated plan once it is
-recorded as ``Promoting`` and still the plan (:func:`machine._before_write`), and a
-rollback restores the target. Replace itself plans (the Models a Pipeline brings,
-and removing a canary an earlier run of this ModelPromotion left) and has nothing of
-its own beside the target to wait for or undo.
+It plans the Models a Pipeline brings (and removes a canary an earlier run of this
+ModelPromotion left), writes them and then the target once the shared phase found
+the validated plan still the plan, and has nothing of its own beside the target to
+wait for or undo: verification and the rollback's restore are the shared phases'.
 """
 
 from __future__ import annotations
@@ -21,11 +20,16 @@ from promotion_operator.core.pass_io import (
     Effects,
     Observed,
 )
-from promotion_operator.core.pipeline_models import describe_models, read_models, with_models
+from promotion_operator.core.pipeline_models import (
+    describe_models,
+    read_models,
+    with_models,
+    write_models,
+)
 from promotion_operator.core.planning import plan_promotion
 from promotion_operator.core.run import Failure, Phase, PreviousTarget, Run
 from promotion_operator.core.strategy import Cleared, Planned
-from promotion_operator.core.transitions import decision
+from promotion_operator.core.transitions import decision, write_message
 
 
 class EarlierCanary(Protocol):
@@ -80,8 +84,19 @@ class Replace:
         # Record the validated plan and the previous target before the write happens.
         return decision(ctx, run.moved_to(Phase.PROMOTING, ctx.now), done, None, 0.0)
 
+    def write(self, ctx: Context, run: Run, planned: Planned, observed: Observed) -> Decision:
+        assert run.plan is not None
+        before = write_models(ctx, run, planned.models, observed) if planned.models else None
+        if before is not None:
+            return before  # a Pipeline's Models first
+        action = run.plan.action
+        write = Action(action, planned.plan.deployment, write_message(ctx))
+        return decision(
+            ctx, run, f"{action.lower()} of {ctx.spec.target.described} in flight", write
+        )
+
     def proceed(self, ctx: Context, run: Run, observed: Observed) -> Decision | None:
-        return None  # its one write is the shared phase's
+        return None  # its one write comes once the shared phase checked the plan
 
     def done(
         self, ctx: Context, run: Run, action: Action, failure: Failure | None

@@ -18,7 +18,7 @@ from promotion_operator.control.controller import Controller
 from promotion_operator.control.kube_api import KubeApi, connect, instance_identity
 from promotion_operator.control.leadership import LeaderElection
 from promotion_operator.control.runner import Runtime
-from promotion_operator.core.step import RetryPolicy
+from promotion_operator.core.pass_io import RetryPolicy
 from promotion_operator.errors import SettingsError
 
 EXIT_INVALID_SETTINGS = 2

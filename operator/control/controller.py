@@ -31,9 +31,9 @@ from promotion_operator.control.leadership import LeaderElection
 from promotion_operator.control.runner import ChainReads, Runtime, run_pass
 from promotion_operator.control.workqueue import WorkQueue
 from promotion_operator.core.machine import at_rest
-from promotion_operator.core.planning import ANNOTATION_PREFIX, PromotionRef
+from promotion_operator.core.pass_io import PassResult
+from promotion_operator.core.promotion import ANNOTATION_PREFIX, PromotionRef
 from promotion_operator.core.requests import CONSUMED, Requests, requests_from
-from promotion_operator.core.step import PassResult
 
 log = logging.getLogger(__name__)
 

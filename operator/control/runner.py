@@ -24,11 +24,7 @@ from promotion_operator.control.metrics import Metrics
 from promotion_operator.control.shared_reads import SharedReads
 from promotion_operator.core.conditions import ready_reason
 from promotion_operator.core.machine import reconcile
-from promotion_operator.core.planning import PromotionRef
-from promotion_operator.core.requests import Requests
-from promotion_operator.core.run import FINISHED, ActionKind, Failure, Phase, Run
-from promotion_operator.core.spec import DeploymentRef, Kind, PromotionSpec, parse_spec
-from promotion_operator.core.step import (
+from promotion_operator.core.pass_io import (
     Action,
     Answer,
     Context,
@@ -37,6 +33,10 @@ from promotion_operator.core.step import (
     Reading,
     RetryPolicy,
 )
+from promotion_operator.core.promotion import PromotionRef
+from promotion_operator.core.requests import Requests
+from promotion_operator.core.run import FINISHED, ActionKind, Failure, Phase, Run
+from promotion_operator.core.spec import DeploymentRef, Kind, PromotionSpec, parse_spec
 from promotion_operator.errors import PromotionError
 
 logger = logging.getLogger(__name__)

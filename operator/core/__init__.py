@@ -1,5 +1,7 @@
 """The pure core: promotion planning and the run's state machine.
 
-Plain functions over plain data; no I/O, no clock, no Kopf. The handlers feed
-in what they observed and the time, and get back what to do and what to record.
+Plain functions over plain data; no I/O, no clock, no Kopf. The runner (which the
+controller calls once per pass) feeds in the time, the requests and the effects
+through which the core reads and writes, and gets back what to record and when to
+come back.
 """

@@ -1,320 +1,306 @@
-"""The Canary strategy's transitions: entering a step, writing its weight (or the
-promoted spec), measuring an analysis, pausing. Planning the deployments they write
-is :mod:`canary`."""
+"""The steps of a canary, one type per kind of step.
+
+A canary step is exactly one of :class:`SetWeight`, :class:`Analysis` or
+:class:`Pause` (as the CRD admits exactly one key per ``spec.canary.steps``
+entry). Each type owns what does not depend on the strategy: how it is read from
+its CRD entry, what :func:`check_steps` refuses, how a dry run and the messages
+name it, how entering it moves the run (the phase and when to come back), how
+long it may take, and what weight it leaves on the target. How a strategy writes
+a weight is the strategy's (:class:`WriteLines` for its dry-run lines); measuring
+and pausing are :mod:`canary_stepping`'s.
+
+A new kind of step is a new type here, added to :data:`WriteStep` or
+:data:`WaitStep` and to :data:`STEP_KINDS`; mypy then points at what must handle
+it: a wait's case in :func:`canary_stepping.step_pass`, or a write's line in each
+strategy's :class:`WriteLines` (and its body in the strategy's write).
+"""
 
 from __future__ import annotations
 
 import datetime
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, NamedTuple, Protocol
 
-from promotion_operator.core.canary import (
-    canary_deployment,
-    fill_query,
-    final_deployment,
-    step_name,
-    weight_of,
-)
-from promotion_operator.core.planning import PlanningError, plan_promotion, written_by
+from promotion_operator.core.durations import NEVER, parse_duration
+from promotion_operator.core.promotion import ANNOTATION_PREFIX
 from promotion_operator.core.requests import RESUME_ANNOTATION
-from promotion_operator.core.run import (
-    ActionKind,
-    Failure,
-    Measurement,
-    Phase,
-    Run,
-    TemplateProgress,
-    Verdict,
-    format_time,
-)
-from promotion_operator.core.spec import Kind
-from promotion_operator.core.step import Action, Context, Observed, Step
-from promotion_operator.core.transitions import (
-    adopt,
-    backoff,
-    deadline,
-    is_ours,
-    next_step,
-    previous_of,
-    retry_or_fail,
-    same_target,
-    target_changed,
-    target_failed,
-    unusable_reads,
-    write_message,
-)
+from promotion_operator.core.run import CanaryState, Phase, TemplateProgress, format_time
 
-#: Measurements of the current analysis step kept in status.
-RECENT_MEASUREMENTS = 10
+DEFAULT_INTERVAL = "30s"
+#: On a canary's write: the index of the step it belongs to (``len(steps)``: the last).
+CANARY_STEP_ANNOTATION = f"{ANNOTATION_PREFIX}/canary-step"
 
 
-def due_queries(ctx: Context, run: Run) -> list[tuple[str, str]]:
-    """The analysis templates to measure in this pass, with their PromQL filled in."""
-    if run.phase != Phase.ANALYZING or run.canary is None:
-        return []
-    canary = run.canary
-    return [
-        (
-            progress.template,
-            fill_query(
-                ctx.spec.templates[progress.template],
-                ctx.spec,
-                canary=canary.canary_predictor,
-                stable=canary.stable_predictor,
-            ),
-        )
-        for progress in canary.analysis
-        if progress.due_at <= ctx.now
-        and progress.template in ctx.spec.templates
-        and progress.taken < ctx.spec.templates[progress.template].count
-    ]
+@dataclass(frozen=True)
+class AnalysisTemplate:
+    """A PromQL query whose one number must lie within [min, max], measured repeatedly."""
+
+    name: str
+    query: str
+    min: float | None = None
+    max: float | None = None
+    interval: str = DEFAULT_INTERVAL  # as written: it also fills the {{interval}} placeholder
+    count: int = 1
+    failure_limit: int = 0
+
+    @property
+    def interval_seconds(self) -> float:
+        return parse_duration(self.interval)
 
 
-def enter_step(ctx: Context, run: Run, index: int, done: str) -> Step:
-    """Move the canary to step ``index`` (``len(steps)``: the final promotion)."""
-    assert run.canary is not None
-    steps = ctx.spec.canary_steps
-    canary = replace(run.canary, step=index, step_started_at=ctx.now, pause_until=None, analysis=())
-    run = replace(run, canary=canary, last_error=None, error_since=None)
-    name = step_name(ctx.spec, index)
-    if index >= len(steps) or steps[index].set_weight is not None:
-        return next_step(ctx, run.moved_to(Phase.PROMOTING, ctx.now), f"{done}; {name}", None, 0.0)
-    step = steps[index]
-    if step.analysis:
+Templates = Mapping[str, AnalysisTemplate]
+
+
+class Entered(NamedTuple):
+    """Where entering a step leaves the run: its phase, its canary state, when to come
+    back (None: when a person acts, polled), and what the message adds to its name."""
+
+    phase: Phase
+    canary: CanaryState
+    requeue_after: float | None
+    note: str = ""
+
+
+class WriteLines(Protocol):
+    """How a strategy describes, for a dry run, the writes of the steps that write."""
+
+    def set_weight(self, index: int, step: SetWeight) -> str: ...
+
+
+@dataclass(frozen=True)
+class SetWeight:
+    """Send ``weight`` percent of the traffic to the canary (the rest to the stable one)."""
+
+    weight: int
+
+    key: ClassVar[str] = "setWeight"
+    writes: ClassVar[bool] = True  # the target carries this step's write
+    measures: ClassVar[bool] = False
+
+    @classmethod
+    def parse(cls, entry: Any) -> SetWeight:
+        return cls(int(entry))
+
+    def problem(self, index: int, templates: Templates) -> str | None:
+        if not 0 < self.weight < 100:
+            return f"spec.canary.steps[{index}].setWeight must be 1..99"
+        return None
+
+    @property
+    def what(self) -> str:
+        return f"canary at {self.weight}%"
+
+    def describe(self, index: int, lines: WriteLines) -> str:
+        return lines.set_weight(index, self)
+
+    def leaves(self, weight: int) -> int:
+        return self.weight
+
+    def enter(self, canary: CanaryState, now: datetime.datetime, templates: Templates) -> Entered:
+        # The write comes on the next pass, recorded as Promoting first.
+        return Entered(Phase.PROMOTING, canary, 0.0)
+
+    def deadline(
+        self, canary: CanaryState, timeout: datetime.timedelta, templates: Templates
+    ) -> datetime.datetime:
+        return canary.step_started_at + timeout
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Measure ``templates`` until each has its count of measurements, or one fails."""
+
+    templates: tuple[str, ...]
+
+    key: ClassVar[str] = "analysis"
+    writes: ClassVar[bool] = False
+    measures: ClassVar[bool] = True  # needs Prometheus
+
+    @classmethod
+    def parse(cls, entry: Any) -> Analysis:
+        return cls(tuple((entry or {}).get("templates") or ()))
+
+    def problem(self, index: int, templates: Templates) -> str | None:
+        unknown = [name for name in self.templates if name not in templates]
+        if unknown:
+            return (
+                f"spec.canary.steps[{index}].analysis names templates that "
+                f"spec.analysis.templates does not define: {', '.join(unknown)}"
+            )
+        return None
+
+    @property
+    def what(self) -> str:
+        return f"analysis {', '.join(self.templates)}"
+
+    def describe(self, index: int, lines: WriteLines) -> str:
+        return f"{index}: {self.what}"
+
+    def leaves(self, weight: int) -> int:
+        return weight
+
+    def enter(self, canary: CanaryState, now: datetime.datetime, templates: Templates) -> Entered:
         progress = tuple(
             TemplateProgress(
-                template,
-                ctx.now + datetime.timedelta(seconds=ctx.spec.templates[template].interval_seconds),
+                template, now + datetime.timedelta(seconds=templates[template].interval_seconds)
             )
-            for template in step.analysis
+            for template in self.templates
         )
-        run = replace(run, canary=replace(canary, analysis=progress))
         first = min(p.due_at for p in progress)
-        return next_step(
-            ctx,
-            run.moved_to(Phase.ANALYZING, ctx.now),
-            f"{done}; {name}",
-            None,
-            (first - ctx.now).total_seconds(),
+        canary = replace(canary, analysis=progress)
+        return Entered(Phase.ANALYZING, canary, (first - now).total_seconds())
+
+    def seconds(self, templates: Templates) -> float:
+        """How long the analysis takes when every measurement answers."""
+        return max(
+            templates[name].interval_seconds * templates[name].count for name in self.templates
         )
-    if step.pause_seconds is not None:
-        until = ctx.now + datetime.timedelta(seconds=step.pause_seconds)
-        run = replace(run, canary=replace(canary, pause_until=until))
-        message = f"{done}; {name} until {format_time(until)}"
-        return next_step(
-            ctx, run.moved_to(Phase.PAUSED, ctx.now), message, None, step.pause_seconds
-        )
-    return next_step(
-        ctx, run.moved_to(Phase.PAUSED, ctx.now), f"{done}; {name}", None, ctx.policy.max_poll
-    )
+
+    def deadline(
+        self, canary: CanaryState, timeout: datetime.timedelta, templates: Templates
+    ) -> datetime.datetime:
+        expected = datetime.timedelta(seconds=self.seconds(templates))
+        return canary.step_started_at + expected + timeout
 
 
-def canary_write(ctx: Context, run: Run, observed: Observed) -> Step:
-    """Write the current step's weight (or, after the last step, the promoted spec)."""
-    canary, recorded, stable = run.canary, run.plan, run.previous
-    assert canary is not None and recorded is not None and stable is not None
-    assert stable.deployment is not None
-    target = observed.target
-    if observed.target_error is None and target is not None and is_ours(ctx, target, run):
-        # This step's write landed, but the operator stopped before recording it.
-        # (applied_at belongs to the previous step's write: this one's clock starts now.)
-        weight = weight_of(ctx.spec, canary.step)
-        run = replace(run, applied_at=None, canary=replace(canary, weight=weight))
-        return adopt(ctx, run, target)
-    unreadable = unusable_reads(ctx, run, observed)
-    if unreadable is not None:
-        return unreadable
-    assert observed.source is not None
-    first_write = canary.weight == 0
-    if first_write and not same_target(run.previous, previous_of(target)):
-        # The target changed between validation and the first write: validate again.
-        return validate_again(ctx, run, "the target changed since it was validated")
-    if not first_write and (target is None or not written_by(target, ctx.promotion)):
-        return target_changed(ctx, run, "the canary")
-    try:
-        plan = plan_promotion(observed.source, ctx.spec, ctx.promotion)
-    except PlanningError as error:
-        return retry_or_fail(ctx, run, Failure("Invalid", str(error)))
-    if plan.source_spec_hash != recorded.source_spec_hash:
-        if first_write:
-            return validate_again(ctx, run, "the source changed before the first write")
-        changed = Failure(
-            "SourceChanged",
-            f"{ctx.spec.source.described} changed during the canary; what was measured is "
-            "no longer what would be promoted (change the spec to start a new run)",
-        )
-        return target_failed(ctx, run, changed)
-    final = canary.step >= len(ctx.spec.canary_steps)
-    try:
-        deployment = (
-            final_deployment(plan, canary.step)
-            if final
-            else canary_deployment(
-                plan, stable.deployment, weight_of(ctx.spec, canary.step), canary.step
-            )
-        )
-    except PlanningError as error:
-        return retry_or_fail(ctx, run, Failure("Invalid", str(error)))
-    message = f"{write_message(ctx)} ({step_name(ctx.spec, canary.step)})"
-    write = Action(ActionKind.UPDATE, deployment, message)
-    return next_step(ctx, run, f"{step_name(ctx.spec, canary.step)} in flight", write)
+@dataclass(frozen=True)
+class Pause:
+    """Wait ``seconds``, or (None) until a person resumes the canary."""
+
+    seconds: float | None = None
+
+    key: ClassVar[str] = "pause"
+    writes: ClassVar[bool] = False
+    measures: ClassVar[bool] = False
+
+    @classmethod
+    def parse(cls, entry: Any) -> Pause:
+        duration = (entry or {}).get("duration")
+        return cls(parse_duration(duration) if duration else None)
+
+    def problem(self, index: int, templates: Templates) -> str | None:
+        return None
+
+    @property
+    def what(self) -> str:
+        return "pause until resumed" if self.seconds is None else f"pause {self.seconds:g}s"
+
+    def describe(self, index: int, lines: WriteLines) -> str:
+        if self.seconds is None:
+            return f"{index}: pause until resumed ({RESUME_ANNOTATION}=true)"
+        return f"{index}: {self.what}"
+
+    def leaves(self, weight: int) -> int:
+        return weight
+
+    def enter(self, canary: CanaryState, now: datetime.datetime, templates: Templates) -> Entered:
+        if self.seconds is None:
+            return Entered(Phase.PAUSED, canary, None)
+        until = now + datetime.timedelta(seconds=self.seconds)
+        canary = replace(canary, pause_until=until)
+        return Entered(Phase.PAUSED, canary, self.seconds, f" until {format_time(until)}")
+
+    def deadline(
+        self, canary: CanaryState, timeout: datetime.timedelta, templates: Templates
+    ) -> datetime.datetime:
+        return canary.pause_until or canary.step_started_at + NEVER
 
 
-def validate_again(ctx: Context, run: Run, why: str) -> Step:
-    """Nothing written yet, but what was validated changed: validate on the next pass
-    (and ask again for an approval given for the plan that changed)."""
-    message = f"{why}; validating again"
-    run = replace(run, approved_by=None, approved_at=None)
-    return next_step(ctx, run.moved_to(Phase.VALIDATING, ctx.now), message, None, 0.0)
+#: The steps whose pass is a write (the strategy's), and those whose pass is a wait
+#: (:func:`canary_stepping.step_pass` measures or pauses).
+WriteStep = SetWeight
+WaitStep = Analysis | Pause
+CanaryStep = WriteStep | WaitStep
+
+#: How each kind is read from its ``spec.canary.steps`` entry, by its CRD key.
+STEP_KINDS: Mapping[str, Callable[[Any], CanaryStep]] = {
+    kind.key: kind.parse for kind in (SetWeight, Analysis, Pause)
+}
 
 
-def analyze(ctx: Context, run: Run, observed: Observed) -> Step:
-    canary = run.canary
-    assert canary is not None
-    if observed.target_error is not None:
-        return retry_or_fail(ctx, run, observed.target_error)
-    if observed.target is None or not _canary_in_place(ctx, run, observed):
-        return target_changed(ctx, run, "the analysis")
-    progress: list[TemplateProgress] = []
-    measured: list[Measurement] = []
-    inconclusive: Failure | None = None
-    for current in canary.analysis:
-        reading = observed.readings.get(current.template)
-        template = ctx.spec.templates.get(current.template)
-        if reading is None or template is None:
-            progress.append(current)
-            continue
-        failure = reading.failure
-        if failure is not None and not failure.retryable:
-            refused = Failure(
-                failure.reason, f"analysis template {template.name!r}: {failure.message}"
-            )
-            return target_failed(ctx, run, refused)
-        if failure is not None or reading.value is None:
-            failure = failure or Failure("AnalysisInconclusive", "no value", retryable=True)
-            inconclusive = inconclusive or failure
-            progress.append(replace(current, inconclusive=current.inconclusive + 1))
-            measured.append(
-                Measurement(template.name, Verdict.INCONCLUSIVE, ctx.now, message=failure.message)
-            )
-            continue
-        value = reading.value
-        passed = (template.min is None or value >= template.min) and (
-            template.max is None or value <= template.max
-        )
-        due = ctx.now + datetime.timedelta(seconds=template.interval_seconds)
-        progress.append(
-            replace(
-                current,
-                due_at=due,
-                taken=current.taken + 1,
-                failed=current.failed + (0 if passed else 1),
-            )
-        )
-        verdict = Verdict.PASSED if passed else Verdict.FAILED
-        measured.append(
-            Measurement(template.name, verdict, ctx.now, value, template.min, template.max)
-        )
-    recent = (*canary.measurements, *measured)[-RECENT_MEASUREMENTS:]
-    run = replace(run, canary=replace(canary, analysis=tuple(progress), measurements=recent))
-    for current in progress:
-        template = ctx.spec.templates[current.template]
-        if current.failed > template.failure_limit:
-            last = next(m for m in reversed(recent) if m.template == template.name)
-            return target_failed(
-                ctx, run, _analysis_failed(template.name, last, current, template.failure_limit)
-            )
-    if all(p.taken >= ctx.spec.templates[p.template].count for p in progress):
-        names = ", ".join(p.template for p in progress)
-        return enter_step(ctx, run, canary.step + 1, f"analysis {names} passed")
-    if inconclusive is not None:
-        return _inconclusive(ctx, run, inconclusive)
-    if ctx.now >= deadline(ctx, run):
-        return target_failed(ctx, run, _no_evidence(ctx, run, run.last_error))
-    run = replace(run, last_error=None, error_since=None)
-    pending = [p for p in progress if p.taken < ctx.spec.templates[p.template].count]
-    wait = max(0.0, (min(p.due_at for p in pending) - ctx.now).total_seconds())
-    return next_step(ctx, run, _analysis_message(ctx, run), None, wait)
+def parse_step(entry: Mapping[str, Any]) -> CanaryStep:
+    """The step a ``spec.canary.steps`` entry (exactly one key, as the CRD admits) is."""
+    # An entry with no known key (an older CRD let it through) has always read as a pause.
+    key = next((key for key in STEP_KINDS if key in entry), Pause.key)
+    return STEP_KINDS[key](entry.get(key))
 
 
-def _canary_in_place(ctx: Context, run: Run, observed: Observed) -> bool:
-    """Whether the canary this run wrote still takes traffic: on the target (a
-    SeldonDeployment's canary predictor), or beside it (a Pipeline's canary Pipeline)."""
-    if ctx.spec.target.kind is Kind.PIPELINE:
-        pipeline = observed.canary.deployment
-        return pipeline is not None and written_by(pipeline, ctx.promotion)
-    return observed.target is not None and is_ours(ctx, observed.target, run)
+def check_steps(steps: Sequence[CanaryStep], templates: Templates) -> str | None:
+    """What is wrong with steps the admission rules should have refused (an older CRD,
+    say), or None."""
+    if not steps or not isinstance(steps[0], SetWeight):
+        return "spec.canary.steps must start with a setWeight step"
+    for index, step in enumerate(steps):
+        problem = step.problem(index, templates)
+        if problem is not None:
+            return problem
+    return None
 
 
-def _inconclusive(ctx: Context, run: Run, failure: Failure) -> Step:
-    """Measure again with backoff; at the deadline, never promote on missing evidence."""
-    canary = run.canary
-    assert canary is not None
-    if ctx.now >= deadline(ctx, run):
-        return target_failed(ctx, run, _no_evidence(ctx, run, failure))
-    same = run.last_error is not None and run.last_error.reason == failure.reason
-    since = run.error_since if same and run.error_since else ctx.now
-    run = replace(run, last_error=failure, error_since=since)
-    delay = backoff(ctx, since, poll=False)
-    if failure.retry_after is not None:
-        delay = max(delay, min(failure.retry_after, ctx.policy.max_delay))
-    retry_at = ctx.now + datetime.timedelta(seconds=delay)
-    # Inconclusive templates are due again after the backoff, not after their interval.
-    analysis = tuple(
-        replace(p, due_at=retry_at) if p.due_at <= ctx.now else p for p in canary.analysis
-    )
-    run = replace(run, canary=replace(canary, analysis=analysis))
-    wait = min((p.due_at - ctx.now).total_seconds() for p in analysis)
-    message = f"inconclusive measurement, measuring again: {failure.reason}: {failure.message}"
-    return next_step(ctx, run, message, None, max(0.0, wait))
+def step_at(steps: Sequence[CanaryStep], index: int) -> CanaryStep | None:
+    """Step ``index``; None for ``len(steps)``, the final promotion."""
+    return steps[index] if index < len(steps) else None
 
 
-def pause(ctx: Context, run: Run) -> Step:
-    canary = run.canary
-    assert canary is not None
-    if canary.pause_until is not None:
-        if ctx.now >= canary.pause_until:
-            return enter_step(ctx, run, canary.step + 1, "pause over")
-        wait = (canary.pause_until - ctx.now).total_seconds()
-        message = f"{step_name(ctx.spec, canary.step)} until {format_time(canary.pause_until)}"
-        return next_step(ctx, run, message, None, wait)
-    if ctx.requests.resume is not None:
-        step = enter_step(ctx, run, canary.step + 1, "resumed")
-        return replace(step, used=("resume",))
-    message = (
-        f"{step_name(ctx.spec, canary.step)}: waiting for a person to run "
-        f"kubectl annotate mp {ctx.promotion.name} {RESUME_ANNOTATION}=true"
-    )
-    return next_step(ctx, run, message, None, ctx.policy.max_poll)
+def step_name(steps: Sequence[CanaryStep], index: int) -> str:
+    """How step ``index`` reads in messages: ``step 2/5: canary at 10%``."""
+    step = step_at(steps, index)
+    what = "promoting the canary to 100%" if step is None else step.what
+    return f"step {index + 1}/{len(steps) + 1}: {what}"
 
 
-def _analysis_failed(
-    name: str, last: Measurement, progress: TemplateProgress, limit: int
-) -> Failure:
-    if last.max is not None and last.value is not None and last.value > last.max:
-        bound = f"above its max {last.max:g}"
-    else:
-        bound = f"below its min {last.min:g}" if last.min is not None else "out of range"
-    return Failure(
-        "AnalysisFailed",
-        f"analysis {name!r} measured {last.value:g}, {bound} ({progress.failed} of "
-        f"{progress.taken} measurements failed, {limit} tolerated)",
-    )
+def step_lines(steps: Sequence[CanaryStep], lines: WriteLines) -> list[str]:
+    """The steps' writes and waits, in order, as a dry run reports them."""
+    return [step.describe(index, lines) for index, step in enumerate(steps)]
 
 
-def _no_evidence(ctx: Context, run: Run, failure: Failure | None) -> Failure:
-    last = f"; last: {failure.reason}: {failure.message}" if failure else ""
-    return Failure(
-        "AnalysisInconclusive",
-        f"the analysis of {ctx.spec.target.described} got no conclusive measurements before its "
-        f"deadline{last}",
-    )
+def weight_of(steps: Sequence[CanaryStep], index: int) -> int:
+    """The canary's weight once step ``index``'s write (if any) landed; 100 when promoted."""
+    if index >= len(steps):
+        return 100
+    weight = 0
+    for step in steps[: index + 1]:
+        weight = step.leaves(weight)
+    return weight
 
 
-def _analysis_message(ctx: Context, run: Run) -> str:
-    assert run.canary is not None
-    done = ", ".join(
-        f"{p.template} {p.taken}/{ctx.spec.templates[p.template].count}"
-        f"{f' ({p.failed} failed)' if p.failed else ''}"
-        for p in run.canary.analysis
-    )
-    return f"{step_name(ctx.spec, run.canary.step)}: {done}"
+def written_step(resource: Mapping[str, Any]) -> int | None:
+    """The canary step whose write ``resource`` is, if it is one."""
+    value = ((resource.get("metadata") or {}).get("annotations") or {}).get(CANARY_STEP_ANNOTATION)
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def last_write(steps: Sequence[CanaryStep], index: int) -> int:
+    """The index of the step whose write the target carries during step ``index``."""
+    if index >= len(steps):
+        return index
+    return max((i for i in range(index + 1) if steps[i].writes), default=0)
+
+
+def entered(
+    steps: Sequence[CanaryStep],
+    index: int,
+    canary: CanaryState,
+    now: datetime.datetime,
+    templates: Templates,
+) -> Entered:
+    """Where entering step ``index`` (``len(steps)``: the final promotion) leaves the run."""
+    canary = replace(canary, step=index, step_started_at=now, pause_until=None, analysis=())
+    step = step_at(steps, index)
+    if step is None:
+        return Entered(Phase.PROMOTING, canary, 0.0)
+    return step.enter(canary, now, templates)
+
+
+def step_deadline(
+    steps: Sequence[CanaryStep],
+    canary: CanaryState,
+    timeout: datetime.timedelta,
+    templates: Templates,
+) -> datetime.datetime:
+    """When the current step (or the final promotion) has taken too long."""
+    step = step_at(steps, canary.step)
+    if step is None:
+        return canary.step_started_at + timeout
+    return step.deadline(canary, timeout, templates)

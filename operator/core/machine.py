@@ -1,15 +1,18 @@
 """The run's state machine: from what was observed to what to do and record.
 
 :func:`reconcile` is one pass, and the only entry point the shell needs: it reads
-the recorded run from ``status``, asks :class:`~promotion_operator.core.step.Effects`
+the recorded run from ``status``, asks :class:`~promotion_operator.core.pass_io.Effects`
 for the deployments (and measurements) the phase needs, decides, performs at most
 one action through them, and returns the status to record, the Events to post and
 when to come back. The decisions themselves (:func:`decide`, :func:`after_action`)
 are plain functions over plain data.
 
 This module holds the phases every strategy shares (validation, approval, abort,
-verification, rollback); :mod:`canary_steps` holds the Canary strategy's own, and
-:mod:`transitions` the building blocks both use.
+verification, rollback);
+they reach the strategy only through :class:`~promotion_operator.core.strategy.PromotionStrategy`,
+which :func:`~promotion_operator.core.strategies.strategy_for` picks. The strategies
+are in :mod:`promotion_operator.core.strategies`; :mod:`transitions` holds the
+building blocks all of them use.
 
 Every transition that precedes a write is recorded before the write happens, so
 a crash between the two is recovered by re-reading the target: a target
@@ -22,24 +25,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from promotion_operator.core.canary import (
-    canary_deployment,
-    canary_name,
-    check_steps,
-    describe_steps,
-    left_by_another_run,
-    serving_predictor,
-    step_name,
-    weight_of,
-    without_canary,
-)
-from promotion_operator.core.canary_steps import (
-    analyze,
-    canary_write,
-    due_queries,
-    enter_step,
-    pause,
-)
+from promotion_operator.core.canary_stepping import due_queries
+from promotion_operator.core.canary_steps import step_name, weight_of
 from promotion_operator.core.conditions import (
     Event,
     ready_message,
@@ -48,42 +35,29 @@ from promotion_operator.core.conditions import (
     transition_events,
     with_conditions,
 )
-from promotion_operator.core.experiments import (
-    EXPERIMENT_ACTIONS,
-    canary_in_place,
-    canary_pipeline_name,
-    check_models_for_canary,
-    describe_experiment,
-    experiment_done,
-    experiment_write,
-    left_by_an_earlier_run,
-    read_experiment_state,
-    remove_earlier_canary,
-    undo_experiment,
-    unreadable_canary,
-    uses_experiments,
-)
 from promotion_operator.core.kinds import readiness, ready_word, server_validates
+from promotion_operator.core.pass_io import (
+    Action,
+    Answer,
+    Context,
+    Decision,
+    Effects,
+    Observed,
+    PassResult,
+    Purpose,
+)
 from promotion_operator.core.pipeline_models import (
-    PlannedModel,
-    describe_models,
     model_written,
     models_written,
-    plan_models,
-    read_models,
     same_models,
-    source_hash,
     undo_models,
-    unreadable_models,
     with_landed_models,
-    write_models,
 )
-from promotion_operator.core.planning import PlanningError, plan_promotion, storage_uris
+from promotion_operator.core.planning import PlanningError
 from promotion_operator.core.requests import APPROVE_ANNOTATION, Requests
 from promotion_operator.core.run import (
     FINISHED,
     ActionKind,
-    CanaryState,
     Failure,
     Phase,
     PlannedChange,
@@ -94,26 +68,17 @@ from promotion_operator.core.run import (
     from_status,
     to_status,
 )
-from promotion_operator.core.spec import Kind, Strategy
-from promotion_operator.core.step import (
-    Action,
-    Answer,
-    Context,
-    Effects,
-    Observed,
-    PassResult,
-    Purpose,
-    Step,
-)
+from promotion_operator.core.strategies import strategy_for
+from promotion_operator.core.strategy import PromotionStrategy
 from promotion_operator.core.transitions import (
     adopt,
     backoff,
     deadline,
+    decision,
     deployment_hash,
     finish,
     is_ours,
     is_settled,
-    next_step,
     previous_of,
     retry_or_fail,
     rolled_back,
@@ -122,7 +87,6 @@ from promotion_operator.core.transitions import (
     target_failed,
     timed_out,
     unusable_reads,
-    write_message,
 )
 
 #: Ready reason of a resource whose recorded status cannot be read back.
@@ -181,32 +145,31 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
     source = effects.read_source() if read_source else Answer()
     target = effects.read_target() if read_target else Answer()
     readings = {name: effects.query(promql) for name, promql in due_queries(ctx, run)}
-    source_models, models = read_models(ctx, run, source, effects)
-    canary, experiment = read_experiment_state(ctx, run, effects)
+    beside = strategy_for(ctx.spec).read(ctx, run, source, effects)
     observed = Observed(
         source.deployment,
         target.deployment,
         source.failure,
         target.failure,
         readings,
-        source_models,
-        models,
-        canary,
-        experiment,
+        source_models=beside.source_models,
+        models=beside.models,
+        canary=beside.canary,
+        experiment=beside.experiment,
     )
-    step = decide(ctx, run, observed)
-    used = step.used  # acted on by the decision, whatever the action's answer
-    if step.action is not None:
-        done = effects.perform(step.action)
-        step = after_action(ctx, step.run, step.action, done.deployment, done.failure)
+    decided = decide(ctx, run, observed)
+    used = decided.used  # acted on by the decision, whatever the action's answer
+    if decided.action is not None:
+        done = effects.perform(decided.action)
+        decided = after_action(ctx, decided.run, decided.action, done.deployment, done.failure)
     return PassResult(
-        step.run,
-        None if _only_counted(recorded, step.run) else to_status(step.run),
-        (*notes, *transition_events(run, step.run)),
-        step.requeue_after,
-        ready_message(step.run.conditions),
+        decided.run,
+        None if _only_counted(recorded, decided.run) else to_status(decided.run),
+        (*notes, *transition_events(run, decided.run)),
+        decided.requeue_after,
+        ready_message(decided.run.conditions),
         started=started,
-        used=(*stale, *used, *(name for name in step.used if name not in used)),
+        used=(*stale, *used, *(name for name in decided.used if name not in used)),
     )
 
 
@@ -302,30 +265,24 @@ def reads_for(phase: Phase) -> tuple[bool, bool]:
     return False, False
 
 
-def decide(ctx: Context, run: Run, observed: Observed) -> Step:
-    """The next step of ``run`` given what was just observed."""
+def decide(ctx: Context, run: Run, observed: Observed) -> Decision:
+    """The decision for ``run`` given what was just observed."""
     if is_settled(run) and not _abort_suspended(ctx, run):
-        return Step(run)
+        return Decision(run)
     run = replace(run, attempts=run.attempts + 1)
     if ctx.requests.abort is not None:
-        step = _abort(ctx, run, observed)
-        done = step.run.phase in FINISHED or step.run.phase == Phase.ROLLING_BACK
-        return replace(step, used=("abort",)) if done else step
+        decided = _abort(ctx, run, observed)
+        done = decided.run.phase in FINISHED or decided.run.phase == Phase.ROLLING_BACK
+        return replace(decided, used=("abort",)) if done else decided
     if run.phase == Phase.AWAITING_APPROVAL:
         return _await_approval(ctx, run)
     if run.phase == Phase.VERIFYING:
         return _verify(ctx, run, observed)
     if run.phase == Phase.ROLLING_BACK:
         return _roll_back(ctx, run, observed)
-    if run.phase == Phase.ANALYZING:
-        return analyze(ctx, run, observed)
-    if run.phase == Phase.PAUSED:
-        return pause(ctx, run)
-    if run.phase == Phase.PROMOTING and run.canary is not None and uses_experiments(ctx.spec):
-        return experiment_write(ctx, run, observed)
-    if run.phase == Phase.PROMOTING and run.canary is not None:
-        return canary_write(ctx, run, observed)
-    return _before_write(ctx, run, observed)
+    strategy = strategy_for(ctx.spec)
+    own = strategy.proceed(ctx, run, observed)
+    return own if own is not None else _before_write(ctx, run, observed, strategy)
 
 
 def after_action(
@@ -334,8 +291,8 @@ def after_action(
     action: Action,
     result: Mapping[str, Any] | None,
     failure: Failure | None,
-) -> Step:
-    """The next step once ``action`` succeeded (``result``) or failed (``failure``)."""
+) -> Decision:
+    """The decision once ``action`` succeeded (``result``) or failed (``failure``)."""
     if failure is None:
         run = replace(run, last_error=None, error_since=None)
     if action.purpose is Purpose.CLEANUP:
@@ -345,7 +302,7 @@ def after_action(
         if failure is not None and not gone:
             return retry_or_fail(ctx, run, failure)
         message = f"removed the canary an earlier generation left on {ctx.spec.target.described}"
-        return next_step(ctx, run, message, None, 0.0)
+        return decision(ctx, run, message, None, 0.0)
     if action.purpose is Purpose.ROLLBACK:
         gone = (
             action.kind in (ActionKind.DELETE, ActionKind.REMOVE)
@@ -357,12 +314,13 @@ def after_action(
         beside = action.model or action.pipeline or action.kind == ActionKind.REMOVE
         if beside or models_written(run):
             # More may be left to undo (the target, the Models): each is seen again first.
-            return next_step(ctx, run, "rolling back: seeing what is left to undo", None, 0.0)
+            return decision(ctx, run, "rolling back: seeing what is left to undo", None, 0.0)
         return rolled_back(ctx, run)
     if action.model is not None:
         return model_written(ctx, run, action, failure)
-    if action.pipeline is not None or action.kind in EXPERIMENT_ACTIONS:
-        return experiment_done(ctx, run, action, failure)
+    own = strategy_for(ctx.spec).done(ctx, run, action, failure)
+    if own is not None:
+        return own
     if failure is not None:
         if action.kind == ActionKind.UPDATE and failure.http_status == 404:
             # The target vanished since it was read; the next pass creates it.
@@ -382,9 +340,11 @@ def after_action(
     what = ""
     if run.canary is not None:
         index = run.canary.step
-        run = replace(run, canary=replace(run.canary, weight=weight_of(ctx.spec, index)))
-        what = f" ({step_name(ctx.spec, index)})"
-    return next_step(
+        run = replace(
+            run, canary=replace(run.canary, weight=weight_of(ctx.spec.canary_steps, index))
+        )
+        what = f" ({step_name(ctx.spec.canary_steps, index)})"
+    return decision(
         ctx,
         run.moved_to(Phase.VERIFYING, ctx.now),
         f"{verb} {ctx.spec.target.described}{what}; waiting for it to become "
@@ -393,7 +353,9 @@ def after_action(
     )
 
 
-def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
+def _before_write(
+    ctx: Context, run: Run, observed: Observed, strategy: PromotionStrategy
+) -> Decision:
     # Adoption comes first: once written, the source no longer matters to this run.
     target = observed.target
     if (
@@ -407,65 +369,19 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
     if unreadable is not None:
         return unreadable
     assert observed.source is not None
-    failed_read = unreadable_models(observed) or unreadable_canary(observed)
-    if failed_read is not None:
-        return retry_or_fail(ctx, run, failed_read)
-
-    canary = ctx.spec.strategy == Strategy.CANARY
-    if canary and target is None:
-        missing = Failure(
-            "Invalid",
-            f"a canary needs an existing target to keep serving beside it; "
-            f"{ctx.spec.target.described} does not exist (promote it once with strategy Replace)",
-        )
-        return finish(ctx, run, Phase.FAILED, missing)
-    if target is not None and left_by_another_run(target, ctx.promotion) and ctx.spec.dry_run:
-        # A dry run writes nothing: it plans against the target as the cleanup would leave it.
-        target = without_canary(target)
-    elif target is not None and left_by_another_run(target, ctx.promotion):
-        # A spec change during a canary: take the old canary out before anything else.
-        cleanup = Action(
-            ActionKind.UPDATE, without_canary(target), write_message(ctx), Purpose.CLEANUP
-        )
-        message = f"removing the canary an earlier generation left on {ctx.spec.target.described}"
-        return next_step(ctx, run.moved_to(Phase.VALIDATING, ctx.now), message, cleanup)
-    elif left_by_an_earlier_run(ctx, observed) and not ctx.spec.dry_run:
-        # A Pipeline's canary runs beside it: take an earlier run's away first.
-        return remove_earlier_canary(ctx, run, observed)
-
+    if observed.failed_read is not None:
+        return retry_or_fail(ctx, run, observed.failed_read)
+    first, target = strategy.clear(ctx, run, observed)
+    if first is not None:
+        return first
     previous = previous_of(target)
-    models: tuple[PlannedModel, ...] = ()
     try:
-        plan = plan_promotion(observed.source, ctx.spec, ctx.promotion)
-        if ctx.spec.target.kind is Kind.PIPELINE:
-            planned = plan_models(ctx, run, observed.source, observed)
-            if isinstance(planned, Failure):
-                return retry_or_fail(ctx, run, planned)
-            models = planned
-            plan = replace(
-                plan,
-                source_spec_hash=source_hash(plan.source_spec_hash, models),
-                model_uris=storage_uris(m.body for m in models),
-            )
-        if canary and uses_experiments(ctx.spec):
-            check_steps(ctx.spec)
-            assert previous.deployment is not None
-            check_models_for_canary(ctx.spec, previous.deployment, models)
-            checked, steps = plan.deployment, describe_experiment(ctx, describe_models(ctx, models))
-        elif canary:
-            check_steps(ctx.spec)
-            assert previous.deployment is not None
-            first = next((s.set_weight for s in ctx.spec.canary_steps if s.set_weight), 1)
-            checked = canary_deployment(plan, previous.deployment, first, 0)
-            stable = str(serving_predictor(previous.deployment, "the target").get("name"))
-            steps = describe_steps(ctx.spec, stable, canary_name({"name": stable}))
-        elif models:
-            last = f"{'create' if target is None else 'update'} {ctx.spec.target.described}"
-            checked, steps = plan.deployment, (*describe_models(ctx, models), last)
-        else:
-            checked, steps = plan.deployment, ()
+        planned = strategy.plan(ctx, run, observed, previous)
     except PlanningError as error:
         return finish(ctx, run, Phase.FAILED, Failure("Invalid", str(error)))
+    if isinstance(planned, Failure):
+        return retry_or_fail(ctx, run, planned)
+    plan, models, checked, steps = planned
     source_generation = (observed.source.get("metadata") or {}).get("generation")
     change = PlannedChange(
         ActionKind.CREATE if target is None else ActionKind.UPDATE,
@@ -484,13 +400,7 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
         and same_models(run.models, models)
     ):
         run = replace(run, plan=change, models=tuple(m.dependency for m in models))
-        before = write_models(ctx, run, models, observed) if models else None
-        if before is not None:
-            return before  # a Pipeline's Models first
-        write = Action(change.action, plan.deployment, write_message(ctx))
-        return next_step(
-            ctx, run, f"{change.action.lower()} of {ctx.spec.target.described} in flight", write
-        )
+        return strategy.write(ctx, run, planned, observed)
 
     # Validate first; a target that changed since validation is validated again, and
     # an approval given for the plan that changed is asked for again.
@@ -504,54 +414,30 @@ def _before_write(ctx: Context, run: Run, observed: Observed) -> Step:
         # checked what can be checked, and the write itself is the server's check.
         return _validated(ctx, run)
     validate = Action(ActionKind.VALIDATE, checked, "")
-    return next_step(
+    return decision(
         ctx, run, f"validating the promoted deployment for {ctx.spec.target.described}", validate
     )
 
 
-def _validated(ctx: Context, run: Run) -> Step:
+def _validated(ctx: Context, run: Run) -> Decision:
     assert run.plan is not None
-    summary = (
-        f"{run.plan.action.lower()} {ctx.spec.target.described} from {ctx.spec.source.described}"
-    )
-    canary = ctx.spec.strategy == Strategy.CANARY
-    if canary:
-        summary = f"run a canary of {ctx.spec.source.described} on {ctx.spec.target.described}"
-        analysed = any(step.analysis for step in ctx.spec.canary_steps)
-        if analysed and not ctx.prometheus_configured:
-            unset = Failure(
-                "InvalidSettings",
-                "the canary has analysis steps but the operator has no Prometheus "
-                "(set PROMETHEUS_URL in its settings)",
-            )
-            return finish(ctx, run, Phase.FAILED, unset)
+    summary = strategy_for(ctx.spec).summary(ctx, run)
+    if isinstance(summary, Failure):
+        return finish(ctx, run, Phase.FAILED, summary)
     if ctx.spec.dry_run:
         return finish(ctx, run, Phase.SUCCEEDED, None, f"dry run: would {summary}; wrote nothing")
     if ctx.spec.suspend:
         message = f"suspended before the first write: would {summary}; set spec.suspend=false"
-        return next_step(ctx, run.moved_to(Phase.SUSPENDED, ctx.now), message)
+        return decision(ctx, run.moved_to(Phase.SUSPENDED, ctx.now), message)
     if ctx.spec.approval_required and run.approved_by is None:
         waiting = run.moved_to(Phase.AWAITING_APPROVAL, ctx.now)
-        return next_step(ctx, waiting, _approval_wanted(ctx), None, ctx.policy.max_poll)
+        return decision(ctx, waiting, _approval_wanted(ctx), None, ctx.policy.max_poll)
     return _start_writing(ctx, run, f"validated; {summary}")
 
 
-def _start_writing(ctx: Context, run: Run, done: str) -> Step:
+def _start_writing(ctx: Context, run: Run, done: str) -> Decision:
     """After validation (and approval): record the plan, then write on the next pass."""
-    if ctx.spec.strategy == Strategy.CANARY:
-        assert run.previous is not None and run.previous.deployment is not None
-        if uses_experiments(ctx.spec):
-            # The canary is a Pipeline beside the target; analysis compares the two.
-            stable, canary = ctx.spec.target.name, canary_pipeline_name(ctx.spec)
-        else:
-            stable = str(serving_predictor(run.previous.deployment, "the target").get("name"))
-            canary = canary_name({"name": stable})
-        state = CanaryState(
-            step=-1, step_started_at=ctx.now, canary_predictor=canary, stable_predictor=stable
-        )
-        return enter_step(ctx, replace(run, canary=state), 0, done)
-    # Record the validated plan and the previous target before the write happens.
-    return next_step(ctx, run.moved_to(Phase.PROMOTING, ctx.now), done, None, 0.0)
+    return strategy_for(ctx.spec).start(ctx, run, done)
 
 
 def _approval_wanted(ctx: Context) -> str:
@@ -566,17 +452,17 @@ def _approval_wanted(ctx: Context) -> str:
     )
 
 
-def _await_approval(ctx: Context, run: Run) -> Step:
+def _await_approval(ctx: Context, run: Run) -> Decision:
     approver = ctx.requests.approve
     if approver is None:
-        return next_step(ctx, run, _approval_wanted(ctx), None, ctx.policy.max_poll)
+        return decision(ctx, run, _approval_wanted(ctx), None, ctx.policy.max_poll)
     # The API server's admission policy let only an allowed user set it, to their name.
     run = replace(run, approved_by=approver, approved_at=ctx.now)
-    step = _start_writing(ctx, run, f"approved by {approver}")
-    return replace(step, used=("approve",))
+    decided = _start_writing(ctx, run, f"approved by {approver}")
+    return replace(decided, used=("approve",))
 
 
-def _abort(ctx: Context, run: Run, observed: Observed) -> Step:
+def _abort(ctx: Context, run: Run, observed: Observed) -> Decision:
     """Stop before the next write; undo what was written, as a failure would."""
     if run.phase == Phase.ROLLING_BACK:
         return _roll_back(ctx, run, observed)  # already undoing it
@@ -590,7 +476,7 @@ def _abort(ctx: Context, run: Run, observed: Observed) -> Step:
         or (run.canary is not None and run.canary.weight > 0)
         or (run.phase == Phase.PROMOTING and target is not None and is_ours(ctx, target, run))
         or models_written(run)
-        or canary_in_place(ctx, observed)
+        or strategy_for(ctx.spec).in_place(ctx, observed)
     )
     if written:
         aborted = Failure(
@@ -601,7 +487,7 @@ def _abort(ctx: Context, run: Run, observed: Observed) -> Step:
     return finish(ctx, run, Phase.ABORTED, nothing)
 
 
-def _verify(ctx: Context, run: Run, observed: Observed) -> Step:
+def _verify(ctx: Context, run: Run, observed: Observed) -> Decision:
     if observed.target_error is not None:
         return retry_or_fail(ctx, run, observed.target_error)
     target = observed.target
@@ -621,10 +507,10 @@ def _verify(ctx: Context, run: Run, observed: Observed) -> Step:
     current = run.applied_generation is None or (
         observed_generation is not None and observed_generation >= run.applied_generation
     )
-    canary_left = run.canary is not None and run.canary.step < len(ctx.spec.canary_steps)
-    if current and seen.ready and run.canary is not None and canary_left:
-        return enter_step(ctx, run, run.canary.step + 1, f"{ctx.spec.target.described} is {ready}")
     if current and seen.ready:
+        further = strategy_for(ctx.spec).verified(ctx, run, ready)
+        if further is not None:
+            return further
         return finish(
             ctx,
             run,
@@ -654,20 +540,18 @@ def _verify(ctx: Context, run: Run, observed: Observed) -> Step:
             f"{state or 'nothing'} for generation {observed_generation})"
         )
     run = replace(run, last_error=None, error_since=None)
-    return next_step(ctx, run, waiting, None, backoff(ctx, run.phase_since, poll=True))
+    return decision(ctx, run, waiting, None, backoff(ctx, run.phase_since, poll=True))
 
 
-def _roll_back(ctx: Context, run: Run, observed: Observed) -> Step:
+def _roll_back(ctx: Context, run: Run, observed: Observed) -> Decision:
     if observed.target_error is not None:
         return retry_or_fail(ctx, run, observed.target_error)
     target = observed.target
     previous = run.previous or PreviousTarget(existed=False)
     message = f"rollback of {ctx.promotion}: {run.outcome.reason if run.outcome else 'failure'}"
-    if uses_experiments(ctx.spec):
-        # The canary goes first: the target keeps serving while it does.
-        undo = undo_experiment(ctx, observed, message, run)
-        if undo is not None:
-            return undo
+    undo = strategy_for(ctx.spec).undo(ctx, run, observed, message)
+    if undo is not None:
+        return undo  # what the strategy wrote beside the target goes first
     if previous.existed and previous.deployment is None:
         # Never delete what existed before; without its spec there is nothing to restore.
         lost = Failure(
@@ -683,12 +567,12 @@ def _roll_back(ctx: Context, run: Run, observed: Observed) -> Step:
             return undo_models(ctx, run, observed, message) or rolled_back(ctx, run)
         kind = ActionKind.UPDATE if target is not None else ActionKind.CREATE
         restore = Action(kind, previous.deployment, message, Purpose.ROLLBACK)
-        return next_step(
+        return decision(
             ctx, run, f"restoring the previous spec of {ctx.spec.target.described}", restore
         )
     if target is None:
         return undo_models(ctx, run, observed, message) or rolled_back(ctx, run)
     remove = Action(ActionKind.DELETE, None, message, Purpose.ROLLBACK)
-    return next_step(
+    return decision(
         ctx, run, f"removing {ctx.spec.target.described}, which did not exist before", remove
     )

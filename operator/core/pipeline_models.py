@@ -22,29 +22,31 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from promotion_operator.core.kinds import readiness
+from promotion_operator.core.pass_io import (
+    Action,
+    Answer,
+    Context,
+    Decision,
+    Effects,
+    ModelsAnswer,
+    Observed,
+    Purpose,
+)
 from promotion_operator.core.planning import (
+    Plan,
     check_model_overrides,
     plan_model,
     spec_hash,
+    storage_uris,
     strip_server_fields,
     written_by,
 )
 from promotion_operator.core.run import ActionKind, Dependency, Failure, Phase, PreviousTarget, Run
 from promotion_operator.core.spec import DeploymentRef, Kind
-from promotion_operator.core.step import (
-    Action,
-    Answer,
-    Context,
-    Effects,
-    ModelsAnswer,
-    Observed,
-    Purpose,
-    Step,
-)
 from promotion_operator.core.transitions import (
     backoff,
     deadline,
-    next_step,
+    decision,
     retry_or_fail,
     target_failed,
     timed_out,
@@ -71,8 +73,6 @@ def read_models(
     """The Model reads a pass of a Pipeline's run needs: the source's step models and
     those of the same names beside the target (when planning or writing), or the ones
     it wrote (when rolling back)."""
-    if ctx.spec.target.kind is not Kind.PIPELINE:
-        return None, {}
     recorded = [d.name for d in run.models]
     if run.phase in (Phase.PENDING, Phase.VALIDATING, Phase.PROMOTING):
         source_models = None
@@ -84,13 +84,6 @@ def read_models(
     if run.phase == Phase.ROLLING_BACK:
         return None, {d.name: effects.read_model(d.name) for d in run.models if d.written}
     return None, {}
-
-
-def unreadable_models(observed: Observed) -> Failure | None:
-    """The first failure among the Model reads of this pass."""
-    if observed.source_models is not None and observed.source_models.failure is not None:
-        return observed.source_models.failure
-    return next((a.failure for a in observed.models.values() if a.failure is not None), None)
 
 
 def step_models(pipeline: Mapping[str, Any]) -> list[str]:
@@ -138,6 +131,23 @@ def plan_models(
     return tuple(planned)
 
 
+def with_models(
+    ctx: Context, run: Run, plan: Plan, observed: Observed
+) -> tuple[Plan, tuple[PlannedModel, ...]] | Failure:
+    """``plan`` (a Pipeline's) with the Models it brings: what it promotes as one hash,
+    and their storage URIs; or why they cannot be planned yet (see :func:`plan_models`)."""
+    assert observed.source is not None
+    models = plan_models(ctx, run, observed.source, observed)
+    if isinstance(models, Failure):
+        return models
+    plan = replace(
+        plan,
+        source_spec_hash=source_hash(plan.source_spec_hash, models),
+        model_uris=storage_uris(m.body for m in models),
+    )
+    return plan, models
+
+
 def source_hash(pipeline_hash: str, planned: Sequence[PlannedModel]) -> str:
     """What the run promotes, as one hash: the Pipeline's spec and its Models' (a
     change to any of them between validation and the writes plans the run again)."""
@@ -169,7 +179,7 @@ def describe_models(ctx: Context, planned: Sequence[PlannedModel]) -> tuple[str,
 
 def write_models(
     ctx: Context, run: Run, planned: Sequence[PlannedModel], observed: Observed
-) -> Step | None:
+) -> Decision | None:
     """The next Model write, or the wait for the Models to be Ready; None once the
     Pipeline may be written."""
     for index, model in enumerate(planned):
@@ -181,7 +191,7 @@ def write_models(
         write = Action(kind, model.body, write_message(ctx), model=model.name)
         verb = "update" if exists else "create"
         what = f"{verb} of {_ref(ctx, model.name).described} ({index + 1}/{len(planned)})"
-        return next_step(ctx, run, f"{what} in flight, before {ctx.spec.target.described}", write)
+        return decision(ctx, run, f"{what} in flight, before {ctx.spec.target.described}", write)
     waiting = []
     for model in planned:
         found = observed.models.get(model.name, Answer()).deployment
@@ -207,10 +217,10 @@ def write_models(
         f"waiting for the Models {', '.join(waiting)} in {ctx.spec.target.namespace} "
         f"to become Ready before writing {ctx.spec.target.described}"
     )
-    return next_step(ctx, run, message, None, backoff(ctx, run.phase_since, poll=True))
+    return decision(ctx, run, message, None, backoff(ctx, run.phase_since, poll=True))
 
 
-def model_written(ctx: Context, run: Run, action: Action, failure: Failure | None) -> Step:
+def model_written(ctx: Context, run: Run, action: Action, failure: Failure | None) -> Decision:
     """The next step once the write of a Model (``action.model``) succeeded or failed."""
     if failure is not None:
         if action.kind == ActionKind.UPDATE and failure.http_status == 404:
@@ -220,10 +230,10 @@ def model_written(ctx: Context, run: Run, action: Action, failure: Failure | Non
     verb = "created" if action.kind == ActionKind.CREATE else "updated"
     assert action.model is not None
     message = f"{verb} {_ref(ctx, action.model).described}"
-    return next_step(ctx, replace(run, models=models, last_error=None), message, None, 0.0)
+    return decision(ctx, replace(run, models=models, last_error=None), message, None, 0.0)
 
 
-def undo_models(ctx: Context, run: Run, observed: Observed, message: str) -> Step | None:
+def undo_models(ctx: Context, run: Run, observed: Observed, message: str) -> Decision | None:
     """The next Model a rollback undoes (latest written first), or None when none is left.
 
     A Model no longer carrying this run's write (deleted, restored, or changed by
@@ -243,12 +253,12 @@ def undo_models(ctx: Context, run: Run, observed: Observed, message: str) -> Ste
             undo = Action(
                 ActionKind.UPDATE, previous.deployment, message, Purpose.ROLLBACK, dependency.name
             )
-            return next_step(ctx, run, f"restoring the previous spec of {ref}", undo)
+            return decision(ctx, run, f"restoring the previous spec of {ref}", undo)
         if previous.existed:
             lost = Failure("RollbackFailed", f"the previous spec of {ref} was not recorded")
             return retry_or_fail(ctx, run, lost)
         remove = Action(ActionKind.DELETE, None, message, Purpose.ROLLBACK, dependency.name)
-        return next_step(ctx, run, f"removing {ref}, which did not exist before", remove)
+        return decision(ctx, run, f"removing {ref}, which did not exist before", remove)
     return None
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from promotion_operator.core.kinds import API_VERSIONS
+from promotion_operator.core.promotion import ANNOTATION_PREFIX, PromotionRef
 from promotion_operator.core.spec import (
     ComponentOverride,
     DeploymentRef,
@@ -24,7 +25,6 @@ from promotion_operator.core.spec import (
     PromotionSpec,
 )
 
-ANNOTATION_PREFIX = "deploy.mlops.dev"
 PROMOTION_ANNOTATION = f"{ANNOTATION_PREFIX}/promotion"
 PROMOTION_UID_ANNOTATION = f"{ANNOTATION_PREFIX}/promotion-uid"
 GENERATION_ANNOTATION = f"{ANNOTATION_PREFIX}/promotion-generation"
@@ -49,25 +49,6 @@ _STALE_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 
 class PlanningError(ValueError):
     """The overrides do not fit the source deployment (a user error: reason Invalid)."""
-
-
-@dataclass(frozen=True)
-class PromotionRef:
-    """The ModelPromotion a write belongs to."""
-
-    namespace: str
-    name: str
-    uid: str
-    generation: int
-    retry: int = 0  # the run of this generation: 0, then one more per retry request
-
-    def __str__(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-    @property
-    def run(self) -> str:
-        """The run a write belongs to, as its annotation says: ``3``, or ``3.1`` for a retry."""
-        return f"{self.generation}.{self.retry}" if self.retry else str(self.generation)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from promotion_operator.core.planning import ANNOTATION_PREFIX
+from promotion_operator.core.promotion import ANNOTATION_PREFIX
 
 APPROVE_ANNOTATION = f"{ANNOTATION_PREFIX}/approve"  # the approver's user name
 ABORT_ANNOTATION = f"{ANNOTATION_PREFIX}/abort"

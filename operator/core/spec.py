@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from promotion_operator.core.canary_steps import (
+    DEFAULT_INTERVAL,
+    AnalysisTemplate,
+    CanaryStep,
+    parse_step,
+)
+from promotion_operator.core.durations import parse_duration
+
 DEFAULT_TIMEOUT = "10m"
-DEFAULT_INTERVAL = "30s"
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a Go-style duration such as ``90s``, ``10m`` or ``1h30m``."""
-    position, total = 0, 0.0
-    for match in _DURATION.finditer(text):
-        if match.start() != position:
-            break
-        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        position = match.end()
-    if not text or position != len(text):
-        raise ValueError(f"{text!r} is not a duration like 90s, 10m or 1h30m")
-    return total
 
 
 class Kind(enum.StrEnum):
@@ -54,6 +45,13 @@ class DeploymentRef:
         if self.kind is Kind.SELDON_DEPLOYMENT:
             return str(self)
         return f"{self.kind} {self}"
+
+    @property
+    def noun(self) -> str:
+        """How a missing one is named: ``deployment staging/iris``, ``Pipeline staging/chain``."""
+        if self.kind is Kind.SELDON_DEPLOYMENT:
+            return f"deployment {self}"
+        return self.described
 
     def model(self, name: str) -> DeploymentRef:
         """The Model ``name`` beside this resource (a Pipeline's step, say)."""
@@ -104,33 +102,6 @@ class Strategy(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class AnalysisTemplate:
-    """A PromQL query whose one number must lie within [min, max], measured repeatedly."""
-
-    name: str
-    query: str
-    min: float | None = None
-    max: float | None = None
-    interval: str = DEFAULT_INTERVAL  # as written: it also fills the {{interval}} placeholder
-    count: int = 1
-    failure_limit: int = 0
-
-    @property
-    def interval_seconds(self) -> float:
-        return parse_duration(self.interval)
-
-
-@dataclass(frozen=True)
-class CanaryStep:
-    """One step of a canary: exactly one of a weight, an analysis or a pause."""
-
-    set_weight: int | None = None
-    analysis: tuple[str, ...] = ()  # template names
-    pause: bool = False
-    pause_seconds: float | None = None  # None with ``pause``: wait for a person
-
-
-@dataclass(frozen=True)
 class PromotionSpec:
     """What one ModelPromotion asks for."""
 
@@ -147,13 +118,6 @@ class PromotionSpec:
     templates: Mapping[str, AnalysisTemplate] = field(default_factory=dict)
     approval_required: bool = False
     approval_groups: tuple[str, ...] = ()  # enforced by the API server's admission policy
-
-    def analysis_seconds(self, step: CanaryStep) -> float:
-        """How long the analysis of ``step`` takes when every measurement answers."""
-        return max(
-            (self.templates[name].interval_seconds * self.templates[name].count)
-            for name in step.analysis
-        )
 
 
 def parse_spec(spec: Mapping[str, Any]) -> PromotionSpec:
@@ -195,7 +159,7 @@ def parse_spec(spec: Mapping[str, Any]) -> PromotionSpec:
         dry_run=bool(spec.get("dryRun", False)),
         suspend=bool(spec.get("suspend", False)),
         strategy=Strategy(spec.get("strategy", Strategy.REPLACE)),
-        canary_steps=tuple(_step(s) for s in (spec.get("canary") or {}).get("steps") or ()),
+        canary_steps=tuple(parse_step(s) for s in (spec.get("canary") or {}).get("steps") or ()),
         templates={
             t["name"]: _template(t) for t in (spec.get("analysis") or {}).get("templates") or ()
         },
@@ -212,15 +176,6 @@ def _model_override(override: Mapping[str, Any]) -> ModelOverride:
         requirements=tuple(requirements) if requirements is not None else None,
         replicas=override.get("replicas"),
     )
-
-
-def _step(step: Mapping[str, Any]) -> CanaryStep:
-    if "setWeight" in step:
-        return CanaryStep(set_weight=int(step["setWeight"]))
-    if "analysis" in step:
-        return CanaryStep(analysis=tuple(step["analysis"].get("templates") or ()))
-    duration = (step.get("pause") or {}).get("duration")
-    return CanaryStep(pause=True, pause_seconds=parse_duration(duration) if duration else None)
 
 
 def _template(template: Mapping[str, Any]) -> AnalysisTemplate:

@@ -1,4 +1,4 @@
-"""The building blocks every transition uses: recording a step (conditions and a
+"""The building blocks every transition uses: recording a decision (conditions and a
 requeue that never reaches past the deadline), finishing a run (and its history),
 retrying or failing, rolling back, and recognising this run's own write."""
 
@@ -10,9 +10,11 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from promotion_operator.core.canary import last_write, written_step
+from promotion_operator.core.canary_steps import last_write, step_deadline, written_step
 from promotion_operator.core.conditions import ready_reason, with_conditions
+from promotion_operator.core.durations import NEVER
 from promotion_operator.core.kinds import ready_word
+from promotion_operator.core.pass_io import Action, Context, Decision, Observed
 from promotion_operator.core.planning import spec_hash, strip_server_fields, written_by
 from promotion_operator.core.run import (
     FINISHED,
@@ -23,11 +25,6 @@ from promotion_operator.core.run import (
     PreviousTarget,
     Run,
 )
-from promotion_operator.core.spec import DeploymentRef, Kind
-from promotion_operator.core.step import Action, Context, Observed, Step
-
-# A wait for a person (approval, a pause without duration) has no deadline.
-NEVER = datetime.timedelta(days=365 * 100)
 
 
 def is_settled(run: Run) -> bool:
@@ -35,14 +32,14 @@ def is_settled(run: Run) -> bool:
     return run.phase in FINISHED or run.phase == Phase.SUSPENDED
 
 
-def unusable_reads(ctx: Context, run: Run, observed: Observed) -> Step | None:
+def unusable_reads(ctx: Context, run: Run, observed: Observed) -> Decision | None:
     """A retry (or the end of the run) when a write cannot be planned from what was read."""
     if observed.source_error is not None:
         return retry_or_fail(ctx, run, observed.source_error)
     if observed.source is None:
         missing = Failure(
             "SourceNotFound",
-            f"source {_noun(ctx.spec.source)} does not exist",
+            f"source {ctx.spec.source.noun} does not exist",
             http_status=404,
             retryable=True,
         )
@@ -52,12 +49,7 @@ def unusable_reads(ctx: Context, run: Run, observed: Observed) -> Step | None:
     return None
 
 
-def _noun(ref: DeploymentRef) -> str:
-    # "deployment staging/iris", or with their kind: "Pipeline staging/chain".
-    return f"deployment {ref}" if ref.kind is Kind.SELDON_DEPLOYMENT else ref.described
-
-
-def adopt(ctx: Context, run: Run, target: Mapping[str, Any]) -> Step:
+def adopt(ctx: Context, run: Run, target: Mapping[str, Any]) -> Decision:
     """Our write landed, but the operator stopped before recording it: verify it."""
     generation = (target.get("metadata") or {}).get("generation")
     run = replace(
@@ -65,7 +57,7 @@ def adopt(ctx: Context, run: Run, target: Mapping[str, Any]) -> Step:
         applied_generation=int(generation) if generation is not None else None,
         applied_at=run.applied_at or ctx.now,
     )
-    return next_step(
+    return decision(
         ctx,
         run.moved_to(Phase.VERIFYING, ctx.now),
         f"found this run's write on {ctx.spec.target.described}; verifying it",
@@ -73,7 +65,7 @@ def adopt(ctx: Context, run: Run, target: Mapping[str, Any]) -> Step:
     )
 
 
-def target_changed(ctx: Context, run: Run, during: str) -> Step:
+def target_changed(ctx: Context, run: Run, during: str) -> Decision:
     changed = Failure(
         "TargetChanged",
         f"{ctx.spec.target.described} was deleted or overwritten by someone else during {during}",
@@ -81,13 +73,13 @@ def target_changed(ctx: Context, run: Run, during: str) -> Step:
     return finish(ctx, run, Phase.FAILED, changed)
 
 
-def rolled_back(ctx: Context, run: Run) -> Step:
+def rolled_back(ctx: Context, run: Run) -> Decision:
     if run.canary is not None:
         run = replace(run, canary=replace(run.canary, weight=0))
     return finish(ctx, run, Phase.ROLLED_BACK, run.outcome, _rolled_back_message(ctx, run))
 
 
-def retry_or_fail(ctx: Context, run: Run, failure: Failure) -> Step:
+def retry_or_fail(ctx: Context, run: Run, failure: Failure) -> Decision:
     if failure.retryable and ctx.now < deadline(ctx, run):
         since = (
             run.error_since if run.last_error and run.last_error.reason == failure.reason else None
@@ -97,7 +89,7 @@ def retry_or_fail(ctx: Context, run: Run, failure: Failure) -> Step:
         if failure.retry_after is not None:
             # The server's wish is a minimum, but never beyond our own longest wait.
             delay = max(delay, min(failure.retry_after, ctx.policy.max_delay))
-        return next_step(
+        return decision(
             ctx, run, f"retrying after {failure.reason}: {failure.message}", None, delay
         )
     if run.phase == Phase.VERIFYING:
@@ -119,11 +111,11 @@ def retry_or_fail(ctx: Context, run: Run, failure: Failure) -> Step:
     return finish(ctx, run, Phase.FAILED, failure)
 
 
-def target_failed(ctx: Context, run: Run, failure: Failure) -> Step:
+def target_failed(ctx: Context, run: Run, failure: Failure) -> Decision:
     if ctx.spec.rollback_on_failure:
         run = replace(run, outcome=failure, last_error=None, error_since=None)
         message = f"{failure.message}; rolling back"
-        return next_step(ctx, run.moved_to(Phase.ROLLING_BACK, ctx.now), message, None, 0.0)
+        return decision(ctx, run.moved_to(Phase.ROLLING_BACK, ctx.now), message, None, 0.0)
     return finish(ctx, run, Phase.FAILED, failure)
 
 
@@ -138,14 +130,9 @@ def timed_out(ctx: Context, state: str | None) -> Failure:
 def deadline(ctx: Context, run: Run) -> datetime.datetime:
     timeout = datetime.timedelta(seconds=ctx.spec.timeout_seconds)
     canary = run.canary
-    if canary is not None and run.phase == Phase.ANALYZING:
-        step = ctx.spec.canary_steps[canary.step]
-        expected = datetime.timedelta(seconds=ctx.spec.analysis_seconds(step))
-        return canary.step_started_at + expected + timeout
-    if canary is not None and run.phase == Phase.PAUSED:
-        return canary.pause_until or canary.step_started_at + NEVER
-    if canary is not None and run.phase == Phase.PROMOTING:
-        return canary.step_started_at + timeout
+    if canary is not None and run.phase in (Phase.PROMOTING, Phase.ANALYZING, Phase.PAUSED):
+        # The phase of a step (or of the final promotion's write): the step knows its time.
+        return step_deadline(ctx.spec.canary_steps, canary, timeout, ctx.spec.templates)
     if run.phase == Phase.AWAITING_APPROVAL:
         return run.phase_since + NEVER  # a person decides when
     if run.phase == Phase.PROMOTING and run.approved_at is not None:
@@ -170,11 +157,11 @@ def backoff(ctx: Context, since: datetime.datetime, *, poll: bool) -> float:
 
 def finish(
     ctx: Context, run: Run, phase: Phase, outcome: Failure | None, message: str | None = None
-) -> Step:
+) -> Decision:
     run = replace(run, outcome=outcome, last_error=None, error_since=None)
     text = message or (outcome.message if outcome else phase.value)
-    step = next_step(ctx, run.moved_to(phase, ctx.now), text)
-    return replace(step, run=_with_history(step.run))
+    decided = decision(ctx, run.moved_to(phase, ctx.now), text)
+    return replace(decided, run=_with_history(decided.run))
 
 
 def _with_history(run: Run) -> Run:
@@ -199,13 +186,15 @@ def _with_history(run: Run) -> Run:
     return replace(run, history=(entry, *earlier)[:HISTORY_LENGTH])
 
 
-def next_step(
+def decision(
     ctx: Context,
     run: Run,
     message: str,
     action: Action | None = None,
     requeue_after: float | None = None,
-) -> Step:
+) -> Decision:
+    """Record ``run`` with its conditions saying ``message``; take ``action``; come back
+    after ``requeue_after`` (None: not until the resource changes)."""
     if requeue_after is not None and not is_settled(run):
         # Come back by the deadline at the latest, so a run ends on time, whatever
         # a server asked for.
@@ -213,7 +202,7 @@ def next_step(
         if remaining > 0:
             requeue_after = min(requeue_after, math.ceil(remaining * 1000) / 1000)
     run = with_conditions(run, message, dry_run=ctx.spec.dry_run, now=ctx.now)
-    return Step(run, action, requeue_after)
+    return Decision(run, action, requeue_after)
 
 
 def _rolled_back_message(ctx: Context, run: Run) -> str:
@@ -245,7 +234,7 @@ def is_ours(ctx: Context, deployment: Mapping[str, Any], run: Run | None = None)
         return False
     if run is None or run.canary is None:
         return True
-    return written_step(deployment) == last_write(ctx.spec, run.canary.step)
+    return written_step(deployment) == last_write(ctx.spec.canary_steps, run.canary.step)
 
 
 def deployment_hash(deployment: Mapping[str, Any]) -> str:

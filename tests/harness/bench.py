@@ -43,7 +43,7 @@ from typing import Any
 
 import requests
 
-from promotion_operator.core.step import RetryPolicy
+from promotion_operator.core.pass_io import RetryPolicy
 from tests.harness.bench_figures import (
     RequestKey,
     Row,

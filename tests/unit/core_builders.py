@@ -14,13 +14,22 @@ from typing import Any
 
 from promotion_operator.core.conditions import Event
 from promotion_operator.core.machine import reconcile
+from promotion_operator.core.pass_io import (
+    Action,
+    Answer,
+    Context,
+    Decision,
+    ModelsAnswer,
+    Reading,
+    RetryPolicy,
+)
 from promotion_operator.core.planning import (
     Plan,
-    PromotionRef,
     plan_promotion,
     spec_hash,
     strip_server_fields,
 )
+from promotion_operator.core.promotion import PromotionRef
 from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import (
     ActionKind,
@@ -32,15 +41,6 @@ from promotion_operator.core.run import (
     from_status,
 )
 from promotion_operator.core.spec import Kind, PromotionSpec, parse_spec
-from promotion_operator.core.step import (
-    Action,
-    Answer,
-    Context,
-    ModelsAnswer,
-    Reading,
-    RetryPolicy,
-    Step,
-)
 
 T0 = datetime.datetime(2025, 3, 1, 12, 0, 0, tzinfo=datetime.UTC)
 
@@ -478,7 +478,7 @@ class Pass:
     at: datetime.datetime
     before: Run | None
     action: Action | None
-    step: Step
+    step: Decision
     events: tuple[Event, ...] = ()
 
 
@@ -542,9 +542,9 @@ def drive(
         if written and len(seldon.writes()) in crash_at:
             crash_at.discard(len(seldon.writes()))
             assert before is not None
-            passes.append(Pass(now, before, action, Step(before)))
+            passes.append(Pass(now, before, action, Decision(before)))
             continue
-        step = Step(result.run, action, result.requeue_after, result.used)
+        step = Decision(result.run, action, result.requeue_after, result.used)
         passes.append(Pass(now, before, action, step, result.events))
         if result.status is not None:  # None: the pass only waited; nothing is written
             recorded = result.status

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from promotion_operator.core.conditions import AWAITING_APPROVAL, AWAITING_RESUME, WORKING_REASONS
-from promotion_operator.core.planning import ANNOTATION_PREFIX
+from promotion_operator.core.promotion import ANNOTATION_PREFIX
 from promotion_operator.core.requests import APPROVE_ANNOTATION
 from promotion_operator.core.run import Phase
 

@@ -14,8 +14,8 @@ import pytest
 from promotion_operator.control.controller import Controller, patches_for
 from promotion_operator.control.kube_api import KubeApi, ObjectChanged, ObjectRef
 from promotion_operator.core.conditions import Event
+from promotion_operator.core.pass_io import PassResult
 from promotion_operator.core.requests import APPROVE_ANNOTATION, RESUME_ANNOTATION
-from promotion_operator.core.step import PassResult
 from tests.unit.core_builders import PROMOTION, SPEC_DICT
 from tests.unit.fake_runtime import FakeClient, FakeRuntime
 

@@ -10,17 +10,24 @@ from typing import Any
 
 import pytest
 
-from promotion_operator.core.canary import (
-    CANARY_PREDICTOR_ANNOTATION,
+from promotion_operator.core.canary_stepping import fill_query
+from promotion_operator.core.canary_steps import (
     CANARY_STEP_ANNOTATION,
-    canary_deployment,
-    fill_query,
-    without_canary,
+    Analysis,
+    AnalysisTemplate,
+    CanaryStep,
+    Pause,
+    SetWeight,
 )
+from promotion_operator.core.pass_io import Action, Reading
 from promotion_operator.core.planning import GENERATION_ANNOTATION, Plan, PlanningError
 from promotion_operator.core.run import ActionKind, Failure, Phase, Run, Verdict
-from promotion_operator.core.spec import AnalysisTemplate, CanaryStep, PromotionSpec, Strategy
-from promotion_operator.core.step import Action, Reading
+from promotion_operator.core.spec import PromotionSpec, Strategy
+from promotion_operator.core.strategies.predictor_canary import (
+    CANARY_PREDICTOR_ANNOTATION,
+    canary_deployment,
+    without_canary,
+)
 from tests.unit.core_builders import (
     PROMOTION,
     FakeSeldon,
@@ -42,10 +49,10 @@ ERROR_RATE = AnalysisTemplate(
     failure_limit=0,
 )
 STEPS = (
-    CanaryStep(set_weight=10),
-    CanaryStep(analysis=("error-rate",)),
-    CanaryStep(set_weight=50),
-    CanaryStep(analysis=("error-rate",)),
+    SetWeight(10),
+    Analysis(("error-rate",)),
+    SetWeight(50),
+    Analysis(("error-rate",)),
 )
 CANARY = make_spec(
     strategy=Strategy.CANARY,
@@ -256,8 +263,8 @@ def test_failures_up_to_the_limit_are_tolerated() -> None:
 def test_a_minimum_is_a_threshold_too() -> None:
     success = replace(ERROR_RATE, name="success", min=0.99, max=None)
     spec = canary_spec(
-        CanaryStep(set_weight=10),
-        CanaryStep(analysis=("success",)),
+        SetWeight(10),
+        Analysis(("success",)),
         templates={"success": success},
     )
 
@@ -339,7 +346,7 @@ def test_analysis_steps_without_prometheus_fail_before_any_write() -> None:
 
 
 def test_a_timed_pause_waits_its_duration() -> None:
-    spec = canary_spec(CanaryStep(set_weight=10), CanaryStep(pause=True, pause_seconds=120))
+    spec = canary_spec(SetWeight(10), Pause(120))
 
     passes = drive(seldon(), spec=spec)
 
@@ -351,7 +358,7 @@ def test_a_timed_pause_waits_its_duration() -> None:
 
 
 def test_a_pause_without_duration_waits_for_a_person() -> None:
-    spec = canary_spec(CanaryStep(set_weight=10), CanaryStep(pause=True))
+    spec = canary_spec(SetWeight(10), Pause())
 
     passes = drive(seldon(), spec=spec, max_passes=15)
 
@@ -363,7 +370,7 @@ def test_a_pause_without_duration_waits_for_a_person() -> None:
 
 
 def test_a_person_resumes_a_paused_canary_once() -> None:
-    spec = canary_spec(CanaryStep(set_weight=10), CanaryStep(pause=True))
+    spec = canary_spec(SetWeight(10), Pause())
 
     passes = drive(seldon(), spec=spec, resume_at=300)
 
@@ -490,12 +497,10 @@ def test_a_dry_run_reports_the_whole_sequence_and_writes_nothing() -> None:
     ("steps", "problem"),
     [
         pytest.param((), "must start with a setWeight step", id="no-steps"),
+        pytest.param((Analysis(("error-rate",)),), "must start with a setWeight", id="first"),
+        pytest.param((SetWeight(100),), "setWeight must be 1..99", id="weight"),
         pytest.param(
-            (CanaryStep(analysis=("error-rate",)),), "must start with a setWeight", id="first"
-        ),
-        pytest.param((CanaryStep(set_weight=100),), "setWeight must be 1..99", id="weight"),
-        pytest.param(
-            (CanaryStep(set_weight=10), CanaryStep(analysis=("latency",))),
+            (SetWeight(10), Analysis(("latency",))),
             "does not define: latency",
             id="unknown-template",
         ),
@@ -517,8 +522,8 @@ def test_steps_admission_should_have_refused_fail_as_invalid(
 def test_a_template_that_reached_its_count_is_not_measured_again() -> None:
     quick = replace(ERROR_RATE, name="quick", count=1)
     spec = canary_spec(
-        CanaryStep(set_weight=10),
-        CanaryStep(analysis=("error-rate", "quick")),
+        SetWeight(10),
+        Analysis(("error-rate", "quick")),
         templates={"error-rate": ERROR_RATE, "quick": quick},
     )
     fake = seldon()

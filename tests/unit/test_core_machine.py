@@ -17,6 +17,14 @@ import pytest
 
 from promotion_operator.core.conditions import Event, transition_events
 from promotion_operator.core.machine import after_action, decide, reads_for, reconcile, start_run
+from promotion_operator.core.pass_io import (
+    Action,
+    Context,
+    Decision,
+    Observed,
+    Purpose,
+    RetryPolicy,
+)
 from promotion_operator.core.planning import GENERATION_ANNOTATION, spec_hash
 from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import (
@@ -29,7 +37,6 @@ from promotion_operator.core.run import (
     to_status,
 )
 from promotion_operator.core.spec import ComponentOverride, Overrides, PromotionSpec
-from promotion_operator.core.step import Action, Context, Observed, Purpose, RetryPolicy, Step
 from promotion_operator.core.transitions import is_settled
 from tests.unit.core_builders import (
     DEFAULT_POLICY,
@@ -66,7 +73,7 @@ def seen(target: dict[str, Any] | None = None, **changes: Any) -> Observed:
     return replace(Observed(source=source_deployment(), target=target), **changes)
 
 
-def requeue(step: Step) -> str:
+def requeue(step: Decision) -> str:
     """``step.requeue_after`` as a word: none (settled), now (0) or later (> 0)."""
     if step.requeue_after is None:
         return "none"
@@ -526,7 +533,7 @@ def test_settled_run_does_nothing(phase: Phase) -> None:
     step = decide(context(9999), run, observed)
 
     assert is_settled(run)
-    assert step == Step(run)
+    assert step == Decision(run)
     assert step.action is None
     assert step.requeue_after is None
 

@@ -15,12 +15,12 @@ from promotion_operator.core.planning import (
     SOURCE_ANNOTATION,
     SOURCE_HASH_ANNOTATION,
     PlanningError,
-    PromotionRef,
     plan_promotion,
     spec_hash,
     strip_server_fields,
     written_by,
 )
+from promotion_operator.core.promotion import PromotionRef
 from promotion_operator.core.spec import (
     ComponentOverride,
     DeploymentRef,

@@ -10,8 +10,8 @@ import pytest
 
 from promotion_operator.core.conditions import find_condition
 from promotion_operator.core.machine import STATUS_UNREADABLE, reconcile
+from promotion_operator.core.pass_io import Action, Answer, RetryPolicy
 from promotion_operator.core.run import ActionKind, Failure, Phase, to_status
-from promotion_operator.core.step import Action, Answer, RetryPolicy
 from tests.unit.core_builders import (
     PROMOTION,
     SPEC,

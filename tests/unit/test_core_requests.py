@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from promotion_operator.core.machine import decide, reconcile
+from promotion_operator.core.pass_io import Observed
 from promotion_operator.core.planning import GENERATION_ANNOTATION
 from promotion_operator.core.requests import (
     ABORT_ANNOTATION,
@@ -27,7 +28,6 @@ from promotion_operator.core.run import (
     Run,
     to_status,
 )
-from promotion_operator.core.step import Observed
 from tests.unit.core_builders import (
     PROMOTION,
     SPEC,

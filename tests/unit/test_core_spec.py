@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
+from promotion_operator.core.durations import parse_duration
 from promotion_operator.core.spec import (
     ComponentOverride,
     DeploymentRef,
     Overrides,
-    parse_duration,
     parse_spec,
 )
 

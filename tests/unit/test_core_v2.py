@@ -7,12 +7,13 @@ import copy
 from dataclasses import replace
 from typing import Any
 
+from promotion_operator.core.canary_steps import Analysis, AnalysisTemplate, SetWeight
 from promotion_operator.core.kinds import KINDS
+from promotion_operator.core.pass_io import Reading
 from promotion_operator.core.planning import written_by
 from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import ActionKind, Failure, Phase, from_status, to_status
-from promotion_operator.core.spec import AnalysisTemplate, CanaryStep, Kind, Strategy, parse_spec
-from promotion_operator.core.step import Reading
+from promotion_operator.core.spec import Kind, Strategy, parse_spec
 from tests.unit.core_builders import PROMOTION, FakeSeldon, Pass, core_v2_status, drive
 
 MODEL_SPEC = parse_spec(
@@ -347,9 +348,9 @@ PIPELINE_CANARY = replace(
     PIPELINE_SPEC,
     strategy=Strategy.CANARY,
     canary_steps=(
-        CanaryStep(set_weight=10),
-        CanaryStep(analysis=("error-rate",)),
-        CanaryStep(set_weight=50),
+        SetWeight(10),
+        Analysis(("error-rate",)),
+        SetWeight(50),
     ),
     templates={"error-rate": ERROR_RATE},
 )

@@ -17,9 +17,9 @@ from promotion_operator.control.runner import (
     SeldonEffects,
     run_pass,
 )
+from promotion_operator.core.pass_io import Action, PassResult
 from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import ActionKind, Phase, to_status
-from promotion_operator.core.step import Action, PassResult
 from promotion_operator.errors import Forbidden
 from tests.unit.core_builders import (
     PROMOTION,

@@ -22,22 +22,45 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from promotion_operator.core.canary import (
+from promotion_operator.core.canary_stepping import (
+    after_verified,
+    canary_summary,
+    check_canary,
+    enter_step,
+    start_canary,
+    step_pass,
+    validate_again,
+    without_target,
+)
+from promotion_operator.core.canary_steps import (
     CANARY_STEP_ANNOTATION,
-    describe_wait,
+    SetWeight,
+    step_lines,
     step_name,
     weight_of,
 )
-from promotion_operator.core.canary_steps import enter_step, validate_again
 from promotion_operator.core.kinds import readiness
+from promotion_operator.core.pass_io import (
+    Action,
+    Answer,
+    Beside,
+    Context,
+    Decision,
+    Effects,
+    Observed,
+    Purpose,
+)
 from promotion_operator.core.pipeline_models import (
     PlannedModel,
+    describe_models,
     plan_models,
+    read_models,
     source_hash,
     step_models,
+    with_models,
     write_models,
 )
 from promotion_operator.core.planning import (
@@ -48,15 +71,15 @@ from promotion_operator.core.planning import (
     plan_promotion,
     written_by,
 )
-from promotion_operator.core.run import ActionKind, Failure, Phase, Run
-from promotion_operator.core.spec import Kind, PromotionSpec, Strategy
-from promotion_operator.core.step import Action, Answer, Context, Effects, Observed, Purpose, Step
+from promotion_operator.core.run import ActionKind, Failure, Phase, PreviousTarget, Run
+from promotion_operator.core.spec import Kind, PromotionSpec
+from promotion_operator.core.strategy import Cleared, Planned
 from promotion_operator.core.transitions import (
     adopt,
     backoff,
     deadline,
+    decision,
     is_ours,
-    next_step,
     previous_of,
     retry_or_fail,
     same_target,
@@ -72,31 +95,9 @@ CANARY_SUFFIX = "-canary"
 EXPERIMENT_ACTIONS = frozenset({ActionKind.SET_WEIGHT, ActionKind.PROMOTE, ActionKind.REMOVE})
 
 
-def uses_experiments(spec: PromotionSpec) -> bool:
-    """Whether the run is a Pipeline's canary, run through an experiment."""
-    return spec.strategy == Strategy.CANARY and spec.target.kind is Kind.PIPELINE
-
-
 def canary_pipeline_name(spec: PromotionSpec) -> str:
     """The name of the Pipeline carrying the promoted spec beside the target."""
     return f"{spec.target.name}{CANARY_SUFFIX}"
-
-
-def read_experiment_state(ctx: Context, run: Run, effects: Effects) -> tuple[Answer, Answer]:
-    """The canary Pipeline and the experiment, when the pass needs them: before a
-    Pipeline's write (an earlier run's canary may be left), and while a canary works."""
-    if ctx.spec.target.kind is not Kind.PIPELINE:
-        return Answer(), Answer()
-    planning = run.phase in (Phase.PENDING, Phase.VALIDATING)
-    working = run.phase in (Phase.PROMOTING, Phase.ANALYZING, Phase.ROLLING_BACK)
-    if not (planning or (working and uses_experiments(ctx.spec) and run.canary is not None)):
-        return Answer(), Answer()
-    return effects.read_pipeline(canary_pipeline_name(ctx.spec)), effects.read_experiment()
-
-
-def unreadable_canary(observed: Observed) -> Failure | None:
-    """The first failure among the reads of the canary Pipeline and the experiment."""
-    return observed.canary.failure or observed.experiment.failure
 
 
 def left_by_an_earlier_run(ctx: Context, observed: Observed) -> bool:
@@ -112,7 +113,7 @@ def left_by_an_earlier_run(ctx: Context, observed: Observed) -> bool:
     )
 
 
-def remove_earlier_canary(ctx: Context, run: Run, observed: Observed) -> Step:
+def remove_earlier_canary(ctx: Context, run: Run, observed: Observed) -> Decision:
     """Take an earlier run's canary away (the experiment with its canary Pipeline, or the
     canary Pipeline alone) before this run plans anything."""
     message = f"removing the canary an earlier generation left on {ctx.spec.target.described}"
@@ -121,7 +122,7 @@ def remove_earlier_canary(ctx: Context, run: Run, observed: Observed) -> Step:
     else:
         name = canary_pipeline_name(ctx.spec)
         remove = Action(ActionKind.DELETE, None, write_message(ctx), Purpose.CLEANUP, pipeline=name)
-    return next_step(ctx, run.moved_to(Phase.VALIDATING, ctx.now), message, remove)
+    return decision(ctx, run.moved_to(Phase.VALIDATING, ctx.now), message, remove)
 
 
 def check_models_for_canary(
@@ -145,17 +146,27 @@ def describe_experiment(ctx: Context, models: tuple[str, ...]) -> tuple[str, ...
     """The canary's writes and waits, in order, as a dry run reports them."""
     spec, target = ctx.spec, ctx.spec.target
     canary = canary_pipeline_name(spec)
-    out = [*models, f"create Pipeline {target.namespace}/{canary} (the promoted spec)"]
-    for index, step in enumerate(spec.canary_steps):
-        if step.set_weight is not None:
-            out.append(f"{index}: experiment on {target}: {canary} at {step.set_weight}%")
-        else:
-            out.append(describe_wait(index, step))
+    out = [
+        *models,
+        f"create Pipeline {target.namespace}/{canary} (the promoted spec)",
+        *step_lines(spec.canary_steps, _ExperimentLines(str(target), canary)),
+    ]
     out.append(
         f"{len(spec.canary_steps)}: promote the canary: {target} takes {canary}'s spec; "
         f"the experiment and {canary} are removed"
     )
     return tuple(out)
+
+
+@dataclass(frozen=True)
+class _ExperimentLines:
+    """A step's write, as a dry run reports it: a weight of the experiment."""
+
+    target: str
+    canary: str
+
+    def set_weight(self, index: int, step: SetWeight) -> str:
+        return f"{index}: experiment on {self.target}: {self.canary} at {step.weight}%"
 
 
 def canary_pipeline(ctx: Context, plan: Plan) -> dict[str, Any]:
@@ -183,7 +194,7 @@ def canary_in_place(ctx: Context, observed: Observed) -> bool:
     return pipeline is not None and written_by(pipeline, ctx.promotion)
 
 
-def experiment_write(ctx: Context, run: Run, observed: Observed) -> Step:
+def experiment_write(ctx: Context, run: Run, observed: Observed) -> Decision:
     """The current step's write: the Models, the canary Pipeline or its weight, or
     (after the last step) the promotion of the canary."""
     canary = run.canary
@@ -231,7 +242,7 @@ def experiment_write(ctx: Context, run: Run, observed: Observed) -> Step:
         kind = ActionKind.UPDATE if observed.canary.deployment is not None else ActionKind.CREATE
         body = canary_pipeline(ctx, plan)
         write = Action(kind, body, write_message(ctx), pipeline=name)
-        return next_step(ctx, run, f"{kind.lower()} of the canary {where} in flight", write)
+        return decision(ctx, run, f"{kind.lower()} of the canary {where} in flight", write)
     pipeline = observed.canary.deployment
     assert pipeline is not None
     state = readiness(Kind.PIPELINE, pipeline)
@@ -244,16 +255,16 @@ def experiment_write(ctx: Context, run: Run, observed: Observed) -> Step:
         if ctx.now >= deadline(ctx, run):
             return target_failed(ctx, run, timed_out(ctx, f"{where} {state.state or 'not Ready'}"))
         waiting = f"waiting for the canary {where} to become Ready (state {state.state})"
-        return next_step(ctx, run, waiting, None, backoff(ctx, run.phase_since, poll=True))
-    weight = weight_of(ctx.spec, canary.step)
+        return decision(ctx, run, waiting, None, backoff(ctx, run.phase_since, poll=True))
+    weight = weight_of(ctx.spec.canary_steps, canary.step)
     if experiment_weight(observed.experiment.deployment, name) == weight:
         return weight_set(ctx, run, weight)  # set before a restart that kept it from being recorded
-    message = f"{write_message(ctx)} ({step_name(ctx.spec, canary.step)})"
+    message = f"{write_message(ctx)} ({step_name(ctx.spec.canary_steps, canary.step)})"
     action = Action(ActionKind.SET_WEIGHT, None, message, weight=weight)
-    return next_step(ctx, run, f"{step_name(ctx.spec, canary.step)} in flight", action)
+    return decision(ctx, run, f"{step_name(ctx.spec.canary_steps, canary.step)} in flight", action)
 
 
-def _promote(ctx: Context, run: Run, observed: Observed) -> Step:
+def _promote(ctx: Context, run: Run, observed: Observed) -> Decision:
     canary = run.canary
     assert canary is not None
     if observed.target_error is not None:
@@ -264,12 +275,12 @@ def _promote(ctx: Context, run: Run, observed: Observed) -> Step:
         return adopt(ctx, replace(run, applied_at=None, canary=replace(canary, weight=100)), target)
     if observed.experiment.deployment is None or not canary_in_place(ctx, observed):
         return target_changed(ctx, run, "the canary")
-    message = f"{write_message(ctx)} ({step_name(ctx.spec, canary.step)})"
+    message = f"{write_message(ctx)} ({step_name(ctx.spec.canary_steps, canary.step)})"
     action = Action(ActionKind.PROMOTE, None, message)
-    return next_step(ctx, run, f"{step_name(ctx.spec, canary.step)} in flight", action)
+    return decision(ctx, run, f"{step_name(ctx.spec.canary_steps, canary.step)} in flight", action)
 
 
-def weight_set(ctx: Context, run: Run, weight: int) -> Step:
+def weight_set(ctx: Context, run: Run, weight: int) -> Decision:
     """The experiment sends ``weight`` percent to the canary: on to the next step."""
     canary = run.canary
     assert canary is not None
@@ -279,7 +290,7 @@ def weight_set(ctx: Context, run: Run, weight: int) -> Step:
     return enter_step(ctx, run, canary.step + 1, done)
 
 
-def experiment_done(ctx: Context, run: Run, action: Action, failure: Failure | None) -> Step:
+def experiment_done(ctx: Context, run: Run, action: Action, failure: Failure | None) -> Decision:
     """The next step once an action of the canary (a Pipeline write or a call on the
     experiment, not a rollback) succeeded or failed."""
     if failure is not None:
@@ -292,7 +303,7 @@ def experiment_done(ctx: Context, run: Run, action: Action, failure: Failure | N
     if action.kind == ActionKind.PROMOTE:
         assert run.canary is not None
         run = replace(run, applied_at=ctx.now, canary=replace(run.canary, weight=100))
-        return next_step(
+        return decision(
             ctx,
             run.moved_to(Phase.VERIFYING, ctx.now),
             f"promoted the canary {canary_pipeline_name(ctx.spec)} to {ctx.spec.target.described}; "
@@ -302,19 +313,19 @@ def experiment_done(ctx: Context, run: Run, action: Action, failure: Failure | N
     verb = "created" if action.kind == ActionKind.CREATE else "updated"
     where = f"{ctx.spec.target.namespace}/{action.pipeline}"
     message = f"{verb} the canary {where}; waiting for it to become Ready"
-    return next_step(ctx, run, message, None, backoff(ctx, run.phase_since, poll=True))
+    return decision(ctx, run, message, None, backoff(ctx, run.phase_since, poll=True))
 
 
-def _retry_or_undo(ctx: Context, run: Run, failure: Failure, *, written: bool) -> Step:
+def _retry_or_undo(ctx: Context, run: Run, failure: Failure, *, written: bool) -> Decision:
     """Retry, or, once retrying is over, undo what the canary wrote (``written``: the
     canary Pipeline is in place) instead of leaving it beside the target."""
-    step = retry_or_fail(ctx, run, failure)
-    if written and step.run.phase == Phase.FAILED and run.phase != Phase.ROLLING_BACK:
+    decided = retry_or_fail(ctx, run, failure)
+    if written and decided.run.phase == Phase.FAILED and run.phase != Phase.ROLLING_BACK:
         return target_failed(ctx, run, failure)
-    return step
+    return decided
 
 
-def undo_experiment(ctx: Context, observed: Observed, message: str, run: Run) -> Step | None:
+def undo_experiment(ctx: Context, observed: Observed, message: str, run: Run) -> Decision | None:
     """The next call of a rollback on the canary (remove the experiment, or a canary
     Pipeline left without one), or None once neither is left."""
     for answer in (observed.canary, observed.experiment):
@@ -322,12 +333,100 @@ def undo_experiment(ctx: Context, observed: Observed, message: str, run: Run) ->
             return retry_or_fail(ctx, run, answer.failure)
     if observed.experiment.deployment is not None:
         remove = Action(ActionKind.REMOVE, None, message, Purpose.ROLLBACK)
-        return next_step(
+        return decision(
             ctx, run, f"removing the canary experiment on {ctx.spec.target.described}", remove
         )
     if canary_in_place(ctx, observed):
         name = canary_pipeline_name(ctx.spec)
         delete = Action(ActionKind.DELETE, None, message, Purpose.ROLLBACK, pipeline=name)
         where = f"{ctx.spec.target.namespace}/{name}"
-        return next_step(ctx, run, f"removing the canary {where}", delete)
+        return decision(ctx, run, f"removing the canary {where}", delete)
     return None
+
+
+@dataclass(frozen=True)
+class ExperimentCanary:
+    """The Canary strategy for a Pipeline (see the module's docstring)."""
+
+    def read(self, ctx: Context, run: Run, source: Answer, effects: Effects) -> Beside:
+        source_models, models = read_models(ctx, run, source, effects)
+        working = run.phase in (Phase.PROMOTING, Phase.ANALYZING, Phase.ROLLING_BACK)
+        canary, experiment = self.read_earlier(ctx, run, effects)
+        if working and run.canary is not None:
+            canary, experiment = self._read_canary(ctx, effects)
+        return Beside(source_models, models, canary, experiment)
+
+    def read_earlier(self, ctx: Context, run: Run, effects: Effects) -> tuple[Answer, Answer]:
+        """The canary Pipeline and the experiment while the run plans (an earlier run's
+        canary may be left)."""
+        if run.phase not in (Phase.PENDING, Phase.VALIDATING):
+            return Answer(), Answer()
+        return self._read_canary(ctx, effects)
+
+    def _read_canary(self, ctx: Context, effects: Effects) -> tuple[Answer, Answer]:
+        return effects.read_pipeline(canary_pipeline_name(ctx.spec)), effects.read_experiment()
+
+    def clear(self, ctx: Context, run: Run, observed: Observed) -> Cleared:
+        missing = without_target(ctx, run, observed)
+        return Cleared(missing, None) if missing else self.clear_earlier(ctx, run, observed)
+
+    def clear_earlier(self, ctx: Context, run: Run, observed: Observed) -> Cleared:
+        """Remove the canary an earlier run left beside the target (a dry run plans as if
+        it were gone: it writes nothing)."""
+        if left_by_an_earlier_run(ctx, observed) and not ctx.spec.dry_run:
+            return Cleared(remove_earlier_canary(ctx, run, observed), None)
+        return Cleared(None, observed.target)
+
+    def plan(
+        self, ctx: Context, run: Run, observed: Observed, previous: PreviousTarget
+    ) -> Planned | Failure:
+        assert observed.source is not None
+        plan = plan_promotion(observed.source, ctx.spec, ctx.promotion)
+        planned = with_models(ctx, run, plan, observed)
+        if isinstance(planned, Failure):
+            return planned
+        plan, models = planned
+        check_canary(ctx.spec)
+        assert previous.deployment is not None
+        check_models_for_canary(ctx.spec, previous.deployment, models)
+        steps = describe_experiment(ctx, describe_models(ctx, models))
+        return Planned(plan, models, plan.deployment, steps)
+
+    def summary(self, ctx: Context, run: Run) -> str | Failure:
+        return canary_summary(ctx)
+
+    def start(self, ctx: Context, run: Run, done: str) -> Decision:
+        # The canary is a Pipeline beside the target; analysis compares the two.
+        return start_canary(
+            ctx, run, done, canary=canary_pipeline_name(ctx.spec), stable=ctx.spec.target.name
+        )
+
+    def write(self, ctx: Context, run: Run, planned: Planned, observed: Observed) -> Decision:
+        # A canary writes through its steps (proceed): a validated plan starts them.
+        return self.start(ctx, run, "validated")
+
+    def proceed(self, ctx: Context, run: Run, observed: Observed) -> Decision | None:
+        return step_pass(
+            ctx,
+            run,
+            observed,
+            lambda: experiment_write(ctx, run, observed),
+            in_place=lambda: canary_in_place(ctx, observed),
+        )
+
+    def done(
+        self, ctx: Context, run: Run, action: Action, failure: Failure | None
+    ) -> Decision | None:
+        if action.pipeline is not None or action.kind in EXPERIMENT_ACTIONS:
+            return experiment_done(ctx, run, action, failure)
+        return None
+
+    def verified(self, ctx: Context, run: Run, ready: str) -> Decision | None:
+        return after_verified(ctx, run, ready)
+
+    def in_place(self, ctx: Context, observed: Observed) -> bool:
+        return canary_in_place(ctx, observed)
+
+    def undo(self, ctx: Context, run: Run, observed: Observed, message: str) -> Decision | None:
+        # The canary goes first: the target keeps serving while it does.
+        return undo_experiment(ctx, observed, message, run)

@@ -1,5 +1,6 @@
 """What one pass of a run works with and produces: its inputs, what it read, the
-action it takes, and its result. Plain data; the logic is in :mod:`machine`."""
+action it takes, the :class:`Decision` it comes to, and its result. Plain data; the
+logic is in :mod:`machine`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from promotion_operator.core.conditions import Event
-from promotion_operator.core.planning import PromotionRef
+from promotion_operator.core.promotion import PromotionRef
 from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import ActionKind, Failure, Run
 from promotion_operator.core.spec import PromotionSpec
@@ -68,6 +69,23 @@ class Observed:
     canary: Answer = field(default_factory=Answer)
     experiment: Answer = field(default_factory=Answer)
 
+    @property
+    def failed_read(self) -> Failure | None:
+        """The first failure among the reads beside the source and the target."""
+        if self.source_models is not None and self.source_models.failure is not None:
+            return self.source_models.failure
+        models = (a.failure for a in self.models.values() if a.failure is not None)
+        return next(models, None) or self.canary.failure or self.experiment.failure
+
+
+class Beside(NamedTuple):
+    """What a pass read beside the source and the target (see :class:`Observed`)."""
+
+    source_models: ModelsAnswer | None = None
+    models: Mapping[str, Answer] = {}
+    canary: Answer = Answer()
+    experiment: Answer = Answer()
+
 
 class Purpose(enum.Enum):
     """Why an action writes the target."""
@@ -96,13 +114,13 @@ class Action:
 
 
 @dataclass(frozen=True)
-class Step:
-    """The outcome of a decision: the run to record, what to do, when to come back."""
+class Decision:
+    """What a pass decided: the run to record, at most one action, when to come back."""
 
     run: Run
     action: Action | None = None
     requeue_after: float | None = None  # None: nothing more until the spec changes
-    used: tuple[str, ...] = ()  # the requests this step acted on (by name)
+    used: tuple[str, ...] = ()  # the requests this decision acted on (by name)
 
 
 class Reading(NamedTuple):

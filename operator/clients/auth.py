@@ -19,6 +19,12 @@ resource through :class:`TokenProviders`. A provider:
   ``id_token`` (what the seldon-deploy-sdk does), or the ``access_token`` when the
   instance says ``token_kind="access_token"``.
 
+Answers are read through :func:`promotion_operator.clients.transport.exchange`, up
+to :data:`MAX_RESPONSE_BYTES` (1 MiB, far more than any discovery document or token
+response): a longer answer is not read further, so a broken or hostile identity
+provider cannot make the operator read without end; it is reported as an answer that
+is not a token response (or, for an error status, as one without an OAuth error).
+
 TLS towards the identity provider: verified against ``ca.crt`` of the credentials
 Secret when present, else the system CAs. ``SELDON_DEPLOY_CA_FILE`` (the instance's
 ``ca_file``) is for Seldon Deploy only; the instance's ``verify_tls=False`` turns
@@ -40,6 +46,7 @@ audience and expiry time are names and times, never the token.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -61,6 +68,7 @@ from promotion_operator.clients.http_failures import (
     retry_after,
     transport_problem,
 )
+from promotion_operator.clients.transport import Reply, UnreadableBody, exchange
 from promotion_operator.config.credentials import (
     JWT_BEARER_ASSERTION,
     Credentials,
@@ -78,6 +86,8 @@ from promotion_operator.errors import (
 logger = logging.getLogger(__name__)
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
+#: Longest answer read from the identity provider, in bytes (any status).
+MAX_RESPONSE_BYTES = 1024 * 1024
 # When a token response says nothing about the token's lifetime.
 FALLBACK_LIFETIME = 60.0
 _ERROR_CODE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -255,22 +265,22 @@ class TokenProvider:
             return known
         url = issuer + DISCOVERY_PATH
         name = self.instance.name
-        response = self._send("GET", url, verify, what="OIDC discovery")
-        if response.status_code != 200:
+        reply = self._send("GET", url, verify, what="OIDC discovery")
+        if reply.status != 200:
             raise IdentityProviderUnavailable(
                 f"instance {name}: OIDC discovery at {url} answered HTTP "
-                f"{response.status_code}; check oidc-server in {self.instance.credentials_dir}",
-                http_status=response.status_code,
-                retry_after=retry_after(response.headers),
+                f"{reply.status}; check oidc-server in {self.instance.credentials_dir}",
+                http_status=reply.status,
+                retry_after=retry_after(reply.headers),
             )
-        document = _json_object(response)
+        document = _json_object(reply)
         endpoint = document.get("token_endpoint") if document is not None else None
         if not isinstance(endpoint, str) or url_problem(endpoint) is not None:
             raise IdentityProviderUnavailable(
                 f"instance {name}: OIDC discovery at {url} gave no usable token_endpoint "
-                f"({_describe_body(response)}); check oidc-server in "
+                f"({_describe_body(reply)}); check oidc-server in "
                 f"{self.instance.credentials_dir}",
-                http_status=response.status_code,
+                http_status=reply.status,
             )
         self._endpoints[issuer] = endpoint
         return endpoint
@@ -290,8 +300,8 @@ class TokenProvider:
             form["client_assertion"] = credentials.client_assertion
         form["scope"] = credentials.scope
 
-        response = self._send("POST", endpoint, verify, what="token request", data=form)
-        status = response.status_code
+        reply = self._send("POST", endpoint, verify, what="token request", data=form)
+        status = reply.status
         name = self.instance.name
         secrets = credentials.secrets
         who = _who(credentials)
@@ -304,24 +314,24 @@ class TokenProvider:
                     fix = f"fix the credentials in {self.instance.credentials_dir}"
                 text = (
                     f"instance {name}: the identity provider at {endpoint} refused {who} "
-                    f"(HTTP {status}{_oauth_error(response, secrets)}); {fix}"
+                    f"(HTTP {status}{_oauth_error(reply, secrets)}); {fix}"
                 )
             elif is_unavailable(status):
                 text = (
                     f"instance {name}: the identity provider at {endpoint} answered HTTP "
-                    f"{status}{_oauth_error(response, secrets)} to {who}"
+                    f"{status}{_oauth_error(reply, secrets)} to {who}"
                 )
             else:
                 text = (
                     f"instance {name}: unexpected HTTP {status} from {endpoint} to {who}; check "
                     f"token-url / oidc-server in {self.instance.credentials_dir}"
                 )
-            raise error_for_status(IDENTITY_PROVIDER, status, text, response.headers)
-        body = _json_object(response)
+            raise error_for_status(IDENTITY_PROVIDER, status, text, reply.headers)
+        body = _json_object(reply)
         if body is None:
             raise IdentityProviderUnavailable(
                 f"instance {name}: the identity provider at {endpoint} answered HTTP {status} "
-                f"with {_describe_body(response)}, not a JSON token response; check token-url "
+                f"with {_describe_body(reply)}, not a JSON token response; check token-url "
                 f"/ oidc-server in {self.instance.credentials_dir}",
                 http_status=status,
             )
@@ -335,32 +345,46 @@ class TokenProvider:
         *,
         what: str,
         data: Mapping[str, str] | None = None,
-    ) -> requests.Response:
-        name = self.instance.name
+    ) -> Reply:
         timeout = self.instance.request_timeout
         try:
-            return self._session.request(
+            return exchange(
+                self._session,
                 method,
                 url,
                 data=data,
                 headers={"Accept": "application/json"},
                 timeout=timeout,
                 verify=verify,
-                allow_redirects=False,
+                success_cap=MAX_RESPONSE_BYTES,
+                error_cap=MAX_RESPONSE_BYTES,
+                label=f"instance {self.instance.name}: {what}",
+                # No line per request: the outcome of a refresh is logged once, in _fetch.
+                log=None,
             )
-        except requests.exceptions.SSLError as exc:
+        except requests.exceptions.RequestException as exc:
+            raise self._unavailable(what, url, exc) from None
+        except UnreadableBody as exc:
+            # Said as before the body was streamed, when requests read it inside the request.
+            raise self._unavailable(what, url, exc.error) from None
+
+    def _unavailable(
+        self, what: str, url: str, exc: requests.RequestException
+    ) -> IdentityProviderUnavailable:
+        name = self.instance.name
+        timeout = self.instance.request_timeout
+        if isinstance(exc, requests.exceptions.SSLError):
             hint = (
                 "put the identity provider's CA bundle in ca.crt of "
                 f"{self.instance.credentials_dir}"
             )
-            raise IdentityProviderUnavailable(
+            return IdentityProviderUnavailable(
                 f"instance {name}: {what} to {url} failed TLS verification ({hint}): "
                 f"{transport_problem(exc, timeout)}"
-            ) from None
-        except requests.exceptions.RequestException as exc:
-            raise IdentityProviderUnavailable(
-                f"instance {name}: {what} to {url} failed: {transport_problem(exc, timeout)}"
-            ) from None
+            )
+        return IdentityProviderUnavailable(
+            f"instance {name}: {what} to {url} failed: {transport_problem(exc, timeout)}"
+        )
 
     def _pick_token(self, body: Mapping[str, Any], endpoint: str) -> tuple[str, str]:
         id_token = body.get("id_token")
@@ -504,35 +528,36 @@ def _number(value: object) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _json_object(response: requests.Response) -> dict[str, Any] | None:
+def _json(reply: Reply) -> tuple[bool, Any]:
+    """Whether the body is JSON (UTF-8, -16 or -32, as RFC 8259 allows), and the document."""
+    if reply.body is None:
+        return False, None
     try:
-        document = response.json()
-    except ValueError:
-        return None
-    return document if isinstance(document, dict) else None
+        return True, json.loads(reply.body)
+    except ValueError:  # UnicodeDecodeError included
+        return False, None
 
 
-def _describe_body(response: requests.Response) -> str:
+def _json_object(reply: Reply) -> dict[str, Any] | None:
+    parsed, document = _json(reply)
+    return document if parsed and isinstance(document, dict) else None
+
+
+def _describe_body(reply: Reply) -> str:
     """Say what kind of body came back without quoting it."""
-    content_type = response.headers.get("Content-Type", "no Content-Type")
-    size = len(response.content)
+    content_type = redact(reply.headers.get("Content-Type", "no Content-Type"), limit=80)
+    if reply.body is None:
+        return f"a body larger than {MAX_RESPONSE_BYTES} bytes ({content_type})"
+    size = len(reply.body)
     if size == 0:
         return "an empty body"
-    kind = "a JSON body that is not an object" if _parses_as_json(response) else "a non-JSON body"
-    return f"{kind} ({redact(content_type, limit=80)}, {size} bytes)"
+    kind = "a JSON body that is not an object" if _json(reply)[0] else "a non-JSON body"
+    return f"{kind} ({content_type}, {size} bytes)"
 
 
-def _parses_as_json(response: requests.Response) -> bool:
-    try:
-        response.json()
-    except ValueError:
-        return False
-    return True
-
-
-def _oauth_error(response: requests.Response, secrets: list[str]) -> str:
+def _oauth_error(reply: Reply, secrets: list[str]) -> str:
     """``": error: description"`` from an OAuth error body, cleaned; empty if there is none."""
-    body = _json_object(response)
+    body = _json_object(reply)
     if body is None:
         return ""
     error = body.get("error")

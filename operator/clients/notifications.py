@@ -40,9 +40,13 @@ at once) and POSTs with a timeout. A 2xx is delivered. A connection failure, a
 timeout, 408, 429 or 5xx is retried with a doubling backoff, or after the server's
 Retry-After when it asks for longer (bounded by ``max_retry_after``), up to
 ``attempts`` attempts in all; any other status (a revoked webhook's 404, a 400, a
-redirect) is not retried. A notice given up on is one WARNING line naming the sink,
-the notice and the last problem. When notices come faster than they can be
-delivered, the queue (bounded) drops the oldest, with a WARNING line each.
+redirect) is not retried. Each attempt is one
+:func:`~promotion_operator.clients.transport.exchange`: a 2xx's body is not read, and
+of any other answer only the first 4 KiB (to quote it); an answer that breaks while
+it is read is judged by its status and headers alone. A notice given up on is one
+WARNING line naming the sink, the notice and the last problem. When notices come
+faster than they can be delivered, the queue (bounded) drops the oldest, with a
+WARNING line each.
 
 Webhook URLs carry tokens: no log line, exception text or metric label built here
 contains the URL or any part of it. Sinks are named by their configured name, and
@@ -75,7 +79,7 @@ from promotion_operator.clients.http_failures import (
     retry_after,
     transport_problem,
 )
-from promotion_operator.clients.transport import reason_phrase
+from promotion_operator.clients.transport import Reply, UnreadableBody, exchange, reason_phrase
 from promotion_operator.config.settings import NotificationSink, read_notification_url
 from promotion_operator.errors import SettingsError
 
@@ -537,7 +541,9 @@ class Notifier:
             return _Outcome(False, exc.problems[0], retryable=True)
         secrets = _url_secrets(url)
         try:
-            with self._session.post(
+            reply = exchange(
+                self._session,
+                "POST",
                 url,
                 data=request.body,
                 headers={
@@ -546,28 +552,35 @@ class Notifier:
                     "User-Agent": _USER_AGENT,
                 },
                 timeout=self._timeout,
-                allow_redirects=False,
-                stream=True,
-            ) as response:
-                status = response.status_code
-                if 200 <= status < 300:
-                    return _Outcome(True)
-                problem = f"HTTP {status}"
-                if phrase := reason_phrase(status):
-                    problem += f" {phrase}"
-                if 300 <= status < 400:
-                    problem += " (redirects are not followed)"
-                elif said := _answer(response, secrets):
-                    problem += f": {said}"
-                if is_unavailable(status):
-                    return _Outcome(
-                        False, problem, retryable=True, retry_after=retry_after(response.headers)
-                    )
-                return _Outcome(False, problem)
+                verify=True,
+                # A 2xx is not read; of anything else, only the start is quoted.
+                success_cap=0,
+                error_cap=_MAX_ANSWER_BYTES,
+                truncate=True,
+                label=f"notification sink {sink.name}",
+                # _deliver logs each delivery's outcome, naming the sink and the notice.
+                log=None,
+            )
+        except UnreadableBody as exc:
+            # The status says enough: judged without a quote of the answer.
+            reply = Reply(exc.status, exc.headers, b"")
         except requests.RequestException as exc:
             return _Outcome(
                 False, redact(transport_problem(exc, self._timeout), secrets), retryable=True
             )
+        status = reply.status
+        if 200 <= status < 300:
+            return _Outcome(True)
+        problem = f"HTTP {status}"
+        if phrase := reason_phrase(status):
+            problem += f" {phrase}"
+        if 300 <= status < 400:
+            problem += " (redirects are not followed)"
+        elif said := _answer(reply.body or b"", secrets):
+            problem += f": {said}"
+        if is_unavailable(status):
+            return _Outcome(False, problem, retryable=True, retry_after=retry_after(reply.headers))
+        return _Outcome(False, problem)
 
 
 def _render(sink: NotificationSink, notice: Notice) -> _Request:
@@ -596,17 +609,9 @@ def _url_secrets(url: str) -> list[str]:
     return sorted((s for s in found if len(s) >= _MIN_SECRET_CHARS), key=len, reverse=True)
 
 
-def _answer(response: requests.Response, secrets: list[str]) -> str:
+def _answer(body: bytes, secrets: list[str]) -> str:
     """The start of the receiver's answer (Slack says e.g. ``no_service``), made safe to show."""
-    try:
-        body = bytearray()
-        for chunk in response.iter_content(chunk_size=_MAX_ANSWER_BYTES):
-            body += chunk
-            if len(body) >= _MAX_ANSWER_BYTES:
-                break
-    except requests.RequestException:
-        return ""
-    text = bytes(body[:_MAX_ANSWER_BYTES]).decode("utf-8", errors="replace")
+    text = body.decode("utf-8", errors="replace")
     if len(body) >= _MAX_ANSWER_BYTES:
         # Cut short: a token may straddle the cut, where no whole secret matches it.
         text = text[: max(0, len(text) - max((len(s) for s in secrets), default=0))]

@@ -1,5 +1,10 @@
-"""One HTTP exchange, the same way for every client here: send, read the body up to a
-cap, time it, log it and tell an observer.
+"""One HTTP exchange, the same way for every client here (Seldon Deploy, the identity
+provider, Prometheus, the notification sinks): send, read the body up to a cap, time
+it, log it and tell an observer.
+
+A body longer than its cap is refused (read as None), so a broken or hostile server
+cannot make the operator read without end; a caller that only quotes an answer (the
+notifier) asks for its start instead (``truncate=True``).
 
 The clients word every failure themselves (which call, which server, what to fix)
 and sort statuses with :mod:`promotion_operator.clients.http_failures`; this module
@@ -29,6 +34,7 @@ __all__ = [
 ]
 
 _CHUNK_BYTES = 64 * 1024
+_log = logging.getLogger(__name__)
 
 #: Called after every exchange with the status (None: no answer) and the seconds it took.
 ExchangeObserver = Callable[[int | None, float], None]
@@ -44,11 +50,15 @@ class Reply(NamedTuple):
 
 
 class UnreadableBody(Exception):
-    """The server answered ``status``, but reading the body failed (``error`` says how)."""
+    """The server answered ``status`` with ``headers``, but reading the body failed
+    (``error`` says how)."""
 
-    def __init__(self, status: int, error: requests.RequestException) -> None:
+    def __init__(
+        self, status: int, headers: CaseInsensitiveDict[str], error: requests.RequestException
+    ) -> None:
         super().__init__(f"HTTP {status}, reading the body failed ({type(error).__name__})")
         self.status = status
+        self.headers = headers
         self.error = error
 
     @property
@@ -82,17 +92,20 @@ def exchange(
     success_cap: int,
     error_cap: int,
     label: str,
-    log: logging.Logger,
+    log: logging.Logger | None,
     params: Mapping[str, str] | None = None,
     data: bytes | Mapping[str, str] | None = None,
     observer: ExchangeObserver | None = None,
+    truncate: bool = False,
 ) -> Reply:
     """Send one request (no redirects followed) and read its body, up to ``success_cap``
-    bytes for a 2xx and ``error_cap`` for anything else.
+    bytes for a 2xx and ``error_cap`` for anything else (see :func:`read_capped` for
+    ``truncate``).
 
     A request that gets no answer raises what :mod:`requests` raised; an answer whose
     body cannot be read raises :class:`UnreadableBody`. Either way, and on success,
-    ``log`` gets one debug line (``label -> status in ms``) and ``observer`` is told.
+    ``log`` (unless None) gets one debug line (``label -> status in ms``) and
+    ``observer`` is told.
     """
     status: int | None = None
     started = time.monotonic()
@@ -112,22 +125,29 @@ def exchange(
             status = response.status_code
             cap = success_cap if 200 <= status < 300 else error_cap
             try:
-                body = read_capped(response, cap)
+                body = read_capped(response, cap, truncate=truncate)
             except requests.RequestException as error:
-                raise UnreadableBody(status, error) from error
+                raise UnreadableBody(status, response.headers, error) from error
             return Reply(status, response.headers, body)
     finally:
         elapsed = time.monotonic() - started
-        log.debug("%s -> %s in %.1f ms", label, status, elapsed * 1000)
+        if log is not None:
+            log.debug("%s -> %s in %.1f ms", label, status, elapsed * 1000)
         if observer is not None:
             try:
                 observer(status, elapsed)
             except Exception:
-                log.exception("request observer failed for %s", label)
+                (log or _log).exception("request observer failed for %s", label)
 
 
-def read_capped(response: requests.Response, cap: int) -> bytes | None:
-    """The body, or None as soon as it is known to be longer than ``cap`` bytes."""
+def read_capped(response: requests.Response, cap: int, *, truncate: bool = False) -> bytes | None:
+    """The body, or None as soon as it is known to be longer than ``cap`` bytes.
+
+    With ``truncate``, the body's first ``cap`` bytes instead (never None): what is
+    past them is not read.
+    """
+    if truncate:
+        return _read_start(response, cap)
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > cap:
         return None
@@ -137,6 +157,18 @@ def read_capped(response: requests.Response, cap: int) -> bytes | None:
         if len(buffer) > cap:
             return None
     return bytes(buffer)
+
+
+def _read_start(response: requests.Response, cap: int) -> bytes:
+    if cap <= 0:
+        return b""
+    buffer = bytearray()
+    # Chunks no larger than the cap: a read of more would wait for bytes never used.
+    for chunk in response.iter_content(chunk_size=min(cap, _CHUNK_BYTES)):
+        buffer += chunk
+        if len(buffer) >= cap:
+            break
+    return bytes(buffer[:cap])
 
 
 def reason_phrase(status: int) -> str:

@@ -15,7 +15,7 @@ import jwt
 import pytest
 import requests
 
-from promotion_operator.clients.auth import TokenProvider, TokenProviders
+from promotion_operator.clients.auth import MAX_RESPONSE_BYTES, TokenProvider, TokenProviders
 from promotion_operator.config.settings import InstanceSettings, Settings, TokenKind
 from promotion_operator.errors import (
     AuthenticationFailed,
@@ -633,6 +633,54 @@ def test_garbage_body_is_a_clear_error(make_provider: MakeProvider, idp: OIDCStu
     assert "not a JSON token response" in message
     assert "<html>" not in message
     assert_no_secrets(message, idp)
+
+
+def test_a_token_answer_over_the_cap_is_not_read(
+    make_provider: MakeProvider, idp: OIDCStub
+) -> None:
+    padding = "x" * MAX_RESPONSE_BYTES
+    idp.return_garbage(
+        json.dumps({"access_token": "a.b.c", "padding": padding}).encode(),
+        content_type="application/json",
+    )
+
+    with pytest.raises(IdentityProviderUnavailable) as caught:
+        make_provider().token()
+
+    assert (
+        f"answered HTTP 200 with a body larger than {MAX_RESPONSE_BYTES} bytes "
+        "(application/json), not a JSON token response; check token-url"
+    ) in str(caught.value)
+
+
+def test_an_error_answer_over_the_cap_is_reported_without_its_oauth_error(
+    make_provider: MakeProvider, idp: OIDCStub
+) -> None:
+    body = {"error": "invalid_grant", "error_description": "x" * MAX_RESPONSE_BYTES}
+    idp.fail(400, body=json.dumps(body).encode())
+
+    with pytest.raises(AuthenticationFailed) as caught:
+        make_provider().token()
+
+    assert "for client sd-api and user alice (HTTP 400); fix the credentials" in str(caught.value)
+
+
+def test_a_discovery_document_over_the_cap_is_not_read(
+    make_provider: MakeProvider, idp: OIDCStub
+) -> None:
+    document = {"token_endpoint": idp.token_endpoint, "padding": "x" * MAX_RESPONSE_BYTES}
+    idp.return_garbage(
+        json.dumps(document).encode(), content_type="application/json", endpoint="discovery"
+    )
+
+    with pytest.raises(IdentityProviderUnavailable) as caught:
+        make_provider().token()
+
+    assert (
+        f"gave no usable token_endpoint (a body larger than {MAX_RESPONSE_BYTES} bytes "
+        "(application/json))"
+    ) in str(caught.value)
+    assert idp.token_requests == []
 
 
 def test_garbage_error_body_is_not_quoted(make_provider: MakeProvider, idp: OIDCStub) -> None:

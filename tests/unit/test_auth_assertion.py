@@ -8,6 +8,7 @@ Keycloak's Kubernetes identity provider is in ``tests/e2e/test_federated_auth.py
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Iterator, Mapping
@@ -76,7 +77,8 @@ class FakeIdentityProvider(requests.Session):
     def _answer(status: int, body: dict[str, Any]) -> requests.Response:
         response = requests.Response()
         response.status_code = status
-        response._content = json.dumps(body).encode()
+        # A body to stream, as a real answer's: the provider reads it in chunks, up to a cap.
+        response.raw = io.BytesIO(json.dumps(body).encode())
         response.headers["Content-Type"] = "application/json"
         return response
 

@@ -34,6 +34,7 @@ from promotion_operator.clients.notifications import (
 from promotion_operator.config.settings import NotificationSink, SinkKind
 from promotion_operator.control.metrics import Metrics
 from tests.harness.receiver import Answer, Receiver, refused_url
+from tests.unit.test_seldon_client import Canned, FakeSeldon
 
 UID = "6f1c2b9e-4d3a-4c1e-9a57-0f2e8d7c6b5a"
 AT = datetime(2025, 3, 14, 15, 9, 26, 535000, tzinfo=UTC)
@@ -479,6 +480,51 @@ def test_a_refusal_is_not_retried_and_the_answer_is_quoted(
     [warning] = caplog.records
     assert warning.getMessage().endswith("after 1 attempt: HTTP 404 Not Found: no_service")
     assert sample(metrics, "slack", "failed") == 1
+
+
+def test_only_the_start_of_a_long_answer_is_quoted_and_a_token_cut_there_is_not(
+    receiver: Receiver,
+    make_notifier: NotifierFactory,
+    sink_for: Callable[..., NotificationSink],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Spaces collapse in the quote: the token's first characters, at the 4 KiB cut,
+    # would be all it shows were the cut not trimmed.
+    receiver.script(Answer(404, b" " * 4090 + TOKEN.encode() + b" " * 100_000))
+    notifier = make_notifier(sink_for(receiver.url("/" + TOKEN)))
+
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        notifier.notify(notice())
+        assert notifier.close(timeout=10)
+
+    [warning] = caplog.records
+    assert warning.getMessage().endswith("after 1 attempt: HTTP 404 Not Found")
+    assert TOKEN[:6] not in caplog.text
+
+
+def test_an_answer_that_breaks_while_read_is_judged_by_its_status_and_retry_after(
+    make_notifier: NotifierFactory,
+    sink_for: Callable[..., NotificationSink],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = FakeSeldon()
+    # Promises 100 bytes, sends none and hangs up; then takes the retry.
+    broken = {"Retry-After": "1", "Content-Length": "100", "Connection": "close"}
+    server.reply(Canned(503, headers=broken), Canned(200))
+    try:
+        notifier = make_notifier(sink_for(server.url), backoff=0.01)
+        with caplog.at_level(logging.DEBUG, logger=LOGGER):
+            notifier.notify(notice())
+            assert notifier.close(timeout=10)
+    finally:
+        server.stop()
+
+    assert len(server.requests) == 2
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(
+        m.endswith("failed (HTTP 503 Service Unavailable); retrying in 1 s") for m in messages
+    )
+    assert messages[-1].startswith("notification sink slack: delivered ")
 
 
 def test_a_redirect_is_not_followed(

@@ -11,6 +11,7 @@ import requests
 
 from promotion_operator.clients.transport import (
     Reply,
+    UnreadableBody,
     exchange,
     pooled_session,
     reason_phrase,
@@ -42,6 +43,8 @@ def get(
     success_cap: int = 100,
     error_cap: int = 10,
     seen: list[tuple[int | None, float]] | None = None,
+    truncate: bool = False,
+    logger: logging.Logger | None = log,
 ) -> Reply:
     return exchange(
         session,
@@ -53,8 +56,9 @@ def get(
         success_cap=success_cap,
         error_cap=error_cap,
         label="GET /thing",
-        log=log,
+        log=logger,
         observer=None if seen is None else lambda status, seconds: seen.append((status, seconds)),
+        truncate=truncate,
     )
 
 
@@ -91,6 +95,79 @@ def test_an_error_answer_is_read_with_the_error_cap(
 
     assert get(session, server.url).body == b"0123456789"
     assert get(session, server.url).body is None
+
+
+def test_truncate_reads_the_start_of_a_long_body(
+    server: FakeSeldon, session: requests.Session
+) -> None:
+    server.reply(Canned(503, b"0123456789!"), Canned(503, b"0123"))
+
+    assert get(session, server.url, truncate=True).body == b"0123456789"
+    assert get(session, server.url, truncate=True).body == b"0123"
+
+
+def test_truncate_stops_reading_at_the_cap_of_an_endless_body(
+    server: FakeSeldon, session: requests.Session
+) -> None:
+    server.reply(Canned(500, stream_bytes=5 * 1024 * 1024))
+
+    assert get(session, server.url, truncate=True, error_cap=4096).body == b" " * 4096
+
+
+def test_truncate_with_a_cap_of_zero_reads_nothing(
+    server: FakeSeldon, session: requests.Session
+) -> None:
+    server.reply(Canned(200, b"ok"))
+
+    assert get(session, server.url, success_cap=0, truncate=True).body == b""
+
+
+def test_a_broken_body_raises_unreadable_body_with_the_status_and_headers(
+    server: FakeSeldon, session: requests.Session
+) -> None:
+    # Promises 100 bytes, sends none and hangs up.
+    headers = {"Retry-After": "7", "Content-Length": "100", "Connection": "close"}
+    server.reply(Canned(503, headers=headers))
+
+    with pytest.raises(UnreadableBody) as caught:
+        get(session, server.url, error_cap=1000, truncate=True)
+
+    assert (caught.value.status, caught.value.headers["Retry-After"]) == (503, "7")
+    assert isinstance(caught.value.error, requests.RequestException)
+
+
+def test_without_a_log_there_is_no_debug_line_and_a_failing_observer_is_still_logged(
+    server: FakeSeldon, session: requests.Session, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.reply(Canned(200, b"ok"))
+
+    def broken(status: int | None, seconds: float) -> None:
+        raise RuntimeError("observer bug")
+
+    with caplog.at_level(logging.DEBUG):
+        reply = exchange(
+            session,
+            "GET",
+            server.url,
+            headers={},
+            timeout=2.0,
+            verify=True,
+            success_cap=10,
+            error_cap=10,
+            label="GET /thing",
+            log=None,
+            observer=broken,
+        )
+
+    assert reply.body == b"ok"
+    lines = [
+        (r.name, r.getMessage())
+        for r in caplog.records
+        if r.name.startswith(("promotion_operator", "tests"))
+    ]
+    assert lines == [
+        ("promotion_operator.clients.transport", "request observer failed for GET /thing")
+    ]
 
 
 def test_redirects_are_not_followed(server: FakeSeldon, session: requests.Session) -> None:

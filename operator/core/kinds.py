@@ -1,7 +1,8 @@
 """What differs between the kinds of resource a ModelPromotion promotes, in one table
 (:data:`KINDS`): the API version a write carries, where Seldon Deploy's API keeps
-the kind, whether it can list the kind and validate a body before a write, and how
-a resource's status says it is ready.
+the kind, whether it can list the kind and validate a body before a write, how
+a resource's status says it is ready, which overrides apply to it, and what it
+brings along (a Pipeline, the Models its steps name).
 
 SeldonDeployments (Seldon Core v1) report ``status.state`` (``Available``,
 ``Failed``, or a state on the way). Models and Pipelines (Seldon Core v2) report
@@ -17,7 +18,13 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from promotion_operator.core.spec import Kind
+from promotion_operator.core.overrides import (
+    Carried,
+    model_overrides,
+    pipeline_overrides,
+    seldon_deployment_overrides,
+)
+from promotion_operator.core.spec import Kind, Overrides
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,10 @@ class KindFacts:
     ready_word: str
     #: Reads a resource's ``status`` (a mapping) into a :class:`Readiness`.
     read_status: Callable[[Mapping[str, Any]], Readiness]
+    #: Applies the overrides that fit this kind to a promoted spec, in place.
+    apply_overrides: Callable[[dict[str, Any], Overrides], Carried]
+    #: Whether a promotion of it also writes the Models its steps name (a Pipeline).
+    brings_models: bool = False
 
 
 _CORE_V2 = "mlops.seldon.io/v1alpha1"
@@ -97,6 +108,7 @@ KINDS: Mapping[Kind, KindFacts] = MappingProxyType(
             server_validates=True,
             ready_word="Available",
             read_status=_state_readiness,
+            apply_overrides=seldon_deployment_overrides,
         ),
         Kind.MODEL: KindFacts(
             api_version=_CORE_V2,
@@ -108,6 +120,7 @@ KINDS: Mapping[Kind, KindFacts] = MappingProxyType(
             server_validates=False,
             ready_word="Ready",
             read_status=_conditions_readiness,
+            apply_overrides=model_overrides,
         ),
         Kind.PIPELINE: KindFacts(
             api_version=_CORE_V2,
@@ -117,6 +130,8 @@ KINDS: Mapping[Kind, KindFacts] = MappingProxyType(
             server_validates=False,
             ready_word="Ready",
             read_status=_conditions_readiness,
+            apply_overrides=pipeline_overrides,
+            brings_models=True,
         ),
     }
 )

@@ -30,13 +30,15 @@ _GONE_TIMEOUT = 60.0
 
 
 def _start_stack(state_file: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    process = subprocess.Popen(
-        [sys.executable, "-P", "-m", "tests.harness", "up", "--state-file", str(state_file)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
+    progress = state_file.with_name("harness.log")
+    with progress.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-P", "-m", "tests.harness", "up", "--state-file", str(state_file)],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            start_new_session=True,
+        )
     assert process.stdout is not None
     deadline = time.monotonic() + _READY_TIMEOUT
     for line in process.stdout:
@@ -44,7 +46,11 @@ def _start_stack(state_file: Path) -> tuple[subprocess.Popen[str], dict[str, Any
             break
         assert time.monotonic() < deadline, "the stack did not come up in time"
     else:
-        pytest.fail(f"`tests.harness up` exited with {process.wait()} before it was ready")
+        tail = "\n".join(progress.read_text(errors="replace").splitlines()[-30:])
+        pytest.fail(
+            f"`tests.harness up` exited with {process.wait()} before it was ready; "
+            f"its last lines:\n{tail}"
+        )
     return process, json.loads(state_file.read_text())
 
 

@@ -2,9 +2,12 @@
 
 :meth:`PrometheusClient.query` runs one instant query (``POST /api/v1/query``,
 form-encoded, so a long PromQL never meets a URL length limit) and returns the one
-number it evaluates to. Every other outcome is a typed error of
-:mod:`promotion_operator.errors` (the status table is
-:data:`promotion_operator.clients.http_failures.PROMETHEUS`):
+number it evaluates to. :meth:`PrometheusClient.query_by` runs one the same way and
+returns the numbers of an instant vector whose series are told apart by one label,
+``{label value: number}`` (e.g. ``sum by (class) (increase(predictions_total[1m]))``
+by ``class``, to compare how a champion's and a challenger's predictions are
+distributed). Every other outcome is a typed error of :mod:`promotion_operator.errors`
+(the status table is :data:`promotion_operator.clients.http_failures.PROMETHEUS`):
 
 ==============================================  ==================================
 what happened                                   raised
@@ -15,20 +18,53 @@ answer of type timeout, canceled, unavailable
 or internal
 400 / ``bad_data``: the PromQL is wrong         :class:`InvalidQuery`
                                                 (reason ``Invalid``)
+an empty query (or, for ``query_by``, an        :class:`InvalidQuery`, without a
+empty label name)                               request
 a success that is not one number: no data,      :class:`AnalysisInconclusive`
 several series, NaN or ±Inf, a matrix, a
 string, a native histogram; 422 / ``execution``
 (the query could not be evaluated on the data
 there is now)
+``query_by``: a success that is not one         :class:`AnalysisInconclusive`
+number per label value: a scalar, a matrix, a
+string; an empty vector (no series); a series
+without the label or two series with the same
+value of it (the message says to aggregate
+``by (label)``); NaN or ±Inf in any series; a
+native histogram; more than
+:data:`MAX_SERIES` series
 401, 403, an unreadable or malformed token      :class:`AuthenticationFailed`
 file
 other statuses (404: not a Prometheus URL,      :class:`UnexpectedResponse`
 3xx: redirects are not followed), a 2xx that
-is not the documented JSON shape
+is not the documented JSON shape (for
+``query_by`` also a sample without a
+``metric`` object or with a label value that
+is not a string)
 ==============================================  ==================================
 
 A scalar and a vector of exactly one sample are the two answers that are one
-number.
+number; a vector whose every series has its own value of the label is the one
+answer that is numbers by that label.
+
+Why ``query_by``'s odd shapes are :class:`AnalysisInconclusive` and not
+:class:`InvalidQuery`: the module keeps :class:`InvalidQuery` (not retried, the run
+fails) for a query Prometheus itself refuses, and sorts every well-formed success of
+the wrong shape as inconclusive, as ``query`` does for several series or a matrix.
+Whether the series of a query carry the label, or carry it once each, often depends
+on the data there is now (a raw counter gives one series per pod, so duplicates
+appear only once a second replica serves; a source series without the label gives a
+series without it only while it has samples), so the answer is retried with backoff
+and, at the run's deadline, the canary is rolled back, never promoted on evidence
+that could not be read; the message says what to fix: aggregate ``by (label)``. An
+empty label value counts as no label (Prometheus never tells the two apart). NaN and
+±Inf are inconclusive exactly as in ``query``: a distribution with one of them
+proves nothing. The series cap keeps a comparison to a number of classes a caller
+can sensibly compare (and its messages short); the response-size cap comes first.
+
+Both methods share one path (the bearer token, the request, the response-size cap,
+the mapping of statuses and ``error`` answers, the observer) and differ only in how
+they read the ``data`` object of a success.
 
 Like :class:`~promotion_operator.clients.seldon.SeldonDeployClient`, the client never sleeps
 and never retries (callers own backoff, so the controller's pass threads are never
@@ -38,8 +74,10 @@ query, so a rotated mounted Secret is used at once.
 
 Error messages and log lines name the Prometheus URL (which carries no
 credentials), the HTTP status, a short redacted form of the query and, for a
-refused query, Prometheus' own ``error`` text (redacted and truncated). They never
-contain the token, a request header or a raw response body.
+refused query, Prometheus' own ``error`` text (redacted and truncated). Label names
+and values from the answer are shown redacted and truncated too (they are not
+secrets, but a server could echo anything). They never contain the token, a request
+header or a raw response body.
 """
 
 from __future__ import annotations
@@ -47,9 +85,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -86,6 +126,7 @@ from promotion_operator.errors import (
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
     "MAX_QUERY_CHARS",
+    "MAX_SERIES",
     "POOL_MAXSIZE",
     "QUERY_PATH",
     "PrometheusClient",
@@ -107,14 +148,19 @@ POOL_MAXSIZE = 32
 MAX_QUERY_CHARS = 120
 #: Series whose label sets an "several series" message shows.
 SHOWN_SERIES = 3
+#: Most series :meth:`PrometheusClient.query_by` reads: a comparison of more label
+#: values than this is not one a canary analysis can make sense of.
+MAX_SERIES = 1000
 
 _LABELS_CHARS = 100
 # Prometheus' errorType values, sorted like the statuses they come with.
 _UNAVAILABLE_TYPES = frozenset({"timeout", "canceled", "unavailable", "internal"})
 
-#: Called once per :meth:`PrometheusClient.query` with the result ("ok" or the error's
-#: ``reason``) and the seconds it took.
+#: Called once per :meth:`PrometheusClient.query` or :meth:`PrometheusClient.query_by`
+#: with the result ("ok" or the error's ``reason``) and the seconds it took.
 QueryObserver = Callable[[str, float], None]
+
+_T = TypeVar("_T")
 
 
 class PrometheusClient:
@@ -151,22 +197,19 @@ class PrometheusClient:
         :class:`AnalysisInconclusive`, :class:`AuthenticationFailed` or
         :class:`UnexpectedResponse` (see the module's table).
         """
-        result = "InternalError"
-        started = time.monotonic()
-        try:
-            value = self._query(promql)
-            result = "ok"
-            return value
-        except PromotionError as exc:
-            result = exc.reason
-            raise
-        finally:
-            elapsed = time.monotonic() - started
-            if self._observer is not None:
-                try:
-                    self._observer(result, elapsed)
-                except Exception:
-                    log.exception("query observer failed for Prometheus %s", self._url)
+        return self._observed(lambda: self._query(promql))
+
+    def query_by(self, promql: str, label: str) -> dict[str, float]:
+        """Evaluate ``promql`` now and return its series' numbers by their ``label``.
+
+        The answer must be an instant vector of at most :data:`MAX_SERIES` series,
+        each with its own non-empty value of ``label`` and a finite number, e.g.
+        ``sum by (class) (increase(predictions_total[1m]))`` by ``class``. Raises
+        :class:`MetricsUnavailable`, :class:`InvalidQuery`,
+        :class:`AnalysisInconclusive`, :class:`AuthenticationFailed` or
+        :class:`UnexpectedResponse` (see the module's table).
+        """
+        return self._observed(lambda: self._query_by(promql, label))
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -180,9 +223,50 @@ class PrometheusClient:
 
     # -- one query -------------------------------------------------------------------------
 
+    def _observed(self, run: Callable[[], _T]) -> _T:
+        """``run()``, its result and duration told to the observer (never failing it)."""
+        result = "InternalError"
+        started = time.monotonic()
+        try:
+            value = run()
+            result = "ok"
+            return value
+        except PromotionError as exc:
+            result = exc.reason
+            raise
+        finally:
+            elapsed = time.monotonic() - started
+            if self._observer is not None:
+                try:
+                    self._observer(result, elapsed)
+                except Exception:
+                    log.exception("query observer failed for Prometheus %s", self._url)
+
     def _query(self, promql: str) -> float:
-        if not isinstance(promql, str) or not promql.strip():
-            raise InvalidQuery(f"query on Prometheus {self._url}: the query is empty")
+        _require_query(self._url, promql)
+        answer = self._answer(
+            promql, "far more than one number: aggregate the query to one series (e.g. with sum())"
+        )
+        return _one_number(answer)
+
+    def _query_by(self, promql: str, label: str) -> dict[str, float]:
+        _require_query(self._url, promql)
+        if not isinstance(label, str) or not label.strip():
+            raise InvalidQuery(
+                f"{_Query(self._url, promql).display}: the label to tell series apart by is empty"
+            )
+        answer = self._answer(
+            promql,
+            f"too many series to compare: aggregate the query {_by(label, [])} into fewer series",
+        )
+        return _numbers_by(answer, label)
+
+    def _answer(self, promql: str, too_large: str) -> _Answer:
+        """Send ``promql`` and return the ``data`` object of its success.
+
+        ``too_large`` says what an answer over the response-size cap means (it ends
+        the message of the :class:`AnalysisInconclusive` raised for one).
+        """
         token = self._bearer(promql)
         secrets = [token] if token else []
         call = _Query(self._url, promql, secrets)
@@ -193,8 +277,7 @@ class PrometheusClient:
             raise AnalysisInconclusive(
                 call.describe(
                     exchange.status,
-                    f"an answer larger than {self._max_response_bytes} bytes, far more than "
-                    "one number: aggregate the query to one series (e.g. with sum())",
+                    f"an answer larger than {self._max_response_bytes} bytes, {too_large}",
                 ),
                 http_status=exchange.status,
             )
@@ -207,7 +290,7 @@ class PrometheusClient:
         data = document.get("data")
         if not isinstance(data, dict):
             _unexpected(call, exchange.status, "a success without a data object")
-        return _one_number(call, exchange.status, data, secrets)
+        return _Answer(call, exchange.status, data, secrets)
 
     def _bearer(self, promql: str) -> str | None:
         """The token, read from its file now (so a rotated Secret counts at once)."""
@@ -324,13 +407,29 @@ class _Query:
         return text
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A success's ``data`` object, with what messages about it need."""
+
+    call: _Query
+    status: int
+    data: Mapping[str, Any]
+    secrets: list[str]
+
+
+def _require_query(url: str, promql: str) -> None:
+    if not isinstance(promql, str) or not promql.strip():
+        raise InvalidQuery(f"query on Prometheus {url}: the query is empty")
+
+
 # -- reading an answer -------------------------------------------------------------------------
 
 
-def _one_number(call: _Query, status: int, data: Mapping[str, Any], secrets: list[str]) -> float:
+def _one_number(answer: _Answer) -> float:
     """The number in a success's ``data``; AnalysisInconclusive if it is not one number."""
-    kind = data.get("resultType")
-    result = data.get("result")
+    call, status, secrets = answer.call, answer.status, answer.secrets
+    kind = answer.data.get("resultType")
+    result = answer.data.get("result")
     if kind == "scalar":
         return _finite(call, status, _sample_value(call, status, result))
     if kind == "vector":
@@ -342,13 +441,11 @@ def _one_number(call: _Query, status: int, data: Mapping[str, Any], secrets: lis
                 http_status=status,
             )
         if len(result) > 1:
-            shown = ", ".join(_labels(sample, secrets) for sample in result[:SHOWN_SERIES])
-            more = f", … ({len(result) - SHOWN_SERIES} more)" if len(result) > SHOWN_SERIES else ""
             raise AnalysisInconclusive(
                 call.describe(
                     status,
-                    f"{len(result)} series instead of one: {shown}{more}; aggregate the "
-                    "query to one series (e.g. with sum())",
+                    f"{len(result)} series instead of one: {_shown(result, secrets)}; "
+                    "aggregate the query to one series (e.g. with sum())",
                 ),
                 http_status=status,
             )
@@ -380,6 +477,146 @@ def _one_number(call: _Query, status: int, data: Mapping[str, Any], secrets: lis
     _unexpected(call, status, f"an unknown resultType {redact(str(kind), secrets, limit=40)!r}")
 
 
+def _numbers_by(answer: _Answer, label: str) -> dict[str, float]:
+    """The numbers of a success's vector by ``label``; AnalysisInconclusive if it is not
+    one finite number for each of at most :data:`MAX_SERIES` values of ``label``."""
+    call, status, secrets = answer.call, answer.status, answer.secrets
+    kind = answer.data.get("resultType")
+    result = answer.data.get("result")
+    by = _by(label, secrets)
+    aggregate = f"aggregate the query {by} (e.g. sum {by} (…))"
+    if kind != "vector":
+        _not_a_vector(call, status, kind, by, secrets)
+    if not isinstance(result, list):
+        _unexpected(call, status, "a vector whose result is not a list")
+    if not result:
+        raise AnalysisInconclusive(
+            call.describe(status, "no data (the query returned an empty vector: no series)"),
+            http_status=status,
+        )
+    if len(result) > MAX_SERIES:
+        raise AnalysisInconclusive(
+            call.describe(
+                status,
+                f"{len(result)} series, more than the {MAX_SERIES} a comparison by "
+                f"{_name(label, secrets)} reads: aggregate the query {by} into fewer series",
+            ),
+            http_status=status,
+        )
+    missing: list[Mapping[str, Any]] = []
+    series: dict[str, list[Mapping[str, Any]]] = {}
+    for sample in result:
+        if not isinstance(sample, dict):
+            _unexpected(call, status, "a vector sample that is not an object")
+        metric = sample.get("metric")
+        if not isinstance(metric, dict):
+            _unexpected(call, status, "a vector sample without a metric object")
+        value = metric.get(label)
+        if value is None or value == "":
+            # Prometheus does not tell an empty label value from no label.
+            missing.append(sample)
+        elif not isinstance(value, str):
+            _unexpected(call, status, "a label value that is not a string")
+        else:
+            series.setdefault(value, []).append(sample)
+    if missing:
+        raise AnalysisInconclusive(
+            call.describe(
+                status,
+                f"{_several(len(missing))} without the label {_name(label, secrets)}: "
+                f"{_shown(missing, secrets)}; {aggregate}",
+            ),
+            http_status=status,
+        )
+    duplicated = [(value, samples) for value, samples in series.items() if len(samples) > 1]
+    if duplicated:
+        value, samples = duplicated[0]
+        others = len(duplicated) - 1
+        more = f" (and {others} more value{'s' if others > 1 else ''} of it)" if others else ""
+        raise AnalysisInconclusive(
+            call.describe(
+                status,
+                f"{len(samples)} series with {_pair(label, value, secrets)}{more}: "
+                f"{_shown(samples, secrets)}; {aggregate}",
+            ),
+            http_status=status,
+        )
+    numbers: dict[str, float] = {}
+    for value, (sample,) in series.items():
+        where = f"the series with {_pair(label, value, secrets)}"
+        if "value" not in sample and "histogram" in sample:
+            raise AnalysisInconclusive(
+                call.describe(
+                    status,
+                    f"{where}: a native histogram instead of a number "
+                    "(e.g. use histogram_quantile())",
+                ),
+                http_status=status,
+            )
+        number = _sample_value(call, status, sample.get("value"))
+        numbers[value] = _finite(call, status, number, where=where)
+    return numbers
+
+
+def _not_a_vector(call: _Query, status: int, kind: Any, by: str, secrets: list[str]) -> NoReturn:
+    """A success whose resultType is not ``vector``, for ``query_by``."""
+    if kind == "scalar":
+        raise AnalysisInconclusive(
+            call.describe(
+                status,
+                f"a scalar instead of an instant vector of series told apart by a label: "
+                f"aggregate the query {by} (e.g. sum {by} (…))",
+            ),
+            http_status=status,
+        )
+    if kind == "matrix":
+        raise AnalysisInconclusive(
+            call.describe(
+                status,
+                "a range vector (matrix) instead of an instant vector: the query must "
+                f"evaluate to instant values (e.g. wrap a [range] selector in increase() "
+                f"and sum {by} (…))",
+            ),
+            http_status=status,
+        )
+    if kind == "string":
+        raise AnalysisInconclusive(
+            call.describe(status, "a string instead of an instant vector"), http_status=status
+        )
+    _unexpected(call, status, f"an unknown resultType {redact(str(kind), secrets, limit=40)!r}")
+
+
+_LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def _name(label: str, secrets: list[str]) -> str:
+    """A label name as PromQL writes it: bare, or quoted if it is not a classic name."""
+    if _LABEL_NAME_RE.fullmatch(label):
+        return redact(label, secrets, limit=_LABELS_CHARS)
+    return redact(json.dumps(label), secrets, limit=_LABELS_CHARS)
+
+
+def _by(label: str, secrets: list[str]) -> str:
+    return f"by ({_name(label, secrets)})"
+
+
+def _pair(label: str, value: str, secrets: list[str]) -> str:
+    """One label and its value: ``class="cat"``."""
+    return f"{_name(label, secrets)}={redact(json.dumps(value), secrets, limit=_LABELS_CHARS)}"
+
+
+def _several(count: int) -> str:
+    return "a series" if count == 1 else f"{count} series"
+
+
+def _shown(samples: list[Mapping[str, Any]], secrets: list[str]) -> str:
+    """The label sets of the first few ``samples``, and how many more there are."""
+    shown = ", ".join(_labels(sample, secrets) for sample in samples[:SHOWN_SERIES])
+    if len(samples) > SHOWN_SERIES:
+        shown += f", … ({len(samples) - SHOWN_SERIES} more)"
+    return shown
+
+
 def _sample_value(call: _Query, status: int, pair: Any) -> float:
     """The float in a ``[timestamp, "value"]`` pair (values are strings on the wire)."""
     if not isinstance(pair, list) or len(pair) != 2 or not isinstance(pair[1], str):
@@ -390,18 +627,17 @@ def _sample_value(call: _Query, status: int, pair: Any) -> float:
         _unexpected(call, status, "a sample value that is not a number")
 
 
-def _finite(call: _Query, status: int, value: float) -> float:
+def _finite(call: _Query, status: int, value: float, *, where: str | None = None) -> float:
+    """``value``, or AnalysisInconclusive if it is NaN or ±Inf (``where``: which series)."""
+    if math.isfinite(value):
+        return value
     if math.isnan(value):
-        raise AnalysisInconclusive(
-            call.describe(status, "NaN (e.g. a ratio of zero requests to zero requests)"),
-            http_status=status,
-        )
-    if math.isinf(value):
-        raise AnalysisInconclusive(
-            call.describe(status, f"{'+' if value > 0 else '-'}Inf (e.g. a division by zero)"),
-            http_status=status,
-        )
-    return value
+        detail = "NaN (e.g. a ratio of zero requests to zero requests)"
+    else:
+        detail = f"{'+' if value > 0 else '-'}Inf (e.g. a division by zero)"
+    if where is not None:
+        detail = f"{where}: {detail}"
+    raise AnalysisInconclusive(call.describe(status, detail), http_status=status)
 
 
 def _labels(sample: Any, secrets: list[str]) -> str:

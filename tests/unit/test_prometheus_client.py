@@ -21,6 +21,7 @@ import pytest
 
 from promotion_operator.clients.prometheus import (
     MAX_QUERY_CHARS,
+    MAX_SERIES,
     QUERY_PATH,
     PrometheusClient,
     QueryObserver,
@@ -43,6 +44,7 @@ NEW_TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwcm9tZXRoZXVzIn0.second-prometheus-
 # Shaped like nothing the redaction recognises: only knowing the token can hide it.
 OPAQUE_TOKEN = "opaque-7f3b9c2d1e0a4b5c-prometheus-token"
 QUERY = 'sum(rate(seldon_api_executor_server_requests_seconds_count{deployment_name="iris"}[30s]))'
+BY_CLASS = 'sum by (class) (increase(predictions_total{deployment_name="iris"}[1m]))'
 TS = 1_700_000_000.123
 
 
@@ -713,6 +715,285 @@ def test_metrics_count_queries_by_result_and_time_them(
     assert sample("prometheus_query_duration_seconds_count") == 3
     duration = sample("prometheus_query_duration_seconds_sum")
     assert duration is not None and math.isfinite(duration) and duration > 0
+
+
+# -- numbers by a label (query_by) --------------------------------------------------------------
+
+
+def by_class(*classes: tuple[str, str]) -> Canned:
+    """A vector of one series per class, as ``sum by (class) (...)`` gives."""
+    return vector(*(({"class": name}, value) for name, value in classes))
+
+
+def test_query_by_reads_a_vector_into_numbers_by_the_label(
+    prom: FakeSeldon, client: PrometheusClient
+) -> None:
+    prom.reply(by_class(("setosa", "12"), ("versicolor", "0"), ("virginica", "2.5e1")))
+
+    assert client.query_by(BY_CLASS, "class") == {
+        "setosa": 12.0,
+        "versicolor": 0.0,
+        "virginica": 25.0,
+    }
+
+
+def test_query_by_is_sent_like_query_with_the_bearer_token(
+    prom: FakeSeldon, token_file: Path
+) -> None:
+    prom.reply(by_class(("setosa", "1")))
+    settings = PrometheusSettings(url=server_url(prom), bearer_token_file=token_file, timeout=2.0)
+    with PrometheusClient(settings) as c:
+        c.query_by(BY_CLASS, "class")
+
+    (request,) = prom.requests
+    assert (request.method, request.path) == ("POST", QUERY_PATH)
+    assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert form(request) == {"query": [BY_CLASS], "timeout": ["2"]}
+
+
+def test_query_by_empty_vector_is_no_series(prom: FakeSeldon, client: PrometheusClient) -> None:
+    prom.reply(vector())
+
+    err = raised(AnalysisInconclusive, lambda: client.query_by(BY_CLASS, "class"))
+
+    assert err.retryable
+    assert "no data (the query returned an empty vector: no series)" in str(err)
+
+
+@pytest.mark.parametrize(
+    "labels", [{"pod": "p-1"}, {"class": "", "pod": "p-1"}], ids=["absent", "empty"]
+)
+def test_query_by_series_without_the_label_is_refused_with_the_aggregate_hint(
+    prom: FakeSeldon, client: PrometheusClient, labels: dict[str, str]
+) -> None:
+    prom.reply(vector(({"class": "setosa"}, "1"), (labels, "2")))
+
+    err = raised(AnalysisInconclusive, lambda: client.query_by(BY_CLASS, "class"))
+
+    assert "a series without the label class: {" in str(err)
+    assert '"p-1"}; aggregate the query by (class) (e.g. sum by (class) (…))' in str(err)
+
+
+def test_query_by_duplicate_label_values_are_refused_with_the_aggregate_hint(
+    prom: FakeSeldon, client: PrometheusClient
+) -> None:
+    prom.reply(
+        vector(
+            ({"class": "setosa", "pod": "a"}, "1"),
+            ({"class": "virginica", "pod": "a"}, "1"),
+            ({"class": "setosa", "pod": "b"}, "2"),
+        )
+    )
+
+    err = raised(AnalysisInconclusive, lambda: client.query_by(BY_CLASS, "class"))
+
+    assert (
+        '2 series with class="setosa": {class="setosa", pod="a"}, {class="setosa", pod="b"}; '
+        "aggregate the query by (class) (e.g. sum by (class) (…))"
+    ) in str(err)
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (scalar("3"), "a scalar instead of an instant vector of series told apart by a label"),
+        (
+            success(
+                {
+                    "resultType": "matrix",
+                    "result": [{"metric": {"class": "setosa"}, "values": [[TS, "1"]]}],
+                }
+            ),
+            "a range vector (matrix) instead of an instant vector",
+        ),
+        (success({"resultType": "string", "result": [TS, "x"]}), "a string instead of"),
+    ],
+    ids=["scalar", "matrix", "string"],
+)
+def test_query_by_refuses_what_is_not_an_instant_vector(
+    prom: FakeSeldon, client: PrometheusClient, answer: Canned, expected: str
+) -> None:
+    prom.reply(answer)
+
+    err = raised(AnalysisInconclusive, lambda: client.query_by(BY_CLASS, "class"))
+
+    assert expected in str(err)
+
+
+@pytest.mark.parametrize("value", ["NaN", "+Inf", "-Inf"])
+def test_query_by_non_finite_value_is_inconclusive_and_names_its_series(
+    prom: FakeSeldon, client: PrometheusClient, value: str
+) -> None:
+    prom.reply(by_class(("setosa", "1"), ("virginica", value)))
+
+    err = raised(AnalysisInconclusive, lambda: client.query_by(BY_CLASS, "class"))
+
+    assert f'HTTP 200 OK: the series with class="virginica": {value} (' in str(err)
+
+
+def test_query_by_native_histogram_is_inconclusive(
+    prom: FakeSeldon, client: PrometheusClient
+) -> None:
+    histogram = {"count": "3", "sum": "1.5", "buckets": [[0, "0.5", "1", "3"]]}
+    prom.reply(
+        success(
+            {
+                "resultType": "vector",
+                "result": [{"metric": {"class": "setosa"}, "histogram": [TS, histogram]}],
+            }
+        )
+    )
+
+    err = raised(AnalysisInconclusive, lambda: client.query_by(BY_CLASS, "class"))
+
+    assert 'the series with class="setosa": a native histogram instead of a number' in str(err)
+
+
+def test_query_by_too_many_series_is_inconclusive(
+    prom: FakeSeldon, client: PrometheusClient
+) -> None:
+    prom.reply(by_class(*((f"c-{i}", "1") for i in range(MAX_SERIES + 1))))
+
+    err = raised(AnalysisInconclusive, lambda: client.query_by(BY_CLASS, "class"))
+
+    assert (
+        f"{MAX_SERIES + 1} series, more than the {MAX_SERIES} a comparison by class reads: "
+        "aggregate the query by (class) into fewer series"
+    ) in str(err)
+    assert "c-0" not in str(err)
+
+
+def test_query_by_reads_as_many_series_as_the_cap(
+    prom: FakeSeldon, client: PrometheusClient
+) -> None:
+    prom.reply(by_class(*((f"c-{i}", str(i)) for i in range(MAX_SERIES))))
+
+    numbers = client.query_by(BY_CLASS, "class")
+
+    assert len(numbers) == MAX_SERIES
+    assert numbers[f"c-{MAX_SERIES - 1}"] == MAX_SERIES - 1
+
+
+def test_query_by_oversized_answer_says_to_aggregate_by_the_label(
+    prom: FakeSeldon, settings: PrometheusSettings
+) -> None:
+    prom.reply(by_class(*((f"c-{i}", "1") for i in range(100))))
+    with PrometheusClient(settings, max_response_bytes=1000) as c:
+        err = raised(AnalysisInconclusive, lambda: c.query_by(BY_CLASS, "class"))
+
+    assert "larger than 1000 bytes, too many series to compare: aggregate the query by " in str(err)
+
+
+def test_query_by_a_label_that_is_not_a_classic_name_is_quoted_in_the_hint(
+    prom: FakeSeldon, client: PrometheusClient
+) -> None:
+    prom.reply(vector(({"pod": "a"}, "1")))
+
+    err = raised(AnalysisInconclusive, lambda: client.query_by(BY_CLASS, "model.class"))
+
+    assert 'aggregate the query by ("model.class")' in str(err)
+
+
+def test_query_by_empty_label_is_invalid_without_a_request(
+    prom: FakeSeldon, client: PrometheusClient
+) -> None:
+    err = raised(InvalidQuery, lambda: client.query_by(BY_CLASS, " "))
+
+    assert "the label to tell series apart by is empty" in str(err)
+    assert prom.requests == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (success({"resultType": "vector", "result": [1]}), "a vector sample that is not an object"),
+        (
+            success({"resultType": "vector", "result": [{"value": [TS, "1"]}]}),
+            "a vector sample without a metric object",
+        ),
+        (
+            success(
+                {"resultType": "vector", "result": [{"metric": {"class": 7}, "value": [TS, "1"]}]}
+            ),
+            "a label value that is not a string",
+        ),
+        (by_class(("setosa", "one")), "a sample value that is not a number"),
+        (success({"resultType": "histogram", "result": []}), "an unknown resultType"),
+    ],
+    ids=["sample-not-object", "no-metric", "value-not-string", "word-value", "unknown-type"],
+)
+def test_query_by_malformed_vector_is_unexpected(
+    prom: FakeSeldon, client: PrometheusClient, answer: Canned, expected: str
+) -> None:
+    prom.reply(answer)
+
+    err = raised(UnexpectedResponse, lambda: client.query_by(BY_CLASS, "class"))
+
+    assert expected in str(err)
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (failure(400, "bad_data", "parse error"), InvalidQuery),
+        (failure(422, "execution", "duplicate series"), AnalysisInconclusive),
+        (failure(503, "timeout", "query timed out", **{"Retry-After": "7"}), MetricsUnavailable),
+        (Canned(401, b"denied", content_type="text/plain"), AuthenticationFailed),
+        (Canned(404, b"404 page not found", content_type="text/plain"), UnexpectedResponse),
+        (failure(200, "bad_data", "from a proxy"), InvalidQuery),
+        (Canned(200, b"<html>login</html>", content_type="text/html"), UnexpectedResponse),
+    ],
+    ids=["400", "422", "503", "401", "404", "error-with-200", "html"],
+)
+def test_query_by_error_answer_maps_like_query(
+    prom: FakeSeldon,
+    client: PrometheusClient,
+    answer: Canned,
+    expected: type[PromotionError],
+) -> None:
+    prom.reply(answer, answer)
+
+    by_query = raised(expected, lambda: client.query(BY_CLASS))
+    by_label = raised(expected, lambda: client.query_by(BY_CLASS, "class"))
+
+    assert str(by_label) == str(by_query)
+    assert (by_label.http_status, by_label.retry_after) == (
+        by_query.http_status,
+        by_query.retry_after,
+    )
+
+
+def test_query_by_observer_sees_one_call_with_its_result(
+    prom: FakeSeldon, settings: PrometheusSettings
+) -> None:
+    seen: list[str] = []
+    prom.reply(by_class(("setosa", "1")), vector(), failure(400, "bad_data", "x"))
+    with PrometheusClient(settings, observer=lambda result, _: seen.append(result)) as c:
+        c.query_by(BY_CLASS, "class")
+        assert seen == ["ok"]
+        raised(AnalysisInconclusive, lambda: c.query_by(BY_CLASS, "class"))
+        raised(InvalidQuery, lambda: c.query_by(BY_CLASS, "class"))
+
+    assert seen == ["ok", "AnalysisInconclusive", "Invalid"]
+
+
+def test_query_by_never_shows_the_token_in_label_values(
+    prom: FakeSeldon, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "token"
+    path.write_text(OPAQUE_TOKEN)
+    prom.reply(
+        vector(({"class": OPAQUE_TOKEN, "pod": "a"}, "1"), ({"class": OPAQUE_TOKEN}, "2")),
+        vector(({"pod": OPAQUE_TOKEN}, "1")),
+        by_class((OPAQUE_TOKEN, "NaN")),
+    )
+    settings = PrometheusSettings(url=server_url(prom), bearer_token_file=path)
+    with caplog.at_level(logging.DEBUG), PrometheusClient(settings) as c:
+        errors = [raised(AnalysisInconclusive, lambda: c.query_by("x", "class")) for _ in range(3)]
+
+    for text in [str(e) for e in errors] + [r.getMessage() for r in caplog.records]:
+        assert OPAQUE_TOKEN not in text
+    assert all("[REDACTED]" in str(e) for e in errors)
 
 
 # -- sharing ---------------------------------------------------------------------------------

@@ -103,6 +103,8 @@ class MetricsSource(Protocol):
 
     def query(self, promql: str) -> float: ...
 
+    def query_by(self, promql: str, label: str) -> dict[str, float]: ...
+
 
 class Runtime:
     """The long-lived parts every pass shares: settings, token caches, HTTP clients."""
@@ -364,8 +366,11 @@ class SeldonEffects:
             if action.kind is not ActionKind.VALIDATE:
                 self._runtime.reads.written(self._run, target)
 
-    def query(self, promql: str) -> Reading:
-        return _answered(Reading, lambda: self._runtime.prometheus().query(promql))
+    def query(self, promql: str, by: str | None = None) -> Reading:
+        prometheus = self._runtime.prometheus()
+        if by is not None:
+            return _answered(Reading, lambda: prometheus.query_by(promql, by))
+        return _answered(Reading, lambda: prometheus.query(promql))
 
     def _read(self, ref: DeploymentRef) -> Answer:
         known = self._chain.answers.get(ref)

@@ -5,7 +5,7 @@ strategy's). The steps themselves are :mod:`canary_steps`."""
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import assert_never
 
@@ -19,7 +19,8 @@ from promotion_operator.core.canary_steps import (
     step_at,
     step_name,
 )
-from promotion_operator.core.pass_io import Context, Decision, Observed
+from promotion_operator.core.comparisons import Samples
+from promotion_operator.core.pass_io import Context, Decision, Observed, Query, Reading, Side
 from promotion_operator.core.planning import PlanningError
 from promotion_operator.core.requests import RESUME_ANNOTATION
 from promotion_operator.core.run import (
@@ -123,31 +124,47 @@ def after_verified(ctx: Context, run: Run, ready: str) -> Decision | None:
     return enter_step(ctx, run, canary.step + 1, f"{ctx.spec.target.described} is {ready}")
 
 
-def due_queries(ctx: Context, run: Run) -> list[tuple[str, str]]:
-    """The analysis templates to measure in this pass, with their PromQL filled in."""
+def due_queries(ctx: Context, run: Run) -> list[Query]:
+    """The analysis queries to run in this pass, with their PromQL filled in: one per
+    due template, two (champion and challenger) per due comparison."""
     if run.phase != Phase.ANALYZING or run.canary is None:
         return []
     canary = run.canary
-    return [
-        (
-            progress.template,
-            fill_query(
-                ctx.spec.templates[progress.template],
-                ctx.spec,
-                canary=canary.canary_predictor,
-                stable=canary.stable_predictor,
-            ),
-        )
+    due = [
+        ctx.spec.templates[progress.template]
         for progress in canary.analysis
         if progress.due_at <= ctx.now
         and progress.template in ctx.spec.templates
         and progress.taken < ctx.spec.templates[progress.template].count
     ]
+    names = {Side.CHAMPION: canary.stable_predictor, Side.CHALLENGER: canary.canary_predictor}
+    queries = []
+    for template in due:
+        by = template.compare.by if template.compare is not None else None
+        for side in _sides(template):
+            promql = fill_query(
+                template,
+                ctx.spec,
+                canary=canary.canary_predictor,
+                stable=canary.stable_predictor,
+                predictor=names.get(side, ""),
+            )
+            queries.append(Query(template.name, side, promql, by))
+    return queries
 
 
-def fill_query(template: AnalysisTemplate, spec: PromotionSpec, *, canary: str, stable: str) -> str:
-    """The template's PromQL with its placeholders filled in."""
+def fill_query(
+    template: AnalysisTemplate,
+    spec: PromotionSpec,
+    *,
+    canary: str,
+    stable: str,
+    predictor: str = "",
+) -> str:
+    """The template's PromQL with its placeholders filled in (``predictor``: whom a
+    comparison's query measures, the champion or the challenger)."""
     values = {
+        "predictor": predictor,
         "target": spec.target.name,
         "namespace": spec.target.namespace,
         "canary": canary,
@@ -195,42 +212,34 @@ def analyze(ctx: Context, run: Run, observed: Observed, *, in_place: bool) -> De
     measured: list[Measurement] = []
     inconclusive: Failure | None = None
     for current in canary.analysis:
-        reading = observed.readings.get(current.template)
         template = ctx.spec.templates.get(current.template)
-        if reading is None or template is None:
+        readings = [observed.readings.get((current.template, side)) for side in _sides(template)]
+        if template is None or any(reading is None for reading in readings):
             progress.append(current)
             continue
-        failure = reading.failure
-        if failure is not None and not failure.retryable:
-            refused = Failure(
-                failure.reason, f"analysis template {template.name!r}: {failure.message}"
-            )
-            return target_failed(ctx, run, refused)
-        if failure is not None or reading.value is None:
-            failure = failure or Failure("AnalysisInconclusive", "no value", retryable=True)
-            inconclusive = inconclusive or failure
+        outcome = _measure(ctx, template, current, [r for r in readings if r is not None])
+        if isinstance(outcome, Failure):
+            if not outcome.retryable:
+                return target_failed(ctx, run, outcome)
+            inconclusive = inconclusive or outcome
             progress.append(replace(current, inconclusive=current.inconclusive + 1))
             measured.append(
-                Measurement(template.name, Verdict.INCONCLUSIVE, ctx.now, message=failure.message)
+                Measurement(template.name, Verdict.INCONCLUSIVE, ctx.now, message=outcome.message)
             )
             continue
-        value = reading.value
-        passed = (template.min is None or value >= template.min) and (
-            template.max is None or value <= template.max
-        )
-        due = ctx.now + datetime.timedelta(seconds=template.interval_seconds)
+        measurement, samples = outcome
+        failed = measurement.verdict == Verdict.FAILED
         progress.append(
             replace(
                 current,
-                due_at=due,
+                due_at=ctx.now + datetime.timedelta(seconds=template.interval_seconds),
                 taken=current.taken + 1,
-                failed=current.failed + (0 if passed else 1),
+                failed=current.failed + (1 if failed else 0),
+                champion_samples=samples.champion,
+                challenger_samples=samples.challenger,
             )
         )
-        verdict = Verdict.PASSED if passed else Verdict.FAILED
-        measured.append(
-            Measurement(template.name, verdict, ctx.now, value, template.min, template.max)
-        )
+        measured.append(measurement)
     recent = (*canary.measurements, *measured)[-RECENT_MEASUREMENTS:]
     run = replace(run, canary=replace(canary, analysis=tuple(progress), measurements=recent))
     for current in progress:
@@ -251,6 +260,67 @@ def analyze(ctx: Context, run: Run, observed: Observed, *, in_place: bool) -> De
     pending = [p for p in progress if p.taken < ctx.spec.templates[p.template].count]
     wait = max(0.0, (min(p.due_at for p in pending) - ctx.now).total_seconds())
     return decision(ctx, run, _analysis_message(ctx, run), None, wait)
+
+
+def _sides(template: AnalysisTemplate | None) -> tuple[Side, ...]:
+    """Whom ``template``'s queries measure."""
+    if template is None or template.compare is None:
+        return (Side.MEASURED,)
+    return (Side.CHAMPION, Side.CHALLENGER)
+
+
+def _measure(
+    ctx: Context,
+    template: AnalysisTemplate,
+    progress: TemplateProgress,
+    readings: Sequence[Reading],
+) -> tuple[Measurement, Samples] | Failure:
+    """One measurement of ``template`` from its readings (one per side), or why it has
+    none: a refused query (not retryable), or an inconclusive answer."""
+    values: list[float | Mapping[str, float]] = []
+    for side, reading in zip(_sides(template), readings, strict=True):
+        whose = f"the {side}'s query: " if side else ""
+        failure = reading.failure
+        if failure is not None and not failure.retryable:
+            return Failure(
+                failure.reason, f"analysis template {template.name!r}: {whose}{failure.message}"
+            )
+        if failure is not None or reading.value is None:
+            message = failure.message if failure else "no value"
+            return Failure(
+                failure.reason if failure else "AnalysisInconclusive",
+                f"{whose}{message}",
+                retryable=True,
+                retry_after=failure.retry_after if failure else None,
+            )
+        values.append(reading.value)
+    if template.compare is None:
+        value = values[0]
+        assert not isinstance(value, Mapping)
+        passed = (template.min is None or value >= template.min) and (
+            template.max is None or value <= template.max
+        )
+        verdict = Verdict.PASSED if passed else Verdict.FAILED
+        return Measurement(
+            template.name, verdict, ctx.now, value, template.min, template.max
+        ), Samples()
+    champion, challenger = values
+    earlier = Samples(progress.champion_samples, progress.challenger_samples)
+    last = progress.taken + 1 >= template.count
+    judged, samples = template.compare.judge(champion, challenger, earlier, last)
+    if judged.verdict == Verdict.INCONCLUSIVE:
+        return Failure("AnalysisInconclusive", judged.says, retryable=True)
+    return Measurement(
+        template.name,
+        judged.verdict,
+        ctx.now,
+        challenger if not isinstance(challenger, Mapping) else None,
+        judged.min,
+        judged.max,
+        judged.says,
+        champion if not isinstance(champion, Mapping) else None,
+        judged.score,
+    ), samples
 
 
 def _inconclusive(ctx: Context, run: Run, failure: Failure) -> Decision:
@@ -299,13 +369,16 @@ def pause(ctx: Context, run: Run) -> Decision:
 def _analysis_failed(
     name: str, last: Measurement, progress: TemplateProgress, limit: int
 ) -> Failure:
-    if last.max is not None and last.value is not None and last.value > last.max:
+    # A comparison's band is on its score; its message says what was compared.
+    value = last.score if last.score is not None else last.value
+    if last.max is not None and value is not None and value > last.max:
         bound = f"above its max {last.max:g}"
     else:
         bound = f"below its min {last.min:g}" if last.min is not None else "out of range"
+    what = last.message if last.score is not None else f"{last.value:g}"
     return Failure(
         "AnalysisFailed",
-        f"analysis {name!r} measured {last.value:g}, {bound} ({progress.failed} of "
+        f"analysis {name!r} measured {what}, {bound} ({progress.failed} of "
         f"{progress.taken} measurements failed, {limit} tolerated)",
     )
 

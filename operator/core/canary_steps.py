@@ -1,7 +1,7 @@
 """The steps of a canary, one type per kind of step.
 
-A canary step is exactly one of :class:`SetWeight`, :class:`Analysis` or
-:class:`Pause` (as the CRD admits exactly one key per ``spec.canary.steps``
+A canary step is exactly one of :class:`Shadow`, :class:`SetWeight`,
+:class:`Analysis` or :class:`Pause` (as the CRD admits exactly one key per ``spec.canary.steps``
 entry). Each type owns what does not depend on the strategy: how it is read from
 its CRD entry, what :func:`check_steps` refuses, how a dry run and the messages
 name it, how entering it moves the run (the phase and when to come back), how
@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, NamedTuple, Protocol
 
+from promotion_operator.core.comparisons import Comparison
 from promotion_operator.core.durations import NEVER, parse_duration
 from promotion_operator.core.promotion import ANNOTATION_PREFIX
 from promotion_operator.core.requests import RESUME_ANNOTATION
@@ -34,7 +35,8 @@ CANARY_STEP_ANNOTATION = f"{ANNOTATION_PREFIX}/canary-step"
 
 @dataclass(frozen=True)
 class AnalysisTemplate:
-    """A PromQL query whose one number must lie within [min, max], measured repeatedly."""
+    """A PromQL query measured repeatedly: its one number must lie within [min, max],
+    or (``compare``) the challenger's answer is judged against the champion's."""
 
     name: str
     query: str
@@ -43,6 +45,7 @@ class AnalysisTemplate:
     interval: str = DEFAULT_INTERVAL  # as written: it also fills the {{interval}} placeholder
     count: int = 1
     failure_limit: int = 0
+    compare: Comparison | None = None
 
     @property
     def interval_seconds(self) -> float:
@@ -66,6 +69,44 @@ class WriteLines(Protocol):
     """How a strategy describes, for a dry run, the writes of the steps that write."""
 
     def set_weight(self, index: int, step: SetWeight) -> str: ...
+
+    def shadow(self, index: int, step: Shadow) -> str: ...
+
+
+@dataclass(frozen=True)
+class Shadow:
+    """Give the challenger (the promoted spec) a copy of the target's live traffic,
+    whose answers no caller sees; the analysis steps after it judge it against the
+    champion. It comes before any setWeight."""
+
+    key: ClassVar[str] = "shadow"
+    writes: ClassVar[bool] = True
+    measures: ClassVar[bool] = False
+
+    @classmethod
+    def parse(cls, entry: Any) -> Shadow:
+        return cls()
+
+    def problem(self, index: int, templates: Templates) -> str | None:
+        return None  # where it may stand is check_steps'
+
+    @property
+    def what(self) -> str:
+        return "challenger in shadow"
+
+    def describe(self, index: int, lines: WriteLines) -> str:
+        return lines.shadow(index, self)
+
+    def leaves(self, weight: int) -> int:
+        return 0  # a copy of the traffic, none of its own
+
+    def enter(self, canary: CanaryState, now: datetime.datetime, templates: Templates) -> Entered:
+        return Entered(Phase.PROMOTING, canary, 0.0)  # the write comes on the next pass
+
+    def deadline(
+        self, canary: CanaryState, timeout: datetime.timedelta, templates: Templates
+    ) -> datetime.datetime:
+        return canary.step_started_at + timeout
 
 
 @dataclass(frozen=True)
@@ -209,13 +250,13 @@ class Pause:
 
 #: The steps whose pass is a write (the strategy's), and those whose pass is a wait
 #: (:func:`canary_stepping.step_pass` measures or pauses).
-WriteStep = SetWeight
+WriteStep = Shadow | SetWeight
 WaitStep = Analysis | Pause
 CanaryStep = WriteStep | WaitStep
 
 #: How each kind is read from its ``spec.canary.steps`` entry, by its CRD key.
 STEP_KINDS: Mapping[str, Callable[[Any], CanaryStep]] = {
-    kind.key: kind.parse for kind in (SetWeight, Analysis, Pause)
+    kind.key: kind.parse for kind in (Shadow, SetWeight, Analysis, Pause)
 }
 
 
@@ -229,8 +270,14 @@ def parse_step(entry: Mapping[str, Any]) -> CanaryStep:
 def check_steps(steps: Sequence[CanaryStep], templates: Templates) -> str | None:
     """What is wrong with steps the admission rules should have refused (an older CRD,
     say), or None."""
-    if not steps or not isinstance(steps[0], SetWeight):
-        return "spec.canary.steps must start with a setWeight step"
+    if not steps or not isinstance(steps[0], WriteStep):
+        return "spec.canary.steps must start with a setWeight or shadow step"
+    shadows = [index for index, step in enumerate(steps) if isinstance(step, Shadow)]
+    weights = [index for index, step in enumerate(steps) if isinstance(step, SetWeight)]
+    if len(shadows) > 1:
+        return "spec.canary.steps may have one shadow step"
+    if shadows and weights and weights[0] < shadows[0]:
+        return "spec.canary.steps: the shadow step must come before any setWeight"
     for index, step in enumerate(steps):
         problem = step.problem(index, templates)
         if problem is not None:

@@ -144,7 +144,10 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
     read_source, read_target = reads_for(run.phase)
     source = effects.read_source() if read_source else Answer()
     target = effects.read_target() if read_target else Answer()
-    readings = {name: effects.query(promql) for name, promql in due_queries(ctx, run)}
+    readings = {
+        (query.template, query.side): effects.query(query.promql, query.by)
+        for query in due_queries(ctx, run)
+    }
     beside = strategy_for(ctx.spec).read(ctx, run, source, effects)
     observed = Observed(
         source.deployment,
@@ -473,7 +476,7 @@ def _abort(ctx: Context, run: Run, observed: Observed) -> Decision:
     run = with_landed_models(ctx, run, observed)  # a write a restart kept from being recorded
     written = (
         run.phase in (Phase.VERIFYING, Phase.ANALYZING, Phase.PAUSED)
-        or (run.canary is not None and run.canary.weight > 0)
+        or (run.canary is not None and run.canary.written)
         or (run.phase == Phase.PROMOTING and target is not None and is_ours(ctx, target, run))
         or models_written(run)
         or strategy_for(ctx.spec).in_place(ctx, observed)

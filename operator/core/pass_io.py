@@ -61,7 +61,7 @@ class Observed:
     target: Mapping[str, Any] | None = None
     source_error: Failure | None = None
     target_error: Failure | None = None
-    readings: Mapping[str, Reading] = field(default_factory=dict)  # by analysis template
+    readings: Mapping[tuple[str, Side], Reading] = field(default_factory=dict)  # by template, side
     # A Pipeline's: the Models its source's steps name, and those beside the target.
     source_models: ModelsAnswer | None = None  # None: not read in this pass
     models: Mapping[str, Answer] = field(default_factory=dict)  # by name, in the target's namespace
@@ -124,10 +124,30 @@ class Decision:
 
 
 class Reading(NamedTuple):
-    """What Prometheus answered to one analysis query: a number, or a failure."""
+    """What Prometheus answered to one analysis query: a number (numbers by label, for
+    a query read ``by`` one), or a failure."""
 
-    value: float | None = None
+    value: float | Mapping[str, float] | None = None
     failure: Failure | None = None
+
+
+class Side(enum.StrEnum):
+    """Whom a template's query measures: what its placeholders name (``MEASURED``), or,
+    for a comparison, the champion or the challenger in ``{{predictor}}``."""
+
+    MEASURED = ""
+    CHAMPION = "champion"
+    CHALLENGER = "challenger"
+
+
+class Query(NamedTuple):
+    """One analysis query due in this pass: its template, side and filled-in PromQL;
+    ``by``: read its series as numbers by this label."""
+
+    template: str
+    side: Side
+    promql: str
+    by: str | None = None
 
 
 class ModelsAnswer(NamedTuple):
@@ -169,8 +189,9 @@ class Effects(Protocol):
         """Carry out ``action`` on the target; the answer is the written deployment."""
         ...
 
-    def query(self, promql: str) -> Reading:
-        """The one number ``promql`` gives now (an analysis measurement)."""
+    def query(self, promql: str, by: str | None = None) -> Reading:
+        """The one number ``promql`` gives now (an analysis measurement); with ``by``,
+        its numbers by that label."""
         ...
 
 

@@ -107,6 +107,7 @@ class Verdict(enum.StrEnum):
     PASSED = "Passed"
     FAILED = "Failed"
     INCONCLUSIVE = "Inconclusive"
+    SAMPLED = "Sampled"  # one sample of a test judged once all are in (Mann-Whitney)
 
 
 @dataclass(frozen=True)
@@ -116,10 +117,12 @@ class Measurement:
     template: str
     verdict: Verdict
     at: datetime.datetime
-    value: float | None = None
-    min: float | None = None
+    value: float | None = None  # a comparison: the challenger's value
+    min: float | None = None  # the band ``value`` (a comparison: ``score``) must lie in
     max: float | None = None
     message: str = ""
+    champion: float | None = None  # a comparison: the champion's value
+    score: float | None = None  # a comparison: its ratio, difference, p-value or PSI
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,9 @@ class TemplateProgress:
     taken: int = 0  # conclusive measurements
     failed: int = 0
     inconclusive: int = 0
+    # A test judged over all the measurements (Mann-Whitney): the samples so far.
+    champion_samples: tuple[float, ...] = ()
+    challenger_samples: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,12 @@ class CanaryState:
     pause_until: datetime.datetime | None = None
     analysis: tuple[TemplateProgress, ...] = ()
     measurements: tuple[Measurement, ...] = ()  # the most recent, oldest first
+
+    @property
+    def written(self) -> bool:
+        """Whether a write of this canary is on the target: the first step (always a
+        write, a shadow's at weight 0) was verified, or the canary takes traffic."""
+        return self.step > 0 or self.weight > 0
 
 
 @dataclass(frozen=True)
@@ -346,6 +358,14 @@ def _canary_to_status(canary: CanaryState) -> dict[str, Any]:
                 "taken": p.taken,
                 "failed": p.failed,
                 "inconclusive": p.inconclusive,
+                **(
+                    {
+                        "championSamples": list(p.champion_samples),
+                        "challengerSamples": list(p.challenger_samples),
+                    }
+                    if p.champion_samples or p.challenger_samples
+                    else {}
+                ),
             }
             for p in canary.analysis
         ],
@@ -360,6 +380,8 @@ def _canary_to_status(canary: CanaryState) -> dict[str, Any]:
                     "min": m.min,
                     "max": m.max,
                     "message": m.message,
+                    "champion": m.champion,
+                    "score": m.score,
                 }.items()
                 if value is not None
             }
@@ -545,6 +567,14 @@ class _StatusReader:
             return None
         return float(value)
 
+    def numbers(self, path: str) -> tuple[float, ...]:
+        values = []
+        for i, _ in enumerate(self._list(path)):
+            value = self.number(f"{path}.{i}")
+            if value is not None:
+                values.append(value)
+        return tuple(values)
+
     def canary(self) -> CanaryState | None:
         if not self._get("canary"):
             return None
@@ -559,6 +589,8 @@ class _StatusReader:
                     self.integer(f"{at}.taken") or 0,
                     self.integer(f"{at}.failed") or 0,
                     self.integer(f"{at}.inconclusive") or 0,
+                    self.numbers(f"{at}.championSamples"),
+                    self.numbers(f"{at}.challengerSamples"),
                 )
             )
         measurements = []
@@ -578,6 +610,8 @@ class _StatusReader:
                     self.number(f"{at}.min"),
                     self.number(f"{at}.max"),
                     self.text(f"{at}.message"),
+                    self.number(f"{at}.champion"),
+                    self.number(f"{at}.score"),
                 )
             )
         return CanaryState(

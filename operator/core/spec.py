@@ -13,6 +13,7 @@ from promotion_operator.core.canary_steps import (
     CanaryStep,
     parse_step,
 )
+from promotion_operator.core.comparisons import parse_comparison
 from promotion_operator.core.durations import parse_duration
 
 DEFAULT_TIMEOUT = "10m"
@@ -187,4 +188,5 @@ def _template(template: Mapping[str, Any]) -> AnalysisTemplate:
         interval=template.get("interval", DEFAULT_INTERVAL),
         count=int(template.get("count", 1)),
         failure_limit=int(template.get("failureLimit", 0)),
+        compare=parse_comparison(template["compare"]) if template.get("compare") else None,
     )

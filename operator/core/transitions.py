@@ -94,7 +94,7 @@ def retry_or_fail(ctx: Context, run: Run, failure: Failure) -> Decision:
         )
     if run.phase == Phase.VERIFYING:
         return target_failed(ctx, run, timed_out(ctx, None) if failure.retryable else failure)
-    if run.canary is not None and run.canary.weight > 0 and run.phase != Phase.ROLLING_BACK:
+    if run.canary is not None and run.canary.written and run.phase != Phase.ROLLING_BACK:
         # A canary is on the target: take it out rather than leave it half done.
         return target_failed(ctx, run, failure)
     if any(d.written for d in run.models) and run.phase != Phase.ROLLING_BACK:

@@ -317,7 +317,7 @@ class FakeSeldon:
     experiment: dict[str, Any] | None = None
     experiment_refusal: Failure | None = None  # what every call on the experiment answers
 
-    def query(self, promql: str) -> Reading:
+    def query(self, promql: str, by: str | None = None) -> Reading:
         self.queries.append(promql)
         return self.prometheus(promql, self.now)
 

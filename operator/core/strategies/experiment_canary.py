@@ -38,6 +38,7 @@ from promotion_operator.core.canary_stepping import (
 from promotion_operator.core.canary_steps import (
     CANARY_STEP_ANNOTATION,
     SetWeight,
+    Shadow,
     step_lines,
     step_name,
     weight_of,
@@ -142,6 +143,12 @@ def check_models_for_canary(
         )
 
 
+SHADOW_PIPELINE = (
+    "a shadow step is for SeldonDeployments: a Pipeline canary cannot mirror traffic yet "
+    "(remove the shadow step, or judge the canary at a small setWeight)"
+)
+
+
 def describe_experiment(ctx: Context, models: tuple[str, ...]) -> tuple[str, ...]:
     """The canary's writes and waits, in order, as a dry run reports them."""
     spec, target = ctx.spec, ctx.spec.target
@@ -167,6 +174,9 @@ class _ExperimentLines:
 
     def set_weight(self, index: int, step: SetWeight) -> str:
         return f"{index}: experiment on {self.target}: {self.canary} at {step.weight}%"
+
+    def shadow(self, index: int, step: Shadow) -> str:
+        return f"{index}: experiment on {self.target}: {self.canary} mirrored"
 
 
 def canary_pipeline(ctx: Context, plan: Plan) -> dict[str, Any]:
@@ -387,6 +397,9 @@ class ExperimentCanary:
             return planned
         plan, models = planned
         check_canary(ctx.spec)
+        if any(isinstance(step, Shadow) for step in ctx.spec.canary_steps):
+            # The admission rules refuse it; an older CRD may have let it through.
+            raise PlanningError(SHADOW_PIPELINE)
         assert previous.deployment is not None
         check_models_for_canary(ctx.spec, previous.deployment, models)
         steps = describe_experiment(ctx, describe_models(ctx, models))

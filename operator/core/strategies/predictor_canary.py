@@ -30,6 +30,7 @@ from promotion_operator.core.canary_stepping import (
 from promotion_operator.core.canary_steps import (
     CANARY_STEP_ANNOTATION,
     SetWeight,
+    Shadow,
     step_lines,
     step_name,
     weight_of,
@@ -97,18 +98,23 @@ def canary_name(stable: Mapping[str, Any]) -> str:
 def canary_deployment(
     plan: Plan, stable: Mapping[str, Any], weight: int, step: int
 ) -> dict[str, Any]:
-    """The target as it was (``stable``) plus the promoted predictor at ``weight`` percent."""
-    if not 0 < weight < 100:
-        # The webhook refuses traffic outside 0..100; 0 and 100 are not canaries.
-        raise PlanningError(f"a canary weight must be between 1 and 99, not {weight}")
+    """The target as it was (``stable``) plus the promoted predictor at ``weight``
+    percent, or (0) as a shadow: a copy of the traffic, whose answers no caller sees."""
+    if not 0 <= weight < 100:
+        # The webhook refuses traffic outside 0..100; 100 is not a canary.
+        raise PlanningError(f"a canary weight must be between 0 and 99, not {weight}")
     body = copy.deepcopy(dict(stable))
     spec = body.setdefault("spec", {})
     serving = serving_predictor(body, "the target")
     promoted = copy.deepcopy(serving_predictor(plan.deployment, "the source"))
     name = canary_name(serving)
     promoted["name"] = name
-    promoted["traffic"] = weight
-    promoted.pop("shadow", None)
+    if weight == 0:
+        promoted["shadow"] = True
+        promoted.pop("traffic", None)  # a shadow's traffic is not part of the split
+    else:
+        promoted["traffic"] = weight
+        promoted.pop("shadow", None)
     serving["traffic"] = 100 - weight
     spec["predictors"] = [p for p in spec.get("predictors") or () if p.get("name") != name] + [
         promoted
@@ -184,6 +190,12 @@ class _PredictorLines:
         return (
             f"{index}: update {self.target}: predictor {self.canary!r} (promoted) at "
             f"{step.weight}%, {self.stable!r} at {100 - step.weight}%"
+        )
+
+    def shadow(self, index: int, step: Shadow) -> str:
+        return (
+            f"{index}: update {self.target}: predictor {self.canary!r} (promoted) as a "
+            f"shadow of {self.stable!r}, which keeps 100%"
         )
 
 
@@ -290,7 +302,7 @@ def _write(ctx: Context, run: Run, observed: Observed) -> Decision:
     if unreadable is not None:
         return unreadable
     assert observed.source is not None
-    first_write = canary.weight == 0
+    first_write = not canary.written
     if first_write and not same_target(run.previous, previous_of(target)):
         # The target changed between validation and the first write: validate again.
         return validate_again(ctx, run, "the target changed since it was validated")

@@ -196,9 +196,23 @@ def history_table(entries: Sequence[Mapping[str, Any]], wide: bool = False) -> s
 
 
 MEASUREMENT_HEADERS = ("TEMPLATE", "RESULT", "VALUE", "MIN", "MAX", "AT")
+# With a comparison among them: both values, and the score the band applies to.
+COMPARISON_HEADERS = ("TEMPLATE", "RESULT", "CHALLENGER", "CHAMPION", "SCORE", "MIN", "MAX", "AT")
 
 
 def measurements_table(measurements: Sequence[Mapping[str, Any]]) -> str:
+    if any("champion" in m or "score" in m for m in measurements):
+        return table(
+            COMPARISON_HEADERS,
+            [
+                [
+                    _cell(m.get(key))
+                    for key in ("template", "result", "value", "champion", "score")
+                    + ("min", "max", "at")
+                ]
+                for m in measurements
+            ],
+        )
     rows = [
         [
             _cell(m.get("template")),

@@ -184,13 +184,13 @@ def test_kubectl_explain_teaches_the_spec(control_plane: ControlPlane, crds: Non
         pytest.param(
             _canary_step(1, {"setWeight": 20, "pause": {}}),
             "spec.canary.steps[1]",
-            "exactly one of setWeight, analysis or pause; this one has several",
+            "exactly one of shadow, setWeight, analysis or pause; this one has several",
             id="step-with-two-actions",
         ),
         pytest.param(
             _canary_step(1, {}),
             "spec.canary.steps[1]",
-            "exactly one of setWeight, analysis or pause; this one is empty",
+            "exactly one of shadow, setWeight, analysis or pause; this one is empty",
             id="empty-step",
         ),
         pytest.param(
@@ -202,7 +202,7 @@ def test_kubectl_explain_teaches_the_spec(control_plane: ControlPlane, crds: Non
         pytest.param(
             _canary_step(0, {"analysis": {"templates": ["error-rate"]}}),
             "spec.canary.steps",
-            "spec.canary.steps[0] must be a setWeight",
+            "spec.canary.steps[0] must be a setWeight or a shadow",
             id="first-step-not-a-setweight",
         ),
         pytest.param(
@@ -403,7 +403,7 @@ def test_a_canary_is_accepted_with_its_defaults(control_plane: ControlPlane, crd
 def test_kubectl_explain_teaches_the_canary(control_plane: ControlPlane, crds: None) -> None:
     steps = explain(control_plane, "modelpromotion.spec.canary.steps")
     assert "each exactly one of" in steps
-    assert "The first step must be a setWeight" in steps
+    assert "The first step must be a shadow or" in steps
     for field in ("setWeight", "analysis", "pause"):
         assert f"{field}\t<" in steps, steps
     assert "kubectl annotate mp NAME deploy.mlops.dev/resume=true" in steps

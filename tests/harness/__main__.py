@@ -101,7 +101,8 @@ def _print_human(facts: dict[str, Any]) -> None:
         f"  Seldon Deploy    {facts['seldon_deploy']['api']}",
         f"    control API    {facts['seldon_deploy']['control']}",
         f"    metrics        {facts['seldon_deploy']['metrics']}  (synthetic executor traffic)",
-        f"  Prometheus       {facts['prometheus']}  (scrapes the simulator every second)",
+        f"  Prometheus       {facts['prometheus']}  (scrapes the simulator and evaluates"
+        " its alerting rules every second)",
         "",
     ]
     print("\n".join(lines), flush=True)

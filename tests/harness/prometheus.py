@@ -10,6 +10,18 @@ supervised process that dies with the harness, and a readiness wait on
 It can be stopped and started again on the same port with the same data
 directory (``stop_server``/``start_server``/``restart``), as a canary analysis
 must survive its metrics source going away.
+
+Alerting rules: the configuration names one rules file (``rules.yml``, next to
+it), which starts with :func:`default_alert_rules` (the alert
+``PredictorErrorRateHigh`` per namespace, deployment and predictor), so alerts
+fire for real: Prometheus evaluates them every second and writes
+``ALERTS{alertname, alertstate, ...}``; no Alertmanager is configured, as
+nothing needs notifications yet. ``Prometheus.set_alert_rules`` rewrites the
+file and reloads Prometheus through ``POST /-/reload`` (it runs with
+``--web.enable-lifecycle``); the reload answers once the new rules are in
+place, or with Prometheus' error, in which case the previous file is put back.
+``reset_alert_rules`` returns to the default group; ``alerts`` and
+``firing_alerts`` read ``/api/v1/alerts``.
 """
 
 from __future__ import annotations
@@ -18,7 +30,7 @@ import math
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +49,20 @@ METRICS_PATH = "/metrics"
 DEFAULT_SCRAPE_INTERVAL = 1.0
 RETENTION = "1h"
 _START_TIMEOUT = 60.0
+
+RULES_FILE = "rules.yml"
+# The rule group tests get out of the box, and its alert.
+DEFAULT_RULE_GROUP = "seldon-predictors"
+ERROR_RATE_ALERT = "PredictorErrorRateHigh"
+# A predictor's share of 5xx answers over ERROR_RATE_WINDOW above which it fires.
+ERROR_RATE_THRESHOLD = 0.1
+ERROR_RATE_WINDOW = "5s"
+# The labels the alert carries, naming the predictor (as the executor's series do).
+ALERT_LABELS = ("namespace", "deployment_name", "predictor_name")
+
+# What `set_alert_rules` takes: a rules file's YAML text, a list of rule groups,
+# or a rules file's content (`{"groups": [...]}`).
+AlertRules = str | Sequence[Mapping[str, Any]] | Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -62,10 +88,14 @@ def prometheus_duration(seconds: float) -> str:
 
 
 def prometheus_config(
-    targets: Sequence[ScrapeTarget], *, interval: float = DEFAULT_SCRAPE_INTERVAL
+    targets: Sequence[ScrapeTarget],
+    *,
+    interval: float = DEFAULT_SCRAPE_INTERVAL,
+    rule_files: Sequence[Path] = (),
 ) -> dict[str, Any]:
     """The configuration: one job per scheme and CA, all scraped every ``interval``,
-    samples kept for ``RETENTION`` (set in the file: the flag is deprecated).
+    rules (in ``rule_files``) evaluated as often, samples kept for ``RETENTION`` (set
+    in the file: the flag is deprecated).
 
     ``honor_labels`` keeps the page's own ``namespace`` (the label a real
     Prometheus gets from Kubernetes service discovery) should a target label
@@ -93,22 +123,122 @@ def prometheus_config(
         if ca is not None:
             job["tls_config"] = {"ca_file": ca}
         jobs.append(job)
-    return {
+    config: dict[str, Any] = {
         "global": {
             "scrape_interval": step,
             "scrape_timeout": step,
             "evaluation_interval": step,
         },
-        "scrape_configs": jobs,
-        "storage": {"tsdb": {"retention": {"time": RETENTION}}},
     }
+    if rule_files:
+        config["rule_files"] = [str(path) for path in rule_files]
+    config["scrape_configs"] = jobs
+    config["storage"] = {"tsdb": {"retention": {"time": RETENTION}}}
+    return config
 
 
 def render_config(
-    targets: Sequence[ScrapeTarget], *, interval: float = DEFAULT_SCRAPE_INTERVAL
+    targets: Sequence[ScrapeTarget],
+    *,
+    interval: float = DEFAULT_SCRAPE_INTERVAL,
+    rule_files: Sequence[Path] = (),
 ) -> str:
-    """:func:`scrape_config` as the YAML file Prometheus reads."""
-    return yaml.safe_dump(prometheus_config(targets, interval=interval), sort_keys=False)
+    """:func:`prometheus_config` as the YAML file Prometheus reads."""
+    config = prometheus_config(targets, interval=interval, rule_files=rule_files)
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def error_rate_expr(
+    threshold: float = ERROR_RATE_THRESHOLD, window: str = ERROR_RATE_WINDOW
+) -> str:
+    """PromQL: each predictor's share of 5xx answers over ``window``, where above
+    ``threshold`` (a predictor that never failed has no 5xx series, so no sample)."""
+    by = ", ".join(ALERT_LABELS)
+    count = "seldon_api_executor_server_requests_seconds_count"
+    return (
+        f'sum by ({by}) (rate({count}{{code=~"5.."}}[{window}]))'
+        f" / sum by ({by}) (rate({count}[{window}]))"
+        f" > {threshold:g}"
+    )
+
+
+def default_alert_rules() -> list[dict[str, Any]]:
+    """The rule groups Prometheus starts with: ``PredictorErrorRateHigh``, firing at
+    once (``for: 0s``) for any predictor whose error rate is above the threshold."""
+    return [
+        {
+            "name": DEFAULT_RULE_GROUP,
+            "rules": [
+                {
+                    "alert": ERROR_RATE_ALERT,
+                    "expr": error_rate_expr(),
+                    "for": "0s",
+                    "labels": {"severity": "critical"},
+                    "annotations": {
+                        "summary": (
+                            "{{ $labels.namespace }}/{{ $labels.deployment_name }}"
+                            " predictor {{ $labels.predictor_name }} answers"
+                            " {{ $value | humanizePercentage }} of its requests with 5xx"
+                        ),
+                    },
+                }
+            ],
+        }
+    ]
+
+
+def rule_groups(rules: AlertRules) -> list[dict[str, Any]]:
+    """The rule groups of ``rules`` (YAML text, a list of groups or ``{"groups": [...]}``).
+
+    Checks the shape Prometheus needs before it sees the file (groups with
+    unique non-empty names, each rule an ``alert`` or a ``record`` with an
+    ``expr``) and raises ``ValueError`` otherwise; Prometheus checks the rest
+    (the PromQL, the durations) when it loads them.
+    """
+    loaded: Any = yaml.safe_load(rules) if isinstance(rules, str) else rules
+    if isinstance(loaded, Mapping):
+        if set(loaded) != {"groups"}:
+            raise ValueError("alert rules must be a list of groups or {groups: [...]}")
+        loaded = loaded["groups"]
+    if loaded is None:
+        loaded = []
+    if isinstance(loaded, str | bytes) or not isinstance(loaded, Sequence):
+        raise ValueError("alert rules must be a list of groups or {groups: [...]}")
+    groups: list[dict[str, Any]] = []
+    names: set[str] = set()
+    for group in loaded:
+        if not isinstance(group, Mapping):
+            raise ValueError(f"a rule group must be a mapping, not {group!r}")
+        name = group.get("name")
+        if not isinstance(name, str) or not name:
+            raise ValueError("every rule group needs a name")
+        if name in names:
+            raise ValueError(f"rule group {name!r} appears twice")
+        names.add(name)
+        group_rules = group.get("rules")
+        if not isinstance(group_rules, Sequence) or isinstance(group_rules, str | bytes):
+            raise ValueError(f"rule group {name!r} needs a list of rules")
+        for rule in group_rules:
+            if not isinstance(rule, Mapping) or ("alert" in rule) == ("record" in rule):
+                raise ValueError(f"each rule of {name!r} needs an alert or a record name")
+            if not isinstance(rule.get("expr"), str) or not rule["expr"].strip():
+                raise ValueError(f"each rule of {name!r} needs an expr")
+        groups.append(_plain(group))
+    return groups
+
+
+def _plain(value: Any) -> Any:
+    # Mappings and sequences as dicts and lists, so that safe_dump writes them.
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return [_plain(v) for v in value]
+    return value
+
+
+def render_rules(rules: AlertRules) -> str:
+    """The rules file for ``rules`` (see :func:`rule_groups`)."""
+    return yaml.safe_dump({"groups": rule_groups(rules)}, sort_keys=False, width=1000)
 
 
 class PrometheusQueryError(RuntimeError):
@@ -124,6 +254,7 @@ class Prometheus:
     workdir: Path
     config_path: Path
     process: ManagedProcess
+    rules_path: Path
 
     def ready(self) -> bool:
         """Whether ``/-/ready`` answers 200 (the TSDB is open and it serves queries)."""
@@ -187,6 +318,68 @@ class Prometheus:
                 raise AssertionError(f"{promql!r} returned no number within {timeout} s: {last}")
             time.sleep(interval)
 
+    def set_alert_rules(self, rules: AlertRules) -> None:
+        """Replace every alerting (and recording) rule with ``rules`` and reload.
+
+        ``rules`` is a rules file's YAML text, a list of rule groups, or
+        ``{"groups": [...]}``. Returns once Prometheus has loaded them (the next
+        evaluation, within a second, uses them). A shape error raises
+        ``ValueError`` before anything changes; a rule Prometheus refuses raises
+        :class:`PrometheusQueryError` with its message, and the rules in force
+        before stay (the file is put back).
+        """
+        text = render_rules(rules)
+        previous = self.rules_path.read_text()
+        self.rules_path.write_text(text)
+        try:
+            self.reload()
+        except PrometheusQueryError:
+            self.rules_path.write_text(previous)
+            self.reload()
+            raise
+
+    def reset_alert_rules(self) -> None:
+        """Put the default rule group (:func:`default_alert_rules`) back."""
+        self.set_alert_rules(default_alert_rules())
+
+    def reload(self) -> None:
+        """Have Prometheus read its configuration and rules again (``POST /-/reload``).
+
+        The answer comes once the reload is done; a configuration or rules file
+        it cannot load raises :class:`PrometheusQueryError` with its message.
+        """
+        response = requests.post(f"{self.url}/-/reload", timeout=30)
+        if response.status_code != 200:
+            # The answer says that the reload failed; the log says why.
+            raise PrometheusQueryError(
+                f"reload failed: {response.text.strip()}\n"
+                f"last lines of {self.process.log_path}:\n{self.process.log_tail(5)}"
+            )
+
+    def rule_groups(self) -> list[dict[str, Any]]:
+        """The loaded rule groups as ``/api/v1/rules`` reports them (with health, state)."""
+        response = requests.get(f"{self.url}/api/v1/rules", timeout=10)
+        response.raise_for_status()
+        groups: list[dict[str, Any]] = response.json()["data"]["groups"]
+        return groups
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Every pending and firing alert (``/api/v1/alerts``): labels, state, value."""
+        response = requests.get(f"{self.url}/api/v1/alerts", timeout=10)
+        response.raise_for_status()
+        alerts: list[dict[str, Any]] = response.json()["data"]["alerts"]
+        return alerts
+
+    def firing_alerts(self, name: str, **labels: str) -> list[dict[str, Any]]:
+        """The firing alerts called ``name`` whose labels include ``labels``."""
+        return [
+            alert
+            for alert in self.alerts()
+            if alert["state"] == "firing"
+            and alert["labels"].get("alertname") == name
+            and all(alert["labels"].get(k) == v for k, v in labels.items())
+        ]
+
     def stop_server(self) -> None:
         """Stop the process and keep its data (SIGTERM: Prometheus flushes and exits)."""
         self.process.stop()
@@ -217,7 +410,9 @@ def start_prometheus(
     binary = ensure_binaries().prometheus
     workdir = make_temp_dir("prometheus")
     config_path = workdir / "prometheus.yml"
-    config_path.write_text(render_config(targets, interval=interval))
+    rules_path = workdir / RULES_FILE
+    rules_path.write_text(render_rules(default_alert_rules()))
+    config_path.write_text(render_config(targets, interval=interval, rule_files=[rules_path]))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     say(f"starting Prometheus on {url}")
@@ -229,14 +424,19 @@ def start_prometheus(
             f"--storage.tsdb.path={workdir / 'data'}",
             "--no-storage.tsdb.wal-compression",
             f"--web.listen-address=127.0.0.1:{port}",
+            # POST /-/reload, for set_alert_rules.
+            "--web.enable-lifecycle",
         ],
         workdir / "prometheus.log",
         # Without built-in web assets Prometheus looks for them relative to its
         # working directory; the API does not need them.
         cwd=workdir,
     )
-    prometheus = Prometheus(url, binary, workdir, config_path, process)
+    prometheus = Prometheus(url, binary, workdir, config_path, process, rules_path)
     started = time.monotonic()
     prometheus.wait_ready()
-    say(f"Prometheus ready in {time.monotonic() - started:.1f}s; scraping every {interval:g}s")
+    say(
+        f"Prometheus ready in {time.monotonic() - started:.1f}s; scraping and evaluating"
+        f" rules every {interval:g}s"
+    )
     return prometheus

@@ -89,6 +89,13 @@ Choices where the real service is unknown or where the simulator departs from it
   deployment, split by its predictors' ``traffic``; the control API sets the
   request rate per deployment and each predictor's error rate, error code and
   latency (``SimulatorControl.set_request_rate``/``set_predictor_behaviour``).
+  Each successful request is also one prediction, counted in
+  ``predictions_total`` (a Python model's custom COUNTER as Seldon Core v1's
+  wrapper exposes it: tag ``class``, labels ``method``, ``deployment_name``,
+  ``model_name``, ``model_image``, ``model_version``, ``predictor_name``,
+  ``predictor_version``, ``worker_id``, ...), split over labels by a
+  distribution settable per predictor (``predictions``; by default setosa
+  0.5, versicolor 0.3, virginica 0.2 everywhere, shadows included).
   Counts follow the clock exactly, with no randomness. Core v2 adds
   ``seldon_pipeline_infer_total``/``seldon_pipeline_infer_seconds_total``
   ``{namespace, pipeline, code}`` and ``seldon_model_infer_total``/

@@ -388,15 +388,21 @@ class SimulatorControl:
         error_rate: float | None = None,
         latency_seconds: float | None = None,
         error_code: int | str | None = None,
+        predictions: Mapping[str, float] | None = None,
+        default_predictions: bool = False,
     ) -> PredictorBehaviourRecord:
         """Set how one predictor answers the synthetic traffic, from now on.
 
         `error_rate` is the share (0..1) of its requests answered with
         `error_code` (default 500); every request takes `latency_seconds`
-        (default 0.02). Parts left out keep their value; the predictor need not
-        exist yet (say, a canary predictor a later write adds).
+        (default 0.02). Each successful request is one prediction, counted by
+        label in `predictions_total`: `predictions` is `{label: weight}` (weights
+        normalised; default setosa 0.5, versicolor 0.3, virginica 0.2), and
+        `default_predictions=True` puts that default back. Parts left out keep
+        their value; the predictor need not exist yet (say, a canary predictor a
+        later write adds).
         """
-        payload = {
+        payload: dict[str, Any] = {
             key: value
             for key, value in (
                 ("error_rate", error_rate),
@@ -405,6 +411,12 @@ class SimulatorControl:
             )
             if value is not None
         }
+        if predictions is not None and default_predictions:
+            raise ValueError("give predictions or default_predictions, not both")
+        if predictions is not None:
+            payload["predictions"] = dict(predictions)
+        elif default_predictions:
+            payload["predictions"] = None
         path = f"/namespaces/{namespace}/traffic/{name}/predictors/{predictor}"
         return cast(PredictorBehaviourRecord, self._call("PUT", path, json=payload))
 

@@ -436,6 +436,7 @@ async def get_traffic(request: web.Request) -> web.Response:
         {
             **traffic.settings_record(),
             "series": traffic.series_records(),
+            "prediction_series": traffic.prediction_series_records(),
             "core_series": traffic.core_series_records(),
         }
     )
@@ -468,11 +469,16 @@ async def put_deployment_rate(request: web.Request) -> web.Response:
     return web.json_response(traffic.settings_record())
 
 
-async def _behaviour_settings(request: web.Request) -> dict[str, Any]:
-    """The `{error_rate?, latency_seconds?, error_code?}` body of a behaviour change, once
-    the traffic so far is counted under the old behaviour."""
+_BEHAVIOUR_KEYS = frozenset({"error_rate", "latency_seconds", "error_code"})
+
+
+async def _behaviour_settings(
+    request: web.Request, allowed: frozenset[str] = _BEHAVIOUR_KEYS
+) -> dict[str, Any]:
+    """The `{error_rate?, latency_seconds?, error_code?}` body of a behaviour change (and
+    any other `allowed` keys), once the traffic so far is counted under the old behaviour."""
     body = await _json_object(request)
-    unknown = set(body) - {"error_rate", "latency_seconds", "error_code"}
+    unknown = set(body) - allowed
     if unknown:
         raise ApiError(400, f"unknown traffic settings: {sorted(unknown)}")
     _advance_traffic(request)
@@ -505,12 +511,14 @@ async def put_pipeline_behaviour(request: web.Request) -> web.Response:
 
 
 async def put_predictor_behaviour(request: web.Request) -> web.Response:
-    """Set `{error_rate?, latency_seconds?, error_code?}` of one predictor of a deployment.
+    """Set `{error_rate?, latency_seconds?, error_code?, predictions?}` of one predictor.
 
-    The predictor need not exist yet (a canary predictor a later write adds);
-    parts left out keep their value. Applies to requests from now on.
+    `predictions` is `{label: weight}` (non-negative numbers, normalised by their
+    sum), or null for the default distribution. The predictor need not exist yet
+    (a canary predictor a later write adds); parts left out keep their value.
+    Applies to requests from now on.
     """
-    body = await _behaviour_settings(request)
+    body = await _behaviour_settings(request, _BEHAVIOUR_KEYS | {"predictions"})
     namespace, name = request.match_info["namespace"], request.match_info["name"]
     predictor = request.match_info["predictor"]
     traffic = request.app[SIMULATOR].traffic
@@ -521,6 +529,8 @@ async def put_predictor_behaviour(request: web.Request) -> web.Response:
         error_rate=body.get("error_rate"),
         latency_seconds=body.get("latency_seconds"),
         error_code=body.get("error_code"),
+        predictions=body.get("predictions"),
+        default_predictions="predictions" in body and body["predictions"] is None,
     )
     return web.json_response(traffic.behaviour_record(namespace, name, predictor))
 

@@ -65,6 +65,8 @@ class PredictorBehaviourRecord(TypedDict):
     error_rate: float
     latency_seconds: float
     error_code: str
+    # Each label's share (0..1, summing to 1) of the predictor's predictions.
+    predictions: dict[str, float]
 
 
 class RateRecord(TypedDict):
@@ -84,6 +86,21 @@ class SeriesRecord(TypedDict):
     code: str
     count: int
     sum: float
+
+
+# One prediction counter series (one predictor, one predicted label); the
+# functional form because `class` is a keyword.
+PredictionSeriesRecord = TypedDict(
+    "PredictionSeriesRecord",
+    {
+        "namespace": str,
+        "deployment_name": str,
+        "predictor_name": str,
+        "model_name": str,
+        "class": str,
+        "count": int,
+    },
+)
 
 
 class CoreBehaviourRecord(TypedDict):
@@ -119,7 +136,8 @@ class TrafficSettingsRecord(TypedDict):
 
 
 class TrafficRecord(TrafficSettingsRecord):
-    """The knobs and, as of the call, every exported series (executor, then Core v2)."""
+    """The knobs and, as of the call, every exported series (executor, predictions, Core v2)."""
 
     series: list[SeriesRecord]
+    prediction_series: list[PredictionSeriesRecord]
     core_series: list[CoreSeriesRecord]

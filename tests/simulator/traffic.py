@@ -31,6 +31,34 @@ Simplifications: every request of a predictor takes exactly its latency (so a
 predictors receive a copy of all traffic; when several non-shadow predictors
 have no ``traffic`` at all, they share evenly (one such predictor gets 100 %).
 
+Predictions: every successful request of a predictor is one prediction of one
+label, counted the way Seldon Core v1 exports a Python model's custom metrics
+(a model whose ``metrics()`` returns ``{"type": "COUNTER", "key":
+"predictions", "value": 1, "tags": {"class": label}}``). The wrapper's
+``SeldonMetrics`` (``python/seldon_core/metrics.py`` in SeldonIO/seldon-core,
+v1.18.2; documented in ``doc/source/analytics/analytics.md``, "Custom
+Metrics", and ``doc/source/python/python_component.md``) names the family after
+the key, so the page shows ``predictions_total`` (a counter with empty help),
+with the tags, the ``method`` tag it adds ("predict"), its ``DEFAULT_LABELS``
+(``deployment_name``, ``model_name``, ``model_image``, ``model_version``,
+``predictor_name``, ``predictor_version`` and the pre-1.3 copies
+``seldon_deployment_name``, ``image_name``, ``image_version``) and
+``worker_id``; ``namespace`` is Prometheus' again. The model labels come from
+the environment Seldon's operator gives the container
+(``operator/controllers/seldondeployment_controller.go``): the graph root's
+name, its container's image split at the last ``:``, the ``version`` of the
+predictor's ``labels`` (not its annotations, which the executor reads), and
+``NOT_IMPLEMENTED`` for what the spec lacks. ``worker_id`` is a fixed "1" (a
+gunicorn worker's pid in the real wrapper). Labels split a predictor's
+predictions by a distribution settable per predictor (by default setosa 0.5,
+versicolor 0.3, virginica 0.2 for every predictor, so a champion and its
+shadow agree), with exact accounting: the labels' counts add up to the
+successful requests at every scrape, and while the distribution stays the
+same each is within one of requests x share. A label appears once it has a
+prediction; the family appears once any label has one. A rollout that
+changes the model labels (a new image, say) starts the predictor's prediction
+counters again from zero when it becomes Available, as new pods would.
+
 Seldon Core v2 (Pipelines and Models) has its own counters, exported only once
 they have a sample: ``seldon_pipeline_infer_total`` and
 ``seldon_pipeline_infer_seconds_total`` with labels ``namespace``, ``pipeline``,
@@ -64,6 +92,7 @@ from tests.simulator.core_v2 import ready_intervals, routes
 from tests.simulator.records import (
     CoreBehaviourRecord,
     CoreSeriesRecord,
+    PredictionSeriesRecord,
     PredictorBehaviourRecord,
     RateRecord,
     SeriesRecord,
@@ -110,6 +139,42 @@ DEFAULT_LATENCY_SECONDS = 0.02
 # Absorbs float error in accumulated fractions (199.99999999 requests are 200).
 _EPSILON = 1e-9
 
+# The prediction counter: a custom COUNTER a Python model returns from `metrics()`
+# with key "predictions" and tag "class", as Seldon Core v1's Python wrapper exposes
+# it (`SeldonMetrics` in python/seldon_core/metrics.py: family = the key, so
+# `predictions_total` in the text format, empty help; labels = the tags, the
+# "method" tag the wrapper adds, DEFAULT_LABELS, then "worker_id").
+PREDICTIONS_METRIC = "predictions"
+PREDICTIONS_HELP = ""
+PREDICTION_TAG = "class"
+PREDICT_METHOD = "predict"
+# What the wrapper reports for an environment variable the operator did not set.
+NOT_IMPLEMENTED = "NOT_IMPLEMENTED"
+# The gunicorn worker's pid in the real wrapper; one fixed worker here.
+WORKER_ID = "1"
+PREDICTION_LABEL_NAMES = (
+    PREDICTION_TAG,
+    "method",
+    "deployment_name",
+    "model_name",
+    "model_image",
+    "model_version",
+    "predictor_name",
+    "predictor_version",
+    "seldon_deployment_name",
+    "image_name",
+    "image_version",
+    "worker_id",
+    "namespace",
+)
+# Every predictor predicts the three iris classes in these shares unless a test
+# sets another distribution, so a champion and its shadow agree by default.
+DEFAULT_PREDICTIONS: tuple[tuple[str, float], ...] = (
+    ("setosa", 0.5),
+    ("versicolor", 0.3),
+    ("virginica", 0.2),
+)
+
 Key = tuple[str, str]
 PredictorKey = tuple[str, str, str]
 CoreKind = Literal["Model", "Pipeline"]
@@ -143,13 +208,47 @@ class InvalidTrafficSetting(ValueError):
     """A control request asked for a setting the model cannot have; the message says why."""
 
 
+Predictions = tuple[tuple[str, float], ...]
+
+
+def parse_predictions(weights: object) -> Predictions:
+    """A prediction distribution from ``{label: weight}``: shares summing to 1, by label.
+
+    Weights are non-negative numbers, at least one of them positive, and are
+    normalised by their sum; labels are non-empty strings. Anything else is
+    refused with a message that names ``predictions``.
+    """
+    if not isinstance(weights, Mapping) or not weights:
+        raise InvalidTrafficSetting(
+            "predictions must be a non-empty object of label: weight (or null for the default)"
+        )
+    parsed: dict[str, float] = {}
+    for label, weight in weights.items():
+        if not isinstance(label, str) or not label:
+            raise InvalidTrafficSetting("predictions: every label must be a non-empty string")
+        if isinstance(weight, bool) or not isinstance(weight, int | float):
+            raise InvalidTrafficSetting(f"predictions: the weight of {label!r} must be a number")
+        value = float(weight)
+        if not (math.isfinite(value) and value >= 0.0):
+            raise InvalidTrafficSetting(
+                f"predictions: the weight of {label!r} must be a non-negative number"
+            )
+        parsed[label] = value
+    total = sum(parsed.values())
+    if total <= 0.0:
+        raise InvalidTrafficSetting("predictions: at least one weight must be positive")
+    return tuple((label, parsed[label] / total) for label in sorted(parsed))
+
+
 @dataclass(frozen=True)
 class PredictorBehaviour:
-    """How one predictor answers: the share of errors, their code, and its latency."""
+    """How one predictor answers: the share of errors, their code, its latency, and the
+    distribution of its predictions over labels (SeldonDeployment predictors only)."""
 
     error_rate: float = 0.0
     latency_seconds: float = DEFAULT_LATENCY_SECONDS
     error_code: str = DEFAULT_ERROR_CODE
+    predictions: Predictions = DEFAULT_PREDICTIONS
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.error_rate) and 0.0 <= self.error_rate <= 1.0):
@@ -158,14 +257,30 @@ class PredictorBehaviour:
             raise InvalidTrafficSetting("latency_seconds must be a non-negative number")
         if not (self.error_code.isdigit() and 400 <= int(self.error_code) <= 599):
             raise InvalidTrafficSetting("error_code must be an HTTP status from 400 to 599")
+        labels = [label for label, _ in self.predictions]
+        shares = [share for _, share in self.predictions]
+        if not (
+            labels
+            and labels == sorted(set(labels))
+            and all(isinstance(label, str) and label for label in labels)
+            and all(math.isfinite(share) and share >= 0.0 for share in shares)
+            and math.isclose(sum(shares), 1.0, abs_tol=1e-9)
+        ):
+            raise InvalidTrafficSetting("predictions must be shares summing to 1, by label")
 
     def changed(
         self,
         error_rate: float | None = None,
         latency_seconds: float | None = None,
         error_code: str | int | None = None,
+        predictions: Mapping[str, Any] | None = None,
+        *,
+        default_predictions: bool = False,
     ) -> PredictorBehaviour:
-        """This behaviour with the parts given changed; the others stay as they are."""
+        """This behaviour with the parts given changed; the others stay as they are.
+
+        ``default_predictions`` puts the distribution back to ``DEFAULT_PREDICTIONS``.
+        """
         changes: dict[str, Any] = {}
         if error_rate is not None:
             changes["error_rate"] = float(error_rate)
@@ -173,6 +288,12 @@ class PredictorBehaviour:
             changes["latency_seconds"] = float(latency_seconds)
         if error_code is not None:
             changes["error_code"] = str(error_code)
+        if predictions is not None and default_predictions:
+            raise InvalidTrafficSetting("predictions: give a distribution or the default, not both")
+        if predictions is not None:
+            changes["predictions"] = parse_predictions(predictions)
+        elif default_predictions:
+            changes["predictions"] = DEFAULT_PREDICTIONS
         return replace(self, **changes)
 
 
@@ -194,6 +315,66 @@ class _Histogram:
                 self.buckets[index] += requests
 
 
+@dataclass(frozen=True)
+class ModelLabels:
+    """What Seldon's Python wrapper reads from its environment for its default labels.
+
+    The model is the predictor's graph root (``PREDICTIVE_UNIT_ID``, the
+    container's name), its image that container's in ``componentSpecs``
+    (``PREDICTIVE_UNIT_IMAGE``, split at the last ``:`` into name and version),
+    the predictor version the ``version`` of the predictor's ``labels``
+    (``PREDICTOR_LABELS``). What the spec lacks is ``NOT_IMPLEMENTED``.
+    """
+
+    name: str = NOT_IMPLEMENTED
+    image: str = NOT_IMPLEMENTED
+    version: str = NOT_IMPLEMENTED
+    predictor_version: str = NOT_IMPLEMENTED
+
+
+@dataclass
+class _PredictionCounters:
+    """The predictions of one predictor's model, by label: exact fractional accounting.
+
+    Each label is owed its share of every successful request; a batch of
+    requests goes to the labels by how much each is owed (the floor first, the
+    rest to the largest remainders, the first label on ties), so the counts
+    always add up to the successful requests and, while the distribution stays
+    the same, each is within one of requests x share.
+    """
+
+    model: ModelLabels
+    offered: dict[str, float] = field(default_factory=dict)
+    issued: dict[str, int] = field(default_factory=dict)
+
+    def add(self, successes: int, shares: Predictions) -> None:
+        if successes <= 0:
+            return
+        for label, share in shares:
+            self.offered[label] = self.offered.get(label, 0.0) + successes * share
+        labels = sorted(self.offered)
+        owed = {label: self.offered[label] - self.issued.get(label, 0) for label in labels}
+        given = {label: max(0, math.floor(owed[label] + _EPSILON)) for label in labels}
+        excess = sum(given.values()) - successes
+
+        def left(label: str) -> float:
+            return owed[label] - given[label]
+
+        # Only after a change of distribution can the floors exceed the batch:
+        # take back from the labels furthest ahead (the last label on ties).
+        while excess > 0:
+            label = min((x for x in reversed(labels) if given[x] > 0), key=left)
+            given[label] -= 1
+            excess -= 1
+        while excess < 0:
+            label = max(labels, key=left)
+            given[label] += 1
+            excess += 1
+        for label, count in given.items():
+            if count:
+                self.issued[label] = self.issued.get(label, 0) + count
+
+
 @dataclass
 class _PredictorCounters:
     """One serving predictor: exact fractional accounting and its series by code."""
@@ -204,12 +385,15 @@ class _PredictorCounters:
     errors_offered: float = 0.0
     errors_issued: int = 0
     series: dict[str, _Histogram] = field(default_factory=dict)
+    # The model's prediction counter (SeldonDeployment predictors only).
+    predictions: _PredictionCounters | None = None
 
-    def add(self, offered: float, behaviour: PredictorBehaviour) -> None:
+    def add(self, offered: float, behaviour: PredictorBehaviour) -> int:
+        """Count the requests of ``offered`` more; return how many new ones succeeded."""
         self.offered += offered
         new = math.floor(self.offered + _EPSILON) - self.issued
         if new <= 0:
-            return
+            return 0
         self.issued += new
         self.errors_offered += new * behaviour.error_rate
         errors = math.floor(self.errors_offered + _EPSILON) - self.errors_issued
@@ -219,6 +403,14 @@ class _PredictorCounters:
         self.series.setdefault(OK_CODE, _Histogram()).observe(new - errors, latency)
         if errors:
             self.series.setdefault(behaviour.error_code, _Histogram()).observe(errors, latency)
+        return new - errors
+
+    def predict(self, successes: int, model: ModelLabels, shares: Predictions) -> None:
+        """Count the predictions of ``successes`` requests; a new model starts from zero."""
+        if self.predictions is None or self.predictions.model != model:
+            # Other labels mean other pods (a new image, say): their counters are new.
+            self.predictions = _PredictionCounters(model)
+        self.predictions.add(successes, shares)
 
 
 @dataclass(frozen=True)
@@ -228,6 +420,7 @@ class _Serving:
     rollout: Rollout
     split: dict[str, float]
     versions: dict[str, str]
+    models: dict[str, ModelLabels]
 
 
 @dataclass
@@ -276,6 +469,44 @@ def _versions(spec: Mapping[str, Any]) -> dict[str, str]:
     return versions
 
 
+def _split_image_tag(image: str) -> tuple[str, str]:
+    # As the wrapper's split_image_tag: everything before the last ":" and the rest.
+    name, _, version = image.rpartition(":")
+    return name, version
+
+
+def _model_labels(spec: Mapping[str, Any]) -> dict[str, ModelLabels]:
+    """Each predictor's :class:`ModelLabels`, read from the spec."""
+    models: dict[str, ModelLabels] = {}
+    for predictor in spec.get("predictors") or []:
+        if not isinstance(predictor, Mapping) or not isinstance(predictor.get("name"), str):
+            continue
+        graph = predictor.get("graph")
+        root = graph.get("name") if isinstance(graph, Mapping) else None
+        model = root if isinstance(root, str) and root else NOT_IMPLEMENTED
+        image = f"{NOT_IMPLEMENTED}:{NOT_IMPLEMENTED}"
+        for component in predictor.get("componentSpecs") or []:
+            pod = component.get("spec") if isinstance(component, Mapping) else None
+            containers = pod.get("containers") if isinstance(pod, Mapping) else None
+            for container in containers if isinstance(containers, list) else []:
+                if (
+                    isinstance(container, Mapping)
+                    and container.get("name") == model
+                    and isinstance(container.get("image"), str)
+                ):
+                    image = container["image"]
+        labels = predictor.get("labels")
+        version = labels.get("version") if isinstance(labels, Mapping) else None
+        image_name, image_version = _split_image_tag(image)
+        models[predictor["name"]] = ModelLabels(
+            name=model,
+            image=image_name,
+            version=image_version,
+            predictor_version=NOT_IMPLEMENTED if version is None else str(version),
+        )
+    return models
+
+
 def _available_from(rollout: Rollout) -> float | None:
     """When a rollout starts serving, or None if it never does."""
     if rollout.forced_state is not None:
@@ -302,6 +533,7 @@ class TrafficModel:
     def __post_init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_ExecutorCollector(self))
+        self.registry.register(_PredictionCollector(self))
         self.registry.register(_CoreV2Collector(self))
 
     def reset(self) -> None:
@@ -363,10 +595,22 @@ class TrafficModel:
         error_rate: float | None = None,
         latency_seconds: float | None = None,
         error_code: str | int | None = None,
+        predictions: Mapping[str, Any] | None = None,
+        default_predictions: bool = False,
     ) -> PredictorBehaviour:
-        """Change some of a predictor's behaviour; unnamed parts stay as they were."""
+        """Change some of a predictor's behaviour; unnamed parts stay as they were.
+
+        ``predictions`` is ``{label: weight}`` (normalised); ``default_predictions``
+        puts the distribution back to ``DEFAULT_PREDICTIONS``.
+        """
         current = self.behaviour(namespace, name, predictor)
-        updated = current.changed(error_rate, latency_seconds, error_code)
+        updated = current.changed(
+            error_rate,
+            latency_seconds,
+            error_code,
+            predictions,
+            default_predictions=default_predictions,
+        )
         self.behaviours[(namespace, name, predictor)] = updated
         return updated
 
@@ -479,8 +723,9 @@ class TrafficModel:
         if deployment.generation != rollout.generation and previous is not None:
             # A GitOps repository ahead of the cluster: the running spec is the one
             # seen before; keep its split until the sync starts the new rollout.
-            return _Serving(rollout, previous.split, previous.versions)
-        return _Serving(rollout, traffic_split(deployment.spec), _versions(deployment.spec))
+            return _Serving(rollout, previous.split, previous.versions, previous.models)
+        spec = deployment.spec
+        return _Serving(rollout, traffic_split(spec), _versions(spec), _model_labels(spec))
 
     def _serve(
         self, key: Key, state: _DeploymentTraffic, serving: _Serving, start: float, end: float
@@ -499,7 +744,10 @@ class TrafficModel:
                 counters = state.predictors[predictor] = _PredictorCounters(
                     version=serving.versions.get(predictor, "")
                 )
-            counters.add(rate * share * seconds, self.behaviour(*key, predictor))
+            behaviour = self.behaviour(*key, predictor)
+            successes = counters.add(rate * share * seconds, behaviour)
+            model = serving.models.get(predictor, ModelLabels())
+            counters.predict(successes, model, behaviour.predictions)
 
     # -- reading --------------------------------------------------------------
 
@@ -524,6 +772,31 @@ class TrafficModel:
                 "sum": histogram.total,
             }
             for (namespace, name), predictor, _, code, histogram in self.series()
+        ]
+
+    def prediction_series(self) -> Iterator[tuple[Key, str, ModelLabels, str, int]]:
+        """Every prediction series: deployment, predictor, model, label, count; stable order."""
+        for key in sorted(self._deployments):
+            state = self._deployments[key]
+            for predictor in sorted(state.predictors):
+                predictions = state.predictors[predictor].predictions
+                if predictions is None:
+                    continue
+                for label in sorted(predictions.issued):
+                    yield key, predictor, predictions.model, label, predictions.issued[label]
+
+    def prediction_series_records(self) -> list[PredictionSeriesRecord]:
+        """The prediction counters as plain records (for the control API)."""
+        return [
+            {
+                "namespace": namespace,
+                "deployment_name": name,
+                "predictor_name": predictor,
+                "model_name": model.name,
+                "class": label,
+                "count": count,
+            }
+            for (namespace, name), predictor, model, label, count in self.prediction_series()
         ]
 
     def core_series(self) -> Iterator[tuple[CoreKey, str, _Histogram]]:
@@ -573,6 +846,7 @@ class TrafficModel:
             "error_rate": behaviour.error_rate,
             "latency_seconds": behaviour.latency_seconds,
             "error_code": behaviour.error_code,
+            "predictions": dict(behaviour.predictions),
         }
 
     def settings_record(self) -> TrafficSettingsRecord:
@@ -616,6 +890,39 @@ class _ExecutorCollector(Collector):
             ]
             buckets.append(("+Inf", float(histogram.count)))
             family.add_metric(labels, buckets, histogram.total)
+        yield family
+
+
+class _PredictionCollector(Collector):
+    """Renders the prediction counters as the wrapper does: only once there is a sample."""
+
+    def __init__(self, model: TrafficModel) -> None:
+        self._model = model
+
+    def collect(self) -> Iterable[Metric]:
+        series = list(self._model.prediction_series())
+        if not series:
+            return
+        family = CounterMetricFamily(
+            PREDICTIONS_METRIC, PREDICTIONS_HELP, labels=PREDICTION_LABEL_NAMES
+        )
+        for (namespace, name), predictor, model, label, count in series:
+            labels = [
+                label,
+                PREDICT_METHOD,
+                name,
+                model.name,
+                model.image,
+                model.version,
+                predictor,
+                model.predictor_version,
+                name,
+                model.image,
+                model.version,
+                WORKER_ID,
+                namespace,
+            ]
+            family.add_metric(labels, float(count))
         yield family
 
 

@@ -16,8 +16,10 @@ from tests.simulator.store import Delays, FailureMark, State, Store
 from tests.simulator.testing import RunningSimulator, deployment_body, wait_for
 from tests.simulator.traffic import (
     BUCKETS,
+    DEFAULT_PREDICTIONS,
     LABEL_NAMES,
     METRIC_NAME,
+    PREDICTION_LABEL_NAMES,
     InvalidTrafficSetting,
     PredictorBehaviour,
     TrafficModel,
@@ -39,6 +41,16 @@ def two_predictors(name: str, stable: int = 90, canary: int = 10) -> dict[str, A
     second = copy.deepcopy(main)
     second.update(name="canary", traffic=canary, annotations={"version": "v2"})
     body["spec"]["predictors"].append(second)
+    return body
+
+
+def with_shadow(name: str, image: str = "seldonio/sklearn-iris:0.2") -> dict[str, Any]:
+    """A deployment with the champion `default` and a `shadow` predictor running `image`."""
+    body = deployment_body(name)
+    shadow = copy.deepcopy(body["spec"]["predictors"][0])
+    shadow.update(name="shadow", shadow=True)
+    shadow["componentSpecs"][0]["spec"]["containers"][0]["image"] = image
+    body["spec"]["predictors"].append(shadow)
     return body
 
 
@@ -65,6 +77,14 @@ class World:
         """(predictor, code) -> requests, after advancing to `at`."""
         self.model.advance(self.store, at)
         return {(r["predictor_name"], r["code"]): r["count"] for r in self.model.series_records()}
+
+    def predictions(self, at: float) -> dict[tuple[str, str], int]:
+        """(predictor, label) -> predictions, after advancing to `at`."""
+        self.model.advance(self.store, at)
+        return {
+            (r["predictor_name"], r["class"]): r["count"]
+            for r in self.model.prediction_series_records()
+        }
 
 
 @pytest.fixture
@@ -195,6 +215,136 @@ def test_impossible_rates_are_refused() -> None:
         model.set_rate(10, NS)
 
 
+# -- predictions by label -------------------------------------------------------
+
+
+def test_the_requests_of_one_scrape_are_split_over_the_labels(world: World) -> None:
+    world.seed(deployment_body("iris"), T0)
+    assert world.predictions(T0 + 1) == {
+        ("default", "setosa"): 100,
+        ("default", "versicolor"): 60,
+        ("default", "virginica"): 40,
+    }
+
+
+def test_a_set_distribution_splits_the_predictions_by_its_normalised_weights(
+    world: World,
+) -> None:
+    world.seed(deployment_body("iris"), T0)
+    world.model.set_behaviour(NS, "iris", "default", predictions={"cat": 1, "dog": 3})
+    assert world.predictions(T0 + 1) == {("default", "cat"): 50, ("default", "dog"): 150}
+
+
+def test_only_successful_requests_are_predictions(world: World) -> None:
+    world.seed(deployment_body("iris"), T0)
+    world.model.set_behaviour(NS, "iris", "default", error_rate=0.5, predictions={"a": 1})
+    assert world.predictions(T0 + 1) == {("default", "a"): 100}
+
+
+def test_a_shadow_predictor_counts_follow_its_own_distribution(world: World) -> None:
+    world.seed(with_shadow("iris"), T0)
+    world.model.set_behaviour(
+        NS, "iris", "shadow", predictions={"setosa": 0.1, "versicolor": 0.1, "virginica": 0.8}
+    )
+    assert world.predictions(T0 + 1) == {
+        ("default", "setosa"): 100,
+        ("default", "versicolor"): 60,
+        ("default", "virginica"): 40,
+        ("shadow", "setosa"): 20,
+        ("shadow", "versicolor"): 20,
+        ("shadow", "virginica"): 160,
+    }
+
+
+def test_every_predictor_predicts_the_default_distribution(world: World) -> None:
+    body = with_shadow("iris")
+    body["spec"]["predictors"][0]["traffic"] = 80
+    canary = copy.deepcopy(body["spec"]["predictors"][0])
+    canary.update(name="canary", traffic=20)
+    body["spec"]["predictors"].append(canary)
+    world.seed(body, T0)
+    counts = world.predictions(T0 + 10)
+    for predictor in ("default", "canary", "shadow"):
+        total = sum(n for (p, _), n in counts.items() if p == predictor)
+        shares = {label: counts[(predictor, label)] / total for label, _ in DEFAULT_PREDICTIONS}
+        assert shares == pytest.approx(dict(DEFAULT_PREDICTIONS)), predictor
+
+
+def test_predictions_add_up_to_the_successful_requests_at_every_scrape(world: World) -> None:
+    world.seed(deployment_body("iris"), T0)
+    world.model.set_behaviour(
+        NS, "iris", "default", error_rate=0.13, predictions={"a": 1, "b": 1, "c": 1}
+    )
+    for step in range(1, 200):
+        predictions = world.predictions(T0 + step * 0.0137)
+        successes = world.counts(T0 + step * 0.0137).get(("default", "200"), 0)
+        assert sum(predictions.values()) == successes
+
+
+def test_each_label_is_within_one_prediction_of_its_share(world: World) -> None:
+    world.seed(deployment_body("iris"), T0)
+    weights = {"a": 0.37, "b": 0.21, "c": 0.42}
+    world.model.set_behaviour(NS, "iris", "default", predictions=weights)
+    for step in range(1, 300):
+        at = T0 + step * 0.0171 + (0.003 if step % 7 else 0)
+        predictions = world.predictions(at)
+        successes = world.counts(at)[("default", "200")]
+        for label, share in weights.items():
+            assert abs(predictions.get(("default", label), 0) - successes * share) < 1
+
+
+def test_a_distribution_change_affects_later_predictions_only(world: World) -> None:
+    world.seed(deployment_body("iris"), T0)
+    world.model.advance(world.store, T0 + 1)
+    world.model.set_behaviour(NS, "iris", "default", predictions={"setosa": 1})
+    assert world.predictions(T0 + 2) == {
+        ("default", "setosa"): 100 + 200,
+        ("default", "versicolor"): 60,
+        ("default", "virginica"): 40,
+    }
+
+
+def test_the_default_distribution_can_be_put_back(world: World) -> None:
+    world.model.set_behaviour(NS, "iris", "default", predictions={"x": 1}, error_rate=0.1)
+    behaviour = world.model.set_behaviour(NS, "iris", "default", default_predictions=True)
+    assert (behaviour.predictions, behaviour.error_rate) == (DEFAULT_PREDICTIONS, 0.1)
+
+
+def test_a_new_model_image_restarts_the_prediction_counters(world: World) -> None:
+    world.seed(deployment_body("iris"), T0)
+    assert world.predictions(T0 + 1)[("default", "setosa")] == 100
+    world.write(deployment_body("iris", image="seldonio/sklearn-iris:0.2"), T0 + 1)
+    # The old pods predict until the write; the new ones from T0 + 2, from zero.
+    world.model.advance(world.store, T0 + 1.5)
+    assert world.predictions(T0 + 1.5)[("default", "setosa")] == 100
+    world.model.advance(world.store, T0 + 3)
+    ((_, _, model, _, count), *_) = list(world.model.prediction_series())
+    assert (model.image, model.version, count) == ("seldonio/sklearn-iris", "0.2", 100)
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [
+        {},
+        {"setosa": -0.1, "virginica": 1},
+        {"setosa": "lots"},
+        {"setosa": None},
+        {"setosa": True},
+        {"setosa": float("nan")},
+        {"setosa": float("inf")},
+        {"setosa": 0, "virginica": 0},
+        {"": 1},
+        ["setosa"],
+        "setosa",
+    ],
+)
+def test_impossible_distributions_are_refused(weights: Any) -> None:
+    model = TrafficModel()
+    with pytest.raises(InvalidTrafficSetting, match="predictions"):
+        model.set_behaviour(NS, "iris", "default", predictions=weights)
+    assert model.behaviour(NS, "iris", "default") == PredictorBehaviour()
+
+
 # -- determinism -------------------------------------------------------------
 
 
@@ -307,8 +457,8 @@ def test_metrics_page_has_the_executor_histogram_with_its_labels(
     assert response.status_code == 200
     assert response.headers["Content-Type"] == METRICS_CONTENT_TYPE
     wait_for(lambda: 'code="500"' in fresh_control.metrics_text(), timeout=5)
-    (family,) = list(text_string_to_metric_families(fresh_control.metrics_text()))
-    assert family.name == METRIC_NAME
+    families = list(text_string_to_metric_families(fresh_control.metrics_text()))
+    (family,) = [f for f in families if f.name == METRIC_NAME]
     assert family.type == "histogram"
     names = {sample.name for sample in family.samples}
     assert names == {f"{METRIC_NAME}_bucket", f"{METRIC_NAME}_count", f"{METRIC_NAME}_sum"}
@@ -329,6 +479,116 @@ def test_metrics_page_has_the_executor_histogram_with_its_labels(
     assert fresh_control.requests_log() == []
 
 
+def test_metrics_page_has_the_prediction_counter_with_the_wrappers_labels(
+    fresh_control: SimulatorControl,
+) -> None:
+    body = with_shadow("iris")
+    body["spec"]["predictors"][1]["labels"] = {"version": "v2"}
+    fresh_control.add_namespace(NS)
+    fresh_control.seed_deployment(NS, body)
+    fresh_control.set_predictor_behaviour(NS, "iris", "shadow", predictions={"virginica": 1})
+
+    wait_for(lambda: "predictions_total" in fresh_control.metrics_text(), timeout=5)
+    families = list(text_string_to_metric_families(fresh_control.metrics_text()))
+
+    (family,) = [f for f in families if f.name == "predictions"]
+    assert family.type == "counter"
+    assert {s.name for s in family.samples} == {"predictions_total"}
+    assert {tuple(sorted(s.labels)) for s in family.samples} == {
+        tuple(sorted(PREDICTION_LABEL_NAMES))
+    }
+    shadow = [s.labels for s in family.samples if s.labels["predictor_name"] == "shadow"]
+    assert shadow == [
+        {
+            "class": "virginica",
+            "method": "predict",
+            "deployment_name": "iris",
+            "model_name": "classifier",
+            "model_image": "seldonio/sklearn-iris",
+            "model_version": "0.2",
+            "predictor_name": "shadow",
+            "predictor_version": "v2",
+            "seldon_deployment_name": "iris",
+            "image_name": "seldonio/sklearn-iris",
+            "image_version": "0.2",
+            "worker_id": "1",
+            "namespace": NS,
+        }
+    ]
+    champion = [s.labels for s in family.samples if s.labels["predictor_name"] == "default"]
+    assert {labels["class"] for labels in champion} == {"setosa", "versicolor", "virginica"}
+
+
+def test_metrics_page_has_no_prediction_counter_without_predictions(
+    sim: RunningSimulator, fresh_control: SimulatorControl
+) -> None:
+    fresh_control.add_namespace(NS)
+    fresh_control.set_predictor_behaviour(NS, "iris", "default", error_rate=1.0)
+    fresh_control.seed_deployment(NS, deployment_body("iris"))
+    wait_for(lambda: 'code="500"' in fresh_control.metrics_text(), timeout=5)
+    assert "predictions_total" not in fresh_control.metrics_text()
+
+
+def test_control_api_sets_shows_and_resets_a_distribution(
+    fresh_control: SimulatorControl,
+) -> None:
+    fresh_control.add_namespace(NS)
+    fresh_control.seed_deployment(NS, with_shadow("iris"))
+    record = fresh_control.set_predictor_behaviour(
+        NS, "iris", "shadow", predictions={"setosa": 1, "virginica": 3}
+    )
+    assert record["predictions"] == {"setosa": 0.25, "virginica": 0.75}
+    assert fresh_control.traffic()["predictors"] == [record]
+    record = fresh_control.set_predictor_behaviour(NS, "iris", "shadow", default_predictions=True)
+    assert record["predictions"] == dict(DEFAULT_PREDICTIONS)
+
+
+def test_control_api_reports_the_prediction_counts(fresh_control: SimulatorControl) -> None:
+    fresh_control.add_namespace(NS)
+    fresh_control.set_predictor_behaviour(NS, "iris", "default", predictions={"setosa": 1})
+    fresh_control.seed_deployment(NS, deployment_body("iris"))
+
+    series = wait_for(lambda: fresh_control.traffic()["prediction_series"], timeout=5)
+
+    assert [(s["predictor_name"], s["model_name"], s["class"]) for s in series] == [
+        ("default", "classifier", "setosa")
+    ]
+
+
+def test_clearing_the_traffic_settings_resets_the_distributions(
+    fresh_control: SimulatorControl,
+) -> None:
+    fresh_control.set_predictor_behaviour(NS, "iris", "default", predictions={"setosa": 1})
+    fresh_control.clear_traffic_settings()
+    assert fresh_control.traffic()["predictors"] == []
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [{"setosa": -1, "virginica": 2}, {}, {"setosa": "lots"}, {"setosa": 0}, ["setosa"], 3],
+)
+def test_control_api_refuses_impossible_distributions_naming_the_field(
+    sim: RunningSimulator, weights: Any
+) -> None:
+    response = requests.put(
+        f"{sim.base_url}/_control/namespaces/{NS}/traffic/iris/predictors/default",
+        json={"predictions": weights},
+        timeout=10,
+    )
+    assert response.status_code == 400
+    assert "predictions" in response.json()["message"]
+
+
+def test_core_v2_behaviours_have_no_distribution(sim: RunningSimulator) -> None:
+    response = requests.put(
+        f"{sim.base_url}/_control/namespaces/{NS}/models/iris/traffic",
+        json={"predictions": {"setosa": 1}},
+        timeout=10,
+    )
+    assert response.status_code == 400
+    assert "predictions" in response.json()["message"]
+
+
 def test_control_api_sets_and_reports_traffic(fresh_control: SimulatorControl) -> None:
     fresh_control.add_namespace(NS)
     fresh_control.seed_deployment(NS, deployment_body("iris"))
@@ -340,6 +600,7 @@ def test_control_api_sets_and_reports_traffic(fresh_control: SimulatorControl) -
         "error_rate": 0.0,
         "latency_seconds": 0.3,
         "error_code": "500",
+        "predictions": {"setosa": 0.5, "versicolor": 0.3, "virginica": 0.2},
     }
     record = fresh_control.set_predictor_behaviour(NS, "iris", "default", error_rate=0.1)
     assert (record["error_rate"], record["latency_seconds"]) == (0.1, 0.3)

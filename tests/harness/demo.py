@@ -12,10 +12,11 @@ as it happens:
    ``staging/chain`` creates the Models ``prep`` and ``iris`` in production,
    then, once they are Ready, ``production/chain``);
 2. the canary examples (``strategy: Canary``, anywhere under ``examples/``),
-   once their targets exist: ``staging/iris`` gets a new version first, and the
-   canary moves ``production/iris``'s traffic to it step by step. Each phase,
-   step and weight change is printed, and so is each measurement Prometheus
-   gives the analysis.
+   once their targets exist: ``staging/iris`` gets a new version first, which
+   answers a copy of ``production/iris``'s traffic as a shadow and is compared
+   with the serving predictor on it, then the canary moves the traffic to it
+   step by step. Each phase, step and weight change is printed, and so is each
+   measurement Prometheus gives the analysis (a comparison with both values).
 
 Ends with ``kubectl get mp`` and the GitOps commits. Exit code 0 when every
 example ended Ready.
@@ -185,9 +186,17 @@ class _Printer:
 
 
 def _measurement(measured: dict[str, Any]) -> str:
-    """One canary measurement for a person: template, value, bounds, result."""
+    """One canary measurement for a person: template, value(s), bounds, result. A
+    comparison shows the challenger's and the champion's value and its score."""
     value = measured.get("value")
     shown = f"{value:.4f}" if isinstance(value, int | float) else "no value"
+    if "champion" in measured or "score" in measured:
+        shown = ", ".join(
+            f"{name} {measured[key]:.4g}"
+            for name, key in (("challenger", "value"), ("champion", "champion"), ("score", "score"))
+            if isinstance(measured.get(key), int | float)
+        )
+        shown = shown or "no value"
     bounds = ", ".join(f"{b} {measured[b]:g}" for b in ("min", "max") if b in measured)
     detail = f" ({measured['message']})" if measured.get("message") else ""
     return (

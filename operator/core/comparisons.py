@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple, Self
 
 from promotion_operator.core.run import Verdict
 from promotion_operator.core.statistics import (
@@ -67,60 +67,63 @@ def _number(value: Value) -> float:
 
 
 @dataclass(frozen=True)
-class Ratio:
-    """Challenger / champion must lie in [min, max] (a champion at 0: equal is 1)."""
+class _Banded:
+    """A score of the two values per measurement, which must lie in [min, max]."""
 
     min: float | None = None
     max: float | None = None
 
-    key: ClassVar[str] = "ratio"
+    key: ClassVar[str]
 
     @classmethod
-    def parse(cls, entry: Mapping[str, Any]) -> Ratio:
+    def parse(cls, entry: Mapping[str, Any]) -> Self:
         return cls(_float(entry.get("min")), _float(entry.get("max")))
 
     @property
     def by(self) -> str | None:
         return None  # one number per side
 
+    @staticmethod
+    def score(champion: float, challenger: float) -> float | None:
+        """The score, or None where there is none."""
+        raise NotImplementedError
+
     def judge(
         self, champion: Value, challenger: Value, earlier: Samples, last: bool
     ) -> tuple[Judged, Samples]:
         base, new = _number(champion), _number(challenger)
-        if base == 0 and new != 0:
-            says = f"no ratio to a champion at 0 (challenger {new:g}): use difference"
+        values = f"challenger {new:g}, champion {base:g}"
+        score = self.score(base, new)
+        if score is None:
+            says = f"no {self.key} to a champion at 0 ({values}): use difference"
             return Judged(Verdict.INCONCLUSIVE, None, self.min, self.max, says), NO_SAMPLES
-        score = 1.0 if base == 0 else new / base
-        says = f"ratio {score:g} (challenger {new:g}, champion {base:g})"
         verdict = _within(score, self.min, self.max)
+        says = f"{self.key} {score:g} ({values})"
         return Judged(verdict, score, self.min, self.max, says), NO_SAMPLES
 
 
 @dataclass(frozen=True)
-class Difference:
-    """Challenger - champion must lie in [min, max]."""
+class Ratio(_Banded):
+    """Challenger / champion must lie in [min, max] (both at 0: a ratio of 1)."""
 
-    min: float | None = None
-    max: float | None = None
+    key: ClassVar[str] = "ratio"
+
+    @staticmethod
+    def score(champion: float, challenger: float) -> float | None:
+        if champion == 0:
+            return 1.0 if challenger == 0 else None
+        return challenger / champion
+
+
+@dataclass(frozen=True)
+class Difference(_Banded):
+    """Challenger - champion must lie in [min, max]."""
 
     key: ClassVar[str] = "difference"
 
-    @classmethod
-    def parse(cls, entry: Mapping[str, Any]) -> Difference:
-        return cls(_float(entry.get("min")), _float(entry.get("max")))
-
-    @property
-    def by(self) -> str | None:
-        return None
-
-    def judge(
-        self, champion: Value, challenger: Value, earlier: Samples, last: bool
-    ) -> tuple[Judged, Samples]:
-        base, new = _number(champion), _number(challenger)
-        score = new - base
-        says = f"difference {score:g} (challenger {new:g}, champion {base:g})"
-        verdict = _within(score, self.min, self.max)
-        return Judged(verdict, score, self.min, self.max, says), NO_SAMPLES
+    @staticmethod
+    def score(champion: float, challenger: float) -> float | None:
+        return challenger - champion
 
 
 @dataclass(frozen=True)

@@ -358,6 +358,21 @@ def follow(
     return dict(body["status"])
 
 
+def kill_on_arrival(
+    operator: OperatorProcess, phases: Sequence[str], killed: list[tuple[str, int | None]]
+) -> Callable[[Moment], None]:
+    """An ``on_change`` for :func:`follow`: SIGKILL and restart ``operator`` once per
+    phase (of ``phases``) and step, as soon as it shows; ``killed`` records where."""
+
+    def kill(moment: Moment) -> None:
+        if moment.phase in phases and (moment.phase, moment.step) not in killed:
+            killed.append((moment.phase, moment.step))
+            operator.kill()
+            operator.restart()
+
+    return kill
+
+
 def finished(status: Mapping[str, Any]) -> bool:
     """A predicate for :func:`follow`: the run ended."""
     return status.get("phase") in FINISHED_PHASES

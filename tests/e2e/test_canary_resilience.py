@@ -14,7 +14,6 @@ import pytest
 from tests.e2e.conftest import StartOperator
 from tests.e2e.test_canary import (
     NS,
-    Moment,
     TargetHistory,
     Timeline,
     analysis,
@@ -22,6 +21,7 @@ from tests.e2e.test_canary import (
     error_rate,
     finished,
     follow,
+    kill_on_arrival,
     operator_with_prometheus,
     pause,
     seed_model,
@@ -197,19 +197,13 @@ def test_sigkill_in_every_canary_phase_resumes_at_the_same_step(
     steps = [set_weight(10), analysis("error-rate"), set_weight(50), pause("2s")]
     spec = canary_spec(model, steps, templates=[error_rate(interval="2s", count=2)])
     timeline, killed = Timeline(), list[tuple[str, int | None]]()
-
-    def kill_on_arrival(moment: Moment) -> None:
-        # Once per phase and step, as soon as it shows.
-        working = moment.phase in ("Promoting", "Verifying", "Analyzing", "Paused")
-        if working and (moment.phase, moment.step) not in killed:
-            killed.append((moment.phase, moment.step))
-            canary_operator.kill()
-            canary_operator.restart()
+    working = ("Promoting", "Verifying", "Analyzing", "Paused")
+    kill = kill_on_arrival(canary_operator, working, killed)
 
     with TargetHistory(seldon, model) as history:
         promotions.apply("iris", spec)
         status = follow(
-            promotions, "iris", finished, timeline=timeline, on_change=kill_on_arrival, timeout=180
+            promotions, "iris", finished, timeline=timeline, on_change=kill, timeout=180
         )
 
     assert status["phase"] == "Succeeded", timeline.describe()

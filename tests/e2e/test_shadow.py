@@ -14,13 +14,13 @@ from tests.e2e.conftest import StartOperator
 from tests.e2e.test_canary import (
     NS,
     STABLE_IMAGE,
-    Moment,
     TargetHistory,
     Timeline,
     analysis,
     canary_spec,
     finished,
     follow,
+    kill_on_arrival,
     operator_with_prometheus,
     seed_model,
     set_weight,
@@ -182,18 +182,12 @@ def test_sigkill_in_every_phase_of_a_shadow_writes_each_version_once(
     steps = (SHADOW, analysis("latency"), set_weight(50))
     spec = canary_spec(model, steps, templates=[latency(count=3)])
     timeline, killed = Timeline(), list[tuple[str, int | None]]()
-
-    def kill_on_arrival(moment: Moment) -> None:
-        working = moment.phase in ("Promoting", "Verifying", "Analyzing")
-        if working and (moment.phase, moment.step) not in killed:
-            killed.append((moment.phase, moment.step))
-            shadow_operator.kill()
-            shadow_operator.restart()
+    kill = kill_on_arrival(shadow_operator, ("Promoting", "Verifying", "Analyzing"), killed)
 
     with TargetHistory(seldon, model) as history:
         promotions.apply("iris", spec)
         status = follow(
-            promotions, "iris", finished, timeline=timeline, on_change=kill_on_arrival, timeout=180
+            promotions, "iris", finished, timeline=timeline, on_change=kill, timeout=180
         )
 
     assert status["phase"] == "Succeeded", timeline.describe()

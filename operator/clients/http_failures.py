@@ -7,7 +7,9 @@ One place for what the Seldon Deploy client and the token provider both need:
   :data:`PROMETHEUS`);
 - :func:`retry_after`: the server's Retry-After, in seconds, bounded;
 - :func:`redact`: text quoted from a server or an exception, made safe to show;
-- :func:`transport_problem`: a short description of a failed connection.
+- :func:`transport_problem`: a short description of a failed connection;
+- :func:`exchange_failure`: what a failed :func:`~transport.exchange` is, for the
+  clients of a service with a URL from the settings (Seldon Deploy, Prometheus).
 
 The callers write the sentence around these (which call, which instance, what to
 fix); nothing here ever sees a token it would have to hide, except through
@@ -17,13 +19,14 @@ fix); nothing here ever sees a token it would have to hide, except through
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import requests
 from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
+from promotion_operator.clients.transport import UnreadableBody
 from promotion_operator.errors import (
     AnalysisInconclusive,
     AuthenticationFailed,
@@ -36,6 +39,7 @@ from promotion_operator.errors import (
     NotFound,
     PromotionError,
     SeldonDeployUnavailable,
+    SettingsError,
     UnexpectedResponse,
 )
 
@@ -172,3 +176,43 @@ def transport_problem(error: requests.RequestException, timeout: float) -> str:
     if found:
         return f"connection failed: {found.group(0).strip()}"
     return f"connection failed ({type(error).__name__})"
+
+
+@dataclass(frozen=True)
+class ExchangeFailure:
+    """How one client words a failed exchange: where (the call, for messages), the
+    setting its URL comes from, the service's unavailable error, and its noun for
+    an answer (``answer``, ``response body``)."""
+
+    where: str
+    setting: str
+    unavailable: Callable[..., PromotionError]
+    answer: str
+    timeout: float
+
+
+def exchange_failure(error: Exception, how: ExchangeFailure) -> PromotionError:
+    """The typed error for ``error``, raised by :func:`~transport.exchange`: a bad URL is
+    the settings' fault, a connection that failed or an answer that could not be
+    read is the service's, and one that cannot be decoded is unexpected."""
+    if isinstance(
+        error,
+        requests.exceptions.MissingSchema
+        | requests.exceptions.InvalidSchema
+        | requests.exceptions.InvalidURL,
+    ):
+        return SettingsError([f"{how.setting} ({type(error).__name__})"])
+    if isinstance(error, requests.RequestException):
+        return how.unavailable(f"{how.where}: {transport_problem(error, how.timeout)}")
+    if isinstance(error, UnreadableBody):
+        if error.undecodable:
+            return UnexpectedResponse(
+                f"{how.where}: HTTP {error.status}, {how.answer} could not be decoded",
+                http_status=error.status,
+            )
+        return how.unavailable(
+            f"{how.where}: HTTP {error.status}, reading {how.answer} failed: "
+            f"{transport_problem(error.error, how.timeout)}",
+            http_status=error.status,
+        )
+    raise TypeError(f"not a failed exchange: {type(error).__name__}")

@@ -96,9 +96,10 @@ import requests
 
 from promotion_operator.clients.http_failures import (
     PROMETHEUS,
+    ExchangeFailure,
     error_for_status,
+    exchange_failure,
     redact,
-    transport_problem,
 )
 from promotion_operator.clients.transport import (
     Reply,
@@ -330,29 +331,15 @@ class PrometheusClient:
             raise AuthenticationFailed(
                 f"{call.display}: the bearer token is not a valid HTTP header value"
             ) from None
-        except (
-            requests.exceptions.MissingSchema,
-            requests.exceptions.InvalidSchema,
-            requests.exceptions.InvalidURL,
-        ) as exc:
-            raise SettingsError(
-                [f"{ENV_PROMETHEUS_URL}: invalid URL {self._url!r} ({type(exc).__name__})"]
-            ) from exc
-        except requests.RequestException as exc:
-            raise MetricsUnavailable(
-                f"{call.display}: {transport_problem(exc, self._timeout)}"
-            ) from exc
-        except UnreadableBody as exc:
-            if exc.undecodable:
-                raise UnexpectedResponse(
-                    f"{call.display}: HTTP {exc.status}, the answer could not be decoded",
-                    http_status=exc.status,
-                ) from exc.error
-            raise MetricsUnavailable(
-                f"{call.display}: HTTP {exc.status}, reading the answer failed: "
-                f"{transport_problem(exc.error, self._timeout)}",
-                http_status=exc.status,
-            ) from exc.error
+        except (requests.RequestException, UnreadableBody) as exc:
+            how = ExchangeFailure(
+                call.display,
+                f"{ENV_PROMETHEUS_URL}: invalid URL {self._url!r}",
+                MetricsUnavailable,
+                "the answer",
+                self._timeout,
+            )
+            raise exchange_failure(exc, how) from getattr(exc, "error", exc)
 
     # -- sorting ---------------------------------------------------------------------------
 

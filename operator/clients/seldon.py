@@ -47,9 +47,10 @@ from requests.structures import CaseInsensitiveDict
 
 from promotion_operator.clients.http_failures import (
     SELDON_DEPLOY,
+    ExchangeFailure,
     error_for_status,
+    exchange_failure,
     redact,
-    transport_problem,
 )
 from promotion_operator.clients.transport import (
     UnreadableBody,
@@ -66,7 +67,6 @@ from promotion_operator.errors import (
     NotFound,
     PromotionError,
     SeldonDeployUnavailable,
-    SettingsError,
     UnexpectedResponse,
 )
 
@@ -372,32 +372,15 @@ class SeldonDeployClient:
             raise AuthenticationFailed(
                 f"{call.display}: the token is not a valid HTTP header value"
             ) from None
-        except (
-            requests.exceptions.MissingSchema,
-            requests.exceptions.InvalidSchema,
-            requests.exceptions.InvalidURL,
-        ) as exc:
-            raise SettingsError(
-                [
-                    f"Seldon Deploy instance {self._instance.name!r}: invalid URL "
-                    f"{self._base_url!r} ({type(exc).__name__})"
-                ]
-            ) from exc
-        except requests.RequestException as exc:
-            raise SeldonDeployUnavailable(
-                f"{where}: {transport_problem(exc, self._timeout)}"
-            ) from exc
-        except UnreadableBody as exc:
-            if exc.undecodable:
-                raise UnexpectedResponse(
-                    f"{where}: HTTP {exc.status}, response body could not be decoded",
-                    http_status=exc.status,
-                ) from exc.error
-            raise SeldonDeployUnavailable(
-                f"{where}: HTTP {exc.status}, reading the response failed: "
-                f"{transport_problem(exc.error, self._timeout)}",
-                http_status=exc.status,
-            ) from exc.error
+        except (requests.RequestException, UnreadableBody) as exc:
+            how = ExchangeFailure(
+                where,
+                f"Seldon Deploy instance {self._instance.name!r}: invalid URL {self._base_url!r}",
+                SeldonDeployUnavailable,
+                "the response",
+                self._timeout,
+            )
+            raise exchange_failure(exc, how) from getattr(exc, "error", exc)
         return _Exchange(reply.status, reply.headers, reply.body, token)
 
     # -- sorting and describing ----------------------------------------------------------------

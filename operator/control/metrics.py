@@ -86,7 +86,8 @@ class Metrics:
         )
         self.analysis_measurements = Counter(
             "modelpromotion_analysis_measurements",
-            "Canary analysis measurements, by template and result (Passed, Failed, Inconclusive).",
+            "Canary analysis measurements, by template and result "
+            "(Passed, Failed, Inconclusive, Sampled).",
             ["template", "result"],
             registry=self.registry,
         )

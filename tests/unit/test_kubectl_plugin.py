@@ -442,6 +442,34 @@ def test_summary_shows_the_run_its_canary_its_requests_and_recent_history() -> N
     assert text.index("  2.1 ") < text.index("  2.0 ") < text.index("  1.0 ")
 
 
+def test_measurements_of_a_comparison_show_both_values_and_the_score() -> None:
+    compared = {
+        "template": "latency",
+        "result": "Failed",
+        "value": 0.2,
+        "champion": 0.1,
+        "score": 2.0,
+        "max": 1.1,
+        "at": "t",
+    }
+
+    lines = render.measurements_table([compared, {"template": "errors", "result": "Passed"}])
+
+    header, first, second = lines.splitlines()
+    assert header.split() == [
+        "TEMPLATE",
+        "RESULT",
+        "CHALLENGER",
+        "CHAMPION",
+        "SCORE",
+        "MIN",
+        "MAX",
+        "AT",
+    ]
+    assert first.split() == ["latency", "Failed", "0.2", "0.1", "2", "-", "1.1", "t"]
+    assert second.split()[:3] == ["errors", "Passed", "-"]
+
+
 def test_summary_before_the_operator_wrote_a_status() -> None:
     text = render.summary(promotion(observed=None), NOW)
     assert "Run:          none yet (generation 2 not picked up by the operator)" in text

@@ -93,6 +93,7 @@ SDEP_VALIDATE = "/namespaces/{namespace}/seldondeployments/validate"
 PIPELINE_MODELS = "/namespaces/{namespace}/pipelines/{name}/models"
 EXPERIMENT = "/namespaces/{namespace}/pipelines/{name}/experiment"
 CANARY_EXPERIMENT = "/namespaces/{namespace}/pipelines/{name}/experiment/canary"
+SHADOW_EXPERIMENT = "/namespaces/{namespace}/pipelines/{name}/experiment/shadow"
 
 # A bearer token is a visible-ASCII string (JWTs and opaque tokens both are).
 _TOKEN_RE = re.compile(r"[\x21-\x7e]+")
@@ -221,6 +222,22 @@ class SeldonDeployClient:
     def remove_canary(self, namespace: str, pipeline: str, *, action: str, message: str) -> None:
         """Remove the canary experiment and the canary Pipeline; ``pipeline`` stays."""
         call = _Call("DELETE", CANARY_EXPERIMENT, {"namespace": namespace, "name": pipeline})
+        self._call(call, query={"action": action, "message": message})
+
+    def create_shadow(self, namespace: str, pipeline: str, *, action: str, message: str) -> None:
+        """Create the shadow experiment of ``pipeline``: a copy of all its traffic goes to
+        the Pipeline ``<pipeline>-shadow``, whose answers no caller sees."""
+        call = _Call("POST", SHADOW_EXPERIMENT, {"namespace": namespace, "name": pipeline})
+        self._call(call, query={"action": action, "message": message})
+
+    def promote_shadow(self, namespace: str, pipeline: str, *, action: str, message: str) -> None:
+        """Promote the shadow: ``pipeline`` takes its spec; the experiment and the shadow go."""
+        call = _Call("PUT", SHADOW_EXPERIMENT, {"namespace": namespace, "name": pipeline})
+        self._call(call, query={"action": action, "message": message})
+
+    def remove_shadow(self, namespace: str, pipeline: str, *, action: str, message: str) -> None:
+        """Remove the shadow experiment and the shadow Pipeline; ``pipeline`` stays."""
+        call = _Call("DELETE", SHADOW_EXPERIMENT, {"namespace": namespace, "name": pipeline})
         self._call(call, query={"action": action, "message": message})
 
     def create(

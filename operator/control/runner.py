@@ -13,7 +13,7 @@ import datetime
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, TypeVar, assert_never
+from typing import Any, NamedTuple, Protocol, TypeVar, assert_never
 
 from promotion_operator.clients.auth import TokenProviders
 from promotion_operator.clients.notifications import Notice, NoticeKind, Notifier
@@ -35,7 +35,7 @@ from promotion_operator.core.pass_io import (
 )
 from promotion_operator.core.promotion import PromotionRef
 from promotion_operator.core.requests import Requests
-from promotion_operator.core.run import FINISHED, ActionKind, Failure, Phase, Run
+from promotion_operator.core.run import FINISHED, ActionKind, Experiment, Failure, Phase, Run
 from promotion_operator.core.spec import DeploymentRef, Kind, PromotionSpec, parse_spec
 from promotion_operator.errors import PromotionError
 
@@ -69,6 +69,18 @@ class DeploymentClient(Protocol):
     ) -> None: ...
 
     def remove_canary(
+        self, namespace: str, pipeline: str, *, action: str, message: str
+    ) -> None: ...
+
+    def create_shadow(
+        self, namespace: str, pipeline: str, *, action: str, message: str
+    ) -> None: ...
+
+    def promote_shadow(
+        self, namespace: str, pipeline: str, *, action: str, message: str
+    ) -> None: ...
+
+    def remove_shadow(
         self, namespace: str, pipeline: str, *, action: str, message: str
     ) -> None: ...
 
@@ -415,14 +427,45 @@ class SeldonEffects:
                     namespace, name, action.weight, action=verb, message=action.message
                 )
                 return None
+            case ActionKind.MIRROR:
+                client.create_shadow(namespace, name, action=verb, message=action.message)
+                return None
             case ActionKind.PROMOTE:
-                client.promote_canary(namespace, name, action=verb, message=action.message)
+                promote = _experiment_calls(client, action).promote
+                promote(namespace, name, action=verb, message=action.message)
                 return None
             case ActionKind.REMOVE:
-                client.remove_canary(namespace, name, action=verb, message=action.message)
+                remove = _experiment_calls(client, action).remove
+                remove(namespace, name, action=verb, message=action.message)
                 return None
             case _:
                 assert_never(action.kind)
+
+
+class _ExperimentCall(Protocol):
+    """A call on the target Pipeline's experiment that names nothing but the Pipeline."""
+
+    def __call__(self, namespace: str, pipeline: str, *, action: str, message: str) -> None: ...
+
+
+class _ExperimentCalls(NamedTuple):
+    """The client's calls that promote or remove one of the target Pipeline's experiments."""
+
+    promote: _ExperimentCall
+    remove: _ExperimentCall
+
+
+def _experiment_calls(client: DeploymentClient, action: Action) -> _ExperimentCalls:
+    """The calls on the experiment ``action`` names (the canary or the shadow)."""
+    match action.experiment:
+        case Experiment.CANARY:
+            return _ExperimentCalls(client.promote_canary, client.remove_canary)
+        case Experiment.SHADOW:
+            return _ExperimentCalls(client.promote_shadow, client.remove_shadow)
+        case None:
+            raise ValueError(f"a {action.kind} action names no experiment")
+        case _:
+            assert_never(action.experiment)
 
 
 _Value = TypeVar("_Value", contravariant=True)

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, Protocol
 from promotion_operator.core.conditions import Event
 from promotion_operator.core.promotion import PromotionRef
 from promotion_operator.core.requests import Requests
-from promotion_operator.core.run import ActionKind, Failure, Run
+from promotion_operator.core.run import ActionKind, Experiment, Failure, Run
 from promotion_operator.core.spec import PromotionSpec
 
 
@@ -65,7 +65,8 @@ class Observed:
     # A Pipeline's: the Models its source's steps name, and those beside the target.
     source_models: ModelsAnswer | None = None  # None: not read in this pass
     models: Mapping[str, Answer] = field(default_factory=dict)  # by name, in the target's namespace
-    # A Pipeline's canary: the Pipeline carrying the promoted spec, and the experiment.
+    # A Pipeline's canary: the candidate Pipeline carrying the promoted spec (the canary
+    # or the shadow Pipeline, as the strategy reads it), and the experiment.
     canary: Answer = field(default_factory=Answer)
     experiment: Answer = field(default_factory=Answer)
 
@@ -104,8 +105,11 @@ class Action:
     message: str  # the GitOps commit message of a write
     purpose: Purpose = Purpose.PROMOTE
     model: str | None = None  # a Model beside a Pipeline target, by name; None: the target
-    pipeline: str | None = None  # a Pipeline beside the target (its canary), by name
+    pipeline: str | None = None  # a Pipeline beside the target (a candidate), by name
     weight: int | None = None  # SET_WEIGHT: the canary's share of the traffic, in percent
+    # The experiment a call on the target Pipeline's experiment (SET_WEIGHT, MIRROR,
+    # PROMOTE, REMOVE) is on; None for any other action.
+    experiment: Experiment | None = None
 
     @property
     def rollback(self) -> bool:

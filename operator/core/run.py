@@ -34,15 +34,26 @@ HISTORY_LENGTH = 10
 
 class ActionKind(enum.StrEnum):
     """The calls a run makes on the target: a validation, the three writes, and the
-    three calls on a Pipeline's canary experiment (Seldon Core v2)."""
+    four calls on a Pipeline's experiment (Seldon Core v2; which experiment, the canary
+    or the shadow, is the action's :class:`Experiment`)."""
 
     VALIDATE = "Validate"
     CREATE = "Create"
     UPDATE = "Update"
     DELETE = "Delete"
     SET_WEIGHT = "SetWeight"  # create the canary experiment, or change its weight
-    PROMOTE = "Promote"  # the canary's spec becomes the Pipeline's; the experiment goes
-    REMOVE = "Remove"  # the experiment and the canary Pipeline go; the Pipeline stays
+    MIRROR = "Mirror"  # create the shadow experiment: the shadow gets a copy of the traffic
+    PROMOTE = "Promote"  # the candidate's spec becomes the Pipeline's; the experiment goes
+    REMOVE = "Remove"  # the experiment and its candidate Pipeline go; the Pipeline stays
+
+
+class Experiment(enum.StrEnum):
+    """Which of a Pipeline's experiments an experiment call is on: the canary (a share of
+    the traffic to ``<pipeline>-canary``) or the shadow (a copy of it to
+    ``<pipeline>-shadow``). A Pipeline has at most one experiment at a time."""
+
+    CANARY = "canary"
+    SHADOW = "shadow"
 
 
 class UnreadableStatus(ValueError):

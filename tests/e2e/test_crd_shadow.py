@@ -55,6 +55,19 @@ def test_a_shadow_with_a_mann_whitney_comparison_is_accepted_with_its_defaults(
     assert compare == {"mannWhitney": {"worse": "Higher", "significance": 0.05}}
 
 
+def test_a_shadow_of_a_pipeline_is_accepted(control_plane: ControlPlane, crds: None) -> None:
+    spec = {
+        **SHADOW,
+        "source": {"kind": "Pipeline", "namespace": "staging", "name": "chain"},
+    }
+
+    applied = apply_json(control_plane, "pipeline-shadow", spec)["spec"]
+    control_plane.kubectl("delete", "mp", "pipeline-shadow", "-n", "default")
+
+    assert applied["source"]["kind"] == "Pipeline"
+    assert applied["canary"]["steps"][0] == {"shadow": {}}
+
+
 def test_kubectl_explain_teaches_the_shadow_and_the_comparisons(
     control_plane: ControlPlane, crds: None
 ) -> None:
@@ -94,15 +107,6 @@ def test_kubectl_explain_teaches_the_shadow_and_the_comparisons(
             "spec.canary.steps[0]",
             "exactly one of shadow, setWeight, analysis or pause; this one has several",
             id="shadow-and-setweight-in-one-step",
-        ),
-        pytest.param(
-            {
-                **SHADOW,
-                "source": {"kind": "Pipeline", "namespace": "staging", "name": "chain"},
-            },
-            "spec.canary.steps",
-            "a shadow step is for SeldonDeployments",
-            id="shadow-of-a-pipeline",
         ),
         pytest.param(
             _template(max=1.0),

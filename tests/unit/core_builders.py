@@ -33,6 +33,7 @@ from promotion_operator.core.promotion import PromotionRef
 from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import (
     ActionKind,
+    Experiment,
     Failure,
     Phase,
     PlannedChange,
@@ -352,7 +353,7 @@ class FakeSeldon:
         self.calls.append(action)
         if action.kind == ActionKind.VALIDATE:
             return Answer({"type": "Success", "message": "valid"})
-        if action.kind in (ActionKind.SET_WEIGHT, ActionKind.PROMOTE, ActionKind.REMOVE):
+        if action.experiment is not None:
             return self._experiment_call(action)
         old = self._resource(action)
         if action.kind == ActionKind.DELETE:
@@ -384,25 +385,40 @@ class FakeSeldon:
         return self.target
 
     def _experiment_call(self, action: Action) -> Answer:
-        """The canary experiment of the target Pipeline ``<name>-canary``, as the
-        simulator plays Seldon Deploy's."""
+        """The experiments of the target Pipeline ``<name>``, as the simulator plays Seldon
+        Deploy's: the canary's candidate is ``<name>-canary``, the shadow's (a mirror)
+        ``<name>-shadow``; one experiment at a time (409 for one of another sort); the
+        candidate must exist; promoting or removing one takes its candidate away."""
         if self.experiment_refusal is not None:
             return Answer(failure=self.experiment_refusal)
-        assert self.target is not None
+        assert self.target is not None and action.experiment is not None
         name = self.target["metadata"]["name"]
-        canary = f"{name}-canary"
-        if action.kind == ActionKind.SET_WEIGHT:
-            assert action.weight is not None
-            candidates = [
-                {"name": name, "weight": 100 - action.weight},
-                {"name": canary, "weight": action.weight},
-            ]
-            self.experiment = {"metadata": {"name": name}, "spec": {"candidates": candidates}}
+        candidate = f"{name}-{action.experiment}"
+        sort = self._experiment_sort(name)
+        if action.kind in (ActionKind.SET_WEIGHT, ActionKind.MIRROR):
+            if candidate not in self.pipelines:
+                return Answer(failure=Failure("NotFound", f"no pipeline {candidate}", 404))
+            if sort not in (None, action.experiment):
+                return Answer(failure=Failure("Conflict", f"{name} has a {sort}", 409))
+            if action.kind == ActionKind.SET_WEIGHT:
+                assert action.weight is not None
+                spec: dict[str, Any] = {
+                    "candidates": [
+                        {"name": name, "weight": 100 - action.weight},
+                        {"name": candidate, "weight": action.weight},
+                    ]
+                }
+            else:
+                spec = {
+                    "candidates": [{"name": name, "weight": 100}],
+                    "mirror": {"name": candidate, "percent": 100},
+                }
+            self.experiment = {"metadata": {"name": name}, "spec": spec}
             return Answer()
-        if self.experiment is None:
-            return Answer(failure=Failure("NotFound", "no canary experiment", 404))
+        if sort != action.experiment:
+            return Answer(failure=Failure("NotFound", f"no {action.experiment} experiment", 404))
         self.experiment = None
-        promoted = self.pipelines.pop(canary)
+        promoted = self.pipelines.pop(candidate)
         if action.kind == ActionKind.PROMOTE:
             generation = int(self.target["metadata"]["generation"]) + 1
             self.target = {
@@ -417,6 +433,15 @@ class FakeSeldon:
             }
             self.written_at = self.now
         return Answer()
+
+    def _experiment_sort(self, name: str) -> Experiment | None:
+        """Which experiment the target has, by its spec (None: none, or another sort)."""
+        spec = (self.experiment or {}).get("spec") or {}
+        if (spec.get("mirror") or {}).get("name") == f"{name}-shadow":
+            return Experiment.SHADOW
+        if any(c.get("name") == f"{name}-canary" for c in spec.get("candidates") or ()):
+            return Experiment.CANARY
+        return None
 
     def _store(self, action: Action, resource: dict[str, Any] | None) -> None:
         if action.model is None and action.pipeline is None:
@@ -469,6 +494,19 @@ def core_v2_status(generation: int, *, ready: bool = True, failed: bool = False)
         status, reason = "False", "LoadFailed"
     condition = {"type": "Ready", "status": status, "reason": reason, "message": "out of memory"}
     return {"observedGeneration": generation, "conditions": [condition]}
+
+
+#: The calls after which ``drive`` can crash the operator (a removal only when it is not
+#: a rollback's).
+PROMOTION_WRITES = frozenset(
+    {
+        ActionKind.CREATE,
+        ActionKind.UPDATE,
+        ActionKind.SET_WEIGHT,
+        ActionKind.MIRROR,
+        ActionKind.PROMOTE,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -533,11 +571,10 @@ def drive(
         if result.status is None and result.requeue_after is None:
             break
         asked = replace(asked, **dict.fromkeys(result.used))
-        written = action is not None and action.kind in (
-            ActionKind.CREATE,
-            ActionKind.UPDATE,
-            ActionKind.SET_WEIGHT,
-            ActionKind.PROMOTE,
+        written = action is not None and (
+            action.kind in PROMOTION_WRITES
+            # Removing the shadow before a weight is a write of the promotion too.
+            or (action.kind == ActionKind.REMOVE and not action.rollback)
         )
         if written and len(seldon.writes()) in crash_at:
             crash_at.discard(len(seldon.writes()))

@@ -96,6 +96,21 @@ class FakeClient:
         self._call("remove_canary", namespace, pipeline, action)
         self.experiments.pop((namespace, pipeline), None)
 
+    def create_shadow(self, namespace: str, pipeline: str, *, action: str, message: str) -> None:
+        self._call("create_shadow", namespace, pipeline, action)
+        mirror = {"name": f"{pipeline}-shadow", "percent": 100}
+        candidates = [{"name": pipeline, "weight": 100}]
+        self.experiments[namespace, pipeline] = {
+            "spec": {"candidates": candidates, "mirror": mirror}
+        }
+
+    def promote_shadow(self, namespace: str, pipeline: str, *, action: str, message: str) -> None:
+        self._call("promote_shadow", namespace, pipeline, action)
+
+    def remove_shadow(self, namespace: str, pipeline: str, *, action: str, message: str) -> None:
+        self._call("remove_shadow", namespace, pipeline, action)
+        self.experiments.pop((namespace, pipeline), None)
+
     def validate(self, namespace: str, deployment: Mapping[str, Any]) -> dict[str, Any]:
         self._call("validate", namespace)
         return {"code": 200, "message": "valid"}

@@ -32,7 +32,7 @@ from promotion_operator.core.run import ActionKind, Phase, Verdict, from_status,
 from promotion_operator.core.spec import PromotionSpec, Strategy
 from tests.unit.core_builders import context, drive, make_spec
 from tests.unit.test_core_canary import final, seldon, traffic
-from tests.unit.test_core_v2 import PIPELINE_CANARY, last, seldon_for_canary
+from tests.unit.test_core_v2 import PIPELINE_CANARY, calls, last, seldon_for_canary
 
 LATENCY = 'latency{deployment="{{target}}",predictor="{{predictor}}"}'
 PREDICTIONS = 'sum by (class) (predictions{predictor="{{predictor}}"})'
@@ -166,17 +166,27 @@ def test_an_abort_after_the_shadow_was_written_rolls_it_back() -> None:
     assert traffic(fake.target) == {"main": None}  # the previous spec, restored
 
 
-def test_a_shadow_on_a_pipeline_fails_as_invalid() -> None:
+def test_a_shadow_on_a_pipeline_mirrors_its_traffic_to_a_shadow_pipeline() -> None:
     spec = replace(
         PIPELINE_CANARY,
         canary_steps=(Shadow(), *PIPELINE_CANARY.canary_steps[1:]),
     )
+    fake = seldon_for_canary()
 
-    run = last(drive(seldon_for_canary(), spec=spec))
+    passes = drive(fake, spec=spec, max_passes=100)
 
-    assert run.phase == Phase.FAILED
-    assert run.outcome is not None and run.outcome.reason == "Invalid"
-    assert "a shadow step is for SeldonDeployments" in run.outcome.message
+    assert last(passes).phase == Phase.SUCCEEDED
+    assert calls(passes) == [
+        "Create model iris-v2",
+        "Create pipeline chain-shadow",
+        "Mirror",
+        "Remove shadow",
+        "Create pipeline chain-canary",
+        "SetWeight 50",
+        "Promote canary",
+    ]
+    # The analysis between them measured {{canary}}: the shadow Pipeline, by its name.
+    assert fake.queries and set(fake.queries) == {'errors{pipeline="chain-shadow"}'}
 
 
 # --- where a shadow may stand ---------------------------------------------------------------

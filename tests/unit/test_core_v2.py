@@ -374,7 +374,8 @@ def seldon_for_canary(error_rate: float = 0.01, **changes: Any) -> FakeSeldon:
 
 
 def calls(passes: list[Pass]) -> list[str]:
-    """Each call but validation, as ``Create pipeline chain-canary``, ``SetWeight 10`` ..."""
+    """Each call but validation, as ``Create pipeline chain-canary``, ``SetWeight 10``,
+    ``Mirror``, ``Promote canary``, ``Remove shadow`` ..."""
     out = []
     for p in passes:
         action = p.action
@@ -387,6 +388,8 @@ def calls(passes: list[Pass]) -> list[str]:
             if action.pipeline
             else f" {action.weight}"
             if action.weight is not None
+            else f" {action.experiment}"
+            if action.kind in (ActionKind.PROMOTE, ActionKind.REMOVE)
             else ""
         )
         out.append(f"{action.kind}{what}")
@@ -403,7 +406,7 @@ def test_a_pipeline_canary_creates_its_models_and_canary_then_sets_each_weight_t
         "Create pipeline chain-canary",
         "SetWeight 10",
         "SetWeight 50",
-        "Promote",
+        "Promote canary",
     ]
     assert last(passes).phase == Phase.SUCCEEDED
     assert seldon.target is not None
@@ -425,7 +428,7 @@ def test_a_pipeline_canary_failing_its_analysis_removes_the_canary_and_its_new_m
         "Create model iris-v2",
         "Create pipeline chain-canary",
         "SetWeight 10",
-        "Remove",
+        "Remove canary",
         "Delete model iris-v2",
     ]
     assert last(passes).phase == Phase.ROLLED_BACK
@@ -444,7 +447,7 @@ def test_a_restart_after_each_canary_call_makes_no_call_twice() -> None:
         "Create pipeline chain-canary",
         "SetWeight 10",
         "SetWeight 50",
-        "Promote",
+        "Promote canary",
     ]
     assert last(passes).phase == Phase.SUCCEEDED
 
@@ -523,9 +526,10 @@ def earlier_canary(generation: str) -> dict[str, Any]:
 
 def test_a_replace_removes_the_canary_an_earlier_run_left_before_anything_else() -> None:
     seldon = seldon_for_canary(pipelines={"chain-canary": earlier_canary("1")})
-    seldon.experiment = {"metadata": {"name": "chain"}, "spec": {"candidates": []}}
+    candidates = [{"name": "chain", "weight": 90}, {"name": "chain-canary", "weight": 10}]
+    seldon.experiment = {"metadata": {"name": "chain"}, "spec": {"candidates": candidates}}
     passes = drive(seldon, spec=PIPELINE_SPEC)
-    assert calls(passes)[0] == "Remove"
+    assert calls(passes)[0] == "Remove canary"
     assert last(passes).phase == Phase.SUCCEEDED
     assert seldon.experiment is None and "chain-canary" not in seldon.pipelines
 
@@ -549,7 +553,8 @@ def test_a_canary_pipeline_of_another_promotion_is_not_removed_by_a_replace() ->
     foreign["metadata"]["annotations"]["deploy.mlops.dev/promotion-uid"] = "someone-else"
     seldon = seldon_for_canary(pipelines={"chain-canary": foreign})
     passes = drive(seldon, spec=PIPELINE_SPEC)
-    assert "Remove" not in calls(passes) and "Delete pipeline chain-canary" not in calls(passes)
+    assert "Remove canary" not in calls(passes)
+    assert "Delete pipeline chain-canary" not in calls(passes)
     assert "chain-canary" in seldon.pipelines
 
 

@@ -19,7 +19,7 @@ from promotion_operator.control.runner import (
 )
 from promotion_operator.core.pass_io import Action, PassResult
 from promotion_operator.core.requests import Requests
-from promotion_operator.core.run import ActionKind, Phase, to_status
+from promotion_operator.core.run import ActionKind, Experiment, Phase, to_status
 from promotion_operator.errors import Forbidden
 from tests.unit.core_builders import (
     PROMOTION,
@@ -108,7 +108,8 @@ def test_an_unexpected_exception_is_an_internal_error_with_its_traceback_only_in
 def test_every_action_kind_is_dispatched_to_its_own_call(fake: FakeClient) -> None:
     deployment = source_deployment()
     for kind in ActionKind:
-        SeldonEffects._perform(fake, SPEC.target, Action(kind, deployment, "m", weight=10))
+        action = Action(kind, deployment, "m", weight=10, experiment=Experiment.CANARY)
+        SeldonEffects._perform(fake, SPEC.target, action)
 
     assert [call[0] for call in fake.calls] == [
         "validate",
@@ -116,9 +117,33 @@ def test_every_action_kind_is_dispatched_to_its_own_call(fake: FakeClient) -> No
         "update",
         "delete",
         "set_canary_weight",
+        "create_shadow",
         "promote_canary",
         "remove_canary",
     ]
+
+
+@pytest.mark.parametrize(
+    ("experiment", "promote", "remove"),
+    [
+        (Experiment.CANARY, "promote_canary", "remove_canary"),
+        (Experiment.SHADOW, "promote_shadow", "remove_shadow"),
+    ],
+)
+def test_promote_and_remove_call_the_experiment_the_action_names(
+    fake: FakeClient, experiment: Experiment, promote: str, remove: str
+) -> None:
+    for kind in (ActionKind.PROMOTE, ActionKind.REMOVE):
+        SeldonEffects._perform(fake, SPEC.target, Action(kind, None, "m", experiment=experiment))
+
+    assert [call[0] for call in fake.calls] == [promote, remove]
+
+
+def test_a_promotion_naming_no_experiment_is_refused_not_guessed(fake: FakeClient) -> None:
+    with pytest.raises(ValueError, match="names no experiment"):
+        SeldonEffects._perform(fake, SPEC.target, Action(ActionKind.PROMOTE, None, "m"))
+
+    assert fake.calls == []
 
 
 def test_a_pass_replayed_before_its_status_landed_counts_one_run(runtime: FakeRuntime) -> None:

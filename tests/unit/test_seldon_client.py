@@ -27,9 +27,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from seldon_deploy_sdk import ExperimentsApi
 
 from promotion_operator.clients.seldon import (
     DEFAULT_MAX_RESPONSE_BYTES,
+    SHADOW_EXPERIMENT,
     SeldonDeployClient,
 )
 from promotion_operator.config.settings import InstanceSettings
@@ -309,6 +311,123 @@ def test_validate_sends_get_with_the_deployment_as_json_body(
     )
     assert request.headers["Content-Type"] == "application/json"
     assert request.json() == SDEP
+
+
+# -- a Pipeline's experiments: the canary and the shadow --------------------------------------
+
+EXPERIMENT_CALLS = [
+    pytest.param("create_shadow", "POST", "shadow", id="create-shadow"),
+    pytest.param("promote_shadow", "PUT", "shadow", id="promote-shadow"),
+    pytest.param("remove_shadow", "DELETE", "shadow", id="remove-shadow"),
+    pytest.param("promote_canary", "PUT", "canary", id="promote-canary"),
+    pytest.param("remove_canary", "DELETE", "canary", id="remove-canary"),
+]
+
+
+@pytest.mark.parametrize(("method_name", "method", "experiment"), EXPERIMENT_CALLS)
+def test_an_experiment_call_goes_to_its_path_with_action_and_message_and_no_body(
+    seldon: FakeSeldon,
+    client: SeldonDeployClient,
+    method_name: str,
+    method: str,
+    experiment: str,
+) -> None:
+    seldon.reply(Canned(200, {"code": 200, "message": "done"}))
+
+    getattr(client, method_name)("prod", "chain", action="Promote", message="v2 & more")
+
+    (request,) = seldon.requests
+    assert (request.method, request.path) == (
+        method,
+        f"{BASE}/namespaces/prod/pipelines/chain/experiment/{experiment}",
+    )
+    assert request.query == {"action": ["Promote"], "message": ["v2 & more"]}
+    assert request.body == b""
+
+
+def test_the_canary_weight_is_a_query_parameter(
+    seldon: FakeSeldon, client: SeldonDeployClient
+) -> None:
+    seldon.reply(Canned(200, {"code": 200, "message": "set"}))
+
+    client.set_canary_weight("prod", "chain", 20, action="Promote", message="m")
+
+    (request,) = seldon.requests
+    assert (request.method, request.path) == (
+        "POST",
+        f"{BASE}/namespaces/prod/pipelines/chain/experiment/canary",
+    )
+    assert request.query == {"weight": ["20"], "action": ["Promote"], "message": ["m"]}
+
+
+@pytest.mark.parametrize(
+    ("status", "exc_type"), [(404, NotFound), (409, Conflict), (503, SeldonDeployUnavailable)]
+)
+def test_a_refused_shadow_is_sorted_and_names_its_path(
+    seldon: FakeSeldon,
+    client: SeldonDeployClient,
+    status: int,
+    exc_type: type[PromotionError],
+) -> None:
+    seldon.reply(error(status, "pipeline prod/chain has an experiment that is not a shadow"))
+
+    err = raised(
+        exc_type, lambda: client.create_shadow("prod", "chain", action="Promote", message="m")
+    )
+
+    assert err.http_status == status
+    assert "POST /namespaces/prod/pipelines/chain/experiment/shadow" in str(err)
+    assert "not a shadow" in str(err)
+
+
+def test_the_observer_names_the_shadow_calls_by_their_path_template(
+    seldon: FakeSeldon, tokens: FakeTokens, tmp_path: Path
+) -> None:
+    seen: list[tuple[str, str, int | None, float]] = []
+    seldon.reply(*(Canned(200, {"code": 200, "message": "ok"}) for _ in range(3)))
+    with SeldonDeployClient(
+        instance(seldon.url, tmp_path), tokens, observer=lambda *a: seen.append(a)
+    ) as c:
+        c.create_shadow("prod", "chain", action="Promote", message="m")
+        c.promote_shadow("prod", "chain", action="Promote", message="m")
+        c.remove_shadow("prod", "chain", action="Rollback", message="m")
+
+    template = "/namespaces/{namespace}/pipelines/{name}/experiment/shadow"
+    assert [(m, p, s) for m, p, s, _ in seen] == [
+        ("POST", template, 200),
+        ("PUT", template, 200),
+        ("DELETE", template, 200),
+    ]
+
+
+class _RecordingApiClient:
+    """Stands in for the SDK's ``ApiClient``: records each call's path and method."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def select_header_accept(self, accepts: list[str]) -> str:
+        return accepts[0]
+
+    def select_header_content_type(self, types: list[str]) -> str:
+        return types[0]
+
+    def call_api(self, resource_path: str, method: str, *args: Any, **kwargs: Any) -> None:
+        self.calls.append((method, resource_path))
+
+
+def test_the_shadow_calls_are_at_the_sdks_paths() -> None:
+    recorder = _RecordingApiClient()
+    experiments = ExperimentsApi(recorder)
+    experiments.create_shadow_experiment("chain", "prod")
+    experiments.promote_shadow("chain", "prod")
+    experiments.remove_shadow("chain", "prod")
+
+    assert recorder.calls == [
+        ("POST", SHADOW_EXPERIMENT),
+        ("PUT", SHADOW_EXPERIMENT),
+        ("DELETE", SHADOW_EXPERIMENT),
+    ]
 
 
 def test_path_segments_are_url_quoted(seldon: FakeSeldon, client: SeldonDeployClient) -> None:

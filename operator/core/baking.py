@@ -18,6 +18,12 @@ it never passes on missing evidence.
 A bake writes nothing: its state is ``status.bake``, so a restart resumes measuring
 from it. Passes that only looked at the alerts and found none change nothing and
 cost no status write.
+
+The previous version is not kept serving during the bake: a rollback writes it
+again. Every way a bake fails goes through ``target_failed`` into the shared
+``RollingBack`` phase, whose first call is the strategy's ``undo``; a strategy that
+keeps the previous version warm beside the target would undo (or switch back to) it
+there, and nothing here would change.
 """
 
 from __future__ import annotations

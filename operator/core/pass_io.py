@@ -43,7 +43,7 @@ class Context:
     jitter: float = 0.5  # uniform in [0, 1): supplied by the caller to keep this pure
     policy: RetryPolicy = RetryPolicy()
     requests: Requests = field(default_factory=Requests)  # asked through annotations
-    prometheus_configured: bool = False  # analysis steps can be measured
+    prometheus_configured: bool = False  # analysis steps and a bake can be measured
 
 
 class Answer(NamedTuple):

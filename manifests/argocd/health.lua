@@ -127,9 +127,11 @@ if phase == "AwaitingApproval" then
   return hs
 end
 
+-- Working: a canary's analysis or timed pause, and a bake (spec.bake: the promotion
+-- is written and watched a while before it succeeds, or is rolled back) among them.
 if phase == "Pending" or phase == "Validating" or phase == "Promoting"
     or phase == "Verifying" or phase == "Analyzing" or phase == "Paused"
-    or phase == "RollingBack" then
+    or phase == "Baking" or phase == "RollingBack" then
   hs.status = "Progressing"
   if present(message) then
     hs.message = withReason(reason, message)

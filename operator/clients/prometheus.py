@@ -6,8 +6,12 @@ number it evaluates to. :meth:`PrometheusClient.query_by` runs one the same way 
 returns the numbers of an instant vector whose series are told apart by one label,
 ``{label value: number}`` (e.g. ``sum by (class) (increase(predictions_total[1m]))``
 by ``class``, to compare how a champion's and a challenger's predictions are
-distributed). Every other outcome is a typed error of :mod:`promotion_operator.errors`
-(the status table is :data:`promotion_operator.clients.http_failures.PROMETHEUS`):
+distributed). :meth:`PrometheusClient.firing_alerts` runs the instant query
+``ALERTS{alertstate="firing", <labels>}`` (:func:`firing_alerts_query`, the values
+escaped as PromQL string literals) and returns each firing alert's label set; no
+series is no alert firing. Every other outcome is a typed error of
+:mod:`promotion_operator.errors` (the status table is
+:data:`promotion_operator.clients.http_failures.PROMETHEUS`):
 
 ==============================================  ==================================
 what happened                                   raised
@@ -19,7 +23,9 @@ or internal
 400 / ``bad_data``: the PromQL is wrong         :class:`InvalidQuery`
                                                 (reason ``Invalid``)
 an empty query (or, for ``query_by``, an        :class:`InvalidQuery`, without a
-empty label name)                               request
+empty label name; for ``firing_alerts``, a      request
+label name that is not one, or ``alertstate``
+or a ``__`` name, which are Prometheus')
 a success that is not one number: no data,      :class:`AnalysisInconclusive`
 several series, NaN or ±Inf, a matrix, a
 string, a native histogram; 422 / ``execution``
@@ -33,14 +39,16 @@ value of it (the message says to aggregate
 ``by (label)``); NaN or ±Inf in any series; a
 native histogram; more than
 :data:`MAX_SERIES` series
+``firing_alerts``: a scalar, a matrix, a        :class:`AnalysisInconclusive`
+string instead of a vector
 401, 403, an unreadable or malformed token      :class:`AuthenticationFailed`
 file
 other statuses (404: not a Prometheus URL,      :class:`UnexpectedResponse`
 3xx: redirects are not followed), a 2xx that
 is not the documented JSON shape (for
-``query_by`` also a sample without a
-``metric`` object or with a label value that
-is not a string)
+``query_by`` and ``firing_alerts`` also a
+sample without a ``metric`` object or with a
+label value that is not a string)
 ==============================================  ==================================
 
 A scalar and a vector of exactly one sample are the two answers that are one
@@ -62,9 +70,12 @@ empty label value counts as no label (Prometheus never tells the two apart). NaN
 proves nothing. The series cap keeps a comparison to a number of classes a caller
 can sensibly compare (and its messages short); the response-size cap comes first.
 
-Both methods share one path (the bearer token, the request, the response-size cap,
-the mapping of statuses and ``error`` answers, the observer) and differ only in how
-they read the ``data`` object of a success.
+All three methods share one path (the bearer token, the request, the response-size
+cap, the mapping of statuses and ``error`` answers, the observer) and differ only in
+how they read the ``data`` object of a success. An empty vector is no data for
+``query`` and ``query_by``, but for ``firing_alerts`` it is the answer: no alert is
+firing. Prometheus writes ``ALERTS`` only for alerts pending or firing, so an alert
+that fired and ended between two queries is not seen.
 
 Like :class:`~promotion_operator.clients.seldon.SeldonDeployClient`, the client never sleeps
 and never retries (callers own backoff, so the controller's pass threads are never
@@ -125,6 +136,7 @@ from promotion_operator.errors import (
 )
 
 __all__ = [
+    "ALERTS_METRIC",
     "DEFAULT_MAX_RESPONSE_BYTES",
     "MAX_QUERY_CHARS",
     "MAX_SERIES",
@@ -132,6 +144,7 @@ __all__ = [
     "QUERY_PATH",
     "PrometheusClient",
     "QueryObserver",
+    "firing_alerts_query",
 ]
 
 log = logging.getLogger(__name__)
@@ -152,6 +165,11 @@ SHOWN_SERIES = 3
 #: Most series :meth:`PrometheusClient.query_by` reads: a comparison of more label
 #: values than this is not one a canary analysis can make sense of.
 MAX_SERIES = 1000
+
+#: The series Prometheus writes for the alerts of its alerting rules.
+ALERTS_METRIC = "ALERTS"
+#: The label of ``ALERTS`` that says whether an alert is pending or firing.
+ALERT_STATE_LABEL = "alertstate"
 
 _LABELS_CHARS = 100
 # Prometheus' errorType values, sorted like the statuses they come with.
@@ -212,6 +230,16 @@ class PrometheusClient:
         """
         return self._observed(lambda: self._query_by(promql, label))
 
+    def firing_alerts(self, match_labels: Mapping[str, str]) -> list[dict[str, str]]:
+        """The alerts firing now whose labels equal ``match_labels``, each as its label
+        set (``alertname`` among them; without ``__name__``), sorted.
+
+        One instant query of :func:`firing_alerts_query`; an empty vector is no alert
+        firing. Raises :class:`InvalidQuery` (without a request) for a label name that
+        cannot be matched, and otherwise as :meth:`query` does (see the module's table).
+        """
+        return self._observed(lambda: self._firing_alerts(match_labels))
+
     def close(self) -> None:
         """Close the pooled connections."""
         self._session.close()
@@ -261,6 +289,16 @@ class PrometheusClient:
             f"too many series to compare: aggregate the query {_by(label, [])} into fewer series",
         )
         return _numbers_by(answer, label)
+
+    def _firing_alerts(self, match_labels: Mapping[str, str]) -> list[dict[str, str]]:
+        try:
+            promql = firing_alerts_query(match_labels)
+        except ValueError as exc:
+            raise InvalidQuery(f"alerts query on Prometheus {self._url}: {exc}") from None
+        answer = self._answer(
+            promql, "too many firing alerts to read: select them with more labels"
+        )
+        return _label_sets(answer)
 
     def _answer(self, promql: str, too_large: str) -> _Answer:
         """Send ``promql`` and return the ``data`` object of its success.
@@ -404,6 +442,52 @@ class _Answer:
     secrets: list[str]
 
 
+def firing_alerts_query(match_labels: Mapping[str, str]) -> str:
+    """``ALERTS{alertstate="firing", <name>="<value>", ...}``: the PromQL selecting the
+    firing alerts whose labels equal ``match_labels``, in the order given.
+
+    Raises ValueError for a name that is not a Prometheus label name
+    (``[a-zA-Z_][a-zA-Z0-9_]*``), for ``alertstate`` (the selector's own) or a name
+    starting with ``__`` (Prometheus' own, such as ``__name__``), and for a value that
+    is not a string. Values become PromQL string literals, escaped: any value selects
+    exactly the alerts whose label has that value, and nothing else.
+    """
+    matchers = [f"{ALERT_STATE_LABEL}={_string_literal('firing')}"]
+    for name, value in match_labels.items():
+        if not isinstance(name, str) or not _LABEL_NAME_RE.fullmatch(name):
+            raise ValueError(
+                f"{redact(repr(name), (), limit=_LABELS_CHARS)} is not a label name "
+                "([a-zA-Z_][a-zA-Z0-9_]*)"
+            )
+        if name == ALERT_STATE_LABEL or name.startswith("__"):
+            raise ValueError(
+                f"the label {name} is Prometheus' own (the query selects the firing alerts); "
+                "select alerts by their other labels"
+            )
+        if not isinstance(value, str):
+            raise ValueError(f"the value of the label {name} is not a string")
+        matchers.append(f"{name}={_string_literal(value)}")
+    return f"{ALERTS_METRIC}{{{', '.join(matchers)}}}"
+
+
+# What a PromQL string literal cannot hold as itself (Go's escapes, which PromQL reads).
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _string_literal(value: str) -> str:
+    """``value`` as a double-quoted PromQL string literal: backslashes, quotes and line
+    breaks escaped, other control characters as ``\\uXXXX``."""
+    out = []
+    for char in value:
+        if char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
 def _require_query(url: str, promql: str) -> None:
     if not isinstance(promql, str) or not promql.strip():
         raise InvalidQuery(f"query on Prometheus {url}: the query is empty")
@@ -543,6 +627,34 @@ def _numbers_by(answer: _Answer, label: str) -> dict[str, float]:
         number = _sample_value(call, status, sample.get("value"))
         numbers[value] = _finite(call, status, number, where=where)
     return numbers
+
+
+def _label_sets(answer: _Answer) -> list[dict[str, str]]:
+    """The label sets (without ``__name__``) of a success's vector, sorted; an empty
+    vector is none. AnalysisInconclusive if the answer is not a vector."""
+    call, status, secrets = answer.call, answer.status, answer.secrets
+    kind = answer.data.get("resultType")
+    result = answer.data.get("result")
+    if kind in ("scalar", "matrix", "string"):
+        raise AnalysisInconclusive(
+            call.describe(status, f"a {kind} instead of an instant vector of alerts"),
+            http_status=status,
+        )
+    if kind != "vector":
+        _unexpected(call, status, f"an unknown resultType {redact(str(kind), secrets, limit=40)!r}")
+    if not isinstance(result, list):
+        _unexpected(call, status, "a vector whose result is not a list")
+    label_sets: list[dict[str, str]] = []
+    for sample in result:
+        if not isinstance(sample, dict):
+            _unexpected(call, status, "a vector sample that is not an object")
+        metric = sample.get("metric")
+        if not isinstance(metric, dict):
+            _unexpected(call, status, "a vector sample without a metric object")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in metric.items()):
+            _unexpected(call, status, "a label value that is not a string")
+        label_sets.append({k: v for k, v in metric.items() if k != "__name__"})
+    return sorted(label_sets, key=lambda labels: sorted(labels.items()))
 
 
 def _not_a_vector(call: _Query, status: int, kind: Any, by: str, secrets: list[str]) -> NoReturn:

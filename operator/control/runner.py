@@ -26,6 +26,7 @@ from promotion_operator.core.conditions import ready_reason
 from promotion_operator.core.machine import reconcile
 from promotion_operator.core.pass_io import (
     Action,
+    Alerts,
     Answer,
     Context,
     ModelsAnswer,
@@ -111,11 +112,14 @@ class DeploymentClient(Protocol):
 
 
 class MetricsSource(Protocol):
-    """Where analysis queries are answered (``PrometheusClient`` is the real one)."""
+    """Where analysis queries and a bake's alerts are answered (``PrometheusClient`` is
+    the real one)."""
 
     def query(self, promql: str) -> float: ...
 
     def query_by(self, promql: str, label: str) -> dict[str, float]: ...
+
+    def firing_alerts(self, match_labels: Mapping[str, str]) -> list[dict[str, str]]: ...
 
 
 class Runtime:
@@ -281,10 +285,15 @@ def _count(
 ) -> None:
     run = result.run
     assert run is not None
-    if run.canary is not None and result.status is not None:
-        for measurement in run.canary.measurements:
-            if measurement.at == now:  # taken in this pass
+    if result.status is not None:
+        recent = (
+            *(run.canary.measurements if run.canary else ()),
+            *(run.bake.measurements if run.bake else ()),
+        )
+        for measurement in recent:
+            if measurement.at == now:  # taken in this pass (an analysis step's or a bake's)
                 runtime.metrics.measured(measurement.template, str(measurement.verdict))
+    if run.canary is not None and result.status is not None:
         runtime.metrics.canary_at(
             promotion.uid, promotion.namespace, promotion.name, run.canary.weight
         )
@@ -379,10 +388,16 @@ class SeldonEffects:
                 self._runtime.reads.written(self._run, target)
 
     def query(self, promql: str, by: str | None = None) -> Reading:
-        prometheus = self._runtime.prometheus()
+        # No Prometheus configured (a restart without PROMETHEUS_URL) is a failure of the
+        # measurement, InvalidSettings, as the contract says; so is every client error.
         if by is not None:
-            return _answered(Reading, lambda: prometheus.query_by(promql, by))
-        return _answered(Reading, lambda: prometheus.query(promql))
+            return _answered(Reading, lambda: self._runtime.prometheus().query_by(promql, by))
+        return _answered(Reading, lambda: self._runtime.prometheus().query(promql))
+
+    def firing_alerts(self, match_labels: Mapping[str, str]) -> Alerts:
+        return _answered(
+            Alerts, lambda: tuple(self._runtime.prometheus().firing_alerts(match_labels))
+        )
 
     def _read(self, ref: DeploymentRef) -> Answer:
         known = self._chain.answers.get(ref)

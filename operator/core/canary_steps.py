@@ -55,6 +55,17 @@ class AnalysisTemplate:
 Templates = Mapping[str, AnalysisTemplate]
 
 
+def scheduled(
+    names: Sequence[str], templates: Templates, now: datetime.datetime
+) -> tuple[TemplateProgress, ...]:
+    """The progress of templates ``names`` as their measuring starts at ``now``: none
+    taken, each first due one interval later."""
+    return tuple(
+        TemplateProgress(name, now + datetime.timedelta(seconds=templates[name].interval_seconds))
+        for name in names
+    )
+
+
 class Entered(NamedTuple):
     """Where entering a step leaves the run: its phase, its canary state, when to come
     back (None: when a person acts, polled), and what the message adds to its name."""
@@ -182,12 +193,7 @@ class Analysis:
         return weight
 
     def enter(self, canary: CanaryState, now: datetime.datetime, templates: Templates) -> Entered:
-        progress = tuple(
-            TemplateProgress(
-                template, now + datetime.timedelta(seconds=templates[template].interval_seconds)
-            )
-            for template in self.templates
-        )
+        progress = scheduled(self.templates, templates, now)
         first = min(p.due_at for p in progress)
         canary = replace(canary, analysis=progress)
         return Entered(Phase.ANALYZING, canary, (first - now).total_seconds())

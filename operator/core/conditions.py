@@ -22,6 +22,7 @@ WORKING_REASONS = {
     Phase.VERIFYING: "WaitingForAvailable",
     Phase.ANALYZING: "Analyzing",
     Phase.PAUSED: "Paused",
+    Phase.BAKING: "Baking",
     Phase.ROLLING_BACK: "RollingBack",
 }
 #: The Ready reason of a canary paused until a person resumes it.

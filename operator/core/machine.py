@@ -8,7 +8,7 @@ when to come back. The decisions themselves (:func:`decide`, :func:`after_action
 are plain functions over plain data.
 
 This module holds the phases every strategy shares (validation, approval, abort,
-verification, rollback);
+verification, the bake, rollback);
 they reach the strategy only through :class:`~promotion_operator.core.strategy.PromotionStrategy`,
 which :func:`~promotion_operator.core.strategies.strategy_for` picks. The strategies
 are in :mod:`promotion_operator.core.strategies`; :mod:`transitions` holds the
@@ -25,6 +25,15 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from promotion_operator.core.baking import (
+    alert_labels,
+    bake_pass,
+    check_bake,
+    describe,
+    start_bake,
+    without_prometheus,
+)
+from promotion_operator.core.baking import due_queries as bake_queries
 from promotion_operator.core.canary_stepping import due_queries
 from promotion_operator.core.canary_steps import step_name, weight_of
 from promotion_operator.core.conditions import (
@@ -146,8 +155,10 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
     target = effects.read_target() if read_target else Answer()
     readings = {
         (query.template, query.side): effects.query(query.promql, query.by)
-        for query in due_queries(ctx, run)
+        for query in (*due_queries(ctx, run), *bake_queries(ctx, run))
     }
+    labels = alert_labels(ctx, run)
+    alerts = effects.firing_alerts(labels) if labels is not None else None
     beside = strategy_for(ctx.spec).read(ctx, run, source, effects)
     observed = Observed(
         source.deployment,
@@ -155,6 +166,7 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
         source.failure,
         target.failure,
         readings,
+        alerts,
         source_models=beside.source_models,
         models=beside.models,
         canary=beside.canary,
@@ -263,7 +275,7 @@ def reads_for(phase: Phase) -> tuple[bool, bool]:
     if phase in (Phase.PENDING, Phase.VALIDATING, Phase.PROMOTING):
         return True, True
     # Waiting for a person reads nothing: the request is in the resource itself.
-    if phase in (Phase.VERIFYING, Phase.ANALYZING, Phase.ROLLING_BACK):
+    if phase in (Phase.VERIFYING, Phase.ANALYZING, Phase.BAKING, Phase.ROLLING_BACK):
         return False, True
     return False, False
 
@@ -281,6 +293,8 @@ def decide(ctx: Context, run: Run, observed: Observed) -> Decision:
         return _await_approval(ctx, run)
     if run.phase == Phase.VERIFYING:
         return _verify(ctx, run, observed)
+    if run.phase == Phase.BAKING:
+        return bake_pass(ctx, run, observed)
     if run.phase == Phase.ROLLING_BACK:
         return _roll_back(ctx, run, observed)
     strategy = strategy_for(ctx.spec)
@@ -380,6 +394,7 @@ def _before_write(
     previous = previous_of(target)
     try:
         planned = strategy.plan(ctx, run, observed, previous)
+        check_bake(ctx.spec)
     except PlanningError as error:
         return finish(ctx, run, Phase.FAILED, Failure("Invalid", str(error)))
     if isinstance(planned, Failure):
@@ -427,6 +442,11 @@ def _validated(ctx: Context, run: Run) -> Decision:
     summary = strategy_for(ctx.spec).summary(ctx, run)
     if isinstance(summary, Failure):
         return finish(ctx, run, Phase.FAILED, summary)
+    unbakeable = without_prometheus(ctx)
+    if unbakeable is not None:
+        return finish(ctx, run, Phase.FAILED, unbakeable)
+    if ctx.spec.bake is not None:
+        summary = f"{summary}, then {describe(ctx)}"
     if ctx.spec.dry_run:
         return finish(ctx, run, Phase.SUCCEEDED, None, f"dry run: would {summary}; wrote nothing")
     if ctx.spec.suspend:
@@ -475,7 +495,7 @@ def _abort(ctx: Context, run: Run, observed: Observed) -> Decision:
         return retry_or_fail(ctx, run, observed.target_error)
     run = with_landed_models(ctx, run, observed)  # a write a restart kept from being recorded
     written = (
-        run.phase in (Phase.VERIFYING, Phase.ANALYZING, Phase.PAUSED)
+        run.phase in (Phase.VERIFYING, Phase.ANALYZING, Phase.PAUSED, Phase.BAKING)
         or (run.canary is not None and run.canary.written)
         or (run.phase == Phase.PROMOTING and target is not None and is_ours(ctx, target, run))
         or models_written(run)
@@ -514,13 +534,11 @@ def _verify(ctx: Context, run: Run, observed: Observed) -> Decision:
         further = strategy_for(ctx.spec).verified(ctx, run, ready)
         if further is not None:
             return further
-        return finish(
-            ctx,
-            run,
-            Phase.SUCCEEDED,
-            None,
-            f"{ctx.spec.target.described} is {ready} with the promoted spec",
-        )
+        done = f"{ctx.spec.target.described} is {ready} with the promoted spec"
+        if ctx.spec.bake is not None:
+            # Not a success yet: watched a while first, rolled back if it misbehaves.
+            return start_bake(ctx, run, done)
+        return finish(ctx, run, Phase.SUCCEEDED, None, done)
     if current and seen.failed:
         description = seen.description or "no description"
         return target_failed(

@@ -43,7 +43,7 @@ class Context:
     jitter: float = 0.5  # uniform in [0, 1): supplied by the caller to keep this pure
     policy: RetryPolicy = RetryPolicy()
     requests: Requests = field(default_factory=Requests)  # asked through annotations
-    prometheus_configured: bool = False  # analysis steps can be measured
+    prometheus_configured: bool = False  # analysis steps and a bake can be measured
 
 
 class Answer(NamedTuple):
@@ -62,6 +62,7 @@ class Observed:
     source_error: Failure | None = None
     target_error: Failure | None = None
     readings: Mapping[tuple[str, Side], Reading] = field(default_factory=dict)  # by template, side
+    alerts: Alerts | None = None  # a bake's: the alerts firing now; None: not looked at
     # A Pipeline's: the Models its source's steps name, and those beside the target.
     source_models: ModelsAnswer | None = None  # None: not read in this pass
     models: Mapping[str, Answer] = field(default_factory=dict)  # by name, in the target's namespace
@@ -135,6 +136,14 @@ class Reading(NamedTuple):
     failure: Failure | None = None
 
 
+class Alerts(NamedTuple):
+    """What Prometheus answered for the alerts a bake watches: the label set of each
+    one firing now (none: no alert fires), or a failure."""
+
+    firing: tuple[Mapping[str, str], ...] = ()
+    failure: Failure | None = None
+
+
 class Side(enum.StrEnum):
     """Whom a template's query measures: what its placeholders name (``MEASURED``), or,
     for a comparison, the champion or the challenger in ``{{predictor}}``."""
@@ -163,7 +172,8 @@ class ModelsAnswer(NamedTuple):
 
 class Effects(Protocol):
     """A pass's window on Seldon Deploy: the two resources of the spec (and, for a
-    Pipeline, the Models beside them), and one action."""
+    Pipeline, the Models beside them), and one action; and on Prometheus: the
+    measurements and, for a bake, the firing alerts."""
 
     def read_source(self) -> Answer:
         """The source resource (``Answer()`` if it does not exist)."""
@@ -196,6 +206,10 @@ class Effects(Protocol):
     def query(self, promql: str, by: str | None = None) -> Reading:
         """The one number ``promql`` gives now (an analysis measurement); with ``by``,
         its numbers by that label."""
+        ...
+
+    def firing_alerts(self, match_labels: Mapping[str, str]) -> Alerts:
+        """The alerts firing now whose labels equal ``match_labels`` (a bake's)."""
         ...
 
 

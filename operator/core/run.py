@@ -19,6 +19,7 @@ class Phase(enum.StrEnum):
     VERIFYING = "Verifying"
     ANALYZING = "Analyzing"  # canary: measuring the analysis templates
     PAUSED = "Paused"  # canary: a pause step, timed or until a person resumes it
+    BAKING = "Baking"  # the last write verified: watched a while (spec.bake) before success
     ROLLING_BACK = "RollingBack"
     SUSPENDED = "Suspended"
     SUCCEEDED = "Succeeded"
@@ -171,6 +172,26 @@ class CanaryState:
 
 
 @dataclass(frozen=True)
+class FiringAlert:
+    """An alert seen firing during a bake: its ``alertname`` and its other labels."""
+
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BakeState:
+    """Where a bake stands: when it started and ends, its templates' progress and
+    measurements (as an analysis step's), and the alerts seen firing (which end it)."""
+
+    started_at: datetime.datetime
+    ends_at: datetime.datetime
+    analysis: tuple[TemplateProgress, ...] = ()
+    measurements: tuple[Measurement, ...] = ()  # the most recent, oldest first
+    alerts: tuple[FiringAlert, ...] = ()
+
+
+@dataclass(frozen=True)
 class HistoryEntry:
     """One finished run, as ``status.history`` keeps it."""
 
@@ -209,6 +230,7 @@ class Run:
     error_since: datetime.datetime | None = None
     outcome: Failure | None = None  # why a run failed or was rolled back
     canary: CanaryState | None = None
+    bake: BakeState | None = None  # spec.bake: from the last write's verification on
     models: tuple[Dependency, ...] = ()  # a Pipeline's: in the order they are written
     retry: int = 0  # 0 for a generation's first run, then one more per retry request
     approved_by: str | None = None
@@ -304,6 +326,7 @@ def to_status(run: Run) -> dict[str, Any]:
         "lastError": _failure_to_status(run.last_error, run.error_since),
         "outcome": _failure_to_status(run.outcome, None),
         "canary": None if run.canary is None else _canary_to_status(run.canary),
+        "bake": None if run.bake is None else _bake_to_status(run.bake),
         "models": [_dependency_to_status(d) for d in run.models] or None,
         "retry": run.retry,
         "approval": None
@@ -362,43 +385,48 @@ def _canary_to_status(canary: CanaryState) -> dict[str, Any]:
         "canaryPredictor": canary.canary_predictor,
         "stablePredictor": canary.stable_predictor,
         "pauseUntil": format_time(canary.pause_until) if canary.pause_until else None,
-        "analysis": [
-            {
-                "template": p.template,
-                "dueAt": format_time(p.due_at),
-                "taken": p.taken,
-                "failed": p.failed,
-                "inconclusive": p.inconclusive,
-                **(
-                    {
-                        "championSamples": list(p.champion_samples),
-                        "challengerSamples": list(p.challenger_samples),
-                    }
-                    if p.champion_samples or p.challenger_samples
-                    else {}
-                ),
-            }
-            for p in canary.analysis
-        ],
-        "measurements": [
-            {
-                key: value
-                for key, value in {
-                    "template": m.template,
-                    "result": str(m.verdict),
-                    "at": format_time(m.at),
-                    "value": m.value,
-                    "min": m.min,
-                    "max": m.max,
-                    "message": m.message,
-                    "champion": m.champion,
-                    "score": m.score,
-                }.items()
-                if value is not None
-            }
-            for m in canary.measurements
-        ],
+        "analysis": [_progress_to_status(p) for p in canary.analysis],
+        "measurements": [_measurement_to_status(m) for m in canary.measurements],
     }
+
+
+def _bake_to_status(bake: BakeState) -> dict[str, Any]:
+    return {
+        "startedAt": format_time(bake.started_at),
+        "endsAt": format_time(bake.ends_at),
+        "analysis": [_progress_to_status(p) for p in bake.analysis],
+        "measurements": [_measurement_to_status(m) for m in bake.measurements],
+        "alerts": [{"alertname": a.name, "labels": dict(a.labels)} for a in bake.alerts],
+    }
+
+
+def _progress_to_status(progress: TemplateProgress) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "template": progress.template,
+        "dueAt": format_time(progress.due_at),
+        "taken": progress.taken,
+        "failed": progress.failed,
+        "inconclusive": progress.inconclusive,
+    }
+    if progress.champion_samples or progress.challenger_samples:
+        out["championSamples"] = list(progress.champion_samples)
+        out["challengerSamples"] = list(progress.challenger_samples)
+    return out
+
+
+def _measurement_to_status(measurement: Measurement) -> dict[str, Any]:
+    out = {
+        "template": measurement.template,
+        "result": str(measurement.verdict),
+        "at": format_time(measurement.at),
+        "value": measurement.value,
+        "min": measurement.min,
+        "max": measurement.max,
+        "message": measurement.message,
+        "champion": measurement.champion,
+        "score": measurement.score,
+    }
+    return {key: value for key, value in out.items() if value is not None}
 
 
 def from_status(status: Mapping[str, Any]) -> Run | None:
@@ -426,6 +454,7 @@ def from_status(status: Mapping[str, Any]) -> Run | None:
         error_since=reader.time("lastError.since"),
         outcome=reader.failure("outcome"),
         canary=reader.canary(),
+        bake=reader.bake(),
         models=reader.models(),
         retry=reader.integer("retry") or 0,
         approved_by=reader.text("approval.by") or None,
@@ -590,9 +619,43 @@ class _StatusReader:
         if not self._get("canary"):
             return None
         started = self.time("canary.stepStartedAt", required=True) or _EPOCH
+        return CanaryState(
+            step=self.integer("canary.step", required=True) or 0,
+            step_started_at=started,
+            weight=self.integer("canary.weight") or 0,
+            canary_predictor=self.text("canary.canaryPredictor"),
+            stable_predictor=self.text("canary.stablePredictor"),
+            pause_until=self.time("canary.pauseUntil"),
+            analysis=self.progress("canary.analysis"),
+            measurements=self.measurements("canary.measurements"),
+        )
+
+    def bake(self) -> BakeState | None:
+        if not self._get("bake"):
+            return None
+        alerts = []
+        for i, _ in enumerate(self._list("bake.alerts")):
+            at = f"bake.alerts.{i}"
+            labels = self._get(f"{at}.labels") or {}
+            if not isinstance(labels, Mapping) or not all(
+                isinstance(value, str) for value in labels.values()
+            ):
+                self._problem(f"{at}.labels", labels, "a map of label values")
+                labels = {}
+            alerts.append(FiringAlert(self.text(f"{at}.alertname"), dict(labels)))
+        return BakeState(
+            started_at=self.time("bake.startedAt", required=True) or _EPOCH,
+            ends_at=self.time("bake.endsAt", required=True) or _EPOCH,
+            analysis=self.progress("bake.analysis"),
+            measurements=self.measurements("bake.measurements"),
+            alerts=tuple(alerts),
+        )
+
+    def progress(self, path: str) -> tuple[TemplateProgress, ...]:
+        """The templates' progress at ``path`` (an analysis step's, or a bake's)."""
         analysis = []
-        for i, _ in enumerate(self._list("canary.analysis")):
-            at = f"canary.analysis.{i}"
+        for i, _ in enumerate(self._list(path)):
+            at = f"{path}.{i}"
             analysis.append(
                 TemplateProgress(
                     self.text(f"{at}.template"),
@@ -604,9 +667,13 @@ class _StatusReader:
                     self.numbers(f"{at}.challengerSamples"),
                 )
             )
+        return tuple(analysis)
+
+    def measurements(self, path: str) -> tuple[Measurement, ...]:
+        """The recent measurements at ``path`` (a canary's, or a bake's)."""
         measurements = []
-        for i, _ in enumerate(self._list("canary.measurements")):
-            at = f"canary.measurements.{i}"
+        for i, _ in enumerate(self._list(path)):
+            at = f"{path}.{i}"
             try:
                 verdict = Verdict(self._get(f"{at}.result"))
             except ValueError:
@@ -625,16 +692,7 @@ class _StatusReader:
                     self.number(f"{at}.score"),
                 )
             )
-        return CanaryState(
-            step=self.integer("canary.step", required=True) or 0,
-            step_started_at=started,
-            weight=self.integer("canary.weight") or 0,
-            canary_predictor=self.text("canary.canaryPredictor"),
-            stable_predictor=self.text("canary.stablePredictor"),
-            pause_until=self.time("canary.pauseUntil"),
-            analysis=tuple(analysis),
-            measurements=tuple(measurements),
-        )
+        return tuple(measurements)
 
     def history(self) -> tuple[HistoryEntry, ...]:
         entries = []

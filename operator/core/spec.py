@@ -95,6 +95,19 @@ class Overrides:
     models: tuple[ModelOverride, ...] = ()  # Pipeline: its steps' models, by name
 
 
+@dataclass(frozen=True)
+class Bake:
+    """A while of watching the promotion once its last write is verified, before the
+    run succeeds: ``seconds`` long (``duration`` as written), measuring ``templates``
+    (names in ``spec.analysis.templates``) and watching for firing alerts whose labels
+    equal ``alerts`` (``matchLabels``, placeholders not filled in yet)."""
+
+    seconds: float
+    duration: str = ""
+    templates: tuple[str, ...] = ()
+    alerts: Mapping[str, str] = field(default_factory=dict)
+
+
 class Strategy(enum.StrEnum):
     """How the target is changed."""
 
@@ -119,6 +132,7 @@ class PromotionSpec:
     templates: Mapping[str, AnalysisTemplate] = field(default_factory=dict)
     approval_required: bool = False
     approval_groups: tuple[str, ...] = ()  # enforced by the API server's admission policy
+    bake: Bake | None = None  # after the last write is verified: watch it a while
 
 
 def parse_spec(spec: Mapping[str, Any]) -> PromotionSpec:
@@ -166,6 +180,18 @@ def parse_spec(spec: Mapping[str, Any]) -> PromotionSpec:
         },
         approval_required=bool((spec.get("approval") or {}).get("required", False)),
         approval_groups=tuple((spec.get("approval") or {}).get("groups") or ()),
+        bake=_bake(spec["bake"]) if spec.get("bake") else None,
+    )
+
+
+def _bake(bake: Mapping[str, Any]) -> Bake:
+    duration = str(bake.get("duration") or "")
+    alerts = (bake.get("alerts") or {}).get("matchLabels") or {}
+    return Bake(
+        seconds=parse_duration(duration) if duration else 0.0,
+        duration=duration,
+        templates=tuple(bake.get("templates") or ()),
+        alerts={str(name): str(value) for name, value in alerts.items()},
     )
 
 

@@ -94,6 +94,9 @@ def retry_or_fail(ctx: Context, run: Run, failure: Failure) -> Decision:
         )
     if run.phase == Phase.VERIFYING:
         return target_failed(ctx, run, timed_out(ctx, None) if failure.retryable else failure)
+    if run.phase == Phase.BAKING:
+        # The promotion is on the target and its bake cannot finish: never keep it unproven.
+        return target_failed(ctx, run, failure)
     if run.canary is not None and run.canary.written and run.phase != Phase.ROLLING_BACK:
         # A canary is on the target: take it out rather than leave it half done.
         return target_failed(ctx, run, failure)
@@ -129,6 +132,9 @@ def timed_out(ctx: Context, state: str | None) -> Failure:
 
 def deadline(ctx: Context, run: Run) -> datetime.datetime:
     timeout = datetime.timedelta(seconds=ctx.spec.timeout_seconds)
+    if run.phase == Phase.BAKING and run.bake is not None:
+        # The bake's duration, and the slack an analysis step has beyond its measurements.
+        return run.bake.ends_at + timeout
     canary = run.canary
     if canary is not None and run.phase in (Phase.PROMOTING, Phase.ANALYZING, Phase.PAUSED):
         # The phase of a step (or of the final promotion's write): the step knows its time.

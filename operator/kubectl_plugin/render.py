@@ -15,6 +15,7 @@ import yaml
 from promotion_operator.kubectl_plugin.resource import (
     ABORT_ANNOTATION,
     APPROVE_ANNOTATION,
+    BAKING,
     RESUME_ANNOTATION,
     ExitCode,
     Promotion,
@@ -278,6 +279,8 @@ def summary(p: Promotion, now: datetime.datetime) -> str:
                 lines.append((label, f"{moment} ({age(parse_time(moment), now)} ago)"))
         if p.canary:
             lines.append(("Canary", _canary(p)))
+        if p.bake:
+            lines.append(("Bake", _bake(p)))
         error_reason, error_message = p.last_error
         if error_reason:
             lines.append(("Last error", f"{error_reason}: {error_message}"))
@@ -327,6 +330,18 @@ def _canary(p: Promotion) -> str:
     return ", ".join(parts) or "<none>"
 
 
+def _bake(p: Promotion) -> str:
+    """``baking until 2026-03-01T12:10:00Z (started ...); error-rate 2 taken``, and the
+    alerts that fired."""
+    started, ends = p.bake_window
+    verb = "baking until" if p.phase == BAKING else "until"
+    parts = [f"{verb} {ends or '?'}" + (f" (started {started})" if started else "")]
+    parts += [f"{template} {taken} taken" for template, taken in p.bake_progress]
+    if fired := p.bake_alerts:
+        parts.append(f"alerts fired: {', '.join(fired)}")
+    return "; ".join(parts)
+
+
 def _requests(p: Promotion) -> list[str]:
     out = []
     if approver := p.request(APPROVE_ANNOTATION):
@@ -350,6 +365,8 @@ def watch_line(p: Promotion, now: datetime.datetime) -> str:
             state += f" ({p.ready_reason})"
         if p.canary:
             state += f"  canary {_canary(p)}"
+        if p.bake and p.phase == BAKING:
+            state += f"  bake until {p.bake_window[1] or '?'}"
         if not p.current:
             state += f"  [generation {p.generation} not started yet]"
         if p.message:

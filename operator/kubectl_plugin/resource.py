@@ -33,6 +33,7 @@ RESUME_VALUE = "true"
 FINISHED_PHASES = frozenset({"Succeeded", "Failed", "RolledBack", "Aborted"})
 AWAITING_APPROVAL = "AwaitingApproval"
 PAUSED = "Paused"
+BAKING = "Baking"  # the last write is Available and watched a while (spec.bake)
 
 
 class ExitCode(enum.IntEnum):
@@ -275,8 +276,31 @@ class Promotion:
         return _int(self.canary.get("weight"))
 
     @property
+    def bake(self) -> Mapping[str, Any]:
+        """``status.bake``: the bake after the last write (spec.bake), once it started."""
+        return _map(self.status.get("bake"))
+
+    @property
+    def bake_window(self) -> tuple[str, str]:
+        """(startedAt, endsAt) of the bake, "" when absent."""
+        return _text(self.bake.get("startedAt")), _text(self.bake.get("endsAt"))
+
+    @property
+    def bake_progress(self) -> list[tuple[str, int]]:
+        """(template, conclusive measurements taken) for each of the bake's templates."""
+        entries = (_map(e) for e in _list(self.bake.get("analysis")))
+        return [(_text(e.get("template")), _int(e.get("taken")) or 0) for e in entries]
+
+    @property
+    def bake_alerts(self) -> list[str]:
+        """The names of the alerts seen firing during the bake."""
+        return [_text(_map(a).get("alertname")) for a in _list(self.bake.get("alerts"))]
+
+    @property
     def measurements(self) -> list[Mapping[str, Any]]:
-        return [_map(m) for m in _list(self.canary.get("measurements"))]
+        """The recent measurements, oldest first: the canary's, then the bake's."""
+        recorded = [*_list(self.canary.get("measurements")), *_list(self.bake.get("measurements"))]
+        return [_map(m) for m in recorded]
 
     @property
     def approved(self) -> tuple[str, str] | None:

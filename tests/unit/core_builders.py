@@ -16,6 +16,7 @@ from promotion_operator.core.conditions import Event
 from promotion_operator.core.machine import reconcile
 from promotion_operator.core.pass_io import (
     Action,
+    Alerts,
     Answer,
     Context,
     Decision,
@@ -305,6 +306,9 @@ class FakeSeldon:
     # What Prometheus answers to a query at an instant (default: 0.0, which passes).
     prometheus: Callable[[str, datetime.datetime], Reading] = lambda _q, _t: Reading(0.0)
     queries: list[str] = field(default_factory=list)
+    # The alerts firing at an instant whose labels equal the asked ones (default: none).
+    alerts: Callable[[Mapping[str, str], datetime.datetime], Alerts] = lambda _l, _t: Alerts()
+    alert_queries: list[dict[str, str]] = field(default_factory=list)
     # Seldon Core v2: the target's kind, the source Pipeline's Models and those beside
     # the target (by name), each rolling out to its state in ``model_states``.
     kind: Kind = Kind.SELDON_DEPLOYMENT
@@ -321,6 +325,10 @@ class FakeSeldon:
     def query(self, promql: str, by: str | None = None) -> Reading:
         self.queries.append(promql)
         return self.prometheus(promql, self.now)
+
+    def firing_alerts(self, match_labels: Mapping[str, str]) -> Alerts:
+        self.alert_queries.append(dict(match_labels))
+        return self.alerts(match_labels, self.now)
 
     def read_source(self) -> Answer:
         self.reads.append("source")
@@ -533,6 +541,7 @@ def drive(
     requests: Requests | None = None,
     prometheus: bool = True,
     max_passes: int = 60,
+    start: float = 0.0,
 ) -> list[Pass]:
     """Run the shell's loop against ``seldon`` until the run settles or stops requeueing.
 
@@ -544,11 +553,12 @@ def drive(
     ``resume_at`` is when a person asks a paused canary to go on (seconds after T0),
     ``approve_at`` when alice approves.
     ``requests`` are set on the resource from the start; a used one is removed, as
-    the handler removes its annotation.
+    the handler removes its annotation. ``start``: when the first pass happens
+    (seconds after T0), to go on from a ``status`` recorded later than T0.
     """
     crash_at = set(crash_after_writes) | ({1} if crash_after_first_write else set())
     asked = requests or Requests()
-    now = T0
+    now = at(start)
     recorded: Mapping[str, Any] = status or {}
     passes: list[Pass] = []
     for _ in range(max_passes):

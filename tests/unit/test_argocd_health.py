@@ -127,6 +127,15 @@ def test_a_pause_is_suspended_exactly_when_it_waits_for_a_person() -> None:
             assert f"annotate mp iris-to-production {RESUME_ANNOTATION}=true" in message, message
 
 
+def test_a_bake_is_progressing_with_the_operators_reason() -> None:
+    baking = _cases_in(Phase.BAKING)
+    assert {WORKING_REASONS[Phase.BAKING], None} <= {_ready_reason(case) for case in baking}
+    for case in baking:
+        status, message = run_health(_sample(case))
+        assert status == "Progressing", case["name"]
+        assert message.startswith("Baking: ") or message == "The promotion run is Baking"
+
+
 def test_waiting_for_approval_is_suspended_and_says_how_to_approve() -> None:
     waiting = _cases_in(Phase.AWAITING_APPROVAL)
     assert {AWAITING_APPROVAL, None} <= {_ready_reason(case) for case in waiting}

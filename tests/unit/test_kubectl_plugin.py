@@ -18,6 +18,7 @@ from promotion_operator.kubectl_plugin.resource import (
     ABORT_ANNOTATION,
     APPROVE_ANNOTATION,
     AWAITING_APPROVAL,
+    BAKING,
     FINISHED_PHASES,
     PAUSED,
     RESUME_ANNOTATION,
@@ -470,6 +471,37 @@ def test_measurements_of_a_comparison_show_both_values_and_the_score() -> None:
     assert second.split()[:3] == ["errors", "Passed", "-"]
 
 
+def test_summary_shows_the_bake_and_its_measurements_after_the_canarys() -> None:
+    bake = {
+        "startedAt": "2026-03-01T11:50:00Z",
+        "endsAt": "2026-03-01T12:00:00Z",
+        "analysis": [{"template": "errors", "taken": 2}],
+        "measurements": [{"template": "errors", "value": 0.02, "result": "Passed", "at": "b"}],
+    }
+    canary = {"step": 3, "weight": 100, "measurements": [{"template": "c", "at": "a"}]}
+    p = promotion("Baking", canary=canary, bake=bake, conditions=ready("Baking", "baking"))
+
+    text = render.summary(p, NOW)
+
+    assert (
+        "Bake:         baking until 2026-03-01T12:00:00Z (started 2026-03-01T11:50:00Z); "
+        "errors 2 taken"
+    ) in text
+    assert [m["at"] for m in p.measurements] == ["a", "b"]
+    line = render.watch_line(p, NOW)
+    assert "Baking  canary step 3, weight 100%  bake until 2026-03-01T12:00:00Z: baking" in line
+
+
+def test_summary_names_the_alerts_that_ended_a_bake() -> None:
+    bake = {"endsAt": "2026-03-01T12:00:00Z", "alerts": [{"alertname": "ErrorsHigh"}]}
+    p = promotion("RolledBack", bake=bake, conditions=ready("RolledBack"))
+
+    assert "Bake:         until 2026-03-01T12:00:00Z; alerts fired: ErrorsHigh" in render.summary(
+        p, NOW
+    )
+    assert "bake until" not in render.watch_line(p, NOW)
+
+
 def test_summary_before_the_operator_wrote_a_status() -> None:
     text = render.summary(promotion(observed=None), NOW)
     assert "Run:          none yet (generation 2 not picked up by the operator)" in text
@@ -706,3 +738,4 @@ def test_the_phases_are_the_operators() -> None:
     assert {phase.value for phase in run.FINISHED} == FINISHED_PHASES
     assert run.Phase.AWAITING_APPROVAL.value == AWAITING_APPROVAL
     assert run.Phase.PAUSED.value == PAUSED
+    assert run.Phase.BAKING.value == BAKING

@@ -25,6 +25,7 @@ from promotion_operator.clients.prometheus import (
     QUERY_PATH,
     PrometheusClient,
     QueryObserver,
+    firing_alerts_query,
 )
 from promotion_operator.config.settings import PrometheusSettings
 from promotion_operator.control.metrics import Metrics
@@ -994,6 +995,135 @@ def test_query_by_never_shows_the_token_in_label_values(
     for text in [str(e) for e in errors] + [r.getMessage() for r in caplog.records]:
         assert OPAQUE_TOKEN not in text
     assert all("[REDACTED]" in str(e) for e in errors)
+
+
+# -- firing alerts ---------------------------------------------------------------------------
+
+ERROR_RATE_ALERT = {
+    "__name__": "ALERTS",
+    "alertname": "PredictorErrorRateHigh",
+    "alertstate": "firing",
+    "namespace": "production",
+    "deployment_name": "iris",
+    "predictor_name": "main",
+}
+
+
+def test_no_alert_firing_is_an_empty_list(prom: FakeSeldon, client: PrometheusClient) -> None:
+    prom.reply(vector())
+
+    assert client.firing_alerts({"namespace": "production"}) == []
+
+
+def test_firing_alerts_are_their_label_sets_without_the_metric_name(
+    prom: FakeSeldon, client: PrometheusClient
+) -> None:
+    other = {**ERROR_RATE_ALERT, "alertname": "LatencyHigh"}
+    prom.reply(vector((ERROR_RATE_ALERT, "1"), (other, "1")))
+
+    alerts = client.firing_alerts({"deployment_name": "iris"})
+
+    assert [a["alertname"] for a in alerts] == ["LatencyHigh", "PredictorErrorRateHigh"]
+    assert alerts[1] == {k: v for k, v in ERROR_RATE_ALERT.items() if k != "__name__"}
+
+
+def test_firing_alerts_selects_firing_alerts_by_the_labels_in_one_instant_query(
+    prom: FakeSeldon, client: PrometheusClient
+) -> None:
+    prom.reply(vector())
+
+    client.firing_alerts({"namespace": "production", "deployment_name": "iris"})
+
+    (request,) = prom.requests
+    assert (request.method, request.path) == ("POST", QUERY_PATH)
+    assert form(request)["query"] == [
+        'ALERTS{alertstate="firing", namespace="production", deployment_name="iris"}'
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "literal"),
+    [
+        ('say "hi"', '"say \\"hi\\""'),
+        ("back\\slash", '"back\\\\slash"'),
+        ("two\nlines\ttab", '"two\\nlines\\ttab"'),
+        ("bell\x07", '"bell\\u0007"'),
+        ('"}, up{a="', '"\\"}, up{a=\\""'),
+        ("grüße", '"grüße"'),
+    ],
+    ids=["quotes", "backslash", "line-breaks", "control", "injection", "unicode"],
+)
+def test_alert_label_values_are_escaped_as_promql_strings(value: str, literal: str) -> None:
+    assert firing_alerts_query({"team": value}) == f'ALERTS{{alertstate="firing", team={literal}}}'
+
+
+@pytest.mark.parametrize(
+    "name", ["predictor-name", "0day", "", "alertstate", "__name__", "a b"], ids=repr
+)
+def test_a_label_name_that_cannot_be_matched_is_invalid_without_a_request(
+    prom: FakeSeldon, client: PrometheusClient, name: str
+) -> None:
+    err = raised(InvalidQuery, lambda: client.firing_alerts({"namespace": "production", name: "x"}))
+
+    assert (err.reason, err.retryable) == ("Invalid", False)
+    assert "alerts query on Prometheus" in str(err)
+    assert prom.requests == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (failure(400, "bad_data", "parse error"), InvalidQuery),
+        (failure(503, "timeout", "query timed out", **{"Retry-After": "7"}), MetricsUnavailable),
+        (Canned(401, b"denied", content_type="text/plain"), AuthenticationFailed),
+        (Canned(404, b"404 page not found", content_type="text/plain"), UnexpectedResponse),
+        (failure(200, "execution", "from a proxy"), AnalysisInconclusive),
+        (Canned(200, b"<html>login</html>", content_type="text/html"), UnexpectedResponse),
+    ],
+    ids=["400", "503", "401", "404", "error-with-200", "html"],
+)
+def test_firing_alerts_errors_map_like_query(
+    prom: FakeSeldon,
+    client: PrometheusClient,
+    answer: Canned,
+    expected: type[PromotionError],
+) -> None:
+    prom.reply(answer)
+
+    err = raised(expected, lambda: client.firing_alerts({"namespace": "production"}))
+
+    assert "ALERTS{alertstate" in str(err) and server_url(prom) in str(err)
+    if expected is MetricsUnavailable:
+        assert (err.http_status, err.retry_after) == (503, 7.0)
+
+
+def test_firing_alerts_connection_refused_is_unavailable() -> None:
+    with PrometheusClient(PrometheusSettings(url=free_port_url(), timeout=2.0)) as c:
+        err = raised(MetricsUnavailable, lambda: c.firing_alerts({"namespace": "production"}))
+
+    assert err.retryable
+
+
+def test_firing_alerts_that_are_not_a_vector_are_inconclusive(
+    prom: FakeSeldon, client: PrometheusClient
+) -> None:
+    prom.reply(scalar("1"), success({"resultType": "vector", "result": [{"value": [TS, "1"]}]}))
+
+    raised(AnalysisInconclusive, lambda: client.firing_alerts({"namespace": "production"}))
+    raised(UnexpectedResponse, lambda: client.firing_alerts({"namespace": "production"}))
+
+
+def test_firing_alerts_are_seen_by_the_observer(
+    prom: FakeSeldon, settings: PrometheusSettings
+) -> None:
+    seen: list[str] = []
+    prom.reply(vector((ERROR_RATE_ALERT, "1")), failure(503, "unavailable", "down"))
+    with PrometheusClient(settings, observer=lambda result, _: seen.append(result)) as c:
+        c.firing_alerts({"namespace": "production"})
+        raised(MetricsUnavailable, lambda: c.firing_alerts({"namespace": "production"}))
+        raised(InvalidQuery, lambda: c.firing_alerts({"bad-name": "x"}))
+
+    assert seen == ["ok", "MetricsUnavailable", "Invalid"]
 
 
 # -- sharing ---------------------------------------------------------------------------------

@@ -17,10 +17,10 @@ from promotion_operator.control.runner import (
     SeldonEffects,
     run_pass,
 )
-from promotion_operator.core.pass_io import Action, PassResult
+from promotion_operator.core.pass_io import Action, Alerts, PassResult
 from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import ActionKind, Experiment, Phase, to_status
-from promotion_operator.errors import Forbidden
+from promotion_operator.errors import Forbidden, MetricsUnavailable
 from tests.unit.core_builders import (
     PROMOTION,
     SPEC,
@@ -286,3 +286,62 @@ def test_after_a_write_the_target_is_read_again(runtime: FakeRuntime, fake: Fake
     chained_pass(runtime, written.status, chain, 0.2)
 
     assert finds(fake)[read_before:] == [("find", "production", "iris")]
+
+
+# --- Prometheus: measurements and a bake's alerts -----------------------------------------------
+
+
+class _Prometheus:
+    """A metrics source answering every look at the alerts with ``firing``, or raising."""
+
+    def __init__(self, firing: list[dict[str, str]], error: Exception | None = None) -> None:
+        self.firing, self.error = firing, error
+        self.asked: list[dict[str, str]] = []
+
+    def query(self, promql: str) -> float:
+        return 0.0
+
+    def query_by(self, promql: str, label: str) -> dict[str, float]:
+        return {}
+
+    def firing_alerts(self, match_labels: Mapping[str, str]) -> list[dict[str, str]]:
+        self.asked.append(dict(match_labels))
+        if self.error is not None:
+            raise self.error
+        return self.firing
+
+
+def test_a_look_at_the_alerts_asks_prometheus_for_the_labels(
+    runtime: FakeRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alert = {"alertname": "PredictorErrorRateHigh", "namespace": "production"}
+    prometheus = _Prometheus([alert])
+    monkeypatch.setattr(runtime, "prometheus", lambda: prometheus)
+
+    alerts = SeldonEffects(runtime, SPEC).firing_alerts({"namespace": "production"})
+
+    assert alerts == Alerts((alert,))
+    assert prometheus.asked == [{"namespace": "production"}]
+
+
+def test_prometheus_failing_a_look_at_the_alerts_is_its_reason(
+    runtime: FakeRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prometheus = _Prometheus([], MetricsUnavailable("query on Prometheus: connection refused"))
+    monkeypatch.setattr(runtime, "prometheus", lambda: prometheus)
+
+    alerts = SeldonEffects(runtime, SPEC).firing_alerts({"namespace": "production"})
+
+    assert alerts.failure is not None
+    assert (alerts.failure.reason, alerts.failure.retryable) == ("MetricsUnavailable", True)
+
+
+def test_without_prometheus_measurements_and_alerts_fail_as_invalid_settings(
+    runtime: FakeRuntime,
+) -> None:
+    effects = SeldonEffects(runtime, SPEC)
+
+    for failure in (effects.query("up").failure, effects.firing_alerts({"a": "b"}).failure):
+        assert failure is not None
+        assert (failure.reason, failure.retryable) == ("InvalidSettings", False)
+        assert "PROMETHEUS_URL" in failure.message

@@ -144,3 +144,23 @@ def test_an_abort_during_the_bake_rolls_the_promotion_back(
     assert [q.get("action") for q in target_puts(seldon, model)] == ["Promote", "Rollback"]
     assert target(seldon, model)["spec"] == before["spec"]
     wait_until_removed(promotions, "iris", ABORT)
+
+
+def test_sigkill_during_the_bake_resumes_it_without_writing_again(
+    seldon: Simulator, bake_operator: OperatorProcess, promotions: Promotions
+) -> None:
+    model = seed_model(seldon)
+    source = seldon.control.get_deployment("staging", model)
+    assert source is not None
+
+    promotions.apply("iris", bake_spec(model, "8s"))
+    follow(promotions, "iris", in_phase("Baking"))
+    bake_operator.kill()
+    bake_operator.restart()
+    status = follow(promotions, "iris", finished)
+
+    assert status["phase"] == "Succeeded", status
+    assert [p["taken"] for p in status["bake"]["analysis"]] == [2]
+    # The promotion was written once; the restarted operator went on baking it.
+    assert [q.get("action") for q in target_puts(seldon, model)] == ["Promote"]
+    assert target(seldon, model)["spec"] == source["spec"]

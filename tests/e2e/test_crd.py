@@ -58,6 +58,10 @@ MAX_STEP_TEMPLATES = 5
 MAX_TEMPLATES = 10
 MAX_QUERY = 4000
 MAX_QUERIES = 6000  # all queries together (a CEL rule)
+MAX_MATCH_LABELS = 3  # spec.bake.alerts.matchLabels
+MAX_MATCH_VALUE = 63
+MAX_BAKE_TEMPLATES = 3
+MAX_LABEL_NAME = 63
 MAX_DURATION_CHARS = 32
 # Limits of spec.approval.
 MAX_APPROVAL_GROUPS = 20
@@ -691,6 +695,17 @@ def _largest_canary_spec() -> dict[str, Any]:
             }
             for name, size in zip(names, queries, strict=True)
         ]
+    }
+    # The bake at its bounds: every label a matchLabels may name, at its longest.
+    spec["bake"] = {
+        "duration": "1s".rjust(MAX_DURATION_CHARS, "0"),
+        "templates": names[:MAX_BAKE_TEMPLATES],
+        "alerts": {
+            "matchLabels": {
+                f"l{i}" + "l" * (MAX_LABEL_NAME - 2): "v" * MAX_MATCH_VALUE
+                for i in range(MAX_MATCH_LABELS)
+            }
+        },
     }
     return spec
 

@@ -122,10 +122,16 @@ def test_kubectl_explain_teaches_the_bake(control_plane: ControlPlane, crds: Non
         ),
         pytest.param(_labels({}), "spec.bake.alerts.matchLabels", "at least 1", id="empty"),
         pytest.param(
-            _labels({f"l{i}": "v" for i in range(11)}),
+            _labels({f"l{i}": "v" for i in range(4)}),
             "spec.bake.alerts.matchLabels",
-            "at most 10",
-            id="eleven-labels",
+            "at most 3",
+            id="four-labels",
+        ),
+        pytest.param(
+            _labels({"a": "v" * 64}),
+            "spec.bake.alerts.matchLabels.a",
+            "may not be more than 63",
+            id="label-value-too-long",
         ),
     ],
 )

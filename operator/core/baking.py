@@ -19,11 +19,13 @@ A bake writes nothing: its state is ``status.bake``, so a restart resumes measur
 from it. Passes that only looked at the alerts and found none change nothing and
 cost no status write.
 
-The previous version is not kept serving during the bake: a rollback writes it
-again. Every way a bake fails goes through ``target_failed`` into the shared
-``RollingBack`` phase, whose first call is the strategy's ``undo``; a strategy that
-keeps the previous version warm beside the target would undo (or switch back to) it
-there, and nothing here would change.
+For a SeldonDeployment the last write keeps the previous version warm beside the
+promoted one, at traffic 0 (:mod:`warm`; ``bake.warm``, the default). Every way a bake
+fails goes through ``target_failed`` into the shared ``RollingBack`` phase, whose first
+call is the strategy's ``undo``: with a warm copy, the switch of the traffic to it
+(then the previous spec restored, as without one). A bake that passes with a warm copy
+on the target records ``passedAt`` and, in the next pass, writes the target without
+it (``Purpose.DROP_WARM``); the run succeeds once that write is Available.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 from promotion_operator.core.canary_steps import scheduled
 from promotion_operator.core.conditions import ready_message
@@ -50,11 +53,20 @@ from promotion_operator.core.measuring import (
 from promotion_operator.core.measuring import (
     due_queries as due_queries_of,
 )
-from promotion_operator.core.pass_io import Context, Decision, Observed, Query
+from promotion_operator.core.pass_io import Action, Context, Decision, Observed, Purpose, Query
 from promotion_operator.core.planning import PlanningError
-from promotion_operator.core.run import BakeState, Failure, FiringAlert, Phase, Run, format_time
+from promotion_operator.core.run import (
+    ActionKind,
+    BakeState,
+    Failure,
+    FiringAlert,
+    Phase,
+    Run,
+    format_time,
+)
 from promotion_operator.core.spec import PromotionSpec
 from promotion_operator.core.transitions import (
+    backoff,
     deadline,
     decision,
     finish,
@@ -62,7 +74,10 @@ from promotion_operator.core.transitions import (
     retry_or_fail,
     target_changed,
     target_failed,
+    timed_out,
+    write_message,
 )
+from promotion_operator.core.warm import warm_predictor, without_warm
 
 #: The shortest and longest bake (as the CRD bounds ``spec.bake.duration``).
 MIN_SECONDS, MAX_SECONDS = 1.0, 24 * 3600.0
@@ -154,22 +169,29 @@ def describe(ctx: Context) -> str:
     return f"bake {bake.duration} ({'; '.join(watched)})"
 
 
-def start_bake(ctx: Context, run: Run, done: str) -> Decision:
-    """The last write is verified (``done`` says so): bake it for ``spec.bake.duration``."""
+def start_bake(
+    ctx: Context, run: Run, done: str, target: Mapping[str, Any] | None = None
+) -> Decision:
+    """The last write is verified (``done`` says so): bake it for ``spec.bake.duration``,
+    keeping the warm copy the write carries on ``target`` (if any)."""
     bake = ctx.spec.bake
     assert bake is not None
+    warm = warm_predictor(target) or ""
     state = BakeState(
         started_at=ctx.now,
         ends_at=ctx.now + datetime.timedelta(seconds=bake.seconds),
         analysis=scheduled(bake.templates, ctx.spec.templates, ctx.now),
+        warm=warm,
     )
     run = replace(run, bake=state).moved_to(Phase.BAKING, ctx.now)
+    if warm:
+        done = f"{done}, the previous version warm beside it as predictor {warm!r} at 0%"
     return decision(ctx, run, f"{done}; {_baking(ctx, state)}", None, _next(ctx, state))
 
 
 def due_queries(ctx: Context, run: Run) -> list[Query]:
     """The bake's template queries to run in this pass, placeholders filled in."""
-    if run.phase != Phase.BAKING or run.bake is None:
+    if run.phase != Phase.BAKING or run.bake is None or run.bake.passed_at is not None:
         return []
     values = _values(ctx)
     return due_queries_of(
@@ -184,8 +206,12 @@ def alert_labels(ctx: Context, run: Run | None = None) -> Mapping[str, str] | No
     """The labels the alerts this pass looks at must have, placeholders filled in; None
     when it looks at none (not baking, or no ``alerts`` in the bake)."""
     bake = ctx.spec.bake
-    if bake is None or not bake.alerts or (run is not None and run.phase != Phase.BAKING):
+    if bake is None or not bake.alerts:
         return None
+    if run is not None and (
+        run.phase != Phase.BAKING or (run.bake is not None and run.bake.passed_at is not None)
+    ):
+        return None  # not baking, or the bake passed (its warm copy is being removed)
     values = _values(ctx)
     return {name: fill(value, values) for name, value in bake.alerts.items()}
 
@@ -196,12 +222,16 @@ def bake_pass(ctx: Context, run: Run, observed: Observed) -> Decision:
     state, run_before = run.bake, run
     if state is None or ctx.spec.bake is None:
         # Only a status edited by hand gets here: bake from now on.
-        return start_bake(ctx, run, "the recorded bake could not be found; baking again")
+        return start_bake(
+            ctx, run, "the recorded bake could not be found; baking again", observed.target
+        )
     if observed.target_error is not None:
         return retry_or_fail(ctx, run, observed.target_error)
     target = observed.target
     if target is None or not is_ours(ctx, target, run):
         return target_changed(ctx, run, "the bake")
+    if state.passed_at is not None:
+        return _cool(ctx, run, state, target)
     seen = readiness(ctx.spec.target.kind, target)
     current = run.applied_generation is None or (
         seen.observed_generation is not None and seen.observed_generation >= run.applied_generation
@@ -234,6 +264,12 @@ def bake_pass(ctx: Context, run: Run, observed: Observed) -> Decision:
         and ctx.now >= state.ends_at
         and complete(ctx.spec.templates, state.analysis)
     ):
+        if warm_predictor(target) is not None:
+            # One more write first: the target without its warm copy (recorded first).
+            run = replace(run, bake=replace(state, passed_at=ctx.now))
+            name = warm_predictor(target)
+            message = f"{_passed(ctx, state)}; removing the warm predictor {name!r}"
+            return decision(ctx, run, message, None, 0.0)
         return finish(ctx, run, Phase.SUCCEEDED, None, _passed(ctx, state))
     if ctx.now >= deadline(ctx, run):
         return target_failed(ctx, run, _no_evidence(ctx, inconclusive or run.last_error))
@@ -249,6 +285,42 @@ def bake_pass(ctx: Context, run: Run, observed: Observed) -> Decision:
     # so it changes nothing and writes nothing.
     message = ready_message(run.conditions) if quiet else _baking(ctx, state)
     return decision(ctx, run, message, None, _next(ctx, state))
+
+
+def _cool(ctx: Context, run: Run, state: BakeState, target: Mapping[str, Any]) -> Decision:
+    """After a passed bake: write the target without its warm copy, then wait until it
+    is Available and succeed. A target already without it is that write (a restart
+    between the write and its record), verified at its own generation."""
+    described = ctx.spec.target.described
+    name = warm_predictor(target)
+    if name is not None:
+        drop = Action(
+            ActionKind.UPDATE, without_warm(target, name), write_message(ctx), Purpose.DROP_WARM
+        )
+        return decision(
+            ctx, run, f"bake passed; removing the warm predictor {name!r} from {described}", drop
+        )
+    generation = (target.get("metadata") or {}).get("generation")
+    if isinstance(generation, int) and (
+        run.applied_generation is None or generation > run.applied_generation
+    ):
+        run = replace(run, applied_generation=generation)
+    seen = readiness(ctx.spec.target.kind, target)
+    current = run.applied_generation is None or (
+        seen.observed_generation is not None and seen.observed_generation >= run.applied_generation
+    )
+    if current and seen.ready:
+        warm = f"; removed the warm predictor {state.warm!r}" if state.warm else ""
+        return finish(ctx, run, Phase.SUCCEEDED, None, f"{_passed(ctx, state)}{warm}")
+    if current and seen.failed:
+        why = f": {seen.description}" if seen.description else ""
+        went = f"{described} went {seen.state} once its warm predictor was removed{why}"
+        return target_failed(ctx, run, Failure("TargetFailed", went))
+    if ctx.now >= deadline(ctx, run):
+        return target_failed(ctx, run, timed_out(ctx, seen.state))
+    run = replace(run, last_error=None, error_since=None)
+    wait = backoff(ctx, run.applied_at or state.passed_at or ctx.now, poll=True)
+    return decision(ctx, run, ready_message(run.conditions), None, wait)
 
 
 def _values(ctx: Context) -> dict[str, str]:

@@ -335,7 +335,7 @@ def after_action(
         return rolled_back(ctx, run)
     if action.model is not None:
         return model_written(ctx, run, action, failure)
-    own = strategy_for(ctx.spec).done(ctx, run, action, failure)
+    own = strategy_for(ctx.spec).done(ctx, run, action, result, failure)
     if own is not None:
         return own
     if failure is not None:
@@ -537,7 +537,7 @@ def _verify(ctx: Context, run: Run, observed: Observed) -> Decision:
         done = f"{ctx.spec.target.described} is {ready} with the promoted spec"
         if ctx.spec.bake is not None:
             # Not a success yet: watched a while first, rolled back if it misbehaves.
-            return start_bake(ctx, run, done)
+            return start_bake(ctx, run, done, target)
         return finish(ctx, run, Phase.SUCCEEDED, None, done)
     if current and seen.failed:
         description = seen.description or "no description"

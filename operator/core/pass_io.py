@@ -95,6 +95,8 @@ class Purpose(enum.Enum):
     PROMOTE = "promote"
     ROLLBACK = "rollback"  # restore (or remove) what the run replaced
     CLEANUP = "cleanup"  # remove a canary an earlier generation left behind
+    SWITCH = "switch"  # a rollback's first write: the traffic to the warm copy (core/warm.py)
+    DROP_WARM = "drop-warm"  # after a passed bake: the warm copy removed from the target
 
 
 @dataclass(frozen=True)
@@ -114,8 +116,8 @@ class Action:
 
     @property
     def rollback(self) -> bool:
-        """Whether the write undoes something (a rollback or a cleanup)."""
-        return self.purpose is not Purpose.PROMOTE
+        """Whether the write undoes something (a rollback, its switch, or a cleanup)."""
+        return self.purpose in (Purpose.ROLLBACK, Purpose.SWITCH, Purpose.CLEANUP)
 
 
 @dataclass(frozen=True)

@@ -182,13 +182,17 @@ class FiringAlert:
 @dataclass(frozen=True)
 class BakeState:
     """Where a bake stands: when it started and ends, its templates' progress and
-    measurements (as an analysis step's), and the alerts seen firing (which end it)."""
+    measurements (as an analysis step's), the alerts seen firing (which end it), the
+    predictor keeping the previous version warm on the target, and when it passed."""
 
     started_at: datetime.datetime
     ends_at: datetime.datetime
     analysis: tuple[TemplateProgress, ...] = ()
     measurements: tuple[Measurement, ...] = ()  # the most recent, oldest first
     alerts: tuple[FiringAlert, ...] = ()
+    warm: str = ""  # the warm copy's predictor ("": none, or a switch to it was refused)
+    # The bake passed: the warm copy's removal is written, then verified, then Succeeded.
+    passed_at: datetime.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -397,6 +401,8 @@ def _bake_to_status(bake: BakeState) -> dict[str, Any]:
         "analysis": [_progress_to_status(p) for p in bake.analysis],
         "measurements": [_measurement_to_status(m) for m in bake.measurements],
         "alerts": [{"alertname": a.name, "labels": dict(a.labels)} for a in bake.alerts],
+        "warmPredictor": bake.warm or None,
+        "passedAt": format_time(bake.passed_at) if bake.passed_at else None,
     }
 
 
@@ -649,6 +655,8 @@ class _StatusReader:
             analysis=self.progress("bake.analysis"),
             measurements=self.measurements("bake.measurements"),
             alerts=tuple(alerts),
+            warm=self.text("bake.warmPredictor"),
+            passed_at=self.time("bake.passedAt"),
         )
 
     def progress(self, path: str) -> tuple[TemplateProgress, ...]:

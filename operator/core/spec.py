@@ -106,6 +106,8 @@ class Bake:
     duration: str = ""
     templates: tuple[str, ...] = ()
     alerts: Mapping[str, str] = field(default_factory=dict)
+    # A SeldonDeployment's previous version kept at traffic 0 during the bake (core/warm.py).
+    warm: bool = True
 
 
 class Strategy(enum.StrEnum):
@@ -192,6 +194,7 @@ def _bake(bake: Mapping[str, Any]) -> Bake:
         duration=duration,
         templates=tuple(bake.get("templates") or ()),
         alerts={str(name): str(value) for name, value in alerts.items()},
+        warm=bake.get("warm") is not False,
     )
 
 

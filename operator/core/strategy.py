@@ -74,9 +74,15 @@ class PromotionStrategy(Protocol):
         ...
 
     def done(
-        self, ctx: Context, run: Run, action: Action, failure: Failure | None
+        self,
+        ctx: Context,
+        run: Run,
+        action: Action,
+        result: Mapping[str, Any] | None,
+        failure: Failure | None,
     ) -> Decision | None:
-        """After an action of the strategy's own; None for the shared writes of the target."""
+        """After an action of the strategy's own (``result``: what it wrote, or
+        ``failure``); None for the shared writes of the target."""
         ...
 
     def verified(self, ctx: Context, run: Run, ready: str) -> Decision | None:
@@ -88,6 +94,7 @@ class PromotionStrategy(Protocol):
         ...
 
     def undo(self, ctx: Context, run: Run, observed: Observed, message: str) -> Decision | None:
-        """The rollback's next call on what the strategy wrote beside the target, before the
-        target is restored; None once nothing of it is left."""
+        """The rollback's next call on what the strategy wrote beside the target (or, with a
+        bake's warm copy, the switch of the traffic back to it), before the target is
+        restored; None once nothing of it is left."""
         ...

@@ -132,6 +132,9 @@ def timed_out(ctx: Context, state: str | None) -> Failure:
 
 def deadline(ctx: Context, run: Run) -> datetime.datetime:
     timeout = datetime.timedelta(seconds=ctx.spec.timeout_seconds)
+    if run.phase == Phase.BAKING and run.bake is not None and run.bake.passed_at is not None:
+        # The bake passed: the warm copy's removal has its own verification time.
+        return run.bake.passed_at + timeout
     if run.phase == Phase.BAKING and run.bake is not None:
         # The bake's duration, and the slack an analysis step has beyond its measurements.
         return run.bake.ends_at + timeout

@@ -12,7 +12,12 @@ is baking.
 
 from __future__ import annotations
 
+import datetime
+import re
+import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -50,10 +55,17 @@ TARGET_ERROR_RATE = (
 WATCHED = {"namespace": "{{namespace}}", "deployment_name": "{{target}}"}
 
 
-def bake_spec(model: str, duration: str, *, templates: bool = True) -> dict[str, Any]:
+def bake_spec(
+    model: str, duration: str, *, templates: bool = True, warm: bool = True
+) -> dict[str, Any]:
     """A Replace of ``staging/model`` onto ``production/model`` baked ``duration``: the
-    target's error rate measured twice every 3 s (``templates``), its alerts watched."""
-    bake: dict[str, Any] = {"duration": duration, "alerts": {"matchLabels": dict(WATCHED)}}
+    target's error rate measured twice every 3 s (``templates``), its alerts watched,
+    the previous version kept warm (``warm``, the default) or not."""
+    bake: dict[str, Any] = {
+        "duration": duration,
+        "alerts": {"matchLabels": dict(WATCHED)},
+        "warm": warm,
+    }
     spec: dict[str, Any] = {
         "source": {"namespace": "staging", "name": model},
         "target": {"namespace": NS},
@@ -74,6 +86,84 @@ def bake_spec(model: str, duration: str, *, templates: bool = True) -> dict[str,
             ]
         }
     return spec
+
+
+@dataclass(frozen=True)
+class Version:
+    """One version of the target the test saw: when first, its generation, state and
+    traffic split by predictor."""
+
+    at: float
+    generation: int
+    state: str
+    traffic: dict[str, int | None]
+
+
+@dataclass
+class TargetHistory:
+    """The target's versions as the test saw them (every 0.1 s), and when the error-rate
+    alert about it was active from (Prometheus' ``activeAt``, first seen firing).
+
+    The simulator keeps no history of a deployment outside a GitOps namespace, so the
+    test samples it while the run goes on."""
+
+    seldon: Simulator
+    prometheus: Prometheus
+    model: str
+    versions: list[Version] = field(default_factory=list)
+    alert_active_at: float | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> TargetHistory:
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            found = self.seldon.control.get_deployment(NS, self.model)
+            if found is not None:
+                version = Version(
+                    time.time(),
+                    int(found["metadata"]["generation"]),
+                    str((found.get("status") or {}).get("state")),
+                    {p["name"]: p.get("traffic") for p in found["spec"]["predictors"]},
+                )
+                last = self.versions[-1] if self.versions else None
+                if last is None or (last.generation, last.state, last.traffic) != (
+                    version.generation,
+                    version.state,
+                    version.traffic,
+                ):
+                    self.versions.append(version)
+            if self.alert_active_at is None:
+                firing = self.prometheus.firing_alerts(ERROR_RATE_ALERT, deployment_name=self.model)
+                if firing:
+                    self.alert_active_at = _rfc3339(str(firing[0]["activeAt"]))
+            self._stop.wait(0.1)
+
+    def first(self, serving: dict[str, int | None]) -> Version:
+        """The first version Available with the traffic split ``serving``."""
+        return next(v for v in self.versions if v.state == "Available" and v.traffic == serving)
+
+
+def _rfc3339(text: str) -> float:
+    """Prometheus' time (nanoseconds, ``Z``) as POSIX seconds."""
+    trimmed = re.sub(r"(\.\d{6})\d+", r"\1", text).replace("Z", "+00:00")
+    return datetime.datetime.fromisoformat(trimmed).timestamp()
+
+
+def _report(history: TargetHistory, champion: Version, *, warm: bool) -> None:
+    """One line for the report: from the alert to the champion serving 100 %."""
+    assert history.alert_active_at is not None, "the alert was never seen firing"
+    seconds = champion.at - history.alert_active_at
+    print(f"bake rollback warm={str(warm).lower()}: champion at 100% {seconds:.2f}s after activeAt")
 
 
 @pytest.fixture
@@ -103,20 +193,27 @@ def test_a_bake_that_passes_succeeds_after_its_duration(
     assert [p["taken"] for p in bake["analysis"]] == [2]
     assert [m["result"] for m in bake["measurements"]] == ["Passed", "Passed"]
     assert "alerts" not in bake or not bake["alerts"]
-    assert [q.get("action") for q in target_puts(seldon, model)] == ["Promote"]
+    # The promotion with the previous version warm, then the warm copy removed.
+    assert [q.get("action") for q in target_puts(seldon, model)] == ["Promote", "Promote"]
+    assert bake["warmPredictor"] == "default-warm" and bake["passedAt"]
 
 
 def test_a_firing_alert_rolls_the_promotion_back(
-    seldon: Simulator, bake_operator: OperatorProcess, promotions: Promotions
+    seldon: Simulator,
+    bake_operator: OperatorProcess,
+    promotions: Promotions,
+    prometheus: Prometheus,
 ) -> None:
+    """Without a warm copy (``warm: false``): the previous spec written again (cold)."""
     model = seed_model(seldon)
     before = target(seldon, model)
 
-    promotions.apply("iris", bake_spec(model, "60s", templates=False))
-    follow(promotions, "iris", in_phase("Baking"))
-    # The promoted predictor (the source's `default`) starts failing half its requests.
-    seldon.control.set_predictor_behaviour(NS, model, "default", error_rate=0.5)
-    status = follow(promotions, "iris", finished, timeout=60.0)
+    with TargetHistory(seldon, prometheus, model) as history:
+        promotions.apply("iris", bake_spec(model, "60s", templates=False, warm=False))
+        follow(promotions, "iris", in_phase("Baking"))
+        # The promoted predictor (the source's `default`) starts failing half its requests.
+        seldon.control.set_predictor_behaviour(NS, model, "default", error_rate=0.5)
+        status = follow(promotions, "iris", finished, timeout=60.0)
 
     assert status["phase"] == "RolledBack"
     outcome = status["outcome"]
@@ -126,6 +223,74 @@ def test_a_firing_alert_rolls_the_promotion_back(
     assert [a["alertname"] for a in status["bake"]["alerts"]] == [ERROR_RATE_ALERT]
     assert [q.get("action") for q in target_puts(seldon, model)] == ["Promote", "Rollback"]
     assert target(seldon, model)["spec"] == before["spec"]
+    restored = history.first({"default": None})
+    assert restored.generation == int(target(seldon, model)["metadata"]["generation"])
+    _report(history, restored, warm=False)
+
+
+def test_a_firing_alert_switches_to_the_warm_copy_before_the_restore(
+    seldon: Simulator,
+    bake_operator: OperatorProcess,
+    promotions: Promotions,
+    prometheus: Prometheus,
+) -> None:
+    """With the warm copy (the default): the champion takes all the traffic back with one
+    traffic-only write, Available at once, before the previous spec is restored."""
+    model = seed_model(seldon)
+    before = target(seldon, model)
+
+    with TargetHistory(seldon, prometheus, model) as history:
+        promotions.apply("iris", bake_spec(model, "60s", templates=False))
+        status = follow(promotions, "iris", in_phase("Baking"))
+        assert status["bake"]["warmPredictor"] == "default-warm"
+        assert traffic_of(target(seldon, model)) == {"default": 100, "default-warm": 0}
+        seldon.control.set_predictor_behaviour(NS, model, "default", error_rate=0.5)
+        status = follow(promotions, "iris", finished, timeout=60.0)
+
+    assert status["phase"] == "RolledBack"
+    assert status["outcome"]["reason"] == "AlertFiring"
+    # The switch (a rollback's write too), then the restore.
+    actions = [q.get("action") for q in target_puts(seldon, model)]
+    assert actions == ["Promote", "Rollback", "Rollback"]
+    assert target(seldon, model)["spec"] == before["spec"]
+    splits = [v.traffic for v in history.versions]
+    assert is_subsequence(
+        [
+            {"default": 100, "default-warm": 0},
+            {"default": 0, "default-warm": 100},
+            {"default": None},
+        ],
+        [split for i, split in enumerate(splits) if i == 0 or split != splits[i - 1]],
+    )
+    switch = history.first({"default": 0, "default-warm": 100})
+    restored = history.first({"default": None})
+    assert switch.at < restored.at
+    _report(history, switch, warm=True)
+
+
+def traffic_of(deployment: dict[str, Any]) -> dict[str, int | None]:
+    return {p["name"]: p.get("traffic") for p in deployment["spec"]["predictors"]}
+
+
+def test_a_passing_bake_removes_the_warm_copy(
+    seldon: Simulator, bake_operator: OperatorProcess, promotions: Promotions
+) -> None:
+    model = seed_model(seldon)
+    source = seldon.control.get_deployment("staging", model)
+    assert source is not None
+
+    promotions.apply("iris", bake_spec(model, "8s", templates=False))
+    follow(promotions, "iris", in_phase("Baking"))
+    assert traffic_of(target(seldon, model)) == {"default": 100, "default-warm": 0}
+    status = follow(promotions, "iris", finished)
+
+    assert status["phase"] == "Succeeded", status
+    assert "removed the warm predictor 'default-warm'" in ready(status)["message"]
+    assert [q.get("action") for q in target_puts(seldon, model)] == ["Promote", "Promote"]
+    after = target(seldon, model)
+    assert traffic_of(after) == {"default": 100}
+    assert "deploy.mlops.dev/warm-predictor" not in after["metadata"].get("annotations", {})
+    assert status["appliedGeneration"] == after["metadata"]["generation"]
 
 
 def test_an_abort_during_the_bake_rolls_the_promotion_back(
@@ -141,7 +306,9 @@ def test_an_abort_during_the_bake_rolls_the_promotion_back(
 
     assert status["phase"] == "RolledBack"
     assert status["outcome"]["reason"] == "Aborted"
-    assert [q.get("action") for q in target_puts(seldon, model)] == ["Promote", "Rollback"]
+    # The switch to the warm copy, then the restore.
+    actions = [q.get("action") for q in target_puts(seldon, model)]
+    assert actions == ["Promote", "Rollback", "Rollback"]
     assert target(seldon, model)["spec"] == before["spec"]
     wait_until_removed(promotions, "iris", ABORT)
 
@@ -161,6 +328,9 @@ def test_sigkill_during_the_bake_resumes_it_without_writing_again(
 
     assert status["phase"] == "Succeeded", status
     assert [p["taken"] for p in status["bake"]["analysis"]] == [2]
-    # The promotion was written once; the restarted operator went on baking it.
-    assert [q.get("action") for q in target_puts(seldon, model)] == ["Promote"]
-    assert target(seldon, model)["spec"] == source["spec"]
+    # The promotion was written once (then its warm copy removed once); the restarted
+    # operator went on baking it.
+    assert [q.get("action") for q in target_puts(seldon, model)] == ["Promote", "Promote"]
+    # The source's spec, its one predictor at 100 % (as the warm copy's write left it).
+    promoted = source["spec"]["predictors"][0]
+    assert target(seldon, model)["spec"]["predictors"] == [{**promoted, "traffic": 100}]

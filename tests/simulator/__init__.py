@@ -62,9 +62,14 @@ Choices where the real service is unknown or where the simulator departs from it
 - Status: ``{state, observedGeneration, description?, address?}`` derived from
   timestamps at read time, no background tasks. A rollout starts at the write
   (or at the GitOps sync), reports ``Creating`` for the rollout delay, then
-  ``Available`` or ``Failed``. Delays and failure marks are read when a write
-  schedules its rollout, so changing them affects later writes only. A failure
-  mark may be limited to specs whose JSON contains a text, so a rollback to
+  ``Available`` or ``Failed``. A SeldonDeployment write that changes only the
+  ``traffic`` of predictors it already has (none added, removed or renamed,
+  nothing else changed) takes the traffic delay instead (``traffic_seconds``,
+  default 0: ``Available`` at once), because Seldon applies a traffic-only
+  change to its routing without new pods, while any other spec change starts
+  new ones. Delays and failure marks are read when a write schedules its
+  rollout, so changing them affects later writes only. A failure mark may be
+  limited to specs whose JSON contains a text, so a rollback to
   the old spec can succeed.
 - GitOps (``seldon.gitops: "enabled"``): every write, revert and restore is a
   commit (action/message from the query, defaulting to Create/Update/Delete/

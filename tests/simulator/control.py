@@ -232,19 +232,22 @@ class SimulatorControl:
         *,
         rollout_seconds: float | None = None,
         gitops_sync_seconds: float | None = None,
+        traffic_seconds: float | None = None,
         namespace: str | None = None,
         name: str | None = None,
         kind: ObjectKind = "SeldonDeployment",
     ) -> dict[str, Any]:
         """Set delays globally (all kinds), or for one object of `kind` by namespace and name.
 
-        Applies to later writes. The answer lists deployment overrides under
-        `overrides` and model/pipeline ones (with their `kind`) under
-        `core_overrides`.
+        Applies to later writes. ``traffic_seconds``: how long a SeldonDeployment write
+        that changes only its predictors' ``traffic`` takes (default 0). The answer
+        lists deployment overrides under `overrides` and model/pipeline ones (with their
+        `kind`) under `core_overrides`.
         """
         payload = {
             "rollout_seconds": rollout_seconds,
             "gitops_sync_seconds": gitops_sync_seconds,
+            "traffic_seconds": traffic_seconds,
             "namespace": namespace,
             "name": name,
             "kind": kind,

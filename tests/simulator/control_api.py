@@ -322,12 +322,14 @@ async def get_delays(request: web.Request) -> web.Response:
         {
             "rollout_seconds": store.default_delays.rollout_seconds,
             "gitops_sync_seconds": store.default_delays.gitops_sync_seconds,
+            "traffic_seconds": store.default_delays.traffic_seconds,
             "overrides": [
                 {
                     "namespace": ns,
                     "name": name,
                     "rollout_seconds": d.rollout_seconds,
                     "gitops_sync_seconds": d.gitops_sync_seconds,
+                    "traffic_seconds": d.traffic_seconds,
                 }
                 for (ns, name), d in store.delay_overrides.items()
             ],
@@ -347,7 +349,9 @@ async def get_delays(request: web.Request) -> web.Response:
 
 
 async def put_delays(request: web.Request) -> web.Response:
-    """Set `{rollout_seconds?, gitops_sync_seconds?, namespace?, name?, kind?}`; later writes.
+    """Set `{rollout_seconds?, gitops_sync_seconds?, traffic_seconds?, namespace?, name?,
+    kind?}`; later writes. `traffic_seconds`: a SeldonDeployment write that changes only
+    its predictors' `traffic` (default 0: at once, as Seldon routes it without new pods).
 
     Without namespace and name the delays are the global ones (every kind);
     with them they are one object's, of `kind` (default SeldonDeployment).
@@ -356,9 +360,11 @@ async def put_delays(request: web.Request) -> web.Response:
     body = await _json_object(request)
     rollout = body.get("rollout_seconds")
     sync = body.get("gitops_sync_seconds")
+    routing = body.get("traffic_seconds")
     store.set_delays(
         rollout_seconds=None if rollout is None else float(rollout),
         gitops_sync_seconds=None if sync is None else float(sync),
+        traffic_seconds=None if routing is None else float(routing),
         namespace=body.get("namespace"),
         name=body.get("name"),
         kind=parse_kind(body.get("kind")),

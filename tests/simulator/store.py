@@ -102,10 +102,29 @@ class FailureMark:
 
 @dataclass(frozen=True)
 class Delays:
-    """How long a rollout takes, and how long GitOps takes to sync a commit."""
+    """How long a rollout takes, how long GitOps takes to sync a commit, and how long
+    a traffic-only change of a SeldonDeployment takes (Seldon routes it without new pods)."""
 
     rollout_seconds: float
     gitops_sync_seconds: float
+    traffic_seconds: float = 0.0
+
+
+def traffic_only(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Whether ``after`` differs from ``before`` only in the ``traffic`` of predictors both
+    have (none added, removed or renamed; nothing else changed). Seldon Core applies
+    such a change to its routing at once, without starting new pods."""
+    if before == after:
+        return False
+
+    def without_traffic(spec: dict[str, Any]) -> dict[str, Any]:
+        stripped = copy.deepcopy(spec)
+        for predictor in stripped.get("predictors") or []:
+            if isinstance(predictor, dict):
+                predictor.pop("traffic", None)
+        return stripped
+
+    return without_traffic(before) == without_traffic(after)
 
 
 @dataclass
@@ -257,6 +276,7 @@ class Store:
         *,
         rollout_seconds: float | None,
         gitops_sync_seconds: float | None,
+        traffic_seconds: float | None = None,
         namespace: str | None = None,
         name: str | None = None,
         kind: Kind = DEPLOYMENT,
@@ -275,8 +295,9 @@ class Store:
             gitops_sync_seconds=(
                 current.gitops_sync_seconds if gitops_sync_seconds is None else gitops_sync_seconds
             ),
+            traffic_seconds=current.traffic_seconds if traffic_seconds is None else traffic_seconds,
         )
-        if updated.rollout_seconds < 0 or updated.gitops_sync_seconds < 0:
+        if min(updated.rollout_seconds, updated.gitops_sync_seconds, updated.traffic_seconds) < 0:
             raise ValueError("delays must not be negative")
         if namespace is None:
             self.default_delays = updated
@@ -322,12 +343,14 @@ class Store:
             return deployment
         existing.settle(now)
         spec_changed = existing.spec != body.spec
+        # Only a SeldonDeployment's routing: Seldon applies it without new pods.
+        routing = kind == DEPLOYMENT and traffic_only(existing.spec, body.spec)
         existing.metadata = copy.deepcopy(body.metadata)
         existing.spec = copy.deepcopy(body.spec)
         existing.resource_version = self.resource_version
         if spec_changed:
             existing.generation += 1
-            self._schedule(namespace, existing, now)
+            self._schedule(namespace, existing, now, traffic=routing)
         return existing
 
     def remove(self, namespace: str, name: str, kind: Kind = DEPLOYMENT) -> Deployment | None:
@@ -426,25 +449,29 @@ class Store:
         self.objects(kind)[(namespace.name, body.name)] = deployment
         return deployment
 
-    def _schedule(self, namespace: Namespace, deployment: Deployment, now: float) -> None:
+    def _schedule(
+        self, namespace: Namespace, deployment: Deployment, now: float, *, traffic: bool = False
+    ) -> None:
         if namespace.gitops:
             # The repository changed now; the cluster follows at the next sync.
             delays = self.delays_for(namespace.name, deployment.name, deployment.kind)
             sync_at = now + delays.gitops_sync_seconds
-            deployment.pending = self._rollout(deployment, sync_at)
+            deployment.pending = self._rollout(deployment, sync_at, traffic=traffic)
         else:
-            deployment.running = self._rollout(deployment, now)
+            deployment.running = self._rollout(deployment, now, traffic=traffic)
             deployment.pending = None
 
-    def _rollout(self, deployment: Deployment, start: float) -> Rollout:
+    def _rollout(self, deployment: Deployment, start: float, *, traffic: bool = False) -> Rollout:
         # The failure mark is read when the rollout is scheduled, so marking a
         # name affects the next write, never a deployment already running.
         key = (deployment.namespace, deployment.name)
         mark = self.marks(deployment.kind).get(key)
         failure = mark.description if mark and mark.applies_to(deployment.spec) else None
+        delays = self.delays_for(*key, deployment.kind)
         return Rollout(
             generation=deployment.generation,
             started_at=start,
-            duration=self.delays_for(*key, deployment.kind).rollout_seconds,
+            # A traffic-only change (``traffic``) takes ``traffic_seconds``: no new pods.
+            duration=delays.traffic_seconds if traffic else delays.rollout_seconds,
             failure=failure,
         )

@@ -538,6 +538,7 @@ def drive(
     crash_after_writes: frozenset[int] = frozenset(),
     resume_at: float | None = None,
     approve_at: float | None = None,
+    abort_at: float | None = None,
     requests: Requests | None = None,
     prometheus: bool = True,
     max_passes: int = 60,
@@ -551,7 +552,7 @@ def drive(
     the loop then restarts from the status recorded before the write;
     ``crash_after_writes`` does so after each write whose 1-based number it holds.
     ``resume_at`` is when a person asks a paused canary to go on (seconds after T0),
-    ``approve_at`` when alice approves.
+    ``approve_at`` when alice approves, ``abort_at`` when bob aborts.
     ``requests`` are set on the resource from the start; a used one is removed, as
     the handler removes its annotation. ``start``: when the first pass happens
     (seconds after T0), to go on from a ``status`` recorded later than T0.
@@ -566,6 +567,8 @@ def drive(
             asked, resume_at = replace(asked, resume="yes"), None
         if approve_at is not None and now >= at(approve_at):
             asked, approve_at = replace(asked, approve="alice"), None
+        if abort_at is not None and now >= at(abort_at):
+            asked, abort_at = replace(asked, abort="bob"), None
         ctx = replace(
             context(spec=spec, jitter=jitter),
             now=now,

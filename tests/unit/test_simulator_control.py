@@ -64,7 +64,13 @@ def test_set_delays_reports_global_and_per_deployment_values(ctl: SimulatorContr
     delays = ctl.set_delays(rollout_seconds=9, namespace="ns", name="iris")
     assert (delays["rollout_seconds"], delays["gitops_sync_seconds"]) == (0.5, 1.5)
     assert delays["overrides"] == [
-        {"namespace": "ns", "name": "iris", "rollout_seconds": 9.0, "gitops_sync_seconds": 1.5}
+        {
+            "namespace": "ns",
+            "name": "iris",
+            "rollout_seconds": 9.0,
+            "gitops_sync_seconds": 1.5,
+            "traffic_seconds": 0.0,
+        }
     ]
 
 

@@ -288,3 +288,53 @@ def test_seeded_deployment_keeps_a_given_state(ctl: SimulatorControl, api: ApiCa
     ctl.seed_deployment(NS, deployment_body("iris"), state="Failed", description="boom")
     status = api.read(NS, "iris").json()["status"]
     assert (status["state"], status["description"]) == ("Failed", "boom")
+
+
+def _two_predictors(name: str, traffic: tuple[int, int], *, image: str = "iris:1") -> Any:
+    """``deployment_body`` with a second predictor ``old`` and the split ``traffic``."""
+    body = deployment_body(name, image=image)
+    main = body["spec"]["predictors"][0]
+    old = {**main, "name": "old"}
+    main["traffic"], old["traffic"] = traffic
+    body["spec"]["predictors"].append(old)
+    return body
+
+
+def test_a_traffic_only_change_is_available_at_once(ctl: SimulatorControl, api: ApiCaller) -> None:
+    ctl.set_delays(rollout_seconds=60)
+    ctl.seed_deployment(NS, _two_predictors("iris", (100, 0)))
+    updated = api.update(NS, "iris", _two_predictors("iris", (0, 100))).json()
+    assert updated["metadata"]["generation"] == 2
+    assert updated["status"]["state"] == "Available"
+    assert updated["status"]["observedGeneration"] == 2
+
+
+def test_a_traffic_only_change_takes_the_traffic_delay(
+    ctl: SimulatorControl, api: ApiCaller
+) -> None:
+    ctl.set_delays(rollout_seconds=60, traffic_seconds=0.2)
+    ctl.seed_deployment(NS, _two_predictors("iris", (100, 0)))
+    api.update(NS, "iris", _two_predictors("iris", (0, 100)))
+    assert _state(api, "iris") == "Creating"
+    wait_for(lambda: _state(api, "iris") == "Available", timeout=3)
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        pytest.param(lambda: _two_predictors("iris", (0, 100), image="iris:2"), id="and-image"),
+        pytest.param(lambda: deployment_body("iris", image="iris:1"), id="predictor-removed"),
+    ],
+)
+def test_a_change_beyond_the_traffic_rolls_out_new_pods(
+    ctl: SimulatorControl, api: ApiCaller, changed: Any
+) -> None:
+    ctl.set_delays(rollout_seconds=60)
+    ctl.seed_deployment(NS, _two_predictors("iris", (100, 0)))
+    assert api.update(NS, "iris", changed()).json()["status"]["state"] == "Creating"
+
+
+def test_the_traffic_delay_is_shown_and_may_not_be_negative(ctl: SimulatorControl) -> None:
+    assert ctl.set_delays(traffic_seconds=0.5)["traffic_seconds"] == 0.5
+    with pytest.raises(Exception, match="negative"):
+        ctl.set_delays(traffic_seconds=-1)

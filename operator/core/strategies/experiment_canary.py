@@ -508,7 +508,12 @@ class ExperimentCanary:
         )
 
     def done(
-        self, ctx: Context, run: Run, action: Action, failure: Failure | None
+        self,
+        ctx: Context,
+        run: Run,
+        action: Action,
+        result: Mapping[str, Any] | None,
+        failure: Failure | None,
     ) -> Decision | None:
         if action.pipeline is not None or action.kind in EXPERIMENT_ACTIONS:
             return experiment_done(ctx, run, action, failure)

@@ -70,6 +70,7 @@ from promotion_operator.core.transitions import (
     unusable_reads,
     write_message,
 )
+from promotion_operator.core.warm import switch_back, warm_done, with_warm
 
 CANARY_PREDICTOR_ANNOTATION = f"{ANNOTATION_PREFIX}/canary-predictor"
 CANARY_NAME = "canary"
@@ -272,9 +273,15 @@ class PredictorCanary:
         return step_pass(ctx, run, observed, lambda: _write(ctx, run, observed), in_place=in_place)
 
     def done(
-        self, ctx: Context, run: Run, action: Action, failure: Failure | None
+        self,
+        ctx: Context,
+        run: Run,
+        action: Action,
+        result: Mapping[str, Any] | None,
+        failure: Failure | None,
     ) -> Decision | None:
-        return None  # its writes are updates of the target, as Replace's
+        # Its writes are updates of the target, as Replace's; the warm copy's are its own.
+        return warm_done(ctx, run, action, result, failure)
 
     def verified(self, ctx: Context, run: Run, ready: str) -> Decision | None:
         return after_verified(ctx, run, ready)
@@ -283,7 +290,9 @@ class PredictorCanary:
         return False  # nothing beside the target
 
     def undo(self, ctx: Context, run: Run, observed: Observed, message: str) -> Decision | None:
-        return None  # restoring the target removes the canary predictor
+        # Restoring the target removes the canary predictor (and a bake's warm copy); the
+        # warm copy takes the traffic back first.
+        return switch_back(ctx, run, observed, message)
 
 
 def _write(ctx: Context, run: Run, observed: Observed) -> Decision:
@@ -324,7 +333,7 @@ def _write(ctx: Context, run: Run, observed: Observed) -> Decision:
     final = canary.step >= len(ctx.spec.canary_steps)
     try:
         deployment = (
-            final_deployment(plan, canary.step)
+            with_warm(ctx.spec, stable, final_deployment(plan, canary.step))
             if final
             else canary_deployment(
                 plan, stable.deployment, weight_of(ctx.spec.canary_steps, canary.step), canary.step

@@ -2,14 +2,17 @@
 
 It plans the Models a Pipeline brings (and removes a canary an earlier run of this
 ModelPromotion left), writes them and then the target once the shared phase found
-the validated plan still the plan, and has nothing of its own beside the target to
-wait for or undo: verification and the rollback's restore are the shared phases'.
+the validated plan still the plan (with a bake, a SeldonDeployment's write keeps the
+previous version warm beside the promoted one: :mod:`~promotion_operator.core.warm`),
+and undoes only that warm copy's part (the switch of the traffic back to it):
+verification and the rollback's restore are the shared phases'.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from promotion_operator.core.pass_io import (
     Action,
@@ -30,6 +33,7 @@ from promotion_operator.core.planning import plan_promotion
 from promotion_operator.core.run import Failure, Phase, PreviousTarget, Run
 from promotion_operator.core.strategy import Cleared, Planned
 from promotion_operator.core.transitions import decision, write_message
+from promotion_operator.core.warm import switch_back, warm_done, with_warm
 
 
 class EarlierCanary(Protocol):
@@ -63,7 +67,8 @@ class Replace:
         assert observed.source is not None
         plan = plan_promotion(observed.source, ctx.spec, ctx.promotion)
         if not self.models:
-            return Planned(plan, (), plan.deployment, ())
+            # What is validated is what is written: with a warm copy, if the bake keeps one.
+            return Planned(plan, (), with_warm(ctx.spec, previous, plan.deployment), ())
         planned = with_models(ctx, run, plan, observed)
         if isinstance(planned, Failure):
             return planned
@@ -90,7 +95,8 @@ class Replace:
         if before is not None:
             return before  # a Pipeline's Models first
         action = run.plan.action
-        write = Action(action, planned.plan.deployment, write_message(ctx))
+        body = with_warm(ctx.spec, run.previous, planned.plan.deployment)
+        write = Action(action, body, write_message(ctx))
         return decision(
             ctx, run, f"{action.lower()} of {ctx.spec.target.described} in flight", write
         )
@@ -99,9 +105,14 @@ class Replace:
         return None  # its one write comes once the shared phase checked the plan
 
     def done(
-        self, ctx: Context, run: Run, action: Action, failure: Failure | None
+        self,
+        ctx: Context,
+        run: Run,
+        action: Action,
+        result: Mapping[str, Any] | None,
+        failure: Failure | None,
     ) -> Decision | None:
-        return None
+        return warm_done(ctx, run, action, result, failure)  # the warm copy's writes
 
     def verified(self, ctx: Context, run: Run, ready: str) -> Decision | None:
         return None
@@ -110,4 +121,5 @@ class Replace:
         return False
 
     def undo(self, ctx: Context, run: Run, observed: Observed, message: str) -> Decision | None:
-        return None
+        # A bake's warm copy takes the traffic back first; the shared phase restores next.
+        return switch_back(ctx, run, observed, message)

@@ -124,33 +124,43 @@ class TargetHistory:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._record()  # the run may end between two samples: the last version too
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            found = self.seldon.control.get_deployment(NS, self.model)
-            if found is not None:
-                version = Version(
-                    time.time(),
-                    int(found["metadata"]["generation"]),
-                    str((found.get("status") or {}).get("state")),
-                    {p["name"]: p.get("traffic") for p in found["spec"]["predictors"]},
-                )
-                last = self.versions[-1] if self.versions else None
-                if last is None or (last.generation, last.state, last.traffic) != (
-                    version.generation,
-                    version.state,
-                    version.traffic,
-                ):
-                    self.versions.append(version)
+            self._record()
             if self.alert_active_at is None:
                 firing = self.prometheus.firing_alerts(ERROR_RATE_ALERT, deployment_name=self.model)
                 if firing:
                     self.alert_active_at = _rfc3339(str(firing[0]["activeAt"]))
             self._stop.wait(0.1)
 
-    def first(self, serving: dict[str, int | None]) -> Version:
-        """The first version Available with the traffic split ``serving``."""
-        return next(v for v in self.versions if v.state == "Available" and v.traffic == serving)
+    def _record(self) -> None:
+        found = self.seldon.control.get_deployment(NS, self.model)
+        if found is None:
+            return
+        version = Version(
+            time.time(),
+            int(found["metadata"]["generation"]),
+            str((found.get("status") or {}).get("state")),
+            {p["name"]: p.get("traffic") for p in found["spec"]["predictors"]},
+        )
+        last = self.versions[-1] if self.versions else None
+        if last is None or (last.generation, last.state, last.traffic) != (
+            version.generation,
+            version.state,
+            version.traffic,
+        ):
+            self.versions.append(version)
+
+    def first(self, serving: dict[str, int | None], *, since: int = 0) -> Version:
+        """The first version from generation ``since`` on, Available with the traffic
+        split ``serving``."""
+        return next(
+            v
+            for v in self.versions
+            if v.generation >= since and v.state == "Available" and v.traffic == serving
+        )
 
 
 def _rfc3339(text: str) -> float:
@@ -223,7 +233,8 @@ def test_a_firing_alert_rolls_the_promotion_back(
     assert [a["alertname"] for a in status["bake"]["alerts"]] == [ERROR_RATE_ALERT]
     assert [q.get("action") for q in target_puts(seldon, model)] == ["Promote", "Rollback"]
     assert target(seldon, model)["spec"] == before["spec"]
-    restored = history.first({"default": None})
+    # The restore's generation: the one before the promotion has the same split.
+    restored = history.first({"default": None}, since=history.versions[0].generation + 2)
     assert restored.generation == int(target(seldon, model)["metadata"]["generation"])
     _report(history, restored, warm=False)
 
@@ -263,7 +274,7 @@ def test_a_firing_alert_switches_to_the_warm_copy_before_the_restore(
         [split for i, split in enumerate(splits) if i == 0 or split != splits[i - 1]],
     )
     switch = history.first({"default": 0, "default-warm": 100})
-    restored = history.first({"default": None})
+    restored = history.first({"default": None}, since=switch.generation)
     assert switch.at < restored.at
     _report(history, switch, warm=True)
 

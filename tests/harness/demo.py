@@ -186,18 +186,17 @@ class _Printer:
 
 
 def _measurement(measured: dict[str, Any]) -> str:
-    """One canary measurement for a person: template, value(s), bounds, result. A
-    comparison shows the challenger's and the champion's value and its score."""
+    """One canary measurement for a person: template, value, bounds, result. A
+    comparison says what it compared: its score, the challenger's and the champion's
+    values."""
+    bounds = ", ".join(f"{b} {measured[b]:g}" for b in ("min", "max") if b in measured)
+    if "score" in measured or "champion" in measured:
+        return (
+            f"measured {measured.get('template')}: {measured.get('message')} ({bounds}): "
+            f"{measured.get('result')}"
+        )
     value = measured.get("value")
     shown = f"{value:.4f}" if isinstance(value, int | float) else "no value"
-    if "champion" in measured or "score" in measured:
-        shown = ", ".join(
-            f"{name} {measured[key]:.4g}"
-            for name, key in (("challenger", "value"), ("champion", "champion"), ("score", "score"))
-            if isinstance(measured.get(key), int | float)
-        )
-        shown = shown or "no value"
-    bounds = ", ".join(f"{b} {measured[b]:g}" for b in ("min", "max") if b in measured)
     detail = f" ({measured['message']})" if measured.get("message") else ""
     return (
         f"measured {measured.get('template')} = {shown} ({bounds}): "

@@ -154,13 +154,29 @@ class TargetHistory:
             self.versions.append(version)
 
     def first(self, serving: dict[str, int | None], *, since: int = 0) -> Version:
-        """The first version from generation ``since`` on, Available with the traffic
-        split ``serving``."""
-        return next(
+        """The first version from generation ``since`` on seen Available with the
+        traffic split ``serving``."""
+        found = [
             v
             for v in self.versions
-            if v.generation >= since and v.state == "Available" and v.traffic == serving
-        )
+            if v.generation >= since and v.traffic == serving and v.state == "Available"
+        ]
+        assert found, f"no version from generation {since} with {serving}: {self.versions}"
+        return found[0]
+
+    def until_available(self, timeout: float = 15.0) -> None:
+        """Go on sampling until the target's latest generation is seen Available: a
+        rollback ends once its restore is written; the champion serves once it has
+        rolled out."""
+        found = self.seldon.control.get_deployment(NS, self.model)
+        assert found is not None
+        generation = int(found["metadata"]["generation"])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(v.generation >= generation and v.state == "Available" for v in self.versions):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"generation {generation} was not seen Available: {self.versions}")
 
 
 def _rfc3339(text: str) -> float:
@@ -224,6 +240,7 @@ def test_a_firing_alert_rolls_the_promotion_back(
         # The promoted predictor (the source's `default`) starts failing half its requests.
         seldon.control.set_predictor_behaviour(NS, model, "default", error_rate=0.5)
         status = follow(promotions, "iris", finished, timeout=60.0)
+        history.until_available()
 
     assert status["phase"] == "RolledBack"
     outcome = status["outcome"]
@@ -233,9 +250,9 @@ def test_a_firing_alert_rolls_the_promotion_back(
     assert [a["alertname"] for a in status["bake"]["alerts"]] == [ERROR_RATE_ALERT]
     assert [q.get("action") for q in target_puts(seldon, model)] == ["Promote", "Rollback"]
     assert target(seldon, model)["spec"] == before["spec"]
-    # The restore's generation: the one before the promotion has the same split.
-    restored = history.first({"default": None}, since=history.versions[0].generation + 2)
-    assert restored.generation == int(target(seldon, model)["metadata"]["generation"])
+    # The restore's generation (the versions before it have the same split).
+    generation = int(target(seldon, model)["metadata"]["generation"])
+    restored = history.first({"default": None}, since=generation)
     _report(history, restored, warm=False)
 
 
@@ -249,6 +266,9 @@ def test_a_firing_alert_switches_to_the_warm_copy_before_the_restore(
     traffic-only write, Available at once, before the previous spec is restored."""
     model = seed_model(seldon)
     before = target(seldon, model)
+    # A traffic switch takes 0.5 s here (no new pods; 0 by default), so that the
+    # switched version lives long enough to be seen between two samples.
+    seldon.control.set_delays(traffic_seconds=0.5, namespace=NS, name=model)
 
     with TargetHistory(seldon, prometheus, model) as history:
         promotions.apply("iris", bake_spec(model, "60s", templates=False))
@@ -257,6 +277,7 @@ def test_a_firing_alert_switches_to_the_warm_copy_before_the_restore(
         assert traffic_of(target(seldon, model)) == {"default": 100, "default-warm": 0}
         seldon.control.set_predictor_behaviour(NS, model, "default", error_rate=0.5)
         status = follow(promotions, "iris", finished, timeout=60.0)
+        history.until_available()
 
     assert status["phase"] == "RolledBack"
     assert status["outcome"]["reason"] == "AlertFiring"
@@ -272,7 +293,7 @@ def test_a_firing_alert_switches_to_the_warm_copy_before_the_restore(
             {"default": None},
         ],
         [split for i, split in enumerate(splits) if i == 0 or split != splits[i - 1]],
-    )
+    ), history.versions
     switch = history.first({"default": 0, "default-warm": 100})
     restored = history.first({"default": None}, since=switch.generation)
     assert switch.at < restored.at

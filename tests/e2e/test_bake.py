@@ -52,6 +52,8 @@ TARGET_ERROR_RATE = (
     f'(sum(rate({_COUNT}{{{_TARGET},code!~"2.."}}[{{{{interval}}}}])) or vector(0))'
     f" / sum(rate({_COUNT}{{{_TARGET}}}[{{{{interval}}}}]))"
 )
+# How long the simulator takes to apply a traffic-only write in the warm-rollback test.
+SWITCH_SECONDS = 0.5
 WATCHED = {"namespace": "{{namespace}}", "deployment_name": "{{target}}"}
 
 
@@ -185,10 +187,10 @@ def _rfc3339(text: str) -> float:
     return datetime.datetime.fromisoformat(trimmed).timestamp()
 
 
-def _report(history: TargetHistory, champion: Version, *, warm: bool) -> None:
+def _report(history: TargetHistory, champion_at: float, *, warm: bool) -> None:
     """One line for the report: from the alert to the champion serving 100 %."""
     assert history.alert_active_at is not None, "the alert was never seen firing"
-    seconds = champion.at - history.alert_active_at
+    seconds = champion_at - history.alert_active_at
     print(f"bake rollback warm={str(warm).lower()}: champion at 100% {seconds:.2f}s after activeAt")
 
 
@@ -253,7 +255,7 @@ def test_a_firing_alert_rolls_the_promotion_back(
     # The restore's generation (the versions before it have the same split).
     generation = int(target(seldon, model)["metadata"]["generation"])
     restored = history.first({"default": None}, since=generation)
-    _report(history, restored, warm=False)
+    _report(history, restored.at, warm=False)
 
 
 def test_a_firing_alert_switches_to_the_warm_copy_before_the_restore(
@@ -267,8 +269,9 @@ def test_a_firing_alert_switches_to_the_warm_copy_before_the_restore(
     model = seed_model(seldon)
     before = target(seldon, model)
     # A traffic switch takes 0.5 s here (no new pods; 0 by default), so that the
-    # switched version lives long enough to be seen between two samples.
-    seldon.control.set_delays(traffic_seconds=0.5, namespace=NS, name=model)
+    # switched version lives long enough to be seen between two samples, and the
+    # wait for it to be Available shows in the request log.
+    seldon.control.set_delays(traffic_seconds=SWITCH_SECONDS, namespace=NS, name=model)
 
     with TargetHistory(seldon, prometheus, model) as history:
         promotions.apply("iris", bake_spec(model, "60s", templates=False))
@@ -281,9 +284,13 @@ def test_a_firing_alert_switches_to_the_warm_copy_before_the_restore(
 
     assert status["phase"] == "RolledBack"
     assert status["outcome"]["reason"] == "AlertFiring"
-    # The switch (a rollback's write too), then the restore.
-    actions = [q.get("action") for q in target_puts(seldon, model)]
-    assert actions == ["Promote", "Rollback", "Rollback"]
+    # The switch (a rollback's write too), then the restore, once the switch was
+    # Available. Its Available moment is not sampled: the operator writes the restore
+    # within milliseconds of it, between two samples.
+    puts = timed_target_puts(seldon, model)
+    assert [action for action, _ in puts] == ["Promote", "Rollback", "Rollback"]
+    (_, switch_at), (_, restore_at) = puts[1], puts[2]
+    assert restore_at - switch_at >= SWITCH_SECONDS - 0.001  # the log's times are to the ms
     assert target(seldon, model)["spec"] == before["spec"]
     splits = [v.traffic for v in history.versions]
     assert is_subsequence(
@@ -294,10 +301,23 @@ def test_a_firing_alert_switches_to_the_warm_copy_before_the_restore(
         ],
         [split for i, split in enumerate(splits) if i == 0 or split != splits[i - 1]],
     ), history.versions
-    switch = history.first({"default": 0, "default-warm": 100})
-    restored = history.first({"default": None}, since=switch.generation)
-    assert switch.at < restored.at
-    _report(history, switch, warm=True)
+    _report(history, switch_at + SWITCH_SECONDS, warm=True)
+
+
+def timed_target_puts(simulator: Simulator, model: str) -> list[tuple[str, float]]:
+    """(``action``, POSIX time the body arrived) of every successful PUT of the target."""
+    path = f"/namespaces/{NS}/seldondeployments/{model}"
+    return [
+        (
+            entry["query"].get("action", ""),
+            datetime.datetime.fromisoformat(entry["time"]).timestamp(),
+        )
+        for entry in simulator.control.requests_log()
+        if entry["method"] == "PUT"
+        and entry["path"].endswith(path)
+        and entry["status"] is not None
+        and entry["status"] < 300
+    ]
 
 
 def traffic_of(deployment: dict[str, Any]) -> dict[str, int | None]:

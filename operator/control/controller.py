@@ -11,7 +11,9 @@ run straight after, reusing what it read. Resources whose run has ended cost
 nothing but a small entry.
 
 With leader election on, only the replica holding the Lease runs passes;
-the others keep watching, so a standby that takes over knows every run.
+the others keep watching, so a standby that takes over knows every run. A pass
+whose replica lost the Lease meanwhile (a pause past its renew deadline) writes
+nothing: its Seldon Deploy writes are fenced in the client, its record here.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from promotion_operator.core.machine import at_rest
 from promotion_operator.core.pass_io import PassResult
 from promotion_operator.core.promotion import ANNOTATION_PREFIX, PromotionRef
 from promotion_operator.core.requests import CONSUMED, Requests, requests_from
+from promotion_operator.errors import NotLeading
 
 log = logging.getLogger(__name__)
 
@@ -215,16 +218,21 @@ class Controller:
         for _ in range(MAX_CHAIN):
             metadata = body["metadata"]
             annotations = metadata.get("annotations") or {}
-            result = run_pass(
-                self.runtime,
-                PromotionRef(ref.namespace, ref.name, ref.uid, int(metadata["generation"])),
-                body.get("spec") or {},
-                body.get("status") or {},
-                now=datetime.datetime.now(datetime.UTC),
-                jitter=random.random(),
-                requests=requests_from(annotations),
-                chain=chain,
-            )
+            try:
+                result = run_pass(
+                    self.runtime,
+                    PromotionRef(ref.namespace, ref.name, ref.uid, int(metadata["generation"])),
+                    body.get("spec") or {},
+                    body.get("status") or {},
+                    now=datetime.datetime.now(datetime.UTC),
+                    jitter=random.random(),
+                    requests=requests_from(annotations),
+                    chain=chain,
+                )
+            except NotLeading as stopped:
+                return self._unrecorded(ref, str(stopped))
+            if not self._leads():
+                return self._unrecorded(ref, "the Lease was lost during the pass")
             try:
                 written = self._record(ref, body, result)
             except ObjectChanged:
@@ -241,6 +249,16 @@ class Controller:
             if result.requeue_after != 0.0 or result.status is None:
                 return _Outcome(body, result.requeue_after)
         return _Outcome(body, 0.0)
+
+    def _leads(self) -> bool:
+        """Whether this replica may write now (always, without leader election)."""
+        return self.election is None or self.election.time_left() > 0
+
+    def _unrecorded(self, ref: ObjectRef, why: str) -> _Outcome:
+        # A deposed leader records nothing; the leader goes on with the run. Should
+        # this replica still lead (a slow renewal), the pass comes again.
+        log.warning("[%s/%s] pass left unrecorded: %s", ref.namespace, ref.name, why)
+        return _Outcome(None, WRITE_RETRY_SECONDS)
 
     def _record(self, ref: ObjectRef, body: dict[str, Any], result: PassResult) -> dict[str, Any]:
         """Write the pass's result: at most one metadata patch (requests used, old

@@ -12,14 +12,13 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import os
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client, config
 
+from promotion_operator.config.replica import THIS_REPLICA
 from promotion_operator.core.conditions import Event
 
 log = logging.getLogger(__name__)
@@ -61,19 +60,16 @@ class ObjectRef:
 
 
 def connect() -> client.ApiClient:
-    """A client with the pod's ServiceAccount, or else the kubeconfig (as Kopf logs in)."""
+    """A client with the pod's ServiceAccount, or else the kubeconfig (as Kopf logs in),
+    that names this replica in its User-Agent."""
     configuration = client.Configuration()
     try:
         _incluster(client_configuration=configuration)
     except config.ConfigException:
         _kubeconfig(client_configuration=configuration)
-    return client.ApiClient(configuration)
-
-
-def instance_identity() -> str:
-    """This replica's name in Leases and Events: the pod's name, made unique per start."""
-    host = os.environ.get("POD_NAME") or os.environ.get("HOSTNAME") or "promotion-operator"
-    return f"{host}_{uuid.uuid4().hex[:8]}"
+    api_client = client.ApiClient(configuration)
+    api_client.user_agent = THIS_REPLICA.user_agent
+    return api_client
 
 
 class KubeApi:

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar, assert_never
 from promotion_operator.clients.auth import TokenProviders
 from promotion_operator.clients.notifications import Notice, NoticeKind, Notifier
 from promotion_operator.clients.prometheus import PrometheusClient
-from promotion_operator.clients.seldon import Resources, SeldonDeployClient
+from promotion_operator.clients.seldon import Resources, SeldonDeployClient, WriteFence
 from promotion_operator.config.settings import Settings
 from promotion_operator.control.metrics import Metrics
 from promotion_operator.control.shared_reads import SharedReads
@@ -38,7 +38,7 @@ from promotion_operator.core.promotion import PromotionRef
 from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import FINISHED, ActionKind, Experiment, Failure, Phase, Run
 from promotion_operator.core.spec import DeploymentRef, Kind, PromotionSpec, parse_spec
-from promotion_operator.errors import PromotionError
+from promotion_operator.errors import NotLeading, PromotionError
 
 logger = logging.getLogger(__name__)
 
@@ -131,10 +131,13 @@ class Runtime:
         *,
         policy: RetryPolicy | None = None,
         metrics: Metrics | None = None,
+        fence: WriteFence | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy or RetryPolicy()
         self.metrics = metrics or Metrics()
+        # With leader election: no Seldon Deploy write unless this replica leads.
+        self.fence = fence
         self.tokens = TokenProviders(settings, observer=self.metrics.token_requested)
         self._clients: dict[str, SeldonDeployClient] = {}
         self._prometheus: PrometheusClient | None = None
@@ -158,6 +161,7 @@ class Runtime:
                     settings,
                     self.tokens.for_instance(settings.name),
                     observer=self.metrics.seldon_observer(settings.name),
+                    fence=self.fence,
                 )
                 self._clients[settings.name] = client
             return client
@@ -503,6 +507,8 @@ def _answered(answer: _Answers[_V, _R], call: Callable[[], _V]) -> _R:
     as the core sees it, anything else as an internal error (see :func:`_internal`)."""
     try:
         return answer(call())
+    except NotLeading:
+        raise  # not the run's failure: the pass stops, and the leader goes on
     except PromotionError as error:
         return answer(failure=as_failure(error))
     except Exception as error:

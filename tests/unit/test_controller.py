@@ -11,11 +11,13 @@ from typing import Any, cast
 
 import pytest
 
-from promotion_operator.control.controller import Controller, patches_for
+from promotion_operator.control.controller import WRITE_RETRY_SECONDS, Controller, patches_for
 from promotion_operator.control.kube_api import KubeApi, ObjectChanged, ObjectRef
+from promotion_operator.control.leadership import LeaderElection
 from promotion_operator.core.conditions import Event
 from promotion_operator.core.pass_io import PassResult
 from promotion_operator.core.requests import APPROVE_ANNOTATION, RESUME_ANNOTATION
+from promotion_operator.errors import NotLeading
 from tests.unit.core_builders import PROMOTION, SPEC_DICT
 from tests.unit.fake_runtime import FakeClient, FakeRuntime
 
@@ -155,6 +157,40 @@ def test_a_replace_run_is_recorded_in_three_status_writes(
     assert kube.writes == ["status", "status", "status"]
     assert kube.body["status"]["phase"] == "Succeeded"
     assert outcome.requeue_after is None
+
+
+def test_a_pass_whose_write_was_fenced_off_records_nothing_and_comes_again(
+    controller: Controller, kube: FakeKube, fake: FakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fenced(*_args: Any, **_kwargs: Any) -> None:
+        raise NotLeading("POST not sent: this replica does not hold the Lease")
+
+    monkeypatch.setattr(fake, "create", fenced)
+
+    outcome = controller.process(REF, kube.current())
+
+    assert kube.writes == ["status"]  # the plan; the write's pass is not recorded
+    assert kube.body["status"]["phase"] == "Promoting"  # as the plan left it
+    assert outcome.requeue_after == WRITE_RETRY_SECONDS
+
+
+class Deposed:
+    """An election this replica has lost since its pass began."""
+
+    def time_left(self) -> float:
+        return 0.0
+
+
+def test_a_replica_that_lost_the_lease_during_a_pass_does_not_record_it(
+    runtime: FakeRuntime, kube: FakeKube, fake: FakeClient
+) -> None:
+    controller = Controller(runtime, cast(KubeApi, kube), election=cast(LeaderElection, Deposed()))
+
+    outcome = controller.process(REF, kube.current())
+
+    assert kube.writes == []
+    assert kube.events == []
+    assert outcome.requeue_after == WRITE_RETRY_SECONDS
 
 
 def test_events_are_posted_after_their_status_is_written(

@@ -238,6 +238,9 @@ def run_pass(
     runtime.reads.watch(promotion.uid, (ctx.spec.source, ctx.spec.target))
     effects = SeldonEffects(runtime, ctx.spec, run=promotion.uid, chain=chain)
     result = reconcile(ctx, status, effects)
+    if runtime.fence is not None and runtime.fence() <= 0:
+        # Its notices and counts would repeat the leader's: the pass ends here.
+        raise NotLeading("the Lease was lost during the pass")
     if result.requeue_after is None:
         runtime.reads.unwatch(promotion.uid)
     if result.run is not None:

@@ -20,7 +20,7 @@ from promotion_operator.control.runner import (
 from promotion_operator.core.pass_io import Action, Alerts, PassResult
 from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import ActionKind, Experiment, Phase, to_status
-from promotion_operator.errors import Forbidden, MetricsUnavailable
+from promotion_operator.errors import Forbidden, MetricsUnavailable, NotLeading
 from tests.unit.core_builders import (
     PROMOTION,
     SPEC,
@@ -206,6 +206,18 @@ def test_a_started_run_is_notified_once_even_when_the_pass_is_replayed(
 
     assert [n.kind for n in notices] == ["RunStarted"]
     assert (notices[0].source, notices[0].target) == ("staging/iris", "production/iris")
+
+
+def test_a_pass_that_outlived_the_lease_notifies_and_counts_nothing(
+    runtime: FakeRuntime, notices: list[Notice]
+) -> None:
+    runtime.fence = lambda: 0.0  # the Lease lapsed while the pass ran
+
+    with pytest.raises(NotLeading):
+        one_pass(runtime, {})
+
+    assert notices == []
+    assert sample(runtime, "modelpromotion_runs_started_total") == 0.0
 
 
 def test_an_outcome_is_notified_with_its_reason(

@@ -6,9 +6,10 @@ not at rest, and a work queue of when each one is due (the core's requeue
 delay, or now when the spec or a request annotation changed). Workers take
 due resources, run a pass (``run_pass``) in a thread, and record it with one
 status patch when the pass changed something and none when it did not, plus
-the pass's Events. A pass asking to go on at once (validated, now write) is
-run straight after, reusing what it read. Resources whose run has ended cost
-nothing but a small entry.
+the pass's Events (and, after a pass that used a request, the removal of its
+annotation and of its record in the status: ``_record``). A pass asking to go
+on at once (validated, now write) is run straight after, reusing what it read.
+Resources whose run has ended cost nothing but a small entry.
 
 With leader election on, only the replica holding the Lease runs passes;
 the others keep watching, so a standby that takes over knows every run. A pass
@@ -68,6 +69,15 @@ class _Outcome:
 
     body: dict[str, Any] | None
     requeue_after: float | None
+
+
+@dataclass
+class _Recorded:
+    """What recording a pass left: the newest body, and when to pass again because
+    its used requests are not removed yet (None: all written)."""
+
+    body: dict[str, Any]
+    again: float | None = None
 
 
 @dataclass
@@ -234,7 +244,7 @@ class Controller:
             if not self._leads():
                 return self._unrecorded(ref, "the Lease was lost during the pass")
             try:
-                written = self._record(ref, body, result)
+                recorded = self._record(ref, body, result)
             except ObjectChanged:
                 # Changed since it was read: read it again and pass again at once.
                 return _Outcome(self.api.get_promotion(ref), 0.0)
@@ -245,7 +255,11 @@ class Controller:
                 log.info("[%s/%s] %s: %s", ref.namespace, ref.name, event.reason, event.message)
                 # Posted in order by one thread of their own: a pass does not wait for them.
                 self._events().submit(self.api.post_event, ref, event)
-            body = written
+            if recorded.again is not None:
+                # The pass is recorded, its used requests not yet removed: the next pass
+                # removes them (it sees that the status records them as used).
+                return _Outcome(recorded.body, _sooner(result.requeue_after, recorded.again))
+            body = recorded.body
             if result.requeue_after != 0.0 or result.status is None:
                 return _Outcome(body, result.requeue_after)
         return _Outcome(body, 0.0)
@@ -260,19 +274,37 @@ class Controller:
         log.warning("[%s/%s] pass left unrecorded: %s", ref.namespace, ref.name, why)
         return _Outcome(None, WRITE_RETRY_SECONDS)
 
-    def _record(self, ref: ObjectRef, body: dict[str, Any], result: PassResult) -> dict[str, Any]:
-        """Write the pass's result: at most one metadata patch (requests used, old
-        bookkeeping) and one status patch, each only if there is something to write."""
+    def _record(self, ref: ObjectRef, body: dict[str, Any], result: PassResult) -> _Recorded:
+        """Write the pass's result, each write only if there is something to write: the
+        status patch (what the pass did, with the requests it used), then the metadata
+        patch (their annotations, old bookkeeping), then the status patch that clears
+        the record of the used requests. Raises if the first write fails: then nothing
+        of the pass is recorded."""
         version = str(body["metadata"]["resourceVersion"])
-        metadata_patch, status_patch = patches_for(result, body["metadata"].get("annotations"))
-        if metadata_patch is not None:
-            body = self.api.patch_promotion(ref, metadata_patch, resource_version=version)
-            version = str(body["metadata"]["resourceVersion"])
-        if status_patch is not None:
+        patches = patches_for(result, body["metadata"].get("annotations"))
+        if patches.status is not None:
             body = self.api.patch_promotion(
-                ref, status_patch, resource_version=version, subresource="status"
+                ref, patches.status, resource_version=version, subresource="status"
             )
-        return body
+            version = str(body["metadata"]["resourceVersion"])
+        if patches.metadata is None:
+            return _Recorded(body)
+        try:
+            body = self.api.patch_promotion(ref, patches.metadata, resource_version=version)
+            if patches.cleared is not None:
+                # Without a resourceVersion: once the annotations are gone the record is
+                # wrong whatever changed meanwhile (a request set again since, with the
+                # same value, is a new one), and only this pass writes this status now.
+                body = self.api.patch_promotion(
+                    ref, patches.cleared, resource_version=None, subresource="status"
+                )
+        except ObjectChanged:
+            # Changed since the status write: read it again and pass again at once.
+            return _Recorded(self.api.get_promotion(ref) or body, 0.0)
+        except KubeError as error:
+            log.warning("could not remove the used requests of %s: %s", ref.name, error)
+            return _Recorded(body, WRITE_RETRY_SECONDS)
+        return _Recorded(body)
 
     def drain_events(self, timeout: float | None = None) -> None:
         """Wait (up to ``timeout`` seconds) until the Events queued so far are posted."""
@@ -298,20 +330,36 @@ class Controller:
         return await loop.run_in_executor(self._pool, function, *args)
 
 
-def patches_for(
-    result: PassResult, annotations: Mapping[str, str] | None
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The (metadata, status) merge patches that record ``result``; None: nothing to write.
+@dataclass(frozen=True)
+class Patches:
+    """The merge patches that record a pass, in the order they are written; None:
+    nothing to write."""
+
+    status: dict[str, Any] | None = None  # what the pass did, with the requests it used
+    metadata: dict[str, Any] | None = None  # removes their annotations (and old bookkeeping)
+    cleared: dict[str, Any] | None = None  # then clears the record of the used requests
+
+
+def patches_for(result: PassResult, annotations: Mapping[str, str] | None) -> Patches:
+    """The merge patches that record ``result``.
 
     The status subresource ignores metadata, so removing a used request's
-    annotation is a write of its own (rare: approvals, aborts, resumes).
+    annotation is a write of its own (rare: approvals, aborts, resumes), and so is
+    clearing its record in the status once the annotation is gone.
     """
     annotations = annotations or {}
     removed = {CONSUMED[name]: None for name in result.used if CONSUMED[name] in annotations}
+    cleared = {"status": result.after_removal} if removed and result.after_removal else None
     removed.update({key: None for key in annotations if _legacy(key)})
-    metadata_patch = {"metadata": {"annotations": removed}} if removed else None
-    status_patch = {"status": result.status} if result.status is not None else None
-    return metadata_patch, status_patch
+    return Patches(
+        status={"status": result.status} if result.status is not None else None,
+        metadata={"metadata": {"annotations": removed}} if removed else None,
+        cleared=cleared,
+    )
+
+
+def _sooner(delay: float | None, than: float) -> float:
+    return than if delay is None else min(delay, than)
 
 
 def _legacy(key: str) -> bool:

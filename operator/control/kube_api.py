@@ -101,16 +101,18 @@ class KubeApi:
         ref: ObjectRef,
         patch: Mapping[str, Any],
         *,
-        resource_version: str,
+        resource_version: str | None,
         subresource: str = "",
     ) -> dict[str, Any]:
         """Merge ``patch`` into the object (or its ``status`` subresource), only if it is
-        still at ``resource_version``; the object as written. :class:`ObjectChanged` if not."""
+        still at ``resource_version`` (None: whatever its version, if it is still the
+        object of ``ref.uid``); the object as written. :class:`ObjectChanged` if not."""
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{ref.namespace}/{PLURAL}/{ref.name}"
         if subresource:
             path += f"/{subresource}"
         body = {**patch, "metadata": {**patch.get("metadata", {}), "uid": ref.uid}}
-        body["metadata"]["resourceVersion"] = resource_version
+        if resource_version is not None:
+            body["metadata"]["resourceVersion"] = resource_version
         return self._call("PATCH", path, body, content_type=_MERGE_PATCH)
 
     def post_event(self, ref: ObjectRef, event: Event) -> None:

@@ -1,17 +1,17 @@
 """Toxiproxy, a real TCP fault proxy, between the operator and each server.
 
 The server (``toxiproxy-server``, built from the Go module like the other
-binaries) runs on a free loopback port; :func:`start_toxiproxy` creates one
-proxy per upstream, each listening on its own loopback port. Faults are driven
-through Toxiproxy's HTTP API:
+binaries) runs on a free loopback port (:func:`start_toxiproxy`);
+:func:`proxy_stack` creates one proxy per server of the stack, each listening on
+its own loopback port. Faults are driven through Toxiproxy's HTTP API:
 
 - a :class:`Toxic` (latency, timeout, reset_peer, bandwidth, limit_data) is
   added to a proxy and removed again; it acts on open connections as on new ones;
 - a :class:`Cut` disables the proxy: it closes every open connection and refuses
   new ones until enabled again.
 
-:meth:`Toxiproxy.reset` enables every proxy and removes every toxic (between tests).
-A proxy passes bytes, so TLS goes through untouched: the kube-apiserver's
+:meth:`StackProxies.reset` enables every proxy and removes every toxic (between
+tests). A proxy passes bytes, so TLS goes through untouched: the kube-apiserver's
 certificate names 127.0.0.1, which the proxy's address is too.
 """
 
@@ -29,7 +29,12 @@ import yaml
 
 from tests.harness.binaries import ensure_binaries
 from tests.harness.ports import free_port
-from tests.harness.processes import ManagedProcess, make_temp_dir, remove_temp_dir
+from tests.harness.processes import (
+    HarnessError,
+    ManagedProcess,
+    make_temp_dir,
+    remove_temp_dir,
+)
 from tests.harness.progress import say
 from tests.harness.stack import Stack
 
@@ -205,7 +210,7 @@ class Toxiproxy:
 def _call(method: str, url: str, **kwargs: Any) -> Any:
     response = requests.request(method, url, timeout=_API_TIMEOUT, **kwargs)
     if response.status_code >= 300:
-        raise RuntimeError(f"toxiproxy {method} {url}: HTTP {response.status_code} {response.text}")
+        raise HarnessError(f"toxiproxy {method} {url}: HTTP {response.status_code} {response.text}")
     return response.json() if response.content else None
 
 

@@ -13,9 +13,10 @@ each case, as polled from here: the seconds from clearing the fault until the ru
 ``lastError`` was gone (when the fault caused one) and until the run ended.
 
 The operator signs in with the 5 s tokens of ``sd-api-short-lived``, refreshed at
-half their life, so that it asks Keycloak (through its proxy) every 2.5 s; in the
-Keycloak cases the target rolls out for longer than the fault, so the fault always
-meets a refresh before the run can end.
+half their life, so that it asks Keycloak (through its proxy) every 2.5 s. A failed
+refresh leaves it the token it has until that expires, so a Keycloak fault is held
+longer than a token lives (:data:`KEYCLOAK_FAULT_SECONDS`) and the target rolls out
+for longer still: the token expires during the fault, before the run can end.
 """
 
 from __future__ import annotations
@@ -75,9 +76,11 @@ FAULT_SECONDS = 4.0
 #: The target's rollout while a fault is held in Verifying (shorter than the fault:
 #: the target is Available before the operator can see it again).
 VERIFY_ROLLOUT_SECONDS = 3.0
-#: The same for Keycloak faults: longer than the fault, so the operator has to
-#: refresh its token (every 2.5 s) before the run can end.
-KEYCLOAK_ROLLOUT_SECONDS = FAULT_SECONDS + 3.0
+#: How long a Keycloak fault is held: longer than the 5 s a token lives.
+KEYCLOAK_FAULT_SECONDS = 6.0
+#: The rollout in the Keycloak cases: longer than the fault, so the run cannot end
+#: before its token expired during the fault.
+KEYCLOAK_ROLLOUT_SECONDS = KEYCLOAK_FAULT_SECONDS + 3.0
 SOURCE_IMAGE = "seldonio/sklearn-iris:1.4"
 REPLACE: dict[str, Any] = {
     "source": {"namespace": "staging", "name": "iris"},
@@ -116,6 +119,11 @@ class Case:
     def rollout_seconds(self) -> float:
         """How long the target rolls out in a Verifying case."""
         return KEYCLOAK_ROLLOUT_SECONDS if self.server == "keycloak" else VERIFY_ROLLOUT_SECONDS
+
+    @property
+    def fault_seconds(self) -> float:
+        """How long the fault is held."""
+        return KEYCLOAK_FAULT_SECONDS if self.server == "keycloak" else FAULT_SECONDS
 
 
 REPLACE_CASES = [
@@ -229,12 +237,14 @@ class Held:
     cleared_at: float
 
 
-def hold(promotions: Promotions, name: str, fault: Fault, proxy: Proxy) -> Held:
-    """Keep ``fault`` (already on ``proxy``) for :data:`FAULT_SECONDS`, noting the
-    run's phases and ``lastError`` reasons; then clear it."""
+def hold(
+    promotions: Promotions, name: str, fault: Fault, proxy: Proxy, seconds: float = FAULT_SECONDS
+) -> Held:
+    """Keep ``fault`` (already on ``proxy``) for ``seconds``, noting the run's phases
+    and ``lastError`` reasons; then clear it."""
     phases: list[str] = []
     errors: list[str] = []
-    until = time.monotonic() + FAULT_SECONDS
+    until = time.monotonic() + seconds
     try:
         while time.monotonic() < until:
             status = promotions.status(name)
@@ -312,7 +322,7 @@ def test_a_replace_run_through_a_network_fault_succeeds_with_one_create(
         promotions.apply(name, REPLACE)
         promotions.wait_for_phase(name, {"Verifying"}, timeout=30)
         case.fault.inject(proxy)
-    held = hold(promotions, name, case.fault, proxy)
+    held = hold(promotions, name, case.fault, proxy, case.fault_seconds)
 
     recovery = recover(promotions, name, held)
     status = promotions.status(name)

@@ -1,6 +1,6 @@
 # `make demo` and `make test` do all set-up on a fresh machine, kept between runs:
-# a virtualenv with the pinned Python packages, the control-plane and Prometheus
-# binaries (built from Go modules) and the Keycloak distribution (fetched with
+# a virtualenv with the pinned Python packages, the control-plane, Prometheus and
+# Toxiproxy binaries (built from Go modules) and the Keycloak distribution (fetched with
 # Maven). `make test` (and `argocd-demo`, `resilience`, `bench`, `stack`) also
 # build Argo CD; `make test` and `make argocd-demo`, which run it, also install
 # Debian's redis-server (its cache). `make demo` needs neither.

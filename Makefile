@@ -60,7 +60,8 @@ prepare: $(STAMP)
 prepare-demo: $(STAMP)
 	$(BIN)/python -m tests.harness prepare --without-argocd
 
-# Helm (the chart's tests) and the image's Debian base, both cached.
+# What `prepare` makes, plus Helm (the chart's tests) and the image's Debian base
+# (debootstrap runs beside the Go builds), all cached.
 prepare-chart-and-image: $(STAMP) container-tools
 	$(BIN)/python -m tests.harness prepare --with-chart-and-image
 
@@ -72,7 +73,7 @@ image: $(STAMP) container-tools
 unit: $(STAMP)
 	$(BIN)/pytest -m "not e2e"
 
-test: lint typecheck prepare prepare-chart-and-image $(REDIS_SERVER)
+test: lint typecheck prepare-chart-and-image $(REDIS_SERVER)
 	$(BIN)/pytest
 
 demo: prepare-demo

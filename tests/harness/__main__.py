@@ -12,6 +12,7 @@ import json
 import signal
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -179,13 +180,21 @@ def main(argv: list[str] | None = None) -> int:
         return run_argocd_demo()
 
     if args.command == "prepare":
-        ensure_binaries()
-        if not args.without_argocd:
-            ensure_argocd()
-        ensure_distribution()
-        if args.with_chart_and_image:
-            ensure_helm()
-            ensure_base(ensure_podman())
+        # debootstrap mostly waits on downloads and dpkg: it runs beside the Go builds.
+        with ThreadPoolExecutor(max_workers=1) as background:
+            base = (
+                background.submit(ensure_base, ensure_podman())
+                if args.with_chart_and_image
+                else None
+            )
+            ensure_binaries()
+            if not args.without_argocd:
+                ensure_argocd()
+            ensure_distribution()
+            if args.with_chart_and_image:
+                ensure_helm()
+            if base is not None:
+                base.result()
         say("binaries and Keycloak distribution are in place")
         return 0
 

@@ -123,7 +123,7 @@ def _debootstrap(tarball: Path) -> None:
     say(
         f"making the container base: Debian {SUITE} with {', '.join(PACKAGES)}, from "
         + ("this machine's apt mirror" if mirror else "debootstrap's default mirror")
-        + " (first run only; a few minutes)"
+        + " (first run only; several minutes)"
     )
     tarball.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

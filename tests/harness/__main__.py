@@ -18,7 +18,7 @@ from typing import Any
 
 from tests.harness import bench
 from tests.harness.argocd_build import ensure_argocd
-from tests.harness.binaries import ensure_binaries
+from tests.harness.binaries import ensure_binaries, ensure_promtool
 from tests.harness.keycloak import (
     DATA_SCIENTIST,
     DATA_VIEWER,
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--state-file", type=Path, help="write the stack's facts as JSON here")
     prepare = sub.add_parser(
         "prepare",
-        help="build the binaries (Prometheus and Argo CD too) and fetch Keycloak, then exit",
+        help="build the binaries (Prometheus, promtool, Argo CD) and fetch Keycloak, then exit",
     )
     prepare.add_argument(
         "--without-argocd",
@@ -170,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.without_argocd:
             ensure_argocd()
         ensure_distribution()
+        if not args.without_argocd:  # only the tests use promtool, as only they use Argo CD
+            ensure_promtool()
         say("binaries and Keycloak distribution are in place")
         return 0
 

@@ -149,6 +149,7 @@ class Controller:
         tasks = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
         try:
             if self.election is None:
+                self.runtime.metrics.leading("", True)
                 self._lead()
                 await asyncio.gather(*tasks)
             else:
@@ -169,6 +170,7 @@ class Controller:
         election = self.election
         while True:
             leading = await self._in_thread(election.attempt)
+            self.runtime.metrics.leading(election.describe(), leading)
             if leading and not self._leading.is_set():
                 log.info("leading as %s (Lease %s)", election.identity, election.describe())
                 self._lead()
@@ -322,7 +324,7 @@ class Controller:
 
     def _work(self) -> WorkQueue[str]:
         if self._queue is None:
-            self._queue = WorkQueue()
+            self._queue = WorkQueue(observer=self.runtime.metrics.workqueue)
         return self._queue
 
     async def _in_thread(self, function: Any, *args: Any) -> Any:

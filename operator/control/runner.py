@@ -23,6 +23,7 @@ from promotion_operator.config.settings import Settings
 from promotion_operator.control.metrics import Metrics
 from promotion_operator.control.shared_reads import SharedReads
 from promotion_operator.core.conditions import ready_reason
+from promotion_operator.core.durations import NEVER
 from promotion_operator.core.machine import reconcile
 from promotion_operator.core.pass_io import (
     Action,
@@ -38,6 +39,7 @@ from promotion_operator.core.promotion import PromotionRef
 from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import FINISHED, ActionKind, Experiment, Failure, Phase, Run
 from promotion_operator.core.spec import DeploymentRef, Kind, PromotionSpec, parse_spec
+from promotion_operator.core.transitions import deadline
 from promotion_operator.errors import NotLeading, PromotionError
 
 logger = logging.getLogger(__name__)
@@ -245,8 +247,20 @@ def run_pass(
         runtime.reads.unwatch(promotion.uid)
     if result.run is not None:
         _count(runtime, promotion, result, now)
+        runtime.metrics.due_by(
+            promotion.uid, promotion.namespace, promotion.name, _open_deadline(ctx, result.run)
+        )
         _notify(runtime, promotion, result, now)
     return result
+
+
+def _open_deadline(ctx: Context, run: Run) -> datetime.datetime | None:
+    """The current phase's deadline of a run in flight; None when the run is not in
+    flight or a person ends the phase (its deadline is then ``NEVER`` away)."""
+    if not _in_flight(run):
+        return None
+    due = deadline(ctx, run)
+    return due if due - ctx.now < NEVER / 2 else None
 
 
 _OUTCOMES: dict[Phase, NoticeKind] = {

@@ -19,7 +19,7 @@ from typing import Any
 
 from tests.harness import bench
 from tests.harness.argocd_build import ensure_argocd
-from tests.harness.binaries import ensure_binaries
+from tests.harness.binaries import ensure_binaries, ensure_promtool
 from tests.harness.container_base import ensure_base
 from tests.harness.helm import ensure_helm
 from tests.harness.keycloak import (
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--state-file", type=Path, help="write the stack's facts as JSON here")
     prepare = sub.add_parser(
         "prepare",
-        help="build the binaries (Prometheus and Argo CD too) and fetch Keycloak, then exit",
+        help="build the binaries (Prometheus, promtool, Argo CD) and fetch Keycloak, then exit",
     )
     prepare.add_argument(
         "--without-argocd",
@@ -191,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             if not args.without_argocd:
                 ensure_argocd()
             ensure_distribution()
+            if not args.without_argocd:  # only the tests use promtool, as only they use Argo CD
+                ensure_promtool()
             if args.with_chart_and_image:
                 ensure_helm()
             if base is not None:

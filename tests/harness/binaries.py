@@ -190,3 +190,24 @@ def go_build(
         raise HarnessError(f"building {path.name} failed:\n{''.join(output)[-4000:]}")
     partial.rename(path)
     return time.monotonic() - started
+
+
+# promtool, from the same pinned Prometheus module as the server (so the rules it
+# checks are parsed as the server parses them), cached next to it. Its own target:
+# only the alert-rule tests and `prepare` need it.
+_PROMTOOL = _Target(
+    "promtool",
+    "github.com/prometheus/prometheus/cmd/promtool",
+    _GOBIN / "prometheus",
+    f"prometheus-{PROMETHEUS_MODULE_VERSION}",
+    _prometheus_ldflags(),
+    tags="netgo",
+)
+
+
+def ensure_promtool() -> Path:
+    """The cached promtool, built first if missing."""
+    path = cache_root() / _PROMTOOL.cache_dir / _PROMTOOL.name
+    if not path.exists():
+        _build(_PROMTOOL, path)
+    return path

@@ -177,6 +177,29 @@ def test_an_unreadable_status_is_not_counted(runtime: FakeRuntime) -> None:
     assert sample(runtime, "modelpromotion_runs_started_total") == 0.0
 
 
+def deadline_of(runtime: Runtime) -> float | None:
+    labels = {"namespace": PROMOTION.namespace, "name": PROMOTION.name}
+    return runtime.metrics.registry.get_sample_value(
+        "modelpromotion_run_deadline_timestamp_seconds", labels
+    )
+
+
+def test_a_pass_of_an_open_run_shows_its_phase_deadline(runtime: FakeRuntime) -> None:
+    result = one_pass(runtime, {}, 5)
+
+    assert result.run is not None and result.run.phase == Phase.PROMOTING
+    # Promoting a Replace: verification.timeout from the run's start.
+    assert deadline_of(runtime) == at(5).timestamp() + SPEC.timeout_seconds
+
+
+def test_a_pass_that_ends_the_run_drops_its_deadline(runtime: FakeRuntime) -> None:
+    one_pass(runtime, {}, 0)
+    done = one_pass(runtime, to_status(rolling_back_run(None, applied_at=T0)), 2)
+
+    assert done.run is not None and done.run.phase == Phase.ROLLED_BACK
+    assert deadline_of(runtime) is None
+
+
 # --- notifications ------------------------------------------------------------------------------
 
 

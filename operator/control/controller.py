@@ -65,6 +65,9 @@ class _Outcome:
 
     body: dict[str, Any] | None
     requeue_after: float | None
+    # The resource no longer exists, though the watch never said so: its DELETED
+    # event fell into a gap the watch's relist (after a 410 Gone) does not report.
+    gone: bool = False
 
 
 @dataclass
@@ -91,9 +94,7 @@ class Controller:
         if not uid:
             return
         if event_type == "DELETED":
-            self._objects.pop(uid, None)
-            self._work().forget(uid)
-            self.runtime.forget(uid)
+            self._forget(uid)
             return
         version = str(metadata.get("resourceVersion") or "")
         known = self._objects.get(uid)
@@ -110,6 +111,11 @@ class Controller:
         )
         if changed:
             self._work().add(uid)
+
+    def _forget(self, uid: str) -> None:
+        self._objects.pop(uid, None)
+        self._work().forget(uid)
+        self.runtime.forget(uid)
 
     def queued(self) -> list[str]:
         """The resources waiting for a pass (by uid)."""
@@ -200,6 +206,10 @@ class Controller:
         tracked = self._objects.get(uid)
         if tracked is None:
             return  # deleted meanwhile
+        if outcome.gone:
+            log.info("%s is gone; forgetting it", tracked.ref.name)
+            self._forget(uid)
+            return
         if outcome.body is not None:
             newest = _tracked(outcome.body)
             if _newer(newest.resource_version, tracked.resource_version):
@@ -229,8 +239,10 @@ class Controller:
                 written = self._record(ref, body, result)
             except ObjectChanged:
                 # Changed since it was read: read it again and pass again at once.
-                return _Outcome(self.api.get_promotion(ref), 0.0)
+                return self._read_again(ref)
             except KubeError as error:
+                if error.status == 404:
+                    return _Outcome(None, None, gone=True)
                 log.warning("could not record the pass of %s: %s", ref.name, error)
                 return _Outcome(None, WRITE_RETRY_SECONDS)
             for event in result.events:
@@ -241,6 +253,18 @@ class Controller:
             if result.requeue_after != 0.0 or result.status is None:
                 return _Outcome(body, result.requeue_after)
         return _Outcome(body, 0.0)
+
+    def _read_again(self, ref: ObjectRef) -> _Outcome:
+        """After a lost race: the resource as it is now, for a pass at once. None (gone,
+        or replaced by another object of the same name) means its run is over here."""
+        try:
+            current = self.api.get_promotion(ref)
+        except KubeError as error:  # the API went away between the two calls
+            log.warning("could not read %s again: %s", ref.name, error)
+            return _Outcome(None, WRITE_RETRY_SECONDS)
+        if current is None:
+            return _Outcome(None, None, gone=True)
+        return _Outcome(current, 0.0)
 
     def _record(self, ref: ObjectRef, body: dict[str, Any], result: PassResult) -> dict[str, Any]:
         """Write the pass's result: at most one metadata patch (requests used, old

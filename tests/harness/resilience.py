@@ -89,6 +89,15 @@ def _spec(name: str) -> dict[str, Any]:
     }
 
 
+def _ending(status: dict[str, Any]) -> str:
+    """The phase and Ready reason a run ended with, and its last error's message."""
+    ready: dict[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c["type"] == "Ready"), {}
+    )
+    error = (status.get("lastError") or {}).get("message") or ready.get("message", "")
+    return f"{status.get('phase')} ({ready.get('reason')}): {str(error)[:160]}"
+
+
 def _probe_name(fault: str) -> str:
     return f"probe-{list(CONTROL_PLANE_FAULTS).index(fault)}"
 
@@ -224,7 +233,10 @@ def run_batch(runs: int, kills: int, seed: int, control_plane_faults: bool = Tru
         print("\nresilience summary")
         for key, value in summary.items():
             print(f"  {key:<52} {value}")
-        for problem in wrong + lost + secrets:
+        every = {**statuses, **probes}
+        for problem in wrong + lost:
+            print(f"  problem: {problem} ended {_ending(every[problem])}")
+        for problem in secrets:
             print(f"  problem: {problem}")
         ok = not (wrong or lost or secrets or duplicate_creates)
         print("all promises held" if ok else "PROMISES BROKEN")

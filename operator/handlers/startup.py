@@ -20,8 +20,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
     # The watch and its listing (again after a 410 Gone) retry a refused connection,
-    # a 5xx or a 429 with a backoff capped at 5 s, so they are back within 5 s of an
-    # apiserver or etcd coming back (Kopf's own cap is 21 s); about two minutes of
-    # failures in a row before Kopf starts the watch over.
+    # a timeout, a 5xx or a 429 with a backoff capped at 5 s, so they are back within
+    # 5 s of an apiserver or etcd coming back (Kopf's own cap is 21 s). After these
+    # 25 tries (about two minutes) Kopf starts a watch over after a refused connection
+    # or a timeout, but gives up on one answered 5xx every time.
     settings.networking.error_backoffs = WATCH_BACKOFFS
     settings.queueing.error_delays = [1, 2, 5, 10, 20, 30]

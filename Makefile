@@ -83,7 +83,8 @@ demo: prepare-demo
 argocd-demo: prepare $(REDIS_SERVER)
 	$(BIN)/python -m tests.harness argocd-demo
 
-# A larger batch than the tests: 200 runs, faults on, 10 operator kills; prints a summary.
+# A larger batch than the tests: 200 runs, faults on, 10 operator kills, a kube-apiserver
+# restart, an etcd restart and an expired watch; prints a summary.
 resilience: prepare
 	$(BIN)/python -m tests.harness resilience $(RESILIENCE_ARGS)
 

@@ -69,6 +69,9 @@ class _Outcome:
 
     body: dict[str, Any] | None
     requeue_after: float | None
+    # The resource no longer exists, though the watch never said so: its DELETED
+    # event fell into a gap the watch's relist (after a 410 Gone) does not report.
+    gone: bool = False
 
 
 @dataclass
@@ -104,9 +107,7 @@ class Controller:
         if not uid:
             return
         if event_type == "DELETED":
-            self._objects.pop(uid, None)
-            self._work().forget(uid)
-            self.runtime.forget(uid)
+            self._forget(uid)
             return
         version = str(metadata.get("resourceVersion") or "")
         known = self._objects.get(uid)
@@ -123,6 +124,11 @@ class Controller:
         )
         if changed:
             self._work().add(uid)
+
+    def _forget(self, uid: str) -> None:
+        self._objects.pop(uid, None)
+        self._work().forget(uid)
+        self.runtime.forget(uid)
 
     def queued(self) -> list[str]:
         """The resources waiting for a pass (by uid)."""
@@ -215,6 +221,10 @@ class Controller:
         tracked = self._objects.get(uid)
         if tracked is None:
             return  # deleted meanwhile
+        if outcome.gone:
+            log.info("%s is gone; forgetting it", tracked.ref.name)
+            self._forget(uid)
+            return
         if outcome.body is not None:
             newest = _tracked(outcome.body)
             if _newer(newest.resource_version, tracked.resource_version):
@@ -249,8 +259,10 @@ class Controller:
                 recorded = self._record(ref, body, result)
             except ObjectChanged:
                 # Changed since it was read: read it again and pass again at once.
-                return _Outcome(self.api.get_promotion(ref), 0.0)
+                return self._read_again(ref)
             except KubeError as error:
+                if error.status == 404:
+                    return _Outcome(None, None, gone=True)
                 log.warning("could not record the pass of %s: %s", ref.name, error)
                 return _Outcome(None, WRITE_RETRY_SECONDS)
             for event in result.events:
@@ -275,6 +287,18 @@ class Controller:
         # this replica still lead (a slow renewal), the pass comes again.
         log.warning("[%s/%s] pass left unrecorded: %s", ref.namespace, ref.name, why)
         return _Outcome(None, WRITE_RETRY_SECONDS)
+
+    def _read_again(self, ref: ObjectRef) -> _Outcome:
+        """After a lost race: the resource as it is now, for a pass at once. None (gone,
+        or replaced by another object of the same name) means its run is over here."""
+        try:
+            current = self.api.get_promotion(ref)
+        except KubeError as error:  # the API went away between the two calls
+            log.warning("could not read %s again: %s", ref.name, error)
+            return _Outcome(None, WRITE_RETRY_SECONDS)
+        if current is None:
+            return _Outcome(None, None, gone=True)
+        return _Outcome(current, 0.0)
 
     def _record(self, ref: ObjectRef, body: dict[str, Any], result: PassResult) -> _Recorded:
         """Write the pass's result, each write only if there is something to write: the

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,12 @@ _kubeconfig: Callable[..., None] = config.load_kube_config
 
 _MERGE_PATCH = "application/merge-patch+json"
 _TIMEOUT = (10.0, 30.0)  # connect, read
+#: Throttled answers (429, as API Priority and Fairness gives) retried inside one call,
+#: as client-go does: the request was refused before it was carried out, so sending
+#: it again cannot do it twice.
+THROTTLED_RETRIES = 3
+#: The wait before a retry when a throttled answer names none (APF always does).
+THROTTLED_WAIT = 1.0
 
 
 class KubeError(Exception):
@@ -196,6 +203,31 @@ class KubeApi:
         content_type: str = "application/json",
         timeout: float = _TIMEOUT[1],
     ) -> dict[str, Any]:
+        # A throttled call is sent again after the server's Retry-After, as long as the
+        # call as a whole stays within ``timeout`` (a Lease renewal keeps its deadline).
+        deadline = time.monotonic() + timeout
+        for retry in range(THROTTLED_RETRIES + 1):
+            response, data = self._send(method, path, body, content_type, timeout)
+            wait = _retry_after(response)
+            if response.status != 429 or retry == THROTTLED_RETRIES:
+                break
+            if time.monotonic() + wait >= deadline:
+                break
+            log.info("%s %s was throttled (429); again in %.0f s", method, path, wait)
+            time.sleep(wait)
+        if not 200 <= response.status <= 299:
+            raise _error(method, path, response.status, data)
+        answer = json.loads(data) if data else {}
+        return answer if isinstance(answer, dict) else {}
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None,
+        content_type: str,
+        timeout: float,
+    ) -> tuple[Any, bytes]:
         try:
             request = self._client.param_serialize(
                 method,
@@ -206,13 +238,18 @@ class KubeApi:
             )
             limits = (min(_TIMEOUT[0], timeout), timeout)
             response = self._client.call_api(*request, _request_timeout=limits)
-            data = response.read()
+            return response, response.read()
         except Exception as error:  # refused, reset, timed out: no answer
             raise KubeError(f"{method} {path}: {type(error).__name__}") from None
-        if not 200 <= response.status <= 299:
-            raise _error(method, path, response.status, data)
-        answer = json.loads(data) if data else {}
-        return answer if isinstance(answer, dict) else {}
+
+
+def _retry_after(response: Any) -> float:
+    """The seconds a throttled answer asks to wait (delta-seconds only, as the
+    apiserver sends them); :data:`THROTTLED_WAIT` if it names none."""
+    try:
+        return max(0.0, float(response.headers.get("Retry-After")))
+    except (AttributeError, TypeError, ValueError):
+        return THROTTLED_WAIT
 
 
 def _lease_path(namespace: str, name: str) -> str:

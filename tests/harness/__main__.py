@@ -150,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     resilience.add_argument("--runs", type=int, default=200, help="promotions in the batch")
     resilience.add_argument("--kills", type=int, default=10, help="operator SIGKILLs")
     resilience.add_argument("--seed", type=int, default=20261128, help="for faults and timing")
+    resilience.add_argument(
+        "--without-control-plane-faults",
+        action="store_true",
+        help="no kube-apiserver or etcd restart, no expired watch",
+    )
     bench.add_arguments(sub.add_parser("bench", help="the operator at scale, next to a script"))
     args = parser.parse_args(argv)
 
@@ -163,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
 
         signal.signal(signal.SIGTERM, _raise_exit)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        return batch.run_batch(args.runs, args.kills, args.seed)
+        return batch.run_batch(
+            args.runs, args.kills, args.seed, not args.without_control_plane_faults
+        )
 
     if args.command == "demo":
         from tests.harness.demo import run_demo

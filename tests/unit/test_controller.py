@@ -65,6 +65,9 @@ class FakeKube:
         # Writes the API refuses, by "status" or "metadata" (as an admission policy would).
         self.refuse: dict[str, KubeError] = {}
         self.events: list[Event] = []
+        self.deleted = False  # the API answers 404
+        self.replaced = False  # another object of the same name: the uid precondition fails
+        self.unreachable = False  # no answer at all
 
     def current(self) -> dict[str, Any]:
         return copy.deepcopy(self.body)
@@ -83,7 +86,11 @@ class FakeKube:
         resource_version: str | None,
         subresource: str = "",
     ) -> dict[str, Any]:
-        if resource_version not in (None, self.body["metadata"]["resourceVersion"]):
+        self._answer()
+        if self.replaced or resource_version not in (
+            None,
+            self.body["metadata"]["resourceVersion"],
+        ):
             raise ObjectChanged("the object has been modified", 409)
         if (refused := self.refuse.get(subresource or "metadata")) is not None:
             raise refused
@@ -94,7 +101,14 @@ class FakeKube:
         return self.current()
 
     def get_promotion(self, ref: ObjectRef) -> dict[str, Any] | None:
-        return self.current()
+        self._answer()
+        return None if self.replaced else self.current()
+
+    def _answer(self) -> None:
+        if self.unreachable:
+            raise KubeError("GET: MaxRetryError")
+        if self.deleted:
+            raise KubeError("not found", 404)
 
     def post_event(self, ref: ObjectRef, event: Event) -> None:
         self.events.append(event)
@@ -223,6 +237,45 @@ def test_a_resource_changed_since_it_was_read_is_read_again_and_passed_at_once(
     assert kube.writes == [] and kube.events == []
     assert outcome.requeue_after == 0.0
     assert outcome.body == kube.current()
+
+
+def test_a_resource_changed_then_unreadable_is_passed_again_after_the_write_retry_delay(
+    controller: Controller, kube: FakeKube
+) -> None:
+    stale = kube.current()
+    kube.bump()
+    kube.unreachable = True  # the apiserver went away between the conflict and the read
+
+    outcome = controller.process(REF, stale)
+
+    assert outcome.requeue_after == WRITE_RETRY_SECONDS and not outcome.gone
+
+
+def test_a_resource_deleted_unseen_is_forgotten_at_its_next_record(
+    controller: Controller, kube: FakeKube
+) -> None:
+    # Listed again after a 410 Gone: a deletion in the gap has no DELETED event.
+    controller.observe(None, event_body(kube, 11))
+    kube.deleted = True
+
+    outcome = controller.process(REF, kube.current())
+    controller._settle(REF.uid, outcome)
+
+    assert outcome.gone
+    assert controller.queued() == [] and controller.kept() == 0
+
+
+def test_a_resource_replaced_unseen_by_one_of_the_same_name_is_forgotten(
+    controller: Controller, kube: FakeKube
+) -> None:
+    controller.observe(None, event_body(kube, 11))
+    kube.replaced = True
+
+    outcome = controller.process(REF, kube.current())
+    controller._settle(REF.uid, outcome)
+
+    assert outcome.gone and kube.writes == []
+    assert controller.queued() == [] and controller.kept() == 0
 
 
 def awaiting_approval(runtime: FakeRuntime) -> tuple[FakeKube, Controller]:

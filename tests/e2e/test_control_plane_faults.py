@@ -55,9 +55,15 @@ def _start_runs(seldon: Simulator, promotions: Promotions, runs: int = RUNS) -> 
             seldon.control.mark_failing("production", name, description="OOMKilled")
     for name in names:
         promotions.apply(name, _spec(name))
-    for name in names:  # every run has written its target and waits for it
-        promotions.wait_for_phase(name, {"Verifying"}, timeout=90)
+    for name in names:
+        # Every run has written its target. Not "is Verifying": a failing target
+        # can roll back before the next one is looked at, most of all under throttling.
+        promotions.wait_for(name, _target_written, "its target written", timeout=90)
     return names
+
+
+def _target_written(body: dict[str, Any]) -> bool:
+    return "appliedAt" in body.get("status", {})
 
 
 def _assert_ended_right(

@@ -9,9 +9,11 @@ import kopf
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """Kopf only watches: the controller writes status and posts Events itself."""
+    """Kopf runs the operator; the controller writes status and posts Events itself,
+    and the ModelPromotions are watched by ``watching.py``."""
     settings.posting.enabled = False
-    # Watches end and restart regularly, so an apiserver restart is recovered quickly.
+    # Kopf's own watches (namespaces, when it looks for them) end and restart regularly,
+    # so an apiserver restart is recovered quickly.
     settings.watching.server_timeout = 120
     settings.watching.client_timeout = 150
     settings.watching.connect_timeout = 10

@@ -122,6 +122,7 @@ class BenchArgs:
     at_rest: tuple[int, ...] = (1000, 5000)
     profile: bool = False
     scale: int = 2000
+    baseline_python: tuple[str, ...] = ()
 
 
 def promotion_spec(source: str, target_namespace: str) -> dict[str, Any]:
@@ -595,6 +596,7 @@ class AtRest:
     """A fresh operator over ``objects`` finished ModelPromotions."""
 
     objects: int
+    python: str  # the interpreter (and so the checkout) that ran the operator
     to_idle: float  # operator started (live) -> idle
     rss: int
     peak_rss: int
@@ -609,7 +611,9 @@ class AtRest:
     profile: str | None = None  # the heap growth from an empty namespace (--profile)
 
 
-def heap_snapshot(stack: Stack, api: KubeApi, identity: Path, path: Path) -> Path:
+def heap_snapshot(
+    stack: Stack, api: KubeApi, identity: Path, path: Path, *, python: str = sys.executable
+) -> Path:
     """Start an operator under tracemalloc over the at-rest namespace; once it is idle,
     have it write a heap snapshot to ``path``; stop it."""
     operator = _start(
@@ -618,6 +622,7 @@ def heap_snapshot(stack: Stack, api: KubeApi, identity: Path, path: Path) -> Pat
         AT_REST_NAMESPACE,
         entry=("-m", "tests.harness.profiled_operator"),
         extra_env={SNAPSHOT_ENV: str(path)},
+        python=python,
     )
     try:
         wait_idle(operator.process.pid, api)
@@ -635,15 +640,20 @@ def run_at_rest(
     counts: Sequence[int],
     status: dict[str, Any],
     profile_dir: Path | None = None,
+    pythons: Sequence[str] = (sys.executable,),
 ) -> list[AtRest]:
     """Fill a namespace with finished ModelPromotions, count by count, and measure a
-    fresh operator over each. With ``profile_dir``, an operator under tracemalloc
-    also takes a heap snapshot over the empty namespace and after each count."""
+    fresh operator over each, run by each of ``pythons`` in turn (another checkout's
+    interpreter: a before/after on one stack). With ``profile_dir``, an operator
+    under tracemalloc also takes a heap snapshot over the empty namespace and after
+    each count."""
     results: list[AtRest] = []
-    baseline: Path | None = None
+    baselines: dict[str, Path] = {}
     if profile_dir is not None:
-        say("at rest: a heap snapshot of an operator over the empty namespace")
-        baseline = heap_snapshot(stack, api, identity, profile_dir / "heap-0.snapshot")
+        for index, python in enumerate(pythons):
+            say(f"at rest: a heap snapshot of an operator ({python}) over the empty namespace")
+            path = profile_dir / f"heap-{index}-0.snapshot"
+            baselines[python] = heap_snapshot(stack, api, identity, path, python=python)
     names: list[str] = []
     spec = promotion_spec(source_name(0), TARGETS)  # the run whose status is the template
     for count in counts:
@@ -672,50 +682,57 @@ def run_at_rest(
         settler_log = kopf_log_summary(settler.log())
         say(f"at rest: the first operator logged {settler_log}")
         settler.stop()
-
-        stack.simulator.control.clear_requests_log()
-        before_api = request_totals(api.metrics())
-        say(f"at rest: a fresh operator over {count} finished ModelPromotions")
-        operator = _start(stack, identity, AT_REST_NAMESPACE)
-        try:
-            to_idle = wait_idle(operator.process.pid, api)
-            idle = usage(operator.process.pid)
-            after_api = request_totals(api.metrics())
-            seldon = len(stack.simulator.control.requests_log())
-            say(f"at rest: a label on each of the {count} objects (a round of watch events)")
-            labels = {"metadata": {"labels": {"bench-round": str(len(results) + 1)}}}
-            in_parallel(names, partial(api.patch, AT_REST_NAMESPACE, patch=labels), "labelled")
-            label_to_idle = wait_idle(operator.process.pid, api)
-            labelled = usage(operator.process.pid)
-            label_api = request_totals(api.metrics())
-            fresh_log = kopf_log_summary(operator.log())
-        finally:
-            operator.stop()
-        label_writes = modelpromotion_writes(after_api, label_api)
-        label_writes["PATCH"] -= count  # the benchmark's own label patches
-        profile = None
-        if profile_dir is not None and baseline is not None:
-            say(f"at rest: a heap snapshot of an operator over {count} objects")
-            snapshot = heap_snapshot(stack, api, identity, profile_dir / f"heap-{count}.snapshot")
-            profile = compare(baseline, snapshot, count)
-        results.append(
-            AtRest(
-                objects=count,
-                to_idle=to_idle,
-                rss=idle.rss,
-                peak_rss=idle.peak_rss,
-                start_cpu=idle.cpu,
-                start_writes=modelpromotion_writes(before_api, after_api),
-                start_seldon=seldon,
-                label_cpu=labelled.cpu - idle.cpu,
-                label_writes=+label_writes,
-                label_to_idle=label_to_idle,
-                settler_log=settler_log,
-                fresh_log=fresh_log,
-                profile=profile,
-            )
-        )
+        for index, python in enumerate(pythons):
+            result = _fresh_at_rest(stack, api, identity, names, len(results) + 1, python)
+            result.settler_log = settler_log
+            if python in baselines and profile_dir is not None:
+                say(f"at rest: a heap snapshot of an operator ({python}) over {count} objects")
+                path = profile_dir / f"heap-{index}-{count}.snapshot"
+                snapshot = heap_snapshot(stack, api, identity, path, python=python)
+                result.profile = compare(baselines[python], snapshot, count)
+            results.append(result)
     return results
+
+
+def _fresh_at_rest(
+    stack: Stack, api: KubeApi, identity: Path, names: Sequence[str], round: int, python: str
+) -> AtRest:
+    count = len(names)
+    stack.simulator.control.clear_requests_log()
+    before_api = request_totals(api.metrics())
+    say(f"at rest: a fresh operator ({python}) over {count} finished ModelPromotions")
+    operator = _start(stack, identity, AT_REST_NAMESPACE, python=python)
+    try:
+        to_idle = wait_idle(operator.process.pid, api)
+        idle = usage(operator.process.pid)
+        after_api = request_totals(api.metrics())
+        seldon = len(stack.simulator.control.requests_log())
+        say(f"at rest: a label on each of the {count} objects (a round of watch events)")
+        labels = {"metadata": {"labels": {"bench-round": str(round)}}}
+        in_parallel(names, partial(api.patch, AT_REST_NAMESPACE, patch=labels), "labelled")
+        label_to_idle = wait_idle(operator.process.pid, api)
+        labelled = usage(operator.process.pid)
+        label_api = request_totals(api.metrics())
+        fresh_log = kopf_log_summary(operator.log())
+    finally:
+        operator.stop()
+    label_writes = modelpromotion_writes(after_api, label_api)
+    label_writes["PATCH"] -= count  # the benchmark's own label patches
+    return AtRest(
+        objects=count,
+        python=python,
+        to_idle=to_idle,
+        rss=idle.rss,
+        peak_rss=idle.peak_rss,
+        start_cpu=idle.cpu,
+        start_writes=modelpromotion_writes(before_api, after_api),
+        start_seldon=seldon,
+        label_cpu=labelled.cpu - idle.cpu,
+        label_writes=+label_writes,
+        label_to_idle=label_to_idle,
+        settler_log="",
+        fresh_log=fresh_log,
+    )
 
 
 def kopf_log_summary(log: str) -> str:
@@ -879,15 +896,23 @@ def batch_notes(batch: Batch, script: Script) -> str:
     )
 
 
+def _checkout(python: str) -> str:
+    """The checkout an interpreter belongs to: this one, or the directory above its venv."""
+    if python == sys.executable:
+        return "this checkout"
+    return str(Path(python).parent.parent.parent)
+
+
 def at_rest_table(results: Sequence[AtRest]) -> str:
     """One line per count of finished ModelPromotions."""
     header = (
-        "objects", "start -> idle", "RSS idle", "peak RSS", "CPU to idle",
+        "objects", "operator", "start -> idle", "RSS idle", "peak RSS", "CPU to idle",
         "writes at start", "Seldon calls", "label round: CPU", "writes per object", "-> idle",
     )  # fmt: skip
     rows = [
         (
             f"{r.objects}",
+            _checkout(r.python),
             f"{r.to_idle:.1f} s",
             mib(r.rss),
             mib(r.peak_rss),
@@ -990,8 +1015,9 @@ def run_bench(args: BenchArgs) -> int:
         at_rest: list[AtRest] = []
         if args.at_rest and batch.template_status:
             profile_dir = workdir if args.profile else None
+            pythons = (sys.executable, *args.baseline_python)
             at_rest = run_at_rest(
-                stack, api, identity, args.at_rest, batch.template_status, profile_dir
+                stack, api, identity, args.at_rest, batch.template_status, profile_dir, pythons
             )
     finally:
         if operator is not None:
@@ -1022,12 +1048,13 @@ def run_bench(args: BenchArgs) -> int:
         print(AT_REST_NOTES)
         for result in at_rest:
             print(
-                f"  {result.objects}: the first operator logged {result.settler_log};"
-                f" the fresh one (to the end of the label round) {result.fresh_log}"
+                f"  {result.objects} ({_checkout(result.python)}): the first operator logged"
+                f" {result.settler_log}; the fresh one (to the end of the label round)"
+                f" {result.fresh_log}"
             )
         for result in at_rest:
             if result.profile is not None:
-                print(f"\n{result.profile}")
+                print(f"\n{_checkout(result.python)}: {result.profile}")
     problems = {f"{NAMESPACE}/{name}": what for name, what in batch.not_succeeded.items()}
     problems.update({f"{NAMESPACE}/{name}": what for name, what in single_failed.items()})
     if scale is not None:
@@ -1072,6 +1099,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " namespace to each count, by owner and allocation site",
     )
     parser.add_argument(
+        "--baseline-python",
+        action="append",
+        default=[],
+        metavar="PYTHON",
+        help="also measure the at-rest part with the operator of another checkout: its"
+        " venv's python (a before/after on one stack; repeat for several)",
+    )
+    parser.add_argument(
         "--scale",
         type=int,
         default=defaults.scale,
@@ -1097,5 +1132,6 @@ def main(options: argparse.Namespace) -> int:
             at_rest=options.at_rest,
             profile=options.profile,
             scale=options.scale,
+            baseline_python=tuple(options.baseline_python),
         )
     )

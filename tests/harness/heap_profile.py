@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.harness.bench_figures import mib, render_table
+from tests.harness.bench_figures import render_table
 
 #: Where ``profiled_operator.py`` writes its snapshot on SIGUSR2.
 SNAPSHOT_ENV = "SPO_HEAP_SNAPSHOT"
@@ -100,7 +100,14 @@ def growth(diffs: Iterable[tuple[int, int, Sequence[Frame]]]) -> Growth:
     return Growth(by_owner, blocks, by_site)
 
 
+def mib(size: int) -> str:
+    """Bytes as MiB to a tenth (the growths here are often below one)."""
+    return f"{size / 1024 / 1024:.1f} MiB"
+
+
 def _short(filename: str) -> str:
+    if "/promotion_operator/" in filename:
+        return filename[filename.index("/promotion_operator/") + 1 :]
     for marker in ("site-packages/", "/lib/python3", "/operator/"):
         index = filename.find(marker)
         if index >= 0:

@@ -499,14 +499,26 @@ class Scale:
     log: str
 
 
-def run_scale(stack: Stack, api: KubeApi, identity: Path, runs: int, rollout: float) -> Scale:
+def run_scale(
+    stack: Stack, api: KubeApi, identity: Path, runs: int, rollout: float, seeded: int
+) -> Scale:
     """``runs`` ModelPromotions created at once in a namespace of their own, followed to
-    their end by a fresh operator: its memory, and what the apiserver refused."""
+    their end by a fresh operator: its memory, and what the apiserver refused. Sources
+    from ``seeded`` on are seeded first."""
     control = stack.simulator.control
     control.set_delays(rollout_seconds=rollout)
     names = [source_name(i) for i in range(runs)]
-    operator = _start(stack, identity, SCALE_NAMESPACE)
+    # Prometheus scrapes the simulator every second, and its /metrics renders every
+    # Available deployment: at thousands of them that starves the simulator. Nothing
+    # here measures in Prometheus (the operator is started without it).
+    stack.prometheus.stop_server()
+    operator: OperatorProcess | None = None
     try:
+        say(f"scale: seeding the sources up to {runs}")
+        for i in range(seeded, runs):
+            name = source_name(i)
+            control.seed_deployment(SOURCES, deployment_body(name, image=f"models/{name}:2"))
+        operator = _start(stack, identity, SCALE_NAMESPACE)
         wait_idle(operator.process.pid, api)
         control.clear_requests_log()
         finishes = Finishes(api, SCALE_NAMESPACE)
@@ -531,7 +543,9 @@ def run_scale(stack: Stack, api: KubeApi, identity: Path, runs: int, rollout: fl
         after_text = api.metrics()
         log = kopf_log_summary(operator.log())
     finally:
-        operator.stop()
+        if operator is not None:
+            operator.stop()
+        stack.prometheus.start_server()
     after_api = request_totals(after_text)
     not_succeeded = {name: "did not finish in time" for name in missing}
     to_ready: list[float] = []
@@ -1002,7 +1016,8 @@ def run_bench(args: BenchArgs) -> int:
         for namespace in (NAMESPACE, AT_REST_NAMESPACE, SCALE_NAMESPACE):
             plane.kubectl("create", "namespace", namespace)
         identity = install_cluster_wide(plane, workdir / "operator.kubeconfig")
-        _prepare(stack, max(args.runs, args.script_sample, args.single, args.scale), args.rollout)
+        seeded = max(args.runs, args.script_sample, args.single)
+        _prepare(stack, seeded, args.rollout)
         api = KubeApi(plane)
         operator = _start(stack, identity, NAMESPACE)
         wait_idle(operator.process.pid, api)
@@ -1011,7 +1026,9 @@ def run_bench(args: BenchArgs) -> int:
         single, single_failed = run_single(stack, api, args.single)
         operator.stop()
         operator = None
-        scale = run_scale(stack, api, identity, args.scale, args.rollout) if args.scale else None
+        scale = None
+        if args.scale:
+            scale = run_scale(stack, api, identity, args.scale, args.rollout, seeded)
         at_rest: list[AtRest] = []
         if args.at_rest and batch.template_status:
             profile_dir = workdir if args.profile else None

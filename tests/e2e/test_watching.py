@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+from kubernetes import client, config
 
-from promotion_operator.control.kube_api import KubeApi, connect
+from promotion_operator.control.kube_api import KubeApi
 from promotion_operator.handlers.watching import PromotionWatch, WatchEvent
 from tests.e2e.test_promotion import PROMOTE_IRIS
 from tests.harness.controlplane import ControlPlane
@@ -43,9 +44,13 @@ class Seen:
         raise AssertionError(f"{event} not seen; seen: {self.events}")
 
 
-def _api(kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> KubeApi:
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))  # read by connect(), as in the operator
-    return KubeApi(connect(), identity="e2e")
+_load_kubeconfig: Callable[..., None] = config.load_kube_config  # untyped library
+
+
+def _api(kubeconfig: Path) -> KubeApi:
+    configuration = client.Configuration()
+    _load_kubeconfig(config_file=str(kubeconfig), client_configuration=configuration)
+    return KubeApi(client.ApiClient(configuration), identity="e2e")
 
 
 def test_the_watch_lists_in_pages_then_hands_over_adds_changes_and_deletions(
@@ -53,12 +58,11 @@ def test_the_watch_lists_in_pages_then_hands_over_adds_changes_and_deletions(
     promotions: Promotions,
     namespace: str,
     operator_kubeconfig: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for i in range(5):
         promotions.apply(f"listed-{i}", PROMOTE_IRIS)
     seen, stopped = Seen(), threading.Event()
-    watch = PromotionWatch(_api(operator_kubeconfig, monkeypatch), namespace, seen, page_size=2)
+    watch = PromotionWatch(_api(operator_kubeconfig), namespace, seen, page_size=2)
     thread = threading.Thread(target=watch.run, args=(stopped,), daemon=True)
     thread.start()
     try:

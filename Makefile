@@ -88,8 +88,9 @@ argocd-demo: prepare $(REDIS_SERVER)
 resilience: prepare
 	$(BIN)/python -m tests.harness resilience $(RESILIENCE_ARGS)
 
-# The operator at scale next to a hand-written script: 500 runs at once, one table
-# (BENCH_ARGS="--runs 100 --at-rest ''" for a smaller one; see docs/performance.md).
+# The operator at scale next to a hand-written script: 500 runs at once, one table;
+# then 2,000 at once and the memory at rest (BENCH_ARGS="--runs 100 --scale 0 --at-rest ''"
+# for a smaller one; see docs/performance.md).
 bench: prepare
 	$(BIN)/python -m tests.harness bench $(BENCH_ARGS)
 

@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"promotion-operator: cannot reach the Kubernetes API: {error}", file=sys.stderr)
         return EXIT_INVALID_SETTINGS
 
-    # Importing the handlers registers them with Kopf.
+    # Importing the handlers registers them with Kopf (they start the watch).
     import promotion_operator.handlers  # noqa: F401
 
     logging.getLogger("promotion_operator").setLevel(logging.INFO)
@@ -166,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
             clusterwide=not args.namespace,
             namespaces=args.namespace,
             liveness_endpoint=args.liveness,
-            memo=kopf.Memo(runtime=runtime, controller=controller),
+            memo=kopf.Memo(
+                runtime=runtime, controller=controller, namespaces=tuple(args.namespace)
+            ),
         )
     finally:
         runtime.close()

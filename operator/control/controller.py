@@ -1,6 +1,7 @@
 """The reconcile loop: which ModelPromotion gets a pass when, and how a pass is recorded.
 
-Kopf watches the resources and hands every event to :meth:`Controller.observe`.
+The handlers' watch (``handlers/watching.py``) hands every event to
+:meth:`Controller.observe`.
 The controller keeps what the next pass needs of each resource whose run is
 not at rest, and a work queue of when each one is due (the core's requeue
 delay, or now when the spec or a request annotation changed). Workers take

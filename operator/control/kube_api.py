@@ -1,8 +1,10 @@
-"""The Kubernetes API calls the controller makes itself: status patches, Events, Leases.
+"""The Kubernetes API calls the operator makes itself: the ModelPromotions' list and
+watch, status patches, Events, Leases.
 
-Kopf watches the ModelPromotions; writing is done here, so that one pass costs at
-most one status write (Kopf would add its own bookkeeping patches). Calls are
-blocking and run in the controller's worker threads. Failures are
+Writing is done here, so that one pass costs at most one status write (Kopf
+would add its own bookkeeping patches); the list and watch feed the handlers'
+watch loop. Calls are blocking and run in the controller's worker threads (the
+watch in a thread of its own). Failures are
 :class:`KubeError` (:class:`ObjectChanged` for a lost race), with the API server's
 own one-line message: never a traceback, never a credential.
 """
@@ -13,7 +15,8 @@ import datetime
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,6 +105,44 @@ class KubeApi:
                 return None
             raise
         return body if body.get("metadata", {}).get("uid") == ref.uid else None
+
+    def list_promotions(
+        self, namespace: str | None, *, limit: int, continue_token: str = ""
+    ) -> dict[str, Any]:
+        """One page of at most ``limit`` ModelPromotions (of every namespace with None);
+        its ``metadata.continue`` names the next page (a 410 once that has expired)."""
+        query = {"limit": str(limit), **({"continue": continue_token} if continue_token else {})}
+        return self._call("GET", f"{_promotions_path(namespace)}?{urllib.parse.urlencode(query)}")
+
+    def watch_promotions(
+        self, namespace: str | None, resource_version: str, *, timeout_seconds: int
+    ) -> Iterator[dict[str, Any]]:
+        """The watch events (``type``, ``object``) after ``resource_version``, bookmarks
+        included, until the server ends the watch after ``timeout_seconds``."""
+        query = {
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "resourceVersion": resource_version,
+            "timeoutSeconds": str(timeout_seconds),
+        }
+        path = f"{_promotions_path(namespace)}?{urllib.parse.urlencode(query)}"
+        # The read timeout outlasts the server's: a quiet watch is not a dead one.
+        response = self._send("GET", path, None, "application/json", timeout_seconds + 30.0)
+        stream: Any = response.response  # urllib3's, not read ahead (preload_content=False)
+        try:
+            if not 200 <= response.status <= 299:
+                raise _error("GET", path, response.status, stream.data)
+            for line in stream:
+                if line.strip():
+                    event = json.loads(line)
+                    if isinstance(event, dict):
+                        yield event
+        except KubeError:
+            raise
+        except Exception as error:  # reset, timed out, cut mid-line
+            raise KubeError(f"watch {path}: {type(error).__name__}") from None
+        finally:
+            stream.release_conn()
 
     def patch_promotion(
         self,
@@ -207,7 +248,11 @@ class KubeApi:
         # call as a whole stays within ``timeout`` (a Lease renewal keeps its deadline).
         deadline = time.monotonic() + timeout
         for retry in range(THROTTLED_RETRIES + 1):
-            response, data = self._send(method, path, body, content_type, timeout)
+            response = self._send(method, path, body, content_type, timeout)
+            try:
+                data = response.read()
+            except Exception as error:  # reset, timed out: no answer
+                raise KubeError(f"{method} {path}: {type(error).__name__}") from None
             wait = _retry_after(response)
             if response.status != 429 or retry == THROTTLED_RETRIES:
                 break
@@ -227,7 +272,8 @@ class KubeApi:
         body: Mapping[str, Any] | None,
         content_type: str,
         timeout: float,
-    ) -> tuple[Any, bytes]:
+    ) -> Any:
+        """Send one request; the response, its body not read yet."""
         try:
             request = self._client.param_serialize(
                 method,
@@ -237,8 +283,7 @@ class KubeApi:
                 auth_settings=["BearerToken"],
             )
             limits = (min(_TIMEOUT[0], timeout), timeout)
-            response = self._client.call_api(*request, _request_timeout=limits)
-            return response, response.read()
+            return self._client.call_api(*request, _request_timeout=limits)
         except Exception as error:  # refused, reset, timed out: no answer
             raise KubeError(f"{method} {path}: {type(error).__name__}") from None
 
@@ -250,6 +295,12 @@ def _retry_after(response: Any) -> float:
         return max(0.0, float(response.headers.get("Retry-After")))
     except (AttributeError, TypeError, ValueError):
         return THROTTLED_WAIT
+
+
+def _promotions_path(namespace: str | None) -> str:
+    if namespace is None:
+        return f"/apis/{GROUP}/{VERSION}/{PLURAL}"
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
 
 
 def _lease_path(namespace: str, name: str) -> str:

@@ -1,8 +1,12 @@
-"""The ModelPromotion handlers: Kopf's watch feeds the controller, which runs the passes.
+"""The ModelPromotion handlers: the watch feeds the controller, which runs the passes.
 
-Kopf's change handlers would add bookkeeping writes of their own to every pass
-(progress and diff-base annotations, and a "touch" patch to wake a delayed
-handler). The controller instead schedules passes itself, like a
+Kopf runs the operator (start-up, clean-up, the liveness probe); the
+ModelPromotions are watched by :mod:`promotion_operator.handlers.watching`, one
+thread per namespace, which hands every event to the controller on the event
+loop. Kopf's watch kept per-object state for objects the controller has no use
+for, and Kopf's change handlers would add bookkeeping writes of their own to
+every pass (progress and diff-base annotations, and a "touch" patch to wake a
+delayed handler). The controller instead schedules passes itself, like a
 controller-runtime reconciler, and writes one status patch per pass that
 changed something (see :mod:`promotion_operator.control.controller`).
 """
@@ -10,27 +14,63 @@ changed something (see :mod:`promotion_operator.control.controller`).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
 import signal
+import threading
+from collections.abc import Sequence
 from typing import Any
 
 import kopf
 
 from promotion_operator.control.controller import Controller
-from promotion_operator.control.kube_api import GROUP, PLURAL, VERSION
+from promotion_operator.handlers.watching import PromotionWatch, WatchEvent
 
 logger = logging.getLogger(__name__)
 
 
 @kopf.on.startup()
 async def start_controller(memo: kopf.Memo, **_: Any) -> None:
-    """Start the controller's workers (and its election) before the first event comes."""
+    """Start the controller's workers (and its election), then the watch of each
+    namespace (``memo["namespaces"]``; None: every namespace)."""
     controller: Controller = memo["controller"]
     task = asyncio.create_task(controller.run(), name="controller")
     task.add_done_callback(_stop_if_crashed)
     memo["controller_task"] = task
+    loop = asyncio.get_running_loop()
+    stopped = threading.Event()
+    memo["watch_stopped"] = stopped
+
+    def deliver(events: Sequence[WatchEvent]) -> None:
+        hand_over(loop, controller, events)
+
+    for namespace in memo.get("namespaces") or (None,):
+        watch = PromotionWatch(controller.api, namespace, deliver)
+        threading.Thread(
+            target=watch.run, args=(stopped,), name=f"watch-{namespace or 'all'}", daemon=True
+        ).start()
+
+
+def hand_over(
+    loop: asyncio.AbstractEventLoop, controller: Controller, events: Sequence[WatchEvent]
+) -> None:
+    """Run ``controller.observe`` for each event on the event loop (from a watch
+    thread), and wait until it has: a page of a list is taken in before the next is
+    read, so the bodies of one page at most are alive."""
+    done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def observe_all() -> None:
+        try:
+            for event_type, body in events:
+                controller.observe(event_type, body)
+            done.set_result(None)
+        except BaseException as error:
+            done.set_exception(error)
+
+    loop.call_soon_threadsafe(observe_all)
+    done.result()
 
 
 def _stop_if_crashed(task: asyncio.Task[None]) -> None:
@@ -43,18 +83,12 @@ def _stop_if_crashed(task: asyncio.Task[None]) -> None:
 
 @kopf.on.cleanup()
 async def stop_controller(memo: kopf.Memo, **_: Any) -> None:
-    """Stop the workers; a leader gives its Lease up on the way out."""
+    """Stop the watches and the workers; a leader gives its Lease up on the way out."""
+    stopped: threading.Event | None = memo.get("watch_stopped")
+    if stopped is not None:
+        stopped.set()  # a watch thread ends with its current call (daemon threads)
     task: asyncio.Task[None] | None = memo.get("controller_task")
     if task is not None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-@kopf.on.event(GROUP, VERSION, PLURAL)
-async def observe_promotion(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    """Every event (and the listing at start-up) goes to the controller, on the event
-    loop (async: no thread hop); it decides whether a pass is due. Deleting a
-    ModelPromotion leaves its target alone."""
-    controller: Controller = memo["controller"]
-    controller.observe(event.get("type"), event["object"])

@@ -12,14 +12,16 @@ WATCH_BACKOFFS = (0.5, 1.0, 2.0, 4.0, *([5.0] * 8))
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """Kopf only watches: the controller writes status and posts Events itself."""
+    """Kopf runs the operator; the controller writes status and posts Events itself,
+    and the ModelPromotions are watched by ``watching.py``."""
     settings.posting.enabled = False
-    # Watches end and restart regularly, so an apiserver restart is recovered quickly.
+    # Kopf's own watches (namespaces, when it looks for them) end and restart regularly,
+    # so an apiserver restart is recovered quickly.
     settings.watching.server_timeout = 120
     settings.watching.client_timeout = 150
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
-    # The watch and its listing (again after a 410 Gone) retry a refused connection,
+    # Kopf's watches (of namespaces and CRDs) and their listings retry a refused connection,
     # a timeout, a 5xx or a 429 with a backoff capped at 5 s, so they are back within
     # 5 s of an apiserver or etcd coming back (Kopf's own cap is 21 s). The 12 tries
     # last 47.5 s in all, no longer than Kopf's own (54 s): a refusal Kopf falls back

@@ -11,13 +11,18 @@ watching one namespace:
    read, write, poll every second, one promotion after another), extrapolated
    to N;
 3. one run at a time with a 0 s rollout;
-4. at rest: 1,000 then 5,000 ModelPromotions whose status records a finished
+4. scale: 2,000 ModelPromotions created at once, a fresh operator: every run
+   must end Succeeded; its peak memory and the kube-apiserver's 429 answers;
+5. at rest: 1,000 then 5,000 ModelPromotions whose status records a finished
    run, a fresh operator: memory once it is idle, and the CPU a round of watch
-   events costs (a label added to every object).
+   events costs (a label added to every object); with ``--profile``, where the
+   memory goes (tracemalloc snapshots over an empty namespace and at each count,
+   see ``heap_profile.py``).
 
-It prints one table (operator, script, ratio), the single-run line and the
-at-rest table, each figure with where it comes from. Exit 1 if a run did not
-end Succeeded (named) or the script failed. Nothing here asserts a time.
+It prints one table (operator, script, ratio), the single-run line, the scale
+table and the at-rest table, each figure with where it comes from. Exit 1 if a
+run did not end Succeeded (named) or the script failed. Nothing here asserts a
+time.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -45,10 +51,12 @@ import requests
 
 from promotion_operator.core.pass_io import RetryPolicy
 from tests.harness.bench_figures import (
+    APF_REJECTED,
     RequestKey,
     Row,
     counter_total,
     events_created,
+    labelled_delta,
     mib,
     modelpromotion_writes,
     percentile,
@@ -56,8 +64,10 @@ from tests.harness.bench_figures import (
     render_table,
     request_totals,
     spread,
+    throttled,
     usage,
 )
+from tests.harness.heap_profile import SNAPSHOT_ENV, compare
 from tests.harness.keycloak import DATA_SCIENTIST, PUBLIC_CLIENT_ID
 from tests.harness.kube_api import KubeApi, in_parallel
 from tests.harness.operator_process import (
@@ -76,10 +86,12 @@ from tests.simulator.testing import deployment_body
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "bench"  # the ModelPromotions of the batch and of the single runs
 AT_REST_NAMESPACE = "bench-at-rest"
+SCALE_NAMESPACE = "bench-scale"
 SOURCES = "staging"
 TARGETS = "production"  # the operator's batch
 SCRIPT_TARGETS = "production-script"  # the script's sample: new targets too
 SINGLE_TARGETS = "production-single"
+SCALE_TARGETS = "production-scale"
 # The operator's client-credentials identity and the script's user (the seed's).
 ACCESS = {"promotion-operators": ["read", "write"], "data-scientists": ["read", "write"]}
 # start_operator() caps the retry and poll delays for the tests' sake; the
@@ -108,6 +120,9 @@ class BenchArgs:
     script_sample: int = 20
     single: int = 10
     at_rest: tuple[int, ...] = (1000, 5000)
+    profile: bool = False
+    scale: int = 2000
+    baseline_python: tuple[str, ...] = ()
 
 
 def promotion_spec(source: str, target_namespace: str) -> dict[str, Any]:
@@ -466,10 +481,136 @@ def run_single(stack: Stack, api: KubeApi, count: int) -> tuple[list[float], dic
 
 
 @dataclass
+class Scale:
+    """A fresh operator over ``runs`` ModelPromotions created at once."""
+
+    runs: int
+    wall: float  # first create sent -> last finished status seen
+    to_ready: list[float]
+    peak_rss: int
+    rss: int
+    cpu: float  # from the first create until idle
+    writes: Counter[str]
+    refused: Counter[str]
+    throttled: Counter[str]  # the apiserver's 429 answers, by "VERB resource"
+    apf_rejected: Counter[str]  # by priority level
+    seldon: SeldonCalls
+    not_succeeded: dict[str, str]
+    log: str
+
+
+def run_scale(
+    stack: Stack, api: KubeApi, identity: Path, runs: int, rollout: float, seeded: int
+) -> Scale:
+    """``runs`` ModelPromotions created at once in a namespace of their own, followed to
+    their end by a fresh operator: its memory, and what the apiserver refused. Sources
+    from ``seeded`` on are seeded first."""
+    control = stack.simulator.control
+    control.set_delays(rollout_seconds=rollout)
+    names = [source_name(i) for i in range(runs)]
+    # Prometheus scrapes the simulator every second, and its /metrics renders every
+    # Available deployment: at thousands of them that starves the simulator. Nothing
+    # here measures in Prometheus (the operator is started without it).
+    stack.prometheus.stop_server()
+    operator: OperatorProcess | None = None
+    try:
+        say(f"scale: seeding the sources up to {runs}")
+        for i in range(seeded, runs):
+            name = source_name(i)
+            control.seed_deployment(SOURCES, deployment_body(name, image=f"models/{name}:2"))
+        operator = _start(stack, identity, SCALE_NAMESPACE)
+        wait_idle(operator.process.pid, api)
+        control.clear_requests_log()
+        finishes = Finishes(api, SCALE_NAMESPACE)
+        before_text = api.metrics()
+        before_api = request_totals(before_text)
+        before_use = usage(operator.process.pid)
+        created: dict[str, float] = {}
+
+        def create(name: str) -> None:
+            sent = time.time()
+            api.create(SCALE_NAMESPACE, name, promotion_spec(name, SCALE_TARGETS))
+            created[name] = sent
+
+        say(f"scale: creating {runs} ModelPromotions at once (16 threads)")
+        first = time.time()
+        in_parallel(names, create, "created")
+        missing = finishes.wait(names, max(900.0, runs * 1.0), "scale")
+        finishes.stop()
+        say("scale: the runs have ended; waiting for the operator to go idle")
+        wait_idle(operator.process.pid, api)
+        after_use = usage(operator.process.pid)
+        after_text = api.metrics()
+        log = kopf_log_summary(operator.log())
+    finally:
+        if operator is not None:
+            operator.stop()
+        stack.prometheus.start_server()
+    after_api = request_totals(after_text)
+    not_succeeded = {name: "did not finish in time" for name in missing}
+    to_ready: list[float] = []
+    for name in names:
+        if name in finishes.seen:
+            seen_at, body = finishes.seen[name]
+            if body["status"]["phase"] == "Succeeded":
+                to_ready.append(seen_at - created[name])
+            else:
+                status = body["status"]
+                not_succeeded[name] = f"{status['phase']} ({_ready_reason(status)})"
+    last = max((seen for seen, _ in finishes.seen.values()), default=first)
+    return Scale(
+        runs=runs,
+        wall=last - first,
+        to_ready=to_ready,
+        peak_rss=after_use.peak_rss,
+        rss=after_use.rss,
+        cpu=after_use.cpu - before_use.cpu,
+        writes=modelpromotion_writes(before_api, after_api),
+        refused=modelpromotion_writes(before_api, after_api, refused=True),
+        throttled=throttled(before_api, after_api),
+        apf_rejected=labelled_delta(before_text, after_text, APF_REJECTED, "priority_level"),
+        seldon=_seldon_calls(stack),
+        not_succeeded=not_succeeded,
+        log=log,
+    )
+
+
+def scale_table(scale: Scale) -> str:
+    """The scale part's figures, one per line."""
+    n = scale.runs
+    succeeded = n - len(scale.not_succeeded)
+    throttled = ", ".join(f"{kind} {count}" for kind, count in scale.throttled.most_common())
+    rejected = ", ".join(f"{level} {count}" for level, count in scale.apf_rejected.most_common())
+    rows = [
+        ("promotions", f"{n} at once, {succeeded} Succeeded"),
+        ("wall time, first create -> last finished", f"{scale.wall:.1f} s"),
+        ("create -> Ready p50 / p95 / max", spread(scale.to_ready)),
+        (
+            "peak RSS (VmHWM)",
+            f"{mib(scale.peak_rss)} (VmRSS {mib(scale.rss)} once idle after the runs)",
+        ),
+        ("CPU seconds (user + system)", f"{scale.cpu:.1f} s"),
+        ("Seldon Deploy calls per run", _per_run(scale.seldon.total, n)),
+        ("ModelPromotion writes per run", _writes_detail(scale.writes, n)),
+        ("  refused, in all", _writes_detail(scale.refused, 1, 0)),
+        (
+            "429 answers of the kube-apiserver",
+            f"{sum(scale.throttled.values())}" + (f" ({throttled})" if throttled else ""),
+        ),
+        (
+            "  rejected by its flow control (APF)",
+            f"{sum(scale.apf_rejected.values())}" + (f" ({rejected})" if rejected else ""),
+        ),
+    ]
+    return render_table(("figure", "operator"), rows)
+
+
+@dataclass
 class AtRest:
     """A fresh operator over ``objects`` finished ModelPromotions."""
 
     objects: int
+    python: str  # the interpreter (and so the checkout) that ran the operator
     to_idle: float  # operator started (live) -> idle
     rss: int
     peak_rss: int
@@ -481,14 +622,52 @@ class AtRest:
     label_to_idle: float  # the last label patch -> idle
     settler_log: str  # what Kopf logged it did, summed up
     fresh_log: str
+    profile: str | None = None  # the heap growth from an empty namespace (--profile)
+
+
+def heap_snapshot(
+    stack: Stack, api: KubeApi, identity: Path, path: Path, *, python: str = sys.executable
+) -> Path:
+    """Start an operator under tracemalloc over the at-rest namespace; once it is idle,
+    have it write a heap snapshot to ``path``; stop it."""
+    operator = _start(
+        stack,
+        identity,
+        AT_REST_NAMESPACE,
+        entry=("-m", "tests.harness.profiled_operator"),
+        extra_env={SNAPSHOT_ENV: str(path)},
+        python=python,
+    )
+    try:
+        wait_idle(operator.process.pid, api)
+        os.kill(operator.process.pid, signal.SIGUSR2)
+        operator.process.wait_until(path.exists, 300.0, f"it wrote {path.name}")
+    finally:
+        operator.stop()
+    return path
 
 
 def run_at_rest(
-    stack: Stack, api: KubeApi, identity: Path, counts: Sequence[int], status: dict[str, Any]
+    stack: Stack,
+    api: KubeApi,
+    identity: Path,
+    counts: Sequence[int],
+    status: dict[str, Any],
+    profile_dir: Path | None = None,
+    pythons: Sequence[str] = (sys.executable,),
 ) -> list[AtRest]:
     """Fill a namespace with finished ModelPromotions, count by count, and measure a
-    fresh operator over each."""
+    fresh operator over each, run by each of ``pythons`` in turn (another checkout's
+    interpreter: a before/after on one stack). With ``profile_dir``, an operator
+    under tracemalloc also takes a heap snapshot over the empty namespace and after
+    each count."""
     results: list[AtRest] = []
+    baselines: dict[str, Path] = {}
+    if profile_dir is not None:
+        for index, python in enumerate(pythons):
+            say(f"at rest: a heap snapshot of an operator ({python}) over the empty namespace")
+            path = profile_dir / f"heap-{index}-0.snapshot"
+            baselines[python] = heap_snapshot(stack, api, identity, path, python=python)
     names: list[str] = []
     spec = promotion_spec(source_name(0), TARGETS)  # the run whose status is the template
     for count in counts:
@@ -517,44 +696,57 @@ def run_at_rest(
         settler_log = kopf_log_summary(settler.log())
         say(f"at rest: the first operator logged {settler_log}")
         settler.stop()
-
-        stack.simulator.control.clear_requests_log()
-        before_api = request_totals(api.metrics())
-        say(f"at rest: a fresh operator over {count} finished ModelPromotions")
-        operator = _start(stack, identity, AT_REST_NAMESPACE)
-        try:
-            to_idle = wait_idle(operator.process.pid, api)
-            idle = usage(operator.process.pid)
-            after_api = request_totals(api.metrics())
-            seldon = len(stack.simulator.control.requests_log())
-            say(f"at rest: a label on each of the {count} objects (a round of watch events)")
-            labels = {"metadata": {"labels": {"bench-round": str(len(results) + 1)}}}
-            in_parallel(names, partial(api.patch, AT_REST_NAMESPACE, patch=labels), "labelled")
-            label_to_idle = wait_idle(operator.process.pid, api)
-            labelled = usage(operator.process.pid)
-            label_api = request_totals(api.metrics())
-            fresh_log = kopf_log_summary(operator.log())
-        finally:
-            operator.stop()
-        label_writes = modelpromotion_writes(after_api, label_api)
-        label_writes["PATCH"] -= count  # the benchmark's own label patches
-        results.append(
-            AtRest(
-                objects=count,
-                to_idle=to_idle,
-                rss=idle.rss,
-                peak_rss=idle.peak_rss,
-                start_cpu=idle.cpu,
-                start_writes=modelpromotion_writes(before_api, after_api),
-                start_seldon=seldon,
-                label_cpu=labelled.cpu - idle.cpu,
-                label_writes=+label_writes,
-                label_to_idle=label_to_idle,
-                settler_log=settler_log,
-                fresh_log=fresh_log,
-            )
-        )
+        for index, python in enumerate(pythons):
+            result = _fresh_at_rest(stack, api, identity, names, len(results) + 1, python)
+            result.settler_log = settler_log
+            if python in baselines and profile_dir is not None:
+                say(f"at rest: a heap snapshot of an operator ({python}) over {count} objects")
+                path = profile_dir / f"heap-{index}-{count}.snapshot"
+                snapshot = heap_snapshot(stack, api, identity, path, python=python)
+                result.profile = compare(baselines[python], snapshot, count)
+            results.append(result)
     return results
+
+
+def _fresh_at_rest(
+    stack: Stack, api: KubeApi, identity: Path, names: Sequence[str], round: int, python: str
+) -> AtRest:
+    count = len(names)
+    stack.simulator.control.clear_requests_log()
+    before_api = request_totals(api.metrics())
+    say(f"at rest: a fresh operator ({python}) over {count} finished ModelPromotions")
+    operator = _start(stack, identity, AT_REST_NAMESPACE, python=python)
+    try:
+        to_idle = wait_idle(operator.process.pid, api)
+        idle = usage(operator.process.pid)
+        after_api = request_totals(api.metrics())
+        seldon = len(stack.simulator.control.requests_log())
+        say(f"at rest: a label on each of the {count} objects (a round of watch events)")
+        labels = {"metadata": {"labels": {"bench-round": str(round)}}}
+        in_parallel(names, partial(api.patch, AT_REST_NAMESPACE, patch=labels), "labelled")
+        label_to_idle = wait_idle(operator.process.pid, api)
+        labelled = usage(operator.process.pid)
+        label_api = request_totals(api.metrics())
+        fresh_log = kopf_log_summary(operator.log())
+    finally:
+        operator.stop()
+    label_writes = modelpromotion_writes(after_api, label_api)
+    label_writes["PATCH"] -= count  # the benchmark's own label patches
+    return AtRest(
+        objects=count,
+        python=python,
+        to_idle=to_idle,
+        rss=idle.rss,
+        peak_rss=idle.peak_rss,
+        start_cpu=idle.cpu,
+        start_writes=modelpromotion_writes(before_api, after_api),
+        start_seldon=seldon,
+        label_cpu=labelled.cpu - idle.cpu,
+        label_writes=+label_writes,
+        label_to_idle=label_to_idle,
+        settler_log="",
+        fresh_log=fresh_log,
+    )
 
 
 def kopf_log_summary(log: str) -> str:
@@ -573,7 +765,7 @@ def kopf_log_summary(log: str) -> str:
     return ", ".join(parts)
 
 
-def _start(stack: Stack, identity: Path, namespace: str) -> OperatorProcess:
+def _start(stack: Stack, identity: Path, namespace: str, **options: Any) -> OperatorProcess:
     return start_operator(
         stack.control_plane,
         stack.simulator,
@@ -581,6 +773,7 @@ def _start(stack: Stack, identity: Path, namespace: str) -> OperatorProcess:
         kubeconfig=identity,
         namespaces=(namespace,),
         extra_args=DEFAULT_DELAYS,
+        **options,
     )
 
 
@@ -717,15 +910,23 @@ def batch_notes(batch: Batch, script: Script) -> str:
     )
 
 
+def _checkout(python: str) -> str:
+    """The checkout an interpreter belongs to: this one, or the directory above its venv."""
+    if python == sys.executable:
+        return "this checkout"
+    return str(Path(python).parent.parent.parent)
+
+
 def at_rest_table(results: Sequence[AtRest]) -> str:
     """One line per count of finished ModelPromotions."""
     header = (
-        "objects", "start -> idle", "RSS idle", "peak RSS", "CPU to idle",
+        "objects", "operator", "start -> idle", "RSS idle", "peak RSS", "CPU to idle",
         "writes at start", "Seldon calls", "label round: CPU", "writes per object", "-> idle",
     )  # fmt: skip
     rows = [
         (
             f"{r.objects}",
+            _checkout(r.python),
             f"{r.to_idle:.1f} s",
             mib(r.rss),
             mib(r.peak_rss),
@@ -740,6 +941,15 @@ def at_rest_table(results: Sequence[AtRest]) -> str:
     ]
     return render_table(header, rows)
 
+
+SCALE_NOTES = _paragraphs(
+    "create -> Ready as in the batch; peak RSS and CPU from /proc (CPU from the first"
+    " create until idle); writes, refusals and 429 answers from the kube-apiserver's"
+    " apiserver_request_total (the benchmark's own creates, as the cluster admin, are"
+    " exempt from flow control), flow control's rejections from"
+    " apiserver_flowcontrol_rejected_requests_total, both read before the creates and"
+    " once the operator was idle after the runs.",
+)
 
 AT_REST_NOTES = _paragraphs(
     "A namespace of ModelPromotions created through the API, each with its status patched"
@@ -784,7 +994,7 @@ def _header(args: BenchArgs) -> str:
 
 def _prepare(stack: Stack, sources: int, rollout: float) -> None:
     control = stack.simulator.control
-    for namespace in (SOURCES, TARGETS, SCRIPT_TARGETS, SINGLE_TARGETS):
+    for namespace in (SOURCES, TARGETS, SCRIPT_TARGETS, SINGLE_TARGETS, SCALE_TARGETS):
         control.add_namespace(namespace, groups=ACCESS)
     say(f"seeding {sources} source deployments in {SOURCES}")
     for i in range(sources):
@@ -803,10 +1013,11 @@ def run_bench(args: BenchArgs) -> int:
     try:
         plane = stack.control_plane
         install_crds(plane)
-        for namespace in (NAMESPACE, AT_REST_NAMESPACE):
+        for namespace in (NAMESPACE, AT_REST_NAMESPACE, SCALE_NAMESPACE):
             plane.kubectl("create", "namespace", namespace)
         identity = install_cluster_wide(plane, workdir / "operator.kubeconfig")
-        _prepare(stack, max(args.runs, args.script_sample, args.single), args.rollout)
+        seeded = max(args.runs, args.script_sample, args.single)
+        _prepare(stack, seeded, args.rollout)
         api = KubeApi(plane)
         operator = _start(stack, identity, NAMESPACE)
         wait_idle(operator.process.pid, api)
@@ -815,9 +1026,16 @@ def run_bench(args: BenchArgs) -> int:
         single, single_failed = run_single(stack, api, args.single)
         operator.stop()
         operator = None
+        scale = None
+        if args.scale:
+            scale = run_scale(stack, api, identity, args.scale, args.rollout, seeded)
         at_rest: list[AtRest] = []
         if args.at_rest and batch.template_status:
-            at_rest = run_at_rest(stack, api, identity, args.at_rest, batch.template_status)
+            profile_dir = workdir if args.profile else None
+            pythons = (sys.executable, *args.baseline_python)
+            at_rest = run_at_rest(
+                stack, api, identity, args.at_rest, batch.template_status, profile_dir, pythons
+            )
     finally:
         if operator is not None:
             operator.stop()
@@ -833,18 +1051,35 @@ def run_bench(args: BenchArgs) -> int:
             f"{percentile(single, 50):.2f} s (min {min(single):.2f}, max {max(single):.2f};"
             f" {len(single)} runs; create sent -> finished status seen on a watch)"
         )
+    if scale is not None:
+        print(
+            f"\nscale: {scale.runs} ModelPromotions (Replace, new targets) created at once in"
+            f" one namespace, rollout {args.rollout:g} s, a fresh operator"
+        )
+        print(scale_table(scale))
+        print(SCALE_NOTES)
+        print(f"  the operator logged: {scale.log}.")
     if at_rest:
         print("\nat rest: a fresh operator over finished ModelPromotions (one namespace)")
         print(at_rest_table(at_rest))
         print(AT_REST_NOTES)
         for result in at_rest:
             print(
-                f"  {result.objects}: the first operator logged {result.settler_log};"
-                f" the fresh one (to the end of the label round) {result.fresh_log}"
+                f"  {result.objects} ({_checkout(result.python)}): the first operator logged"
+                f" {result.settler_log}; the fresh one (to the end of the label round)"
+                f" {result.fresh_log}"
             )
-    problems = {**batch.not_succeeded, **single_failed}
+        for result in at_rest:
+            if result.profile is not None:
+                print(f"\n{_checkout(result.python)}: {result.profile}")
+    problems = {f"{NAMESPACE}/{name}": what for name, what in batch.not_succeeded.items()}
+    problems.update({f"{NAMESPACE}/{name}": what for name, what in single_failed.items()})
+    if scale is not None:
+        problems.update(
+            {f"{SCALE_NAMESPACE}/{name}": what for name, what in scale.not_succeeded.items()}
+        )
     for name, what in sorted(problems.items()):
-        print(f"not Succeeded: {NAMESPACE}/{name}: {what}")
+        print(f"not Succeeded: {name}: {what}")
     if script.failure:
         print(f"the seed-style script failed: {script.failure}")
     ok = not problems and not script.failure
@@ -874,6 +1109,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.at_rest,
         help="finished ModelPromotions for the memory run, e.g. 1000,5000 ('' to skip)",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile the at-rest memory with tracemalloc: what grew from an empty"
+        " namespace to each count, by owner and allocation site",
+    )
+    parser.add_argument(
+        "--baseline-python",
+        action="append",
+        default=[],
+        metavar="PYTHON",
+        help="also measure the at-rest part with the operator of another checkout: its"
+        " venv's python (a before/after on one stack; repeat for several)",
+    )
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=defaults.scale,
+        help="ModelPromotions created at once for the scale figure (0 to skip)",
+    )
 
 
 def _counts(text: str) -> tuple[int, ...]:
@@ -892,5 +1147,8 @@ def main(options: argparse.Namespace) -> int:
             script_sample=options.script_sample,
             single=options.single,
             at_rest=options.at_rest,
+            profile=options.profile,
+            scale=options.scale,
+            baseline_python=tuple(options.baseline_python),
         )
     )

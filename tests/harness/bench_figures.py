@@ -22,6 +22,8 @@ from tests.harness.promotions import API_VERSION
 MODELPROMOTIONS = ("deploy.mlops.dev", "modelpromotions")
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "APPLY", "DELETE"})
 _REQUEST_TOTAL = "apiserver_request_total"
+#: The API Priority and Fairness counter of requests it refused (with a 429).
+APF_REJECTED = "apiserver_flowcontrol_rejected_requests_total"
 _MIB = 1024 * 1024
 
 assert API_VERSION.startswith(MODELPROMOTIONS[0] + "/")
@@ -115,6 +117,38 @@ def modelpromotion_writes(
             )
             writes[kind] += delta
     return writes
+
+
+def throttled(before: Mapping[RequestKey, int], after: Mapping[RequestKey, int]) -> Counter[str]:
+    """Requests the apiserver answered 429 (Too Many Requests) between two readings,
+    by ``"VERB resource"`` (``"VERB resource/subresource"``)."""
+    counts: Counter[str] = Counter()
+    for key, count in after.items():
+        delta = count - before.get(key, 0)
+        if key.code == "429" and delta:
+            resource = "/".join(part for part in (key.resource, key.subresource) if part)
+            counts[f"{key.verb} {resource}"] += delta
+    return counts
+
+
+def labelled_totals(metrics_text: str, sample_name: str, label: str) -> Counter[str]:
+    """A counter's samples from a Prometheus text page, summed by one label."""
+    lines = "\n".join(
+        line for line in metrics_text.splitlines() if line.startswith(sample_name + "{")
+    )
+    totals: Counter[str] = Counter()
+    for family in text_string_to_metric_families(lines + "\n"):
+        for sample in family.samples:
+            if sample.name == sample_name:
+                totals[sample.labels.get(label, "")] += int(sample.value)
+    return totals
+
+
+def labelled_delta(before_text: str, after_text: str, sample_name: str, label: str) -> Counter[str]:
+    """How much a counter grew between two pages, by one label (growth only)."""
+    before = labelled_totals(before_text, sample_name, label)
+    after = labelled_totals(after_text, sample_name, label)
+    return +Counter({key: count - before.get(key, 0) for key, count in after.items()})
 
 
 def events_created(before: Mapping[RequestKey, int], after: Mapping[RequestKey, int]) -> int:

@@ -50,7 +50,9 @@ FEATURES = ("client-auth-federated", "kubernetes-service-accounts")
 # The realm file's placeholder for the Kubernetes identity provider's issuer
 # (Keycloak replaces ${VAR:default} from the environment when it imports a realm).
 ISSUER_VARIABLE = "SPO_KUBERNETES_ISSUER"
-_START_TIMEOUT = 240.0
+# Its start (a Quarkus build, then the realm's import) took over 4 minutes on 2 cores
+# shared with other stacks (load average above 20); a failed start costs the whole run.
+_START_TIMEOUT = 600.0
 
 
 @dataclass(frozen=True)

@@ -155,11 +155,15 @@ def start_operator(
     extra_env: Mapping[str, str] | None = None,
     extra_args: tuple[str, ...] = (),
     prometheus: Prometheus | None = None,
+    entry: tuple[str, ...] = ("-m", "promotion_operator"),
+    python: str = sys.executable,
 ) -> OperatorProcess:
     """Start ``promotion-operator`` against the harness; return once it is live.
 
     With ``prometheus`` (the stack's), the operator measures canary analyses there
-    (``PROMETHEUS_URL``); ``extra_env`` still wins.
+    (``PROMETHEUS_URL``); ``extra_env`` still wins. ``entry`` is what the
+    interpreter (``python``) runs (the benchmark's heap profile runs a wrapper under
+    tracemalloc; its before/after runs another checkout's interpreter).
     """
     workdir = make_temp_dir("operator")
     credentials_dir = write_credentials(workdir / "credentials", credentials)
@@ -174,10 +178,9 @@ def start_operator(
         **(extra_env or {}),
     }
     argv = [
-        sys.executable,
+        python,
         "-P",
-        "-m",
-        "promotion_operator",
+        *entry,
         *([f"--namespace={ns}" for ns in namespaces] or ["--all-namespaces"]),
         f"--liveness={liveness}",
         f"--metrics-port={metrics_port}",

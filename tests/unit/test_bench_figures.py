@@ -4,17 +4,21 @@ reading ``/proc``, percentiles and the table (no servers)."""
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 from tests.harness.bench_figures import (
+    APF_REJECTED,
     RequestKey,
     Row,
     events_created,
+    labelled_delta,
     modelpromotion_writes,
     percentile,
     ratio,
     render_table,
     request_totals,
     spread,
+    throttled,
     usage,
 )
 
@@ -94,3 +98,28 @@ def test_table_columns_line_up() -> None:
     assert lines[1] == "---------  --------  -----------------  ---------------"
     assert lines[2] == "wall time  38.0 s    ~2600 s            68x"
     assert lines[3] == "tokens     2         ~500               -"
+
+
+APF_PAGE = """\
+# TYPE apiserver_flowcontrol_rejected_requests_total counter
+apiserver_flowcontrol_rejected_requests_total{flow_schema="service-accounts",priority_level="workload-low",reason="queue-full"} 7
+apiserver_flowcontrol_rejected_requests_total{flow_schema="service-accounts",priority_level="workload-low",reason="time-out"} 2
+apiserver_flowcontrol_rejected_requests_total{flow_schema="global-default",priority_level="global-default",reason="queue-full"} 1
+"""  # noqa: E501
+
+
+def test_429_answers_are_counted_by_verb_and_resource() -> None:
+    key = RequestKey("PATCH", "deploy.mlops.dev", "modelpromotions", "status", "429")
+    before = request_totals(BEFORE)
+    after = request_totals(AFTER) + Counter({key: 4, key._replace(verb="GET", subresource=""): 1})
+
+    assert throttled(before, after) == {
+        "PATCH modelpromotions/status": 4,
+        "GET modelpromotions": 1,
+    }
+
+
+def test_flow_control_rejections_grow_by_priority_level() -> None:
+    before = APF_PAGE.replace("} 7", "} 3")
+
+    assert labelled_delta(before, APF_PAGE, APF_REJECTED, "priority_level") == {"workload-low": 4}

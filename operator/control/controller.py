@@ -15,7 +15,8 @@ Resources whose run has ended cost nothing but a small entry.
 With leader election on, only the replica holding the Lease runs passes;
 the others keep watching, so a standby that takes over knows every run. A pass
 whose replica lost the Lease meanwhile (a pause past its renew deadline) writes
-nothing: its Seldon Deploy writes are fenced in the client, its record here.
+nothing: its Seldon Deploy writes are fenced in the client, and a pass that
+ends without the Lease is not recorded.
 """
 
 from __future__ import annotations
@@ -252,10 +253,8 @@ class Controller:
                     requests=requests_from(annotations),
                     chain=chain,
                 )
-            except NotLeading as stopped:
+            except NotLeading as stopped:  # run_pass asks the fence last, when it ends
                 return self._unrecorded(ref, str(stopped))
-            if not self._leads():
-                return self._unrecorded(ref, "the Lease was lost during the pass")
             try:
                 recorded = self._record(ref, body, result)
             except ObjectChanged:
@@ -278,10 +277,6 @@ class Controller:
             if result.requeue_after != 0.0 or result.status is None:
                 return _Outcome(body, result.requeue_after)
         return _Outcome(body, 0.0)
-
-    def _leads(self) -> bool:
-        """Whether this replica may write now (always, without leader election)."""
-        return self.election is None or self.election.time_left() > 0
 
     def _unrecorded(self, ref: ObjectRef, why: str) -> _Outcome:
         # A deposed leader records nothing; the leader goes on with the run. Should

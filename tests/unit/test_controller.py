@@ -18,7 +18,6 @@ from promotion_operator.control.controller import (
     patches_for,
 )
 from promotion_operator.control.kube_api import KubeApi, KubeError, ObjectChanged, ObjectRef
-from promotion_operator.control.leadership import LeaderElection
 from promotion_operator.core.conditions import Event
 from promotion_operator.core.pass_io import PassResult
 from promotion_operator.core.requests import APPROVE_ANNOTATION, RESUME_ANNOTATION
@@ -197,17 +196,11 @@ def test_a_pass_whose_write_was_fenced_off_records_nothing_and_comes_again(
     assert outcome.requeue_after == WRITE_RETRY_SECONDS
 
 
-class Deposed:
-    """An election this replica has lost since its pass began."""
-
-    def time_left(self) -> float:
-        return 0.0
-
-
 def test_a_replica_that_lost_the_lease_during_a_pass_does_not_record_it(
     runtime: FakeRuntime, kube: FakeKube, fake: FakeClient
 ) -> None:
-    controller = Controller(runtime, cast(KubeApi, kube), election=cast(LeaderElection, Deposed()))
+    runtime.fence = lambda: 0.0  # the Lease lapsed while the pass ran
+    controller = Controller(runtime, cast(KubeApi, kube))
 
     outcome = controller.process(REF, kube.current())
 

@@ -297,7 +297,7 @@ def test_kubectl_explain_teaches_every_field_of_a_promotion_policy(
         ),
         (
             {"windows": [{"kind": "deny", "schedule": "0 1 * * *", "duration": "0s"}]},
-            'spec.windows[0].duration: Invalid value: "string": duration must be longer than 0s',
+            'spec.windows[0].duration: Invalid value: "0s": duration must be longer than 0s',
         ),
         (
             {"windows": [{"kind": "deny", "schedule": "0 1 * * *", "duration": "1 hour"}]},
@@ -305,7 +305,7 @@ def test_kubectl_explain_teaches_every_field_of_a_promotion_policy(
         ),
         (
             {"freeze": {"enabled": True}},
-            'spec.freeze: Invalid value: "object": spec.freeze.reason is required when '
+            "spec.freeze: Invalid value: spec.freeze.reason is required when "
             "spec.freeze.enabled is true",
         ),
     ],

@@ -127,6 +127,18 @@ if phase == "AwaitingApproval" then
   return hs
 end
 
+-- Validated, its first write held by a PromotionPolicy: outside the promotion windows
+-- (until the next allowed time the message gives) or frozen (until the freeze is lifted).
+if phase == "AwaitingWindow" then
+  hs.status = "Suspended"
+  if present(ready.message) then
+    hs.message = withReason(reason, ready.message)
+  else
+    hs.message = "Waiting for a promotion window, or for a freeze to be lifted"
+  end
+  return hs
+end
+
 -- Working: a canary's analysis or timed pause, and a bake (spec.bake: the promotion
 -- is written and watched a while before it succeeds, or is rolled back) among them.
 if phase == "Pending" or phase == "Validating" or phase == "Promoting"

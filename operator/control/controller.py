@@ -35,10 +35,11 @@ from promotion_operator.control.kube_api import KubeApi, KubeError, ObjectChange
 from promotion_operator.control.leadership import LeaderElection
 from promotion_operator.control.runner import ChainReads, Runtime, run_pass
 from promotion_operator.control.workqueue import WorkQueue
-from promotion_operator.core.machine import at_rest
+from promotion_operator.core.machine import at_rest, may_reach_first_write
 from promotion_operator.core.pass_io import PassResult
 from promotion_operator.core.promotion import ANNOTATION_PREFIX, PromotionRef
 from promotion_operator.core.requests import CONSUMED, Requests, requests_from
+from promotion_operator.core.windows import Policies
 from promotion_operator.errors import NotLeading
 
 log = logging.getLogger(__name__)
@@ -252,6 +253,9 @@ class Controller:
                     jitter=random.random(),
                     requests=requests_from(annotations),
                     chain=chain,
+                    policies=self._policies(
+                        ref.namespace, int(metadata["generation"]), body.get("status") or {}
+                    ),
                 )
             except NotLeading as stopped:  # run_pass asks the fence last, when it ends
                 return self._unrecorded(ref, str(stopped))
@@ -277,6 +281,16 @@ class Controller:
             if result.requeue_after != 0.0 or result.status is None:
                 return _Outcome(body, result.requeue_after)
         return _Outcome(body, 0.0)
+
+    def _policies(self, namespace: str, generation: int, status: Mapping[str, Any]) -> Policies:
+        """The namespace's PromotionPolicies, read for a pass that may reach the run's
+        first write (its promotion windows and freezes), and only then."""
+        if not may_reach_first_write(generation, status):
+            return Policies()
+        try:
+            return Policies(tuple(self.api.list_policies(namespace)))
+        except KubeError as error:
+            return Policies(error=str(error))
 
     def _unrecorded(self, ref: ObjectRef, why: str) -> _Outcome:
         # A deposed leader records nothing; the leader goes on with the run. Should

@@ -1,5 +1,6 @@
 """The Kubernetes API calls the operator makes itself: the ModelPromotions' list and
-watch, status patches, Events, Leases.
+watch, status patches, Events, Leases, and the PromotionPolicies a run's first write
+must respect.
 
 Writing is done here, so that one pass costs at most one status write (Kopf
 would add its own bookkeeping patches); the list and watch feed the handlers'
@@ -31,6 +32,7 @@ GROUP = "deploy.mlops.dev"
 VERSION = "v1alpha1"
 PLURAL = "modelpromotions"
 KIND = "ModelPromotion"
+POLICIES = "promotionpolicies"  # PromotionPolicy, in the same group and version
 #: The component named as the source of the Events the operator posts.
 COMPONENT = "promotion-operator"
 
@@ -192,6 +194,20 @@ class KubeApi:
             self._call("POST", f"/api/v1/namespaces/{ref.namespace}/events", body)
         except KubeError as error:
             log.warning("could not post the %s Event on %s: %s", event.reason, ref.name, error)
+
+    # -- PromotionPolicies ---------------------------------------------------------------------
+
+    def list_policies(self, namespace: str) -> list[dict[str, Any]]:
+        """The PromotionPolicies of ``namespace`` (none if the kind is not installed)."""
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{POLICIES}"
+        try:
+            body = self._call("GET", path)
+        except KubeError as error:
+            if error.status == 404:
+                return []  # the CRD is not installed: there can be no policy
+            raise
+        items = body.get("items")
+        return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
 
     # -- Leases --------------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import FINISHED, ActionKind, Experiment, Failure, Phase, Run
 from promotion_operator.core.spec import DeploymentRef, Kind, PromotionSpec, parse_spec
 from promotion_operator.core.transitions import deadline
+from promotion_operator.core.windows import Policies
 from promotion_operator.errors import NotLeading, PromotionError
 
 logger = logging.getLogger(__name__)
@@ -220,6 +221,7 @@ def run_pass(
     jitter: float,
     requests: Requests | None = None,
     chain: ChainReads | None = None,
+    policies: Policies | None = None,
 ) -> PassResult:
     """One pass of the run for ``promotion``'s current generation, counted in the metrics.
 
@@ -227,6 +229,8 @@ def run_pass(
     names those the pass acted on (their annotations are to be removed).
     ``chain``: the reads of the pass just before, when this one follows it at once
     (the same run, nothing written since): they are not made again.
+    ``policies``: the namespace's PromotionPolicies, for a pass that may reach the
+    run's first write (none given: none apply).
     """
     ctx = Context(
         parse_spec(spec),
@@ -236,6 +240,7 @@ def run_pass(
         runtime.policy,
         requests=requests or Requests(),
         prometheus_configured=runtime.settings.prometheus is not None,
+        policies=policies or Policies(),
     )
     runtime.reads.watch(promotion.uid, (ctx.spec.source, ctx.spec.target))
     effects = SeldonEffects(runtime, ctx.spec, run=promotion.uid, chain=chain)

@@ -29,6 +29,9 @@ WORKING_REASONS = {
 AWAITING_RESUME = "AwaitingResume"
 #: The Ready reason of a run waiting for a person to approve it.
 AWAITING_APPROVAL = "AwaitingApproval"
+AWAITING_WINDOW = "AwaitingWindow"
+#: The Event that records a break-glass override of a promotion window or a freeze.
+BREAK_GLASS = "BreakGlass"
 #: Phases whose Event is a Warning: the promotion did not (or will not) land.
 _WARNING_PHASES = frozenset({Phase.FAILED, Phase.ROLLED_BACK, Phase.ROLLING_BACK, Phase.ABORTED})
 
@@ -81,6 +84,16 @@ def transition_events(before: Run, after: Run) -> tuple[Event, ...]:
         kind = "Warning" if after.phase in _WARNING_PHASES else "Normal"
         reason = str(ready.get("reason") or after.phase)
         events.append(Event(kind, reason, str(ready.get("message", ""))))
+    glass = after.break_glass
+    if glass is not None and before.break_glass is None:
+        events.append(
+            Event(
+                "Warning",
+                BREAK_GLASS,
+                f"{glass.by} overrode {glass.overrode} with a break-glass request: "
+                "the first write goes ahead",
+            )
+        )
     error = after.last_error
     if error is not None and (
         before.last_error is None or before.last_error.reason != error.reason
@@ -137,6 +150,10 @@ def _values(run: Run, dry_run: bool) -> tuple[bool, str, bool, str]:
     """(Ready, its reason, Progressing, its reason) for ``run``."""
     if run.phase == Phase.AWAITING_APPROVAL:
         return False, AWAITING_APPROVAL, False, AWAITING_APPROVAL
+    if run.phase == Phase.AWAITING_WINDOW:
+        # Held by a PromotionPolicy: the reason is the policy's (Frozen, ...).
+        held = (run.window.reason if run.window else None) or AWAITING_WINDOW
+        return False, held, False, held
     if run.phase == Phase.PAUSED and run.canary is not None and run.canary.pause_until is None:
         # Waiting on a person, not on the system: not progressing by itself.
         return False, AWAITING_RESUME, False, AWAITING_RESUME

@@ -65,6 +65,7 @@ from promotion_operator.core.pipeline_models import (
 from promotion_operator.core.planning import PlanningError
 from promotion_operator.core.requests import (
     APPROVE_ANNOTATION,
+    FOR_THE_FIRST_WRITE,
     Requests,
     consumed_by,
     used_before,
@@ -72,12 +73,14 @@ from promotion_operator.core.requests import (
 from promotion_operator.core.run import (
     FINISHED,
     ActionKind,
+    BreakGlass,
     Failure,
     Phase,
     PlannedChange,
     PreviousTarget,
     Run,
     UnreadableStatus,
+    WindowHold,
     consumed_cleared,
     format_time,
     from_status,
@@ -103,6 +106,7 @@ from promotion_operator.core.transitions import (
     timed_out,
     unusable_reads,
 )
+from promotion_operator.core.windows import Closed, gate
 
 #: Ready reason of a resource whose recorded status cannot be read back.
 STATUS_UNREADABLE = "StatusUnreadable"
@@ -131,9 +135,18 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
     notes: list[Event] = []
     stale: tuple[str, ...] = ()
     if started:
-        # Requests made before this run began are not for it.
-        stale = ctx.requests.present()
-        ctx = replace(ctx, requests=Requests(retry=ctx.requests.retry))
+        # Requests made before this run began are not for it, except a break-glass the
+        # ModelPromotion was created with (during a freeze): it waits for the run's
+        # first write (_start_writing). One left from an earlier run is stale.
+        keep = FOR_THE_FIRST_WRITE if recorded is None else ()
+        stale = tuple(n for n in ctx.requests.present() if n not in keep)
+        ctx = replace(
+            ctx,
+            requests=Requests(
+                retry=ctx.requests.retry,
+                break_glass=ctx.requests.break_glass if keep else None,
+            ),
+        )
     elif ctx.requests.retry is not None and ctx.requests.retry != run.last_retry:
         # A retry of a run that has not ended: say so once, and never act on it later.
         run = replace(run, last_retry=ctx.requests.retry)
@@ -280,6 +293,21 @@ def at_rest(generation: int, status: Mapping[str, Any], requests: Requests) -> b
     return settled and requests.retry in (None, status.get("lastRetry"))
 
 
+#: Phases past the run's first write (or at rest): their passes never reach it.
+_PAST_FIRST_WRITE = frozenset(
+    {Phase.VERIFYING, Phase.ANALYZING, Phase.PAUSED, Phase.BAKING, Phase.ROLLING_BACK}
+)
+
+
+def may_reach_first_write(generation: int, status: Mapping[str, Any]) -> bool:
+    """Whether a pass of ``generation``'s run, as ``status`` records it, may reach the
+    run's first write (and so needs the namespace's PromotionPolicies): any but a run
+    already past it. A new generation's run, or a retry's, may write in its first pass."""
+    if status.get("observedGeneration") != generation:
+        return True
+    return status.get("phase") not in {str(p) for p in _PAST_FIRST_WRITE}
+
+
 def start_run(ctx: Context, recorded: Run | None) -> Run:
     """The run for this generation: the recorded one, or a new one if the spec changed
     or a new retry request came for a run that ended."""
@@ -330,6 +358,8 @@ def decide(ctx: Context, run: Run, observed: Observed) -> Decision:
         return replace(decided, used=("abort",)) if done else decided
     if run.phase == Phase.AWAITING_APPROVAL:
         return _await_approval(ctx, run)
+    if run.phase == Phase.AWAITING_WINDOW:
+        return _start_writing(ctx, run, "validated")
     if run.phase == Phase.VERIFYING:
         return _verify(ctx, run, observed)
     if run.phase == Phase.BAKING:
@@ -498,8 +528,24 @@ def _validated(ctx: Context, run: Run) -> Decision:
 
 
 def _start_writing(ctx: Context, run: Run, done: str) -> Decision:
-    """After validation (and approval): record the plan, then write on the next pass."""
-    return strategy_for(ctx.spec).start(ctx, run, done)
+    """After validation (and approval): record the plan, then write on the next pass;
+    unless a PromotionPolicy closes the target now (a window, a freeze): then wait in
+    ``AwaitingWindow`` until it opens, or a break-glass request overrides it."""
+    verdict = gate(ctx.policies, ctx.spec.target.namespace, ctx.now)
+    overrider = ctx.requests.break_glass
+    used: tuple[str, ...] = ("break_glass",) if overrider is not None else ()
+    if isinstance(verdict, Closed) and overrider is None:
+        hold = WindowHold(verdict.reason, verdict.opens_at)
+        waiting = replace(run, window=hold).moved_to(Phase.AWAITING_WINDOW, ctx.now)
+        recheck = verdict.recheck_after(ctx.now, ctx.policy.max_poll)
+        return decision(ctx, waiting, f"{done}; {verdict.message}", None, recheck)
+    if isinstance(verdict, Closed) and overrider is not None:
+        run = replace(run, break_glass=BreakGlass(overrider, ctx.now, verdict.reason))
+        done = f"{done}; {verdict.reason} overridden by a break-glass request of {overrider}"
+    if run.phase == Phase.AWAITING_WINDOW or run.break_glass is not None:
+        run = replace(run, window=WindowHold(released_at=ctx.now))
+    decided = strategy_for(ctx.spec).start(ctx, run, done)
+    return replace(decided, used=(*decided.used, *used))
 
 
 def _approval_wanted(ctx: Context) -> str:
@@ -521,7 +567,7 @@ def _await_approval(ctx: Context, run: Run) -> Decision:
     # The API server's admission policy let only an allowed user set it, to their name.
     run = replace(run, approved_by=approver, approved_at=ctx.now)
     decided = _start_writing(ctx, run, f"approved by {approver}")
-    return replace(decided, used=("approve",))
+    return replace(decided, used=("approve", *decided.used))
 
 
 def _abort(ctx: Context, run: Run, observed: Observed) -> Decision:

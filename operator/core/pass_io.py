@@ -15,6 +15,7 @@ from promotion_operator.core.promotion import PromotionRef
 from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import ActionKind, Experiment, Failure, Run
 from promotion_operator.core.spec import PromotionSpec
+from promotion_operator.core.windows import Policies
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class Context:
     policy: RetryPolicy = RetryPolicy()
     requests: Requests = field(default_factory=Requests)  # asked through annotations
     prometheus_configured: bool = False  # analysis steps and a bake can be measured
+    # The PromotionPolicies of the resource's namespace (promotion windows, freezes),
+    # read by the shell for a run that may reach its first write.
+    policies: Policies = field(default_factory=Policies)
 
 
 class Answer(NamedTuple):

@@ -29,9 +29,21 @@ APPROVE_ANNOTATION = f"{ANNOTATION_PREFIX}/approve"  # the approver's user name
 ABORT_ANNOTATION = f"{ANNOTATION_PREFIX}/abort"
 RETRY_ANNOTATION = f"{ANNOTATION_PREFIX}/retry"  # a token, new for every request
 RESUME_ANNOTATION = f"{ANNOTATION_PREFIX}/resume"  # ends a canary pause without duration
+# The overrider's user name: lets this run's first write past a closed promotion window
+# or a freeze (core/windows.py); the admission policy lets only a break-glass group set it.
+BREAK_GLASS_ANNOTATION = f"{ANNOTATION_PREFIX}/break-glass"
 
 #: The requests the operator removes once used, by name.
-CONSUMED = {"approve": APPROVE_ANNOTATION, "abort": ABORT_ANNOTATION, "resume": RESUME_ANNOTATION}
+CONSUMED = {
+    "approve": APPROVE_ANNOTATION,
+    "abort": ABORT_ANNOTATION,
+    "resume": RESUME_ANNOTATION,
+    "break_glass": BREAK_GLASS_ANNOTATION,
+}
+#: Requests that a run may be created with and that wait for the run's first write
+#: (a break-glass set with a ModelPromotion created during a freeze): not stale when
+#: a run starts, used at the promotion-window gate.
+FOR_THE_FIRST_WRITE = ("break_glass",)
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,7 @@ class Requests:
     abort: str | None = None
     retry: str | None = None
     resume: str | None = None
+    break_glass: str | None = None
 
     def present(self) -> tuple[str, ...]:
         """The names of the consumed-once requests that are set."""
@@ -87,4 +100,5 @@ def requests_from(annotations: Mapping[str, str] | None) -> Requests:
         abort=value(ABORT_ANNOTATION),
         retry=value(RETRY_ANNOTATION),
         resume=value(RESUME_ANNOTATION),
+        break_glass=value(BREAK_GLASS_ANNOTATION),
     )

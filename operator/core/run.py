@@ -15,6 +15,8 @@ class Phase(enum.StrEnum):
     PENDING = "Pending"
     VALIDATING = "Validating"
     AWAITING_APPROVAL = "AwaitingApproval"  # validated and planned; a person must approve
+    # Validated (and approved): the first write waits for a promotion window or a freeze.
+    AWAITING_WINDOW = "AwaitingWindow"
     PROMOTING = "Promoting"
     VERIFYING = "Verifying"
     ANALYZING = "Analyzing"  # canary: measuring the analysis templates
@@ -196,6 +198,25 @@ class BakeState:
 
 
 @dataclass(frozen=True)
+class WindowHold:
+    """A run held before its first write by a PromotionPolicy (core/windows.py): why
+    (the Ready reason) and until when, while it waits; when it was let through."""
+
+    reason: str | None = None  # None once released
+    next_allowed_at: datetime.datetime | None = None
+    released_at: datetime.datetime | None = None
+
+
+@dataclass(frozen=True)
+class BreakGlass:
+    """A closed window or a freeze overridden for this run by a break-glass request."""
+
+    by: str
+    at: datetime.datetime
+    overrode: str  # the Ready reason it overrode: Frozen, OutsidePromotionWindow, ...
+
+
+@dataclass(frozen=True)
 class HistoryEntry:
     """One finished run, as ``status.history`` keeps it."""
 
@@ -212,6 +233,7 @@ class HistoryEntry:
     images: tuple[str, ...] = ()
     model_uris: tuple[str, ...] = ()
     approved_by: str | None = None
+    break_glass_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -239,6 +261,8 @@ class Run:
     retry: int = 0  # 0 for a generation's first run, then one more per retry request
     approved_by: str | None = None
     approved_at: datetime.datetime | None = None
+    window: WindowHold | None = None  # only for a run a PromotionPolicy held
+    break_glass: BreakGlass | None = None
     # The approve, abort and resume requests used whose annotations may still be on the
     # resource, as (name, value): kept until a pass finds them gone (requests.py).
     consumed: tuple[tuple[str, str], ...] = ()
@@ -348,11 +372,27 @@ def to_status(run: Run) -> dict[str, Any]:
             "by": run.approved_by,
             "at": format_time(run.approved_at) if run.approved_at else None,
         },
+        "window": None if run.window is None else _window_to_status(run.window),
+        "breakGlass": None
+        if run.break_glass is None
+        else {
+            "by": run.break_glass.by,
+            "at": format_time(run.break_glass.at),
+            "overrode": run.break_glass.overrode,
+        },
         # A list, not a map, so that a merge patch replaces it whole.
         "consumedRequests": [{"name": n, "value": v} for n, v in run.consumed] or None,
         "lastRetry": run.last_retry,
         "history": [_history_to_status(entry) for entry in run.history],
         "conditions": [dict(c) for c in run.conditions],
+    }
+
+
+def _window_to_status(window: WindowHold) -> dict[str, Any]:
+    return {
+        "reason": window.reason,
+        "nextAllowedAt": format_time(window.next_allowed_at) if window.next_allowed_at else None,
+        "releasedAt": format_time(window.released_at) if window.released_at else None,
     }
 
 
@@ -388,6 +428,7 @@ def _history_to_status(entry: HistoryEntry) -> dict[str, Any]:
         "images": list(entry.images),
         "modelUris": list(entry.model_uris),
         "approvedBy": entry.approved_by,
+        "breakGlassBy": entry.break_glass_by,
     }
     return {key: value for key, value in out.items() if value is not None}
 
@@ -476,6 +517,8 @@ def from_status(status: Mapping[str, Any]) -> Run | None:
         retry=reader.integer("retry") or 0,
         approved_by=reader.text("approval.by") or None,
         approved_at=reader.time("approval.at"),
+        window=reader.window(),
+        break_glass=reader.break_glass(),
         consumed=reader.consumed(),
         last_retry=reader.text("lastRetry") or None,
         history=reader.history(),
@@ -733,6 +776,7 @@ class _StatusReader:
                     images=tuple(self._strings(f"{at}.images")),
                     model_uris=tuple(self._strings(f"{at}.modelUris")),
                     approved_by=self.text(f"{at}.approvedBy") or None,
+                    break_glass_by=self.text(f"{at}.breakGlassBy") or None,
                 )
             )
         return tuple(entries)
@@ -743,6 +787,24 @@ class _StatusReader:
             self._problem(path, value, "a list")
             return []
         return value
+
+    def window(self) -> WindowHold | None:
+        if not self._get("window"):
+            return None
+        return WindowHold(
+            reason=self.text("window.reason") or None,
+            next_allowed_at=self.time("window.nextAllowedAt"),
+            released_at=self.time("window.releasedAt"),
+        )
+
+    def break_glass(self) -> BreakGlass | None:
+        if not self._get("breakGlass"):
+            return None
+        return BreakGlass(
+            by=self.text("breakGlass.by"),
+            at=self.time("breakGlass.at", required=True) or _EPOCH,
+            overrode=self.text("breakGlass.overrode"),
+        )
 
     def consumed(self) -> tuple[tuple[str, str], ...]:
         entries = []

@@ -142,10 +142,12 @@ def deadline(ctx: Context, run: Run) -> datetime.datetime:
     if canary is not None and run.phase in (Phase.PROMOTING, Phase.ANALYZING, Phase.PAUSED):
         # The phase of a step (or of the final promotion's write): the step knows its time.
         return step_deadline(ctx.spec.canary_steps, canary, timeout, ctx.spec.templates)
-    if run.phase == Phase.AWAITING_APPROVAL:
-        return run.phase_since + NEVER  # a person decides when
-    if run.phase == Phase.PROMOTING and run.approved_at is not None:
-        return run.approved_at + timeout
+    if run.phase in (Phase.AWAITING_APPROVAL, Phase.AWAITING_WINDOW):
+        return run.phase_since + NEVER  # a person, or a promotion window, decides when
+    released = run.window.released_at if run.window is not None else None
+    if run.phase == Phase.PROMOTING and (run.approved_at or released) is not None:
+        # The write's time counts from the last wait before it (approval, window).
+        return max(t for t in (run.approved_at, released) if t is not None) + timeout
     if run.phase == Phase.VERIFYING:
         return (run.applied_at or run.phase_since) + timeout
     if run.phase == Phase.ROLLING_BACK:
@@ -190,6 +192,7 @@ def _with_history(run: Run) -> Run:
         images=plan.images if plan else (),
         model_uris=plan.model_uris if plan else (),
         approved_by=run.approved_by,
+        break_glass_by=run.break_glass.by if run.break_glass else None,
     )
     earlier = [e for e in run.history if (e.generation, e.retry) != (run.generation, run.retry)]
     return replace(run, history=(entry, *earlier)[:HISTORY_LENGTH])

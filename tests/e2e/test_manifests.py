@@ -62,9 +62,10 @@ def test_rendered_manifests_pass_a_server_side_dry_run(
         ("delete", "modelpromotion", "anything", "-n", "default"),
         ("create", "deployment", "sneaky", "--image=busybox", "-n", "default"),
         ("delete", "customresourcedefinition", "modelpromotions.deploy.mlops.dev"),
+        ("delete", "promotionpolicy", "anything", "-n", "default"),
     ],
     ids=["read-own-secrets", "read-all-secrets", "write-configmaps", "delete-promotions",
-         "write-deployments", "delete-the-crd"],
+         "write-deployments", "delete-the-crd", "delete-promotion-policies"],
 )  # fmt: skip
 def test_operator_identity_is_refused_what_it_must_not_do(
     control_plane: ControlPlane, operator_kubeconfig: Path, forbidden: tuple[str, ...]
@@ -83,6 +84,7 @@ def test_operator_identity_may_do_what_the_operator_does(
         ("patch", "modelpromotions.deploy.mlops.dev/status"),
         ("create", "events"),
         ("list", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("list", "promotionpolicies.deploy.mlops.dev"),
     ]:
         allowed = _as(control_plane, operator_kubeconfig, "auth", "can-i", verb, resource, "-A")
         assert allowed.stdout.strip() == "yes", (verb, resource)

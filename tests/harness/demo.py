@@ -73,6 +73,8 @@ def _examples() -> tuple[list[Path], list[Path]]:
     canaries: list[Path] = []
     for path in sorted(EXAMPLES.rglob("*.yaml")):
         documents = [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+        if not any(d.get("kind") == "ModelPromotion" for d in documents):
+            continue  # a PromotionPolicy would hold the demo's runs: not applied here
         canary = any((d.get("spec") or {}).get("strategy") == "Canary" for d in documents)
         (canaries if canary else plain).append(path)
     return plain, canaries

@@ -43,6 +43,7 @@ from promotion_operator.core.run import (
     from_status,
 )
 from promotion_operator.core.spec import Kind, PromotionSpec, parse_spec
+from promotion_operator.core.windows import Policies
 
 T0 = datetime.datetime(2025, 3, 1, 12, 0, 0, tzinfo=datetime.UTC)
 
@@ -543,6 +544,7 @@ def drive(
     prometheus: bool = True,
     max_passes: int = 60,
     start: float = 0.0,
+    policies: Policies | None = None,
 ) -> list[Pass]:
     """Run the shell's loop against ``seldon`` until the run settles or stops requeueing.
 
@@ -556,6 +558,7 @@ def drive(
     ``requests`` are set on the resource from the start; a used one is removed, as
     the handler removes its annotation. ``start``: when the first pass happens
     (seconds after T0), to go on from a ``status`` recorded later than T0.
+    ``policies``: the PromotionPolicies of the namespace (windows, freezes).
     """
     crash_at = set(crash_after_writes) | ({1} if crash_after_first_write else set())
     asked = requests or Requests()
@@ -574,6 +577,7 @@ def drive(
             now=now,
             requests=asked,
             prometheus_configured=prometheus,
+            policies=policies or Policies(),
         )
         seldon.now = now
         calls = len(seldon.calls)

@@ -10,7 +10,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "seldon-promotion-operator"
-CRD = "modelpromotions.deploy.mlops.dev.yaml"
+CRDS = ("modelpromotions.deploy.mlops.dev.yaml", "promotionpolicies.deploy.mlops.dev.yaml")
 
 
 def test_chart_version_and_app_version_are_the_projects() -> None:
@@ -21,6 +21,8 @@ def test_chart_version_and_app_version_are_the_projects() -> None:
     assert (chart["version"], chart["appVersion"]) == (version, version)
 
 
-def test_chart_crd_is_the_crd_of_crds_byte_for_byte() -> None:
-    """Helm installs only the chart's crds/; it is a copy of the one CRD."""
-    assert (CHART / "crds" / CRD).read_bytes() == (ROOT / "crds" / CRD).read_bytes()
+def test_chart_crds_are_the_crds_of_crds_byte_for_byte() -> None:
+    """Helm installs only the chart's crds/; it is a copy of crds/."""
+    assert sorted(p.name for p in (CHART / "crds").glob("*.yaml")) == sorted(CRDS)
+    for crd in CRDS:
+        assert (CHART / "crds" / crd).read_bytes() == (ROOT / "crds" / crd).read_bytes(), crd

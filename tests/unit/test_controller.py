@@ -67,6 +67,9 @@ class FakeKube:
         self.deleted = False  # the API answers 404
         self.replaced = False  # another object of the same name: the uid precondition fails
         self.unreachable = False  # no answer at all
+        self.policies: list[dict[str, Any]] = []  # the namespace's PromotionPolicies
+        self.policy_lists = 0
+        self.policies_refused: KubeError | None = None
 
     def current(self) -> dict[str, Any]:
         return copy.deepcopy(self.body)
@@ -111,6 +114,12 @@ class FakeKube:
 
     def post_event(self, ref: ObjectRef, event: Event) -> None:
         self.events.append(event)
+
+    def list_policies(self, namespace: str) -> list[dict[str, Any]]:
+        self.policy_lists += 1
+        if self.policies_refused is not None:
+            raise self.policies_refused
+        return copy.deepcopy(self.policies)
 
 
 @pytest.fixture
@@ -179,6 +188,48 @@ def test_a_replace_run_is_recorded_in_three_status_writes(
     assert kube.writes == ["status", "status", "status"]
     assert kube.body["status"]["phase"] == "Succeeded"
     assert outcome.requeue_after is None
+
+
+FREEZE = {
+    "metadata": {"namespace": REF.namespace, "name": "rules"},
+    "spec": {"freeze": {"enabled": True, "reason": "year-end change freeze"}},
+}
+
+
+def test_a_frozen_namespace_holds_the_run_before_its_write(
+    controller: Controller, kube: FakeKube, fake: FakeClient
+) -> None:
+    kube.policies = [FREEZE]
+
+    outcome = controller.process(REF, kube.current())
+
+    assert kube.body["status"]["phase"] == "AwaitingWindow"
+    assert kube.body["status"]["window"]["reason"] == "Frozen"
+    assert outcome.requeue_after is not None and outcome.requeue_after > 0
+    assert [e.reason for e in kube.events][-1] == "Frozen"
+
+
+def test_policies_that_cannot_be_listed_hold_the_run(
+    controller: Controller, kube: FakeKube
+) -> None:
+    kube.policies_refused = KubeError("GET promotionpolicies: forbidden", 403)
+
+    controller.process(REF, kube.current())
+
+    assert kube.body["status"]["window"]["reason"] == "PromotionPoliciesUnreadable"
+
+
+def test_a_run_past_its_first_write_does_not_list_the_policies(
+    controller: Controller, kube: FakeKube, fake: FakeClient
+) -> None:
+    controller.process(REF, kube.current())
+    controller.process(REF, kube.current())  # written: Verifying
+    listed = kube.policy_lists
+
+    controller.process(REF, kube.current())
+
+    assert kube.body["status"]["phase"] == "Verifying"
+    assert kube.policy_lists == listed
 
 
 def test_a_pass_whose_write_was_fenced_off_records_nothing_and_comes_again(

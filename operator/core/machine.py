@@ -83,6 +83,7 @@ from promotion_operator.core.run import (
     from_status,
     to_status,
 )
+from promotion_operator.core.sources import source_for
 from promotion_operator.core.strategies import strategy_for
 from promotion_operator.core.strategy import PromotionStrategy
 from promotion_operator.core.transitions import (
@@ -167,7 +168,11 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
         return _removing(PassResult(run, changed, tuple(notes), None, message, started, used))
 
     read_source, read_target = reads_for(run.phase)
-    source = effects.read_source() if read_source else Answer()
+    source = Answer()
+    if read_source:
+        source, version = source_for(ctx.spec).read(ctx.spec, run, effects)
+        if version is not None:
+            run = replace(run, model_version=version)
     target = effects.read_target() if read_target else Answer()
     readings = {
         (query.template, query.side): effects.query(query.promql, query.by)
@@ -295,7 +300,7 @@ def start_run(ctx: Context, recorded: Run | None) -> Run:
         phase=Phase.PENDING,
         started_at=ctx.now,
         phase_since=ctx.now,
-        source=ctx.spec.source.described,
+        source=ctx.spec.origin,
         target=ctx.spec.target.described,
         retry=retry,
         # The token in place when a run starts is handled: it never starts another.
@@ -303,7 +308,7 @@ def start_run(ctx: Context, recorded: Run | None) -> Run:
         history=recorded.history if recorded else (),
         conditions=recorded.conditions if recorded else (),
     )
-    message = f"promotion of {ctx.spec.source.described} to {ctx.spec.target.described} queued"
+    message = f"promotion of {ctx.spec.origin} to {ctx.spec.target.described} queued"
     if retry:
         message = f"retry {retry} of the {recorded.phase if recorded else ''} run: {message}"
     return with_conditions(run, message, dry_run=ctx.spec.dry_run, now=ctx.now)

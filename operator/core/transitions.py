@@ -190,6 +190,7 @@ def _with_history(run: Run) -> Run:
         images=plan.images if plan else (),
         model_uris=plan.model_uris if plan else (),
         approved_by=run.approved_by,
+        model_version=run.model_version,
     )
     earlier = [e for e in run.history if (e.generation, e.retry) != (run.generation, run.retry)]
     return replace(run, history=(entry, *earlier)[:HISTORY_LENGTH])
@@ -232,7 +233,7 @@ def write_message(ctx: Context) -> str:
     if ctx.spec.gitops_message:
         return ctx.spec.gitops_message
     return (
-        f"Promote {ctx.spec.source.described} to {ctx.spec.target.described} "
+        f"Promote {ctx.spec.origin} to {ctx.spec.target.described} "
         f"(ModelPromotion {ctx.promotion}, generation {ctx.promotion.generation})"
     )
 

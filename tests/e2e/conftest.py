@@ -14,6 +14,7 @@ from seldon_deploy_sdk import ApiClient, Configuration, SeldonDeploymentsApi
 from tests.harness.argocd import ArgoCD, start_argocd
 from tests.harness.controlplane import ControlPlane
 from tests.harness.keycloak import DATA_SCIENTIST, Keycloak
+from tests.harness.mlflow import MlflowServer, start_mlflow
 from tests.harness.operator_process import (
     OperatorProcess,
     install_crds,
@@ -49,6 +50,17 @@ def argocd(stack: Stack, crds: None) -> Iterator[ArgoCD]:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow(stack: Stack) -> Iterator[MlflowServer]:
+    """A real MLflow tracking server with its Model Registry, started once, only when
+    a registry test is selected (after the stack: it is not part of it)."""
+    server = start_mlflow()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ too; the runner only sends it."""
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -96,20 +97,22 @@ class WriteBack(NamedTuple):
 
 def write_back(spec: PromotionSpec, run: Run, promotion: PromotionRef) -> WriteBack | None:
     """What ``run`` (finished) writes back to the registry, per ``spec.source.registry.
-    writeBack``: tags naming the target, saying how the run ended, when and by which
-    ModelPromotion run; and after success the alias asked for. None: nothing to write."""
+    writeBack``: the tag ``deploy.mlops.dev/<target>`` whose JSON value says how the run
+    ended (phase and Ready reason), when, and which ModelPromotion run it was; and after
+    success the alias asked for. None: nothing to write."""
     registry, version = spec.registry, run.model_version
     if registry is None or version is None or run.phase not in FINISHED:
         return None
-    key = f"{TAG_PREFIX}/{spec.target}"
     tags: dict[str, str] = {}
     if registry.write_back.tags:
-        tags = {
-            f"{key}.outcome": str(run.phase),
-            f"{key}.reason": ready_reason(run.conditions),
-            f"{key}.at": format_time(run.finished_at or run.phase_since),
-            f"{key}.promotion": f"{promotion} run {run.label}",
+        # One tag per target, so a run's write-back is one call (MLflow sets one tag a call).
+        outcome = {
+            "outcome": str(run.phase),
+            "reason": ready_reason(run.conditions),
+            "at": format_time(run.finished_at or run.phase_since),
+            "promotion": f"{promotion} run {run.label}",
         }
+        tags = {f"{TAG_PREFIX}/{spec.target}": json.dumps(outcome, separators=(",", ":"))}
     alias = registry.write_back.alias if run.phase == Phase.SUCCEEDED else None
     if not tags and alias is None:
         return None

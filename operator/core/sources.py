@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from promotion_operator.core.overrides import PlanningError
-from promotion_operator.core.pass_io import Answer, Effects
+from promotion_operator.core.pass_io import Answer, Context, Effects
 from promotion_operator.core.registry import with_version
-from promotion_operator.core.run import Failure, ModelVersion, Run
+from promotion_operator.core.run import FINISHED, Failure, ModelVersion, Run
 from promotion_operator.core.spec import PromotionSpec, RegistrySource
 
 
@@ -73,6 +73,35 @@ class RegistryVersionSource:
             return SourceRead(Answer(failure=Failure("Invalid", str(error))), version)
         (body.get("metadata") or {}).pop("generation", None)  # the target's, not a source's
         return SourceRead(Answer(body), version)
+
+
+def moved_version(ctx: Context, recorded: Run | None, effects: Effects) -> ModelVersion | None:
+    """With ``follow``: the version the alias names now, when it is one this generation
+    has not tried yet (neither the recorded run's nor one in its history, whatever their
+    outcome) and the recorded run has ended; else None. One registry read per poll; a
+    failed read is None too (the alias is read again at the next poll). A retry request
+    starts its run itself, with the version read afresh."""
+    registry = ctx.spec.registry
+    if registry is None or not registry.follow or recorded is None:
+        return None
+    if recorded.generation != ctx.promotion.generation or recorded.phase not in FINISHED:
+        return None
+    if ctx.requests.retry is not None and ctx.requests.retry != recorded.last_retry:
+        return None
+    found = effects.read_model_version().version
+    if found is None:
+        return None
+    tried = {entry.model_version.version for entry in recorded.history if entry.model_version}
+    if recorded.model_version is not None:
+        tried.add(recorded.model_version.version)
+    return None if found.version in tried else found
+
+
+def poll_interval(spec: PromotionSpec) -> float | None:
+    """How long until a settled run's followed alias is read again; None: not following."""
+    if spec.registry is None or not spec.registry.follow:
+        return None
+    return spec.registry.poll_seconds
 
 
 def source_for(spec: PromotionSpec) -> PromotionSource:

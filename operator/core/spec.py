@@ -178,6 +178,14 @@ class PromotionSpec:
         return self.registry.described if self.registry is not None else self.source.described
 
 
+def follows_alias(spec: Mapping[str, Any]) -> bool:
+    """Whether the resource's spec follows a registry alias (``spec.source.registry.
+    follow``): its run is polled even once settled. Read from the raw spec, as the
+    controller has it before any pass."""
+    registry = (spec.get("source") or {}).get("registry") or {}
+    return bool(registry.get("follow")) and bool(registry.get("alias"))
+
+
 def parse_spec(spec: Mapping[str, Any]) -> PromotionSpec:
     """Read the resource's spec (already checked by the CRD schema) into a PromotionSpec."""
     source = spec["source"]

@@ -572,6 +572,9 @@ def _wrong_type(draw: st.DrawFn, spec: Mapping[str, Any]) -> Edit:
     return _put(spec, path, value, fault)
 
 
+#: A source deployment's fields: both, or a registry instead (a CEL rule, not ``required``).
+SOURCE_DEPLOYMENT: list[Path] = [("source", "namespace"), ("source", "name")]
+
 REQUIRED: list[Path] = [
     ("source",),
     ("source", "namespace"),
@@ -595,6 +598,11 @@ def _missing(draw: st.DrawFn, spec: Mapping[str, Any]) -> Edit:
     if draw(st.integers(0, 9)) == 0:
         return _edit((), None, Check.BLOCKING, "no spec")
     path = draw(st.sampled_from(REQUIRED))
+    if path in SOURCE_DEPLOYMENT:
+        # Not required by the schema (a registry source has neither): a CEL rule on
+        # spec.source asks for both, or for a registry.
+        fault = Fault("spec.source", Check.RULE, "source deployment without namespace or name")
+        return Edit(path, how, (fault,))
     return _edit(path, how, Check.BLOCKING, "required field missing")
 
 

@@ -5,6 +5,7 @@ nothing to the target."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -28,6 +29,8 @@ pytestmark = pytest.mark.e2e
 
 ENDED = {"Succeeded", "Failed", "RolledBack"}
 TOKEN = f"mlflow-token-{uuid.uuid4().hex}"
+#: Long enough for several polls of a followed alias at pollInterval 1s.
+POLLS_SECONDS = 5.0
 
 
 def registry_spec(model: str, **registry: Any) -> dict[str, Any]:
@@ -123,10 +126,10 @@ def test_the_versions_tags_show_the_outcome(
 
     tags = wait_for_tags(mlflow, model, "1")
 
-    key = "deploy.mlops.dev/production/iris"
-    assert tags[f"{key}.outcome"] == "Succeeded"
-    assert tags[f"{key}.promotion"] == f"{promotions.namespace}/iris run 1"
-    assert tags[f"{key}.at"]
+    tag = json.loads(tags["deploy.mlops.dev/production/iris"])
+    assert tag["outcome"] == "Succeeded"
+    assert tag["promotion"] == f"{promotions.namespace}/iris run 1"
+    assert tag["at"]
 
 
 def test_a_rolled_back_version_is_tagged_rolled_back(
@@ -140,8 +143,53 @@ def test_a_rolled_back_version_is_tagged_rolled_back(
 
     assert status["phase"] == "RolledBack"
     tags = wait_for_tags(mlflow, model, "2")
-    assert tags["deploy.mlops.dev/production/iris.outcome"] == "RolledBack"
+    assert json.loads(tags["deploy.mlops.dev/production/iris"])["outcome"] == "RolledBack"
     assert model_uri(target) is None  # the target's model as it was before
+
+
+def test_a_followed_alias_that_moves_starts_exactly_one_new_run(
+    target: Simulator, mlflow: MlflowServer, model: str, registry_operator: OperatorProcess,
+    promotions: Promotions,
+) -> None:  # fmt: skip
+    mlflow.set_alias(model, "champion", "1")
+    promotions.apply("iris", registry_spec(model, alias="champion", follow=True, pollInterval="1s"))
+    promotions.wait_for_phase("iris", {"Succeeded"})
+    assert model_uri(target) == uri(model, 1)
+
+    mlflow.set_alias(model, "champion", "2")
+    moved = promotions.wait_for(
+        "iris",
+        lambda body: (
+            (body.get("status") or {}).get("phase") == "Succeeded"
+            and body["status"]["modelVersion"]["version"] == "2"
+        ),
+        "the run of version 2 succeeded",
+    )
+    time.sleep(POLLS_SECONDS)  # several more polls of the alias, which stays on 2
+
+    status = promotions.status("iris")
+    assert model_uri(target) == uri(model, 2)
+    assert moved["status"]["retry"] == status["retry"] == 1
+    assert [e["modelVersion"]["version"] for e in status["history"]] == ["2", "1"]
+
+
+def test_a_rolled_back_version_is_not_promoted_again_by_the_next_poll(
+    target: Simulator, mlflow: MlflowServer, model: str, registry_operator: OperatorProcess,
+    promotions: Promotions,
+) -> None:  # fmt: skip
+    target.control.mark_failing("production", "iris", spec_contains=uri(model, 2))
+    mlflow.set_alias(model, "champion", "2")
+    promotions.apply("iris", registry_spec(model, alias="champion", follow=True, pollInterval="1s"))
+    promotions.wait_for_phase("iris", {"RolledBack"})
+    writes_after_run = writes(target, "production")
+
+    time.sleep(POLLS_SECONDS)  # several polls find the alias still on the rolled-back version
+
+    status = promotions.status("iris")
+    assert status["phase"] == "RolledBack"
+    assert status["retry"] == 0
+    assert len(status["history"]) == 1
+    assert writes(target, "production") == writes_after_run
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ with the rest of the run as for a source deployment."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -101,10 +102,10 @@ def test_a_finished_run_tags_its_version_and_sets_the_alias_on_success() -> None
     run = Run(2, Phase.SUCCEEDED, T0, T0, finished_at=T0, model_version=VERSION)
     back = write_back(spec, run, PROMOTION)
     assert back is not None
-    assert back.tags["deploy.mlops.dev/production/iris.outcome"] == "Succeeded"
-    assert back.tags["deploy.mlops.dev/production/iris.promotion"] == (
-        "ml-promotions/iris-to-prod run 2"
-    )
+    tag = json.loads(back.tags["deploy.mlops.dev/production/iris"])
+    assert tag["outcome"] == "Succeeded"
+    assert tag["promotion"] == "ml-promotions/iris-to-prod run 2"
+    assert tag["at"] == "2025-03-01T12:00:00Z"
     assert back.alias == "production"
 
 
@@ -113,4 +114,61 @@ def test_a_rolled_back_run_sets_no_alias() -> None:
     run = Run(2, Phase.ROLLED_BACK, T0, T0, finished_at=T0, model_version=VERSION)
     back = write_back(spec, run, PROMOTION)
     assert back is not None and back.alias is None
-    assert back.tags["deploy.mlops.dev/production/iris.outcome"] == "RolledBack"
+    assert json.loads(back.tags["deploy.mlops.dev/production/iris"])["outcome"] == "RolledBack"
+
+
+FOLLOW = parse_spec(registry_spec(follow=True, pollInterval="30s"))
+V1 = ModelVersion("iris", "1", "s3://models/iris/1", alias="champion")
+V2 = ModelVersion("iris", "2", "s3://models/iris/2", alias="champion")
+
+
+def test_a_followed_alias_that_moved_starts_exactly_one_new_run_writing_the_new_uri() -> None:
+    seldon = FakeSeldon(source=None, target=foreign_target(), registry=VersionAnswer(V1))
+    first = drive(seldon, spec=FOLLOW, max_passes=30)
+    assert first[-1].step.run.phase == Phase.SUCCEEDED
+    seldon.registry = VersionAnswer(V2)
+    written = len(seldon.writes())
+
+    later = drive(seldon, spec=FOLLOW, status=to_status(first[-1].step.run), max_passes=40)
+
+    new_writes = seldon.writes()[written:]
+    assert len(new_writes) == 1
+    assert new_writes[0].deployment is not None
+    graph = new_writes[0].deployment["spec"]["predictors"][0]["graph"]
+    assert graph["modelUri"] == "s3://models/iris/2"
+    assert {p.step.run.retry for p in later} == {1}  # one new run, then only polls
+    assert later[-1].step.run.phase == Phase.SUCCEEDED
+    assert later[-1].step.run.model_version == V2
+
+
+def test_a_settled_followed_run_is_polled_at_its_interval() -> None:
+    seldon = FakeSeldon(source=None, target=foreign_target(), registry=VersionAnswer(V1))
+    passes = drive(seldon, spec=FOLLOW, max_passes=30)
+    assert passes[-1].step.run.phase == Phase.SUCCEEDED
+    assert passes[-1].step.requeue_after == 30.0
+
+
+def test_a_rolled_back_version_is_not_promoted_again_by_the_next_poll() -> None:
+    seldon = FakeSeldon(
+        source=None,
+        target=foreign_target(),
+        registry=VersionAnswer(V2),
+        rollout_state="Failed",
+        rollout_seconds=1.0,
+    )
+    first = drive(seldon, spec=FOLLOW, max_passes=40)
+    run = first[-1].step.run
+    assert run.phase == Phase.ROLLED_BACK
+    written, polled = len(seldon.writes()), seldon.reads.count("model version")
+
+    later = drive(seldon, spec=FOLLOW, status=to_status(run), max_passes=10)
+
+    assert len(seldon.writes()) == written
+    assert all(p.step.run.retry == 0 for p in later)
+    assert seldon.reads.count("model version") == polled + 10  # one read per poll
+
+
+def test_without_follow_a_settled_run_is_not_polled() -> None:
+    seldon = FakeSeldon(source=None, target=foreign_target(), registry=VersionAnswer(V1))
+    passes = drive(seldon, spec=SPEC)
+    assert passes[-1].step.requeue_after is None

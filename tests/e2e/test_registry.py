@@ -25,7 +25,8 @@ from tests.harness.seldon_log import writes
 from tests.harness.simulator import Simulator
 from tests.simulator.testing import deployment_body
 
-pytestmark = pytest.mark.e2e
+# MLflow is launched first, so it starts while the stack's Keycloak does.
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("mlflow_launched")]
 
 ENDED = {"Succeeded", "Failed", "RolledBack"}
 TOKEN = f"mlflow-token-{uuid.uuid4().hex}"

@@ -109,8 +109,11 @@ class MlflowServer:
     venv: Path
     workdir: Path
     process: ManagedProcess
+    launched: float = 0.0  # time.monotonic() when its process started
 
     def wait_ready(self) -> None:
+        """Return once the server answers ``/health``."""
+
         def ready() -> bool:
             try:
                 return requests.get(f"{self.url}/health", timeout=2).status_code == 200
@@ -118,6 +121,7 @@ class MlflowServer:
                 return False
 
         self.process.wait_until(ready, _START_TIMEOUT, "/health answered")
+        say(f"MLflow ready {time.monotonic() - self.launched:.1f}s after its start")
 
     def client(self, call: str, **args: Any) -> Any:
         """One call of MLflow's own client (``register``, ``set_alias``,
@@ -158,6 +162,7 @@ class MlflowServer:
     def start_server(self) -> None:
         """Start a stopped server again on the same port and data; wait until ready."""
         self.process.restart()
+        self.launched = time.monotonic()
         self.wait_ready()
 
     def stop(self) -> None:
@@ -167,6 +172,19 @@ class MlflowServer:
 
 def start_mlflow() -> MlflowServer:
     """Install (once) and start an MLflow tracking server; return once it answers."""
+    server = launch_mlflow()
+    try:
+        server.wait_ready()
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def launch_mlflow() -> MlflowServer:
+    """Install (once) and start an MLflow tracking server without waiting for it (its
+    start-up, mostly database migrations, then overlaps other servers'):
+    :meth:`MlflowServer.wait_ready` waits."""
     venv = mlflow_venv()
     workdir = make_temp_dir("mlflow")
     port = free_port()
@@ -196,7 +214,4 @@ def start_mlflow() -> MlflowServer:
         env={"PYTHONSAFEPATH": "1"},
         cwd=workdir,
     )
-    server = MlflowServer(url, venv, workdir, process)
-    server.wait_ready()
-    say(f"MLflow ready in {time.monotonic() - started:.1f}s")
-    return server
+    return MlflowServer(url, venv, workdir, process, started)

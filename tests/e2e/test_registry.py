@@ -115,7 +115,7 @@ def test_an_alias_is_promoted_and_the_production_alias_set(
     assert status["phase"] == "Succeeded"
     assert model_uri(target) == uri(model, 1)
     assert status["modelVersion"]["alias"] == "champion"
-    assert mlflow.aliases(model)["production"] == "1"
+    assert str(mlflow.aliases(model)["production"]) == "1"
 
 
 def test_the_versions_tags_show_the_outcome(

@@ -599,10 +599,9 @@ def _missing(draw: st.DrawFn, spec: Mapping[str, Any]) -> Edit:
         return _edit((), None, Check.BLOCKING, "no spec")
     path = draw(st.sampled_from(REQUIRED))
     if path in SOURCE_DEPLOYMENT:
-        # Not required by the schema (a registry source has neither): a CEL rule on
-        # spec.source asks for both, or for a registry.
-        fault = Fault("spec.source", Check.RULE, "source deployment without namespace or name")
-        return Edit(path, how, (fault,))
+        # Not required by the schema (a registry source has neither): CEL rules ask
+        # for each, unless a registry is the source.
+        return _edit(path, how, Check.RULE, "source deployment without namespace or name")
     return _edit(path, how, Check.BLOCKING, "required field missing")
 
 

@@ -265,7 +265,9 @@ def test_admission_refuses_a_source_deployment_and_a_registry(
 ) -> None:
     spec = registry_spec("iris", version="2")
     spec["source"].update(namespace="staging", name="iris")
-    assert "spec.source: set either namespace and name" in refusal(control_plane, spec)
+    refused = refusal(control_plane, spec)
+    assert "spec.source.registry: " in refused
+    assert "set either spec.source.namespace and name" in refused
 
 
 def test_kubectl_explain_covers_the_registry_fields(control_plane: ControlPlane) -> None:

@@ -117,6 +117,25 @@ class AnalysisInconclusive(PromotionError):
     retryable = True
 
 
+class ModelVersionNotFound(PromotionError):
+    """The model registry has no such registered model, alias or version (deleted?)."""
+
+    reason = "ModelVersionNotFound"
+
+
+class ModelVersionUnusable(PromotionError):
+    """The model version has no storage location to write into the target."""
+
+    reason = "ModelVersionUnusable"
+
+
+class RegistryUnavailable(PromotionError):
+    """The model registry could not be reached, timed out, throttled (429) or failed (5xx)."""
+
+    reason = "RegistryUnavailable"
+    retryable = True
+
+
 class NotLeading(Exception):
     """This replica no longer holds the Lease long enough to finish a write.
 

@@ -43,6 +43,24 @@ the operator, whichever Seldon Deploy instance a promotion uses):
 ``PROMETHEUS_TIMEOUT``             seconds per query (default 10)
 =================================  =================================================
 
+The MLflow Model Registry that registry sources (``spec.source.registry``) read, and
+that the outcomes are written back to (one for the operator):
+
+=================================  =================================================
+``MLFLOW_TRACKING_URI``            the tracking server's base URL, e.g.
+                                   ``https://mlflow.example.com`` (the client adds
+                                   ``/api/2.0/mlflow/...``); optional: without it a
+                                   run with a registry source fails
+``MLFLOW_TOKEN_FILE``              file holding a bearer token (or)
+``MLFLOW_USERNAME_FILE``,          files holding a user name and a password for
+``MLFLOW_PASSWORD_FILE``           HTTP basic auth (both, and not with a token)
+``MLFLOW_CA_FILE``                 CA bundle for the server's TLS
+``MLFLOW_VERIFY_TLS``              ``true``/``false``; default true
+``MLFLOW_TIMEOUT``                 seconds per call (default 10)
+=================================  =================================================
+
+The credential files are read on every call, so a rotated Secret is picked up.
+
 Notifications on promotion events (see :mod:`promotion_operator.clients.notifications`) go to
 webhook sinks, at most one of each kind. Their URLs carry tokens, so they come from
 files in a mounted Secret, never from the environment itself:
@@ -102,6 +120,13 @@ ENV_PROMETHEUS_TOKEN_FILE = "PROMETHEUS_BEARER_TOKEN_FILE"
 ENV_PROMETHEUS_CA_FILE = "PROMETHEUS_CA_FILE"
 ENV_PROMETHEUS_VERIFY_TLS = "PROMETHEUS_VERIFY_TLS"
 ENV_PROMETHEUS_TIMEOUT = "PROMETHEUS_TIMEOUT"
+ENV_MLFLOW_URL = "MLFLOW_TRACKING_URI"
+ENV_MLFLOW_TOKEN_FILE = "MLFLOW_TOKEN_FILE"
+ENV_MLFLOW_USERNAME_FILE = "MLFLOW_USERNAME_FILE"
+ENV_MLFLOW_PASSWORD_FILE = "MLFLOW_PASSWORD_FILE"
+ENV_MLFLOW_CA_FILE = "MLFLOW_CA_FILE"
+ENV_MLFLOW_VERIFY_TLS = "MLFLOW_VERIFY_TLS"
+ENV_MLFLOW_TIMEOUT = "MLFLOW_TIMEOUT"
 ENV_NOTIFY_SLACK_URL_FILE = "NOTIFY_SLACK_URL_FILE"
 ENV_NOTIFY_CLOUDEVENTS_URL_FILE = "NOTIFY_CLOUDEVENTS_URL_FILE"
 
@@ -150,6 +175,23 @@ class PrometheusSettings:
 
 
 @dataclass(frozen=True)
+class MlflowSettings:
+    """The MLflow tracking server whose Model Registry registry sources read.
+
+    Holds the credential files' paths only: their content is read on every call and
+    never kept here, so no ``repr`` or log line of the settings can show it.
+    """
+
+    url: str
+    token_file: Path | None = None
+    username_file: Path | None = None
+    password_file: Path | None = None
+    ca_file: Path | None = None
+    verify_tls: bool = True
+    timeout: float = DEFAULT_TIMEOUT
+
+
+@dataclass(frozen=True)
 class NotificationSink:
     """One webhook that notifications are POSTed to.
 
@@ -170,6 +212,20 @@ class Settings:
     instances: Mapping[str, InstanceSettings]
     prometheus: PrometheusSettings | None = None
     notification_sinks: tuple[NotificationSink, ...] = ()
+    mlflow: MlflowSettings | None = None
+
+    def require_mlflow(self) -> MlflowSettings:
+        """The MLflow settings; SettingsError saying what to set when there are none."""
+        if self.mlflow is None:
+            raise SettingsError(
+                [
+                    "the source is a model registry, but no MLflow is configured: set "
+                    f"{ENV_MLFLOW_URL} (and, if it needs them, {ENV_MLFLOW_TOKEN_FILE}, or "
+                    f"{ENV_MLFLOW_USERNAME_FILE} and {ENV_MLFLOW_PASSWORD_FILE}) in the "
+                    "operator's environment"
+                ]
+            )
+        return self.mlflow
 
     def require_prometheus(self) -> PrometheusSettings:
         """The Prometheus settings; SettingsError saying what to set when there are none."""
@@ -233,6 +289,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     # Checked after the instances, so their problems (and "no instance") come first.
     prometheus = _prometheus_from_env(env, problems)
     sinks = _notification_sinks_from_env(env, problems)
+    mlflow = _mlflow_from_env(env, problems)
 
     if problems:
         raise SettingsError(problems)
@@ -242,8 +299,14 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         _warn_insecure_prometheus(prometheus)
     for sink in sinks:
         _warn_insecure_sink(sink)
+    credentials = mlflow is not None and (mlflow.token_file or mlflow.password_file)
+    if mlflow is not None and credentials and mlflow.url.startswith("http://"):
+        logger.warning("MLflow: credentials are sent over plain HTTP to %s", mlflow.url)
     return Settings(
-        instances=MappingProxyType(instances), prometheus=prometheus, notification_sinks=sinks
+        instances=MappingProxyType(instances),
+        prometheus=prometheus,
+        notification_sinks=sinks,
+        mlflow=mlflow,
     )
 
 
@@ -305,6 +368,53 @@ def _prometheus_from_env(env: Mapping[str, str], problems: list[str]) -> Prometh
     return PrometheusSettings(
         url=url.rstrip("/"),
         bearer_token_file=token_file,
+        ca_file=ca_file,
+        verify_tls=verify_tls,
+        timeout=timeout,
+    )
+
+
+def _mlflow_from_env(env: Mapping[str, str], problems: list[str]) -> MlflowSettings | None:
+    variables = _ServiceEnv(env, problems)
+    if variables.unset(
+        ENV_MLFLOW_URL,
+        others=(
+            ENV_MLFLOW_TOKEN_FILE,
+            ENV_MLFLOW_USERNAME_FILE,
+            ENV_MLFLOW_PASSWORD_FILE,
+            ENV_MLFLOW_CA_FILE,
+            ENV_MLFLOW_VERIFY_TLS,
+            ENV_MLFLOW_TIMEOUT,
+        ),
+        fix=f"set {ENV_MLFLOW_URL} to the MLflow tracking server, or unset them",
+    ):
+        return None
+    url = variables.value(ENV_MLFLOW_URL)
+    problem = url_problem(url)
+    if problem is not None:
+        problems.append(f"{ENV_MLFLOW_URL} {problem} (e.g. https://mlflow.example.com)")
+    token_file = variables.file(ENV_MLFLOW_TOKEN_FILE, token_file_problem)
+    username_file = variables.file(ENV_MLFLOW_USERNAME_FILE, token_file_problem)
+    password_file = variables.file(ENV_MLFLOW_PASSWORD_FILE, token_file_problem)
+    if (username_file is None) != (password_file is None):
+        problems.append(
+            f"{ENV_MLFLOW_USERNAME_FILE} and {ENV_MLFLOW_PASSWORD_FILE} go together: set both"
+        )
+    if token_file is not None and password_file is not None:
+        problems.append(
+            f"{ENV_MLFLOW_TOKEN_FILE} and {ENV_MLFLOW_PASSWORD_FILE} are both set: "
+            "MLflow takes a bearer token or basic auth, set one"
+        )
+    ca_file = variables.file(ENV_MLFLOW_CA_FILE, ca_file_problem)
+    verify_tls = variables.flag(ENV_MLFLOW_VERIFY_TLS)
+    timeout = variables.seconds(ENV_MLFLOW_TIMEOUT)
+    if not variables.all_good:
+        return None
+    return MlflowSettings(
+        url=url.rstrip("/"),
+        token_file=token_file,
+        username_file=username_file,
+        password_file=password_file,
         ca_file=ca_file,
         verify_tls=verify_tls,
         timeout=timeout,

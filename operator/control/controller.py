@@ -40,6 +40,7 @@ from promotion_operator.core.pass_io import PassResult
 from promotion_operator.core.promotion import ANNOTATION_PREFIX, PromotionRef
 from promotion_operator.core.requests import CONSUMED, Requests, requests_from
 from promotion_operator.core.windows import Policies
+from promotion_operator.core.spec import follows_alias
 from promotion_operator.errors import NotLeading
 
 log = logging.getLogger(__name__)
@@ -408,7 +409,10 @@ def _tracked(body: Mapping[str, Any]) -> _Tracked:
     generation = int(metadata.get("generation") or 0)
     requests = requests_from(annotations)
     status = body.get("status") or {}
-    resting = at_rest(generation, status, requests) and not any(map(_legacy, annotations))
+    following = follows_alias(body.get("spec") or {})
+    resting = at_rest(generation, status, requests, following=following) and not any(
+        map(_legacy, annotations)
+    )
     return _Tracked(
         ObjectRef(str(metadata["namespace"]), str(metadata["name"]), str(metadata["uid"])),
         str(metadata.get("resourceVersion") or ""),

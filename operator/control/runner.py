@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol, TypeVar, assert_never
 
 from promotion_operator.clients.auth import TokenProviders
+from promotion_operator.clients.mlflow import MlflowRegistryClient
 from promotion_operator.clients.notifications import Notice, NoticeKind, Notifier
 from promotion_operator.clients.prometheus import PrometheusClient
 from promotion_operator.clients.seldon import Resources, SeldonDeployClient, WriteFence
@@ -34,10 +35,20 @@ from promotion_operator.core.pass_io import (
     PassResult,
     Reading,
     RetryPolicy,
+    VersionAnswer,
 )
 from promotion_operator.core.promotion import PromotionRef
+from promotion_operator.core.registry import write_back
 from promotion_operator.core.requests import Requests
-from promotion_operator.core.run import FINISHED, ActionKind, Experiment, Failure, Phase, Run
+from promotion_operator.core.run import (
+    FINISHED,
+    ActionKind,
+    Experiment,
+    Failure,
+    ModelVersion,
+    Phase,
+    Run,
+)
 from promotion_operator.core.spec import DeploymentRef, Kind, PromotionSpec, parse_spec
 from promotion_operator.core.transitions import deadline
 from promotion_operator.core.windows import Policies
@@ -144,6 +155,7 @@ class Runtime:
         self.tokens = TokenProviders(settings, observer=self.metrics.token_requested)
         self._clients: dict[str, SeldonDeployClient] = {}
         self._prometheus: PrometheusClient | None = None
+        self._registry: MlflowRegistryClient | None = None
         self.notifier = Notifier(
             settings.notification_sinks, observer=self.metrics.notification_observer()
         )
@@ -179,9 +191,20 @@ class Runtime:
                 )
             return self._prometheus
 
+    def registry(self) -> MlflowRegistryClient:
+        """The one MLflow client every run shares; SettingsError if none is configured."""
+        settings = self.settings.require_mlflow()
+        with self._lock:
+            if self._registry is None:
+                self._registry = MlflowRegistryClient(settings)
+            return self._registry
+
     def close(self) -> None:
         """Close every HTTP session."""
         with self._lock:
+            if self._registry is not None:
+                self._registry.close()
+                self._registry = None
             for client in self._clients.values():
                 client.close()
             self._clients.clear()
@@ -256,7 +279,32 @@ def run_pass(
             promotion.uid, promotion.namespace, promotion.name, _open_deadline(ctx, result.run)
         )
         _notify(runtime, promotion, result, now)
+        _write_back(runtime, ctx, result)
     return result
+
+
+def _write_back(runtime: Runtime, ctx: Context, result: PassResult) -> None:
+    """Tell the registry how the run of a registry source ended (once: in the pass that
+    ended it). Best effort: a registry that refuses is logged, the run stays as it ended."""
+    run = result.run
+    if run is None or result.status is None or run.finished_at != ctx.now:
+        return  # not the pass that ended the run
+    back = write_back(ctx.spec, run, ctx.promotion)
+    if back is None:
+        return
+    try:
+        client = runtime.registry()
+        client.set_tags(back.model, back.version, back.tags)
+        if back.alias is not None:
+            client.set_alias(back.model, back.alias, back.version)
+    except PromotionError as error:
+        logger.warning(
+            "could not write the outcome of %s run %s back to MLflow (%s): %s",
+            ctx.promotion,
+            run.label,
+            error.reason,
+            error.message,
+        )
 
 
 def _open_deadline(ctx: Context, run: Run) -> datetime.datetime | None:
@@ -380,6 +428,18 @@ class SeldonEffects:
             return tuple(client.pipeline_models(source.namespace, source.name))
 
         return _answered(ModelsAnswer, models)
+
+    def read_model_version(self) -> VersionAnswer:
+        registry = self._spec.registry
+        assert registry is not None, "only a registry source reads a model version"
+
+        def read() -> ModelVersion:
+            client = self._runtime.registry()
+            if registry.alias is not None:
+                return client.version_by_alias(registry.model, registry.alias)
+            return client.version(registry.model, str(registry.version))
+
+        return _answered(VersionAnswer, read)
 
     def read_model(self, name: str) -> Answer:
         return self._read(self._spec.target.model(name))

@@ -70,7 +70,7 @@ def canary_summary(ctx: Context) -> str | Failure:
             "the canary has analysis steps but the operator has no Prometheus "
             "(set PROMETHEUS_URL in its settings)",
         )
-    return f"run a canary of {ctx.spec.source.described} on {ctx.spec.target.described}"
+    return f"run a canary of {ctx.spec.origin} on {ctx.spec.target.described}"
 
 
 def without_target(ctx: Context, run: Run, observed: Observed) -> Decision | None:

@@ -75,6 +75,7 @@ from promotion_operator.core.run import (
     ActionKind,
     BreakGlass,
     Failure,
+    ModelVersion,
     Phase,
     PlannedChange,
     PreviousTarget,
@@ -86,6 +87,7 @@ from promotion_operator.core.run import (
     from_status,
     to_status,
 )
+from promotion_operator.core.sources import moved_version, poll_interval, source_for
 from promotion_operator.core.strategies import strategy_for
 from promotion_operator.core.strategy import PromotionStrategy
 from promotion_operator.core.transitions import (
@@ -127,7 +129,7 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
     asked = ctx.requests
     used_already = used_before(asked, dict(recorded.consumed) if recorded else {})
     ctx = replace(ctx, requests=asked.without(used_already))
-    run = start_run(ctx, recorded)
+    run = start_run(ctx, recorded, moved_version(ctx, recorded, effects))
     started = run is not recorded
     # Writes carry the run (generation and retry), so a retry never takes the write
     # of the run before it for its own.
@@ -177,10 +179,16 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
             else to_status(run)
         )
         message = ready_message(run.conditions)
-        return _removing(PassResult(run, changed, tuple(notes), None, message, started, used))
+        # A followed alias is read again after its poll interval (sources.moved_version).
+        again = poll_interval(ctx.spec) if run.phase in FINISHED else None
+        return _removing(PassResult(run, changed, tuple(notes), again, message, started, used))
 
     read_source, read_target = reads_for(run.phase)
-    source = effects.read_source() if read_source else Answer()
+    source = Answer()
+    if read_source:
+        source, version = source_for(ctx.spec).read(ctx.spec, run, effects)
+        if version is not None:
+            run = replace(run, model_version=version)
     target = effects.read_target() if read_target else Answer()
     readings = {
         (query.template, query.side): effects.query(query.promql, query.by)
@@ -216,7 +224,10 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
             after,
             None if _only_counted(recorded, after) else to_status(after),
             (*notes, *transition_events(run, after)),
-            decided.requeue_after,
+            # A run that ended here: a followed alias is read again after its interval.
+            decided.requeue_after
+            if after.phase not in FINISHED or decided.requeue_after is not None
+            else poll_interval(ctx.spec),
             ready_message(after.conditions),
             started=started,
             used=all_used,
@@ -280,10 +291,13 @@ def _unreadable(ctx: Context, status: Mapping[str, Any], error: UnreadableStatus
     )
 
 
-def at_rest(generation: int, status: Mapping[str, Any], requests: Requests) -> bool:
+def at_rest(
+    generation: int, status: Mapping[str, Any], requests: Requests, *, following: bool = False
+) -> bool:
     """Whether a resource needs no pass: its run for ``generation`` is settled and
-    nobody asks anything of it (a retry token already acted on does not count)."""
-    if requests.present() or status.get("observedGeneration") != generation:
+    nobody asks anything of it (a retry token already acted on does not count).
+    A resource ``following`` a registry alias is never at rest: it is polled."""
+    if following or requests.present() or status.get("observedGeneration") != generation:
         return False
     if status.get("consumedRequests"):
         return False  # a record of used requests is left to clear (requests.py)
@@ -308,14 +322,16 @@ def may_reach_first_write(generation: int, status: Mapping[str, Any]) -> bool:
     return status.get("phase") not in {str(p) for p in _PAST_FIRST_WRITE}
 
 
-def start_run(ctx: Context, recorded: Run | None) -> Run:
-    """The run for this generation: the recorded one, or a new one if the spec changed
-    or a new retry request came for a run that ended."""
+def start_run(ctx: Context, recorded: Run | None, moved: ModelVersion | None = None) -> Run:
+    """The run for this generation: the recorded one, or a new one if the spec changed,
+    a new retry request came for a run that ended, or a followed alias ``moved`` to a
+    version not tried yet (the new run promotes that version, read already)."""
     generation = ctx.promotion.generation
     token = ctx.requests.retry
     retry = 0
     if recorded is not None and recorded.generation == generation:
-        if token is None or token == recorded.last_retry or recorded.phase not in FINISHED:
+        asked = token is not None and token != recorded.last_retry
+        if (not asked and moved is None) or recorded.phase not in FINISHED:
             return recorded
         retry = recorded.retry + 1
     run = Run(
@@ -323,16 +339,19 @@ def start_run(ctx: Context, recorded: Run | None) -> Run:
         phase=Phase.PENDING,
         started_at=ctx.now,
         phase_since=ctx.now,
-        source=ctx.spec.source.described,
+        source=ctx.spec.origin,
         target=ctx.spec.target.described,
         retry=retry,
         # The token in place when a run starts is handled: it never starts another.
         last_retry=token if token is not None else (recorded.last_retry if recorded else None),
         history=recorded.history if recorded else (),
         conditions=recorded.conditions if recorded else (),
+        model_version=moved,
     )
-    message = f"promotion of {ctx.spec.source.described} to {ctx.spec.target.described} queued"
-    if retry:
+    message = f"promotion of {ctx.spec.origin} to {ctx.spec.target.described} queued"
+    if moved is not None:
+        message = f"the followed alias now names {moved.described}: {message}"
+    elif retry:
         message = f"retry {retry} of the {recorded.phase if recorded else ''} run: {message}"
     return with_conditions(run, message, dry_run=ctx.spec.dry_run, now=ctx.now)
 

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, Protocol
 from promotion_operator.core.conditions import Event
 from promotion_operator.core.promotion import PromotionRef
 from promotion_operator.core.requests import Requests
-from promotion_operator.core.run import ActionKind, Experiment, Failure, Run
+from promotion_operator.core.run import ActionKind, Experiment, Failure, ModelVersion, Run
 from promotion_operator.core.spec import PromotionSpec
 from promotion_operator.core.windows import Policies
 
@@ -169,6 +169,13 @@ class Query(NamedTuple):
     by: str | None = None
 
 
+class VersionAnswer(NamedTuple):
+    """What the model registry answered for a registry source: the version, or a failure."""
+
+    version: ModelVersion | None = None
+    failure: Failure | None = None
+
+
 class ModelsAnswer(NamedTuple):
     """What Seldon Deploy answered for the Models a Pipeline's steps name, or a failure."""
 
@@ -191,6 +198,10 @@ class Effects(Protocol):
 
     def read_source_models(self) -> ModelsAnswer:
         """The Models the source Pipeline's steps name, as they exist beside it."""
+        ...
+
+    def read_model_version(self) -> VersionAnswer:
+        """The registry source's model version (by alias or by number)."""
         ...
 
     def read_model(self, name: str) -> Answer:

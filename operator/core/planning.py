@@ -128,13 +128,18 @@ def promoted(
         PROMOTION_ANNOTATION: str(promotion),
         PROMOTION_UID_ANNOTATION: promotion.uid,
         GENERATION_ANNOTATION: promotion.run,
-        SOURCE_ANNOTATION: str(origin or spec.source),
+        SOURCE_ANNOTATION: str(origin) if origin else _source_named(spec),
         SOURCE_HASH_ANNOTATION: spec_hash(source.get("spec") or {}),
     }
     body.setdefault("apiVersion", API_VERSIONS[target.kind])
     body.setdefault("kind", str(target.kind))
     body.setdefault("spec", {})
     return body
+
+
+def _source_named(spec: PromotionSpec) -> str:
+    """Where the promoted spec came from, as the target's source annotation says."""
+    return spec.registry.described if spec.registry is not None else str(spec.source)
 
 
 def written_by(deployment: Mapping[str, Any], promotion: PromotionRef) -> bool:

@@ -214,6 +214,22 @@ class BreakGlass:
     by: str
     at: datetime.datetime
     overrode: str  # the Ready reason it overrode: Frozen, OutsidePromotionWindow, ...
+class ModelVersion:
+    """A registered model's version as the registry answered for a run: its number, the
+    training run it came from, the alias it was found through (None: asked by number)
+    and where its files are (the URI the run writes into the target)."""
+
+    model: str
+    version: str
+    storage_uri: str
+    run_id: str = ""
+    alias: str | None = None
+
+    @property
+    def described(self) -> str:
+        """``iris version 7 (alias champion)``."""
+        through = f" (alias {self.alias})" if self.alias else ""
+        return f"{self.model} version {self.version}{through}"
 
 
 @dataclass(frozen=True)
@@ -234,6 +250,7 @@ class HistoryEntry:
     model_uris: tuple[str, ...] = ()
     approved_by: str | None = None
     break_glass_by: str | None = None
+    model_version: ModelVersion | None = None  # a registry source's
 
 
 @dataclass(frozen=True)
@@ -263,6 +280,8 @@ class Run:
     approved_at: datetime.datetime | None = None
     window: WindowHold | None = None  # only for a run a PromotionPolicy held
     break_glass: BreakGlass | None = None
+    # A registry source's version, read once when the run plans and kept for the run.
+    model_version: ModelVersion | None = None
     # The approve, abort and resume requests used whose annotations may still be on the
     # resource, as (name, value): kept until a pass finds them gone (requests.py).
     consumed: tuple[tuple[str, str], ...] = ()
@@ -380,6 +399,7 @@ def to_status(run: Run) -> dict[str, Any]:
             "at": format_time(run.break_glass.at),
             "overrode": run.break_glass.overrode,
         },
+        "modelVersion": _version_to_status(run.model_version),
         # A list, not a map, so that a merge patch replaces it whole.
         "consumedRequests": [{"name": n, "value": v} for n, v in run.consumed] or None,
         "lastRetry": run.last_retry,
@@ -402,6 +422,19 @@ def _previous_to_status(previous: PreviousTarget) -> dict[str, Any]:
         "specHash": previous.spec_hash,
         "deployment": dict(previous.deployment) if previous.deployment else None,
     }
+
+
+def _version_to_status(version: ModelVersion | None) -> dict[str, Any] | None:
+    if version is None:
+        return None
+    out = {
+        "registeredModel": version.model,
+        "version": version.version,
+        "runId": version.run_id or None,
+        "alias": version.alias,
+        "storageUri": version.storage_uri,
+    }
+    return {key: value for key, value in out.items() if value is not None}
 
 
 def _dependency_to_status(dependency: Dependency) -> dict[str, Any]:
@@ -429,6 +462,7 @@ def _history_to_status(entry: HistoryEntry) -> dict[str, Any]:
         "modelUris": list(entry.model_uris),
         "approvedBy": entry.approved_by,
         "breakGlassBy": entry.break_glass_by,
+        "modelVersion": _version_to_status(entry.model_version),
     }
     return {key: value for key, value in out.items() if value is not None}
 
@@ -519,6 +553,7 @@ def from_status(status: Mapping[str, Any]) -> Run | None:
         approved_at=reader.time("approval.at"),
         window=reader.window(),
         break_glass=reader.break_glass(),
+        model_version=reader.model_version("modelVersion"),
         consumed=reader.consumed(),
         last_retry=reader.text("lastRetry") or None,
         history=reader.history(),
@@ -777,9 +812,21 @@ class _StatusReader:
                     model_uris=tuple(self._strings(f"{at}.modelUris")),
                     approved_by=self.text(f"{at}.approvedBy") or None,
                     break_glass_by=self.text(f"{at}.breakGlassBy") or None,
+                    model_version=self.model_version(f"{at}.modelVersion"),
                 )
             )
         return tuple(entries)
+
+    def model_version(self, path: str) -> ModelVersion | None:
+        if self._get(path) is None:
+            return None
+        model, version = self.text(f"{path}.registeredModel"), self.text(f"{path}.version")
+        uri = self.text(f"{path}.storageUri")
+        if not (model and version and uri):
+            self._problem(path, self._get(path), "a registered model, a version and a URI")
+            return None
+        alias = self.text(f"{path}.alias") or None
+        return ModelVersion(model, version, uri, self.text(f"{path}.runId"), alias)
 
     def _list(self, path: str) -> list[Any]:
         value = self._get(path) or []

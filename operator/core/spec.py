@@ -118,6 +118,39 @@ class Strategy(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class RegistryWriteBack:
+    """What the operator writes back to the model version after each outcome: tags
+    (``tags``) saying where, when and how it was promoted, and on success an alias
+    (``alias``, e.g. ``production``; None: none)."""
+
+    tags: bool = True
+    alias: str | None = None
+
+
+@dataclass(frozen=True)
+class RegistrySource:
+    """A version of a registered model in an MLflow Model Registry, by ``alias`` or by
+    ``version`` (exactly one), whose storage URI is written into the existing target:
+    the graph node ``node`` of predictor ``predictor`` of a SeldonDeployment (None:
+    the only predictor, its root node), or a Core v2 Model's ``storageUri``."""
+
+    model: str
+    alias: str | None = None
+    version: str | None = None
+    predictor: str | None = None
+    node: str | None = None
+    follow: bool = False  # a new version behind the alias starts a new run
+    poll_seconds: float = 60.0
+    write_back: RegistryWriteBack = RegistryWriteBack()
+
+    @property
+    def described(self) -> str:
+        """How messages name it: ``MLflow model iris@champion`` or ``MLflow model iris/7``."""
+        which = f"@{self.alias}" if self.alias is not None else f"/{self.version}"
+        return f"MLflow model {self.model}{which}"
+
+
+@dataclass(frozen=True)
 class PromotionSpec:
     """What one ModelPromotion asks for."""
 
@@ -135,6 +168,22 @@ class PromotionSpec:
     approval_required: bool = False
     approval_groups: tuple[str, ...] = ()  # enforced by the API server's admission policy
     bake: Bake | None = None  # after the last write is verified: watch it a while
+    # Where the new version comes from when not from a source deployment: the registry.
+    # ``source`` is then the target itself, which the version's URI is written into.
+    registry: RegistrySource | None = None
+
+    @property
+    def origin(self) -> str:
+        """How messages and ``status.source`` name where the new version comes from."""
+        return self.registry.described if self.registry is not None else self.source.described
+
+
+def follows_alias(spec: Mapping[str, Any]) -> bool:
+    """Whether the resource's spec follows a registry alias (``spec.source.registry.
+    follow``): its run is polled even once settled. Read from the raw spec, as the
+    controller has it before any pass."""
+    registry = (spec.get("source") or {}).get("registry") or {}
+    return bool(registry.get("follow")) and bool(registry.get("alias"))
 
 
 def parse_spec(spec: Mapping[str, Any]) -> PromotionSpec:
@@ -144,14 +193,20 @@ def parse_spec(spec: Mapping[str, Any]) -> PromotionSpec:
     overrides = spec.get("overrides") or {}
     # The target is of the source's kind (the CRD refuses another).
     kind = Kind(source.get("kind") or Kind.SELDON_DEPLOYMENT)
+    registry = _registry(source["registry"]) if source.get("registry") else None
+    target_ref = DeploymentRef(
+        target["namespace"],
+        # A registry source names no deployment: the CRD requires the target's name.
+        target.get("name") or source.get("name") or "",
+        target.get("instance", source.get("instance")),
+        kind,
+    )
     return PromotionSpec(
-        source=DeploymentRef(source["namespace"], source["name"], source.get("instance"), kind),
-        target=DeploymentRef(
-            target["namespace"],
-            target.get("name") or source["name"],
-            target.get("instance", source.get("instance")),
-            kind,
-        ),
+        source=target_ref
+        if registry is not None
+        else DeploymentRef(source["namespace"], source["name"], source.get("instance"), kind),
+        target=target_ref,
+        registry=registry,
         overrides=Overrides(
             replicas=overrides.get("replicas"),
             labels=dict(overrides.get("labels") or {}),
@@ -183,6 +238,23 @@ def parse_spec(spec: Mapping[str, Any]) -> PromotionSpec:
         approval_required=bool((spec.get("approval") or {}).get("required", False)),
         approval_groups=tuple((spec.get("approval") or {}).get("groups") or ()),
         bake=_bake(spec["bake"]) if spec.get("bake") else None,
+    )
+
+
+def _registry(registry: Mapping[str, Any]) -> RegistrySource:
+    write_back = registry.get("writeBack") or {}
+    version = registry.get("version")
+    return RegistrySource(
+        model=str(registry["model"]),
+        alias=registry.get("alias"),
+        version=str(version) if version is not None else None,
+        predictor=registry.get("predictor"),
+        node=registry.get("node"),
+        follow=bool(registry.get("follow", False)),
+        poll_seconds=parse_duration(str(registry.get("pollInterval") or "1m")),
+        write_back=RegistryWriteBack(
+            tags=write_back.get("tags") is not False, alias=write_back.get("alias")
+        ),
     )
 
 

@@ -193,6 +193,7 @@ def _with_history(run: Run) -> Run:
         model_uris=plan.model_uris if plan else (),
         approved_by=run.approved_by,
         break_glass_by=run.break_glass.by if run.break_glass else None,
+        model_version=run.model_version,
     )
     earlier = [e for e in run.history if (e.generation, e.retry) != (run.generation, run.retry)]
     return replace(run, history=(entry, *earlier)[:HISTORY_LENGTH])
@@ -235,7 +236,7 @@ def write_message(ctx: Context) -> str:
     if ctx.spec.gitops_message:
         return ctx.spec.gitops_message
     return (
-        f"Promote {ctx.spec.source.described} to {ctx.spec.target.described} "
+        f"Promote {ctx.spec.origin} to {ctx.spec.target.described} "
         f"(ModelPromotion {ctx.promotion}, generation {ctx.promotion.generation})"
     )
 

@@ -14,6 +14,7 @@ from seldon_deploy_sdk import ApiClient, Configuration, SeldonDeploymentsApi
 from tests.harness.argocd import ArgoCD, start_argocd
 from tests.harness.controlplane import ControlPlane
 from tests.harness.keycloak import DATA_SCIENTIST, Keycloak
+from tests.harness.mlflow import MlflowServer, launch_mlflow
 from tests.harness.operator_process import (
     OperatorProcess,
     install_crds,
@@ -49,6 +50,25 @@ def argocd(stack: Stack, crds: None) -> Iterator[ArgoCD]:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_launched() -> Iterator[MlflowServer]:
+    """A real MLflow tracking server with its Model Registry, launched once, only when a
+    registry test is selected. Test modules that use it name it in ``usefixtures``, so
+    it is launched before the stack and starts while Keycloak does."""
+    server = launch_mlflow()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow(mlflow_launched: MlflowServer, stack: Stack) -> MlflowServer:
+    """The MLflow server of :func:`mlflow_launched`, once it answers."""
+    mlflow_launched.wait_ready()
+    return mlflow_launched
 
 
 @pytest.fixture(scope="session")

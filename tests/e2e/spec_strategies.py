@@ -572,6 +572,9 @@ def _wrong_type(draw: st.DrawFn, spec: Mapping[str, Any]) -> Edit:
     return _put(spec, path, value, fault)
 
 
+#: A source deployment's fields: both, or a registry instead (a CEL rule, not ``required``).
+SOURCE_DEPLOYMENT: list[Path] = [("source", "namespace"), ("source", "name")]
+
 REQUIRED: list[Path] = [
     ("source",),
     ("source", "namespace"),
@@ -595,6 +598,10 @@ def _missing(draw: st.DrawFn, spec: Mapping[str, Any]) -> Edit:
     if draw(st.integers(0, 9)) == 0:
         return _edit((), None, Check.BLOCKING, "no spec")
     path = draw(st.sampled_from(REQUIRED))
+    if path in SOURCE_DEPLOYMENT:
+        # Not required by the schema (a registry source has neither): CEL rules ask
+        # for each, unless a registry is the source.
+        return _edit(path, how, Check.RULE, "source deployment without namespace or name")
     return _edit(path, how, Check.BLOCKING, "required field missing")
 
 

@@ -18,6 +18,10 @@ as it happens:
    step by step. Each phase, step and weight change is printed, and so is each
    measurement Prometheus gives the analysis (a comparison with both values).
 
+3. the registry examples (``spec.source.registry``): a real MLflow server (started
+   only for them) gets the registered model with a version behind the alias, and the
+   run writes that version's URI into ``production/iris``.
+
 Ends with ``kubectl get mp`` and the GitOps commits. Exit code 0 when every
 example ended Ready.
 """
@@ -33,11 +37,14 @@ from typing import Any
 import yaml
 
 from tests.harness.keycloak import DATA_SCIENTIST
+from tests.harness.mlflow import MlflowServer, start_mlflow
 from tests.harness.operator_process import install_crds, password_credentials, start_operator
 from tests.harness.stack import Stack, start_stack
 from tests.simulator.testing import deployment_body, model_body, pipeline_body
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+#: Where the model version the registry examples promote keeps its files.
+REGISTRY_URI = "gs://models/{model}/v2"
 NAMESPACE = "default"
 SETTLED = ("Succeeded", "Failed", "RolledBack", "Suspended")
 # What the canary promotes: the version staging/iris gets after the Replace example.
@@ -66,18 +73,50 @@ def _settled(item: dict[str, Any]) -> bool:
     )
 
 
-def _examples() -> tuple[list[Path], list[Path]]:
+def _examples() -> tuple[list[Path], list[Path], list[Path]]:
     """The example files (under ``examples/``, subdirectories included), as
-    (not canaries, canaries): a canary needs its target to exist already."""
+    (not canaries, canaries, registry sources): a canary needs its target to exist
+    already, and a registry source writes into an existing target too (after the
+    canaries, which write the same target)."""
     plain: list[Path] = []
     canaries: list[Path] = []
+    registry: list[Path] = []
     for path in sorted(EXAMPLES.rglob("*.yaml")):
         documents = [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
         if not any(d.get("kind") == "ModelPromotion" for d in documents):
             continue  # a PromotionPolicy would hold the demo's runs: not applied here
-        canary = any((d.get("spec") or {}).get("strategy") == "Canary" for d in documents)
-        (canaries if canary else plain).append(path)
-    return plain, canaries
+        specs = [d.get("spec") or {} for d in documents]
+        if any((spec.get("source") or {}).get("registry") for spec in specs):
+            registry.append(path)
+        elif any(spec.get("strategy") == "Canary" for spec in specs):
+            canaries.append(path)
+        else:
+            plain.append(path)
+    return plain, canaries, registry
+
+
+def _registries(paths: list[Path]) -> list[dict[str, Any]]:
+    """``spec.source.registry`` of each registry example."""
+    return [
+        dict(document["spec"]["source"]["registry"])
+        for path in paths
+        for document in yaml.safe_load_all(path.read_text())
+        if isinstance(document, dict)
+    ]
+
+
+def _prepare_registry(mlflow: MlflowServer, paths: list[Path]) -> None:
+    """In MLflow, each registry example's model with a version, named by its alias."""
+    for registry in _registries(paths):
+        model = str(registry["model"])
+        version = mlflow.register(model, REGISTRY_URI.format(model=model))
+        if registry.get("alias"):
+            mlflow.set_alias(model, str(registry["alias"]), version)
+        print(
+            f"MLflow: registered model {model} version {version} at "
+            f"{REGISTRY_URI.format(model=model)}"
+            + (f", alias {registry['alias']}" if registry.get("alias") else "")
+        )
 
 
 def _sources_and_targets(paths: list[Path]) -> list[tuple[str, str, str, str]]:
@@ -219,21 +258,24 @@ def run_demo() -> int:
     """Run the demo; 0 when every example promotion ended Ready."""
     stack = start_stack()
     operator = None
+    mlflow = None
     try:
         install_crds(stack.control_plane)
         prepare_seldon(stack)
         prepare_core_v2(stack)
+        plain, canaries, registry = _examples()
+        mlflow = start_mlflow() if registry else None
         operator = start_operator(
             stack.control_plane,
             stack.simulator,
             password_credentials(stack.keycloak),
             prometheus=stack.prometheus,
+            extra_env={"MLFLOW_TRACKING_URI": mlflow.url} if mlflow is not None else None,
         )
         print(
             f"operator running as its own process, signed in as {DATA_SCIENTIST.username}, "
             f"measuring canaries on Prometheus at {stack.prometheus.url}"
         )
-        plain, canaries = _examples()
         printer = _Printer()
 
         print("\n== promotions (Replace, dry run, a Core v2 Pipeline)")
@@ -244,6 +286,11 @@ def run_demo() -> int:
             _prepare_canaries(stack, canaries)
             _apply(stack, canaries)
             finished = printer.follow(stack, _names(canaries))
+        if finished and mlflow is not None:
+            print("\n== a model version from the MLflow registry, into an existing target")
+            _prepare_registry(mlflow, registry)
+            _apply(stack, registry)
+            finished = printer.follow(stack, _names(registry))
 
         print()
         print(stack.control_plane.kubectl("get", "mp", "-n", NAMESPACE).stdout)
@@ -253,7 +300,7 @@ def run_demo() -> int:
                 f"{commit['name']} by {commit['author']}: {commit['message']}"
             )
         items = _promotions(stack)
-        expected = _names(plain) | _names(canaries)
+        expected = _names(plain) | _names(canaries) | _names(registry)
         ok = (
             finished
             and {i["metadata"]["name"] for i in items} >= expected
@@ -264,4 +311,6 @@ def run_demo() -> int:
     finally:
         if operator is not None:
             operator.stop()
+        if mlflow is not None:
+            mlflow.stop()
         stack.stop()

@@ -23,6 +23,7 @@ from promotion_operator.core.pass_io import (
     ModelsAnswer,
     Reading,
     RetryPolicy,
+    VersionAnswer,
 )
 from promotion_operator.core.planning import (
     Plan,
@@ -322,6 +323,8 @@ class FakeSeldon:
     pipelines_written_at: dict[str, datetime.datetime] = field(default_factory=dict)
     experiment: dict[str, Any] | None = None
     experiment_refusal: Failure | None = None  # what every call on the experiment answers
+    # A registry source's model registry: what it answers for the version.
+    registry: VersionAnswer = field(default_factory=VersionAnswer)
 
     def query(self, promql: str, by: str | None = None) -> Reading:
         self.queries.append(promql)
@@ -339,6 +342,10 @@ class FakeSeldon:
         self.reads.append("target")
         self._catch_up()
         return Answer(copy.deepcopy(self.target))
+
+    def read_model_version(self) -> VersionAnswer:
+        self.reads.append("model version")
+        return self.registry
 
     def read_source_models(self) -> ModelsAnswer:
         self.reads.append("source models")

@@ -326,7 +326,7 @@ def _write(ctx: Context, run: Run, observed: Observed) -> Decision:
             return validate_again(ctx, run, "the source changed before the first write")
         changed = Failure(
             "SourceChanged",
-            f"{ctx.spec.source.described} changed during the canary; what was measured is "
+            f"{ctx.spec.origin} changed during the canary; what was measured is "
             "no longer what would be promoted (change the spec to start a new run)",
         )
         return target_failed(ctx, run, changed)

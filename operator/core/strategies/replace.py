@@ -80,10 +80,7 @@ class Replace:
 
     def summary(self, ctx: Context, run: Run) -> str | Failure:
         assert run.plan is not None
-        return (
-            f"{run.plan.action.lower()} {ctx.spec.target.described} "
-            f"from {ctx.spec.source.described}"
-        )
+        return f"{run.plan.action.lower()} {ctx.spec.target.described} from {ctx.spec.origin}"
 
     def start(self, ctx: Context, run: Run, done: str) -> Decision:
         # Record the validated plan and the previous target before the write happens.

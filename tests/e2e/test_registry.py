@@ -1,0 +1,292 @@
+"""A ModelPromotion whose new version comes from a real MLflow Model Registry: by
+version number or by alias, written into the existing target; the outcome written
+back to the version; a registry failure ends the run with its reason and writes
+nothing to the target."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import StartOperator
+from tests.harness.controlplane import ControlPlane
+from tests.harness.mlflow import MlflowServer
+from tests.harness.operator_process import OperatorProcess
+from tests.harness.ports import free_port
+from tests.harness.promotions import Promotions, explain, refusal
+from tests.harness.secrets import assert_no_secrets
+from tests.harness.seldon_log import writes
+from tests.harness.simulator import Simulator
+from tests.simulator.testing import deployment_body
+
+# MLflow is launched first, so it starts while the stack's Keycloak does.
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("mlflow_launched")]
+
+ENDED = {"Succeeded", "Failed", "RolledBack"}
+TOKEN = f"mlflow-token-{uuid.uuid4().hex}"
+#: Long enough for several polls of a followed alias at pollInterval 1s.
+POLLS_SECONDS = 5.0
+
+
+def registry_spec(model: str, **registry: Any) -> dict[str, Any]:
+    return {
+        "source": {"registry": {"model": model, **registry}},
+        "target": {"namespace": "production", "name": "iris"},
+        "verification": {"timeout": "1m"},
+    }
+
+
+def uri(model: str, version: int) -> str:
+    return f"s3://models/{model}/{version}"
+
+
+@pytest.fixture
+def target(seldon: Simulator) -> Simulator:
+    """The existing target, production/iris, whose model the registry version replaces."""
+    seldon.control.seed_deployment("production", deployment_body("iris"))
+    seldon.control.clear_requests_log()
+    return seldon
+
+
+@pytest.fixture
+def model(mlflow: MlflowServer) -> str:
+    """A registered model of this test's own, with versions 1 and 2."""
+    name = f"iris-{uuid.uuid4().hex[:8]}"
+    for version in (1, 2):
+        mlflow.register(name, uri(name, version), run_id=None)
+    return name
+
+
+@pytest.fixture
+def registry_operator(
+    mlflow: MlflowServer, operator_factory: StartOperator, tmp_path: Path
+) -> OperatorProcess:
+    """An operator reading the registry with a bearer token from a file (the plain
+    MLflow server accepts any; the token must still never be shown)."""
+    token_file = tmp_path / "mlflow-token"
+    token_file.write_text(TOKEN)
+    return operator_factory(
+        extra_env={"MLFLOW_TRACKING_URI": mlflow.url, "MLFLOW_TOKEN_FILE": str(token_file)}
+    )
+
+
+def model_uri(seldon: Simulator) -> Any:
+    deployment = seldon.control.get_deployment("production", "iris")
+    assert deployment is not None
+    return deployment["spec"]["predictors"][0]["graph"].get("modelUri")
+
+
+def test_a_version_number_is_promoted_into_the_target(
+    target: Simulator, mlflow: MlflowServer, model: str, registry_operator: OperatorProcess,
+    promotions: Promotions,
+) -> None:  # fmt: skip
+    promotions.apply("iris", registry_spec(model, version="2"))
+
+    status = promotions.wait_for_phase("iris", ENDED)
+
+    assert status["phase"] == "Succeeded"
+    assert model_uri(target) == uri(model, 2)
+    assert status["modelVersion"] == {
+        "registeredModel": model,
+        "version": "2",
+        "storageUri": uri(model, 2),
+    }
+    assert status["history"][0]["modelVersion"]["version"] == "2"
+    assert status["source"] == f"MLflow model {model}/2"
+
+
+def test_an_alias_is_promoted_and_the_production_alias_set(
+    target: Simulator, mlflow: MlflowServer, model: str, registry_operator: OperatorProcess,
+    promotions: Promotions,
+) -> None:  # fmt: skip
+    mlflow.set_alias(model, "champion", "1")
+    promotions.apply(
+        "iris", registry_spec(model, alias="champion", writeBack={"alias": "production"})
+    )
+
+    status = promotions.wait_for_phase("iris", ENDED)
+
+    assert status["phase"] == "Succeeded"
+    assert model_uri(target) == uri(model, 1)
+    assert status["modelVersion"]["alias"] == "champion"
+    assert str(mlflow.aliases(model)["production"]) == "1"
+
+
+def test_the_versions_tags_show_the_outcome(
+    target: Simulator, mlflow: MlflowServer, model: str, registry_operator: OperatorProcess,
+    promotions: Promotions,
+) -> None:  # fmt: skip
+    promotions.apply("iris", registry_spec(model, version="1"))
+    promotions.wait_for_phase("iris", {"Succeeded"})
+
+    tags = wait_for_tags(mlflow, model, "1")
+
+    tag = json.loads(tags["deploy.mlops.dev/production/iris"])
+    assert tag["outcome"] == "Succeeded"
+    assert tag["promotion"] == f"{promotions.namespace}/iris run 1"
+    assert tag["at"]
+
+
+def test_a_rolled_back_version_is_tagged_rolled_back(
+    target: Simulator, mlflow: MlflowServer, model: str, registry_operator: OperatorProcess,
+    promotions: Promotions,
+) -> None:  # fmt: skip
+    target.control.mark_failing("production", "iris", spec_contains=uri(model, 2))
+    promotions.apply("iris", registry_spec(model, version="2"))
+
+    status = promotions.wait_for_phase("iris", ENDED)
+
+    assert status["phase"] == "RolledBack"
+    tags = wait_for_tags(mlflow, model, "2")
+    assert json.loads(tags["deploy.mlops.dev/production/iris"])["outcome"] == "RolledBack"
+    assert model_uri(target) is None  # the target's model as it was before
+
+
+def test_a_followed_alias_that_moves_starts_exactly_one_new_run(
+    target: Simulator, mlflow: MlflowServer, model: str, registry_operator: OperatorProcess,
+    promotions: Promotions,
+) -> None:  # fmt: skip
+    mlflow.set_alias(model, "champion", "1")
+    promotions.apply("iris", registry_spec(model, alias="champion", follow=True, pollInterval="1s"))
+    promotions.wait_for_phase("iris", {"Succeeded"})
+    assert model_uri(target) == uri(model, 1)
+
+    mlflow.set_alias(model, "champion", "2")
+    moved = promotions.wait_for(
+        "iris",
+        lambda body: (
+            (body.get("status") or {}).get("phase") == "Succeeded"
+            and body["status"]["modelVersion"]["version"] == "2"
+        ),
+        "the run of version 2 succeeded",
+    )
+    time.sleep(POLLS_SECONDS)  # several more polls of the alias, which stays on 2
+
+    status = promotions.status("iris")
+    assert model_uri(target) == uri(model, 2)
+    assert moved["status"]["retry"] == status["retry"] == 1
+    assert [e["modelVersion"]["version"] for e in status["history"]] == ["2", "1"]
+
+
+def test_a_rolled_back_version_is_not_promoted_again_by_the_next_poll(
+    target: Simulator, mlflow: MlflowServer, model: str, registry_operator: OperatorProcess,
+    promotions: Promotions,
+) -> None:  # fmt: skip
+    target.control.mark_failing("production", "iris", spec_contains=uri(model, 2))
+    mlflow.set_alias(model, "champion", "2")
+    promotions.apply("iris", registry_spec(model, alias="champion", follow=True, pollInterval="1s"))
+    promotions.wait_for_phase("iris", {"RolledBack"})
+    writes_after_run = writes(target, "production")
+
+    time.sleep(POLLS_SECONDS)  # several polls find the alias still on the rolled-back version
+
+    status = promotions.status("iris")
+    assert status["phase"] == "RolledBack"
+    assert status["retry"] == 0
+    assert len(status["history"]) == 1
+    assert writes(target, "production") == writes_after_run
+
+
+@pytest.mark.parametrize(
+    ("registry", "reason"),
+    [
+        pytest.param({"alias": "no-such-alias"}, "ModelVersionNotFound", id="unknown-alias"),
+        pytest.param({"version": "2"}, "ModelVersionNotFound", id="deleted-version"),
+    ],
+)
+def test_a_version_the_registry_lacks_ends_the_run_and_writes_nothing(
+    target: Simulator, mlflow: MlflowServer, model: str, registry_operator: OperatorProcess,
+    promotions: Promotions, registry: dict[str, str], reason: str,
+) -> None:  # fmt: skip
+    mlflow.delete_version(model, "2")
+    promotions.apply("iris", registry_spec(model, **registry))
+
+    status = promotions.wait_for_phase("iris", ENDED)
+
+    assert status["phase"] == "Failed"
+    assert status["outcome"]["reason"] == reason
+    assert model in status["outcome"]["message"]
+    assert writes(target, "production") == []
+
+
+def test_a_registry_that_is_down_is_retried_then_ends_the_run_and_writes_nothing(
+    target: Simulator, operator_factory: StartOperator, promotions: Promotions
+) -> None:
+    # Nothing listens on this port: every call is refused, as by a registry that is down.
+    operator_factory(extra_env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"})
+    spec = registry_spec("iris", version="1")
+    spec["verification"] = {"timeout": "15s"}
+    promotions.apply("iris", spec)
+
+    retrying = promotions.wait_for(
+        "iris",
+        lambda body: (body.get("status") or {}).get("lastError") is not None,
+        "a registry error being retried",
+    )
+    status = promotions.wait_for_phase("iris", ENDED)
+
+    assert retrying["status"]["lastError"]["reason"] == "RegistryUnavailable"
+    assert status["phase"] == "Failed"
+    assert status["outcome"]["reason"] == "RegistryUnavailable"
+    assert writes(target, "production") == []
+
+
+def test_the_mlflow_token_never_shows_in_logs_events_or_status(
+    target: Simulator, mlflow: MlflowServer, model: str, registry_operator: OperatorProcess,
+    promotions: Promotions, control_plane: ControlPlane,
+) -> None:  # fmt: skip
+    promotions.apply("iris", registry_spec(model, alias="no-such-alias"))
+    promotions.wait_for_phase("iris", ENDED)
+    promotions.apply("iris-2", registry_spec(model, version="1"))
+    promotions.wait_for_phase("iris-2", ENDED)
+
+    captured = {
+        "operator output": registry_operator.log(),
+        "events and status": control_plane.kubectl(
+            "get", "events,modelpromotions", "-n", promotions.namespace, "-o", "json"
+        ).stdout,
+    }
+    assert_no_secrets(captured, {"MLflow token": TOKEN})
+
+
+def test_admission_refuses_both_an_alias_and_a_version(control_plane: ControlPlane) -> None:
+    refused = refusal(control_plane, registry_spec("iris", alias="champion", version="2"))
+    assert "spec.source.registry needs exactly one of alias and version" in refused
+
+
+def test_admission_refuses_a_source_deployment_and_a_registry(
+    control_plane: ControlPlane,
+) -> None:
+    spec = registry_spec("iris", version="2")
+    spec["source"].update(namespace="staging", name="iris")
+    refused = refusal(control_plane, spec)
+    assert "spec.source.registry: " in refused
+    assert "set either spec.source.namespace and name" in refused
+
+
+def test_kubectl_explain_covers_the_registry_fields(control_plane: ControlPlane) -> None:
+    explained = explain(control_plane, "modelpromotions.spec.source.registry")
+    for field in ("alias", "version", "follow", "pollInterval", "writeBack", "node"):
+        assert field in explained
+
+
+def wait_for_tags(mlflow: MlflowServer, model: str, version: str) -> dict[str, str]:
+    """The version's tags once the operator wrote its outcome (right after the run ends)."""
+    return wait(lambda: mlflow.tags(model, version), lambda tags: bool(tags))
+
+
+def wait(
+    read: Callable[[], dict[str, str]], done: Callable[[dict[str, str]], bool]
+) -> dict[str, str]:
+    for _ in range(60):
+        value = read()
+        if done(value):
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"not reached: {value}")

@@ -1,0 +1,217 @@
+"""A real MLflow tracking server (with its Model Registry) on loopback.
+
+MLflow is a test dependency only, and a heavy one (pandas, scikit-learn, SQLAlchemy,
+...): it lives in a virtual environment of its own in the harness cache
+(``mlflow-<version>/``), made once with pip from the package index, like the other
+servers' cached builds. The project's own venv stays small, so ``make lint`` and
+``make unit`` never wait for it, and the operator never sees it.
+
+The server runs on a free port of 127.0.0.1 with a SQLite backend store and a local
+artifact root in a temporary directory (swept like the others). Tests register
+models, versions, aliases and tags through MLflow's own client, run in that venv
+(:meth:`MlflowServer.client`), and read back the tags the operator writes.
+It can be stopped and started again on the same port and data (a registry that is down).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.harness.cache import cache_root
+from tests.harness.ports import free_port
+from tests.harness.processes import HarnessError, ManagedProcess, make_temp_dir, remove_temp_dir
+from tests.harness.progress import say
+
+#: The MLflow pinned for the tests (its server and its client).
+MLFLOW_VERSION = "3.17.2"
+_START_TIMEOUT = 180.0
+_INSTALL_TIMEOUT = 1800.0
+
+# Run in the MLflow venv: one call of MLflow's client, named in argv, on the server in
+# MLFLOW_TRACKING_URI; prints the answer as JSON.
+_CLIENT_SCRIPT = """
+import json, sys
+from mlflow import MlflowClient
+call, args = sys.argv[1], json.loads(sys.argv[2])
+client = MlflowClient()
+if call == "register":
+    try:
+        client.create_registered_model(args["name"])
+    except Exception as error:
+        if "RESOURCE_ALREADY_EXISTS" not in str(error):
+            raise
+    found = client.create_model_version(args["name"], args["source"], run_id=args.get("run_id"))
+    print(json.dumps({"version": found.version}))
+elif call == "set_alias":
+    client.set_registered_model_alias(args["name"], args["alias"], args["version"])
+    print("{}")
+elif call == "delete_version":
+    client.delete_model_version(args["name"], args["version"])
+    print("{}")
+elif call == "tags":
+    found = client.get_model_version(args["name"], args["version"])
+    print(json.dumps(dict(found.tags)))
+elif call == "aliases":
+    found = client.get_registered_model(args["name"])
+    print(json.dumps(dict(found.aliases)))
+else:
+    raise SystemExit("unknown call " + call)
+"""
+
+
+def mlflow_venv() -> Path:
+    """The venv holding MLflow, made once in the harness cache (pip, a few minutes)."""
+    final = cache_root() / f"mlflow-{MLFLOW_VERSION}"
+    python = final / "bin" / "python"
+    if python.exists():
+        return final
+    building = final.with_name(final.name + ".building")
+    shutil.rmtree(building, ignore_errors=True)
+    say(f"installing MLflow {MLFLOW_VERSION} into {final} (once; a few minutes)")
+    started = time.monotonic()
+    env = {**os.environ, "PYTHONSAFEPATH": "1"}
+    subprocess.run([sys.executable, "-m", "venv", str(building)], check=True, cwd="/", env=env)
+    subprocess.run(
+        [
+            str(building / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            f"mlflow=={MLFLOW_VERSION}",
+        ],
+        check=True,
+        cwd="/",
+        env=env,
+        timeout=_INSTALL_TIMEOUT,
+    )
+    building.rename(final)
+    say(f"MLflow installed in {time.monotonic() - started:.0f}s")
+    return final
+
+
+@dataclass
+class MlflowServer:
+    """A running MLflow tracking server and how to reach it."""
+
+    url: str
+    venv: Path
+    workdir: Path
+    process: ManagedProcess
+    launched: float = 0.0  # time.monotonic() when its process started
+
+    def wait_ready(self) -> None:
+        """Return once the server answers ``/health``."""
+
+        def ready() -> bool:
+            try:
+                return requests.get(f"{self.url}/health", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        self.process.wait_until(ready, _START_TIMEOUT, "/health answered")
+        say(f"MLflow ready {time.monotonic() - self.launched:.1f}s after its start")
+
+    def client(self, call: str, **args: Any) -> Any:
+        """One call of MLflow's own client (``register``, ``set_alias``,
+        ``delete_version``, ``tags``, ``aliases``), its answer as JSON."""
+        done = subprocess.run(
+            [str(self.venv / "bin" / "python"), "-c", _CLIENT_SCRIPT, call, json.dumps(args)],
+            capture_output=True,
+            text=True,
+            cwd="/",
+            env={**os.environ, "PYTHONSAFEPATH": "1", "MLFLOW_TRACKING_URI": self.url},
+            timeout=120,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise HarnessError(f"MLflow client {call} failed:\n{done.stderr[-2000:]}")
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def register(self, model: str, source: str, run_id: str | None = None) -> str:
+        """A new version of ``model`` (created if need be) with files at ``source``."""
+        return str(self.client("register", name=model, source=source, run_id=run_id)["version"])
+
+    def set_alias(self, model: str, alias: str, version: str) -> None:
+        self.client("set_alias", name=model, alias=alias, version=version)
+
+    def delete_version(self, model: str, version: str) -> None:
+        self.client("delete_version", name=model, version=version)
+
+    def tags(self, model: str, version: str) -> dict[str, str]:
+        return dict(self.client("tags", name=model, version=version))
+
+    def aliases(self, model: str) -> dict[str, str]:
+        return dict(self.client("aliases", name=model))
+
+    def stop_server(self) -> None:
+        """Stop the server and keep its data (a registry that is down)."""
+        self.process.stop()
+
+    def start_server(self) -> None:
+        """Start a stopped server again on the same port and data; wait until ready."""
+        self.process.restart()
+        self.launched = time.monotonic()
+        self.wait_ready()
+
+    def stop(self) -> None:
+        self.process.stop()
+        remove_temp_dir(self.workdir)
+
+
+def start_mlflow() -> MlflowServer:
+    """Install (once) and start an MLflow tracking server; return once it answers."""
+    server = launch_mlflow()
+    try:
+        server.wait_ready()
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def launch_mlflow() -> MlflowServer:
+    """Install (once) and start an MLflow tracking server without waiting for it (its
+    start-up, mostly database migrations, then overlaps other servers'):
+    :meth:`MlflowServer.wait_ready` waits."""
+    venv = mlflow_venv()
+    workdir = make_temp_dir("mlflow")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    say(f"starting MLflow {MLFLOW_VERSION} on {url}")
+    started = time.monotonic()
+    process = ManagedProcess(
+        "mlflow",
+        [
+            # Not bin/mlflow: its shebang names the venv's build directory.
+            str(venv / "bin" / "python"),
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{workdir / 'mlflow.db'}",
+            "--default-artifact-root",
+            str(workdir / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        workdir / "mlflow.log",
+        env={"PYTHONSAFEPATH": "1"},
+        cwd=workdir,
+    )
+    return MlflowServer(url, venv, workdir, process, started)

@@ -39,8 +39,8 @@ from promotion_operator.core.machine import at_rest, may_reach_first_write
 from promotion_operator.core.pass_io import PassResult
 from promotion_operator.core.promotion import ANNOTATION_PREFIX, PromotionRef
 from promotion_operator.core.requests import CONSUMED, Requests, requests_from
-from promotion_operator.core.windows import Policies
 from promotion_operator.core.spec import follows_alias
+from promotion_operator.core.windows import Policies
 from promotion_operator.errors import NotLeading
 
 log = logging.getLogger(__name__)

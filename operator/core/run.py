@@ -214,6 +214,9 @@ class BreakGlass:
     by: str
     at: datetime.datetime
     overrode: str  # the Ready reason it overrode: Frozen, OutsidePromotionWindow, ...
+
+
+@dataclass(frozen=True)
 class ModelVersion:
     """A registered model's version as the registry answered for a run: its number, the
     training run it came from, the alias it was found through (None: asked by number)

@@ -17,6 +17,7 @@ from promotion_operator.config.settings import load_settings
 from promotion_operator.control.controller import Controller
 from promotion_operator.control.kube_api import KubeApi, connect, instance_identity
 from promotion_operator.control.leadership import LeaderElection
+from promotion_operator.control.path_controller import PathController
 from promotion_operator.control.runner import Runtime
 from promotion_operator.core.pass_io import RetryPolicy
 from promotion_operator.errors import SettingsError
@@ -155,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             retry_seconds=args.lease_seconds * 2 / 15,
         )
     controller = Controller(runtime, api, workers=args.workers, election=election)
+    paths = PathController(runtime, api, leading=controller.leading)
     if args.metrics_port is not None:
         runtime.metrics.serve(args.metrics_port)
     try:
@@ -164,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
             namespaces=args.namespace,
             liveness_endpoint=args.liveness,
             memo=kopf.Memo(
-                runtime=runtime, controller=controller, namespaces=tuple(args.namespace)
+                runtime=runtime,
+                controller=controller,
+                path_controller=paths,
+                namespaces=tuple(args.namespace),
             ),
         )
     finally:

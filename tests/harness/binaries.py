@@ -1,4 +1,5 @@
-"""The pinned kube-apiserver, kubectl, etcd and Prometheus binaries, built once and cached.
+"""The pinned kube-apiserver, kube-controller-manager, kubectl, etcd and Prometheus
+binaries, built once and cached.
 
 The control-plane binaries come from Go modules whose own go.mod files carry
 ``replace`` lines, so ``go install pkg@version`` refuses them; the small modules
@@ -85,6 +86,14 @@ def _targets() -> list[_Target]:
             kube,
             _kube_ldflags(),
         ),
+        # The garbage collector (ownerReferences) runs here, from the apiserver's module.
+        _Target(
+            "kube-controller-manager",
+            "k8s.io/kubernetes/cmd/kube-controller-manager",
+            _GOBIN / "kubernetes",
+            kube,
+            _kube_ldflags(),
+        ),
         _Target(
             "kubectl", "k8s.io/kubernetes/cmd/kubectl", _GOBIN / "kubernetes", kube, _kube_ldflags()
         ),
@@ -109,6 +118,7 @@ class Binaries:
     kube_apiserver: Path
     kubectl: Path
     prometheus: Path
+    kube_controller_manager: Path
 
 
 def ensure_binaries() -> Binaries:
@@ -119,7 +129,13 @@ def ensure_binaries() -> Binaries:
         if not path.exists():
             _build(target, path)
         paths[target.name] = path
-    return Binaries(paths["etcd"], paths["kube-apiserver"], paths["kubectl"], paths["prometheus"])
+    return Binaries(
+        paths["etcd"],
+        paths["kube-apiserver"],
+        paths["kubectl"],
+        paths["prometheus"],
+        paths["kube-controller-manager"],
+    )
 
 
 def _build(target: _Target, path: Path) -> None:

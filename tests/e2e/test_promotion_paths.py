@@ -1,0 +1,275 @@
+"""PromotionPaths on the real stack: freight moves dev -> staging -> production, soaks,
+stops at a failure, waits for a person at a manual stage, is superseded by a newer
+freight while it waits, and the path's runs go with it through the garbage collector."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import WRITERS, StartOperator
+from tests.harness.controlplane import ControlPlane
+from tests.harness.simulator import Simulator
+from tests.simulator.testing import deployment_body
+
+pytestmark = pytest.mark.e2e
+
+V1 = "seldonio/sklearn-iris:1.0"
+V2 = "seldonio/sklearn-iris:2.0"
+GC_TIMEOUT = 120.0  # the garbage collector finds a new kind within its 30 s discovery resync
+
+
+def stage(name: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "target": {"namespace": name}, **extra}
+
+
+def path_manifest(name: str, *stages: dict[str, Any]) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "deploy.mlops.dev/v1alpha1",
+            "kind": "PromotionPath",
+            "metadata": {"name": name},
+            "spec": {
+                "source": {"namespace": "build", "name": "iris"},
+                "pollInterval": "1s",
+                "stages": list(stages),
+            },
+        }
+    )
+
+
+class Paths:
+    """PromotionPaths of one namespace, through the pinned kubectl."""
+
+    def __init__(self, control_plane: ControlPlane, namespace: str) -> None:
+        self.kube = control_plane
+        self.namespace = namespace
+
+    def apply(self, name: str, *stages: dict[str, Any]) -> None:
+        manifest = path_manifest(name, *stages)
+        self.kube.kubectl("apply", "-n", self.namespace, "-f", "-", input_text=manifest)
+
+    def get(self, name: str) -> dict[str, Any]:
+        out = self.kube.kubectl("get", "promotionpath", name, "-n", self.namespace, "-o", "json")
+        body: dict[str, Any] = json.loads(out.stdout)
+        return body
+
+    def stage(self, name: str, stage_name: str) -> dict[str, Any]:
+        stages = (self.get(name).get("status") or {}).get("stages") or []
+        return next((s for s in stages if s["name"] == stage_name), {})
+
+    def wait_for(
+        self,
+        name: str,
+        predicate: Callable[[dict[str, Any]], bool],
+        what: str,
+        timeout: float = 120.0,
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        body = self.get(name)
+        while not predicate(body):
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"path {name} did not reach {what} in {timeout:.0f}s; status: "
+                    f"{json.dumps(body.get('status'), indent=1)[:4000]}"
+                )
+            time.sleep(0.5)
+            body = self.get(name)
+        return body
+
+    def runs(self, name: str) -> list[dict[str, Any]]:
+        out = self.kube.kubectl(
+            "get", "mp", "-n", self.namespace, "-l", f"deploy.mlops.dev/path={name}", "-o", "json"
+        )
+        items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
+        return items
+
+
+def stage_is(stage_name: str, **fields: str) -> Callable[[dict[str, Any]], bool]:
+    def check(body: dict[str, Any]) -> bool:
+        stages = (body.get("status") or {}).get("stages") or []
+        found: dict[str, Any] = next((s for s in stages if s["name"] == stage_name), {})
+        return all(found.get(key) == value for key, value in fields.items())
+
+    return check
+
+
+def newest_freight(body: Mapping[str, Any]) -> str:
+    freight = (body.get("status") or {}).get("freight") or [{}]
+    return str(freight[0].get("id") or "")
+
+
+def history(body: Mapping[str, Any], stage_name: str, freight: str) -> dict[str, Any]:
+    entries = (body.get("status") or {}).get("history") or []
+    return next((e for e in entries if e["stage"] == stage_name and e["freight"] == freight), {})
+
+
+def moment(stamp: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def image_of(seldon: Simulator, namespace: str) -> str:
+    deployment = seldon.control.get_deployment(namespace, "iris") or {}
+    predictors = deployment["spec"]["predictors"]
+    return str(predictors[0]["componentSpecs"][0]["spec"]["containers"][0]["image"])
+
+
+@pytest.fixture
+def paths(control_plane: ControlPlane, namespace: str) -> Paths:
+    return Paths(control_plane, namespace)
+
+
+@pytest.fixture
+def source(seldon: Simulator) -> Simulator:
+    """`build/iris` (the source, at V1) and the `dev` stage's namespace."""
+    seldon.control.add_namespace("build", groups=WRITERS)
+    seldon.control.add_namespace("dev", groups=WRITERS)
+    seldon.control.seed_deployment("build", deployment_body("iris", image=V1))
+    return seldon
+
+
+def publish(seldon: Simulator, image: str, generation: int) -> None:
+    """A new version at the source: the next freight."""
+    seldon.control.seed_deployment(
+        "build", deployment_body("iris", image=image), generation=generation
+    )
+
+
+def plugin(
+    control_plane: ControlPlane, namespace: str, *args: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-P", "-m", "promotion_operator.kubectl_plugin", *args,
+         "-n", namespace, "--kubeconfig", str(control_plane.kubeconfig)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_freight_moves_through_three_stages_and_each_waits_for_the_soak(
+    paths: Paths, source: Simulator, operator_factory: StartOperator, control_plane: ControlPlane
+) -> None:
+    operator_factory()
+    paths.apply("iris", stage("dev"), stage("staging", soak="10s"), stage("production", soak="10s"))
+    body = paths.wait_for(
+        "iris", stage_is("production", phase="Succeeded"), "production Succeeded", timeout=180
+    )
+    freight = newest_freight(body)
+    assert [s["promoted"] for s in body["status"]["stages"]] == [freight] * 3
+    assert image_of(source, "production") == V1
+    dev, staging, production = (history(body, s, freight) for s in ("dev", "staging", "production"))
+    # Each later stage started only once the previous one had soaked 10 s after its run ended.
+    assert moment(staging["startedAt"]) >= moment(dev["finishedAt"]) + datetime.timedelta(
+        seconds=10
+    )
+    assert moment(production["startedAt"]) >= moment(staging["finishedAt"]) + datetime.timedelta(
+        seconds=10
+    )
+    runs = paths.runs("iris")
+    assert sorted(r["metadata"]["labels"]["deploy.mlops.dev/stage"] for r in runs) == [
+        "dev", "production", "staging",
+    ]  # fmt: skip
+    owner = runs[0]["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["controller"], owner["blockOwnerDeletion"]) == (
+        "PromotionPath",
+        True,
+        True,
+    )
+    assert all(r["status"]["phase"] == "Succeeded" for r in runs)
+
+
+def test_a_failure_in_staging_stops_the_path_and_production_keeps_its_freight(
+    paths: Paths, source: Simulator, operator_factory: StartOperator
+) -> None:
+    operator_factory()
+    paths.apply("iris", stage("dev"), stage("staging", soak="1s"), stage("production", soak="1s"))
+    first = newest_freight(
+        paths.wait_for("iris", stage_is("production", phase="Succeeded"), "the first freight")
+    )
+    source.control.mark_failing(
+        "staging", "iris", description="ImagePullBackOff", spec_contains="2.0"
+    )
+    publish(source, V2, generation=2)
+    body = paths.wait_for("iris", stage_is("staging", phase="Failed"), "staging Failed")
+    second = newest_freight(body)
+    assert second != first
+    time.sleep(5)  # well past the soak and several polls: production must not move
+    body = paths.get("iris")
+    production = next(s for s in body["status"]["stages"] if s["name"] == "production")
+    assert production["promoted"] == first
+    assert production["reason"] == "PreviousStageFailed"
+    assert history(body, "production", second) == {}
+    assert image_of(source, "production") == V1
+    assert image_of(source, "dev") == V2
+
+
+def test_a_manual_stage_waits_for_kubectl_promotion(
+    paths: Paths, source: Simulator, operator_factory: StartOperator, control_plane: ControlPlane
+) -> None:
+    operator_factory()
+    paths.apply("iris", stage("dev"), stage("production", policy="manual", soak="1s"))
+    body = paths.wait_for(
+        "iris", stage_is("production", phase="WaitingForPromotion"), "production waiting"
+    )
+    freight = newest_freight(body)
+    time.sleep(3)
+    assert paths.runs("iris") and len(paths.runs("iris")) == 1  # dev's only
+    shown = plugin(control_plane, paths.namespace, "path", "get", "iris")
+    assert shown.returncode == 0, shown.stderr
+    assert "WaitingForPromotion" in shown.stdout and freight in shown.stdout
+    refused = plugin(control_plane, paths.namespace, "path", "promote", "iris", "dev")
+    assert refused.returncode == 6 and "policy auto" in refused.stderr
+    promoted = plugin(control_plane, paths.namespace, "path", "promote", "iris", "production")
+    assert promoted.returncode == 0, promoted.stderr
+    body = paths.wait_for(
+        "iris", stage_is("production", phase="Succeeded", promoted=freight), "production promoted"
+    )
+    assert image_of(source, "production") == V1
+
+
+def test_a_newer_freight_supersedes_one_that_waits(
+    paths: Paths, source: Simulator, operator_factory: StartOperator, control_plane: ControlPlane
+) -> None:
+    operator_factory()
+    paths.apply("iris", stage("dev"), stage("production", policy="manual"))
+    first = newest_freight(
+        paths.wait_for("iris", stage_is("production", phase="WaitingForPromotion"), "waiting")
+    )
+    publish(source, V2, generation=2)
+    body = paths.wait_for(
+        "iris",
+        lambda b: (
+            newest_freight(b) != first
+            and stage_is("production", phase="WaitingForPromotion", freight=newest_freight(b))(b)
+        ),
+        "the newer freight waiting",
+    )
+    second = newest_freight(body)
+    promoted = plugin(control_plane, paths.namespace, "path", "promote", "iris", "production")
+    assert promoted.returncode == 0, promoted.stderr
+    body = paths.wait_for(
+        "iris", stage_is("production", phase="Succeeded", promoted=second), "production promoted"
+    )
+    assert history(body, "production", first) == {}  # the older freight never ran there
+    assert image_of(source, "production") == V2
+
+
+def test_deleting_the_path_deletes_its_runs_through_the_garbage_collector(
+    paths: Paths, source: Simulator, operator_factory: StartOperator, control_plane: ControlPlane
+) -> None:
+    operator_factory()
+    paths.apply("iris", stage("dev"), stage("staging"))
+    paths.wait_for("iris", stage_is("staging", phase="Succeeded"), "staging Succeeded")
+    assert len(paths.runs("iris")) == 2
+    control_plane.kubectl("delete", "promotionpath", "iris", "-n", paths.namespace)
+    deadline = time.monotonic() + GC_TIMEOUT
+    while paths.runs("iris") and time.monotonic() < deadline:
+        time.sleep(1)
+    assert paths.runs("iris") == []
+    assert image_of(source, "staging") == V1  # what the runs promoted stays

@@ -10,12 +10,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.conftest import WRITERS, StartOperator
 from tests.harness.controlplane import ControlPlane
+from tests.harness.promotions import explain
 from tests.harness.simulator import Simulator
 from tests.simulator.testing import deployment_body
 
@@ -273,3 +275,37 @@ def test_deleting_the_path_deletes_its_runs_through_the_garbage_collector(
         time.sleep(1)
     assert paths.runs("iris") == []
     assert image_of(source, "staging") == V1  # what the runs promoted stays
+
+
+def test_the_api_server_refuses_a_bad_path_naming_the_field(
+    paths: Paths, control_plane: ControlPlane
+) -> None:
+    manifest = path_manifest("bad", stage("dev"), stage("dev", soak="1s"))
+    refused = control_plane.kubectl(
+        "apply", "-n", paths.namespace, "-f", "-", input_text=manifest, check=False
+    )
+    assert refused.returncode != 0
+    assert "spec.stages[].name must be unique in the path" in refused.stderr
+    manifest = path_manifest("bad", stage("dev", soak="200h"))
+    refused = control_plane.kubectl(
+        "apply", "-n", paths.namespace, "-f", "-", input_text=manifest, check=False
+    )
+    assert "spec.stages[].soak must be at most 168h" in refused.stderr
+    manifest = path_manifest("bad", stage("dev", template={"strategy": "Canary"}))
+    refused = control_plane.kubectl(
+        "apply", "-n", paths.namespace, "-f", "-", input_text=manifest, check=False
+    )
+    assert "spec.stages[].template.canary is required" in refused.stderr
+
+
+def test_the_three_stage_example_is_accepted_and_explained(
+    paths: Paths, control_plane: ControlPlane
+) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "paths" / "iris-path.yaml"
+    accepted = control_plane.kubectl(
+        "apply", "--dry-run=server", "-n", paths.namespace, "-f", str(example), check=False
+    )
+    assert accepted.returncode == 0, accepted.stderr
+    explained = explain(control_plane, "promotionpath.spec.stages.soak")
+    assert "must stay" in explained
+    assert "Baking" in explain(control_plane, "promotionpath.spec.stages.template.bake")

@@ -332,6 +332,14 @@ def decide(
             waits.append(max((status.soak_until - now).total_seconds(), 0.0))
         stages.append(status)
         upstream = carried
+        if start is not None:  # as the next pass will see it: this stage running
+            upstream = _Upstream(
+                None,
+                False,
+                stage.target,
+                "PreviousStageRunning",
+                f"stage {stage.name} is running freight {start.freight.id} (run {start.name})",
+            )
     history = _history(recorded.history, runs, starts, now)
     return Decision(freight, tuple(stages), history, tuple(starts), min(waits))
 
@@ -491,14 +499,15 @@ def _stage(
         )
         return _since(manual, previous), None
     name = run_name(path, stage.name, waiting.id)
+    # As the next pass will see it (the run, not started yet), so it writes nothing new.
     started = replace(
         settled,
         phase=StagePhase.RUNNING,
         freight=waiting.id,
         run=name,
         soak_until=None,
-        reason="Started",
-        message=f"run {name} promotes freight {waiting.id} from {upstream.ref.described}",
+        reason="Running",
+        message=f"run {name} promotes freight {waiting.id}",
     )
     return _since(started, previous), Start(stage, waiting, name, upstream.ref)
 

@@ -18,6 +18,7 @@ import pytest
 from tests.e2e.conftest import WRITERS, StartOperator
 from tests.harness.controlplane import ControlPlane
 from tests.harness.promotions import explain
+from tests.harness.seldon_log import writes
 from tests.harness.simulator import Simulator
 from tests.simulator.testing import deployment_body
 
@@ -309,3 +310,27 @@ def test_the_three_stage_example_is_accepted_and_explained(
     explained = explain(control_plane, "promotionpath.spec.stages.soak")
     assert "must stay" in explained
     assert "Baking" in explain(control_plane, "promotionpath.spec.stages.template.bake")
+
+
+def test_sigkills_mid_path_promote_nothing_twice(
+    paths: Paths, source: Simulator, operator_factory: StartOperator
+) -> None:
+    operator = operator_factory()
+    source.control.set_delays(rollout_seconds=2.0)
+    source.control.clear_requests_log()
+    paths.apply("iris", stage("dev"), stage("staging", soak="2s"), stage("production", soak="2s"))
+    for moment_s in (1.0, 3.5, 2.5, 4.0, 3.0):  # spread over the stages' runs and soaks
+        time.sleep(moment_s)
+        operator.kill()
+        operator.restart()
+    body = paths.wait_for(
+        "iris", stage_is("production", phase="Succeeded"), "production Succeeded", timeout=180
+    )
+    freight = newest_freight(body)
+    runs = paths.runs("iris")
+    assert sorted(r["metadata"]["name"] for r in runs) == sorted(
+        f"iris-{s}-{freight}" for s in ("dev", "staging", "production")
+    )
+    for namespace, method in (("dev", "POST"), ("staging", "PUT"), ("production", "POST")):
+        done = [w for w in writes(source, namespace) if not w[1].endswith("/validate")]
+        assert [m for m, _ in done] == [method], (namespace, done)  # one write per target

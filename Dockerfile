@@ -7,14 +7,19 @@
 #
 #   docker build -t seldon-promotion-operator:0.1.0 .
 #
-# Both stages use the same base, pinned to a patch release and to the digest of
-# its multi-architecture index, so the wheels built here match the Python that
-# runs them. To update it, change both FROM lines together. RUN --mount needs
+# Both stages use the same base, BASE_IMAGE, pinned to a patch release and to the
+# digest of its multi-architecture index, so the wheels built here match the
+# Python that runs them. The end-to-end test tests/e2e/test_container.py builds
+# these same steps on a base made from Debian's packages (--build-arg
+# BASE_IMAGE=..., tests/harness/container_base.py), where no registry image can
+# be pulled; it has the same Python minor version. RUN --mount needs
 # BuildKit (the default builder of Docker 23 and later; Buildah supports it too).
 # tests/unit/test_dockerfile.py lints and checks this file; the end-to-end test
 # tests/e2e/test_image_entrypoint.py runs these pip commands and the entrypoint.
 
-FROM python:3.11.17-slim-trixie@sha256:45037981b62b34b44602584fccbc4d884d5f7dc92c7ee86bb38a698a79fe1e51 AS build
+ARG BASE_IMAGE=python:3.11.17-slim-trixie@sha256:45037981b62b34b44602584fccbc4d884d5f7dc92c7ee86bb38a698a79fe1e51
+
+FROM ${BASE_IMAGE} AS build
 
 # PYTHONSAFEPATH: `python -m pip` runs in /src, where operator/ must never be
 # imported as the standard library's `operator` (see docs/development.md).
@@ -35,7 +40,7 @@ RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
         /wheels/seldon_promotion_operator-*.whl
 
 
-FROM python:3.11.17-slim-trixie@sha256:45037981b62b34b44602584fccbc4d884d5f7dc92c7ee86bb38a698a79fe1e51
+FROM ${BASE_IMAGE}
 
 # Keep in step with `version` in pyproject.toml (a unit test checks it).
 ARG VERSION=0.1.0

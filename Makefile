@@ -1,9 +1,11 @@
 # `make demo` and `make test` do all set-up on a fresh machine, kept between runs:
-# a virtualenv with the pinned Python packages, the control-plane and Prometheus
-# binaries (built from Go modules) and the Keycloak distribution (fetched with
+# a virtualenv with the pinned Python packages, the control-plane, Prometheus and
+# Toxiproxy binaries (built from Go modules) and the Keycloak distribution (fetched with
 # Maven). `make test` (and `argocd-demo`, `resilience`, `bench`, `stack`) also
 # build Argo CD; `make test` and `make argocd-demo`, which run it, also install
-# Debian's redis-server (its cache). `make demo` needs neither.
+# Debian's redis-server (its cache). `make test` and `make image` also install
+# Debian's podman, runc and debootstrap, make the image's Debian base, and `make
+# test` builds Helm (the chart's tests). `make demo` needs none of these.
 
 PYTHON ?= python3
 VENV := .venv
@@ -13,7 +15,7 @@ STAMP := $(VENV)/.installed
 # `operator`: keep the working directory off sys.path (see docs/development.md).
 export PYTHONSAFEPATH := 1
 
-.PHONY: test unit lint typecheck prepare prepare-demo demo argocd-demo stack resilience bench constraints clean
+.PHONY: test unit lint typecheck prepare prepare-demo prepare-chart-and-image container-tools image demo argocd-demo stack resilience bench constraints clean
 
 $(STAMP): pyproject.toml constraints.txt $(shell find operator -name '*.py')
 	@echo "== setting up $(VENV) with the pinned packages"
@@ -42,6 +44,14 @@ $(REDIS_SERVER):
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
 
+# The image's e2e test and `make image` run Debian's podman with runc, and make
+# the base image with debootstrap (docs/development.md, "Containers on this
+# machine"). Nothing happens once the three are installed.
+container-tools:
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null || { \
+	  echo "== installing Debian's podman, runc and debootstrap (the image and its e2e test)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman runc debootstrap >/dev/null; }
+
 # Everything the stack, the tests and the benchmarks need, Argo CD included.
 prepare: $(STAMP)
 	$(BIN)/python -m tests.harness prepare
@@ -50,10 +60,20 @@ prepare: $(STAMP)
 prepare-demo: $(STAMP)
 	$(BIN)/python -m tests.harness prepare --without-argocd
 
+# What `prepare` makes, plus Helm (the chart's tests) and the image's Debian base
+# (debootstrap runs beside the Go builds), all cached.
+prepare-chart-and-image: $(STAMP) container-tools
+	$(BIN)/python -m tests.harness prepare --with-chart-and-image
+
+# The operator's image, built with podman on a base made from Debian's packages
+# (BASE_IMAGE=<image> builds on that one instead, e.g. the Dockerfile's pinned base).
+image: $(STAMP) container-tools
+	$(BIN)/python -m tests.harness image $(if $(BASE_IMAGE),--base $(BASE_IMAGE))
+
 unit: $(STAMP)
 	$(BIN)/pytest -m "not e2e"
 
-test: lint typecheck prepare $(REDIS_SERVER)
+test: lint typecheck prepare-chart-and-image $(REDIS_SERVER)
 	$(BIN)/pytest
 
 demo: prepare-demo
@@ -63,7 +83,8 @@ demo: prepare-demo
 argocd-demo: prepare $(REDIS_SERVER)
 	$(BIN)/python -m tests.harness argocd-demo
 
-# A larger batch than the tests: 200 runs, faults on, 10 operator kills; prints a summary.
+# A larger batch than the tests: 200 runs, faults on, 10 operator kills, a kube-apiserver
+# restart, an etcd restart and an expired watch; prints a summary.
 resilience: prepare
 	$(BIN)/python -m tests.harness resilience $(RESILIENCE_ARGS)
 

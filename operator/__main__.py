@@ -13,9 +13,10 @@ import sys
 
 import kopf
 
+from promotion_operator.config.replica import THIS_REPLICA
 from promotion_operator.config.settings import load_settings
 from promotion_operator.control.controller import Controller
-from promotion_operator.control.kube_api import KubeApi, connect, instance_identity
+from promotion_operator.control.kube_api import KubeApi, connect
 from promotion_operator.control.leadership import LeaderElection
 from promotion_operator.control.path_controller import PathController
 from promotion_operator.control.runner import Runtime
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         print("promotion-operator: --workers must be at least 1", file=sys.stderr)
         return EXIT_INVALID_SETTINGS
     try:
-        api = KubeApi(connect(), identity=instance_identity())
+        api = KubeApi(connect(), identity=THIS_REPLICA.name)
     except Exception as error:  # no ServiceAccount, no usable kubeconfig
         print(f"promotion-operator: cannot reach the Kubernetes API: {error}", file=sys.stderr)
         return EXIT_INVALID_SETTINGS
@@ -143,7 +144,6 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.getLogger("promotion_operator").setLevel(logging.INFO)
     policy = RetryPolicy(max_delay=args.max_retry_delay, max_poll=args.max_poll_delay)
-    runtime = Runtime(settings, policy=policy)
     election = None
     if args.leader_election:
         election = LeaderElection(
@@ -155,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
             renew_deadline=args.lease_seconds * 2 / 3,
             retry_seconds=args.lease_seconds * 2 / 15,
         )
+    runtime = Runtime(
+        settings, policy=policy, fence=election.time_left if election is not None else None
+    )
     controller = Controller(runtime, api, workers=args.workers, election=election)
     paths = PathController(runtime, api, leading=controller.leading)
     if args.metrics_port is not None:

@@ -115,3 +115,11 @@ class AnalysisInconclusive(PromotionError):
 
     reason = "AnalysisInconclusive"
     retryable = True
+
+
+class NotLeading(Exception):
+    """This replica no longer holds the Lease long enough to finish a write.
+
+    Not a failure of the run (so not a :class:`PromotionError`): the pass stops
+    unrecorded, and the replica that leads now goes on with the run.
+    """

@@ -68,7 +68,7 @@ from promotion_operator.clients.http_failures import (
     retry_after,
     transport_problem,
 )
-from promotion_operator.clients.transport import Reply, UnreadableBody, exchange
+from promotion_operator.clients.transport import Reply, UnreadableBody, exchange, new_session
 from promotion_operator.config.credentials import (
     JWT_BEARER_ASSERTION,
     Credentials,
@@ -121,7 +121,7 @@ class TokenProvider:
     ) -> None:
         self.instance = instance
         self._observer = observer
-        self._session = session if session is not None else requests.Session()
+        self._session = session if session is not None else new_session()
         self._owns_session = session is None
         self._clock = clock
         self._margin = max(0.0, refresh_margin)

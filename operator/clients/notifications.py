@@ -79,7 +79,13 @@ from promotion_operator.clients.http_failures import (
     retry_after,
     transport_problem,
 )
-from promotion_operator.clients.transport import Reply, UnreadableBody, exchange, reason_phrase
+from promotion_operator.clients.transport import (
+    Reply,
+    UnreadableBody,
+    exchange,
+    new_session,
+    reason_phrase,
+)
 from promotion_operator.config.settings import NotificationSink, read_notification_url
 from promotion_operator.errors import SettingsError
 
@@ -357,7 +363,7 @@ class Notifier:
         self._closing = False
         # Set when close() runs out of time: stop waiting, retrying and delivering.
         self._abandon = threading.Event()
-        self._session = requests.Session()
+        self._session = new_session()
         self._thread: threading.Thread | None = None
         if self._sinks:
             _quiet_urllib3()

@@ -65,6 +65,7 @@ from promotion_operator.errors import (
     AuthenticationFailed,
     Invalid,
     NotFound,
+    NotLeading,
     PromotionError,
     SeldonDeployUnavailable,
     UnexpectedResponse,
@@ -77,6 +78,7 @@ __all__ = [
     "Resources",
     "SeldonDeployClient",
     "TokenSource",
+    "WriteFence",
 ]
 
 log = logging.getLogger(__name__)
@@ -112,6 +114,13 @@ Resources = list[dict[str, Any]]
 
 #: Called after every HTTP exchange with (method, path template, status or None, seconds).
 RequestObserver = Callable[[str, str, int | None, float], None]
+
+#: The seconds this replica may still spend on a write (its Lease's renew deadline
+#: minus now); 0 when it does not lead. Asked right before each call that writes.
+WriteFence = Callable[[], float]
+
+#: A write needs at least this long: with less left, it is not sent at all.
+MIN_WRITE_SECONDS = 1.0
 
 
 class _Exchange(NamedTuple):
@@ -150,10 +159,12 @@ class SeldonDeployClient:
         *,
         observer: RequestObserver | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        fence: WriteFence | None = None,
     ) -> None:
         self._instance = instance
         self._tokens = tokens
         self._observer = observer
+        self._fence = fence
         self._max_response_bytes = max_response_bytes
         self._base_url = instance.url.rstrip("/")
         self._timeout = instance.request_timeout
@@ -364,6 +375,7 @@ class SeldonDeployClient:
         if data is not None:
             headers["Content-Type"] = "application/json"
         where = f"{call.display} on Seldon Deploy {self._instance.name!r}"
+        timeout = self._fenced_timeout(call)
 
         def observe(status: int | None, seconds: float) -> None:
             if self._observer is not None:
@@ -377,7 +389,7 @@ class SeldonDeployClient:
                 params=query,
                 data=data,
                 headers=headers,
-                timeout=self._timeout,
+                timeout=timeout,
                 verify=self._verify,
                 success_cap=self._max_response_bytes,
                 error_cap=MAX_ERROR_BODY_BYTES,
@@ -395,10 +407,24 @@ class SeldonDeployClient:
                 f"Seldon Deploy instance {self._instance.name!r}: invalid URL {self._base_url!r}",
                 SeldonDeployUnavailable,
                 "the response",
-                self._timeout,
+                timeout,
             )
             raise exchange_failure(exc, how) from getattr(exc, "error", exc)
         return _Exchange(reply.status, reply.headers, reply.body, token)
+
+    def _fenced_timeout(self, call: _Call) -> float:
+        """The call's timeout. A write (any method but GET) is sent only while this
+        replica leads with at least :data:`MIN_WRITE_SECONDS` left, and its timeout
+        ends inside that time, so that it cannot overlap the next leader's writes."""
+        if call.method == "GET" or self._fence is None:
+            return self._timeout
+        left = self._fence()
+        if left < MIN_WRITE_SECONDS:
+            raise NotLeading(
+                f"{call.display} on Seldon Deploy {self._instance.name!r} not sent: this "
+                f"replica does not hold the Lease for {MIN_WRITE_SECONDS:g} s more"
+            )
+        return min(self._timeout, left)
 
     # -- sorting and describing ----------------------------------------------------------------
 

@@ -23,6 +23,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
+from promotion_operator.config.replica import THIS_REPLICA
+
 __all__ = [
     "ExchangeObserver",
     "Reply",
@@ -67,18 +69,25 @@ class UnreadableBody(Exception):
         return isinstance(self.error, requests.exceptions.ContentDecodingError)
 
 
+def new_session() -> requests.Session:
+    """A session whose requests name this replica in their User-Agent."""
+    made = requests.Session()
+    made.headers["User-Agent"] = THIS_REPLICA.user_agent
+    return made
+
+
 def pooled_session(*, pool_connections: int, pool_maxsize: int) -> requests.Session:
     """A session whose pool many threads share; urllib3 never retries (callers own backoff)."""
-    session = requests.Session()
+    made = new_session()
     adapter = HTTPAdapter(
         pool_connections=pool_connections,
         pool_maxsize=pool_maxsize,
         max_retries=0,
         pool_block=False,
     )
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
+    made.mount("https://", adapter)
+    made.mount("http://", adapter)
+    return made
 
 
 def exchange(

@@ -7,12 +7,16 @@ not at rest, and a work queue of when each one is due (the core's requeue
 delay, or now when the spec or a request annotation changed). Workers take
 due resources, run a pass (``run_pass``) in a thread, and record it with one
 status patch when the pass changed something and none when it did not, plus
-the pass's Events. A pass asking to go on at once (validated, now write) is
-run straight after, reusing what it read. Resources whose run has ended cost
-nothing but a small entry.
+the pass's Events (and, after a pass that used a request, the removal of its
+annotation and of its record in the status: ``_record``). A pass asking to go
+on at once (validated, now write) is run straight after, reusing what it read.
+Resources whose run has ended cost nothing but a small entry.
 
 With leader election on, only the replica holding the Lease runs passes;
-the others keep watching, so a standby that takes over knows every run.
+the others keep watching, so a standby that takes over knows every run. A pass
+whose replica lost the Lease meanwhile (a pause past its renew deadline) writes
+nothing: its Seldon Deploy writes are fenced in the client, and a pass that
+ends without the Lease is not recorded.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from promotion_operator.core.machine import at_rest
 from promotion_operator.core.pass_io import PassResult
 from promotion_operator.core.promotion import ANNOTATION_PREFIX, PromotionRef
 from promotion_operator.core.requests import CONSUMED, Requests, requests_from
+from promotion_operator.errors import NotLeading
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +71,18 @@ class _Outcome:
 
     body: dict[str, Any] | None
     requeue_after: float | None
+    # The resource no longer exists, though the watch never said so: its DELETED
+    # event fell into a gap the watch's relist (after a 410 Gone) does not report.
+    gone: bool = False
+
+
+@dataclass
+class _Recorded:
+    """What recording a pass left: the newest body, and when to pass again because
+    its used requests are not removed yet (None: all written)."""
+
+    body: dict[str, Any]
+    again: float | None = None
 
 
 @dataclass
@@ -98,9 +115,7 @@ class Controller:
         if not uid:
             return
         if event_type == "DELETED":
-            self._objects.pop(uid, None)
-            self._work().forget(uid)
-            self.runtime.forget(uid)
+            self._forget(uid)
             return
         version = str(metadata.get("resourceVersion") or "")
         known = self._objects.get(uid)
@@ -117,6 +132,11 @@ class Controller:
         )
         if changed:
             self._work().add(uid)
+
+    def _forget(self, uid: str) -> None:
+        self._objects.pop(uid, None)
+        self._work().forget(uid)
+        self.runtime.forget(uid)
 
     def queued(self) -> list[str]:
         """The resources waiting for a pass (by uid)."""
@@ -143,6 +163,7 @@ class Controller:
         tasks = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
         try:
             if self.election is None:
+                self.runtime.metrics.leading("", True)
                 self._lead()
                 await asyncio.gather(*tasks)
             else:
@@ -163,6 +184,7 @@ class Controller:
         election = self.election
         while True:
             leading = await self._in_thread(election.attempt)
+            self.runtime.metrics.leading(election.describe(), leading)
             if leading and not self._leading.is_set():
                 log.info("leading as %s (Lease %s)", election.identity, election.describe())
                 self._lead()
@@ -217,6 +239,10 @@ class Controller:
         tracked = self._objects.get(uid)
         if tracked is None:
             return  # deleted meanwhile
+        if outcome.gone:
+            log.info("%s is gone; forgetting it", tracked.ref.name)
+            self._forget(uid)
+            return
         if outcome.body is not None:
             newest = _tracked(outcome.body)
             if _newer(newest.resource_version, tracked.resource_version):
@@ -232,46 +258,91 @@ class Controller:
         for _ in range(MAX_CHAIN):
             metadata = body["metadata"]
             annotations = metadata.get("annotations") or {}
-            result = run_pass(
-                self.runtime,
-                PromotionRef(ref.namespace, ref.name, ref.uid, int(metadata["generation"])),
-                body.get("spec") or {},
-                body.get("status") or {},
-                now=datetime.datetime.now(datetime.UTC),
-                jitter=random.random(),
-                requests=requests_from(annotations),
-                chain=chain,
-            )
             try:
-                written = self._record(ref, body, result)
+                result = run_pass(
+                    self.runtime,
+                    PromotionRef(ref.namespace, ref.name, ref.uid, int(metadata["generation"])),
+                    body.get("spec") or {},
+                    body.get("status") or {},
+                    now=datetime.datetime.now(datetime.UTC),
+                    jitter=random.random(),
+                    requests=requests_from(annotations),
+                    chain=chain,
+                )
+            except NotLeading as stopped:  # run_pass asks the fence last, when it ends
+                return self._unrecorded(ref, str(stopped))
+            try:
+                recorded = self._record(ref, body, result)
             except ObjectChanged:
                 # Changed since it was read: read it again and pass again at once.
-                return _Outcome(self.api.get_promotion(ref), 0.0)
+                return self._read_again(ref)
             except KubeError as error:
+                if error.status == 404:
+                    return _Outcome(None, None, gone=True)
                 log.warning("could not record the pass of %s: %s", ref.name, error)
                 return _Outcome(None, WRITE_RETRY_SECONDS)
             for event in result.events:
                 log.info("[%s/%s] %s: %s", ref.namespace, ref.name, event.reason, event.message)
                 # Posted in order by one thread of their own: a pass does not wait for them.
                 self._events().submit(self.api.post_event, ref, event)
-            body = written
+            if recorded.again is not None:
+                # The pass is recorded, its used requests not yet removed: the next pass
+                # removes them (it sees that the status records them as used).
+                return _Outcome(recorded.body, _sooner(result.requeue_after, recorded.again))
+            body = recorded.body
             if result.requeue_after != 0.0 or result.status is None:
                 return _Outcome(body, result.requeue_after)
         return _Outcome(body, 0.0)
 
-    def _record(self, ref: ObjectRef, body: dict[str, Any], result: PassResult) -> dict[str, Any]:
-        """Write the pass's result: at most one metadata patch (requests used, old
-        bookkeeping) and one status patch, each only if there is something to write."""
+    def _unrecorded(self, ref: ObjectRef, why: str) -> _Outcome:
+        # A deposed leader records nothing; the leader goes on with the run. Should
+        # this replica still lead (a slow renewal), the pass comes again.
+        log.warning("[%s/%s] pass left unrecorded: %s", ref.namespace, ref.name, why)
+        return _Outcome(None, WRITE_RETRY_SECONDS)
+
+    def _read_again(self, ref: ObjectRef) -> _Outcome:
+        """After a lost race: the resource as it is now, for a pass at once. None (gone,
+        or replaced by another object of the same name) means its run is over here."""
+        try:
+            current = self.api.get_promotion(ref)
+        except KubeError as error:  # the API went away between the two calls
+            log.warning("could not read %s again: %s", ref.name, error)
+            return _Outcome(None, WRITE_RETRY_SECONDS)
+        if current is None:
+            return _Outcome(None, None, gone=True)
+        return _Outcome(current, 0.0)
+
+    def _record(self, ref: ObjectRef, body: dict[str, Any], result: PassResult) -> _Recorded:
+        """Write the pass's result, each write only if there is something to write: the
+        status patch (what the pass did, with the requests it used), then the metadata
+        patch (their annotations, old bookkeeping), then the status patch that clears
+        the record of the used requests. Raises if the first write fails: then nothing
+        of the pass is recorded."""
         version = str(body["metadata"]["resourceVersion"])
-        metadata_patch, status_patch = patches_for(result, body["metadata"].get("annotations"))
-        if metadata_patch is not None:
-            body = self.api.patch_promotion(ref, metadata_patch, resource_version=version)
-            version = str(body["metadata"]["resourceVersion"])
-        if status_patch is not None:
+        patches = patches_for(result, body["metadata"].get("annotations"))
+        if patches.status is not None:
             body = self.api.patch_promotion(
-                ref, status_patch, resource_version=version, subresource="status"
+                ref, patches.status, resource_version=version, subresource="status"
             )
-        return body
+            version = str(body["metadata"]["resourceVersion"])
+        if patches.metadata is None:
+            return _Recorded(body)
+        try:
+            body = self.api.patch_promotion(ref, patches.metadata, resource_version=version)
+            if patches.cleared is not None:
+                # Without a resourceVersion: once the annotations are gone the record is
+                # wrong whatever changed meanwhile (a request set again since, with the
+                # same value, is a new one), and only this pass writes this status now.
+                body = self.api.patch_promotion(
+                    ref, patches.cleared, resource_version=None, subresource="status"
+                )
+        except ObjectChanged:
+            # Changed since the status write: read it again and pass again at once.
+            return _Recorded(self.api.get_promotion(ref) or body, 0.0)
+        except KubeError as error:
+            log.warning("could not remove the used requests of %s: %s", ref.name, error)
+            return _Recorded(body, WRITE_RETRY_SECONDS)
+        return _Recorded(body)
 
     def drain_events(self, timeout: float | None = None) -> None:
         """Wait (up to ``timeout`` seconds) until the Events queued so far are posted."""
@@ -289,7 +360,7 @@ class Controller:
 
     def _work(self) -> WorkQueue[str]:
         if self._queue is None:
-            self._queue = WorkQueue()
+            self._queue = WorkQueue(observer=self.runtime.metrics.workqueue)
         return self._queue
 
     async def _in_thread(self, function: Any, *args: Any) -> Any:
@@ -297,20 +368,36 @@ class Controller:
         return await loop.run_in_executor(self._pool, function, *args)
 
 
-def patches_for(
-    result: PassResult, annotations: Mapping[str, str] | None
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The (metadata, status) merge patches that record ``result``; None: nothing to write.
+@dataclass(frozen=True)
+class Patches:
+    """The merge patches that record a pass, in the order they are written; None:
+    nothing to write."""
+
+    status: dict[str, Any] | None = None  # what the pass did, with the requests it used
+    metadata: dict[str, Any] | None = None  # removes their annotations (and old bookkeeping)
+    cleared: dict[str, Any] | None = None  # then clears the record of the used requests
+
+
+def patches_for(result: PassResult, annotations: Mapping[str, str] | None) -> Patches:
+    """The merge patches that record ``result``.
 
     The status subresource ignores metadata, so removing a used request's
-    annotation is a write of its own (rare: approvals, aborts, resumes).
+    annotation is a write of its own (rare: approvals, aborts, resumes), and so is
+    clearing its record in the status once the annotation is gone.
     """
     annotations = annotations or {}
     removed = {CONSUMED[name]: None for name in result.used if CONSUMED[name] in annotations}
+    cleared = {"status": result.after_removal} if removed and result.after_removal else None
     removed.update({key: None for key in annotations if _legacy(key)})
-    metadata_patch = {"metadata": {"annotations": removed}} if removed else None
-    status_patch = {"status": result.status} if result.status is not None else None
-    return metadata_patch, status_patch
+    return Patches(
+        status={"status": result.status} if result.status is not None else None,
+        metadata={"metadata": {"annotations": removed}} if removed else None,
+        cleared=cleared,
+    )
+
+
+def _sooner(delay: float | None, than: float) -> float:
+    return than if delay is None else min(delay, than)
 
 
 def _legacy(key: str) -> bool:

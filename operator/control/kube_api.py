@@ -14,15 +14,15 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import os
+import time
 import urllib.parse
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client, config
 
+from promotion_operator.config.replica import THIS_REPLICA
 from promotion_operator.core.conditions import Event
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,12 @@ _kubeconfig: Callable[..., None] = config.load_kube_config
 
 _MERGE_PATCH = "application/merge-patch+json"
 _TIMEOUT = (10.0, 30.0)  # connect, read
+#: Throttled answers (429, as API Priority and Fairness gives) retried inside one call,
+#: as client-go does: the request was refused before it was carried out, so sending
+#: it again cannot do it twice.
+THROTTLED_RETRIES = 3
+#: The wait before a retry when a throttled answer names none (APF always does).
+THROTTLED_WAIT = 1.0
 
 
 class KubeError(Exception):
@@ -66,19 +72,16 @@ class ObjectRef:
 
 
 def connect() -> client.ApiClient:
-    """A client with the pod's ServiceAccount, or else the kubeconfig (as Kopf logs in)."""
+    """A client with the pod's ServiceAccount, or else the kubeconfig (as Kopf logs in),
+    that names this replica in its User-Agent."""
     configuration = client.Configuration()
     try:
         _incluster(client_configuration=configuration)
     except config.ConfigException:
         _kubeconfig(client_configuration=configuration)
-    return client.ApiClient(configuration)
-
-
-def instance_identity() -> str:
-    """This replica's name in Leases and Events: the pod's name, made unique per start."""
-    host = os.environ.get("POD_NAME") or os.environ.get("HOSTNAME") or "promotion-operator"
-    return f"{host}_{uuid.uuid4().hex[:8]}"
+    api_client = client.ApiClient(configuration)
+    api_client.user_agent = THIS_REPLICA.user_agent
+    return api_client
 
 
 class KubeApi:
@@ -165,16 +168,18 @@ class KubeApi:
         ref: ObjectRef,
         patch: Mapping[str, Any],
         *,
-        resource_version: str,
+        resource_version: str | None,
         subresource: str = "",
     ) -> dict[str, Any]:
         """Merge ``patch`` into the object (or its ``status`` subresource), only if it is
-        still at ``resource_version``; the object as written. :class:`ObjectChanged` if not."""
+        still at ``resource_version`` (None: whatever its version, if it is still the
+        object of ``ref.uid``); the object as written. :class:`ObjectChanged` if not."""
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{ref.namespace}/{PLURAL}/{ref.name}"
         if subresource:
             path += f"/{subresource}"
         body = {**patch, "metadata": {**patch.get("metadata", {}), "uid": ref.uid}}
-        body["metadata"]["resourceVersion"] = resource_version
+        if resource_version is not None:
+            body["metadata"]["resourceVersion"] = resource_version
         return self._call("PATCH", path, body, content_type=_MERGE_PATCH)
 
     def post_event(self, ref: ObjectRef, event: Event) -> None:
@@ -286,11 +291,22 @@ class KubeApi:
         content_type: str = "application/json",
         timeout: float = _TIMEOUT[1],
     ) -> dict[str, Any]:
-        response = self._send(method, path, body, content_type, timeout)
-        try:
-            data = response.read()
-        except Exception as error:  # reset, timed out: no answer
-            raise KubeError(f"{method} {path}: {type(error).__name__}") from None
+        # A throttled call is sent again after the server's Retry-After, as long as the
+        # call as a whole stays within ``timeout`` (a Lease renewal keeps its deadline).
+        deadline = time.monotonic() + timeout
+        for retry in range(THROTTLED_RETRIES + 1):
+            response = self._send(method, path, body, content_type, timeout)
+            try:
+                data = response.read()
+            except Exception as error:  # reset, timed out: no answer
+                raise KubeError(f"{method} {path}: {type(error).__name__}") from None
+            wait = _retry_after(response)
+            if response.status != 429 or retry == THROTTLED_RETRIES:
+                break
+            if time.monotonic() + wait >= deadline:
+                break
+            log.info("%s %s was throttled (429); again in %.0f s", method, path, wait)
+            time.sleep(wait)
         if not 200 <= response.status <= 299:
             raise _error(method, path, response.status, data)
         answer = json.loads(data) if data else {}
@@ -317,6 +333,15 @@ class KubeApi:
             return self._client.call_api(*request, _request_timeout=limits)
         except Exception as error:  # refused, reset, timed out: no answer
             raise KubeError(f"{method} {path}: {type(error).__name__}") from None
+
+
+def _retry_after(response: Any) -> float:
+    """The seconds a throttled answer asks to wait (delta-seconds only, as the
+    apiserver sends them); :data:`THROTTLED_WAIT` if it names none."""
+    try:
+        return max(0.0, float(response.headers.get("Retry-After")))
+    except (AttributeError, TypeError, ValueError):
+        return THROTTLED_WAIT
 
 
 def _promotions_path(namespace: str | None) -> str:

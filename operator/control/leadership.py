@@ -7,6 +7,10 @@ over. A leader that cannot renew for ``renew_deadline`` seconds stops leading
 before its Lease can expire, so two replicas never lead at once on a healthy
 network. On a clean shutdown the leader gives the Lease up, so the standby
 takes over at its next attempt instead of after ``lease_seconds``.
+
+Leading is also a fence: :meth:`LeaderElection.time_left` is asked right before
+each write, so a replica that was paused past its renew deadline writes nothing
+when it wakes up, even before its next attempt tells it that it lost the Lease.
 """
 
 from __future__ import annotations
@@ -48,14 +52,26 @@ class LeaderElection:
         """The Lease, as ``namespace/name``."""
         return f"{self.namespace}/{self.name}"
 
+    def time_left(self) -> float:
+        """The seconds this replica may still act as the leader: until the renew
+        deadline after its last renewal; 0 when it does not lead.
+
+        The fence of every write: a replica paused past its deadline (SIGSTOP, a long
+        GC, a frozen node) sees 0 here when it wakes, before the election notices."""
+        if not self._leading:
+            return 0.0
+        return max(0.0, self._renewed_at + self.renew_deadline - self.clock())
+
     def attempt(self) -> bool:
         """Acquire or renew the Lease once; whether this replica leads now."""
         if self._leading and self.clock() - self._renewed_at > self.renew_deadline:
             self._leading = False  # stop before the Lease can expire under another replica
+        # Counted from before the write: the others count from when they saw it, later.
+        started = self.clock()
         try:
             self._leading = self._try()
             if self._leading:
-                self._renewed_at = self.clock()
+                self._renewed_at = started
         except ObjectChanged:
             self._leading = False  # another replica wrote it first
         except KubeError as error:

@@ -1,5 +1,5 @@
 """Prometheus metrics: runs, Seldon Deploy calls, token requests, analysis queries,
-notifications.
+notifications, the work queue and leadership.
 
 Label values are names, path templates, status codes and condition reasons
 only, never anything read from a credentials file or a token.
@@ -7,6 +7,7 @@ only, never anything read from a credentials file or a token.
 
 from __future__ import annotations
 
+import datetime
 import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -18,6 +19,7 @@ from promotion_operator.errors import PromotionError
 
 _DURATION_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600)
 _NOTIFICATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+_QUEUE_LATENCY_BUCKETS = (0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
 class Metrics:
@@ -128,7 +130,39 @@ class Metrics:
             buckets=_NOTIFICATION_BUCKETS,
             registry=self.registry,
         )
+        self.run_deadline = Gauge(
+            "modelpromotion_run_deadline_timestamp_seconds",
+            "When the current phase of an open run must end (Unix time), by ModelPromotion; "
+            "absent for phases a person ends (approval, a pause without duration).",
+            ["namespace", "name"],
+            registry=self.registry,
+        )
+        self.leader = Gauge(
+            "modelpromotion_leader",
+            "1 while this replica runs the passes (it holds the Lease, or leader election "
+            "is off), else 0, by Lease (empty without leader election).",
+            ["lease"],
+            registry=self.registry,
+        )
+        self.workqueue_depth = Gauge(
+            "modelpromotion_workqueue_depth",
+            "Resources waiting in the work queue for their next pass, due now or later.",
+            registry=self.registry,
+        )
+        self.workqueue_working = Gauge(
+            "modelpromotion_workqueue_working",
+            "Resources whose pass runs now (taken by a worker).",
+            registry=self.registry,
+        )
+        self.workqueue_latency = Histogram(
+            "modelpromotion_workqueue_latency_seconds",
+            "How late passes start: from when a resource was due to when a worker took it.",
+            buckets=_QUEUE_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.workqueue = _QueueMetrics(self)
         self._weights: dict[str, tuple[str, str]] = {}  # uid -> the gauge's labels
+        self._deadlines: dict[str, tuple[str, str]] = {}  # uid -> the gauge's labels
         self._in_flight: set[str] = set()
         # The generation whose start / end was counted, per resource: a pass replayed
         # because its status patch did not land must not count the same run again.
@@ -210,8 +244,34 @@ class Metrics:
             self._weights[uid] = (namespace, name)
         self.canary_weight.labels(namespace, name).set(weight)
 
+    def due_by(
+        self, uid: str, namespace: str, name: str, deadline: datetime.datetime | None
+    ) -> None:
+        """The open run of ``uid`` must leave its phase by ``deadline``; None: it has no
+        deadline now (it ended, waits for a person, or is suspended)."""
+        with self._lock:
+            if deadline is None:
+                labels = self._deadlines.pop(uid, None)
+                if labels is not None:
+                    self.run_deadline.remove(*labels)
+                return
+            self._deadlines[uid] = (namespace, name)
+        self.run_deadline.labels(namespace, name).set(deadline.timestamp())
+
+    def leading(self, lease: str, leading: bool) -> None:
+        """Whether this replica runs the passes (``lease``: ``namespace/name``, or empty
+        without leader election). A replica that stops leading drops its runs'
+        deadlines: the new leader's passes own them now."""
+        self.leader.labels(lease).set(1 if leading else 0)
+        if not leading:
+            with self._lock:
+                for labels in self._deadlines.values():
+                    self.run_deadline.remove(*labels)
+                self._deadlines.clear()
+
     def forget(self, uid: str) -> None:
         """The resource was deleted; its run no longer counts as in flight."""
+        self.due_by(uid, "", "", None)
         with self._lock:
             labels = self._weights.pop(uid, None)
             if labels is not None:
@@ -235,3 +295,17 @@ class Metrics:
             else:
                 self._in_flight.discard(uid)
             self.runs_in_flight.set(len(self._in_flight))
+
+
+class _QueueMetrics:
+    """The work queue's observer (a ``QueueObserver``): its size and how late passes start."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def sized(self, waiting: int, working: int) -> None:
+        self._metrics.workqueue_depth.set(waiting)
+        self._metrics.workqueue_working.set(working)
+
+    def taken(self, late_seconds: float) -> None:
+        self._metrics.workqueue_latency.observe(late_seconds)

@@ -18,11 +18,12 @@ from typing import Any, NamedTuple, Protocol, TypeVar, assert_never
 from promotion_operator.clients.auth import TokenProviders
 from promotion_operator.clients.notifications import Notice, NoticeKind, Notifier
 from promotion_operator.clients.prometheus import PrometheusClient
-from promotion_operator.clients.seldon import Resources, SeldonDeployClient
+from promotion_operator.clients.seldon import Resources, SeldonDeployClient, WriteFence
 from promotion_operator.config.settings import Settings
 from promotion_operator.control.metrics import Metrics
 from promotion_operator.control.shared_reads import SharedReads
 from promotion_operator.core.conditions import ready_reason
+from promotion_operator.core.durations import NEVER
 from promotion_operator.core.machine import reconcile
 from promotion_operator.core.pass_io import (
     Action,
@@ -38,7 +39,8 @@ from promotion_operator.core.promotion import PromotionRef
 from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import FINISHED, ActionKind, Experiment, Failure, Phase, Run
 from promotion_operator.core.spec import DeploymentRef, Kind, PromotionSpec, parse_spec
-from promotion_operator.errors import PromotionError
+from promotion_operator.core.transitions import deadline
+from promotion_operator.errors import NotLeading, PromotionError
 
 logger = logging.getLogger(__name__)
 
@@ -131,10 +133,13 @@ class Runtime:
         *,
         policy: RetryPolicy | None = None,
         metrics: Metrics | None = None,
+        fence: WriteFence | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy or RetryPolicy()
         self.metrics = metrics or Metrics()
+        # With leader election: no Seldon Deploy write unless this replica leads.
+        self.fence = fence
         self.tokens = TokenProviders(settings, observer=self.metrics.token_requested)
         self._clients: dict[str, SeldonDeployClient] = {}
         self._prometheus: PrometheusClient | None = None
@@ -158,6 +163,7 @@ class Runtime:
                     settings,
                     self.tokens.for_instance(settings.name),
                     observer=self.metrics.seldon_observer(settings.name),
+                    fence=self.fence,
                 )
                 self._clients[settings.name] = client
             return client
@@ -234,12 +240,27 @@ def run_pass(
     runtime.reads.watch(promotion.uid, (ctx.spec.source, ctx.spec.target))
     effects = SeldonEffects(runtime, ctx.spec, run=promotion.uid, chain=chain)
     result = reconcile(ctx, status, effects)
+    if runtime.fence is not None and runtime.fence() <= 0:
+        # Its notices and counts would repeat the leader's: the pass ends here.
+        raise NotLeading("the Lease was lost during the pass")
     if result.requeue_after is None:
         runtime.reads.unwatch(promotion.uid)
     if result.run is not None:
         _count(runtime, promotion, result, now)
+        runtime.metrics.due_by(
+            promotion.uid, promotion.namespace, promotion.name, _open_deadline(ctx, result.run)
+        )
         _notify(runtime, promotion, result, now)
     return result
+
+
+def _open_deadline(ctx: Context, run: Run) -> datetime.datetime | None:
+    """The current phase's deadline of a run in flight; None when the run is not in
+    flight or a person ends the phase (its deadline is then ``NEVER`` away)."""
+    if not _in_flight(run):
+        return None
+    due = deadline(ctx, run)
+    return due if due - ctx.now < NEVER / 2 else None
 
 
 _OUTCOMES: dict[Phase, NoticeKind] = {
@@ -503,6 +524,8 @@ def _answered(answer: _Answers[_V, _R], call: Callable[[], _V]) -> _R:
     as the core sees it, anything else as an internal error (see :func:`_internal`)."""
     try:
         return answer(call())
+    except NotLeading:
+        raise  # not the run's failure: the pass stops, and the leader goes on
     except PromotionError as error:
         return answer(failure=as_failure(error))
     except Exception as error:

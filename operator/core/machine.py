@@ -63,7 +63,12 @@ from promotion_operator.core.pipeline_models import (
     with_landed_models,
 )
 from promotion_operator.core.planning import PlanningError
-from promotion_operator.core.requests import APPROVE_ANNOTATION, Requests
+from promotion_operator.core.requests import (
+    APPROVE_ANNOTATION,
+    Requests,
+    consumed_by,
+    used_before,
+)
 from promotion_operator.core.run import (
     FINISHED,
     ActionKind,
@@ -73,6 +78,7 @@ from promotion_operator.core.run import (
     PreviousTarget,
     Run,
     UnreadableStatus,
+    consumed_cleared,
     format_time,
     from_status,
     to_status,
@@ -112,6 +118,11 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
         if not older:
             return _unreadable(ctx, status, unreadable)
         recorded = None  # a spec change starts afresh; the old run no longer matters
+    # A request the recorded status says was used is still there only because the pass
+    # that used it stopped before removing its annotation: remove it, never act again.
+    asked = ctx.requests
+    used_already = used_before(asked, dict(recorded.consumed) if recorded else {})
+    ctx = replace(ctx, requests=asked.without(used_already))
     run = start_run(ctx, recorded)
     started = run is not recorded
     # Writes carry the run (generation and retry), so a retry never takes the write
@@ -146,9 +157,14 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
                     f"abort request ignored: the run already ended ({run.phase})",
                 )
             )
-        changed = to_status(run) if run is not recorded else None
+        run, used = _consuming(asked, run, (*used_already, *used))
+        changed = (
+            None
+            if recorded is not None and to_status(run) == to_status(recorded)
+            else to_status(run)
+        )
         message = ready_message(run.conditions)
-        return PassResult(run, changed, tuple(notes), None, message, started, used)
+        return _removing(PassResult(run, changed, tuple(notes), None, message, started, used))
 
     read_source, read_target = reads_for(run.phase)
     source = effects.read_source() if read_source else Answer()
@@ -177,15 +193,36 @@ def reconcile(ctx: Context, status: Mapping[str, Any], effects: Effects) -> Pass
     if decided.action is not None:
         done = effects.perform(decided.action)
         decided = after_action(ctx, decided.run, decided.action, done.deployment, done.failure)
-    return PassResult(
+    after, all_used = _consuming(
+        asked,
         decided.run,
-        None if _only_counted(recorded, decided.run) else to_status(decided.run),
-        (*notes, *transition_events(run, decided.run)),
-        decided.requeue_after,
-        ready_message(decided.run.conditions),
-        started=started,
-        used=(*stale, *used, *(name for name in decided.used if name not in used)),
+        (*used_already, *stale, *used, *(name for name in decided.used if name not in used)),
     )
+    return _removing(
+        PassResult(
+            after,
+            None if _only_counted(recorded, after) else to_status(after),
+            (*notes, *transition_events(run, after)),
+            decided.requeue_after,
+            ready_message(after.conditions),
+            started=started,
+            used=all_used,
+        )
+    )
+
+
+def _consuming(asked: Requests, run: Run, used: tuple[str, ...]) -> tuple[Run, tuple[str, ...]]:
+    """The run recording the requests ``used`` (as read from the annotations, ``asked``) in
+    ``consumedRequests``, the record of any other dropped: its annotation is gone or holds
+    a new request. Recorded in the pass's status write, before the annotations go."""
+    consumed = consumed_by(asked, used)
+    return replace(run, consumed=consumed), tuple(name for name, _ in consumed)
+
+
+def _removing(result: PassResult) -> PassResult:
+    """``result`` with the status patch the shell writes once it removed the annotations
+    of the requests the pass used (none used: nothing to clear)."""
+    return replace(result, after_removal=consumed_cleared() if result.used else None)
 
 
 def _only_counted(recorded: Run | None, after: Run) -> bool:
@@ -235,6 +272,8 @@ def at_rest(generation: int, status: Mapping[str, Any], requests: Requests) -> b
     nobody asks anything of it (a retry token already acted on does not count)."""
     if requests.present() or status.get("observedGeneration") != generation:
         return False
+    if status.get("consumedRequests"):
+        return False  # a record of used requests is left to clear (requests.py)
     phase = status.get("phase")
     settled = phase == Phase.SUSPENDED.value or any(phase == p.value for p in FINISHED)
     # A new retry token starts a run (or, on a suspended one, is said to be ignored).

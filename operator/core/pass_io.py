@@ -225,4 +225,7 @@ class PassResult:
     requeue_after: float | None = None  # None: nothing more until the spec changes
     message: str = ""  # the Ready condition's message
     started: bool = False  # this pass started a run (a new generation, or a retry)
-    used: tuple[str, ...] = ()  # requests acted on (or stale): remove their annotations
+    # Requests acted on (or stale), recorded in ``status`` (consumedRequests): remove their
+    # annotations, then write ``after_removal``, the status patch that clears the record.
+    used: tuple[str, ...] = ()
+    after_removal: dict[str, Any] | None = None

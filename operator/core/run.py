@@ -239,6 +239,9 @@ class Run:
     retry: int = 0  # 0 for a generation's first run, then one more per retry request
     approved_by: str | None = None
     approved_at: datetime.datetime | None = None
+    # The approve, abort and resume requests used whose annotations may still be on the
+    # resource, as (name, value): kept until a pass finds them gone (requests.py).
+    consumed: tuple[tuple[str, str], ...] = ()
     # Kept from run to run: the last retry request handled, and the finished runs.
     last_retry: str | None = None
     history: tuple[HistoryEntry, ...] = ()
@@ -263,6 +266,12 @@ class Run:
             last_error=None,
             error_since=None,
         )
+
+
+def consumed_cleared() -> dict[str, Any]:
+    """The status patch that clears ``consumedRequests``: written once the annotations of
+    the requests it records are removed."""
+    return {"consumedRequests": None}
 
 
 def format_time(moment: datetime.datetime) -> str:
@@ -339,6 +348,8 @@ def to_status(run: Run) -> dict[str, Any]:
             "by": run.approved_by,
             "at": format_time(run.approved_at) if run.approved_at else None,
         },
+        # A list, not a map, so that a merge patch replaces it whole.
+        "consumedRequests": [{"name": n, "value": v} for n, v in run.consumed] or None,
         "lastRetry": run.last_retry,
         "history": [_history_to_status(entry) for entry in run.history],
         "conditions": [dict(c) for c in run.conditions],
@@ -465,6 +476,7 @@ def from_status(status: Mapping[str, Any]) -> Run | None:
         retry=reader.integer("retry") or 0,
         approved_by=reader.text("approval.by") or None,
         approved_at=reader.time("approval.at"),
+        consumed=reader.consumed(),
         last_retry=reader.text("lastRetry") or None,
         history=reader.history(),
         conditions=reader.conditions(),
@@ -731,6 +743,17 @@ class _StatusReader:
             self._problem(path, value, "a list")
             return []
         return value
+
+    def consumed(self) -> tuple[tuple[str, str], ...]:
+        entries = []
+        for i, _ in enumerate(self._list("consumedRequests")):
+            at = f"consumedRequests.{i}"
+            name, value = self.text(f"{at}.name"), self.text(f"{at}.value")
+            if name and value:
+                entries.append((name, value))
+            else:
+                self._problem(at, self._get(at), "a name and a value")
+        return tuple(entries)
 
     def conditions(self) -> tuple[dict[str, Any], ...]:
         value = self._get("conditions") or []

@@ -14,7 +14,7 @@ client-go's reflector, reduced to what the controller needs:
 - watch from the newest resourceVersion seen (bookmarks move it too); a watch
   the server ends (its timeout) is opened again from there;
 - a 410 (Gone: the version, or a page's continue token, has expired) lists
-  again at once; any other failure waits (1, 2, 5, 10, 20, 30 s) and watches
+  again at once; any other failure waits (0.5, 1, 2, 4, then 5 s) and watches
   again from the last version, or lists again if there is none.
 
 It runs in a thread of its own (the Kubernetes client blocks) until stopped.
@@ -38,7 +38,9 @@ Deliver = Callable[[Sequence[WatchEvent]], None]
 
 PAGE_SIZE = 500
 WATCH_SECONDS = 120  # the server ends a watch after this; it is opened again at once
-BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0)
+#: Waits after failed lists or watches, the last one repeated: capped at 5 s so that
+#: a restarted kube-apiserver or etcd is seen again within 5 s of its return.
+BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0, 5.0)
 GONE = 410
 
 

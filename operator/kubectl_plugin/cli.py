@@ -31,6 +31,7 @@ from promotion_operator.kubectl_plugin.resource import (
     decide_resume,
     decide_retry,
     format_time,
+    still_removing,
 )
 from promotion_operator.kubectl_plugin.watching import Watcher
 
@@ -310,7 +311,7 @@ def request(
     namespace = session.namespace
     for attempt in range(1, CONFLICT_ATTEMPTS + 1):
         promotion = Promotion(session.kube.get(namespace, name))
-        decision = decide(promotion)
+        decision = still_removing(promotion, annotation) or decide(promotion)
         if decision.value is None:
             return decision
         try:

@@ -222,6 +222,15 @@ class Promotion:
     def last_retry(self) -> str | None:
         return _text(self.status.get("lastRetry")) or None
 
+    def being_removed(self, annotation: str) -> str | None:
+        """The value of a used request of this annotation that the operator is still
+        removing (``status.consumedRequests``), or None."""
+        name = annotation.removeprefix(f"{GROUP}/")
+        for entry in _list(self.status.get("consumedRequests")):
+            if _map(entry).get("name") == name:
+                return _text(_map(entry).get("value")) or None
+        return None
+
     @property
     def run_id(self) -> tuple[int | None, int]:
         """Which run the status is of: (generation, retry)."""
@@ -396,6 +405,22 @@ def _not_started(promotion: Promotion) -> str:
     if promotion.pending_retry is not None:
         return f"a retry ({promotion.pending_retry}) is about to start a new run"
     return f"the run of generation {promotion.generation} has not started yet"
+
+
+def still_removing(promotion: Promotion, annotation: str) -> Decision | None:
+    """Refuse to set a request while the operator is still removing the one before it
+    of the same name: the operator would take a new one with the same value for it
+    (docs/contract.md 9.1). It lasts only until the operator's next pass. (While the
+    annotation is still set, the request's own decision says it waits.)"""
+    value = promotion.being_removed(annotation)
+    if value is None or promotion.request(annotation) is not None:
+        return None
+    return Decision(
+        None,
+        f"the operator is still removing the previous {annotation}={value} request "
+        "it acted on; try again in a moment (once it runs)",
+        ExitCode.ERROR,
+    )
 
 
 def decide_approve(promotion: Promotion, user: str) -> Decision:

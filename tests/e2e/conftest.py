@@ -25,6 +25,7 @@ from tests.harness.rbac import install_cluster_wide
 from tests.harness.secrets import assert_no_secrets
 from tests.harness.simulator import Simulator
 from tests.harness.stack import Stack
+from tests.harness.toxiproxy import StackProxies, proxy_stack, start_toxiproxy
 from tests.simulator.testing import deployment_body
 
 # Groups of the realm, with the rights the tests give them in Seldon Deploy.
@@ -48,6 +49,17 @@ def argocd(stack: Stack, crds: None) -> Iterator[ArgoCD]:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def fault_proxies(stack: Stack) -> Iterator[StackProxies]:
+    """Toxiproxy with one proxy in front of each server, started once, only when a
+    network-fault test is selected."""
+    toxiproxy = start_toxiproxy()
+    try:
+        yield proxy_stack(toxiproxy, stack)
+    finally:
+        toxiproxy.stop()
 
 
 @pytest.fixture

@@ -12,13 +12,16 @@ import json
 import signal
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from tests.harness import bench
 from tests.harness.argocd_build import ensure_argocd
-from tests.harness.binaries import ensure_binaries
+from tests.harness.binaries import ensure_binaries, ensure_promtool
+from tests.harness.container_base import ensure_base
+from tests.harness.helm import ensure_helm
 from tests.harness.keycloak import (
     DATA_SCIENTIST,
     DATA_VIEWER,
@@ -27,6 +30,8 @@ from tests.harness.keycloak import (
     PUBLIC_CLIENT_ID,
     ensure_distribution,
 )
+from tests.harness.operator_image import build_image
+from tests.harness.podman import ensure_podman
 from tests.harness.progress import say
 from tests.harness.stack import Stack, start_stack
 
@@ -121,12 +126,21 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--state-file", type=Path, help="write the stack's facts as JSON here")
     prepare = sub.add_parser(
         "prepare",
-        help="build the binaries (Prometheus and Argo CD too) and fetch Keycloak, then exit",
+        help="build the binaries (Prometheus, promtool, Argo CD) and fetch Keycloak, then exit",
     )
     prepare.add_argument(
         "--without-argocd",
         action="store_true",
         help="skip Argo CD, which only its e2e tests and `argocd-demo` use",
+    )
+    prepare.add_argument(
+        "--with-chart-and-image",
+        action="store_true",
+        help="also build Helm and make the image's Debian base (their e2e tests; needs podman)",
+    )
+    image = sub.add_parser("image", help="build the operator's image with podman, then exit")
+    image.add_argument(
+        "--base", help="the base image (default: one made here from Debian's packages)"
     )
     sub.add_parser("demo", help="run the example promotions on the stack, then stop")
     sub.add_parser(
@@ -136,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     resilience.add_argument("--runs", type=int, default=200, help="promotions in the batch")
     resilience.add_argument("--kills", type=int, default=10, help="operator SIGKILLs")
     resilience.add_argument("--seed", type=int, default=20261128, help="for faults and timing")
+    resilience.add_argument(
+        "--without-control-plane-faults",
+        action="store_true",
+        help="no kube-apiserver or etcd restart, no expired watch",
+    )
     bench.add_arguments(sub.add_parser("bench", help="the operator at scale, next to a script"))
     args = parser.parse_args(argv)
 
@@ -149,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
 
         signal.signal(signal.SIGTERM, _raise_exit)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        return batch.run_batch(args.runs, args.kills, args.seed)
+        return batch.run_batch(
+            args.runs, args.kills, args.seed, not args.without_control_plane_faults
+        )
 
     if args.command == "demo":
         from tests.harness.demo import run_demo
@@ -166,11 +187,30 @@ def main(argv: list[str] | None = None) -> int:
         return run_argocd_demo()
 
     if args.command == "prepare":
-        ensure_binaries()
-        if not args.without_argocd:
-            ensure_argocd()
-        ensure_distribution()
+        # debootstrap mostly waits on downloads and dpkg: it runs beside the Go builds.
+        with ThreadPoolExecutor(max_workers=1) as background:
+            base = (
+                background.submit(ensure_base, ensure_podman())
+                if args.with_chart_and_image
+                else None
+            )
+            ensure_binaries()
+            if not args.without_argocd:
+                ensure_argocd()
+            ensure_distribution()
+            if not args.without_argocd:  # only the tests use promtool, as only they use Argo CD
+                ensure_promtool()
+            if args.with_chart_and_image:
+                ensure_helm()
+            if base is not None:
+                base.result()
         say("binaries and Keycloak distribution are in place")
+        return 0
+
+    if args.command == "image":
+        built = build_image(ensure_podman(), args.base)
+        print(f"{built.reference}: {built.size_bytes / 1e6:.0f} MB, built in "
+              f"{built.build_seconds:.0f}s on {built.base}")  # fmt: skip
         return 0
 
     # SIGTERM (from a CI runner or `kill`) stops the stack as cleanly as Ctrl-C does;

@@ -1,11 +1,12 @@
-"""The pinned kube-apiserver, kube-controller-manager, kubectl, etcd and Prometheus
-binaries, built once and cached.
+"""The pinned kube-apiserver, kube-controller-manager, kubectl, etcd, Prometheus and
+Toxiproxy binaries, built once and cached.
 
 The control-plane binaries come from Go modules whose own go.mod files carry
 ``replace`` lines, so ``go install pkg@version`` refuses them; the small modules
 under ``gobin/`` pin them (and replace every k8s.io staging module by its
 published release) and ``go build`` builds from there with the default module
-proxy. Prometheus is pinned the same way, for one build path and one go.sum.
+proxy. Prometheus and Toxiproxy (the fault proxy of the network-fault tests) are
+pinned the same way, for one build path and one go.sum.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ ETCD_VERSION = "v3.6.5"
 # Prometheus 3.16.0, published as the Go module version v0.316.0.
 PROMETHEUS_MODULE_VERSION = "v0.316.0"
 PROMETHEUS_VERSION = "3.16.0"
+# The newest Toxiproxy release (its go.mod needs Go 1.23).
+TOXIPROXY_VERSION = "v2.12.0"
 
 _GOBIN = Path(__file__).parent / "gobin"
 
@@ -69,6 +72,12 @@ def _prometheus_ldflags() -> str:
     return " ".join(["-s", "-w"] + [f"-X {pkg}.{field}={value}" for field, value in fields.items()])
 
 
+def _toxiproxy_ldflags() -> str:
+    # What Toxiproxy's release build (.goreleaser.yml) stamps, so its /version tells it.
+    version = TOXIPROXY_VERSION.lstrip("v")
+    return f"-s -w -X github.com/Shopify/toxiproxy/v2.Version={version}"
+
+
 def _targets() -> list[_Target]:
     kube = f"kubernetes-{KUBERNETES_VERSION}"
     return [
@@ -107,6 +116,13 @@ def _targets() -> list[_Target]:
             _prometheus_ldflags(),
             tags="netgo",
         ),
+        _Target(
+            "toxiproxy-server",
+            "github.com/Shopify/toxiproxy/v2/cmd/server",
+            _GOBIN / "toxiproxy",
+            f"toxiproxy-{TOXIPROXY_VERSION}",
+            _toxiproxy_ldflags(),
+        ),
     ]
 
 
@@ -118,6 +134,7 @@ class Binaries:
     kube_apiserver: Path
     kubectl: Path
     prometheus: Path
+    toxiproxy: Path
     kube_controller_manager: Path
 
 
@@ -134,6 +151,7 @@ def ensure_binaries() -> Binaries:
         paths["kube-apiserver"],
         paths["kubectl"],
         paths["prometheus"],
+        paths["toxiproxy-server"],
         paths["kube-controller-manager"],
     )
 
@@ -182,3 +200,24 @@ def go_build(
         raise HarnessError(f"building {path.name} failed:\n{''.join(output)[-4000:]}")
     partial.rename(path)
     return time.monotonic() - started
+
+
+# promtool, from the same pinned Prometheus module as the server (so the rules it
+# checks are parsed as the server parses them), cached next to it. Its own target:
+# only the alert-rule tests and `prepare` need it.
+_PROMTOOL = _Target(
+    "promtool",
+    "github.com/prometheus/prometheus/cmd/promtool",
+    _GOBIN / "prometheus",
+    f"prometheus-{PROMETHEUS_MODULE_VERSION}",
+    _prometheus_ldflags(),
+    tags="netgo",
+)
+
+
+def ensure_promtool() -> Path:
+    """The cached promtool, built first if missing."""
+    path = cache_root() / _PROMTOOL.cache_dir / _PROMTOOL.name
+    if not path.exists():
+        _build(_PROMTOOL, path)
+    return path

@@ -17,10 +17,13 @@ import base64
 import json
 import ssl
 import subprocess
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.harness.binaries import Binaries, ensure_binaries
 from tests.harness.certs import CertificateAuthority, KeyPair, write_signing_key
@@ -76,10 +79,68 @@ class ControlPlane:
         except (urllib.error.URLError, OSError):
             return False
 
-    def restart_apiserver(self) -> None:
-        """Stop kube-apiserver and start it again on the same port (etcd keeps the data)."""
-        self.apiserver.restart()
+    def etcd_healthy(self) -> bool:
+        """Whether etcd's ``/health`` says it is healthy."""
+        try:
+            with urllib.request.urlopen(f"{self.etcd_url}/health", timeout=2) as response:
+                return bool(json.loads(response.read()).get("health") == "true")
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+
+    # -- control-plane faults ------------------------------------------------------------------
+    # Each returns the moment (time.monotonic()) the fault cleared: the apiserver answered
+    # /readyz again, so recovery times are measured from the same point.
+
+    def restart_apiserver(self, *, down_seconds: float = 0.0, flags: Sequence[str] = ()) -> float:
+        """Stop kube-apiserver, keep it down ``down_seconds``, start it again on the same
+        port (etcd keeps the data). ``flags`` (``--name=value``) replace the flags of the
+        same names, from now on. Every watch is cut; its watch cache starts afresh, so a
+        re-watch from a resourceVersion older than the restart is answered 410 Gone."""
+        self.apiserver.stop()
+        time.sleep(down_seconds)
+        self.apiserver.restart(_with_flags(self.apiserver.argv, flags))
         self.apiserver.wait_until(self.ready, _START_TIMEOUT, f"{self.url}/readyz answered ok")
+        return time.monotonic()
+
+    def restart_etcd(self, *, down_seconds: float = 0.0) -> float:
+        """Stop etcd, keep it down ``down_seconds``, start it again on the same data dir
+        and ports; return once it is healthy and the apiserver ready again. Meanwhile
+        the apiserver answers no read or write that needs etcd (they hang, then fail)."""
+        self.etcd.stop()
+        time.sleep(down_seconds)
+        self.etcd.restart()
+        self.etcd.wait_until(self.etcd_healthy, _START_TIMEOUT, f"{self.etcd_url}/health ok")
+        self.apiserver.wait_until(self.ready, _START_TIMEOUT, f"{self.url}/readyz answered ok")
+        return time.monotonic()
+
+    def compact_etcd(self) -> int:
+        """Write a marker key and compact etcd's history up to it, through etcd's own API
+        (as the apiserver does every 5 minutes): no resourceVersion handed out before
+        can be watched from any more. The revision compacted at."""
+        marker = {"key": _b64text("/harness/compaction-marker"), "value": _b64text("x")}
+        revision = int(self._etcd("/v3/kv/put", marker)["header"]["revision"])
+        self._etcd("/v3/kv/compaction", {"revision": revision, "physical": True})
+        return revision
+
+    def expire_watches(self, meanwhile: Callable[[], object] | None = None) -> float:
+        """Expire every watch: restart the apiserver (every watch is cut), do
+        ``meanwhile`` (changes no watch from before sees: not even in a socket's buffer),
+        then compact etcd's history. A watcher coming back from any resourceVersion it
+        saw before is answered 410 Gone ("too old resource version"): it must list
+        again, and a deletion in ``meanwhile`` reaches it as no event at all."""
+        self.restart_apiserver()
+        if meanwhile is not None:
+            meanwhile()
+        self.compact_etcd()
+        return time.monotonic()
+
+    def _etcd(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        request = urllib.request.Request(
+            f"{self.etcd_url}{path}", data=json.dumps(body).encode(), method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+        return answer
 
     def stop(self) -> None:
         """Stop the processes and remove the data directory."""
@@ -232,6 +293,16 @@ _ANONYMOUS_ISSUER_DISCOVERY = {
         }
     ],
 }
+
+
+def _with_flags(argv: Sequence[str], flags: Sequence[str]) -> list[str]:
+    """``argv`` with ``flags`` (``--name=value``) in place of those of the same names."""
+    names = {flag.split("=", 1)[0] for flag in flags}
+    return [arg for arg in argv if arg.split("=", 1)[0] not in names] + list(flags)
+
+
+def _b64text(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
 
 
 def _b64(path: Path) -> str:

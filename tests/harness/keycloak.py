@@ -257,7 +257,14 @@ def launch_keycloak(
             "--http-host=127.0.0.1",
             f"--http-port={port}",
             f"--http-management-port={management_port}",
-            "--hostname-strict=false",
+            # The issuer is this URL whichever address a client used (a token
+            # fetched through the fault proxy still carries the `iss` the simulator
+            # trusts), while the back-channel endpoints in discovery (token, keys)
+            # follow the address the client used, as for a client reaching Keycloak
+            # over a private network: a client that discovered through the proxy
+            # stays behind it.
+            f"--hostname={url}",
+            "--hostname-backchannel-dynamic=true",
             "--cache=local",
             f"--features={','.join(FEATURES)}",
             *trust,

@@ -4,6 +4,7 @@ credentials directory."""
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
 import time
 import urllib.error
@@ -113,6 +114,14 @@ class OperatorProcess:
     def kill(self) -> None:
         """SIGKILL, as a node failure or OOM kill would."""
         self.process.kill()
+
+    def pause(self) -> None:
+        """SIGSTOP: frozen as by a long GC pause or a frozen node; its sockets stay open."""
+        self.process.popen.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`: it wakes up where it stopped."""
+        self.process.popen.send_signal(signal.SIGCONT)
 
     def restart(self) -> None:
         """Start a new operator process with the same settings."""

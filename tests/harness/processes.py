@@ -70,9 +70,17 @@ class ManagedProcess:
         )
         _live.append(self)
 
-    def restart(self) -> None:
-        """Stop the process and start it again with the same command (fault tests)."""
+    @property
+    def argv(self) -> list[str]:
+        """The command it runs (a copy)."""
+        return list(self._argv)
+
+    def restart(self, argv: Sequence[str] | None = None) -> None:
+        """Stop the process and start it again, with the same command or ``argv``
+        (which it keeps for later restarts) (fault tests)."""
         self.stop()
+        if argv is not None:
+            self._argv = list(argv)
         self._spawn()
 
     @property
@@ -125,6 +133,10 @@ class ManagedProcess:
     def freeze(self) -> None:
         """SIGSTOP the process group: it does nothing until killed (or continued)."""
         self._signal_group(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT the process group after :meth:`freeze`: it goes on where it stood."""
+        self._signal_group(signal.SIGCONT)
 
     def kill(self) -> None:
         """SIGKILL the process group at once (crash tests)."""

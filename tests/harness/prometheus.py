@@ -22,6 +22,9 @@ file and reloads Prometheus through ``POST /-/reload`` (it runs with
 place, or with Prometheus' error, in which case the previous file is put back.
 ``reset_alert_rules`` returns to the default group; ``alerts`` and
 ``firing_alerts`` read ``/api/v1/alerts``.
+
+More pages can be scraped while it runs (``add_scrape_job``: e.g. the operator's
+own metrics, for the dashboard's test), through the same reload.
 """
 
 from __future__ import annotations
@@ -355,6 +358,36 @@ class Prometheus:
                 f"reload failed: {response.text.strip()}\n"
                 f"last lines of {self.process.log_path}:\n{self.process.log_tail(5)}"
             )
+
+    def add_scrape_job(self, job: str, target: ScrapeTarget) -> None:
+        """Scrape ``target`` too, as job ``job`` (at the global interval, labels honoured
+        as for the others), and reload; e.g. the operator's ``--metrics-port``."""
+        config = yaml.safe_load(self.config_path.read_text())
+        jobs: list[dict[str, Any]] = config["scrape_configs"]
+        if any(existing["job_name"] == job for existing in jobs):
+            raise ValueError(f"Prometheus already has a scrape job {job!r}")
+        parts = urlsplit(target.url)
+        added: dict[str, Any] = {
+            "job_name": job,
+            "scheme": parts.scheme,
+            "metrics_path": target.metrics_path,
+            "honor_labels": True,
+            "static_configs": [{"targets": [parts.netloc]}],
+        }
+        if target.ca_file is not None:
+            added["tls_config"] = {"ca_file": str(target.ca_file)}
+        jobs.append(added)
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.reload()
+
+    def remove_scrape_job(self, job: str) -> None:
+        """Stop scraping the job ``job`` (added by :meth:`add_scrape_job`); reload."""
+        config = yaml.safe_load(self.config_path.read_text())
+        config["scrape_configs"] = [
+            existing for existing in config["scrape_configs"] if existing["job_name"] != job
+        ]
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.reload()
 
     def rule_groups(self) -> list[dict[str, Any]]:
         """The loaded rule groups as ``/api/v1/rules`` reports them (with health, state)."""

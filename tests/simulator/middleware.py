@@ -59,6 +59,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         # Only the query: the Authorization header and its token are never logged.
         "query": dict(request.query),
         "user": None,
+        "agent": request.headers.get("User-Agent"),
         "status": None,
         "fault": None,
     }

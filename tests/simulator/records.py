@@ -23,6 +23,8 @@ class RequestLogEntry(TypedDict):
     template: str | None
     query: dict[str, str]
     user: str | None
+    # The client's User-Agent: which operator process (replica) sent it.
+    agent: str | None
     status: int | None
     fault: FaultKind | None
 

@@ -598,6 +598,8 @@ def drive(
         passes.append(Pass(now, before, action, step, result.events))
         if result.status is not None:  # None: the pass only waited; nothing is written
             recorded = result.status
+        if result.used and result.after_removal:  # the annotations are gone: clear the record
+            recorded = {**recorded, **result.after_removal}
         if step.requeue_after is None:
             break
         now += datetime.timedelta(seconds=step.requeue_after)

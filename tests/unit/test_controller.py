@@ -11,11 +11,17 @@ from typing import Any, cast
 
 import pytest
 
-from promotion_operator.control.controller import Controller, patches_for
-from promotion_operator.control.kube_api import KubeApi, ObjectChanged, ObjectRef
+from promotion_operator.control.controller import (
+    WRITE_RETRY_SECONDS,
+    Controller,
+    Patches,
+    patches_for,
+)
+from promotion_operator.control.kube_api import KubeApi, KubeError, ObjectChanged, ObjectRef
 from promotion_operator.core.conditions import Event
 from promotion_operator.core.pass_io import PassResult
 from promotion_operator.core.requests import APPROVE_ANNOTATION, RESUME_ANNOTATION
+from promotion_operator.errors import NotLeading
 from tests.unit.core_builders import PROMOTION, SPEC_DICT
 from tests.unit.fake_runtime import FakeClient, FakeRuntime
 
@@ -55,7 +61,12 @@ class FakeKube:
             **changes,
         }
         self.writes: list[str] = []  # "status" or "metadata", in order
+        # Writes the API refuses, by "status" or "metadata" (as an admission policy would).
+        self.refuse: dict[str, KubeError] = {}
         self.events: list[Event] = []
+        self.deleted = False  # the API answers 404
+        self.replaced = False  # another object of the same name: the uid precondition fails
+        self.unreachable = False  # no answer at all
 
     def current(self) -> dict[str, Any]:
         return copy.deepcopy(self.body)
@@ -71,11 +82,17 @@ class FakeKube:
         ref: ObjectRef,
         patch: Mapping[str, Any],
         *,
-        resource_version: str,
+        resource_version: str | None,
         subresource: str = "",
     ) -> dict[str, Any]:
-        if resource_version != self.body["metadata"]["resourceVersion"]:
+        self._answer()
+        if self.replaced or resource_version not in (
+            None,
+            self.body["metadata"]["resourceVersion"],
+        ):
             raise ObjectChanged("the object has been modified", 409)
+        if (refused := self.refuse.get(subresource or "metadata")) is not None:
+            raise refused
         self.writes.append(subresource or "metadata")
         field = "status" if subresource else "metadata"
         self.body[field] = merged(self.body.get(field) or {}, patch[field])
@@ -83,7 +100,14 @@ class FakeKube:
         return self.current()
 
     def get_promotion(self, ref: ObjectRef) -> dict[str, Any] | None:
-        return self.current()
+        self._answer()
+        return None if self.replaced else self.current()
+
+    def _answer(self) -> None:
+        if self.unreachable:
+            raise KubeError("GET: MaxRetryError")
+        if self.deleted:
+            raise KubeError("not found", 404)
 
     def post_event(self, ref: ObjectRef, event: Event) -> None:
         self.events.append(event)
@@ -157,6 +181,34 @@ def test_a_replace_run_is_recorded_in_three_status_writes(
     assert outcome.requeue_after is None
 
 
+def test_a_pass_whose_write_was_fenced_off_records_nothing_and_comes_again(
+    controller: Controller, kube: FakeKube, fake: FakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fenced(*_args: Any, **_kwargs: Any) -> None:
+        raise NotLeading("POST not sent: this replica does not hold the Lease")
+
+    monkeypatch.setattr(fake, "create", fenced)
+
+    outcome = controller.process(REF, kube.current())
+
+    assert kube.writes == ["status"]  # the plan; the write's pass is not recorded
+    assert kube.body["status"]["phase"] == "Promoting"  # as the plan left it
+    assert outcome.requeue_after == WRITE_RETRY_SECONDS
+
+
+def test_a_replica_that_lost_the_lease_during_a_pass_does_not_record_it(
+    runtime: FakeRuntime, kube: FakeKube, fake: FakeClient
+) -> None:
+    runtime.fence = lambda: 0.0  # the Lease lapsed while the pass ran
+    controller = Controller(runtime, cast(KubeApi, kube))
+
+    outcome = controller.process(REF, kube.current())
+
+    assert kube.writes == []
+    assert kube.events == []
+    assert outcome.requeue_after == WRITE_RETRY_SECONDS
+
+
 def test_events_are_posted_after_their_status_is_written(
     controller: Controller, kube: FakeKube
 ) -> None:
@@ -180,42 +232,176 @@ def test_a_resource_changed_since_it_was_read_is_read_again_and_passed_at_once(
     assert outcome.body == kube.current()
 
 
-def test_a_used_request_is_removed_before_the_status_is_written(
-    runtime: FakeRuntime, fake: FakeClient
+def test_a_resource_changed_then_unreadable_is_passed_again_after_the_write_retry_delay(
+    controller: Controller, kube: FakeKube
 ) -> None:
+    stale = kube.current()
+    kube.bump()
+    kube.unreachable = True  # the apiserver went away between the conflict and the read
+
+    outcome = controller.process(REF, stale)
+
+    assert outcome.requeue_after == WRITE_RETRY_SECONDS and not outcome.gone
+
+
+def test_a_resource_deleted_unseen_is_forgotten_at_its_next_record(
+    controller: Controller, kube: FakeKube
+) -> None:
+    # Listed again after a 410 Gone: a deletion in the gap has no DELETED event.
+    controller.observe(None, event_body(kube, 11))
+    kube.deleted = True
+
+    outcome = controller.process(REF, kube.current())
+    controller._settle(REF.uid, outcome)
+
+    assert outcome.gone
+    assert controller.queued() == [] and controller.kept() == 0
+
+
+def test_a_resource_replaced_unseen_by_one_of_the_same_name_is_forgotten(
+    controller: Controller, kube: FakeKube
+) -> None:
+    controller.observe(None, event_body(kube, 11))
+    kube.replaced = True
+
+    outcome = controller.process(REF, kube.current())
+    controller._settle(REF.uid, outcome)
+
+    assert outcome.gone and kube.writes == []
+    assert controller.queued() == [] and controller.kept() == 0
+
+
+def awaiting_approval(runtime: FakeRuntime) -> tuple[FakeKube, Controller]:
     kube = FakeKube()
     kube.body["spec"]["approval"] = {"required": True}
     controller = Controller(runtime, cast(KubeApi, kube))
     controller.process(REF, kube.current())
     assert kube.body["status"]["phase"] == "AwaitingApproval"
-    kube.body["metadata"]["annotations"][APPROVE_ANNOTATION] = "alice"
+    return kube, controller
+
+
+def approve(kube: FakeKube, value: str = "alice") -> None:
+    kube.body["metadata"]["annotations"][APPROVE_ANNOTATION] = value
     kube.bump()
+
+
+def test_a_used_request_is_recorded_then_removed_then_its_record_cleared(
+    runtime: FakeRuntime, fake: FakeClient
+) -> None:
+    kube, controller = awaiting_approval(runtime)
+    approve(kube)
+    before = len(kube.writes)
 
     controller.process(REF, kube.current())
 
-    assert kube.writes[-3:] == ["metadata", "status", "status"]
+    # approved and recorded, annotation removed, record cleared; then the write's pass
+    assert kube.writes[before : before + 4] == ["status", "metadata", "status", "status"]
     assert APPROVE_ANNOTATION not in kube.body["metadata"]["annotations"]
+    assert "consumedRequests" not in kube.body["status"]
+    assert kube.body["status"]["approval"]["by"] == "alice"
+    assert [call[0] for call in fake.calls].count("create") == 1
+
+
+def test_a_refused_removal_leaves_the_request_recorded_and_acted_on_once(
+    runtime: FakeRuntime, fake: FakeClient
+) -> None:
+    kube, controller = awaiting_approval(runtime)
+    approve(kube)
+    kube.refuse["metadata"] = KubeError("denied by an admission policy", 403)
+
+    outcome = controller.process(REF, kube.current())
+
+    status = kube.body["status"]
+    assert (status["phase"], status["approval"]["by"]) == ("Promoting", "alice")
+    assert status["consumedRequests"] == [{"name": "approve", "value": "alice"}]
+    assert kube.body["metadata"]["annotations"][APPROVE_ANNOTATION] == "alice"
+    assert outcome.requeue_after == 0.0  # passed again at once (the write is due)
+    # The operator is killed now; the next one passes over what it left.
+    del kube.refuse["metadata"]
+    approved_at = status["approval"]["at"]
+
+    controller.process(REF, kube.current())
+
+    assert APPROVE_ANNOTATION not in kube.body["metadata"]["annotations"]
+    assert "consumedRequests" not in kube.body["status"]
+    assert kube.body["status"]["approval"]["at"] == approved_at
+    assert [call[0] for call in fake.calls].count("create") == 1  # the write, once
+
+
+def test_a_refused_clear_leaves_a_record_the_next_pass_clears(runtime: FakeRuntime) -> None:
+    kube, controller = awaiting_approval(runtime)
+    approve(kube)
+    original = kube.patch_promotion
+
+    def refuse_the_clear(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        if kwargs["resource_version"] is None:  # the clear is the write without one
+            raise KubeError("the API server is unavailable", 503)
+        return original(*args, **kwargs)
+
+    kube.patch_promotion = refuse_the_clear  # type: ignore[method-assign]
+    outcome = controller.process(REF, kube.current())
+    kube.patch_promotion = original  # type: ignore[method-assign]
+    assert APPROVE_ANNOTATION not in kube.body["metadata"]["annotations"]
+    assert kube.body["status"]["consumedRequests"] == [{"name": "approve", "value": "alice"}]
+    assert outcome.requeue_after is not None
+
+    controller.process(REF, kube.current())
+
+    assert "consumedRequests" not in kube.body["status"]
+    assert kube.body["status"]["approval"]["by"] == "alice"
+
+
+def test_a_request_set_again_while_its_record_is_cleared_is_a_new_one(
+    runtime: FakeRuntime,
+) -> None:
+    kube, controller = awaiting_approval(runtime)
+    approve(kube)
+    original = kube.patch_promotion
+
+    def set_again_before_the_clear(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        if kwargs.get("resource_version") is None:
+            approve(kube)  # alice approves again between the removal and the clear
+        return original(*args, **kwargs)
+
+    kube.patch_promotion = set_again_before_the_clear  # type: ignore[method-assign]
+
+    controller.process(REF, kube.current())
+
+    assert "consumedRequests" not in kube.body["status"]  # cleared all the same
+    assert kube.body["metadata"]["annotations"][APPROVE_ANNOTATION] == "alice"  # kept
 
 
 # --- the patches of a pass -------------------------------------------------------------------
 
 
 def test_a_pass_that_changed_nothing_has_nothing_to_write() -> None:
-    assert patches_for(PassResult(None, None, requeue_after=2.0), {}) == (None, None)
+    assert patches_for(PassResult(None, None, requeue_after=2.0), {}) == Patches()
 
 
 def test_the_status_is_one_merge_patch() -> None:
-    _, status = patches_for(PassResult(None, {"phase": "Verifying"}), {})
+    patches = patches_for(PassResult(None, {"phase": "Verifying"}), {})
 
-    assert status == {"status": {"phase": "Verifying"}}
+    assert patches.status == {"status": {"phase": "Verifying"}}
 
 
-def test_a_used_resume_request_is_removed_from_the_annotations() -> None:
-    result = PassResult(None, {"phase": "Analyzing"}, used=("resume",))
+def test_a_used_resume_request_is_removed_from_the_annotations_then_its_record() -> None:
+    cleared = {"consumedRequests": None}
+    result = PassResult(None, {"phase": "Analyzing"}, used=("resume",), after_removal=cleared)
 
-    metadata, _ = patches_for(result, {RESUME_ANNOTATION: "yes"})
+    patches = patches_for(result, {RESUME_ANNOTATION: "yes"})
 
-    assert metadata == {"metadata": {"annotations": {RESUME_ANNOTATION: None}}}
+    assert patches.metadata == {"metadata": {"annotations": {RESUME_ANNOTATION: None}}}
+    assert patches.cleared == {"status": cleared}
+
+
+def test_a_record_is_not_cleared_by_a_pass_that_removes_no_request() -> None:
+    cleared = {"consumedRequests": None}
+    result = PassResult(None, None, used=("resume",), after_removal=cleared)
+
+    patches = patches_for(result, {"kopf.deploy.mlops.dev/x": "{}"})  # resume gone already
+
+    assert patches.metadata == {"metadata": {"annotations": {"kopf.deploy.mlops.dev/x": None}}}
+    assert patches.cleared is None
 
 
 def test_kopf_bookkeeping_of_earlier_versions_is_removed() -> None:
@@ -225,9 +411,9 @@ def test_kopf_bookkeeping_of_earlier_versions_is_removed() -> None:
         "team": "ml",
     }
 
-    metadata, _ = patches_for(PassResult(None, None), old)
+    patches = patches_for(PassResult(None, None), old)
 
-    assert metadata == {
+    assert patches.metadata == {
         "metadata": {
             "annotations": {
                 "kopf.deploy.mlops.dev/last-handled-configuration": None,

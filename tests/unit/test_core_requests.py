@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from promotion_operator.core.machine import decide, reconcile
+from promotion_operator.core.canary_steps import Pause, SetWeight
+from promotion_operator.core.machine import at_rest, decide, reconcile
 from promotion_operator.core.pass_io import Observed
 from promotion_operator.core.planning import GENERATION_ANNOTATION
 from promotion_operator.core.requests import (
@@ -26,6 +27,8 @@ from promotion_operator.core.run import (
     HistoryEntry,
     Phase,
     Run,
+    UnreadableStatus,
+    from_status,
     to_status,
 )
 from tests.unit.core_builders import (
@@ -44,6 +47,8 @@ from tests.unit.core_builders import (
     source_deployment,
     verifying_run,
 )
+from tests.unit.test_core_canary import canary_spec
+from tests.unit.test_core_canary import seldon as canary_seldon
 
 APPROVAL = make_spec(approval_required=True, approval_groups=("release-managers",))
 
@@ -217,7 +222,7 @@ def test_aborting_a_finished_run_does_nothing_and_says_so() -> None:
 
     result = asked(5, Requests(abort="now"), finished, fake)
 
-    assert result.status is None
+    assert result.status is not None and result.status["phase"] == "Succeeded"
     assert [(e.type, e.reason) for e in result.events] == [("Normal", "NothingToAbort")]
     assert result.used == ("abort",)
     assert fake.calls == []
@@ -374,3 +379,207 @@ def test_an_approval_is_asked_again_when_the_plan_must_be_made_again() -> None:
     run = final(passes)
     assert run.phase == Phase.AWAITING_APPROVAL and run.approved_by is None
     assert fake.writes() == []
+
+
+# --- exactly once: the record of used requests ----------------------------------------------
+#
+# A pass that uses approve, abort or resume records it in status.consumedRequests in its
+# status write; the shell then removes the annotation, then clears the record. A crash
+# between two of these writes is replayed here by passing again over what it left: the
+# status written, with the annotation still set (killed before its removal), or without
+# it (killed before the record was cleared).
+
+
+def consumed(result: Any) -> list[dict[str, str]] | None:
+    assert result.status is not None
+    found: list[dict[str, str]] | None = result.status["consumedRequests"]
+    return found
+
+
+def test_an_approval_is_recorded_as_used_in_the_status_write_that_acts_on_it() -> None:
+    fake = FakeSeldon(source=source_deployment())
+    waiting = to_status(final(drive(fake, spec=APPROVAL, max_passes=3)))
+
+    result = asked(30, Requests(approve="alice"), waiting, fake)
+
+    assert result.run is not None and result.run.approved_by == "alice"
+    assert consumed(result) == [{"name": "approve", "value": "alice"}]
+    assert result.used == ("approve",)
+    assert result.after_removal == {"consumedRequests": None}
+
+
+def approved(fake: FakeSeldon) -> dict[str, Any]:
+    """The status the approval's pass wrote (the run Promoting, the approval recorded)."""
+    waiting = to_status(final(drive(fake, spec=APPROVAL, max_passes=3)))
+    result = reconcile(
+        replace(context(30, spec=APPROVAL), requests=Requests(approve="alice")), waiting, fake
+    )
+    assert result.status is not None
+    return result.status
+
+
+def test_an_approval_still_annotated_after_its_status_write_is_removed_not_acted_on() -> None:
+    fake = FakeSeldon(source=source_deployment())
+    status = approved(fake)
+
+    again = reconcile(
+        replace(context(40, spec=APPROVAL), requests=Requests(approve="alice")), status, fake
+    )
+
+    assert again.run is not None and again.run.approved_at == at(30)  # not approved again
+    assert "Promoting" not in [e.reason for e in again.events]  # no second "approved by"
+    assert again.used == ("approve",)  # only its annotation is removed
+    assert consumed(again) == [{"name": "approve", "value": "alice"}]  # until it is gone
+    assert [a.kind for a in fake.writes()] == [ActionKind.CREATE]  # the run goes on
+
+
+def test_an_approvals_record_left_after_its_removal_is_cleared() -> None:
+    fake = FakeSeldon(source=source_deployment())
+    status = approved(fake)
+
+    after = reconcile(context(40, spec=APPROVAL), status, fake)
+
+    assert consumed(after) is None
+    assert after.used == () and after.after_removal is None
+    assert after.run is not None and after.run.approved_at == at(30)
+
+
+def test_an_approval_with_another_value_than_the_record_is_a_new_request() -> None:
+    # The record is of a request whose annotation is gone: another value is not that one.
+    fake = FakeSeldon(source=source_deployment())
+    waiting = final(drive(fake, spec=APPROVAL, max_passes=3))
+    stale_record = to_status(replace(waiting, consumed=(("approve", "bob"),)))
+
+    result = asked(30, Requests(approve="alice"), stale_record, fake)
+
+    assert result.run is not None and result.run.approved_by == "alice"
+    assert consumed(result) == [{"name": "approve", "value": "alice"}]
+
+
+def test_an_approval_set_again_before_its_record_is_cleared_is_taken_as_used() -> None:
+    # The one window (docs/contract.md 9.1): removed, the operator stopped before the
+    # record was cleared, and the same value set again before its next pass. It is
+    # removed unused, never acted on twice.
+    fake = FakeSeldon(source=source_deployment())
+    waiting = final(drive(fake, spec=APPROVAL, max_passes=3))
+    recorded = to_status(replace(waiting, consumed=(("approve", "alice"),)))
+
+    result = asked(30, Requests(approve="alice"), recorded, fake)
+
+    assert result.run is not None and result.run.approved_by is None
+    assert result.used == ("approve",)
+
+
+def aborted() -> tuple[dict[str, Any], FakeSeldon]:
+    """The status the abort's pass wrote: a pending run ended Aborted."""
+    fake = FakeSeldon(source=source_deployment())
+    result = asked(
+        5, Requests(abort="2026-11-30T10:00:00Z"), to_status(run_in(Phase.PENDING)), fake
+    )
+    assert result.run is not None and result.run.phase == Phase.ABORTED
+    assert consumed(result) == [{"name": "abort", "value": "2026-11-30T10:00:00Z"}]
+    assert result.status is not None
+    return result.status, fake
+
+
+def test_an_abort_still_annotated_after_its_status_write_is_removed_not_acted_on() -> None:
+    status, fake = aborted()
+
+    again = asked(6, Requests(abort="2026-11-30T10:00:00Z"), status, fake)
+
+    assert again.events == ()  # not "NothingToAbort": it was acted on
+    assert again.used == ("abort",)
+    assert again.status is None  # the status already records it
+    assert fake.calls == []
+
+
+def test_an_aborts_record_left_after_its_removal_is_cleared() -> None:
+    status, fake = aborted()
+
+    after = asked(6, Requests(), status, fake)
+
+    assert consumed(after) is None
+    assert after.run is not None and after.run.phase == Phase.ABORTED
+    assert after.events == () and after.used == ()
+
+
+def test_aborting_a_finished_run_is_recorded_as_used() -> None:
+    finished = to_status(run_in(Phase.SUCCEEDED, finished_at=T0))
+
+    result = asked(5, Requests(abort="now"), finished, FakeSeldon(source=source_deployment()))
+
+    assert consumed(result) == [{"name": "abort", "value": "now"}]
+
+
+TWO_PAUSES = canary_spec(SetWeight(10), Pause(), Pause())
+
+
+def resumed() -> tuple[dict[str, Any], FakeSeldon]:
+    """The status the resume's pass wrote: the first pause over, the second one begun."""
+    fake = canary_seldon()
+    paused = final(drive(fake, spec=TWO_PAUSES, max_passes=15))
+    assert paused.canary is not None and paused.canary.step == 1
+    result = reconcile(
+        replace(context(300, spec=TWO_PAUSES), requests=Requests(resume="true")),
+        to_status(paused),
+        fake,
+    )
+    assert result.run is not None and result.run.canary is not None
+    assert (result.run.phase, result.run.canary.step) == (Phase.PAUSED, 2)
+    assert consumed(result) == [{"name": "resume", "value": "true"}]
+    assert result.status is not None
+    return result.status, fake
+
+
+def test_a_resume_still_annotated_after_its_status_write_does_not_end_the_next_pause() -> None:
+    status, fake = resumed()
+
+    again = reconcile(
+        replace(context(310, spec=TWO_PAUSES), requests=Requests(resume="true")), status, fake
+    )
+
+    assert again.run is not None and again.run.canary is not None
+    assert (again.run.phase, again.run.canary.step) == (Phase.PAUSED, 2)
+    assert again.used == ("resume",)
+
+
+def test_a_resumes_record_left_after_its_removal_is_cleared() -> None:
+    status, fake = resumed()
+
+    after = reconcile(context(310, spec=TWO_PAUSES), status, fake)
+
+    assert consumed(after) is None
+    assert after.run is not None and after.run.canary is not None
+    assert after.run.canary.step == 2
+
+
+def test_a_new_run_records_the_requests_it_removes_as_stale() -> None:
+    fake = FakeSeldon(source=source_deployment())
+
+    result = asked(0, Requests(approve="alice", resume="true"), {}, fake)
+
+    assert result.used == ("approve", "resume")
+    assert consumed(result) == [
+        {"name": "approve", "value": "alice"},
+        {"name": "resume", "value": "true"},
+    ]
+
+
+def test_a_settled_run_with_a_record_left_is_not_at_rest() -> None:
+    status, _ = aborted()
+
+    assert not at_rest(PROMOTION.generation, status, Requests())
+    assert at_rest(PROMOTION.generation, {**status, "consumedRequests": None}, Requests())
+
+
+def test_the_record_survives_the_status_round_trip() -> None:
+    run = replace(run_in(Phase.PAUSED), consumed=(("abort", "x"), ("resume", "true")))
+
+    assert from_status(to_status(run)) == run
+
+
+def test_an_unreadable_record_is_named() -> None:
+    status = {**to_status(run_in(Phase.PAUSED)), "consumedRequests": [{"name": "resume"}]}
+
+    with pytest.raises(UnreadableStatus, match=r"status.consumedRequests.0 is"):
+        from_status(status)

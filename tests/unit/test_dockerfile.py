@@ -196,10 +196,21 @@ def test_every_base_image_is_pinned_to_a_patch_release_and_a_digest() -> None:
 
 def test_all_stages_use_the_same_base_image() -> None:
     assert len({from_image(stage[0]["value"]) for stage in stages()}) == 1
+    assert len(set(parser().parent_images)) == 1
+
+
+def test_base_image_is_a_build_argument_whose_default_is_the_pinned_image() -> None:
+    """The e2e test builds the same steps on a base made from Debian's packages."""
+    (argument,) = [i["value"] for i in parser().structure if i["instruction"] == "ARG"][:1]
+    name, _, default = argument.partition("=")
+
+    assert name == "BASE_IMAGE"
+    assert {from_image(stage[0]["value"]) for stage in stages()} == {"${BASE_IMAGE}"}
+    assert parser().parent_images == [default] * len(stages())
 
 
 def test_base_image_python_satisfies_requires_python() -> None:
-    _, tag, _ = split_image(from_image(final_stage()[0]["value"]))
+    _, tag, _ = split_image(parser().parent_images[-1])
     match = PATCH_TAG.match(tag)
     assert match is not None
 

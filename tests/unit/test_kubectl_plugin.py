@@ -32,6 +32,7 @@ from promotion_operator.kubectl_plugin.resource import (
     decide_retry,
     exit_code_for,
     run_outcome,
+    still_removing,
 )
 
 NOW = datetime.datetime(2026, 3, 1, 12, 0, 0, tzinfo=datetime.UTC)
@@ -260,6 +261,22 @@ def test_resume_only_a_paused_run_and_only_once() -> None:
     assert "not Paused" in decide_resume(promotion("Analyzing")).message
     again = decide_resume(promotion("Paused", annotations={RESUME_ANNOTATION: "true"}))
     assert again.value is None
+
+
+def test_a_request_the_operator_is_still_removing_is_not_set_again() -> None:
+    # Set again with the same value now, it would be taken for the one acted on.
+    record = [{"name": "resume", "value": "true"}]
+    removing = promotion("Paused", consumedRequests=record)
+
+    refused = still_removing(removing, RESUME_ANNOTATION)
+
+    assert refused is not None and refused.value is None
+    assert refused.exit_code == ExitCode.ERROR
+    assert "still removing the previous deploy.mlops.dev/resume=true" in refused.message
+    assert still_removing(removing, ABORT_ANNOTATION) is None  # another request: free
+    assert still_removing(promotion("Paused"), RESUME_ANNOTATION) is None
+    annotated = promotion("Paused", consumedRequests=record, annotations={RESUME_ANNOTATION: "x"})
+    assert still_removing(annotated, RESUME_ANNOTATION) is None  # its decision says it waits
 
 
 def test_empty_request_annotations_count_as_not_set() -> None:

@@ -137,3 +137,36 @@ def test_a_leader_stopping_cleanly_hands_the_lease_over_at_once(
 
     assert b.attempt()
     assert leases.holder() == "b"
+
+
+def test_a_leader_may_write_until_the_renew_deadline_after_its_last_renewal(
+    leases: Leases, clock: Clock
+) -> None:
+    a = replica(leases, clock, "a")
+    assert a.time_left() == 0.0  # not leading yet
+    a.attempt()
+    clock.now += 3
+
+    assert a.time_left() == pytest.approx(7.0)
+
+
+def test_a_leader_paused_past_its_renew_deadline_may_not_write_when_it_wakes(
+    leases: Leases, clock: Clock
+) -> None:
+    a = replica(leases, clock, "a")
+    a.attempt()
+
+    clock.now += 10.5  # SIGSTOP, a long GC, a frozen node: no renewal meanwhile
+
+    assert a.time_left() == 0.0
+
+
+def test_a_replica_that_lost_the_lease_may_not_write(leases: Leases, clock: Clock) -> None:
+    a, b = replica(leases, clock, "a"), replica(leases, clock, "b")
+    a.attempt()
+    b.attempt()
+    clock.now += 16
+    assert b.attempt()
+
+    assert not a.attempt()
+    assert a.time_left() == 0.0

@@ -6,6 +6,8 @@ the way Prometheus scrapes them, by sample name and labels.
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 from promotion_operator.control.metrics import Metrics
@@ -317,3 +319,72 @@ def test_forgetting_a_promotion_drops_its_canary_weight(metrics: Metrics) -> Non
     metrics.forget(UID)
 
     assert sample(metrics, "modelpromotion_canary_weight", namespace="ml", name="iris") is None
+
+
+DEADLINE = datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+LEASE = "operators/seldon-promotion-operator"
+
+
+def deadline_of(metrics: Metrics, name: str = "iris") -> float | None:
+    return sample(
+        metrics, "modelpromotion_run_deadline_timestamp_seconds", namespace="prod", name=name
+    )
+
+
+def test_an_open_run_shows_its_phase_deadline_as_unix_time(metrics: Metrics) -> None:
+    metrics.due_by(UID, "prod", "iris", DEADLINE)
+
+    assert deadline_of(metrics) == DEADLINE.timestamp()
+
+
+def test_a_run_without_a_deadline_now_drops_its_series(metrics: Metrics) -> None:
+    metrics.due_by(UID, "prod", "iris", DEADLINE)
+    metrics.due_by(UID, "prod", "iris", None)
+
+    assert deadline_of(metrics) is None
+
+
+def test_forgetting_a_promotion_drops_its_deadline(metrics: Metrics) -> None:
+    metrics.due_by(UID, "prod", "iris", DEADLINE)
+    metrics.forget(UID)
+
+    assert deadline_of(metrics) is None
+
+
+def test_a_replica_that_leads_says_so_by_lease(metrics: Metrics) -> None:
+    metrics.leading(LEASE, True)
+
+    assert sample(metrics, "modelpromotion_leader", lease=LEASE) == 1
+
+
+def test_a_replica_that_lost_the_lease_says_so(metrics: Metrics) -> None:
+    metrics.leading(LEASE, True)
+    metrics.leading(LEASE, False)
+
+    assert sample(metrics, "modelpromotion_leader", lease=LEASE) == 0
+
+
+def test_a_replica_that_lost_the_lease_drops_its_runs_deadlines(metrics: Metrics) -> None:
+    metrics.leading(LEASE, True)
+    metrics.due_by(UID, "prod", "iris", DEADLINE)
+    metrics.due_by(OTHER_UID, "prod", "wine", DEADLINE)
+    metrics.leading(LEASE, False)
+
+    assert (deadline_of(metrics, "iris"), deadline_of(metrics, "wine")) == (None, None)
+
+
+def test_the_work_queue_observer_sets_depth_and_working(metrics: Metrics) -> None:
+    metrics.workqueue.sized(waiting=5, working=2)
+
+    assert (
+        sample(metrics, "modelpromotion_workqueue_depth"),
+        sample(metrics, "modelpromotion_workqueue_working"),
+    ) == (5, 2)
+
+
+def test_the_work_queue_observer_observes_how_late_passes_start(metrics: Metrics) -> None:
+    metrics.workqueue.taken(0.3)
+
+    assert sample(metrics, "modelpromotion_workqueue_latency_seconds_sum") == 0.3
+    assert sample(metrics, "modelpromotion_workqueue_latency_seconds_bucket", le="0.25") == 0
+    assert sample(metrics, "modelpromotion_workqueue_latency_seconds_bucket", le="0.5") == 1

@@ -20,7 +20,7 @@ from promotion_operator.control.runner import (
 from promotion_operator.core.pass_io import Action, Alerts, PassResult
 from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import ActionKind, Experiment, Phase, to_status
-from promotion_operator.errors import Forbidden, MetricsUnavailable
+from promotion_operator.errors import Forbidden, MetricsUnavailable, NotLeading
 from tests.unit.core_builders import (
     PROMOTION,
     SPEC,
@@ -177,6 +177,29 @@ def test_an_unreadable_status_is_not_counted(runtime: FakeRuntime) -> None:
     assert sample(runtime, "modelpromotion_runs_started_total") == 0.0
 
 
+def deadline_of(runtime: Runtime) -> float | None:
+    labels = {"namespace": PROMOTION.namespace, "name": PROMOTION.name}
+    return runtime.metrics.registry.get_sample_value(
+        "modelpromotion_run_deadline_timestamp_seconds", labels
+    )
+
+
+def test_a_pass_of_an_open_run_shows_its_phase_deadline(runtime: FakeRuntime) -> None:
+    result = one_pass(runtime, {}, 5)
+
+    assert result.run is not None and result.run.phase == Phase.PROMOTING
+    # Promoting a Replace: verification.timeout from the run's start.
+    assert deadline_of(runtime) == at(5).timestamp() + SPEC.timeout_seconds
+
+
+def test_a_pass_that_ends_the_run_drops_its_deadline(runtime: FakeRuntime) -> None:
+    one_pass(runtime, {}, 0)
+    done = one_pass(runtime, to_status(rolling_back_run(None, applied_at=T0)), 2)
+
+    assert done.run is not None and done.run.phase == Phase.ROLLED_BACK
+    assert deadline_of(runtime) is None
+
+
 # --- notifications ------------------------------------------------------------------------------
 
 
@@ -206,6 +229,18 @@ def test_a_started_run_is_notified_once_even_when_the_pass_is_replayed(
 
     assert [n.kind for n in notices] == ["RunStarted"]
     assert (notices[0].source, notices[0].target) == ("staging/iris", "production/iris")
+
+
+def test_a_pass_that_outlived_the_lease_notifies_and_counts_nothing(
+    runtime: FakeRuntime, notices: list[Notice]
+) -> None:
+    runtime.fence = lambda: 0.0  # the Lease lapsed while the pass ran
+
+    with pytest.raises(NotLeading):
+        one_pass(runtime, {})
+
+    assert notices == []
+    assert sample(runtime, "modelpromotion_runs_started_total") == 0.0
 
 
 def test_an_outcome_is_notified_with_its_reason(

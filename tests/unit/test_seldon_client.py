@@ -34,6 +34,7 @@ from promotion_operator.clients.seldon import (
     SHADOW_EXPERIMENT,
     SeldonDeployClient,
 )
+from promotion_operator.config.replica import THIS_REPLICA
 from promotion_operator.config.settings import InstanceSettings
 from promotion_operator.errors import (
     AuthenticationFailed,
@@ -41,6 +42,7 @@ from promotion_operator.errors import (
     Forbidden,
     Invalid,
     NotFound,
+    NotLeading,
     PromotionError,
     SeldonDeployUnavailable,
     UnexpectedResponse,
@@ -582,6 +584,56 @@ def test_timeout_is_unavailable(seldon: FakeSeldon, tmp_path: Path) -> None:
         err = raised(SeldonDeployUnavailable, lambda: c.read("prod", "iris"))
 
     assert "timed out after 0.2 s" in str(err)
+
+
+def test_every_request_names_the_operator_version_and_replica(
+    seldon: FakeSeldon, client: SeldonDeployClient
+) -> None:
+    seldon.reply(Canned(200, SDEP), Canned(200, SDEP))
+
+    client.read("prod", "iris")
+    client.update("prod", "iris", SDEP, action="promote", message="m")
+
+    agents = {request.headers["User-Agent"] for request in seldon.requests}
+    assert agents == {THIS_REPLICA.user_agent}
+    assert THIS_REPLICA.name in THIS_REPLICA.user_agent
+    assert THIS_REPLICA.user_agent.startswith("seldon-promotion-operator/")
+
+
+# -- the fence: no write unless this replica leads -------------------------------------------
+
+
+def test_a_write_is_not_sent_without_time_left_on_the_lease(
+    seldon: FakeSeldon, tmp_path: Path
+) -> None:
+    settings = instance(seldon.url, tmp_path)
+    with SeldonDeployClient(settings, FakeTokens(), fence=lambda: 0.5) as c:
+        with pytest.raises(NotLeading, match="does not hold the Lease"):
+            c.update("prod", "iris", SDEP, action="promote", message="m")
+        with pytest.raises(NotLeading):
+            c.delete("prod", "iris", action="rollback", message="m")
+
+    assert seldon.requests == []
+
+
+def test_a_read_is_sent_whatever_the_lease(seldon: FakeSeldon, tmp_path: Path) -> None:
+    seldon.reply(Canned(200, SDEP))
+    with SeldonDeployClient(instance(seldon.url, tmp_path), FakeTokens(), fence=lambda: 0.0) as c:
+        assert c.read("prod", "iris") == SDEP
+
+
+def test_a_write_times_out_inside_the_time_left_on_the_lease(
+    seldon: FakeSeldon, tmp_path: Path
+) -> None:
+    seldon.reply(Canned(200, SDEP, delay=2.0))
+    settings = instance(seldon.url, tmp_path, request_timeout=10.0)
+    with SeldonDeployClient(settings, FakeTokens(), fence=lambda: 1.2) as c:
+        err = raised(
+            SeldonDeployUnavailable,
+            lambda: c.update("prod", "iris", SDEP, action="promote", message="m"),
+        )
+
+    assert "timed out after 1.2 s" in str(err)
 
 
 def test_redirect_is_not_followed(seldon: FakeSeldon, client: SeldonDeployClient) -> None:

@@ -485,8 +485,9 @@ def test_metrics_page_has_the_prediction_counter_with_the_wrappers_labels(
     body = with_shadow("iris")
     body["spec"]["predictors"][1]["labels"] = {"version": "v2"}
     fresh_control.add_namespace(NS)
-    fresh_control.seed_deployment(NS, body)
+    # Before the seed: the shadow's first request already follows it.
     fresh_control.set_predictor_behaviour(NS, "iris", "shadow", predictions={"virginica": 1})
+    fresh_control.seed_deployment(NS, body)
 
     def every_label_counted() -> bool:
         # The champion's rarest class gets its first count a few requests in.

@@ -101,3 +101,58 @@ def test_a_waiting_worker_wakes_for_a_key_added_later() -> None:
         return await asyncio.wait_for(waiting, timeout=1)
 
     assert asyncio.get_event_loop().run_until_complete(scenario()) == "new"
+
+
+class Recorder:
+    """A ``QueueObserver`` that keeps what it heard."""
+
+    def __init__(self) -> None:
+        self.sizes: list[tuple[int, int]] = []
+        self.late: list[float] = []
+
+    def sized(self, waiting: int, working: int) -> None:
+        self.sizes.append((waiting, working))
+
+    def taken(self, late_seconds: float) -> None:
+        self.late.append(late_seconds)
+
+
+def test_the_observer_hears_the_size_after_adds(clock: Clock) -> None:
+    observer = Recorder()
+    queue: WorkQueue[str] = WorkQueue(clock, observer=observer)
+    queue.add("a", 5)
+    queue.add("b", 1)
+
+    assert observer.sizes[-1] == (2, 0)
+
+
+def test_the_observer_hears_a_taken_key_move_to_working(clock: Clock) -> None:
+    observer = Recorder()
+    queue: WorkQueue[str] = WorkQueue(clock, observer=observer)
+    queue.add("a")
+    queue.add("b", 60)
+    take_due(queue)
+
+    assert observer.sizes[-1] == (1, 1)
+
+
+def test_the_observer_hears_how_late_a_key_was_taken(clock: Clock) -> None:
+    observer = Recorder()
+    queue: WorkQueue[str] = WorkQueue(clock, observer=observer)
+    queue.add("a", 5)
+    clock.now += 7
+    take_due(queue)
+
+    assert observer.late == [2]
+
+
+def test_the_observer_hears_done_and_forget_empty_the_queue(clock: Clock) -> None:
+    observer = Recorder()
+    queue: WorkQueue[str] = WorkQueue(clock, observer=observer)
+    queue.add("a")
+    queue.add("b", 60)
+    take_due(queue)
+    queue.done("a")
+    queue.forget("b")
+
+    assert observer.sizes[-1] == (0, 0)

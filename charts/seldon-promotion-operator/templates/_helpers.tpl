@@ -1,0 +1,36 @@
+{{/* By default the objects' names are the ones manifests/ uses. */}}
+{{- define "spo.name" -}}{{ .Values.name }}{{- end -}}
+
+{{- define "spo.leaseName" -}}{{ .Values.leaderElection.leaseName | default .Values.name }}{{- end -}}
+
+{{- define "spo.labels" -}}
+app.kubernetes.io/name: {{ include "spo.name" . }}
+app.kubernetes.io/part-of: seldon-promotion-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "spo.subject" -}}
+- kind: ServiceAccount
+  name: {{ include "spo.name" . }}
+  namespace: {{ .Release.Namespace }}
+{{- end -}}
+
+{{/* Bad values stop the install with a message saying what to change. */}}
+{{- define "spo.validate" -}}
+{{- if and (not .Values.leaderElection.enabled) (gt (int .Values.replicas) 1) -}}
+{{- fail "replicas: more than one replica needs leaderElection.enabled=true (without it, two replicas would both run every pass)" -}}
+{{- end -}}
+{{- if not (has .Values.credentials.mode (list "secret" "serviceAccountToken")) -}}
+{{- fail (printf "credentials.mode: %q is not one of secret, serviceAccountToken" .Values.credentials.mode) -}}
+{{- end -}}
+{{- $n := .Values.notifications -}}
+{{- if and (or $n.slackKey $n.cloudEventsKey) (not $n.secretName) -}}
+{{- fail "notifications: set notifications.secretName, the Secret holding the sinks' URLs" -}}
+{{- end -}}
+{{- if and .Values.prometheus.bearerTokenSecret (not .Values.prometheus.url) -}}
+{{- fail "prometheus.bearerTokenSecret is set but prometheus.url is not" -}}
+{{- end -}}
+{{- end -}}

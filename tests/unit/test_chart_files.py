@@ -1,0 +1,28 @@
+"""The Helm chart's files that must match the project's, checked without Helm
+(tests/e2e/test_helm_chart.py renders and installs the chart with real Helm)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "seldon-promotion-operator"
+CRDS = ("modelpromotions.deploy.mlops.dev.yaml", "promotionpaths.deploy.mlops.dev.yaml")
+
+
+def test_chart_version_and_app_version_are_the_projects() -> None:
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        version = tomllib.load(file)["project"]["version"]
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+
+    assert (chart["version"], chart["appVersion"]) == (version, version)
+
+
+def test_chart_crds_are_the_crds_of_crds_byte_for_byte() -> None:
+    """Helm installs only the chart's crds/; it is a copy of crds/."""
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == sorted(CRDS)
+    for crd in CRDS:
+        assert (CHART / "crds" / crd).read_bytes() == (ROOT / "crds" / crd).read_bytes(), crd

@@ -307,8 +307,8 @@ def test_the_three_stage_example_is_accepted_and_explained(
         "apply", "--dry-run=server", "-n", paths.namespace, "-f", str(example), check=False
     )
     assert accepted.returncode == 0, accepted.stderr
-    explained = explain(control_plane, "promotionpath.spec.stages.soak")
-    assert "must stay" in explained
+    explained = " ".join(explain(control_plane, "promotionpath.spec.stages.soak").split())
+    assert "must stay healthy with the freight" in explained
     assert "Baking" in explain(control_plane, "promotionpath.spec.stages.template.bake")
 
 

@@ -121,3 +121,13 @@ def test_the_path_reads_its_source_and_targets_through_the_shared_reads() -> Non
     paths.process(PATH)
     refs = paths.runtime.reads.watched["path:u-1"]  # type: ignore[attr-defined]
     assert [ref.namespace for ref in refs] == ["build", "dev", "prod"]
+
+
+def test_a_created_run_is_counted_once_per_stage() -> None:
+    api = FakeApi()
+    paths = controller(api)
+    paths.process(PATH)
+    paths.process(PATH)  # replayed: the run is there, nothing is created or counted
+    registry = paths.runtime.metrics.registry
+    labels = {"namespace": "ops", "path": "iris", "stage": "dev"}
+    assert registry.get_sample_value("promotionpath_stage_runs_started_total", labels) == 1.0

@@ -238,6 +238,7 @@ def test_a_path_stage_on_the_second_instance_promotes_what_passed_the_first(
     assert written is not None and image_of(written) == "seldonio/sklearn-iris:1.4"
     # The prod stage read its source, qa/iris, on instance A and wrote only on B.
     prod_run = next(r for r in paths.runs("iris") if r["metadata"]["labels"][STAGE] == "prod")
-    assert prod_run["spec"]["source"] == {"namespace": "qa", "name": "iris"}
+    source = prod_run["spec"]["source"]  # the CRD's default adds kind
+    assert (source["namespace"], source["name"], source.get("instance")) == ("qa", "iris", None)
     assert prod_run["spec"]["target"]["instance"] == "production"
     assert [w for w in writes(seldon, "production") if not w[1].endswith("/validate")] == []

@@ -18,6 +18,7 @@ from promotion_operator.config.settings import load_settings
 from promotion_operator.control.controller import Controller
 from promotion_operator.control.kube_api import KubeApi, connect
 from promotion_operator.control.leadership import LeaderElection
+from promotion_operator.control.path_controller import PathController
 from promotion_operator.control.runner import Runtime
 from promotion_operator.core.pass_io import RetryPolicy
 from promotion_operator.errors import SettingsError
@@ -158,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         settings, policy=policy, fence=election.time_left if election is not None else None
     )
     controller = Controller(runtime, api, workers=args.workers, election=election)
+    paths = PathController(runtime, api, leading=controller.leading)
     if args.metrics_port is not None:
         runtime.metrics.serve(args.metrics_port)
     try:
@@ -167,7 +169,10 @@ def main(argv: list[str] | None = None) -> int:
             namespaces=args.namespace,
             liveness_endpoint=args.liveness,
             memo=kopf.Memo(
-                runtime=runtime, controller=controller, namespaces=tuple(args.namespace)
+                runtime=runtime,
+                controller=controller,
+                path_controller=paths,
+                namespaces=tuple(args.namespace),
             ),
         )
     finally:

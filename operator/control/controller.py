@@ -27,7 +27,7 @@ import contextlib
 import datetime
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +95,10 @@ class Controller:
     api: KubeApi
     workers: int = 32
     election: LeaderElection | None = None
+    #: Told of every ModelPromotion event (the path controller wakes the owning path).
+    on_event: Callable[[Mapping[str, Any]], None] | None = None
+    #: Woken for a shared read's key that is not a ModelPromotion's (a path's).
+    wake_other: Callable[[str], None] | None = None
     _objects: dict[str, _Tracked] = field(default_factory=dict)
     _queue: WorkQueue[str] | None = None  # made on the event loop
     _leading: asyncio.Event | None = None
@@ -106,6 +110,8 @@ class Controller:
 
     def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """Take in a watch event of a ModelPromotion (``None``: listed at start-up)."""
+        if self.on_event is not None:
+            self.on_event(body)
         metadata = body.get("metadata") or {}
         uid = str(metadata.get("uid") or "")
         if not uid:
@@ -200,7 +206,17 @@ class Controller:
     def _woken(self, uid: str) -> None:
         # Called from a worker thread when a shared read saw the run's deployment change.
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._work().add, uid)
+            self._loop.call_soon_threadsafe(self._wake, uid)
+
+    def _wake(self, uid: str) -> None:
+        if uid in self._objects:
+            self._work().add(uid)
+        elif self.wake_other is not None:
+            self.wake_other(uid)
+
+    def leading(self) -> bool:
+        """Whether this replica runs passes now (it holds the Lease, or there is none)."""
+        return self._leading is not None and self._leading.is_set()
 
     async def _worker(self) -> None:
         assert self._leading is not None

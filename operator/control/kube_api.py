@@ -33,6 +33,8 @@ VERSION = "v1alpha1"
 PLURAL = "modelpromotions"
 KIND = "ModelPromotion"
 POLICIES = "promotionpolicies"  # PromotionPolicy, in the same group and version
+PATH_PLURAL = "promotionpaths"
+PATH_KIND = "PromotionPath"
 #: The component named as the source of the Events the operator posts.
 COMPONENT = "promotion-operator"
 
@@ -121,30 +123,47 @@ class KubeApi:
     ) -> Iterator[dict[str, Any]]:
         """The watch events (``type``, ``object``) after ``resource_version``, bookmarks
         included, until the server ends the watch after ``timeout_seconds``."""
-        query = {
-            "watch": "true",
-            "allowWatchBookmarks": "true",
-            "resourceVersion": resource_version,
-            "timeoutSeconds": str(timeout_seconds),
-        }
-        path = f"{_promotions_path(namespace)}?{urllib.parse.urlencode(query)}"
-        # The read timeout outlasts the server's: a quiet watch is not a dead one.
-        response = self._send("GET", path, None, "application/json", timeout_seconds + 30.0)
-        stream: Any = response.response  # urllib3's, not read ahead (preload_content=False)
+        return self._watch(_promotions_path(namespace), resource_version, timeout_seconds)
+
+    def create_promotion(self, body: Mapping[str, Any]) -> bool:
+        """Create the ModelPromotion ``body``; False if one of its name is already there
+        (created by an earlier pass: creating is idempotent)."""
+        namespace = body["metadata"]["namespace"]
         try:
-            if not 200 <= response.status <= 299:
-                raise _error("GET", path, response.status, stream.data)
-            for line in stream:
-                if line.strip():
-                    event = json.loads(line)
-                    if isinstance(event, dict):
-                        yield event
-        except KubeError:
-            raise
-        except Exception as error:  # reset, timed out, cut mid-line
-            raise KubeError(f"watch {path}: {type(error).__name__}") from None
-        finally:
-            stream.release_conn()
+            self._call("POST", _promotions_path(namespace), body)
+        except ObjectChanged:  # 409 AlreadyExists
+            return False
+        return True
+
+    def list_owned_promotions(self, namespace: str, label: str, value: str) -> list[dict[str, Any]]:
+        """The ModelPromotions of ``namespace`` labelled ``label=value``."""
+        query = urllib.parse.urlencode({"labelSelector": f"{label}={value}"})
+        answer = self._call("GET", f"{_promotions_path(namespace)}?{query}")
+        items: list[dict[str, Any]] = answer.get("items") or []
+        return items
+
+    # -- PromotionPaths ------------------------------------------------------------------------
+
+    def list_paths(
+        self, namespace: str | None, *, limit: int, continue_token: str = ""
+    ) -> dict[str, Any]:
+        """One page of PromotionPaths (see :meth:`list_promotions`)."""
+        query = {"limit": str(limit), **({"continue": continue_token} if continue_token else {})}
+        path = f"{_collection(PATH_PLURAL, namespace)}?{urllib.parse.urlencode(query)}"
+        return self._call("GET", path)
+
+    def watch_paths(
+        self, namespace: str | None, resource_version: str, *, timeout_seconds: int
+    ) -> Iterator[dict[str, Any]]:
+        """The PromotionPaths' watch events (see :meth:`watch_promotions`)."""
+        return self._watch(_collection(PATH_PLURAL, namespace), resource_version, timeout_seconds)
+
+    def patch_path_status(self, ref: ObjectRef, status: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge ``status`` into the PromotionPath's status (only this operator writes it;
+        the uid precondition keeps it off a path of the same name made since)."""
+        path = f"{_collection(PATH_PLURAL, ref.namespace)}/{ref.name}/status"
+        body = {"metadata": {"uid": ref.uid}, "status": dict(status)}
+        return self._call("PATCH", path, body, content_type=_MERGE_PATCH)
 
     def patch_promotion(
         self,
@@ -249,6 +268,34 @@ class KubeApi:
         path = _lease_path(metadata["namespace"], metadata["name"])
         return self._call("PUT", path, body, timeout=timeout)
 
+    def _watch(
+        self, collection: str, resource_version: str, timeout_seconds: int
+    ) -> Iterator[dict[str, Any]]:
+        query = {
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "resourceVersion": resource_version,
+            "timeoutSeconds": str(timeout_seconds),
+        }
+        path = f"{collection}?{urllib.parse.urlencode(query)}"
+        # The read timeout outlasts the server's: a quiet watch is not a dead one.
+        response = self._send("GET", path, None, "application/json", timeout_seconds + 30.0)
+        stream: Any = response.response  # urllib3's, not read ahead (preload_content=False)
+        try:
+            if not 200 <= response.status <= 299:
+                raise _error("GET", path, response.status, stream.data)
+            for line in stream:
+                if line.strip():
+                    event = json.loads(line)
+                    if isinstance(event, dict):
+                        yield event
+        except KubeError:
+            raise
+        except Exception as error:  # reset, timed out, cut mid-line
+            raise KubeError(f"watch {path}: {type(error).__name__}") from None
+        finally:
+            stream.release_conn()
+
     # -- one call ------------------------------------------------------------------------------
 
     def _call(
@@ -314,9 +361,13 @@ def _retry_after(response: Any) -> float:
 
 
 def _promotions_path(namespace: str | None) -> str:
+    return _collection(PLURAL, namespace)
+
+
+def _collection(plural: str, namespace: str | None) -> str:
     if namespace is None:
-        return f"/apis/{GROUP}/{VERSION}/{PLURAL}"
-    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
+        return f"/apis/{GROUP}/{VERSION}/{plural}"
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}"
 
 
 def _lease_path(namespace: str, name: str) -> str:

@@ -51,6 +51,21 @@ class Metrics:
             "Runs started and not yet finished (suspended runs excluded).",
             registry=self.registry,
         )
+        self.path_stage_runs = Counter(
+            "promotionpath_stage_runs_started",
+            "Stage runs (ModelPromotions) a PromotionPath created, by path and stage "
+            "(a run found already there after a restart is not counted).",
+            ["namespace", "path", "stage"],
+            registry=self.registry,
+        )
+        self.path_soak = Histogram(
+            "promotionpath_soak_seconds",
+            "Time a freight soaked before its stage started (from the start of the soak to "
+            "the run's creation), by path and stage.",
+            ["namespace", "path", "stage"],
+            buckets=_DURATION_BUCKETS,
+            registry=self.registry,
+        )
         self.seldon_requests = Counter(
             "seldon_deploy_requests",
             "Calls to Seldon Deploy, by instance, method, path template and status code.",
@@ -211,6 +226,13 @@ class Metrics:
     def run_seen(self, uid: str, *, in_flight: bool) -> None:
         """A pass saw the run (after a restart this rebuilds the in-flight gauge)."""
         self._track(uid, in_flight=in_flight)
+
+    def stage_started(self, namespace: str, path: str, stage: str, soaked: float | None) -> None:
+        """A path created a stage's run, after ``soaked`` seconds of soak (None: no soak
+        was recorded, a first stage without one)."""
+        self.path_stage_runs.labels(namespace, path, stage).inc()
+        if soaked is not None:
+            self.path_soak.labels(namespace, path, stage).observe(soaked)
 
     def measured(self, template: str, result: str) -> None:
         """One analysis measurement of ``template`` came out as ``result``."""

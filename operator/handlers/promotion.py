@@ -20,43 +20,62 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import kopf
 
 from promotion_operator.control.controller import Controller
-from promotion_operator.handlers.watching import PromotionWatch, WatchEvent
+from promotion_operator.control.path_controller import PathController
+from promotion_operator.handlers.watching import PathSource, PromotionWatch, WatchEvent
 
 logger = logging.getLogger(__name__)
 
 
 @kopf.on.startup()
 async def start_controller(memo: kopf.Memo, **_: Any) -> None:
-    """Start the controller's workers (and its election), then the watch of each
-    namespace (``memo["namespaces"]``; None: every namespace)."""
+    """Start the controllers' workers (and the election), then the watches of each
+    namespace (``memo["namespaces"]``; None: every namespace): the ModelPromotions'
+    and the PromotionPaths'."""
     controller: Controller = memo["controller"]
-    task = asyncio.create_task(controller.run(), name="controller")
-    task.add_done_callback(_stop_if_crashed)
-    memo["controller_task"] = task
+    paths: PathController = memo["path_controller"]
+    controller.on_event = paths.owned_changed
+    controller.wake_other = paths.wake
+    tasks = [
+        asyncio.create_task(controller.run(), name="controller"),
+        asyncio.create_task(paths.run(), name="path-controller"),
+    ]
+    for task in tasks:
+        task.add_done_callback(_stop_if_crashed)
+    memo["controller_tasks"] = tasks
     loop = asyncio.get_running_loop()
     stopped = threading.Event()
     memo["watch_stopped"] = stopped
 
     def deliver(events: Sequence[WatchEvent]) -> None:
-        hand_over(loop, controller, events)
+        hand_over(loop, controller.observe, events)
+
+    def deliver_paths(events: Sequence[WatchEvent]) -> None:
+        hand_over(loop, paths.observe, events)
 
     for namespace in memo.get("namespaces") or (None,):
-        watch = PromotionWatch(controller.api, namespace, deliver)
-        threading.Thread(
-            target=watch.run, args=(stopped,), name=f"watch-{namespace or 'all'}", daemon=True
-        ).start()
+        where = namespace or "all"
+        watches = {
+            f"watch-{where}": PromotionWatch(controller.api, namespace, deliver),
+            f"paths-{where}": PromotionWatch(
+                PathSource(paths.api), namespace, deliver_paths, noun="PromotionPaths"
+            ),
+        }
+        for name, watch in watches.items():
+            threading.Thread(target=watch.run, args=(stopped,), name=name, daemon=True).start()
 
 
 def hand_over(
-    loop: asyncio.AbstractEventLoop, controller: Controller, events: Sequence[WatchEvent]
+    loop: asyncio.AbstractEventLoop,
+    observe: Callable[[str | None, Mapping[str, Any]], None],
+    events: Sequence[WatchEvent],
 ) -> None:
-    """Run ``controller.observe`` for each event on the event loop (from a watch
+    """Run ``observe`` (a controller's) for each event on the event loop (from a watch
     thread), and wait until it has: a page of a list is taken in before the next is
     read, so the bodies of one page at most are alive."""
     done: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -64,7 +83,7 @@ def hand_over(
     def observe_all() -> None:
         try:
             for event_type, body in events:
-                controller.observe(event_type, body)
+                observe(event_type, body)
             done.set_result(None)
         except BaseException as error:
             done.set_exception(error)
@@ -87,8 +106,7 @@ async def stop_controller(memo: kopf.Memo, **_: Any) -> None:
     stopped: threading.Event | None = memo.get("watch_stopped")
     if stopped is not None:
         stopped.set()  # a watch thread ends with its current call (daemon threads)
-    task: asyncio.Task[None] | None = memo.get("controller_task")
-    if task is not None:
+    for task in memo.get("controller_tasks") or ():
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

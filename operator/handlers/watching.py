@@ -56,6 +56,37 @@ class PromotionSource(Protocol):
     ) -> Iterable[dict[str, Any]]: ...
 
 
+class PathApi(Protocol):
+    """The PromotionPaths' list and watch calls (``control.kube_api.KubeApi``)."""
+
+    def list_paths(
+        self, namespace: str | None, *, limit: int, continue_token: str = ""
+    ) -> dict[str, Any]: ...
+
+    def watch_paths(
+        self, namespace: str | None, resource_version: str, *, timeout_seconds: int
+    ) -> Iterable[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class PathSource:
+    """The PromotionPaths, listed and watched by the same loop as the ModelPromotions."""
+
+    api: PathApi
+
+    def list_promotions(
+        self, namespace: str | None, *, limit: int, continue_token: str = ""
+    ) -> dict[str, Any]:
+        """One page of PromotionPaths."""
+        return self.api.list_paths(namespace, limit=limit, continue_token=continue_token)
+
+    def watch_promotions(
+        self, namespace: str | None, resource_version: str, *, timeout_seconds: int
+    ) -> Iterable[dict[str, Any]]:
+        """The PromotionPaths' watch events."""
+        return self.api.watch_paths(namespace, resource_version, timeout_seconds=timeout_seconds)
+
+
 class Expired(Exception):
     """The resourceVersion or continue token is too old (410): list again."""
 
@@ -66,11 +97,13 @@ class WatchFailed(Exception):
 
 @dataclass
 class PromotionWatch:
-    """List, then watch, the ModelPromotions of one namespace (None: all of them)."""
+    """List, then watch, the ModelPromotions (or, with a :class:`PathSource`, the
+    PromotionPaths) of one namespace (None: all of them)."""
 
     source: PromotionSource
     namespace: str | None
     deliver: Deliver
+    noun: str = "ModelPromotions"  # in log lines
     page_size: int = PAGE_SIZE
     watch_seconds: int = WATCH_SECONDS
     backoff: Sequence[float] = BACKOFF_SECONDS
@@ -87,13 +120,13 @@ class PromotionWatch:
                 self.watch_once()
                 failures = 0
             except Expired:
-                log.info("the ModelPromotions' watch expired (410); listing them again")
+                log.info("the %s' watch expired (410); listing them again", self.noun)
                 self.version = ""
             except Exception as error:
                 delay = self.backoff[min(failures, len(self.backoff) - 1)]
                 failures += 1
                 log.warning(
-                    "watching ModelPromotions failed (%s); again in %g s", _described(error), delay
+                    "watching %s failed (%s); again in %g s", self.noun, _described(error), delay
                 )
                 stopped.wait(delay)
 

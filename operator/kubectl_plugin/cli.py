@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from promotion_operator.kubectl_plugin import render
 from promotion_operator.kubectl_plugin.kube import Kube, ObjectChanged, PluginError, load
+from promotion_operator.kubectl_plugin.paths import PATH_PLURAL, decide_promote, render_path
 from promotion_operator.kubectl_plugin.resource import (
     ABORT_ANNOTATION,
     APPROVE_ANNOTATION,
@@ -182,6 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("history", "the finished runs, newest first", cmd_history)
     sub.add_argument("name")
     sub.add_argument("-o", "--output", choices=["json", "yaml", "wide"], help="output format")
+
+    sub = command(
+        "path",
+        "a PromotionPath: view its stages side by side with their freight (path get NAME), "
+        "or promote a manual stage (path promote NAME STAGE)",
+        cmd_path,
+    )
+    sub.add_argument("action", choices=["get", "promote"])
+    sub.add_argument("name")
+    sub.add_argument("stage", nargs="?", help="promote: the stage")
     return parser
 
 
@@ -369,6 +380,44 @@ def _quiet_libraries() -> None:
     # urllib3 warns about every retried connection; the plugin says it once, itself.
     for logger in ("urllib3", "kubernetes"):
         logging.getLogger(logger).setLevel(logging.CRITICAL)
+
+
+def cmd_path(session: Session) -> ExitCode:
+    args = session.args
+    name = args.name
+    shown = f"promotionpath.{GROUP}/{name}"
+    if args.action == "get":
+        body = session.kube.get(session.namespace, name, plural=PATH_PLURAL)
+        _out(render_path(body, _now()))
+        return ExitCode.SUCCEEDED
+    if not args.stage:
+        _err("error: path promote needs the stage: path promote NAME STAGE")
+        return ExitCode.NOT_FOUND
+    for _ in range(CONFLICT_ATTEMPTS):
+        body = session.kube.get(session.namespace, name, plural=PATH_PLURAL)
+        decision = decide_promote(body, args.stage)
+        if decision.annotations is None:
+            break
+        try:
+            session.kube.annotate(
+                session.namespace,
+                name,
+                str(body["metadata"]["resourceVersion"]),
+                decision.annotations,
+                plural=PATH_PLURAL,
+            )
+        except ObjectChanged:
+            session.verbose("the path changed since it was read; reading it again")
+            continue
+        break
+    else:
+        _err(f"error: {shown}: it kept changing; try again")
+        return ExitCode.ERROR
+    if decision.exit_code != ExitCode.SUCCEEDED:
+        _err(f"error: {shown}: {decision.message}")
+    else:
+        _out(f"{shown}: {decision.message}")
+    return decision.exit_code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -144,11 +144,12 @@ class Kube:
             f"error: cannot reach the Kubernetes API server at {self.server}: {_cause(error)}"
         ) from None
 
-    def get(self, namespace: str, name: str) -> dict[str, Any]:
-        """The object (``PluginError`` with exit code 5 when there is none)."""
+    def get(self, namespace: str, name: str, *, plural: str = PLURAL) -> dict[str, Any]:
+        """The object (``PluginError`` with exit code 5 when there is none); a
+        ModelPromotion, or of ``plural`` (``promotionpaths``)."""
         try:
             body = self._custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name,
+                GROUP, VERSION, namespace, plural, name,
                 _request_timeout=(_CONNECT_TIMEOUT, _READ_TIMEOUT),
             )  # fmt: skip
         except ApiException as error:
@@ -181,6 +182,8 @@ class Kube:
         name: str,
         resource_version: str,
         annotations: Mapping[str, str | None],
+        *,
+        plural: str = PLURAL,
     ) -> dict[str, Any]:
         """A JSON merge patch of ``annotations`` (None removes one), only if the object
         is still at ``resource_version``; :class:`ObjectChanged` if it is not."""
@@ -189,7 +192,7 @@ class Kube:
         }
         try:
             body = self._custom.patch_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, patch,
+                GROUP, VERSION, namespace, plural, name, patch,
                 field_manager="kubectl-promotion",
                 _content_type="application/merge-patch+json",
                 _request_timeout=(_CONNECT_TIMEOUT, _READ_TIMEOUT),

@@ -35,6 +35,7 @@ from tests.harness.keycloak import (
     Keycloak,
 )
 from tests.harness.operator_process import OperatorProcess, write_credentials
+from tests.harness.promotion_paths import Paths, newest_freight, stage_is
 from tests.harness.promotions import FINISHED_PHASES, Promotions, ready_reason_is
 from tests.harness.secrets import SECRETS, assertion_secrets
 from tests.harness.seldon_log import WRITE_METHODS, writes
@@ -49,6 +50,7 @@ PROMOTE_ACROSS: dict[str, Any] = {
     "verification": {"timeout": "2m"},
 }
 OLD_IMAGE = "seldonio/sklearn-iris:1.2"
+STAGE = "deploy.mlops.dev/stage"
 
 
 @pytest.fixture
@@ -212,3 +214,31 @@ def test_the_second_instance_unreachable_is_seldon_deploy_unavailable_naming_it(
         for user, m, p in calls(seldon)
     )
     assert writes(seldon) == []
+
+
+def test_a_path_stage_on_the_second_instance_promotes_what_passed_the_first(
+    seldon: Simulator,
+    production: Simulator,
+    operator: OperatorProcess,
+    control_plane: ControlPlane,
+    namespace: str,
+) -> None:
+    seldon.control.add_namespace("qa", groups=WRITERS)
+    paths = Paths(control_plane, namespace)
+    paths.apply(
+        "iris",
+        {"name": "qa", "target": {"namespace": "qa"}},
+        {"name": "prod", "target": {"namespace": "production", "instance": "production"}},
+        source={"namespace": "staging", "name": "iris"},
+    )
+    body = paths.wait_for("iris", stage_is("prod", phase="Succeeded"), "prod Succeeded")
+    freight = newest_freight(body)
+    assert [s["promoted"] for s in body["status"]["stages"]] == [freight, freight]
+    written = production.control.get_deployment("production", "iris")
+    assert written is not None and image_of(written) == "seldonio/sklearn-iris:1.4"
+    # The prod stage read its source, qa/iris, on instance A and wrote only on B.
+    prod_run = next(r for r in paths.runs("iris") if r["metadata"]["labels"][STAGE] == "prod")
+    source = prod_run["spec"]["source"]  # the CRD's default adds kind
+    assert (source["namespace"], source["name"], source.get("instance")) == ("qa", "iris", None)
+    assert prod_run["spec"]["target"]["instance"] == "production"
+    assert [w for w in writes(seldon, "production") if not w[1].endswith("/validate")] == []

@@ -142,7 +142,8 @@ def test_comparison_fails_on_a_deliberate_drift(helm: Helm, kubectl: Path, tmp_p
     # The chart's operator may now delete ModelPromotions; manifests/' may not.
     rbac.write_text(
         rbac.read_text().replace(
-            "verbs: [get, list, watch, patch]", "verbs: [get, list, watch, patch, delete]"
+            "verbs: [get, list, watch, patch, create]",
+            "verbs: [get, list, watch, patch, create, delete]",
         )
     )
 
@@ -199,6 +200,7 @@ def test_policies_and_people_roles_are_left_out_when_disabled(helm: Helm) -> Non
     }  # fmt: skip
     assert {key[2] for key in everything - left if key[0] == "ClusterRole"} == {
         "modelpromotion-viewer", "modelpromotion-promoter", "modelpromotion-approver",
+        "promotionpath-viewer", "promotionpath-editor", "promotionpath-releaser",
     }  # fmt: skip
 
 

@@ -1,5 +1,5 @@
-"""The pinned kube-apiserver, kubectl, etcd, Prometheus and Toxiproxy binaries, built
-once and cached.
+"""The pinned kube-apiserver, kube-controller-manager, kubectl, etcd, Prometheus and
+Toxiproxy binaries, built once and cached.
 
 The control-plane binaries come from Go modules whose own go.mod files carry
 ``replace`` lines, so ``go install pkg@version`` refuses them; the small modules
@@ -95,6 +95,14 @@ def _targets() -> list[_Target]:
             kube,
             _kube_ldflags(),
         ),
+        # The garbage collector (ownerReferences) runs here, from the apiserver's module.
+        _Target(
+            "kube-controller-manager",
+            "k8s.io/kubernetes/cmd/kube-controller-manager",
+            _GOBIN / "kubernetes",
+            kube,
+            _kube_ldflags(),
+        ),
         _Target(
             "kubectl", "k8s.io/kubernetes/cmd/kubectl", _GOBIN / "kubernetes", kube, _kube_ldflags()
         ),
@@ -127,6 +135,7 @@ class Binaries:
     kubectl: Path
     prometheus: Path
     toxiproxy: Path
+    kube_controller_manager: Path
 
 
 def ensure_binaries() -> Binaries:
@@ -143,6 +152,7 @@ def ensure_binaries() -> Binaries:
         paths["kubectl"],
         paths["prometheus"],
         paths["toxiproxy-server"],
+        paths["kube-controller-manager"],
     )
 
 

@@ -1,9 +1,14 @@
-"""A real Kubernetes control plane: etcd and kube-apiserver on loopback.
+"""A real Kubernetes control plane: etcd, kube-apiserver and kube-controller-manager
+(its garbage collector only) on loopback.
 
 Started the way controller-runtime's envtest starts them: etcd with a temporary
 data dir, kube-apiserver with RBAC authorization, a generated serving
 certificate, a generated service-account signing key and client-certificate
 authentication; the admin identity is a client certificate in ``system:masters``.
+kube-controller-manager runs the garbage-collector controller and nothing else,
+so that objects with ownerReferences are deleted with their owner as in a real
+cluster (it finds new kinds, a CRD applied later, within its 30 s discovery
+resync).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class ControlPlane:
     admin: KeyPair
     etcd: ManagedProcess
     apiserver: ManagedProcess
+    controller_manager: ManagedProcess | None = None
 
     def kubectl(
         self, *args: str, input_text: str | None = None, check: bool = True
@@ -137,7 +143,9 @@ class ControlPlane:
         return answer
 
     def stop(self) -> None:
-        """Stop both processes and remove the data directory."""
+        """Stop the processes and remove the data directory."""
+        if self.controller_manager is not None:
+            self.controller_manager.stop()
         self.apiserver.stop()
         self.etcd.stop()
         remove_temp_dir(self.workdir)
@@ -244,7 +252,26 @@ def start_control_plane(plan: ControlPlanePlan | None = None) -> ControlPlane:
     apiserver.wait_until(plane.ready, _START_TIMEOUT, f"{url}/readyz answered ok")
     plane.kubectl("apply", "-f", "-", input_text=json.dumps(_ANONYMOUS_ISSUER_DISCOVERY))
     say(f"kube-apiserver ready; kubeconfig {kubeconfig}")
+    plane.controller_manager = _start_garbage_collector(binaries, workdir, kubeconfig)
     return plane
+
+
+def _start_garbage_collector(binaries: Binaries, workdir: Path, kubeconfig: Path) -> ManagedProcess:
+    """kube-controller-manager with the garbage-collector controller only: no leader
+    election (one instance), no serving port (nothing scrapes or probes it here)."""
+    say("starting kube-controller-manager (the garbage collector)")
+    return ManagedProcess(
+        "kube-controller-manager",
+        [
+            str(binaries.kube_controller_manager),
+            f"--kubeconfig={kubeconfig}",
+            "--controllers=garbage-collector-controller",
+            "--leader-elect=false",
+            "--secure-port=0",
+            "--concurrent-gc-syncs=5",
+        ],
+        workdir / "kube-controller-manager.log",
+    )
 
 
 # What managed clusters grant so that relying parties can verify ServiceAccount

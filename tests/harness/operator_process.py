@@ -141,9 +141,12 @@ def install_crds(control_plane: ControlPlane) -> None:
     """Apply ``crds/`` (a kustomization) and wait until the API serves them."""
     control_plane.kubectl("apply", "-k", str(CRD_DIR))
     control_plane.kubectl(
-        "wait", "--for=condition=Established", "crd/modelpromotions.deploy.mlops.dev",
+        "wait",
+        "--for=condition=Established",
+        "crd/modelpromotions.deploy.mlops.dev",
         "crd/promotionpolicies.deploy.mlops.dev",
-    )  # fmt: skip
+        "crd/promotionpaths.deploy.mlops.dev",
+    )
 
 
 def start_operator(

@@ -10,7 +10,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "seldon-promotion-operator"
-CRDS = ("modelpromotions.deploy.mlops.dev.yaml", "promotionpolicies.deploy.mlops.dev.yaml")
+CRDS = (
+    "modelpromotions.deploy.mlops.dev.yaml",
+    "promotionpolicies.deploy.mlops.dev.yaml",
+    "promotionpaths.deploy.mlops.dev.yaml",
+)
 
 
 def test_chart_version_and_app_version_are_the_projects() -> None:

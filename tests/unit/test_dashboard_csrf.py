@@ -38,3 +38,8 @@ def test_only_loopback_host_names_on_our_port_are_answered() -> None:
     assert csrf.host_refusal(f"attacker.example:{PORT}", PORT) is not None
     assert csrf.host_refusal("127.0.0.1:1", PORT) is not None
     assert csrf.host_refusal(None, PORT) is not None
+
+
+def test_an_opaque_origin_is_refused() -> None:
+    token = csrf.new_token()
+    assert csrf.post_refusal(token, token, "null", PORT) is not None

@@ -216,3 +216,18 @@ def test_pages_forbid_scripts_from_elsewhere(path: str) -> None:
 
     policy = run(check())
     assert "script-src 'self'" in policy and "default-src 'none'" in policy
+
+
+def test_pages_let_the_browser_send_their_origin_on_a_post() -> None:
+    """With ``Referrer-Policy: no-referrer`` Chromium sends ``Origin: null`` on a form's
+    POST, which the CSRF check refuses: the pages ask for ``same-origin``."""
+
+    async def check() -> str:
+        async with (
+            _running(FakeKube()) as (_, base),
+            aiohttp.ClientSession() as session,
+            session.get(base + "/promotions/ml/iris") as response,
+        ):
+            return response.headers["Referrer-Policy"]
+
+    assert run(check()) == "same-origin"

@@ -10,6 +10,7 @@ namespace (or ``-n``) alone and says so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 import time
@@ -40,6 +41,7 @@ class Feed:
         self.error = ""
         self.version = 0
         self._event = asyncio.Event()
+        self._listed = asyncio.Event()  # set once the first listing (or failure) is in
         self._stopped = threading.Event()
 
     # --- the loop's side -------------------------------------------------------------
@@ -50,6 +52,12 @@ class Feed:
         body = self.objects.get((namespace, name))
         return Promotion(body) if body is not None else None
 
+    async def listed(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) for the first listing, so that a page
+        opened right after start shows what exists rather than an empty list."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listed.wait(), timeout)
+
     async def changed(self, seen: int) -> int:
         """Wait until the version differs from ``seen``; the new version."""
         while self.version == seen:
@@ -57,6 +65,7 @@ class Feed:
         return self.version
 
     def _bump(self) -> None:
+        self._listed.set()
         self.version += 1
         self._event.set()
         self._event = asyncio.Event()

@@ -33,6 +33,8 @@ LOOPBACK = "127.0.0.1"
 # A comment line this often keeps an idle stream open through proxies and
 # notices a closed tab.
 _KEEPALIVE_SECONDS = 15.0
+# A page opened right after start waits this long at most for the first listing.
+_FIRST_LISTING_SECONDS = 10.0
 # Pushes at most this often per page: a burst of changes is one update.
 _SETTLE_SECONDS = 0.2
 _CSP = (
@@ -80,6 +82,7 @@ class Dashboard:
     # --- pages ----------------------------------------------------------------------
     async def list_page(self, request: web.Request) -> web.Response:
         filters = _filters(request)
+        await self.feed.listed(_FIRST_LISTING_SECONDS)
         html = pages.list_page(
             self.feed.promotions(), _now(), filters, self.feed.scope, self.feed.error
         )
@@ -141,6 +144,8 @@ class Dashboard:
     async def list_stream(self, request: web.Request) -> web.StreamResponse:
         filters = _filters(request)
 
+        await self.feed.listed(_FIRST_LISTING_SECONDS)
+
         async def render() -> str:
             return pages.list_live(self.feed.promotions(), _now(), filters, self.feed.error)
 
@@ -171,16 +176,20 @@ class Dashboard:
         )
         await response.prepare(request)
         seen = -1
-        while True:
-            if seen != self.feed.version:
-                seen = self.feed.version
-                await response.write(_event("update", await render()))
-                await asyncio.sleep(_SETTLE_SECONDS)
-                continue
-            try:
-                await asyncio.wait_for(self.feed.changed(seen), _KEEPALIVE_SECONDS)
-            except TimeoutError:
-                await response.write(b": keep-alive\n\n")
+        try:
+            while True:
+                if seen != self.feed.version:
+                    seen = self.feed.version
+                    await response.write(_event("update", await render()))
+                    await asyncio.sleep(_SETTLE_SECONDS)
+                    continue
+                try:
+                    await asyncio.wait_for(self.feed.changed(seen), _KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    await response.write(b": keep-alive\n\n")
+        except ConnectionResetError:
+            # The tab was closed or navigated away: nothing to say, nobody to say it to.
+            return response
 
     # --- static files ------------------------------------------------------------------
     async def script(self, _: web.Request) -> web.Response:
@@ -217,7 +226,8 @@ def application(dashboard: Dashboard) -> web.Application:
         response = await handler(request)
         response.headers["Content-Security-Policy"] = _CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
+        # Not no-referrer: with it, Chromium sends `Origin: null` on a form's POST.
+        response.headers["Referrer-Policy"] = "same-origin"
         response.headers.setdefault("Cache-Control", "no-store")
         return response
 

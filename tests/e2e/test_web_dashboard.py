@@ -82,9 +82,15 @@ def wait(
     return WebDriverWait(driver, timeout, poll_frequency=0.2).until(until)
 
 
-def cell(driver: webdriver.Chrome, row: str, css: str) -> str:
-    found = driver.find_elements(By.CSS_SELECTOR, f'tr[data-promotion="{row}"] {css}')
-    return found[0].text if found else ""
+def cell(driver: webdriver.Chrome, row: str, css: str = "") -> str:
+    """The text of a list row (or of one of its cells), read in one script call: the
+    live part is replaced on every push, so an element found first may be gone (stale)
+    by the time its text is asked for."""
+    text = driver.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.textContent : '';",
+        f'tr[data-promotion="{row}"] {css}'.strip(),
+    )
+    return str(text or "")
 
 
 def test_the_list_shows_a_running_canary_and_its_weight_changes_without_a_reload(
@@ -103,7 +109,7 @@ def test_the_list_shows_a_running_canary_and_its_weight_changes_without_a_reload
         promotions.apply("iris", canary_spec(model, TEN_THEN_FIFTY, templates=[error_rate()]))
 
         wait(browser, lambda d: cell(d, f"{ns}/iris", "td.weight") == "10%")
-        row = browser.find_element(By.CSS_SELECTOR, f'tr[data-promotion="{ns}/iris"]').text
+        row = cell(browser, f"{ns}/iris")
         assert "Canary" in row and f"staging/{model}" in row
         screenshot(browser, "list-canary-at-10")
         wait(browser, lambda d: cell(d, f"{ns}/iris", "td.weight") == "50%")

@@ -5,7 +5,8 @@
 # build Argo CD; `make test` and `make argocd-demo`, which run it, also install
 # Debian's redis-server (its cache). `make test` and `make image` also install
 # Debian's podman, runc and debootstrap, make the image's Debian base, and `make
-# test` builds Helm (the chart's tests). `make demo` needs none of these.
+# test` builds Helm (the chart's tests) and installs Debian's chromium and
+# chromium-driver (the dashboard's browser tests). `make demo` needs none of these.
 
 PYTHON ?= python3
 VENV := .venv
@@ -15,7 +16,7 @@ STAMP := $(VENV)/.installed
 # `operator`: keep the working directory off sys.path (see docs/development.md).
 export PYTHONSAFEPATH := 1
 
-.PHONY: test unit lint typecheck prepare prepare-demo prepare-chart-and-image container-tools image demo argocd-demo stack resilience bench constraints clean
+.PHONY: test unit lint typecheck prepare prepare-demo prepare-chart-and-image container-tools browser-tools image demo argocd-demo stack resilience bench constraints clean
 
 $(STAMP): pyproject.toml constraints.txt $(shell find operator -name '*.py')
 	@echo "== setting up $(VENV) with the pinned packages"
@@ -52,6 +53,13 @@ container-tools:
 	  echo "== installing Debian's podman, runc and debootstrap (the image and its e2e test)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman runc debootstrap >/dev/null; }
 
+# The dashboard's browser tests drive Debian's real Chromium through its
+# chromium-driver (tests/harness/browser.py). Nothing happens once both are installed.
+browser-tools:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  echo "== installing Debian's chromium and chromium-driver (the dashboard's browser tests)"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; }
+
 # Everything the stack, the tests and the benchmarks need, Argo CD included.
 prepare: $(STAMP)
 	$(BIN)/python -m tests.harness prepare
@@ -73,7 +81,7 @@ image: $(STAMP) container-tools
 unit: $(STAMP)
 	$(BIN)/pytest -m "not e2e"
 
-test: lint typecheck prepare-chart-and-image $(REDIS_SERVER)
+test: lint typecheck prepare-chart-and-image browser-tools $(REDIS_SERVER)
 	$(BIN)/pytest
 
 demo: prepare-demo

@@ -7,38 +7,34 @@ import datetime
 import logging
 import os
 import re
-import secrets
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from promotion_operator.kubectl_plugin import render
-from promotion_operator.kubectl_plugin.kube import Kube, ObjectChanged, PluginError, load
+from promotion_operator.kubectl_plugin import operations, render
+from promotion_operator.kubectl_plugin.kube import (
+    Impersonation,
+    Kube,
+    ObjectChanged,
+    PluginError,
+    load,
+)
+from promotion_operator.kubectl_plugin.operations import CONFLICT_ATTEMPTS, new_retry_token
 from promotion_operator.kubectl_plugin.paths import PATH_PLURAL, decide_promote, render_path
 from promotion_operator.kubectl_plugin.resource import (
-    ABORT_ANNOTATION,
-    APPROVE_ANNOTATION,
     GROUP,
-    RESUME_ANNOTATION,
-    RETRY_ANNOTATION,
     Decision,
     ExitCode,
     Promotion,
     RetryWait,
-    decide_abort,
-    decide_approve,
-    decide_resume,
-    decide_retry,
-    format_time,
-    still_removing,
 )
 from promotion_operator.kubectl_plugin.watching import Watcher
 
 PROG = "kubectl promotion"
-#: How many times a write is tried when the object changed since it was read.
-CONFLICT_ATTEMPTS = 5
+__all__ = ["CONFLICT_ATTEMPTS", "main", "new_retry_token"]
 DEFAULT_WATCH_TIMEOUT = "30m"
+DEFAULT_REQUEST_TIMEOUT = 30.0
 _OBJECT = f"modelpromotion.{GROUP}"
 
 EXIT_CODES = """\
@@ -85,6 +81,12 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+def parse_request_timeout(text: str) -> float | None:
+    """kubectl's ``--request-timeout``: a duration, a number of seconds, or 0 (no limit)."""
+    seconds = parse_duration(text)
+    return None if seconds == 0 else seconds
+
+
 def _common() -> _Parser:
     """Options accepted before and after the command (kubectl passes a plugin its
     arguments as they are)."""
@@ -98,6 +100,29 @@ def _common() -> _Parser:
     )
     group.add_argument(
         "--context", default=argparse.SUPPRESS, help="the kubeconfig context (default: current)"
+    )
+    group.add_argument(
+        "--as",
+        dest="as_user",
+        default=argparse.SUPPRESS,
+        metavar="USER",
+        help="act as this user (impersonation, as kubectl --as)",
+    )
+    group.add_argument(
+        "--as-group",
+        dest="as_groups",
+        action="append",
+        default=argparse.SUPPRESS,
+        metavar="GROUP",
+        help="act as a member of this group; repeat for more (needs --as)",
+    )
+    group.add_argument(
+        "--request-timeout",
+        type=parse_request_timeout,
+        default=argparse.SUPPRESS,
+        metavar="DURATION",
+        help="how long a request may wait for its answer, e.g. 10s, 1m; 0 waits as "
+        "long as it takes (default 30s; watches wait for their own end)",
     )
     group.add_argument(
         "-n",
@@ -180,6 +205,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("resume", "end a canary pause that waits for a person", cmd_resume)
     sub.add_argument("name")
 
+    sub = command(
+        "dashboard",
+        "serve a web page of the ModelPromotions you can see, live, on 127.0.0.1 "
+        "(with the approve, abort, retry and resume buttons, acting as you)",
+        cmd_dashboard,
+    )
+    sub.add_argument(
+        "--port", type=int, default=0, help="the port on 127.0.0.1 (default: a free one)"
+    )
+    sub.add_argument("--read-only", action="store_true", help="show no buttons, write nothing")
+    sub.add_argument(
+        "--no-browser", action="store_true", help="only print the URL, open no browser"
+    )
+
     sub = command("history", "the finished runs, newest first", cmd_history)
     sub.add_argument("name")
     sub.add_argument("-o", "--output", choices=["json", "yaml", "wide"], help="output format")
@@ -227,8 +266,23 @@ class Session:
     @property
     def kube(self) -> Kube:
         if self._kube is None:
+            args = self.args
+            user: str | None = getattr(args, "as_user", None)
+            groups: list[str] = getattr(args, "as_groups", None) or []
+            if groups and not user:
+                # What kubectl says, and refuses, too.
+                raise PluginError(
+                    "error: requesting groups without impersonating a user: "
+                    "give --as with --as-group",
+                    ExitCode.NOT_FOUND,
+                )
             self._kube = Kube(
-                load(getattr(self.args, "kubeconfig", None), getattr(self.args, "context", None))
+                load(
+                    getattr(args, "kubeconfig", None),
+                    getattr(args, "context", None),
+                    impersonate=Impersonation(user, tuple(groups)) if user else None,
+                    request_timeout=getattr(args, "request_timeout", DEFAULT_REQUEST_TIMEOUT),
+                )
             )
         return self._kube
 
@@ -305,30 +359,10 @@ def cmd_watch(session: Session) -> ExitCode:
 def request(
     session: Session, name: str, annotation: str, decide: Callable[[Promotion], Decision]
 ) -> Decision:
-    """Write one request annotation the way every request is written: read the object,
-    decide from what it says, merge-patch with the ``resourceVersion`` just read, and
-    on a conflict (someone changed it in between) read and decide again."""
-    namespace = session.namespace
-    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
-        promotion = Promotion(session.kube.get(namespace, name))
-        decision = still_removing(promotion, annotation) or decide(promotion)
-        if decision.value is None:
-            return decision
-        try:
-            session.kube.annotate(
-                namespace, name, promotion.resource_version, {annotation: decision.value}
-            )
-        except ObjectChanged:
-            session.verbose(
-                f"conflict: {namespace}/{name} changed since it was read "
-                f"(resourceVersion {promotion.resource_version}); reading it again "
-                f"({attempt}/{CONFLICT_ATTEMPTS})"
-            )
-            continue
-        return decision
-    raise PluginError(
-        f"error: {namespace}/{name} kept changing: {annotation} was not written after "
-        f"{CONFLICT_ATTEMPTS} conflicts; try again"
+    """Write one request annotation (:func:`operations.request`) in the session's
+    namespace, saying each conflict retried when ``-v`` is given."""
+    return operations.request(
+        session.kube, session.namespace, name, annotation, decide, session.verbose
     )
 
 
@@ -340,31 +374,21 @@ def _report(name: str, decision: Decision) -> ExitCode:
     return decision.exit_code
 
 
+def _operate(session: Session, operation: Callable[..., Decision]) -> Decision:
+    return operation(session.kube, session.namespace, session.args.name, session.verbose)
+
+
 def cmd_approve(session: Session) -> ExitCode:
-    name = session.args.name
-    user = session.kube.username()
-    return _report(
-        name, request(session, name, APPROVE_ANNOTATION, lambda p: decide_approve(p, user))
-    )
+    return _report(session.args.name, _operate(session, operations.approve))
 
 
 def cmd_abort(session: Session) -> ExitCode:
-    name = session.args.name
-    return _report(
-        name, request(session, name, ABORT_ANNOTATION, lambda p: decide_abort(p, _now()))
-    )
-
-
-def new_retry_token(now: datetime.datetime) -> str:
-    """A retry request's token: when it was asked, and a random part so that two
-    requests in the same second differ."""
-    return f"{format_time(now)}-{secrets.token_hex(3)}"
+    return _report(session.args.name, _operate(session, operations.abort))
 
 
 def cmd_retry(session: Session) -> ExitCode:
     name = session.args.name
-    token = new_retry_token(_now())
-    decision = request(session, name, RETRY_ANNOTATION, lambda p: decide_retry(p, token))
+    decision = _operate(session, operations.retry)
     code = _report(name, decision)
     if code != ExitCode.SUCCEEDED or not session.args.watch:
         return code
@@ -372,8 +396,24 @@ def cmd_retry(session: Session) -> ExitCode:
 
 
 def cmd_resume(session: Session) -> ExitCode:
-    name = session.args.name
-    return _report(name, request(session, name, RESUME_ANNOTATION, decide_resume))
+    return _report(session.args.name, _operate(session, operations.resume))
+
+
+def cmd_dashboard(session: Session) -> ExitCode:
+    # Imported here: aiohttp is needed by this command only.
+    from promotion_operator.kubectl_plugin.dashboard import serve
+
+    args = session.args
+    return serve.run(
+        session.kube,
+        serve.Options(
+            namespace=getattr(args, "namespace", None),
+            port=args.port,
+            read_only=args.read_only,
+            open_browser=not args.no_browser,
+        ),
+        out=_out,
+    )
 
 
 def _quiet_libraries() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, cast
 
@@ -64,14 +64,31 @@ class Expired(Exception):
 
 @dataclass(frozen=True)
 class KubeConfig:
-    """What the kubeconfig says: the client, the context's namespace, the server."""
+    """What the kubeconfig says: the client, the context's namespace, the server, and
+    how long a request may wait for its answer (``--request-timeout``; None: no limit)."""
 
     api_client: Any
     namespace: str
     server: str
+    read_timeout: float | None = _READ_TIMEOUT
 
 
-def load(kubeconfig: str | None, context: str | None) -> KubeConfig:
+@dataclass(frozen=True)
+class Impersonation:
+    """``--as`` and ``--as-group``: the user (and groups) the API server acts as, if the
+    kubeconfig's own user may impersonate them (the ``Impersonate-*`` headers)."""
+
+    user: str
+    groups: tuple[str, ...] = ()
+
+
+def load(
+    kubeconfig: str | None,
+    context: str | None,
+    *,
+    impersonate: Impersonation | None = None,
+    request_timeout: float | None = _READ_TIMEOUT,
+) -> KubeConfig:
     """The client for ``kubeconfig`` (default: ``KUBECONFIG``, else ``~/.kube/config``)
     and ``context`` (default: the current one), and that context's namespace."""
     try:
@@ -83,7 +100,28 @@ def load(kubeconfig: str | None, context: str | None) -> KubeConfig:
     if context is not None:
         chosen = next((c for c in contexts or () if c.get("name") == context), None)
     namespace = ((chosen or {}).get("context") or {}).get("namespace") or "default"
-    return KubeConfig(api_client, str(namespace), str(api_client.configuration.host))
+    if impersonate is not None:
+        _send_impersonation(api_client, impersonate)
+    return KubeConfig(
+        api_client, str(namespace), str(api_client.configuration.host), request_timeout
+    )
+
+
+def _send_impersonation(api_client: Any, who: Impersonation) -> None:
+    """Add the ``Impersonate-User`` and one ``Impersonate-Group`` per group to every
+    request, as kubectl does. The client's default headers are a plain dict, which
+    cannot hold a header twice, so the headers go in at its REST layer instead."""
+    rest = api_client.rest_client
+    send = rest.request
+
+    def request(method: str, url: str, headers: Any = None, **kwargs: Any) -> Any:
+        merged = urllib3.HTTPHeaderDict(headers or {})
+        merged["Impersonate-User"] = who.user
+        for group in who.groups:
+            merged.add("Impersonate-Group", group)
+        return send(method, url, headers=merged, **kwargs)
+
+    rest.request = request
 
 
 def _one_line(text: str) -> str:
@@ -138,6 +176,9 @@ class Kube:
         self._client = loaded.api_client
         self._custom = client.CustomObjectsApi(loaded.api_client)
         self._auth = client.AuthenticationV1Api(loaded.api_client)
+        self._core = client.CoreV1Api(loaded.api_client)
+        # urllib3's (connect, read); read None waits as long as the server takes.
+        self._timeout: Any = (_CONNECT_TIMEOUT, loaded.read_timeout)
 
     def _unreachable(self, error: BaseException) -> NoReturn:
         raise Unreachable(
@@ -150,7 +191,7 @@ class Kube:
         try:
             body = self._custom.get_namespaced_custom_object(
                 GROUP, VERSION, namespace, plural, name,
-                _request_timeout=(_CONNECT_TIMEOUT, _READ_TIMEOUT),
+                _request_timeout=self._timeout,
             )  # fmt: skip
         except ApiException as error:
             raise api_error(error, name) from None
@@ -160,7 +201,7 @@ class Kube:
 
     def list(self, namespace: str | None) -> dict[str, Any]:
         """The ModelPromotions of ``namespace``, or of every namespace (None)."""
-        timeout = (_CONNECT_TIMEOUT, _READ_TIMEOUT)
+        timeout = self._timeout
         try:
             if namespace is None:
                 body = self._custom.list_cluster_custom_object(
@@ -195,7 +236,7 @@ class Kube:
                 GROUP, VERSION, namespace, plural, name, patch,
                 field_manager="kubectl-promotion",
                 _content_type="application/merge-patch+json",
-                _request_timeout=(_CONNECT_TIMEOUT, _READ_TIMEOUT),
+                _request_timeout=self._timeout,
             )  # fmt: skip
         except ApiException as error:
             if error.status == 409:
@@ -213,7 +254,7 @@ class Kube:
         )
         try:
             answer = self._auth.create_self_subject_review(
-                body=review, _request_timeout=(_CONNECT_TIMEOUT, _READ_TIMEOUT)
+                body=review, _request_timeout=self._timeout
             )
         except ApiException as error:
             if error.status == 404:
@@ -240,17 +281,38 @@ class Kube:
         Raises :class:`Expired` when the version is too old, :class:`Unreachable`
         when the connection fails, :class:`PluginError` when the server refuses.
         """
+        return self.watch_list(
+            namespace, resource_version, timeout_seconds, f"metadata.name={name}", name
+        )
+
+    def watch_list(
+        self,
+        namespace: str | None,
+        resource_version: str,
+        timeout_seconds: int,
+        field_selector: str | None = None,
+        name: str | None = "",
+    ) -> Iterator[dict[str, Any]]:
+        """Events of the ModelPromotions of ``namespace`` (every namespace: None) after
+        ``resource_version``, as :meth:`watch`."""
+        options: dict[str, Any] = {
+            "resource_version": resource_version,
+            "allow_watch_bookmarks": True,
+            "timeout_seconds": timeout_seconds,
+            "watch": True,
+            "_preload_content": False,
+            "_request_timeout": (_CONNECT_TIMEOUT, timeout_seconds + _WATCH_GRACE),
+        }
+        if field_selector is not None:
+            options["field_selector"] = field_selector
         try:
-            response: Any = self._custom.list_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL,
-                field_selector=f"metadata.name={name}",
-                resource_version=resource_version,
-                allow_watch_bookmarks=True,
-                timeout_seconds=timeout_seconds,
-                watch=True,
-                _preload_content=False,
-                _request_timeout=(_CONNECT_TIMEOUT, timeout_seconds + _WATCH_GRACE),
-            )  # fmt: skip
+            response: Any = (
+                self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **options)
+                if namespace is None
+                else self._custom.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, **options
+                )
+            )
         except ApiException as error:
             if error.status == 410:
                 raise Expired() from None
@@ -269,7 +331,7 @@ class Kube:
                     if status.get("code") == 410:
                         raise Expired()
                     raise api_error(
-                        ApiException(status=status.get("code"), body=json.dumps(status))
+                        ApiException(status=status.get("code"), body=json.dumps(status)), name
                     )
                 yield event
         except (urllib3.exceptions.HTTPError, OSError) as error:
@@ -279,3 +341,24 @@ class Kube:
         finally:
             response.close()
             response.release_conn()
+
+    def events(self, namespace: str, name: str) -> Sequence[dict[str, Any]]:
+        """The Events about the ModelPromotion ``namespace/name`` (core/v1, what
+        ``kubectl describe`` shows), in the order the API server lists them."""
+        try:
+            body: Any = self._core.list_namespaced_event(
+                namespace,
+                field_selector=f"involvedObject.kind=ModelPromotion,involvedObject.name={name}",
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            )
+        except ApiException as error:
+            raise api_error(error) from None
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            self._unreachable(error)
+        try:
+            listed = json.loads(body.data)
+        except ValueError:
+            return []
+        items = listed.get("items") if isinstance(listed, dict) else None
+        return [item for item in items or () if isinstance(item, dict)]

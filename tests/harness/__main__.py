@@ -93,6 +93,7 @@ def _print_human(facts: dict[str, Any]) -> None:
         f"  Kubernetes API   {facts['apiserver']}",
         f"    export KUBECONFIG={facts['kubeconfig']}",
         f"    kubectl: {facts['kubectl']}",
+        "    dashboard: .venv/bin/kubectl-promotion dashboard  (kubectl promotion dashboard)",
         f"  Keycloak         {kc['url']}  (admin console: {kc['admin']['username']} / "
         f"{kc['admin']['password']})",
         f"    issuer         {kc['issuer']}",

@@ -307,6 +307,10 @@ def run_demo() -> int:
             and all(_ready(i).get("status") == "True" for i in items)
         )
         print("demo succeeded" if ok else "demo FAILED: not every promotion is Ready")
+        print(
+            "To watch promotions live in a browser: `make stack`, then, with the KUBECONFIG "
+            "it prints, `.venv/bin/kubectl-promotion dashboard` (docs/dashboard.md)"
+        )
         return 0 if ok else 1
     finally:
         if operator is not None:

@@ -1,0 +1,280 @@
+"""The dashboard's HTTP server (aiohttp, which the operator already ships with Kopf),
+on 127.0.0.1 only.
+
+Pages are built by :mod:`.pages` from the :class:`~.feed.Feed`; each page's live
+part is pushed again, as Server-Sent Events, whenever the watch sees a change.
+The buttons post forms: the CSRF token and the ``Host`` are checked
+(:mod:`.csrf`), then the plugin's own request (:mod:`..operations`) runs as the
+user, and the API server's answer, a refusal included, is shown on the page.
+The client's credentials never reach a page, a header or a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import functools
+import webbrowser
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from promotion_operator.kubectl_plugin import operations
+from promotion_operator.kubectl_plugin.dashboard import assets, csrf, pages
+from promotion_operator.kubectl_plugin.dashboard.feed import Feed
+from promotion_operator.kubectl_plugin.kube import Kube, PluginError
+from promotion_operator.kubectl_plugin.resource import ExitCode, Promotion
+
+#: The only address the dashboard listens on: it acts with the user's credentials.
+LOOPBACK = "127.0.0.1"
+# A comment line this often keeps an idle stream open through proxies and
+# notices a closed tab.
+_KEEPALIVE_SECONDS = 15.0
+# A page opened right after start waits this long at most for the first listing.
+_FIRST_LISTING_SECONDS = 10.0
+# Pushes at most this often per page: a burst of changes is one update.
+_SETTLE_SECONDS = 0.2
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    namespace: str | None = None
+    port: int = 0
+    read_only: bool = False
+    open_browser: bool = True
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+class Dashboard:
+    """The application's state: the feed, the user's client, the CSRF token."""
+
+    def __init__(self, kube: Kube, feed: Feed, options: Options) -> None:
+        self.kube = kube
+        self.feed = feed
+        self.options = options
+        self.token = csrf.new_token()
+        self.port = 0
+        self.addresses: list[Any] = []  # where it listens: (host, port)
+
+    async def blocking(self, call: Callable[..., Any], *args: Any) -> Any:
+        """The plugin's client blocks: run it in a worker thread."""
+        return await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(call, *args)
+        )
+
+    async def events_of(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        try:
+            events: list[dict[str, Any]] = await self.blocking(self.kube.events, namespace, name)
+        except PluginError:
+            return []  # Events are extra: a user who may not list them sees none.
+        return events
+
+    # --- pages ----------------------------------------------------------------------
+    async def list_page(self, request: web.Request) -> web.Response:
+        filters = _filters(request)
+        await self.feed.listed(_FIRST_LISTING_SECONDS)
+        html = pages.list_page(
+            self.feed.promotions(), _now(), filters, self.feed.scope, self.feed.error
+        )
+        return _html(html)
+
+    async def promotion_page(self, request: web.Request) -> web.Response:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        promotion = await self._promotion(namespace, name)
+        if isinstance(promotion, str):
+            return _html(pages.not_found_page(namespace, name, promotion), status=404)
+        events = await self.events_of(namespace, name)
+        token = None if self.options.read_only else self.token
+        return _html(pages.promotion_page(promotion, events, _now(), token))
+
+    async def _promotion(self, namespace: str, name: str) -> Promotion | str:
+        """From the feed, else read (a namespace outside the watch); the error's message."""
+        if (known := self.feed.get(namespace, name)) is not None:
+            return known
+        try:
+            return Promotion(await self.blocking(self.kube.get, namespace, name))
+        except PluginError as error:
+            return error.message
+
+    async def operate(self, request: web.Request) -> web.Response:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        action = request.match_info["action"]
+        if self.options.read_only:
+            return _html(pages.refused_page("this dashboard is read-only"), status=403)
+        operation = operations.BY_NAME.get(action)
+        if operation is None:
+            return _html(pages.refused_page(f"no such request: {action}"), status=404)
+        form = await request.post()
+        given = form.get(csrf.FIELD)
+        refusal = csrf.post_refusal(
+            self.token,
+            given if isinstance(given, str) else None,
+            request.headers.get("Origin"),
+            self.port,
+        )
+        if refusal is not None:
+            return _html(pages.refused_page(refusal), status=403)
+        status = 200
+        try:
+            decision = await self.blocking(operation, self.kube, namespace, name)
+            refused = decision.exit_code != ExitCode.SUCCEEDED
+            said = pages.Said(decision.message, refused)
+            status = 409 if refused else 200
+        except PluginError as error:
+            said = pages.Said(error.message, True)
+            status = 403 if "(Forbidden)" in error.message else 409
+        promotion = await self._promotion(namespace, name)
+        if isinstance(promotion, str):
+            return _html(pages.refused_page(said.message), status=status)
+        events = await self.events_of(namespace, name)
+        html = pages.promotion_page(promotion, events, _now(), self.token, said)
+        return _html(html, status=status)
+
+    # --- live updates ------------------------------------------------------------
+    async def list_stream(self, request: web.Request) -> web.StreamResponse:
+        filters = _filters(request)
+
+        await self.feed.listed(_FIRST_LISTING_SECONDS)
+
+        async def render() -> str:
+            return pages.list_live(self.feed.promotions(), _now(), filters, self.feed.error)
+
+        return await self._stream(request, render)
+
+    async def promotion_stream(self, request: web.Request) -> web.StreamResponse:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+
+        async def render() -> str:
+            promotion = await self._promotion(namespace, name)
+            if isinstance(promotion, str):
+                return pages.error_fragment(promotion)
+            events = await self.events_of(namespace, name)
+            return pages.promotion_live(promotion, events, _now())
+
+        return await self._stream(request, render)
+
+    async def _stream(
+        self, request: web.Request, render: Callable[[], Awaitable[str]]
+    ) -> web.StreamResponse:
+        """Server-Sent Events: the live part now, then again after every change."""
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-store",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        await response.prepare(request)
+        seen = -1
+        try:
+            while True:
+                if seen != self.feed.version:
+                    seen = self.feed.version
+                    await response.write(_event("update", await render()))
+                    await asyncio.sleep(_SETTLE_SECONDS)
+                    continue
+                try:
+                    await asyncio.wait_for(self.feed.changed(seen), _KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    await response.write(b": keep-alive\n\n")
+        except ConnectionResetError:
+            # The tab was closed or navigated away: nothing to say, nobody to say it to.
+            return response
+
+    # --- static files ------------------------------------------------------------------
+    async def script(self, _: web.Request) -> web.Response:
+        return web.Response(text=assets.LIVE_JS, content_type="text/javascript")
+
+    async def stylesheet(self, _: web.Request) -> web.Response:
+        return web.Response(text=assets.DASHBOARD_CSS, content_type="text/css")
+
+
+def _event(name: str, data: str) -> bytes:
+    """One Server-Sent Event; each line of ``data`` is a ``data:`` line of its own."""
+    lines = "".join(f"data: {line}\n" for line in data.split("\n"))
+    return f"event: {name}\n{lines}\n".encode()
+
+
+def _filters(request: web.Request) -> pages.Filters:
+    return pages.Filters(
+        request.query.get("namespace", "").strip(), request.query.get("phase", "").strip()
+    )
+
+
+def _html(text: str, status: int = 200) -> web.Response:
+    return web.Response(text=text, status=status, content_type="text/html")
+
+
+def application(dashboard: Dashboard) -> web.Application:
+    @web.middleware
+    async def guard(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        refusal = csrf.host_refusal(request.headers.get("Host"), dashboard.port)
+        if refusal is not None:
+            return _html(pages.refused_page(refusal), status=421)
+        response = await handler(request)
+        response.headers["Content-Security-Policy"] = _CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        # Not no-referrer: with it, Chromium sends `Origin: null` on a form's POST.
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    app = web.Application(middlewares=[guard])
+    promotion = "/promotions/{namespace}/{name}"
+    app.router.add_get("/", dashboard.list_page)
+    app.router.add_get(promotion, dashboard.promotion_page)
+    app.router.add_post(promotion + "/{action}", dashboard.operate)
+    app.router.add_get("/stream", dashboard.list_stream)
+    app.router.add_get("/stream" + promotion, dashboard.promotion_stream)
+    app.router.add_get("/static/live.js", dashboard.script)
+    app.router.add_get("/static/dashboard.css", dashboard.stylesheet)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def started(kube: Kube, options: Options) -> AsyncIterator[Dashboard]:
+    """The dashboard listening on 127.0.0.1 (its ``port`` set), its watch running."""
+    feed = Feed(kube, options.namespace, asyncio.get_running_loop())
+    dashboard = Dashboard(kube, feed, options)
+    # No access log: a URL is harmless, but nothing of a request should be logged by default.
+    runner = web.AppRunner(application(dashboard), access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, LOOPBACK, options.port)
+    await site.start()
+    dashboard.addresses = list(runner.addresses)
+    dashboard.port = int(runner.addresses[0][1])
+    feed.start()
+    try:
+        yield dashboard
+    finally:
+        feed.stop()
+        await runner.cleanup()
+
+
+def run(kube: Kube, options: Options, out: Callable[[str], None]) -> ExitCode:
+    """Serve until interrupted; print the URL and open a browser where there is one."""
+
+    async def serve() -> None:
+        async with started(kube, options) as dashboard:
+            url = f"http://{LOOPBACK}:{dashboard.port}/"
+            out(f"Serving the ModelPromotion dashboard at {url} (Ctrl-C stops it)")
+            if options.open_browser:
+                with contextlib.suppress(webbrowser.Error):
+                    webbrowser.open(url)
+            await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+    return ExitCode.SUCCEEDED

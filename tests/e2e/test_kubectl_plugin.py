@@ -568,7 +568,9 @@ def test_watch_times_out_with_exit_4(plugin: Plugin, promotions: Promotions) -> 
     result = plugin.run("watch", "iris", "--timeout", "3s")
     elapsed = time.monotonic() - started
     assert result.returncode == 4, result.stderr
-    assert 3 <= elapsed < 15
+    # It waited out its timeout and no longer; the upper bound only catches a hang
+    # (a Python start on a loaded machine alone took over 10 s).
+    assert 3 <= elapsed < 60
     assert result.stdout.splitlines()[-1] == (
         f"{plugin.namespace}/iris: timed out after 3s waiting for the run to end: "
         "run 1.0 is Verifying"

@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from promotion_operator.control.bodies import newer, slim
 from promotion_operator.control.kube_api import KubeApi, KubeError, ObjectChanged, ObjectRef
 from promotion_operator.control.leadership import LeaderElection
 from promotion_operator.control.runner import ChainReads, Runtime, run_pass
@@ -121,7 +122,7 @@ class Controller:
             return
         version = str(metadata.get("resourceVersion") or "")
         known = self._objects.get(uid)
-        if known is not None and not _newer(version, known.resource_version):
+        if known is not None and not newer(version, known.resource_version):
             return  # from before a write of ours that was already taken in
         tracked = _tracked(body)
         self._objects[uid] = tracked
@@ -247,7 +248,7 @@ class Controller:
             return
         if outcome.body is not None:
             newest = _tracked(outcome.body)
-            if _newer(newest.resource_version, tracked.resource_version):
+            if newer(newest.resource_version, tracked.resource_version):
                 self._objects[uid] = tracked = newest
         if tracked.body is not None and outcome.requeue_after is not None:
             self._work().add(uid, outcome.requeue_after)
@@ -434,32 +435,5 @@ def _tracked(body: Mapping[str, Any]) -> _Tracked:
         str(metadata.get("resourceVersion") or ""),
         generation,
         requests,
-        None if resting else _slim(body),
+        None if resting else slim(body),
     )
-
-
-def _slim(body: Mapping[str, Any]) -> dict[str, Any]:
-    # Only what a pass reads: Kopf's view and managedFields are left behind.
-    metadata = body["metadata"]
-    return {
-        "metadata": {
-            key: metadata[key]
-            for key in ("namespace", "name", "uid", "generation", "resourceVersion", "annotations")
-            if key in metadata
-        },
-        "spec": dict(body.get("spec") or {}),
-        "status": dict(body.get("status") or {}),
-    }
-
-
-def _newer(version: str, than: str) -> bool:
-    """Whether ``version`` is a later resourceVersion than ``than``.
-
-    An etcd-backed API server issues resourceVersions as increasing integers
-    (its revisions), and they are compared as such; one that is not an integer
-    is taken as newer, so an event is never lost.
-    """
-    try:
-        return int(version) > int(than)
-    except ValueError:
-        return version != than

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from promotion_operator.control.bodies import newer, resource_version, slim
 from promotion_operator.control.kube_api import (
     GROUP,
     PATH_KIND,
@@ -84,7 +85,7 @@ class PathController:
             self.runtime.reads.unwatch(_reader(uid))
             return
         known = self._paths.get(uid)
-        self._paths[uid] = _slim(body)
+        self._paths[uid] = slim(body)
         if known is None or _wants(known) != _wants(body):
             self._work().add(uid)
 
@@ -134,8 +135,10 @@ class PathController:
                 known = self._paths.get(uid)
                 if known is None:
                     continue  # deleted meanwhile
-                if written is not None and _newer(written, known):
-                    self._paths[uid] = _slim(written)  # the next pass reads what this one wrote
+                if written is not None and newer(
+                    resource_version(written), resource_version(known)
+                ):
+                    self._paths[uid] = slim(written)  # the next pass reads what this one wrote
                 queue.add(uid, delay)
             finally:
                 queue.done(uid)
@@ -261,27 +264,6 @@ def _wants(body: Mapping[str, Any]) -> tuple[Any, ...]:
     """What, when it changes, calls for a pass at once: the spec and the annotations."""
     metadata = body.get("metadata") or {}
     return metadata.get("generation"), tuple(sorted((metadata.get("annotations") or {}).items()))
-
-
-def _slim(body: Mapping[str, Any]) -> dict[str, Any]:
-    metadata = body["metadata"]
-    return {
-        "metadata": {
-            key: metadata[key]
-            for key in ("namespace", "name", "uid", "generation", "resourceVersion", "annotations")
-            if key in metadata
-        },
-        "spec": dict(body.get("spec") or {}),
-        "status": dict(body.get("status") or {}),
-    }
-
-
-def _newer(body: Mapping[str, Any], than: Mapping[str, Any]) -> bool:
-    versions = [str((b.get("metadata") or {}).get("resourceVersion") or "") for b in (body, than)]
-    try:
-        return int(versions[0]) > int(versions[1])
-    except ValueError:
-        return versions[0] != versions[1]
 
 
 def _name(body: Mapping[str, Any]) -> str:

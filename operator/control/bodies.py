@@ -1,0 +1,36 @@
+"""What the controllers keep of a watched object's body, and how two of its versions
+compare."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+_KEPT_METADATA = ("namespace", "name", "uid", "generation", "resourceVersion", "annotations")
+
+
+def slim(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Only what a pass reads: the watch's managedFields and the rest are left behind."""
+    metadata = body["metadata"]
+    return {
+        "metadata": {key: metadata[key] for key in _KEPT_METADATA if key in metadata},
+        "spec": dict(body.get("spec") or {}),
+        "status": dict(body.get("status") or {}),
+    }
+
+
+def newer(version: str, than: str) -> bool:
+    """Whether ``version`` is a later resourceVersion than ``than``.
+
+    An etcd-backed API server issues resourceVersions as increasing integers
+    (its revisions), and they are compared as such; one that is not an integer
+    is taken as newer, so an event is never lost.
+    """
+    try:
+        return int(version) > int(than)
+    except ValueError:
+        return version != than
+
+
+def resource_version(body: Mapping[str, Any]) -> str:
+    return str((body.get("metadata") or {}).get("resourceVersion") or "")

@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tests.harness.promotions import Promotions
+from tests.harness.progress import say
+from tests.harness.promotions import Promotions, manifest
 
 #: The generous bound the tests hold recovery to: the watch's backoff cap (5 s), an
 #: API call left hanging by the fault timing out (30 s), a pass, and slack for a
@@ -37,8 +38,28 @@ def seconds_to_first_status(
 ) -> float:
     """Apply the probe run ``name``; the seconds from ``cleared_at`` (time.monotonic())
     until the operator wrote its first status."""
-    promotions.apply(name, spec)
+    _apply_once_admitted(promotions, name, spec, timeout)
     promotions.wait_for(
         name, lambda body: bool((body.get("status") or {}).get("phase")), "a first status", timeout
     )
     return time.monotonic() - cleared_at
+
+
+def _apply_once_admitted(
+    promotions: Promotions, name: str, spec: dict[str, Any], timeout: float
+) -> None:
+    """Apply the probe, again while the apiserver refuses it: a restarted apiserver
+    answers /readyz before its admission policies have read their parameters
+    (PromotionPolicies), and until then refuses what they govern."""
+    deadline = time.monotonic() + timeout
+    while True:
+        applied = promotions.kube.kubectl(
+            "apply", "-n", promotions.namespace, "-f", "-",
+            input_text=manifest(name, spec), check=False,
+        )  # fmt: skip
+        if applied.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the probe {name} was never admitted: {applied.stderr.strip()}")
+        say(f"the probe {name} was refused, again in 0.5 s: {applied.stderr.strip()}")
+        time.sleep(0.5)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from tests.harness.controlplane import ControlPlane
+from tests.harness.promotions import poll_until
 
 
 def stage(name: str, **extra: Any) -> dict[str, Any]:
@@ -62,17 +62,10 @@ class Paths:
         what: str,
         timeout: float = 120.0,
     ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        body = self.get(name)
-        while not predicate(body):
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"path {name} did not reach {what} in {timeout:.0f}s; status: "
-                    f"{json.dumps(body.get('status'), indent=1)[:4000]}"
-                )
-            time.sleep(0.5)
-            body = self.get(name)
-        return body
+        return poll_until(
+            lambda: self.get(name), predicate, f"path {name}", what, timeout,
+            interval=0.5, status_chars=4000,
+        )  # fmt: skip
 
     def runs(self, name: str) -> list[dict[str, Any]]:
         out = self.kube.kubectl(

@@ -23,6 +23,30 @@ def ready_reason_is(reason: str) -> Callable[[dict[str, Any]], bool]:
     return check
 
 
+def poll_until(
+    read: Callable[[], dict[str, Any]],
+    predicate: Callable[[dict[str, Any]], bool],
+    described: str,
+    what: str,
+    timeout: float,
+    *,
+    interval: float = 0.3,
+    status_chars: int = 3000,
+) -> dict[str, Any]:
+    """Read an object until ``predicate`` holds for it; fail with its last status."""
+    deadline = time.monotonic() + timeout
+    body = read()
+    while not predicate(body):
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"{described} did not reach {what} in {timeout:.0f}s; "
+                f"status: {json.dumps(body.get('status'), indent=1)[:status_chars]}"
+            )
+        time.sleep(interval)
+        body = read()
+    return body
+
+
 def manifest(name: str, spec: Mapping[str, Any]) -> str:
     """A ModelPromotion manifest (JSON is YAML) for ``kubectl apply -f -``."""
     return json.dumps(
@@ -106,17 +130,9 @@ class Promotions:
         timeout: float = 90.0,
     ) -> dict[str, Any]:
         """Poll until ``predicate(resource)`` holds; fail with the last status otherwise."""
-        deadline = time.monotonic() + timeout
-        body = self.get(name)
-        while not predicate(body):
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{self.namespace}/{name} did not reach {what} in {timeout:.0f}s; "
-                    f"status: {json.dumps(body.get('status'), indent=1)[:3000]}"
-                )
-            time.sleep(0.3)
-            body = self.get(name)
-        return body
+        return poll_until(
+            lambda: self.get(name), predicate, f"{self.namespace}/{name}", what, timeout
+        )
 
     def wait_for_phase(
         self, name: str, phases: Collection[str], timeout: float = 90.0

@@ -10,6 +10,7 @@ These tests restart the session's servers; each leaves them running and ready.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -94,7 +95,16 @@ def _report(fault: str, seconds: float) -> None:
     assert seconds < RECOVERY_BOUND_SECONDS
 
 
-def test_apiserver_restart_mid_run(
+#: The restarts, each by the name it is reported under: (fault, restart(control_plane)).
+RESTARTS: dict[str, Callable[[ControlPlane], float]] = {
+    "kube-apiserver restart": lambda cp: cp.restart_apiserver(down_seconds=DOWN_SECONDS),
+    "etcd restart": lambda cp: cp.restart_etcd(down_seconds=DOWN_SECONDS),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(RESTARTS))
+def test_a_restart_mid_run_ends_every_run_right(
+    fault: str,
     seldon: Simulator,
     operator: OperatorProcess,
     promotions: Promotions,
@@ -102,31 +112,13 @@ def test_apiserver_restart_mid_run(
 ) -> None:
     names = _start_runs(seldon, promotions)
 
-    cleared = control_plane.restart_apiserver(down_seconds=DOWN_SECONDS)
+    cleared = RESTARTS[fault](control_plane)
 
     recovery = seconds_to_first_status(
         promotions, "probe", probe_spec("iris", "production", "probe"), cleared
     )
     _assert_ended_right(seldon, promotions, names)
-    _report("kube-apiserver restart", recovery)
-    assert operator.process.running()
-
-
-def test_etcd_restart_mid_run(
-    seldon: Simulator,
-    operator: OperatorProcess,
-    promotions: Promotions,
-    control_plane: ControlPlane,
-) -> None:
-    names = _start_runs(seldon, promotions)
-
-    cleared = control_plane.restart_etcd(down_seconds=DOWN_SECONDS)
-
-    recovery = seconds_to_first_status(
-        promotions, "probe", probe_spec("iris", "production", "probe"), cleared
-    )
-    _assert_ended_right(seldon, promotions, names)
-    _report("etcd restart", recovery)
+    _report(fault, recovery)
     assert operator.process.running()
 
 

@@ -35,6 +35,16 @@ ADMIN_USER = "harness-admin"
 _START_TIMEOUT = 120.0
 
 
+class KubectlFailed(subprocess.CalledProcessError):
+    """A kubectl command that failed, with kubectl's own message in its text."""
+
+    def __init__(self, args: Sequence[str], returncode: int, stderr: str) -> None:
+        super().__init__(returncode, ["kubectl", *args], stderr=stderr)
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}: {self.stderr}"
+
+
 @dataclass
 class ControlPlane:
     """A running etcd + kube-apiserver pair and the files to reach it."""
@@ -53,15 +63,19 @@ class ControlPlane:
     def kubectl(
         self, *args: str, input_text: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        """Run the pinned kubectl as the harness admin."""
-        return subprocess.run(
+        """Run the pinned kubectl as the harness admin; with ``check``, a failure says
+        what kubectl said."""
+        done = subprocess.run(
             [str(self.binaries.kubectl), "--kubeconfig", str(self.kubeconfig), *args],
             input=input_text,
             capture_output=True,
             text=True,
-            check=check,
+            check=False,
             timeout=120,
         )
+        if check and done.returncode != 0:
+            raise KubectlFailed(args, done.returncode, done.stderr.strip())
+        return done
 
     def service_account_kubeconfig(self, namespace: str, name: str, path: Path) -> Path:
         """A kubeconfig for a ServiceAccount, with a token from the TokenRequest API."""

@@ -146,6 +146,9 @@ def install_crds(control_plane: ControlPlane) -> None:
         "crd/modelpromotions.deploy.mlops.dev",
         "crd/promotionpolicies.deploy.mlops.dev",
         "crd/promotionpaths.deploy.mlops.dev",
+        # kubectl's default of 30 s was once too short beside a loaded machine's
+        # other session set-up; establishing takes well under a second when idle.
+        "--timeout=120s",
     )
 
 

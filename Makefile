@@ -7,6 +7,8 @@
 # Debian's podman, runc and debootstrap, make the image's Debian base, and `make
 # test` builds Helm (the chart's tests) and installs Debian's chromium and
 # chromium-driver (the dashboard's browser tests). `make demo` needs none of these.
+# On a fresh machine `make test` makes promtool, the image base, MLflow's venv, Helm
+# and Argo CD beside its first tests (prepare-core below).
 
 PYTHON ?= python3
 VENV := .venv
@@ -16,7 +18,7 @@ STAMP := $(VENV)/.installed
 # `operator`: keep the working directory off sys.path (see docs/development.md).
 export PYTHONSAFEPATH := 1
 
-.PHONY: test unit lint typecheck prepare prepare-demo prepare-chart-and-image container-tools browser-tools image demo argocd-demo stack resilience bench constraints clean
+.PHONY: test unit lint typecheck prepare prepare-core prepare-demo prepare-chart-and-image container-tools browser-tools image demo argocd-demo stack resilience bench constraints clean
 
 $(STAMP): pyproject.toml constraints.txt $(shell find operator -name '*.py')
 	@echo "== setting up $(VENV) with the pinned packages"
@@ -60,6 +62,13 @@ browser-tools:
 	  echo "== installing Debian's chromium and chromium-driver (the dashboard's browser tests)"; \
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; }
 
+# What every e2e session needs (the control plane, Prometheus, Toxiproxy, Keycloak).
+# `make test` builds the rest (promtool, the image base, MLflow, Helm, Argo CD) in a
+# background process beside the first tests, and runs the files that need them last
+# (tests/harness/late_builds.py): on a fresh machine the builds overlap the tests.
+prepare-core: $(STAMP)
+	$(BIN)/python -m tests.harness prepare --core-only
+
 # Everything the stack, the tests and the benchmarks need, Argo CD included.
 prepare: $(STAMP)
 	$(BIN)/python -m tests.harness prepare
@@ -81,7 +90,7 @@ image: $(STAMP) container-tools
 unit: $(STAMP)
 	$(BIN)/pytest -m "not e2e"
 
-test: lint typecheck prepare-chart-and-image browser-tools $(REDIS_SERVER)
+test: lint typecheck prepare-core container-tools browser-tools $(REDIS_SERVER)
 	$(BIN)/pytest
 
 demo: prepare-demo

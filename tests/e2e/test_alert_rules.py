@@ -15,7 +15,7 @@ import yaml
 
 from tests.harness.binaries import ensure_promtool
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.late_build("promtool")]
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "manifests" / "monitoring" / "alerts.rules.yml"

@@ -33,7 +33,7 @@ from tests.harness.seldon_log import writes
 from tests.harness.simulator import Simulator
 from tests.simulator.testing import deployment_body
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.late_build("argocd")]
 
 HEALTH_LUA = ROOT / "manifests" / "argocd" / "health.lua"
 KIND = "ModelPromotion"

@@ -20,7 +20,7 @@ from tests.harness.argocd import health_script_from_patch, judge_health
 from tests.harness.argocd_build import ArgoCDBinary, ensure_argocd
 from tests.unit.test_argocd_health import CASES, CASES_DIR, SCRIPT, run_health
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.late_build("argocd")]
 
 
 @pytest.fixture(scope="session")

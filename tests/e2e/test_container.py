@@ -26,7 +26,7 @@ from tests.harness.rbac import OPERATOR_NAMESPACE, SERVICE_ACCOUNT
 from tests.harness.secrets import assert_no_secrets
 from tests.harness.simulator import Simulator
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.late_build("container-base")]
 
 #: What the Deployment's terminationGracePeriodSeconds must cover: a SIGTERM ends
 #: the operator (Kopf stops its watches, the passes finish) well before the kubelet

@@ -27,7 +27,7 @@ from tests.harness.helm import Helm, ensure_helm
 from tests.harness.promotions import FINISHED_PHASES, Promotions
 from tests.harness.simulator import Simulator
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.late_build("helm")]
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "seldon-promotion-operator"

@@ -26,7 +26,11 @@ from tests.harness.simulator import Simulator
 from tests.simulator.testing import deployment_body
 
 # MLflow is launched first, so it starts while the stack's Keycloak does.
-pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("mlflow_launched")]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.late_build("mlflow"),
+    pytest.mark.usefixtures("mlflow_launched"),
+]
 
 ENDED = {"Succeeded", "Failed", "RolledBack"}
 TOKEN = f"mlflow-token-{uuid.uuid4().hex}"

@@ -139,6 +139,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also build Helm and make the image's Debian base (their e2e tests; needs podman)",
     )
+    only = prepare.add_mutually_exclusive_group()
+    only.add_argument(
+        "--core-only",
+        action="store_true",
+        help="only what every e2e session needs (the control plane, Prometheus, Toxiproxy, "
+        "Keycloak); `make test` makes the rest beside the first tests",
+    )
+    only.add_argument(
+        "--late-only",
+        nargs="*",
+        metavar="NAME",
+        help="only what a few e2e files need: promtool, container-base, mlflow, helm, argocd "
+        "(all without names)",
+    )
     image = sub.add_parser("image", help="build the operator's image with podman, then exit")
     image.add_argument(
         "--base", help="the base image (default: one made here from Debian's packages)"
@@ -186,6 +200,21 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _raise_exit)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         return run_argocd_demo()
+
+    if args.command == "prepare" and args.core_only:
+        ensure_binaries()
+        ensure_distribution()
+        say("the control plane, Prometheus, Toxiproxy and Keycloak are in place")
+        return 0
+
+    if args.command == "prepare" and args.late_only is not None:
+        from tests.harness.late_builds import build_all
+
+        if not build_all(args.late_only):
+            say("some late builds failed (above); the tests that need them will say why")
+            return 1
+        say(f"in place: {', '.join(args.late_only) or 'all late builds'}")
+        return 0
 
     if args.command == "prepare":
         # debootstrap mostly waits on downloads and dpkg: it runs beside the Go builds.

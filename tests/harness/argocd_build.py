@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.harness.binaries import go_build
+from tests.harness.build_lock import build_lock
 from tests.harness.cache import cache_root
 from tests.harness.processes import HarnessError
 from tests.harness.progress import say
@@ -101,14 +102,15 @@ def ensure_argocd() -> ArgoCDBinary:
     crds = tuple(directory / "crds" / name for name in _CRD_FILES)
     config = tuple(directory / "config" / name for name in _CONFIG_FILES)
     scripts = tuple(directory / "bin" / name for name in _SCRIPT_FILES)
-    if not binary.exists():
-        _build(binary)
-    if not all(path.exists() for path in crds + config + scripts):
-        _copy_from_module(crds, "manifests/crds")
-        _copy_from_module(config, "manifests/base/config")
-        _copy_from_module(scripts, "hack")
-        for script in scripts:
-            script.chmod(0o755)
+    with build_lock("argocd"):
+        if not binary.exists():
+            _build(binary)
+        if not all(path.exists() for path in crds + config + scripts):
+            _copy_from_module(crds, "manifests/crds")
+            _copy_from_module(config, "manifests/base/config")
+            _copy_from_module(scripts, "hack")
+            for script in scripts:
+                script.chmod(0o755)
     return ArgoCDBinary(binary, crds, config, scripts[0].parent)
 
 

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.harness.build_lock import build_lock
 from tests.harness.cache import cache_root
 from tests.harness.processes import HarnessError
 from tests.harness.progress import say
@@ -140,12 +141,7 @@ class Binaries:
 
 def ensure_binaries() -> Binaries:
     """Return the cached binaries, building whichever is missing first."""
-    paths: dict[str, Path] = {}
-    for target in _targets():
-        path = cache_root() / target.cache_dir / target.name
-        if not path.exists():
-            _build(target, path)
-        paths[target.name] = path
+    paths = {target.name: ensure_target(target) for target in _targets()}
     return Binaries(
         paths["etcd"],
         paths["kube-apiserver"],
@@ -154,6 +150,16 @@ def ensure_binaries() -> Binaries:
         paths["toxiproxy-server"],
         paths["kube-controller-manager"],
     )
+
+
+def ensure_target(target: _Target) -> Path:
+    """The cached binary of ``target``, built first if missing (by this process, or by
+    another one that is building it already: then this one waits)."""
+    path = cache_root() / target.cache_dir / target.name
+    with build_lock(target.name):
+        if not path.exists():
+            _build(target, path)
+    return path
 
 
 def _build(target: _Target, path: Path) -> None:
@@ -217,7 +223,4 @@ _PROMTOOL = _Target(
 
 def ensure_promtool() -> Path:
     """The cached promtool, built first if missing."""
-    path = cache_root() / _PROMTOOL.cache_dir / _PROMTOOL.name
-    if not path.exists():
-        _build(_PROMTOOL, path)
-    return path
+    return ensure_target(_PROMTOOL)

@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.harness.build_lock import build_lock
 from tests.harness.cache import cache_root
 from tests.harness.podman import Podman
 from tests.harness.processes import HarnessError
@@ -48,6 +49,11 @@ def base_reference() -> str:
 
 def ensure_base(podman: Podman) -> str:
     """The base image's reference, made (debootstrap, import) where it is missing."""
+    with build_lock("container-base"):
+        return _ensure_base(podman)
+
+
+def _ensure_base(podman: Podman) -> str:
     reference = base_reference()
     if podman.image_exists(reference):
         return reference

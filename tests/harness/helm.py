@@ -13,8 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.harness.binaries import _build, _Target
-from tests.harness.cache import cache_root
+from tests.harness.binaries import _Target, ensure_target
 
 HELM_VERSION = "v4.3.2"
 
@@ -38,10 +37,7 @@ _HELM = _Target(
 
 def ensure_helm() -> Path:
     """The cached ``helm`` binary, built first if it is missing."""
-    path = cache_root() / _HELM.cache_dir / _HELM.name
-    if not path.exists():
-        _build(_HELM, path)
-    return path
+    return ensure_target(_HELM)
 
 
 @dataclass(frozen=True)

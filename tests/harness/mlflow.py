@@ -27,6 +27,7 @@ from typing import Any
 
 import requests
 
+from tests.harness.build_lock import build_lock
 from tests.harness.cache import cache_root
 from tests.harness.ports import free_port
 from tests.harness.processes import HarnessError, ManagedProcess, make_temp_dir, remove_temp_dir
@@ -71,6 +72,11 @@ else:
 
 def mlflow_venv() -> Path:
     """The venv holding MLflow, made once in the harness cache (pip, a few minutes)."""
+    with build_lock("mlflow"):
+        return _mlflow_venv()
+
+
+def _mlflow_venv() -> Path:
     final = cache_root() / f"mlflow-{MLFLOW_VERSION}"
     python = final / "bin" / "python"
     if python.exists():

@@ -41,6 +41,7 @@ from promotion_operator.core.paths import (
     PathSpec,
     PathSpecError,
     decide,
+    holds_from,
     observe,
     parse_path_spec,
     promotions_from,
@@ -179,6 +180,7 @@ class PathController:
         ]
         now = datetime.datetime.now(datetime.UTC)
         recorded = recorded_from(status)
+        annotations = metadata.get("annotations") or {}
         decision = decide(
             ref.name,
             spec,
@@ -186,8 +188,9 @@ class PathController:
             source,
             targets,
             runs,
-            promotions_from(metadata.get("annotations") or {}),
+            promotions_from(annotations),
             now,
+            holds_from(annotations),
         )
         try:
             self._start(ref, body, spec, decision, recorded.stages, now)

@@ -10,7 +10,7 @@ import re
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from promotion_operator.kubectl_plugin import operations, render
 from promotion_operator.kubectl_plugin.kube import (
@@ -21,7 +21,15 @@ from promotion_operator.kubectl_plugin.kube import (
     load,
 )
 from promotion_operator.kubectl_plugin.operations import CONFLICT_ATTEMPTS, new_retry_token
-from promotion_operator.kubectl_plugin.paths import PATH_PLURAL, decide_promote, render_path
+from promotion_operator.kubectl_plugin.paths import (
+    PATH_PLURAL,
+    PathDecision,
+    decide_hold,
+    decide_promote,
+    decide_release,
+    hold_value,
+    render_path,
+)
 from promotion_operator.kubectl_plugin.resource import (
     GROUP,
     Decision,
@@ -44,9 +52,10 @@ exit codes:
   2  watch: the run was RolledBack
   3  watch: the run was Aborted (also when an abort rolled it back)
   4  watch: timed out before the run ended
-  5  no such ModelPromotion, or a usage error
+  5  no such ModelPromotion (or PromotionPath, or stage of it), or a usage error
   6  refused (by the API server, e.g. Forbidden or an admission policy, or because
-     the run cannot take the request now), or the API server could not be reached
+     the run or the stage cannot take the request now), or the API server could not
+     be reached
 """
 
 
@@ -223,16 +232,65 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("name")
     sub.add_argument("-o", "--output", choices=["json", "yaml", "wide"], help="output format")
 
-    sub = command(
-        "path",
-        "a PromotionPath: view its stages side by side with their freight (path get NAME), "
-        "or promote a manual stage (path promote NAME STAGE)",
-        cmd_path,
-    )
-    sub.add_argument("action", choices=["get", "promote"])
-    sub.add_argument("name")
-    sub.add_argument("stage", nargs="?", help="promote: the stage")
+    _path_commands(command("path", PATH_HELP, _usage_of_path))
     return parser
+
+
+PATH_HELP = (
+    "a PromotionPath: view its stages side by side with their freight (path get NAME), "
+    "promote a manual stage (path promote NAME STAGE), hold a stage or release it "
+    "(path hold|release NAME STAGE)"
+)
+
+
+def _path_commands(path: argparse.ArgumentParser) -> None:
+    """``path get|promote|hold|release``, each with its own help."""
+    actions = path.add_subparsers(dest="action", metavar="ACTION", required=True)
+    common = _common()
+
+    def action(
+        name: str, help_text: str, run: Callable[[Session], ExitCode]
+    ) -> argparse.ArgumentParser:
+        sub = actions.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            parents=[common],
+            epilog=EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.set_defaults(run=run)
+        sub.add_argument("name", help="the PromotionPath")
+        return sub
+
+    action("get", "show the path's stages side by side with their freight", cmd_path_get)
+    sub = action(
+        "promote",
+        "start the freight waiting at a manual stage (exit 6: the stage is automatic or "
+        "nothing waits there)",
+        cmd_path_promote,
+    )
+    sub.add_argument("stage")
+    sub = action(
+        "hold",
+        "hold a stage: no new run starts there (a running one goes on), whatever its "
+        "policy, until it is released; the path shows who holds it and why",
+        cmd_path_hold,
+    )
+    sub.add_argument("stage")
+    sub.add_argument("--reason", default="", help="why, for the path's status (e.g. INC-42)")
+    sub = action(
+        "release",
+        "release a held stage: it starts what waits there as it would have",
+        cmd_path_release,
+    )
+    sub.add_argument("stage")
+
+
+def _usage_of_path(session: Session) -> ExitCode:
+    # Never run: argparse requires an action, whose own ``run`` replaces this one.
+    _err("error: path needs an action: get, promote, hold or release")
+    return ExitCode.NOT_FOUND
 
 
 def _timeout_option(sub: argparse.ArgumentParser) -> None:
@@ -422,20 +480,21 @@ def _quiet_libraries() -> None:
         logging.getLogger(logger).setLevel(logging.CRITICAL)
 
 
-def cmd_path(session: Session) -> ExitCode:
-    args = session.args
-    name = args.name
+def cmd_path_get(session: Session) -> ExitCode:
+    body = session.kube.get(session.namespace, session.args.name, plural=PATH_PLURAL)
+    _out(render_path(body, _now()))
+    return ExitCode.SUCCEEDED
+
+
+def path_request(session: Session, decide: Callable[[dict[str, Any]], PathDecision]) -> ExitCode:
+    """A request on a path's stage, written as every request is: read the path, decide,
+    merge-patch its annotation with the ``resourceVersion`` read, and on a conflict
+    read and decide again."""
+    name = session.args.name
     shown = f"promotionpath.{GROUP}/{name}"
-    if args.action == "get":
-        body = session.kube.get(session.namespace, name, plural=PATH_PLURAL)
-        _out(render_path(body, _now()))
-        return ExitCode.SUCCEEDED
-    if not args.stage:
-        _err("error: path promote needs the stage: path promote NAME STAGE")
-        return ExitCode.NOT_FOUND
     for _ in range(CONFLICT_ATTEMPTS):
         body = session.kube.get(session.namespace, name, plural=PATH_PLURAL)
-        decision = decide_promote(body, args.stage)
+        decision = decide(body)
         if decision.annotations is None:
             break
         try:
@@ -458,6 +517,22 @@ def cmd_path(session: Session) -> ExitCode:
     else:
         _out(f"{shown}: {decision.message}")
     return decision.exit_code
+
+
+def cmd_path_promote(session: Session) -> ExitCode:
+    stage = session.args.stage
+    return path_request(session, lambda body: decide_promote(body, stage))
+
+
+def cmd_path_hold(session: Session) -> ExitCode:
+    stage = session.args.stage
+    value = hold_value(session.kube.username(), session.args.reason, _now())
+    return path_request(session, lambda body: decide_hold(body, stage, value))
+
+
+def cmd_path_release(session: Session) -> ExitCode:
+    stage = session.args.stage
+    return path_request(session, lambda body: decide_release(body, stage))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,20 +1,21 @@
 """PromotionPaths in the plugin: the view of a path (its stages side by side with their
-freight) and the decision to promote a manual stage.
+freight) and the requests on a stage (promote a manual stage, hold one, release it).
 
 The plugin imports nothing of the operator, so the names it shares with it (the
-promotion annotation, the phase a manual stage waits in) are spelled here; a unit
-test checks that they are the core's.
+promotion and hold annotations, the phases) are spelled here; a unit test checks
+that they are the core's.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from promotion_operator.kubectl_plugin.render import age
-from promotion_operator.kubectl_plugin.resource import GROUP, ExitCode
+from promotion_operator.kubectl_plugin.resource import GROUP, ExitCode, format_time
 
 PATH_PLURAL = "promotionpaths"
 #: The annotation with which a person promotes a manual stage (its value: a freight ID).
@@ -22,48 +23,110 @@ PROMOTE_PREFIX = f"{GROUP}/promote-"
 #: The stage phases a person's promotion applies to: soaked and waiting, or still soaking
 #: (the promotion then takes effect when the soak ends).
 PROMOTABLE = frozenset({"WaitingForPromotion", "Soaking"})
+#: The annotation with which a person holds a stage (its value: JSON, who, why, when).
+HOLD_PREFIX = f"{GROUP}/hold-"
 
 
 @dataclass(frozen=True)
-class PromoteDecision:
-    """What ``path promote`` does: the annotations to write (None: nothing), the message
-    and the exit code."""
+class PathDecision:
+    """What a request on a path's stage does: the annotations to write (None: nothing;
+    a None value removes one), the message and the exit code."""
 
-    annotations: Mapping[str, str] | None
+    annotations: Mapping[str, str | None] | None
     message: str
     exit_code: ExitCode
 
 
-def decide_promote(path: Mapping[str, Any], stage: str) -> PromoteDecision:
+def _unknown_stage(path: Mapping[str, Any], stage: str) -> PathDecision | None:
+    """The refusal of a stage the path does not have (None: it has it)."""
+    names = [str(s.get("name")) for s in (path.get("spec") or {}).get("stages") or ()]
+    if stage in names:
+        return None
+    known = ", ".join(names) or "none"
+    return PathDecision(None, f"no stage {stage!r} (the stages: {known})", ExitCode.NOT_FOUND)
+
+
+def decide_promote(path: Mapping[str, Any], stage: str) -> PathDecision:
     """Promote the freight that waits at ``stage`` of ``path``, if a person may now."""
+    if (unknown := _unknown_stage(path, stage)) is not None:
+        return unknown
     stages = {s.get("name"): s for s in (path.get("spec") or {}).get("stages") or ()}
-    if stage not in stages:
-        known = ", ".join(str(name) for name in stages) or "none"
-        return PromoteDecision(
-            None, f"no stage {stage!r} (the stages: {known})", ExitCode.NOT_FOUND
-        )
     if (stages[stage].get("policy") or "auto") != "manual":
-        return PromoteDecision(
-            None, f"stage {stage} promotes by itself (policy auto)", ExitCode.ERROR
-        )
+        return PathDecision(None, f"stage {stage} promotes by itself (policy auto)", ExitCode.ERROR)
     shown = {s.get("name"): s for s in (path.get("status") or {}).get("stages") or ()}
     current = shown.get(stage) or {}
     freight = str(current.get("freight") or "")
     phase = str(current.get("phase") or "")
     annotation = f"{PROMOTE_PREFIX}{stage}"
     if phase not in PROMOTABLE or not freight:
-        return PromoteDecision(
+        return PathDecision(
             None,
             f"no freight waits at stage {stage} (it is {phase or 'not started'})",
             ExitCode.ERROR,
         )
     annotations = (path.get("metadata") or {}).get("annotations") or {}
     if annotations.get(annotation) == freight:
-        return PromoteDecision(
+        return PathDecision(
             None, f"freight {freight} is already promoted to stage {stage}", ExitCode.SUCCEEDED
         )
-    return PromoteDecision(
+    return PathDecision(
         {annotation: freight}, f"freight {freight} promoted to stage {stage}", ExitCode.SUCCEEDED
+    )
+
+
+def hold_value(by: str, reason: str, at: datetime.datetime) -> str:
+    """The hold annotation's value: who holds, why, and since when, as JSON."""
+    return json.dumps({"by": by, "reason": reason, "at": format_time(at)}, sort_keys=True)
+
+
+def _hold(path: Mapping[str, Any], stage: str) -> str | None:
+    annotations = (path.get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(f"{HOLD_PREFIX}{stage}")
+    return value if isinstance(value, str) else None
+
+
+def described_hold(value: str) -> str:
+    """A hold annotation's value for a person: ``alice (INC-42)``."""
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, Mapping):
+        return f"({value})" if value else "(no reason given)"
+    by = str(parsed.get("by") or "someone")
+    reason = str(parsed.get("reason") or "")
+    return f"{by} ({reason})" if reason else by
+
+
+def decide_hold(path: Mapping[str, Any], stage: str, value: str) -> PathDecision:
+    """Hold ``stage``: no new run starts there until it is released. A hold already
+    there is kept as it is (its author and reason are not overwritten)."""
+    if (unknown := _unknown_stage(path, stage)) is not None:
+        return unknown
+    held = _hold(path, stage)
+    if held is not None:
+        return PathDecision(
+            None, f"stage {stage} is already held by {described_hold(held)}", ExitCode.SUCCEEDED
+        )
+    return PathDecision(
+        {f"{HOLD_PREFIX}{stage}": value},
+        f"stage {stage} held: no new run starts there until "
+        f"kubectl promotion path release {(path.get('metadata') or {}).get('name')} {stage}",
+        ExitCode.SUCCEEDED,
+    )
+
+
+def decide_release(path: Mapping[str, Any], stage: str) -> PathDecision:
+    """Release ``stage``'s hold: it starts what waits there as it would have."""
+    if (unknown := _unknown_stage(path, stage)) is not None:
+        return unknown
+    held = _hold(path, stage)
+    if held is None:
+        return PathDecision(None, f"stage {stage} is not held", ExitCode.SUCCEEDED)
+    return PathDecision(
+        {f"{HOLD_PREFIX}{stage}": None},
+        f"stage {stage} released (it was held by {described_hold(held)})",
+        ExitCode.SUCCEEDED,
     )
 
 

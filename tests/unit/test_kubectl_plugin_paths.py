@@ -1,15 +1,27 @@
-"""``kubectl promotion path``: promoting a manual stage, and the view of a path."""
+"""``kubectl promotion path``: promoting a manual stage, holding and releasing a stage,
+and the view of a path."""
 
 from __future__ import annotations
 
+import copy
 import datetime
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
+
+import pytest
 
 from promotion_operator.core import paths as core
+from promotion_operator.kubectl_plugin import cli
+from promotion_operator.kubectl_plugin.kube import Kube, PluginError
 from promotion_operator.kubectl_plugin.paths import (
+    HOLD_PREFIX,
+    PATH_PLURAL,
     PROMOTABLE,
     PROMOTE_PREFIX,
+    decide_hold,
     decide_promote,
+    decide_release,
+    hold_value,
     render_path,
 )
 from promotion_operator.kubectl_plugin.resource import ExitCode
@@ -95,3 +107,121 @@ def test_the_view_shows_the_stages_side_by_side_with_their_freight() -> None:
 def test_the_path_names_are_the_operators() -> None:
     assert PROMOTE_PREFIX == core.PROMOTE_PREFIX
     assert {str(phase) for phase in core.StagePhase} >= PROMOTABLE
+
+
+# -- hold and release ------------------------------------------------------------------------
+
+HELD = hold_value("alice", "INC-42", NOW)
+
+
+def test_holding_a_stage_writes_who_why_and_when() -> None:
+    decision = decide_hold(path(), "production", HELD)
+    assert decision.annotations == {"deploy.mlops.dev/hold-production": HELD}
+    assert decision.exit_code is ExitCode.SUCCEEDED
+    assert "kubectl promotion path release iris production" in decision.message
+    assert core.holds_from(dict(decision.annotations)) == {  # type: ignore[arg-type]
+        "production": core.Hold("alice", "INC-42", NOW)
+    }
+
+
+def test_holding_a_held_stage_keeps_the_first_hold() -> None:
+    theirs = hold_value("bob", "CHG-1", NOW)
+    decision = decide_hold(path(**{"deploy.mlops.dev/hold-production": theirs}), "production", HELD)
+    assert (decision.annotations, decision.exit_code) == (None, ExitCode.SUCCEEDED)
+    assert decision.message == "stage production is already held by bob (CHG-1)"
+
+
+def test_releasing_a_held_stage_removes_the_hold() -> None:
+    decision = decide_release(path(**{"deploy.mlops.dev/hold-production": HELD}), "production")
+    assert decision.annotations == {"deploy.mlops.dev/hold-production": None}
+    assert decision.message == "stage production released (it was held by alice (INC-42))"
+
+
+def test_releasing_a_stage_that_is_not_held_does_nothing() -> None:
+    decision = decide_release(path(), "production")
+    assert (decision.annotations, decision.exit_code) == (None, ExitCode.SUCCEEDED)
+
+
+def test_holding_or_releasing_an_unknown_stage_is_not_found() -> None:
+    assert decide_hold(path(), "qa", HELD).exit_code is ExitCode.NOT_FOUND
+    assert decide_release(path(), "qa").exit_code is ExitCode.NOT_FOUND
+
+
+def test_the_hold_names_are_the_operators() -> None:
+    assert HOLD_PREFIX == core.HOLD_PREFIX
+    assert "Held" in {str(phase) for phase in core.StagePhase}
+
+
+class FakePaths:
+    """The API as ``path`` commands use it: one path, whose version moves on each write."""
+
+    default_namespace = "ops"
+
+    def __init__(self, body: dict[str, Any], *, refuse: PluginError | None = None) -> None:
+        self.body = body
+        self.body["metadata"]["resourceVersion"] = "1"
+        self.refuse = refuse
+        self.patches: list[Mapping[str, str | None]] = []
+
+    def username(self) -> str:
+        return "alice"
+
+    def get(self, namespace: str, name: str, *, plural: str = "") -> dict[str, Any]:
+        assert (namespace, name, plural) == ("ops", "iris", PATH_PLURAL)
+        return copy.deepcopy(self.body)
+
+    def annotate(
+        self,
+        namespace: str,
+        name: str,
+        version: str,
+        annotations: Mapping[str, str | None],
+        *,
+        plural: str = "",
+    ) -> dict[str, Any]:
+        assert plural == PATH_PLURAL
+        if self.refuse is not None:
+            raise self.refuse
+        self.patches.append(annotations)
+        kept = self.body["metadata"]["annotations"]
+        for key, value in annotations.items():
+            if value is None:
+                kept.pop(key, None)
+            else:
+                kept[key] = value
+        return self.body
+
+
+def run(fake: FakePaths, *argv: str) -> ExitCode:
+    args = cli.build_parser().parse_args(list(argv))
+    return cast(ExitCode, args.run(cli.Session(args, cast(Kube, fake))))
+
+
+def test_path_hold_then_release_round_trip(capsys: pytest.CaptureFixture[str]) -> None:
+    fake = FakePaths(path())
+    assert run(fake, "path", "hold", "iris", "production", "--reason", "INC-42") == 0
+    written = fake.body["metadata"]["annotations"]["deploy.mlops.dev/hold-production"]
+    assert core.holds_from({"deploy.mlops.dev/hold-production": written})["production"].by == (
+        "alice"
+    )
+    assert run(fake, "path", "release", "iris", "production") == 0
+    assert "deploy.mlops.dev/hold-production" not in fake.body["metadata"]["annotations"]
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("promotionpath.deploy.mlops.dev/iris: stage production held: ")
+    assert out[1] == (
+        "promotionpath.deploy.mlops.dev/iris: stage production released "
+        "(it was held by alice (INC-42))"
+    )
+
+
+def test_path_hold_of_an_unknown_stage_exits_5(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(FakePaths(path()), "path", "hold", "iris", "qa") == ExitCode.NOT_FOUND
+    assert "no stage 'qa' (the stages: dev, production)" in capsys.readouterr().err
+
+
+def test_a_hold_the_api_server_refuses_exits_6_with_its_message() -> None:
+    refused = PluginError('Error from server (Forbidden): promotionpaths "iris" is forbidden')
+    fake = FakePaths(path(), refuse=refused)
+    with pytest.raises(PluginError) as failed:
+        run(fake, "path", "hold", "iris", "production")
+    assert failed.value.exit_code == ExitCode.ERROR

@@ -17,12 +17,14 @@ from promotion_operator.kubectl_plugin.kube import (
     Impersonation,
     Kube,
     ObjectChanged,
+    OfKind,
     PluginError,
     load,
 )
 from promotion_operator.kubectl_plugin.operations import CONFLICT_ATTEMPTS, new_retry_token
 from promotion_operator.kubectl_plugin.paths import (
     PATH_PLURAL,
+    FreightFollowed,
     PathDecision,
     decide_hold,
     decide_promote,
@@ -37,7 +39,7 @@ from promotion_operator.kubectl_plugin.resource import (
     Promotion,
     RetryWait,
 )
-from promotion_operator.kubectl_plugin.watching import Watcher
+from promotion_operator.kubectl_plugin.watching import RunFollowed, Watcher
 
 PROG = "kubectl promotion"
 __all__ = ["CONFLICT_ATTEMPTS", "main", "new_retry_token"]
@@ -47,15 +49,17 @@ _OBJECT = f"modelpromotion.{GROUP}"
 
 EXIT_CODES = """\
 exit codes:
-  0  done (watch: the run Succeeded, a dry run too), or nothing needed doing
-  1  watch: the run Failed
-  2  watch: the run was RolledBack
+  0  done (watch: the run Succeeded, a dry run too; path watch: the newest freight
+     reached the last stage), or nothing needed doing
+  1  watch: the run Failed (path watch: a stage's run, with the newest freight)
+  2  watch: the run was RolledBack (path watch: likewise)
   3  watch: the run was Aborted (also when an abort rolled it back)
-  4  watch: timed out before the run ended
+  4  watch: timed out before the run ended (path watch: before the freight arrived)
   5  no such ModelPromotion (or PromotionPath, or stage of it), or a usage error
   6  refused (by the API server, e.g. Forbidden or an admission policy, or because
      the run or the stage cannot take the request now), or the API server could not
      be reached
+  7  path watch: a stage is Blocked, and no stage before it may still move
 """
 
 
@@ -238,8 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 PATH_HELP = (
     "a PromotionPath: view its stages side by side with their freight (path get NAME), "
-    "promote a manual stage (path promote NAME STAGE), hold a stage or release it "
-    "(path hold|release NAME STAGE)"
+    "follow them (path watch NAME), promote a manual stage (path promote NAME STAGE), "
+    "hold a stage or release it (path hold|release NAME STAGE)"
 )
 
 
@@ -285,21 +289,29 @@ def _path_commands(path: argparse.ArgumentParser) -> None:
         cmd_path_release,
     )
     sub.add_argument("stage")
+    sub = action(
+        "watch",
+        "print the stages side by side with their freight at each change, until the "
+        "newest freight has reached the last stage (0), a stage failed with it (1, 2, 3 "
+        "as for watch) or a stage is Blocked with nothing before it moving (7)",
+        cmd_path_watch,
+    )
+    _timeout_option(sub, "for the newest freight to reach the last stage")
 
 
 def _usage_of_path(session: Session) -> ExitCode:
     # Never run: argparse requires an action, whose own ``run`` replaces this one.
-    _err("error: path needs an action: get, promote, hold or release")
+    _err("error: path needs an action: get, watch, promote, hold or release")
     return ExitCode.NOT_FOUND
 
 
-def _timeout_option(sub: argparse.ArgumentParser) -> None:
+def _timeout_option(sub: argparse.ArgumentParser, what: str = "for the run to end") -> None:
     sub.add_argument(
         "--timeout",
         type=parse_duration,
         default=parse_duration(DEFAULT_WATCH_TIMEOUT),
         metavar="DURATION",
-        help=f"how long to wait for the run to end (default {DEFAULT_WATCH_TIMEOUT})",
+        help=f"how long to wait {what} (default {DEFAULT_WATCH_TIMEOUT})",
     )
 
 
@@ -404,7 +416,7 @@ def _watch(session: Session, name: str, waiting_for: RetryWait | None) -> ExitCo
         session.namespace,
         name,
         session.args.timeout,
-        waiting_for=waiting_for,
+        follow=RunFollowed(waiting_for),
         out=_out,
         note=_err,
     ).run()
@@ -533,6 +545,18 @@ def cmd_path_hold(session: Session) -> ExitCode:
 def cmd_path_release(session: Session) -> ExitCode:
     stage = session.args.stage
     return path_request(session, lambda body: decide_release(body, stage))
+
+
+def cmd_path_watch(session: Session) -> ExitCode:
+    return Watcher(
+        OfKind(session.kube, PATH_PLURAL),
+        session.namespace,
+        session.args.name,
+        session.args.timeout,
+        follow=FreightFollowed(),
+        out=_out,
+        note=_err,
+    ).run()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -273,7 +273,13 @@ class Kube:
         return username
 
     def watch(
-        self, namespace: str, name: str, resource_version: str, timeout_seconds: int
+        self,
+        namespace: str,
+        name: str,
+        resource_version: str,
+        timeout_seconds: int,
+        *,
+        plural: str = PLURAL,
     ) -> Iterator[dict[str, Any]]:
         """Events of the one object after ``resource_version``, for at most
         ``timeout_seconds`` (then the server ends the stream and the caller resumes).
@@ -282,7 +288,12 @@ class Kube:
         when the connection fails, :class:`PluginError` when the server refuses.
         """
         return self.watch_list(
-            namespace, resource_version, timeout_seconds, f"metadata.name={name}", name
+            namespace,
+            resource_version,
+            timeout_seconds,
+            f"metadata.name={name}",
+            name,
+            plural=plural,
         )
 
     def watch_list(
@@ -292,6 +303,8 @@ class Kube:
         timeout_seconds: int,
         field_selector: str | None = None,
         name: str | None = "",
+        *,
+        plural: str = PLURAL,
     ) -> Iterator[dict[str, Any]]:
         """Events of the ModelPromotions of ``namespace`` (every namespace: None) after
         ``resource_version``, as :meth:`watch`."""
@@ -307,10 +320,10 @@ class Kube:
             options["field_selector"] = field_selector
         try:
             response: Any = (
-                self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **options)
+                self._custom.list_cluster_custom_object(GROUP, VERSION, plural, **options)
                 if namespace is None
                 else self._custom.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, **options
+                    GROUP, VERSION, namespace, plural, **options
                 )
             )
         except ApiException as error:
@@ -362,3 +375,22 @@ class Kube:
             return []
         items = listed.get("items") if isinstance(listed, dict) else None
         return [item for item in items or () if isinstance(item, dict)]
+
+
+@dataclass(frozen=True)
+class OfKind:
+    """Get and watch objects of one kind (its ``plural``) through ``kube``: what a
+    watch of a PromotionPath needs (:class:`~.watching.Api`)."""
+
+    kube: Kube
+    plural: str
+
+    def get(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.kube.get(namespace, name, plural=self.plural)
+
+    def watch(
+        self, namespace: str, name: str, resource_version: str, timeout_seconds: int
+    ) -> Iterator[dict[str, Any]]:
+        return self.kube.watch(
+            namespace, name, resource_version, timeout_seconds, plural=self.plural
+        )

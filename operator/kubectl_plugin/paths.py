@@ -1,5 +1,6 @@
 """PromotionPaths in the plugin: the view of a path (its stages side by side with their
-freight) and the requests on a stage (promote a manual stage, hold one, release it).
+freight), the requests on a stage (promote a manual stage, hold one, release it), and
+what ``path watch`` follows (:class:`FreightFollowed`).
 
 The plugin imports nothing of the operator, so the names it shares with it (the
 promotion and hold annotations, the phases) are spelled here; a unit test checks
@@ -15,7 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from promotion_operator.kubectl_plugin.render import age
-from promotion_operator.kubectl_plugin.resource import GROUP, ExitCode, format_time
+from promotion_operator.kubectl_plugin.resource import (
+    GROUP,
+    ExitCode,
+    exit_code_for,
+    format_time,
+)
 
 PATH_PLURAL = "promotionpaths"
 #: The annotation with which a person promotes a manual stage (its value: a freight ID).
@@ -186,3 +192,123 @@ def _age(stamp: Any, now: datetime.datetime) -> str:
     except ValueError:
         return stamp
     return age(moment, now)
+
+
+#: Stage phases that may still move without anyone changing the path: a Blocked stage
+#: after one of them may yet get a freight its upstream carries.
+_MAY_MOVE = frozenset({"Running", "Soaking", "WaitingForPromotion", "Held"})
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _stages(status: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    stages = status.get("stages")
+    return [_mapping(s) for s in stages] if isinstance(stages, list) else []
+
+
+def _newest(status: Mapping[str, Any]) -> str:
+    freight = status.get("freight")
+    if isinstance(freight, list) and freight:
+        return str(_mapping(freight[0]).get("id") or "")
+    return ""
+
+
+def stages_line(status: Mapping[str, Any]) -> str:
+    """The stages side by side: ``dev: Succeeded 3-abc | staging: Soaking 3-abc``, with
+    a stage's reason in brackets where it says more than its phase."""
+    shown = []
+    for stage in _stages(status):
+        text = f"{stage.get('name')}: {stage.get('phase') or '-'}"
+        if stage.get("freight"):
+            text += f" {stage['freight']}"
+        reason = stage.get("reason")
+        if reason and reason not in (stage.get("phase"), "Running"):
+            text += f" [{reason}]"
+        shown.append(text)
+    return " | ".join(shown) or "no stages yet"
+
+
+@dataclass(frozen=True)
+class FreightFollowed:
+    """What ``path watch`` follows: the newest freight, until it has reached the last
+    stage (0), a stage failed with it (the run's exit code: 1, 2 or 3), or a stage is
+    Blocked with nothing before it that may still move (7)."""
+
+    def key(self, body: Mapping[str, Any]) -> tuple[Any, ...]:
+        status = _mapping(body.get("status"))
+        return (
+            status.get("observedGeneration"),
+            _newest(status),
+            status.get("message"),
+            tuple(
+                (
+                    s.get("name"),
+                    s.get("phase"),
+                    s.get("freight"),
+                    s.get("promoted"),
+                    s.get("reason"),
+                )
+                for s in _stages(status)
+            ),
+        )
+
+    def line(self, body: Mapping[str, Any], now: datetime.datetime) -> str:
+        status = _mapping(body.get("status"))
+        if not _current(body):
+            return f"{format_time(now)}  no status of this spec yet (waiting for the operator)"
+        line = f"{format_time(now)}  freight {_newest(status) or '-'}  {stages_line(status)}"
+        if status.get("message"):
+            line += f"  ({status['message']})"
+        return line
+
+    def outcome(self, body: Mapping[str, Any]) -> tuple[ExitCode, str] | None:
+        status = _mapping(body.get("status"))
+        newest = _newest(status)
+        stages = _stages(status)
+        if not _current(body) or not newest or not stages:
+            return None
+        shown = _shown(body)
+        last = stages[-1]
+        if last.get("phase") == "Succeeded" and last.get("promoted") == newest:
+            return ExitCode.SUCCEEDED, f"{shown}: freight {newest} reached stage {last.get('name')}"
+        for index, stage in enumerate(stages):
+            phase = stage.get("phase")
+            if phase == "Failed" and stage.get("freight") == newest:
+                reason = str(stage.get("reason") or "Failed")
+                said = f"stage {stage.get('name')} did not promote freight {newest} ({reason})"
+                return exit_code_for(reason) or ExitCode.FAILED, _said(shown, said, stage)
+            if phase == "Blocked" and not any(s.get("phase") in _MAY_MOVE for s in stages[:index]):
+                said = f"stage {stage.get('name')} is Blocked ({stage.get('reason') or 'Blocked'})"
+                return ExitCode.BLOCKED, _said(shown, said, stage)
+        return None
+
+    def waiting_for(self) -> str:
+        return "the newest freight to reach the last stage"
+
+    def where(self, body: Mapping[str, Any] | None) -> str:
+        if body is None or not _current(body):
+            return "the operator has not written a status of this spec yet"
+        status = _mapping(body.get("status"))
+        return f"freight {_newest(status) or '-'}: {stages_line(status)}"
+
+
+def _current(body: Mapping[str, Any]) -> bool:
+    """Whether the status is of the spec as it is now."""
+    observed = _mapping(body.get("status")).get("observedGeneration")
+    generation = _mapping(body.get("metadata")).get("generation")
+    if not isinstance(observed, int):
+        return False
+    return not isinstance(generation, int) or observed >= generation
+
+
+def _said(shown: str, said: str, stage: Mapping[str, Any]) -> str:
+    """The last line of ``path watch``: the path, what happened, and the stage's message."""
+    message = stage.get("message")
+    return f"{shown}: {said}: {message}" if message else f"{shown}: {said}"
+
+
+def _shown(body: Mapping[str, Any]) -> str:
+    metadata = _mapping(body.get("metadata"))
+    return f"{metadata.get('namespace')}/{metadata.get('name')}"

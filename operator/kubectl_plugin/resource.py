@@ -47,6 +47,7 @@ class ExitCode(enum.IntEnum):
     TIMED_OUT = 4
     NOT_FOUND = 5  # no such ModelPromotion, or a usage error
     ERROR = 6  # refused (by the API server or by the run's state), or the API unreachable
+    BLOCKED = 7  # path watch: a stage is Blocked, and nothing before it moves
 
 
 OK = ExitCode.SUCCEEDED

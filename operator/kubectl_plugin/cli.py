@@ -9,8 +9,8 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn, Protocol
 
 from promotion_operator.kubectl_plugin import operations, render
 from promotion_operator.kubectl_plugin.kube import (
@@ -32,8 +32,14 @@ from promotion_operator.kubectl_plugin.paths import (
     hold_value,
     render_path,
 )
+from promotion_operator.kubectl_plugin.policies import (
+    POLICY_PLURAL,
+    decide_freeze,
+    decide_unfreeze,
+)
 from promotion_operator.kubectl_plugin.resource import (
     GROUP,
+    KINDS,
     Decision,
     ExitCode,
     Promotion,
@@ -158,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description=(
-            "List, inspect, watch and steer ModelPromotions (deploy.mlops.dev) with your "
+            "List, inspect, watch and steer ModelPromotions (deploy.mlops.dev), the "
+            "PromotionPaths they move through, and the PromotionPolicies' freezes, with your "
             "kubeconfig: the Kubernetes API only, never Seldon Deploy."
         ),
         epilog=EXIT_CODES,
@@ -237,6 +244,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("-o", "--output", choices=["json", "yaml", "wide"], help="output format")
 
     _path_commands(command("path", PATH_HELP, _usage_of_path))
+
+    sub = command(
+        "freeze",
+        "freeze a PromotionPolicy's target namespaces (spec.freeze): runs into them that "
+        "have not written wait, and the API server refuses new ones and approvals",
+        cmd_freeze,
+    )
+    sub.add_argument("name", metavar="POLICY", help="the PromotionPolicy (kubectl get mpp)")
+    sub.add_argument(
+        "--reason", default="", help="why (required by the policy's schema; in every refusal)"
+    )
+    sub = command("unfreeze", "lift a PromotionPolicy's freeze", cmd_unfreeze)
+    sub.add_argument("name", metavar="POLICY", help="the PromotionPolicy")
     return parser
 
 
@@ -498,27 +518,42 @@ def cmd_path_get(session: Session) -> ExitCode:
     return ExitCode.SUCCEEDED
 
 
-def path_request(session: Session, decide: Callable[[dict[str, Any]], PathDecision]) -> ExitCode:
-    """A request on a path's stage, written as every request is: read the path, decide,
-    merge-patch its annotation with the ``resourceVersion`` read, and on a conflict
-    read and decide again."""
+class _Written(Protocol):
+    """A decision to write a merge patch (None: nothing), with its message and exit code."""
+
+    @property
+    def patch(self) -> Mapping[str, Any] | None: ...
+
+    @property
+    def message(self) -> str: ...
+
+    @property
+    def exit_code(self) -> ExitCode: ...
+
+
+def guarded_write(
+    session: Session, plural: str, decide: Callable[[dict[str, Any]], _Written]
+) -> ExitCode:
+    """A change of a path or a policy, written as every request is: read the object,
+    decide, merge-patch with the ``resourceVersion`` read, and on a conflict read and
+    decide again."""
     name = session.args.name
-    shown = f"promotionpath.{GROUP}/{name}"
+    shown = f"{KINDS.get(plural, plural).lower()}.{GROUP}/{name}"
     for _ in range(CONFLICT_ATTEMPTS):
-        body = session.kube.get(session.namespace, name, plural=PATH_PLURAL)
+        body = session.kube.get(session.namespace, name, plural=plural)
         decision = decide(body)
-        if decision.annotations is None:
+        if decision.patch is None:
             break
         try:
-            session.kube.annotate(
+            session.kube.patch(
                 session.namespace,
                 name,
                 str(body["metadata"]["resourceVersion"]),
-                decision.annotations,
-                plural=PATH_PLURAL,
+                decision.patch,
+                plural=plural,
             )
         except ObjectChanged:
-            session.verbose("the path changed since it was read; reading it again")
+            session.verbose(f"{shown} changed since it was read; reading it again")
             continue
         break
     else:
@@ -529,6 +564,11 @@ def path_request(session: Session, decide: Callable[[dict[str, Any]], PathDecisi
     else:
         _out(f"{shown}: {decision.message}")
     return decision.exit_code
+
+
+def path_request(session: Session, decide: Callable[[dict[str, Any]], PathDecision]) -> ExitCode:
+    """A request on a path's stage (:func:`guarded_write` of its annotation)."""
+    return guarded_write(session, PATH_PLURAL, decide)
 
 
 def cmd_path_promote(session: Session) -> ExitCode:
@@ -545,6 +585,15 @@ def cmd_path_hold(session: Session) -> ExitCode:
 def cmd_path_release(session: Session) -> ExitCode:
     stage = session.args.stage
     return path_request(session, lambda body: decide_release(body, stage))
+
+
+def cmd_freeze(session: Session) -> ExitCode:
+    reason = session.args.reason
+    return guarded_write(session, POLICY_PLURAL, lambda body: decide_freeze(body, reason))
+
+
+def cmd_unfreeze(session: Session) -> ExitCode:
+    return guarded_write(session, POLICY_PLURAL, decide_unfreeze)
 
 
 def cmd_path_watch(session: Session) -> ExitCode:

@@ -21,8 +21,8 @@ from kubernetes.watch.watch import iter_resp_lines
 
 from promotion_operator.kubectl_plugin.resource import (
     GROUP,
+    KINDS,
     PLURAL,
-    RESOURCE,
     VERSION,
     ExitCode,
 )
@@ -142,7 +142,7 @@ def _status(error: ApiException) -> Mapping[str, Any]:
     return parsed if isinstance(parsed, Mapping) else {}
 
 
-def api_error(error: ApiException, name: str | None = None) -> PluginError:
+def api_error(error: ApiException, name: str | None = None, plural: str = PLURAL) -> PluginError:
     """One line as kubectl writes it: ``Error from server (Reason): message``."""
     status = _status(error)
     reason = str(status.get("reason") or error.reason or "Unknown")
@@ -152,7 +152,8 @@ def api_error(error: ApiException, name: str | None = None) -> PluginError:
         details = status.get("details")
         if name is not None and not (isinstance(details, Mapping) and details.get("name")):
             # The resource type itself is unknown, not the object.
-            message += f" ({RESOURCE} is not served: is the ModelPromotion CRD installed?)"
+            kind = KINDS.get(plural, plural)
+            message += f" ({plural}.{GROUP} is not served: is the {kind} CRD installed?)"
         return PluginError(f"Error from server (NotFound): {message}", ExitCode.NOT_FOUND)
     return PluginError(f"Error from server ({reason}): {message}")
 
@@ -194,7 +195,7 @@ class Kube:
                 _request_timeout=self._timeout,
             )  # fmt: skip
         except ApiException as error:
-            raise api_error(error, name) from None
+            raise api_error(error, name, plural) from None
         except (urllib3.exceptions.HTTPError, OSError) as error:
             self._unreachable(error)
         return cast(dict[str, Any], body)
@@ -228,9 +229,27 @@ class Kube:
     ) -> dict[str, Any]:
         """A JSON merge patch of ``annotations`` (None removes one), only if the object
         is still at ``resource_version``; :class:`ObjectChanged` if it is not."""
-        patch = {
-            "metadata": {"resourceVersion": resource_version, "annotations": dict(annotations)}
-        }
+        return self.patch(
+            namespace,
+            name,
+            resource_version,
+            {"metadata": {"annotations": dict(annotations)}},
+            plural=plural,
+        )
+
+    def patch(
+        self,
+        namespace: str,
+        name: str,
+        resource_version: str,
+        patch: Mapping[str, Any],
+        *,
+        plural: str = PLURAL,
+    ) -> dict[str, Any]:
+        """The JSON merge patch ``patch`` (None removes a field), only if the object is
+        still at ``resource_version``; :class:`ObjectChanged` if it is not."""
+        metadata = {**dict(patch.get("metadata") or {}), "resourceVersion": resource_version}
+        patch = {**patch, "metadata": metadata}
         try:
             body = self._custom.patch_namespaced_custom_object(
                 GROUP, VERSION, namespace, plural, name, patch,
@@ -241,7 +260,7 @@ class Kube:
         except ApiException as error:
             if error.status == 409:
                 raise ObjectChanged() from None
-            raise api_error(error, name) from None
+            raise api_error(error, name, plural) from None
         except (urllib3.exceptions.HTTPError, OSError) as error:
             self._unreachable(error)
         return cast(dict[str, Any], body)

@@ -42,6 +42,13 @@ class PathDecision:
     message: str
     exit_code: ExitCode
 
+    @property
+    def patch(self) -> Mapping[str, Any] | None:
+        """The merge patch that writes the annotations (None: nothing to write)."""
+        if self.annotations is None:
+            return None
+        return {"metadata": {"annotations": dict(self.annotations)}}
+
 
 def _unknown_stage(path: Mapping[str, Any], stage: str) -> PathDecision | None:
     """The refusal of a stage the path does not have (None: it has it)."""

@@ -21,7 +21,12 @@ GROUP = "deploy.mlops.dev"
 VERSION = "v1alpha1"
 PLURAL = "modelpromotions"
 KIND = "ModelPromotion"
-RESOURCE = f"{PLURAL}.{GROUP}"
+#: The kinds the plugin reads, by plural (for messages).
+KINDS = {
+    PLURAL: KIND,
+    "promotionpaths": "PromotionPath",
+    "promotionpolicies": "PromotionPolicy",
+}
 
 # The requests, as annotations (the operator's promotion_operator.core.requests).
 APPROVE_ANNOTATION = f"{GROUP}/approve"  # the approver's own user name

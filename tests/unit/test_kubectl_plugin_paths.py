@@ -173,18 +173,19 @@ class FakePaths:
         assert (namespace, name, plural) == ("ops", "iris", PATH_PLURAL)
         return copy.deepcopy(self.body)
 
-    def annotate(
+    def patch(
         self,
         namespace: str,
         name: str,
         version: str,
-        annotations: Mapping[str, str | None],
+        patch: Mapping[str, Any],
         *,
         plural: str = "",
     ) -> dict[str, Any]:
         assert plural == PATH_PLURAL
         if self.refuse is not None:
             raise self.refuse
+        annotations = patch["metadata"]["annotations"]
         self.patches.append(annotations)
         kept = self.body["metadata"]["annotations"]
         for key, value in annotations.items():

@@ -130,11 +130,12 @@ def decide_hold(path: Mapping[str, Any], stage: str, value: str) -> PathDecision
 
 
 def decide_release(path: Mapping[str, Any], stage: str) -> PathDecision:
-    """Release ``stage``'s hold: it starts what waits there as it would have."""
-    if (unknown := _unknown_stage(path, stage)) is not None:
-        return unknown
+    """Release ``stage``'s hold: it starts what waits there as it would have. A hold
+    left on a stage the spec no longer has is released too."""
     held = _hold(path, stage)
     if held is None:
+        if (unknown := _unknown_stage(path, stage)) is not None:
+            return unknown
         return PathDecision(None, f"stage {stage} is not held", ExitCode.SUCCEEDED)
     return PathDecision(
         {f"{HOLD_PREFIX}{stage}": None},

@@ -150,6 +150,11 @@ def test_holding_or_releasing_an_unknown_stage_is_not_found() -> None:
     assert decide_release(path(), "qa").exit_code is ExitCode.NOT_FOUND
 
 
+def test_a_hold_left_on_a_stage_the_spec_no_longer_has_can_be_released() -> None:
+    decision = decide_release(path(**{"deploy.mlops.dev/hold-qa": HELD}), "qa")
+    assert decision.annotations == {"deploy.mlops.dev/hold-qa": None}
+
+
 def test_the_hold_names_are_the_operators() -> None:
     assert HOLD_PREFIX == core.HOLD_PREFIX
     assert "Held" in {str(phase) for phase in core.StagePhase}

@@ -310,11 +310,6 @@ def promote_annotation(stage: str) -> str:
     return f"{PROMOTE_PREFIX}{stage}"
 
 
-def hold_annotation(stage: str) -> str:
-    """The annotation with which a person holds a stage."""
-    return f"{HOLD_PREFIX}{stage}"
-
-
 # -- deciding --------------------------------------------------------------------------------------
 
 

@@ -268,7 +268,7 @@ PATH_HELP = (
 
 
 def _path_commands(path: argparse.ArgumentParser) -> None:
-    """``path get|promote|hold|release``, each with its own help."""
+    """``path get|promote|hold|release|watch``, each with its own help."""
     actions = path.add_subparsers(dest="action", metavar="ACTION", required=True)
     common = _common()
 

@@ -303,7 +303,9 @@ def test_path_watch_exits_0_when_the_freight_reaches_the_last_stage(
     paths: Paths, source: Simulator, operator_factory: StartOperator, control_plane: ControlPlane
 ) -> None:
     operator_factory()
-    paths.apply("iris", stage("dev"), stage("staging", soak="2s"))
+    # A 10 s soak: the watch (a new Python process) starts well before the freight
+    # reaches staging, and so sees it soak there.
+    paths.apply("iris", stage("dev"), stage("staging", soak="10s"))
     watched = plugin(
         control_plane, paths.namespace, "path", "watch", "iris", "--timeout", "120s", timeout=150
     )

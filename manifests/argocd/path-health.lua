@@ -1,10 +1,10 @@
 -- Argo CD health check for deploy.mlops.dev/PromotionPath.
 --
 -- The operator records each stage in status.stages: its phase (Idle, Soaking,
--- WaitingForPromotion, Blocked, Running, Succeeded, Failed), the freight it works on
--- and a message. A path is Degraded while a stage has Failed or is Blocked (the path
--- stops there), Suspended while a manual stage waits for a person, Progressing while
--- a stage runs or soaks, and Healthy otherwise. The stage runs are ModelPromotions the
+-- WaitingForPromotion, Held, Blocked, Running, Succeeded, Failed), the freight it works
+-- on and a message. A path is Degraded while a stage has Failed or is Blocked (the path
+-- stops there), Suspended while a manual stage waits for a person or a person holds a
+-- stage, Progressing while a stage runs or soaks, and Healthy otherwise. The stage runs are ModelPromotions the
 -- path owns; their own health check applies to them.
 --
 -- Argo CD runs this without Lua's standard libraries (only base and table).
@@ -33,7 +33,9 @@ local function describe(stage)
   return text
 end
 
-local rank = {Failed = 4, Blocked = 4, WaitingForPromotion = 3, Running = 2, Soaking = 2}
+local rank = {
+  Failed = 4, Blocked = 4, WaitingForPromotion = 3, Held = 3, Running = 2, Soaking = 2
+}
 local verdict = {[4] = "Degraded", [3] = "Suspended", [2] = "Progressing"}
 local worst = nil
 local worstRank = 0

@@ -40,7 +40,10 @@ from promotion_operator.core.paths import (
     Decision,
     PathSpec,
     PathSpecError,
+    StagePhase,
+    StageStatus,
     decide,
+    holds_from,
     observe,
     parse_path_spec,
     promotions_from,
@@ -179,6 +182,7 @@ class PathController:
         ]
         now = datetime.datetime.now(datetime.UTC)
         recorded = recorded_from(status)
+        annotations = metadata.get("annotations") or {}
         decision = decide(
             ref.name,
             spec,
@@ -186,9 +190,11 @@ class PathController:
             source,
             targets,
             runs,
-            promotions_from(metadata.get("annotations") or {}),
+            promotions_from(annotations),
             now,
+            holds_from(annotations),
         )
+        _log_holds(ref, recorded.stages, decision)
         try:
             self._start(ref, body, spec, decision, recorded.stages, now)
         except KubeError as error:
@@ -248,6 +254,20 @@ class PathController:
         if self._queue is None:
             self._queue = WorkQueue()
         return self._queue
+
+
+def _log_holds(ref: ObjectRef, before: Mapping[str, StageStatus], decision: Decision) -> None:
+    """Say when a stage becomes held or stops being held (paths post no Events)."""
+    for stage in decision.stages:
+        was = before.get(stage.name)
+        held, was_held = (
+            stage.phase is StagePhase.HELD,
+            was is not None and was.phase is StagePhase.HELD,
+        )
+        if held and not was_held:
+            log.info("[%s/%s] stage %s: %s", ref.namespace, ref.name, stage.name, stage.message)
+        elif was_held and not held:
+            log.info("[%s/%s] stage %s: no longer held", ref.namespace, ref.name, stage.name)
 
 
 def _reader(uid: str) -> str:

@@ -18,6 +18,9 @@ The rules (docs/contract.md, "Promotion paths"):
   stage, once a person asked for that freight;
 - a running stage is never interrupted; a stage waiting for a freight simply
   takes the newer one its upstream carries (the older one is superseded);
+- a held stage (a person's ``hold-<stage>`` annotation) starts no run, whatever its
+  policy, until the hold is released; a run already going is not interrupted, and
+  the soak goes on while held;
 - a run's name is derived from the path, the stage and the freight, so
   creating it again after a crash finds it already there.
 """
@@ -28,6 +31,7 @@ import copy
 import datetime
 import enum
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -43,6 +47,9 @@ STAGE_LABEL = f"{ANNOTATION_PREFIX}/stage"
 FREIGHT_LABEL = f"{ANNOTATION_PREFIX}/freight"
 #: A person's promotion of a manual stage: ``promote-<stage>: <freight ID>``.
 PROMOTE_PREFIX = f"{ANNOTATION_PREFIX}/promote-"
+#: A person's hold on a stage: ``hold-<stage>: {"by": ..., "reason": ..., "at": ...}``
+#: (JSON; any other text is read as the reason).
+HOLD_PREFIX = f"{ANNOTATION_PREFIX}/hold-"
 #: Runs kept in ``status.history``.
 PATH_HISTORY_LENGTH = 20
 #: Phases of a ModelPromotion that end its run (``core/run.py``'s FINISHED).
@@ -58,6 +65,7 @@ class StagePhase(enum.StrEnum):
     SOAKING = "Soaking"  # the freight waits for the previous stage to soak
     WAITING = "WaitingForPromotion"  # manual: soaked, waits for a person
     BLOCKED = "Blocked"  # the previous stage does not carry the freight that passed it
+    HELD = "Held"  # a person holds the stage: no run starts until released
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
@@ -114,6 +122,25 @@ class Observed:
     healthy: bool  # ready (Available, or Ready for Core v2) at this generation
     images: tuple[str, ...] = ()
     model_uris: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A person's hold on a stage: who (as they wrote it), why, and since when."""
+
+    by: str = ""
+    reason: str = ""
+    at: datetime.datetime | None = None
+
+    @property
+    def described(self) -> str:
+        """``held by alice since 2026-01-01T12:00:00Z: incident INC-42``."""
+        text = "held"
+        if self.by:
+            text += f" by {self.by}"
+        if self.at is not None:
+            text += f" since {_stamp(self.at)}"
+        return f"{text}: {self.reason}" if self.reason else text
 
 
 @dataclass(frozen=True)
@@ -183,6 +210,7 @@ class Start:
     freight: Freight
     name: str
     source: DeploymentRef
+    soak_until: datetime.datetime | None = None  # when the freight's soak ended
 
 
 @dataclass(frozen=True)
@@ -306,8 +334,11 @@ def decide(
     runs: Sequence[StageRun],
     promotions: Mapping[str, str],
     now: datetime.datetime,
+    holds: Mapping[str, Hold] | None = None,
 ) -> Decision:
-    """One pass over the path ``name`` (see the module docstring)."""
+    """One pass over the path ``name`` (see the module docstring); ``promotions`` and
+    ``holds`` are the people's requests by stage name."""
+    holds = holds or {}
     freight = _with_new_freight(recorded.freight, source, spec.freight_history, now)
     by_id = {item.id: item for item in (*freight, *recorded.freight)}
     newest = freight[0] if freight else None
@@ -326,10 +357,14 @@ def decide(
         previous = recorded.stages.get(stage.name)
         carried = _carried(stage, own, target, by_id)
         status, start = _stage(name, stage, upstream, latest, carried, previous, promotions, now)
+        hold = holds.get(stage.name)
+        if hold is not None:
+            status, start = _since(_held(name, status, start, latest, hold, now), previous), None
         if start is not None:
             starts.append(start)
-        if status.soak_until is not None:
-            waits.append(max((status.soak_until - now).total_seconds(), 0.0))
+        if status.soak_until is not None and status.soak_until > now:
+            # A soak that has ended (a stage waiting for a person, or held) wakes nothing.
+            waits.append((status.soak_until - now).total_seconds())
         stages.append(status)
         upstream = carried
         if start is not None:  # as the next pass will see it: this stage running
@@ -471,7 +506,7 @@ def _stage(
     soak_until = now + datetime.timedelta(seconds=stage.soak)
     if (
         previous is not None
-        and previous.phase in (StagePhase.SOAKING, StagePhase.WAITING)
+        and previous.phase in (StagePhase.SOAKING, StagePhase.WAITING, StagePhase.HELD)
         and previous.freight == waiting.id
         and previous.soak_until is not None
     ):
@@ -509,7 +544,35 @@ def _stage(
         reason="Running",
         message=f"run {name} promotes freight {waiting.id}",
     )
-    return _since(started, previous), Start(stage, waiting, name, upstream.ref)
+    return _since(started, previous), Start(stage, waiting, name, upstream.ref, soak_until)
+
+
+def _held(
+    path: str,
+    status: StageStatus,
+    start: Start | None,
+    latest: StageRun | None,
+    hold: Hold,
+    now: datetime.datetime,
+) -> StageStatus:
+    """``status`` of a held stage: a running run goes on (the message says no new one
+    will start); otherwise the stage is ``Held``, and a run it would start now waits."""
+    if status.phase is StagePhase.RUNNING and start is None:
+        return replace(status, message=f"{status.message}; {hold.described}; no new run starts")
+    release = f"release with: kubectl promotion path release {path} {status.name}"
+    shown = f"{hold.described}; {status.message}" if status.message else hold.described
+    held = replace(status, phase=StagePhase.HELD, since=now, reason="Held")
+    if start is None:
+        return replace(held, message=f"{shown}; {release}")
+    # It would start now: the run it showed stays, and the ended soak is kept, so a
+    # release starts the freight at once.
+    return replace(
+        held,
+        run=latest.name if latest is not None else "",
+        soak_until=start.soak_until,
+        message=f"{hold.described}; freight {start.freight.id} is ready and waits for "
+        f"the release; {release}",
+    )
 
 
 def _since(status: StageStatus, previous: StageStatus | None) -> StageStatus:
@@ -684,6 +747,29 @@ def promotions_from(annotations: Mapping[str, str]) -> dict[str, str]:
         for key, value in annotations.items()
         if key.startswith(PROMOTE_PREFIX)
     }
+
+
+def holds_from(annotations: Mapping[str, str]) -> dict[str, Hold]:
+    """The holds people put on stages: stage name -> hold. The value is JSON with
+    ``by``, ``reason`` and ``at`` (what ``kubectl promotion path hold`` writes); any
+    other text (``kubectl annotate ... hold-production="INC-42"``) is the reason."""
+    holds: dict[str, Hold] = {}
+    for key, value in annotations.items():
+        if not key.startswith(HOLD_PREFIX):
+            continue
+        try:
+            parsed = json.loads(value)
+        except (TypeError, ValueError):
+            parsed = None
+        if isinstance(parsed, Mapping):
+            holds[key[len(HOLD_PREFIX) :]] = Hold(
+                str(parsed.get("by") or ""),
+                str(parsed.get("reason") or ""),
+                _time(parsed.get("at")),
+            )
+        else:
+            holds[key[len(HOLD_PREFIX) :]] = Hold(reason=str(value).strip())
+    return holds
 
 
 def run_body(path: Mapping[str, Any], start: Start, *, api_version: str) -> dict[str, Any]:

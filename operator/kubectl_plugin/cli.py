@@ -9,27 +9,43 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Callable, Sequence
-from typing import NoReturn
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn, Protocol
 
 from promotion_operator.kubectl_plugin import operations, render
 from promotion_operator.kubectl_plugin.kube import (
     Impersonation,
     Kube,
     ObjectChanged,
+    OfKind,
     PluginError,
     load,
 )
 from promotion_operator.kubectl_plugin.operations import CONFLICT_ATTEMPTS, new_retry_token
-from promotion_operator.kubectl_plugin.paths import PATH_PLURAL, decide_promote, render_path
+from promotion_operator.kubectl_plugin.paths import (
+    PATH_PLURAL,
+    FreightFollowed,
+    PathDecision,
+    decide_hold,
+    decide_promote,
+    decide_release,
+    hold_value,
+    render_path,
+)
+from promotion_operator.kubectl_plugin.policies import (
+    POLICY_PLURAL,
+    decide_freeze,
+    decide_unfreeze,
+)
 from promotion_operator.kubectl_plugin.resource import (
     GROUP,
+    KINDS,
     Decision,
     ExitCode,
     Promotion,
     RetryWait,
 )
-from promotion_operator.kubectl_plugin.watching import Watcher
+from promotion_operator.kubectl_plugin.watching import RunFollowed, Watcher
 
 PROG = "kubectl promotion"
 __all__ = ["CONFLICT_ATTEMPTS", "main", "new_retry_token"]
@@ -39,14 +55,17 @@ _OBJECT = f"modelpromotion.{GROUP}"
 
 EXIT_CODES = """\
 exit codes:
-  0  done (watch: the run Succeeded, a dry run too), or nothing needed doing
-  1  watch: the run Failed
-  2  watch: the run was RolledBack
+  0  done (watch: the run Succeeded, a dry run too; path watch: the newest freight
+     reached the last stage), or nothing needed doing
+  1  watch: the run Failed (path watch: a stage's run, with the newest freight)
+  2  watch: the run was RolledBack (path watch: likewise)
   3  watch: the run was Aborted (also when an abort rolled it back)
-  4  watch: timed out before the run ended
-  5  no such ModelPromotion, or a usage error
+  4  watch: timed out before the run ended (path watch: before the freight arrived)
+  5  no such ModelPromotion (or PromotionPath, or stage of it), or a usage error
   6  refused (by the API server, e.g. Forbidden or an admission policy, or because
-     the run cannot take the request now), or the API server could not be reached
+     the run or the stage cannot take the request now), or the API server could not
+     be reached
+  7  path watch: a stage is Blocked, and no stage before it may still move
 """
 
 
@@ -145,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description=(
-            "List, inspect, watch and steer ModelPromotions (deploy.mlops.dev) with your "
+            "List, inspect, watch and steer ModelPromotions (deploy.mlops.dev), the "
+            "PromotionPaths they move through, and the PromotionPolicies' freezes, with your "
             "kubeconfig: the Kubernetes API only, never Seldon Deploy."
         ),
         epilog=EXIT_CODES,
@@ -223,25 +243,95 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("name")
     sub.add_argument("-o", "--output", choices=["json", "yaml", "wide"], help="output format")
 
+    _path_commands(command("path", PATH_HELP, _usage_of_path))
+
     sub = command(
-        "path",
-        "a PromotionPath: view its stages side by side with their freight (path get NAME), "
-        "or promote a manual stage (path promote NAME STAGE)",
-        cmd_path,
+        "freeze",
+        "freeze a PromotionPolicy's target namespaces (spec.freeze): runs into them that "
+        "have not written wait, and the API server refuses new ones and approvals",
+        cmd_freeze,
     )
-    sub.add_argument("action", choices=["get", "promote"])
-    sub.add_argument("name")
-    sub.add_argument("stage", nargs="?", help="promote: the stage")
+    sub.add_argument("name", metavar="POLICY", help="the PromotionPolicy (kubectl get mpp)")
+    sub.add_argument(
+        "--reason", default="", help="why (required by the policy's schema; in every refusal)"
+    )
+    sub = command("unfreeze", "lift a PromotionPolicy's freeze", cmd_unfreeze)
+    sub.add_argument("name", metavar="POLICY", help="the PromotionPolicy")
     return parser
 
 
-def _timeout_option(sub: argparse.ArgumentParser) -> None:
+PATH_HELP = (
+    "a PromotionPath: view its stages side by side with their freight (path get NAME), "
+    "follow them (path watch NAME), promote a manual stage (path promote NAME STAGE), "
+    "hold a stage or release it (path hold|release NAME STAGE)"
+)
+
+
+def _path_commands(path: argparse.ArgumentParser) -> None:
+    """``path get|promote|hold|release|watch``, each with its own help."""
+    actions = path.add_subparsers(dest="action", metavar="ACTION", required=True)
+    common = _common()
+
+    def action(
+        name: str, help_text: str, run: Callable[[Session], ExitCode]
+    ) -> argparse.ArgumentParser:
+        sub = actions.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            parents=[common],
+            epilog=EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.set_defaults(run=run)
+        sub.add_argument("name", help="the PromotionPath")
+        return sub
+
+    action("get", "show the path's stages side by side with their freight", cmd_path_get)
+    sub = action(
+        "promote",
+        "start the freight waiting at a manual stage (exit 6: the stage is automatic or "
+        "nothing waits there)",
+        cmd_path_promote,
+    )
+    sub.add_argument("stage")
+    sub = action(
+        "hold",
+        "hold a stage: no new run starts there (a running one goes on), whatever its "
+        "policy, until it is released; the path shows who holds it and why",
+        cmd_path_hold,
+    )
+    sub.add_argument("stage")
+    sub.add_argument("--reason", default="", help="why, for the path's status (e.g. INC-42)")
+    sub = action(
+        "release",
+        "release a held stage: it starts what waits there as it would have",
+        cmd_path_release,
+    )
+    sub.add_argument("stage")
+    sub = action(
+        "watch",
+        "print the stages side by side with their freight at each change, until the "
+        "newest freight has reached the last stage (0), a stage failed with it (1, 2, 3 "
+        "as for watch) or a stage is Blocked with nothing before it moving (7)",
+        cmd_path_watch,
+    )
+    _timeout_option(sub, "for the newest freight to reach the last stage")
+
+
+def _usage_of_path(session: Session) -> ExitCode:
+    # Never run: argparse requires an action, whose own ``run`` replaces this one.
+    _err("error: path needs an action: get, watch, promote, hold or release")
+    return ExitCode.NOT_FOUND
+
+
+def _timeout_option(sub: argparse.ArgumentParser, what: str = "for the run to end") -> None:
     sub.add_argument(
         "--timeout",
         type=parse_duration,
         default=parse_duration(DEFAULT_WATCH_TIMEOUT),
         metavar="DURATION",
-        help=f"how long to wait for the run to end (default {DEFAULT_WATCH_TIMEOUT})",
+        help=f"how long to wait {what} (default {DEFAULT_WATCH_TIMEOUT})",
     )
 
 
@@ -346,7 +436,7 @@ def _watch(session: Session, name: str, waiting_for: RetryWait | None) -> ExitCo
         session.namespace,
         name,
         session.args.timeout,
-        waiting_for=waiting_for,
+        follow=RunFollowed(waiting_for),
         out=_out,
         note=_err,
     ).run()
@@ -422,32 +512,48 @@ def _quiet_libraries() -> None:
         logging.getLogger(logger).setLevel(logging.CRITICAL)
 
 
-def cmd_path(session: Session) -> ExitCode:
-    args = session.args
-    name = args.name
-    shown = f"promotionpath.{GROUP}/{name}"
-    if args.action == "get":
-        body = session.kube.get(session.namespace, name, plural=PATH_PLURAL)
-        _out(render_path(body, _now()))
-        return ExitCode.SUCCEEDED
-    if not args.stage:
-        _err("error: path promote needs the stage: path promote NAME STAGE")
-        return ExitCode.NOT_FOUND
+def cmd_path_get(session: Session) -> ExitCode:
+    body = session.kube.get(session.namespace, session.args.name, plural=PATH_PLURAL)
+    _out(render_path(body, _now()))
+    return ExitCode.SUCCEEDED
+
+
+class _Written(Protocol):
+    """A decision to write a merge patch (None: nothing), with its message and exit code."""
+
+    @property
+    def patch(self) -> Mapping[str, Any] | None: ...
+
+    @property
+    def message(self) -> str: ...
+
+    @property
+    def exit_code(self) -> ExitCode: ...
+
+
+def guarded_write(
+    session: Session, plural: str, decide: Callable[[dict[str, Any]], _Written]
+) -> ExitCode:
+    """A change of a path or a policy, written as every request is: read the object,
+    decide, merge-patch with the ``resourceVersion`` read, and on a conflict read and
+    decide again."""
+    name = session.args.name
+    shown = f"{KINDS.get(plural, plural).lower()}.{GROUP}/{name}"
     for _ in range(CONFLICT_ATTEMPTS):
-        body = session.kube.get(session.namespace, name, plural=PATH_PLURAL)
-        decision = decide_promote(body, args.stage)
-        if decision.annotations is None:
+        body = session.kube.get(session.namespace, name, plural=plural)
+        decision = decide(body)
+        if decision.patch is None:
             break
         try:
-            session.kube.annotate(
+            session.kube.patch(
                 session.namespace,
                 name,
                 str(body["metadata"]["resourceVersion"]),
-                decision.annotations,
-                plural=PATH_PLURAL,
+                decision.patch,
+                plural=plural,
             )
         except ObjectChanged:
-            session.verbose("the path changed since it was read; reading it again")
+            session.verbose(f"{shown} changed since it was read; reading it again")
             continue
         break
     else:
@@ -458,6 +564,48 @@ def cmd_path(session: Session) -> ExitCode:
     else:
         _out(f"{shown}: {decision.message}")
     return decision.exit_code
+
+
+def path_request(session: Session, decide: Callable[[dict[str, Any]], PathDecision]) -> ExitCode:
+    """A request on a path's stage (:func:`guarded_write` of its annotation)."""
+    return guarded_write(session, PATH_PLURAL, decide)
+
+
+def cmd_path_promote(session: Session) -> ExitCode:
+    stage = session.args.stage
+    return path_request(session, lambda body: decide_promote(body, stage))
+
+
+def cmd_path_hold(session: Session) -> ExitCode:
+    stage = session.args.stage
+    value = hold_value(session.kube.username(), session.args.reason, _now())
+    return path_request(session, lambda body: decide_hold(body, stage, value))
+
+
+def cmd_path_release(session: Session) -> ExitCode:
+    stage = session.args.stage
+    return path_request(session, lambda body: decide_release(body, stage))
+
+
+def cmd_freeze(session: Session) -> ExitCode:
+    reason = session.args.reason
+    return guarded_write(session, POLICY_PLURAL, lambda body: decide_freeze(body, reason))
+
+
+def cmd_unfreeze(session: Session) -> ExitCode:
+    return guarded_write(session, POLICY_PLURAL, decide_unfreeze)
+
+
+def cmd_path_watch(session: Session) -> ExitCode:
+    return Watcher(
+        OfKind(session.kube, PATH_PLURAL),
+        session.namespace,
+        session.args.name,
+        session.args.timeout,
+        follow=FreightFollowed(),
+        out=_out,
+        note=_err,
+    ).run()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,8 +21,8 @@ from kubernetes.watch.watch import iter_resp_lines
 
 from promotion_operator.kubectl_plugin.resource import (
     GROUP,
+    KINDS,
     PLURAL,
-    RESOURCE,
     VERSION,
     ExitCode,
 )
@@ -142,7 +142,7 @@ def _status(error: ApiException) -> Mapping[str, Any]:
     return parsed if isinstance(parsed, Mapping) else {}
 
 
-def api_error(error: ApiException, name: str | None = None) -> PluginError:
+def api_error(error: ApiException, name: str | None = None, plural: str = PLURAL) -> PluginError:
     """One line as kubectl writes it: ``Error from server (Reason): message``."""
     status = _status(error)
     reason = str(status.get("reason") or error.reason or "Unknown")
@@ -152,7 +152,8 @@ def api_error(error: ApiException, name: str | None = None) -> PluginError:
         details = status.get("details")
         if name is not None and not (isinstance(details, Mapping) and details.get("name")):
             # The resource type itself is unknown, not the object.
-            message += f" ({RESOURCE} is not served: is the ModelPromotion CRD installed?)"
+            kind = KINDS.get(plural, plural)
+            message += f" ({plural}.{GROUP} is not served: is the {kind} CRD installed?)"
         return PluginError(f"Error from server (NotFound): {message}", ExitCode.NOT_FOUND)
     return PluginError(f"Error from server ({reason}): {message}")
 
@@ -194,7 +195,7 @@ class Kube:
                 _request_timeout=self._timeout,
             )  # fmt: skip
         except ApiException as error:
-            raise api_error(error, name) from None
+            raise api_error(error, name, plural) from None
         except (urllib3.exceptions.HTTPError, OSError) as error:
             self._unreachable(error)
         return cast(dict[str, Any], body)
@@ -228,9 +229,27 @@ class Kube:
     ) -> dict[str, Any]:
         """A JSON merge patch of ``annotations`` (None removes one), only if the object
         is still at ``resource_version``; :class:`ObjectChanged` if it is not."""
-        patch = {
-            "metadata": {"resourceVersion": resource_version, "annotations": dict(annotations)}
-        }
+        return self.patch(
+            namespace,
+            name,
+            resource_version,
+            {"metadata": {"annotations": dict(annotations)}},
+            plural=plural,
+        )
+
+    def patch(
+        self,
+        namespace: str,
+        name: str,
+        resource_version: str,
+        patch: Mapping[str, Any],
+        *,
+        plural: str = PLURAL,
+    ) -> dict[str, Any]:
+        """The JSON merge patch ``patch`` (None removes a field), only if the object is
+        still at ``resource_version``; :class:`ObjectChanged` if it is not."""
+        metadata = {**dict(patch.get("metadata") or {}), "resourceVersion": resource_version}
+        patch = {**patch, "metadata": metadata}
         try:
             body = self._custom.patch_namespaced_custom_object(
                 GROUP, VERSION, namespace, plural, name, patch,
@@ -241,7 +260,7 @@ class Kube:
         except ApiException as error:
             if error.status == 409:
                 raise ObjectChanged() from None
-            raise api_error(error, name) from None
+            raise api_error(error, name, plural) from None
         except (urllib3.exceptions.HTTPError, OSError) as error:
             self._unreachable(error)
         return cast(dict[str, Any], body)
@@ -273,7 +292,13 @@ class Kube:
         return username
 
     def watch(
-        self, namespace: str, name: str, resource_version: str, timeout_seconds: int
+        self,
+        namespace: str,
+        name: str,
+        resource_version: str,
+        timeout_seconds: int,
+        *,
+        plural: str = PLURAL,
     ) -> Iterator[dict[str, Any]]:
         """Events of the one object after ``resource_version``, for at most
         ``timeout_seconds`` (then the server ends the stream and the caller resumes).
@@ -282,7 +307,12 @@ class Kube:
         when the connection fails, :class:`PluginError` when the server refuses.
         """
         return self.watch_list(
-            namespace, resource_version, timeout_seconds, f"metadata.name={name}", name
+            namespace,
+            resource_version,
+            timeout_seconds,
+            f"metadata.name={name}",
+            name,
+            plural=plural,
         )
 
     def watch_list(
@@ -292,6 +322,8 @@ class Kube:
         timeout_seconds: int,
         field_selector: str | None = None,
         name: str | None = "",
+        *,
+        plural: str = PLURAL,
     ) -> Iterator[dict[str, Any]]:
         """Events of the ModelPromotions of ``namespace`` (every namespace: None) after
         ``resource_version``, as :meth:`watch`."""
@@ -307,10 +339,10 @@ class Kube:
             options["field_selector"] = field_selector
         try:
             response: Any = (
-                self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **options)
+                self._custom.list_cluster_custom_object(GROUP, VERSION, plural, **options)
                 if namespace is None
                 else self._custom.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, **options
+                    GROUP, VERSION, namespace, plural, **options
                 )
             )
         except ApiException as error:
@@ -362,3 +394,22 @@ class Kube:
             return []
         items = listed.get("items") if isinstance(listed, dict) else None
         return [item for item in items or () if isinstance(item, dict)]
+
+
+@dataclass(frozen=True)
+class OfKind:
+    """Get and watch objects of one kind (its ``plural``) through ``kube``: what a
+    watch of a PromotionPath needs (:class:`~.watching.Api`)."""
+
+    kube: Kube
+    plural: str
+
+    def get(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.kube.get(namespace, name, plural=self.plural)
+
+    def watch(
+        self, namespace: str, name: str, resource_version: str, timeout_seconds: int
+    ) -> Iterator[dict[str, Any]]:
+        return self.kube.watch(
+            namespace, name, resource_version, timeout_seconds, plural=self.plural
+        )

@@ -21,7 +21,12 @@ GROUP = "deploy.mlops.dev"
 VERSION = "v1alpha1"
 PLURAL = "modelpromotions"
 KIND = "ModelPromotion"
-RESOURCE = f"{PLURAL}.{GROUP}"
+#: The kinds the plugin reads, by plural (for messages).
+KINDS = {
+    PLURAL: KIND,
+    "promotionpaths": "PromotionPath",
+    "promotionpolicies": "PromotionPolicy",
+}
 
 # The requests, as annotations (the operator's promotion_operator.core.requests).
 APPROVE_ANNOTATION = f"{GROUP}/approve"  # the approver's own user name
@@ -47,6 +52,7 @@ class ExitCode(enum.IntEnum):
     TIMED_OUT = 4
     NOT_FOUND = 5  # no such ModelPromotion, or a usage error
     ERROR = 6  # refused (by the API server or by the run's state), or the API unreachable
+    BLOCKED = 7  # path watch: a stage is Blocked, and nothing before it moves
 
 
 OK = ExitCode.SUCCEEDED

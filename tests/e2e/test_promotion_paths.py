@@ -1,6 +1,8 @@
 """PromotionPaths on the real stack: freight moves dev -> staging -> production, soaks,
 stops at a failure, waits for a person at a manual stage, is superseded by a newer
-freight while it waits, and the path's runs go with it through the garbage collector."""
+freight while it waits, and the path's runs go with it through the garbage collector.
+Operated with ``kubectl promotion path``: a held stage does not start after its soak and
+starts once released, and ``path watch`` exits 0 when the freight reaches the end."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,12 +69,12 @@ def publish(seldon: Simulator, image: str, generation: int) -> None:
 
 
 def plugin(
-    control_plane: ControlPlane, namespace: str, *args: str
+    control_plane: ControlPlane, namespace: str, *args: str, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-P", "-m", "promotion_operator.kubectl_plugin", *args,
          "-n", namespace, "--kubeconfig", str(control_plane.kubeconfig)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True, text=True, timeout=timeout, check=False,
     )  # fmt: skip
 
 
@@ -254,3 +257,61 @@ def test_sigkills_mid_path_promote_nothing_twice(
     for namespace, method in (("dev", "POST"), ("staging", "PUT"), ("production", "POST")):
         done = [w for w in writes(source, namespace) if not w[1].endswith("/validate")]
         assert [m for m, _ in done] == [method], (namespace, done)  # one write per target
+
+
+def message_of(body: dict[str, Any], stage_name: str) -> str:
+    stages = (body.get("status") or {}).get("stages") or []
+    return str(next((s.get("message") for s in stages if s["name"] == stage_name), "") or "")
+
+
+def test_a_held_auto_stage_does_not_start_after_its_soak_and_starts_once_released(
+    paths: Paths, source: Simulator, operator_factory: StartOperator, control_plane: ControlPlane
+) -> None:
+    operator_factory()
+    paths.apply("iris", stage("dev"), stage("staging", soak="5s"))
+    held = plugin(
+        control_plane, paths.namespace, "path", "hold", "iris", "staging", "--reason", "INC-42"
+    )
+    assert held.returncode == 0, held.stderr
+    body = paths.wait_for(
+        "iris",
+        lambda b: (
+            stage_is("dev", phase="Succeeded")(b)
+            and stage_is("staging", phase="Held")(b)
+            and "is ready and waits for the release" in message_of(b, "staging")
+        ),
+        "staging held after its soak",
+    )
+    freight = newest_freight(body)
+    message = message_of(body, "staging")
+    assert message.startswith("held by ") and "INC-42" in message
+    time.sleep(3)  # several polls past the soak: staging must still not start
+    stages = [r["metadata"]["labels"]["deploy.mlops.dev/stage"] for r in paths.runs("iris")]
+    assert stages == ["dev"]
+    shown = plugin(control_plane, paths.namespace, "path", "get", "iris")
+    assert "Held" in shown.stdout and "INC-42" in shown.stdout, shown
+    released_at = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    released = plugin(control_plane, paths.namespace, "path", "release", "iris", "staging")
+    assert released.returncode == 0, released.stderr
+    body = paths.wait_for(
+        "iris", stage_is("staging", phase="Succeeded", promoted=freight), "staging promoted"
+    )
+    assert moment(history(body, "staging", freight)["startedAt"]) >= released_at
+
+
+def test_path_watch_exits_0_when_the_freight_reaches_the_last_stage(
+    paths: Paths, source: Simulator, operator_factory: StartOperator, control_plane: ControlPlane
+) -> None:
+    operator_factory()
+    # A 10 s soak: the watch (a new Python process) starts well before the freight
+    # reaches staging, and so sees it soak there.
+    paths.apply("iris", stage("dev"), stage("staging", soak="10s"))
+    watched = plugin(
+        control_plane, paths.namespace, "path", "watch", "iris", "--timeout", "120s", timeout=150
+    )
+    assert watched.returncode == 0, (watched.stdout, watched.stderr)
+    freight = newest_freight(paths.get("iris"))
+    lines = watched.stdout.splitlines()
+    assert lines[-1] == f"{paths.namespace}/iris: freight {freight} reached stage staging"
+    assert any("staging: Soaking" in line for line in lines), lines
+    assert any(f"staging: Succeeded {freight}" in line for line in lines), lines

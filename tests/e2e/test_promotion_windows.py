@@ -3,7 +3,8 @@ namespace holds a run's first write (the operator as its own process), and the A
 server refuses approvals and new ModelPromotions into a frozen namespace (the
 ValidatingAdmissionPolicies of ``manifests/policies/``, with the PromotionPolicy as
 their parameter). A break-glass by a member of the policy's group is let through and
-recorded.
+recorded. ``kubectl promotion freeze`` and ``unfreeze`` write the freeze admission
+applies.
 
 The window's clock is its cron schedule: a deny window that started at the current
 minute and ends 20 s from now. Nothing in the operator is faked.
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -324,3 +327,44 @@ def test_a_bad_promotion_policy_is_refused_naming_the_field(
 
     assert refused.returncode != 0, refused.stdout
     assert named in one_line(refused.stderr), refused.stderr
+
+
+def plugin(control_plane: ControlPlane, namespace: str, *args: str) -> Any:
+    """``kubectl promotion ARGS -n NAMESPACE`` as the cluster's admin."""
+    return subprocess.run(
+        [sys.executable, "-P", "-m", "promotion_operator.kubectl_plugin", *args,
+         "-n", namespace, "--kubeconfig", str(control_plane.kubeconfig)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_a_freeze_by_the_plugin_is_applied_at_admission_and_unfreeze_lifts_it(
+    control_plane: ControlPlane, namespace: str, people: dict[str, User]
+) -> None:
+    apply_policy(
+        control_plane,
+        namespace,
+        {"targetNamespaces": ["production"], "breakGlass": {"groups": ["incident-commanders"]}},
+    )
+    missing = plugin(control_plane, namespace, "freeze", "no-such-policy", "--reason", "x")
+    assert missing.returncode == 5 and "not found" in missing.stderr, missing
+    no_reason = plugin(control_plane, namespace, "freeze", "production-rules")
+    assert no_reason.returncode == 6, no_reason
+    assert "spec.freeze.reason is required" in one_line(no_reason.stderr)
+
+    frozen = plugin(control_plane, namespace, "freeze", "production-rules", "--reason", REASON)
+    assert frozen.returncode == 0, frozen.stderr
+    paula = people["paula"]
+    wait_until_frozen(paula, namespace)
+    refused = create_as(paula, namespace, "iris", OPERATED)
+    assert refused.returncode != 0
+    assert f"frozen by PromotionPolicy {namespace}/production-rules: {REASON}" in one_line(
+        refused.stderr
+    )
+
+    lifted = plugin(control_plane, namespace, "unfreeze", "production-rules")
+    assert lifted.returncode == 0, lifted.stderr
+    deadline = time.monotonic() + 30
+    while (tried := create_as(paula, namespace, "iris", OPERATED)).returncode != 0:
+        assert time.monotonic() < deadline, f"still refused after unfreeze: {tried.stderr}"
+        time.sleep(0.5)

@@ -21,6 +21,9 @@ as it happens:
 3. the registry examples (``spec.source.registry``): a real MLflow server (started
    only for them) gets the registered model with a version behind the alias, and the
    run writes that version's URI into ``production/iris``.
+4. the PromotionPath of ``examples/paths/`` with short soaks (``demo_path.py``): a new
+   version of ``build/iris`` through dev, staging and production, promoted at the
+   manual production stage with ``kubectl promotion path promote``.
 
 Ends with ``kubectl get mp`` and the GitOps commits. Exit code 0 when every
 example ended Ready.
@@ -36,6 +39,7 @@ from typing import Any
 
 import yaml
 
+from tests.harness.demo_path import run_path_round
 from tests.harness.keycloak import DATA_SCIENTIST
 from tests.harness.mlflow import MlflowServer, start_mlflow
 from tests.harness.operator_process import install_crds, password_credentials, start_operator
@@ -291,6 +295,9 @@ def run_demo() -> int:
             _prepare_registry(mlflow, registry)
             _apply(stack, registry)
             finished = printer.follow(stack, _names(registry))
+        if finished:
+            print("\n== a PromotionPath: dev, staging, production (examples/paths/, short soaks)")
+            finished = run_path_round(stack, NAMESPACE, printer.started)
 
         print()
         print(stack.control_plane.kubectl("get", "mp", "-n", NAMESPACE).stdout)
@@ -300,7 +307,7 @@ def run_demo() -> int:
                 f"{commit['name']} by {commit['author']}: {commit['message']}"
             )
         items = _promotions(stack)
-        expected = _names(plain) | _names(canaries) | _names(registry)
+        expected = _names(plain) | _names(canaries) | _names(registry)  # and the path's runs
         ok = (
             finished
             and {i["metadata"]["name"] for i in items} >= expected

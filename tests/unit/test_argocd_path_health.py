@@ -47,6 +47,8 @@ def stages(*phases: str) -> dict[str, Any]:
         (("Succeeded", "Running", "Idle"), "Progressing"),
         (("Succeeded", "Soaking", "Idle"), "Progressing"),
         (("Succeeded", "Succeeded", "WaitingForPromotion"), "Suspended"),
+        (("Succeeded", "Held", "Idle"), "Suspended"),
+        (("Succeeded", "Held", "Failed"), "Degraded"),
         (("Succeeded", "Failed", "Succeeded"), "Degraded"),
         (("Succeeded", "Running", "Blocked"), "Degraded"),
     ],

@@ -10,6 +10,7 @@ import pytest
 from promotion_operator.core.paths import (
     Decision,
     Freight,
+    Hold,
     Observed,
     PathSpecError,
     Recorded,
@@ -17,6 +18,7 @@ from promotion_operator.core.paths import (
     StageRun,
     decide,
     freight_id,
+    holds_from,
     observe,
     parse_path_spec,
     promotions_from,
@@ -291,3 +293,94 @@ def test_a_source_that_is_available_at_its_generation_is_healthy() -> None:
 def test_promotions_are_read_from_the_annotations() -> None:
     annotations = {"deploy.mlops.dev/promote-production": "3-abc", "other": "x"}
     assert promotions_from(annotations) == {"production": "3-abc"}
+
+
+# -- holds -------------------------------------------------------------------------------------
+
+HOLD = Hold("alice", "INC-42", at(-60))
+
+
+def test_a_held_auto_stage_does_not_start_after_its_soak_and_says_who_holds_it() -> None:
+    runs = [run("dev", F3, "Succeeded", applied=7)]
+    targets = [healthy(7), None, None]
+    holds = {"staging": HOLD}
+    first = decide("p", THREE, Recorded(), SOURCE, targets, runs, {}, at(0), holds)
+    held = decide("p", THREE, again(first), SOURCE, targets, runs, {}, at(60), holds)
+    assert held.starts == ()
+    staging = held.stages[1]
+    assert (staging.phase, staging.reason, staging.freight) == (StagePhase.HELD, "Held", F3)
+    assert staging.message.startswith("held by alice since 2026-01-01T11:59:00Z: INC-42; ")
+    assert "kubectl promotion path release p staging" in staging.message
+
+
+def test_a_released_stage_starts_at_once_without_soaking_again() -> None:
+    runs = [run("dev", F3, "Succeeded", applied=7)]
+    targets = [healthy(7), None, None]
+    first = decide("p", THREE, Recorded(), SOURCE, targets, runs, {}, at(0), {"staging": HOLD})
+    held = decide("p", THREE, again(first), SOURCE, targets, runs, {}, at(60), {"staging": HOLD})
+    released = decide("p", THREE, again(held), SOURCE, targets, runs, {}, at(61))
+    assert [(s.stage.name, s.freight.id) for s in released.starts] == [("staging", F3)]
+
+
+def test_the_soak_goes_on_while_a_stage_is_held() -> None:
+    runs = [run("dev", F3, "Succeeded", applied=7)]
+    targets = [healthy(7), None, None]
+    first = decide("p", THREE, Recorded(), SOURCE, targets, runs, {}, at(0))
+    held = decide("p", THREE, again(first), SOURCE, targets, runs, {}, at(4), {"staging": HOLD})
+    assert held.stages[1].phase is StagePhase.HELD
+    assert held.stages[1].soak_until == at(10)
+    released = decide("p", THREE, again(held), SOURCE, targets, runs, {}, at(10))
+    assert [s.stage.name for s in released.starts] == ["staging"]
+
+
+def test_a_held_manual_stage_does_not_start_even_when_promoted() -> None:
+    runs = [run("dev", F3, "Succeeded", applied=7), run("staging", F3, "Succeeded", applied=4)]
+    targets = [healthy(7), healthy(4), None]
+    asked = {"production": F3}
+    first = decide("p", THREE, Recorded(), SOURCE, targets, runs, asked, at(0))
+    held = decide(
+        "p", THREE, again(first), SOURCE, targets, runs, asked, at(60), {"production": HOLD}
+    )
+    assert held.starts == ()
+    assert held.stages[2].phase is StagePhase.HELD
+
+
+def test_a_hold_does_not_interrupt_a_running_stage() -> None:
+    runs = [run("dev", F3, "Promoting")]
+    decision = decide("p", THREE, Recorded(), SOURCE, [None] * 3, runs, {}, at(0), {"dev": HOLD})
+    assert decision.stages[0].phase is StagePhase.RUNNING
+    assert decision.stages[0].message.endswith(
+        "held by alice since 2026-01-01T11:59:00Z: INC-42; no new run starts"
+    )
+
+
+def test_a_held_stage_with_nothing_waiting_shows_the_hold() -> None:
+    decision = decide("p", THREE, Recorded(), None, [None] * 3, [], {}, at(0), {"dev": HOLD})
+    assert (decision.stages[0].phase, decision.stages[0].reason) == (StagePhase.HELD, "Held")
+    assert decision.starts == ()
+
+
+def test_a_stage_that_waits_for_a_person_is_looked_at_again_after_the_poll_interval() -> None:
+    runs = [run("dev", F3, "Succeeded", applied=7), run("staging", F3, "Succeeded", applied=4)]
+    targets = [healthy(7), healthy(4), None]
+    first = decide("p", THREE, Recorded(), SOURCE, targets, runs, {}, at(0))
+    waited = decide("p", THREE, again(first), SOURCE, targets, runs, {}, at(60))
+    assert waited.stages[2].phase is StagePhase.WAITING
+    assert waited.requeue_after == THREE.poll_interval  # its ended soak wakes nothing
+
+
+@pytest.mark.parametrize(
+    ("value", "hold"),
+    [
+        (
+            '{"by": "alice", "reason": "INC-42", "at": "2026-01-01T11:59:00Z"}',
+            Hold("alice", "INC-42", at(-60)),
+        ),
+        ("INC-42 ", Hold(reason="INC-42")),
+        ("", Hold()),
+        ("[1]", Hold(reason="[1]")),
+    ],
+)
+def test_holds_are_read_from_the_annotations(value: str, hold: Hold) -> None:
+    annotations = {"deploy.mlops.dev/hold-production": value, "other": "x"}
+    assert holds_from(annotations) == {"production": hold}

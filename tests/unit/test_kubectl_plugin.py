@@ -103,7 +103,7 @@ def test_exit_code_for_each_phase(phase: str, reason: str, code: ExitCode | None
 
 
 def test_exit_codes_are_the_documented_numbers() -> None:
-    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4, 5, 6]
+    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4, 5, 6, 7]
     for code in ExitCode:
         assert f"  {int(code)}  " in cli.EXIT_CODES
 

@@ -28,7 +28,7 @@ from promotion_operator.kubectl_plugin.resource import (
     decide_abort,
     decide_retry,
 )
-from promotion_operator.kubectl_plugin.watching import POLL_INTERVAL, Watcher
+from promotion_operator.kubectl_plugin.watching import POLL_INTERVAL, RunFollowed, Watcher
 
 NOW = datetime.datetime(2026, 3, 1, 12, 0, 0, tzinfo=datetime.UTC)
 
@@ -362,7 +362,7 @@ def test_retry_watch_waits_past_the_previous_runs_final_phase() -> None:
         modified(body("Succeeded", 13, retry=1, last_retry="t2")),
     ]
     api = FakeWatchApi(clock, previous, events)
-    code, out, _ = run_watch(api, clock, waiting_for=asked)
+    code, out, _ = run_watch(api, clock, follow=RunFollowed(asked))
     assert code == ExitCode.SUCCEEDED
     assert "[retry t2 requested, not started yet]" in out[0]
     assert out[-1] == "ml/iris: run 1.1 succeeded (Succeeded, Succeeded)"
@@ -372,6 +372,6 @@ def test_retry_watch_times_out_naming_the_retry_not_started() -> None:
     clock = Clock()
     asked = RetryWait("t2", (1, 0), finished_before=True)
     api = FakeWatchApi(clock, body("Failed", 10, last_retry="t1"))
-    code, out, _ = run_watch(api, clock, timeout=5, waiting_for=asked)
+    code, out, _ = run_watch(api, clock, timeout=5, follow=RunFollowed(asked))
     assert code == ExitCode.TIMED_OUT
     assert out[-1].endswith("run 1.0 is Failed; retry t2 has not started yet")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Mapping
 from typing import Any
+
+import pytest
 
 from promotion_operator.control.kube_api import ObjectChanged, ObjectRef
 from promotion_operator.control.metrics import Metrics
@@ -131,3 +134,18 @@ def test_a_created_run_is_counted_once_per_stage() -> None:
     registry = paths.runtime.metrics.registry
     labels = {"namespace": "ops", "path": "iris", "stage": "dev"}
     assert registry.get_sample_value("promotionpath_stage_runs_started_total", labels) == 1.0
+
+
+def test_a_hold_and_its_release_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    api = FakeApi()
+    paths = controller(api)
+    hold = {"deploy.mlops.dev/hold-dev": '{"by": "alice", "reason": "INC-42"}'}
+    held_path: dict[str, Any] = copy.deepcopy(PATH)
+    held_path["metadata"]["annotations"] = hold
+    with caplog.at_level(logging.INFO, logger="promotion_operator.control.path_controller"):
+        _, written = paths.process(held_path)
+        assert written is not None and api.promotions == {}  # held: dev did not start
+        paths.process({**PATH, "status": written["status"]})
+    said = [r.getMessage() for r in caplog.records]
+    assert said[0].startswith("[ops/iris] stage dev: held by alice: INC-42; ")
+    assert "[ops/iris] stage dev: no longer held" in said

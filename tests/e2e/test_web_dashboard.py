@@ -29,6 +29,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from tests.e2e.conftest import REPORTS, StartOperator
 from tests.e2e.test_canary import (
     TEN_THEN_FIFTY,
+    analysis,
     canary_spec,
     error_rate,
     operator_with_prometheus,
@@ -36,6 +37,7 @@ from tests.e2e.test_canary import (
     seed_model,
     set_weight,
 )
+from tests.e2e.test_shadow import SHADOW, latency
 from tests.harness.browser import PHONE, chromium, screenshot
 from tests.harness.controlplane import ControlPlane
 from tests.harness.dashboard import dashboard
@@ -157,6 +159,70 @@ def test_the_plot_has_a_point_per_measurement_and_the_band(
         assert browser.execute_script(
             "return document.documentElement.scrollWidth <= window.innerWidth + 1;"
         )
+
+
+def test_a_shadows_plot_draws_the_challenger_the_champion_and_the_score_against_its_band(
+    seldon: Simulator,
+    canary_operator: OperatorProcess,
+    promotions: Promotions,
+    control_plane: ControlPlane,
+    browser: webdriver.Chrome,
+) -> None:
+    model = seed_model(seldon)
+    ns = promotions.namespace
+    spec = canary_spec(model, (SHADOW, analysis("latency")), templates=[latency(count=3)])
+    with dashboard(control_plane.kubeconfig, ns) as served:
+        browser.get(f"{served.url}promotions/{ns}/iris")
+        browser.execute_script("window.notReloaded = true;")
+        promotions.apply("iris", spec)
+        # The page follows the shadow to its end by itself, its measurements with it.
+        wait(
+            browser,
+            lambda d: (
+                d.find_element(By.CSS_SELECTOR, ".overview").get_attribute("data-phase") in ENDED
+            ),
+            timeout=120,
+        )
+        assert browser.execute_script("return window.notReloaded === true;")
+        status = promotions.status("iris")
+        recorded = [
+            m
+            for m in (status.get("canary") or {}).get("measurements") or []
+            if m["template"] == "latency"
+        ]
+        assert status["phase"] == "Succeeded" and recorded, status
+        plot = wait(
+            browser,
+            lambda d: d.find_element(By.CSS_SELECTOR, 'svg.comparison[data-template="latency"]'),
+        )
+        legend = [e.text for e in plot.find_elements(By.CSS_SELECTOR, "g.legend text")]
+        assert legend == ["challenger", "champion"]
+        for series, key in (("challenger", "value"), ("champion", "champion")):
+            drawn = plot.find_elements(By.CSS_SELECTOR, f"g.sample.{series}")
+            assert len(drawn) == sum(1 for m in recorded if key in m), series
+        assert len(plot.find_elements(By.CSS_SELECTOR, "g.point")) == len(recorded)
+        passed = sum(1 for m in recorded if m["result"] == "Passed")
+        assert len(plot.find_elements(By.CSS_SELECTOR, "g.point.passed")) == passed > 0
+        assert plot.find_elements(By.CSS_SELECTOR, "rect.band")
+        assert plot.find_elements(By.CSS_SELECTOR, "line.bound.max")
+        # The table beside it: both values, the ratio and the verdict of each.
+        figure = browser.find_element(By.CSS_SELECTOR, 'figure[data-template="latency"]')
+        heads = [h.text for h in figure.find_elements(By.CSS_SELECTOR, "thead th")]
+        assert heads[:5] == ["At (UTC)", "Verdict", "Challenger", "Champion", "Ratio"]
+        rows = [
+            [td.text for td in row.find_elements(By.TAG_NAME, "td")][1:5]
+            for row in figure.find_elements(By.CSS_SELECTOR, "tbody tr")
+        ]
+        assert rows == [
+            [m["result"], *(_four(m.get(k)) for k in ("value", "champion", "score"))]
+            for m in recorded
+        ]
+        screenshot(browser, "promotion-shadow-comparison")
+
+
+def _four(value: float | None) -> str:
+    """A number as the page shows it: four significant digits."""
+    return "-" if value is None else f"{value:.4g}"
 
 
 # --- approval, as people -------------------------------------------------------------

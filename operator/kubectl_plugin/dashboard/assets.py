@@ -65,6 +65,12 @@ ol.steps li.current { font-weight: 600; background: #fff8c5; }
 figure.analysis { margin: 1rem 0; }
 figure.analysis figcaption { font-weight: 600; }
 svg.plot { width: 100%; max-width: 640px; height: auto; display: block; }
+.analysis-body { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
+.analysis-body svg.plot { flex: 1 1 420px; }
+.analysis-body .scroll { flex: 1 1 320px; min-width: 0; }
+table.measurements td { white-space: nowrap; }
+table.measurements td:last-child { white-space: normal; min-width: 12em; }
+table.measurements tr.failed td:nth-child(2) { color: #a40e26; font-weight: 600; }
 @media (max-width: 600px) {
   main { padding: 0.5rem; }
   dl { grid-template-columns: 1fr; }

@@ -18,7 +18,11 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from promotion_operator.kubectl_plugin.dashboard import csrf
-from promotion_operator.kubectl_plugin.dashboard.plot import by_template, plot
+from promotion_operator.kubectl_plugin.dashboard.comparison_plot import (
+    comparison_plot,
+    is_comparison,
+)
+from promotion_operator.kubectl_plugin.dashboard.plot import band_of, by_template, fmt, number, plot
 from promotion_operator.kubectl_plugin.render import age, history_run, human_duration
 from promotion_operator.kubectl_plugin.resource import Promotion, parse_time
 
@@ -343,29 +347,107 @@ def _steps(p: Promotion) -> str:
     )
 
 
+def statistic(compare: Mapping[str, Any]) -> str:
+    """What a comparison's score is, in words (``spec.analysis.templates[].compare``)."""
+    if "ratio" in compare:
+        return "ratio"
+    if "difference" in compare:
+        return "difference"
+    if "mannWhitney" in compare:
+        return "Mann-Whitney p-value"
+    distribution = compare.get("distribution")
+    if isinstance(distribution, Mapping):
+        return "PSI" if "maxPSI" in distribution else "chi-square p-value"
+    return "score"
+
+
 def _plots(p: Promotion) -> str:
     groups = by_template(p.measurements)
     if not groups:
         return ""
+    comparisons = p.comparisons
     figures = []
     for template, measurements in groups.items():
-        rows = "".join(
-            f"<tr><td>{_e(m.get('at'))}</td><td>{_e(m.get('result'))}</td>"
-            f"<td>{_e(m.get('value', NONE))}</td><td>{_e(m.get('message', ''))}</td></tr>"
-            for m in measurements
-        )
-        figures.append(
-            f'<figure class="analysis"><figcaption>{_e(template)}</figcaption>'
-            f"{plot(template, measurements)}"
-            f"<details><summary>The {len(measurements)} measurements of {_e(template)}"
-            '</summary><div class="scroll"><table><thead><tr><th scope="col">At</th>'
-            '<th scope="col">Result</th><th scope="col">Value</th><th scope="col">Message'
-            f"</th></tr></thead><tbody>{rows}</tbody></table></div></details></figure>"
-        )
+        if template in comparisons or is_comparison(measurements):
+            figures.append(_comparison(template, measurements, comparisons.get(template, {})))
+        else:
+            figures.append(_measured(template, measurements))
     return (
         '<section aria-labelledby="h-analysis"><h2 id="h-analysis">Analysis</h2>'
         f"{''.join(figures)}</section>"
     )
+
+
+def _figure(template: str, svg: str, what: str, heads: Sequence[str], rows: str) -> str:
+    """A template's plot with its measurements' table beside it (under it, on a phone)."""
+    head = "".join(f'<th scope="col">{_e(h)}</th>' for h in heads)
+    return (
+        f'<figure class="analysis" data-template="{_e(template)}">'
+        f"<figcaption>{_e(template)}{_e(what)}</figcaption>"
+        f'<div class="analysis-body">{svg}<div class="scroll"><table class="measurements">'
+        f"<caption>The measurements of {_e(template)}, oldest first</caption>"
+        f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div></div></figure>"
+    )
+
+
+def _measured(template: str, measurements: Sequence[Mapping[str, Any]]) -> str:
+    rows = "".join(
+        f"<tr><td>{_at(m)}</td><td>{_e(m.get('result'))}</td>"
+        f"<td>{_e(_value(m, 'value'))}</td><td>{_e(m.get('message', ''))}</td></tr>"
+        for m in measurements
+    )
+    return _figure(
+        template, plot(template, measurements), "", ("At (UTC)", "Result", "Value", "Message"), rows
+    )
+
+
+def _comparison(
+    template: str, measurements: Sequence[Mapping[str, Any]], compare: Mapping[str, Any]
+) -> str:
+    """Both values, the score and its band, and the verdict of each measurement."""
+    named = statistic(compare)
+    rows = "".join(
+        f'<tr class="{_e(_text(m.get("result")).lower())}"><td>{_at(m)}</td>'
+        f"<td>{_e(m.get('result'))}</td><td>{_e(_value(m, 'value'))}</td>"
+        f"<td>{_e(_value(m, 'champion'))}</td><td>{_e(_value(m, 'score'))}</td>"
+        f"<td>{_e(_band(m))}</td><td>{_e(m.get('message', ''))}</td></tr>"
+        for m in measurements
+    )
+    heads = (
+        "At (UTC)",
+        "Verdict",
+        "Challenger",
+        "Champion",
+        named[:1].upper() + named[1:],
+        "Band",
+        "Message",
+    )
+    return _figure(
+        template,
+        comparison_plot(template, measurements, named),
+        f": challenger against champion, {named}",
+        heads,
+        rows,
+    )
+
+
+def _at(measurement: Mapping[str, Any]) -> str:
+    """The measurement's time of day (UTC), the whole time in its ``datetime``."""
+    moment = parse_time(measurement.get("at"))
+    if moment is None:
+        return _e(measurement.get("at") or NONE)
+    return f'<time datetime="{_e(moment.isoformat())}">{moment.strftime("%H:%M:%S")}</time>'
+
+
+def _value(measurement: Mapping[str, Any], key: str) -> str:
+    """A recorded number to four significant digits (``-`` when absent)."""
+    value = number(measurement.get(key))
+    return fmt(value) if value is not None else NONE
+
+
+def _band(measurement: Mapping[str, Any]) -> str:
+    band = band_of([measurement])
+    return band.text() if band is not None else NONE
 
 
 def _approval(p: Promotion) -> str:

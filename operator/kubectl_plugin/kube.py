@@ -199,17 +199,18 @@ class Kube:
             self._unreachable(error)
         return cast(dict[str, Any], body)
 
-    def list(self, namespace: str | None) -> dict[str, Any]:
-        """The ModelPromotions of ``namespace``, or of every namespace (None)."""
+    def list(self, namespace: str | None, *, plural: str = PLURAL) -> dict[str, Any]:
+        """The ModelPromotions (or objects of ``plural``) of ``namespace``, or of every
+        namespace (None)."""
         timeout = self._timeout
         try:
             if namespace is None:
                 body = self._custom.list_cluster_custom_object(
-                    GROUP, VERSION, PLURAL, _request_timeout=timeout
+                    GROUP, VERSION, plural, _request_timeout=timeout
                 )
             else:
                 body = self._custom.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, _request_timeout=timeout
+                    GROUP, VERSION, namespace, plural, _request_timeout=timeout
                 )
         except ApiException as error:
             raise api_error(error, "") from None
@@ -292,9 +293,11 @@ class Kube:
         timeout_seconds: int,
         field_selector: str | None = None,
         name: str | None = "",
+        *,
+        plural: str = PLURAL,
     ) -> Iterator[dict[str, Any]]:
-        """Events of the ModelPromotions of ``namespace`` (every namespace: None) after
-        ``resource_version``, as :meth:`watch`."""
+        """Events of the ModelPromotions (or objects of ``plural``) of ``namespace``
+        (every namespace: None) after ``resource_version``, as :meth:`watch`."""
         options: dict[str, Any] = {
             "resource_version": resource_version,
             "allow_watch_bookmarks": True,
@@ -307,10 +310,10 @@ class Kube:
             options["field_selector"] = field_selector
         try:
             response: Any = (
-                self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **options)
+                self._custom.list_cluster_custom_object(GROUP, VERSION, plural, **options)
                 if namespace is None
                 else self._custom.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, **options
+                    GROUP, VERSION, namespace, plural, **options
                 )
             )
         except ApiException as error:

@@ -26,7 +26,7 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.e2e.conftest import REPORTS, StartOperator
+from tests.e2e.conftest import REPORTS, WRITERS, StartOperator
 from tests.e2e.test_canary import (
     TEN_THEN_FIFTY,
     analysis,
@@ -46,8 +46,10 @@ from tests.harness.operating import APPROVE, ENDED, annotations_of
 from tests.harness.operating import SPEC as OPERATED
 from tests.harness.operator_process import OperatorProcess
 from tests.harness.prometheus import Prometheus
+from tests.harness.promotion_paths import Paths, stage
 from tests.harness.promotions import Promotions
 from tests.harness.simulator import Simulator
+from tests.simulator.testing import deployment_body
 
 pytestmark = pytest.mark.e2e
 
@@ -223,6 +225,83 @@ def test_a_shadows_plot_draws_the_challenger_the_champion_and_the_score_against_
 def _four(value: float | None) -> str:
     """A number as the page shows it: four significant digits."""
     return "-" if value is None else f"{value:.4g}"
+
+
+# --- promotion paths ---------------------------------------------------------------------
+
+
+def _stage_state(driver: webdriver.Chrome, name: str) -> tuple[str, str, str]:
+    """A stage card's phase, the soak time left it shows, and its run's link, read in
+    one script call (the live part is replaced on every push)."""
+    state = driver.execute_script(
+        'const e = document.querySelector(`li.stage[data-stage="${arguments[0]}"]`);'
+        "if (!e) { return ['', '', '']; }"
+        "const left = e.querySelector('.countdown'), run = e.querySelector('a');"
+        "return [e.dataset.phase, left ? left.textContent : '', run ? run.href : ''];",
+        name,
+    )
+    return str(state[0]), str(state[1]), str(state[2])
+
+
+def test_a_paths_page_shows_its_second_stage_soak_and_start_without_a_reload(
+    seldon: Simulator,
+    operator: OperatorProcess,
+    control_plane: ControlPlane,
+    namespace: str,
+    browser: webdriver.Chrome,
+) -> None:
+    seldon.control.add_namespace("build", groups=WRITERS)
+    seldon.control.add_namespace("dev", groups=WRITERS)
+    seldon.control.seed_deployment(
+        "build", deployment_body("iris", image="seldonio/sklearn-iris:2.0")
+    )
+    paths = Paths(control_plane, namespace)
+    paths.apply("iris", stage("dev", soak="1s"), stage("staging", soak="8s"))
+
+    with dashboard(control_plane.kubeconfig, namespace) as served:
+        browser.get(f"{served.url}paths/{namespace}/iris")
+        browser.execute_script("window.notReloaded = true;")
+        seen: list[tuple[str, str, str]] = []
+        soaking_shot: Path | None = None
+        deadline = time.monotonic() + 150
+        while not seen or seen[-1][0] != "Succeeded":
+            assert time.monotonic() < deadline, f"staging never succeeded: {seen}"
+            state = _stage_state(browser, "staging")
+            if not seen or state != seen[-1]:
+                seen.append(state)
+                if state[0] == "Soaking" and state[1] and not soaking_shot:
+                    soaking_shot = screenshot(browser, "path-staging-soaking")
+            time.sleep(0.2)
+        screenshot(browser, "path-staging-succeeded")
+
+        phases = [phase for phase, _, _ in seen]
+        # The page saw staging soak (a time left counted down), then start and end.
+        assert any(phase == "Soaking" and left.endswith("s") for phase, left, _ in seen), seen
+        assert phases.index("Soaking") < phases.index("Running") < phases.index("Succeeded")
+        assert seen[-1][2].endswith(
+            f"/promotions/{namespace}/" + paths.stage("iris", "staging")["run"]
+        )
+        assert browser.execute_script("return window.notReloaded === true;")
+        assert (
+            int(browser.find_element(By.TAG_NAME, "body").get_attribute("data-updates") or 0) >= 3
+        )
+
+        # The list of paths shows both stages, and the run's link opens its promotion page.
+        browser.get(f"{served.url}paths")
+        row = wait(
+            browser, lambda d: d.find_element(By.CSS_SELECTOR, f'tr[data-path="{namespace}/iris"]')
+        )
+        stages = [li.get_attribute("data-stage") for li in row.find_elements(By.TAG_NAME, "li")]
+        assert stages == ["dev", "staging"]
+        screenshot(browser, "paths-list")
+        browser.get(seen[-1][2])
+        wait(
+            browser,
+            lambda d: (
+                d.find_element(By.CSS_SELECTOR, ".overview").get_attribute("data-phase")
+                == "Succeeded"
+            ),
+        )
 
 
 # --- approval, as people -------------------------------------------------------------

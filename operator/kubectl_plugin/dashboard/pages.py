@@ -97,7 +97,8 @@ def document(title: str, body: str, stream: str | None) -> str:
         '<link rel="stylesheet" href="/static/dashboard.css">'
         '<script src="/static/live.js" defer></script>'
         f'</head><body{stream_attr}><a class="skip" href="#content">Skip to content</a>'
-        '<header><a href="/" class="home">ModelPromotions</a></header>'
+        '<header><nav aria-label="Dashboard"><a href="/" class="home">ModelPromotions</a>'
+        '<a href="/paths">PromotionPaths</a></nav></header>'
         f'<main id="content">{body}</main></body></html>\n'
     )
 
@@ -115,7 +116,7 @@ def list_page(
     namespaces = sorted({p.namespace for p in promotions} | {filters.namespace} - {""})
     body = (
         "<h1>ModelPromotions</h1>"
-        f'<p class="scope">{_e(_scope_text(scope))}</p>'
+        f'<p class="scope">{_e(scope_text(scope))}</p>'
         '<form class="filters" method="get" action="/">'
         + _select("namespace", "Namespace", namespaces, filters.namespace, "all namespaces")
         + _select("phase", "Phase", PHASES, filters.phase, "all phases")
@@ -125,7 +126,7 @@ def list_page(
     return document("ModelPromotions", body, f"/stream{filters.query()}")
 
 
-def _scope_text(scope: Scope) -> str:
+def scope_text(scope: Scope) -> str:
     where = "every namespace" if scope.namespace is None else f"namespace {scope.namespace}"
     return f"Watching {where}." + (f" {scope.note}" if scope.note else "")
 

@@ -166,6 +166,7 @@ def test_the_plot_has_a_point_per_measurement_and_the_band(
 def test_a_shadows_plot_draws_the_challenger_the_champion_and_the_score_against_its_band(
     seldon: Simulator,
     canary_operator: OperatorProcess,
+    prometheus: Prometheus,
     promotions: Promotions,
     control_plane: ControlPlane,
     browser: webdriver.Chrome,
@@ -173,7 +174,7 @@ def test_a_shadows_plot_draws_the_challenger_the_champion_and_the_score_against_
     model = seed_model(seldon)
     ns = promotions.namespace
     spec = canary_spec(model, (SHADOW, analysis("latency")), templates=[latency(count=3)])
-    with dashboard(control_plane.kubeconfig, ns) as served:
+    with dashboard(control_plane.kubeconfig, ns, "--prometheus-url", prometheus.url) as served:
         browser.get(f"{served.url}promotions/{ns}/iris")
         browser.execute_script("window.notReloaded = true;")
         promotions.apply("iris", spec)
@@ -220,6 +221,17 @@ def test_a_shadows_plot_draws_the_challenger_the_champion_and_the_score_against_
             for m in recorded
         ]
         screenshot(browser, "promotion-shadow-comparison")
+
+        # --prometheus-url: the latency query over the whole run, both predictors' series.
+        browser.get(f"{served.url}promotions/{ns}/iris")
+        ranged = wait(
+            browser, lambda d: d.find_element(By.CSS_SELECTOR, 'div.range[data-template="latency"]')
+        )
+        for side in ("champion", "challenger"):
+            drawn = ranged.find_elements(By.CSS_SELECTOR, f"svg.range g.series.{side}")
+            assert len(drawn) == 1, (side, (ranged.get_attribute("innerHTML") or "")[:2000])
+            assert int(drawn[0].get_attribute("data-points") or 0) > 1, side
+        screenshot(browser, "promotion-shadow-range")
 
 
 def _four(value: float | None) -> str:

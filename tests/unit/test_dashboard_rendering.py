@@ -98,6 +98,7 @@ def test_points_without_times_are_spread_evenly() -> None:
 def test_a_single_value_still_plots_inside_the_frame() -> None:
     svg = plot("t", [{"template": "t", "result": "Passed", "value": 5, "at": "x"}])
     assert svg.count('<g class="point passed"') == 1
+    assert '<circle cx="344.0"' in svg  # in the middle
     assert "nan" not in svg.lower()
 
 

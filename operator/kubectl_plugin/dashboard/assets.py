@@ -84,6 +84,8 @@ svg.plot { width: 100%; max-width: 640px; height: auto; display: block; }
 .analysis-body { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
 .analysis-body svg.plot { flex: 1 1 420px; }
 .analysis-body .scroll { flex: 1 1 320px; min-width: 0; }
+figure.analysis .range h3 { font-size: 0.95rem; margin: 0.8rem 0 0.3rem; }
+.note { color: #57606a; }
 table.measurements td { white-space: nowrap; }
 table.measurements td:last-child { white-space: normal; min-width: 12em; }
 table.measurements tr.failed td:nth-child(2) { color: #a40e26; font-weight: 600; }

@@ -23,6 +23,8 @@ from promotion_operator.kubectl_plugin.dashboard.comparison_plot import (
     is_comparison,
 )
 from promotion_operator.kubectl_plugin.dashboard.plot import band_of, by_template, fmt, number, plot
+from promotion_operator.kubectl_plugin.dashboard.range_plot import range_plot
+from promotion_operator.kubectl_plugin.dashboard.range_queries import Ranged
 from promotion_operator.kubectl_plugin.render import age, history_run, human_duration
 from promotion_operator.kubectl_plugin.resource import Promotion, parse_time
 
@@ -202,8 +204,10 @@ def promotion_page(
     now: datetime.datetime,
     token: str | None,
     said: Said | None = None,
+    ranges: Mapping[str, Ranged] | None = None,
 ) -> str:
-    """One promotion; ``token`` None (``--read-only``) shows no buttons."""
+    """One promotion; ``token`` None (``--read-only``) shows no buttons; ``ranges``
+    (``--prometheus-url``): each template's query over the run, by template."""
     ns, name = p.namespace, p.name
     path = promotion_path(ns, name)
     notice = ""
@@ -214,7 +218,7 @@ def promotion_page(
     buttons = "" if token is None else _buttons(path, token)
     body = (
         f"<h1>{_e(ns)}/{_e(name)}</h1>{notice}{buttons}"
-        f'<div id="live" aria-live="polite">{promotion_live(p, events, now)}</div>'
+        f'<div id="live" aria-live="polite">{promotion_live(p, events, now, ranges)}</div>'
     )
     return document(f"{ns}/{name}", body, f"/stream{path}")
 
@@ -231,7 +235,10 @@ def _buttons(path: str, token: str) -> str:
 
 
 def promotion_live(
-    p: Promotion, events: Sequence[Mapping[str, Any]], now: datetime.datetime
+    p: Promotion,
+    events: Sequence[Mapping[str, Any]],
+    now: datetime.datetime,
+    ranges: Mapping[str, Ranged] | None = None,
 ) -> str:
     """The promotion page's live part."""
     return "".join(
@@ -239,7 +246,7 @@ def promotion_live(
             _overview(p, now),
             _timeline(p, events, now),
             _steps(p),
-            _plots(p),
+            _plots(p, ranges or {}),
             _approval(p),
             _history(p),
             _events(events, now),
@@ -362,48 +369,66 @@ def statistic(compare: Mapping[str, Any]) -> str:
     return "score"
 
 
-def _plots(p: Promotion) -> str:
+def _plots(p: Promotion, ranges: Mapping[str, Ranged]) -> str:
     groups = by_template(p.measurements)
     if not groups:
         return ""
     comparisons = p.comparisons
     figures = []
     for template, measurements in groups.items():
+        under = _range(template, ranges.get(template))
         if template in comparisons or is_comparison(measurements):
-            figures.append(_comparison(template, measurements, comparisons.get(template, {})))
+            compare = comparisons.get(template, {})
+            figures.append(_comparison(template, measurements, compare, under))
         else:
-            figures.append(_measured(template, measurements))
+            figures.append(_measured(template, measurements, under))
     return (
         '<section aria-labelledby="h-analysis"><h2 id="h-analysis">Analysis</h2>'
         f"{''.join(figures)}</section>"
     )
 
 
-def _figure(template: str, svg: str, what: str, heads: Sequence[str], rows: str) -> str:
-    """A template's plot with its measurements' table beside it (under it, on a phone)."""
+def _figure(template: str, svg: str, what: str, heads: Sequence[str], rows: str, under: str) -> str:
+    """A template's plot with its measurements' table beside it (under it, on a phone),
+    and ``under`` them the query over the run, when Prometheus was asked."""
     head = "".join(f'<th scope="col">{_e(h)}</th>' for h in heads)
     return (
         f'<figure class="analysis" data-template="{_e(template)}">'
         f"<figcaption>{_e(template)}{_e(what)}</figcaption>"
         f'<div class="analysis-body">{svg}<div class="scroll"><table class="measurements">'
         f"<caption>The measurements of {_e(template)}, oldest first</caption>"
-        f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div></div></figure>"
+        f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div></div>"
+        f"{under}</figure>"
     )
 
 
-def _measured(template: str, measurements: Sequence[Mapping[str, Any]]) -> str:
+def _range(template: str, ranged: Ranged | None) -> str:
+    """The template's query over the run from Prometheus (nothing without the flag)."""
+    if ranged is None:
+        return ""
+    note = f'<p class="note">{_e(ranged.error)}</p>' if ranged.error else ""
+    drawn = range_plot(template, ranged.window, ranged.series) if ranged.series or not note else ""
+    return (
+        f'<div class="range" data-template="{_e(template)}"><h3>The query over the run, '
+        f"from Prometheus</h3>{drawn}{note}</div>"
+    )
+
+
+def _measured(template: str, measurements: Sequence[Mapping[str, Any]], under: str) -> str:
     rows = "".join(
         f"<tr><td>{_at(m)}</td><td>{_e(m.get('result'))}</td>"
         f"<td>{_e(_value(m, 'value'))}</td><td>{_e(m.get('message', ''))}</td></tr>"
         for m in measurements
     )
-    return _figure(
-        template, plot(template, measurements), "", ("At (UTC)", "Result", "Value", "Message"), rows
-    )
+    heads = ("At (UTC)", "Result", "Value", "Message")
+    return _figure(template, plot(template, measurements), "", heads, rows, under)
 
 
 def _comparison(
-    template: str, measurements: Sequence[Mapping[str, Any]], compare: Mapping[str, Any]
+    template: str,
+    measurements: Sequence[Mapping[str, Any]],
+    compare: Mapping[str, Any],
+    under: str,
 ) -> str:
     """Both values, the score and its band, and the verdict of each measurement."""
     named = statistic(compare)
@@ -429,6 +454,7 @@ def _comparison(
         f": challenger against champion, {named}",
         heads,
         rows,
+        under,
     )
 
 

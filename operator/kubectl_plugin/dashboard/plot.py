@@ -83,7 +83,7 @@ class TimeAxis:
         self._first, self._last = (
             (min(self._stamps), max(self._stamps))
             if self._by_time
-            else (0.0, float(max(len(measurements) - 1, 1)))
+            else (0.0, float(max(len(measurements) - 1, 0)))
         )
 
     def x(self, index: int) -> float:

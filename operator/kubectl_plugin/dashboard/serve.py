@@ -25,8 +25,15 @@ from typing import Any
 from aiohttp import web
 
 from promotion_operator.kubectl_plugin import operations
-from promotion_operator.kubectl_plugin.dashboard import assets, csrf, pages, path_pages
+from promotion_operator.kubectl_plugin.dashboard import (
+    assets,
+    csrf,
+    pages,
+    path_pages,
+    prometheus,
+)
 from promotion_operator.kubectl_plugin.dashboard.feed import Feed
+from promotion_operator.kubectl_plugin.dashboard.range_queries import Ranged
 from promotion_operator.kubectl_plugin.kube import Kube, PluginError
 from promotion_operator.kubectl_plugin.paths import PATH_PLURAL
 from promotion_operator.kubectl_plugin.resource import ExitCode, Promotion
@@ -52,6 +59,7 @@ class Options:
     port: int = 0
     read_only: bool = False
     open_browser: bool = True
+    prometheus_url: str | None = None  # each template's query drawn over the run
 
 
 def _now() -> datetime.datetime:
@@ -67,6 +75,8 @@ class Dashboard:
         self.feed = feed
         self.paths = paths
         self.options = options
+        url = options.prometheus_url
+        self.prometheus = prometheus.RangeReader(url) if url else None
         self.token = csrf.new_token()
         self.port = 0
         self.addresses: list[Any] = []  # where it listens: (host, port)
@@ -100,7 +110,14 @@ class Dashboard:
             return _html(pages.not_found_page(namespace, name, promotion), status=404)
         events = await self.events_of(namespace, name)
         token = None if self.options.read_only else self.token
-        return _html(pages.promotion_page(promotion, events, _now(), token))
+        ranges = await self.ranges_of(promotion)
+        return _html(pages.promotion_page(promotion, events, _now(), token, ranges=ranges))
+
+    async def ranges_of(self, promotion: Promotion) -> dict[str, Ranged] | None:
+        """Each template's query over the run, with ``--prometheus-url`` (else None)."""
+        if self.prometheus is None:
+            return None
+        return await self.prometheus.read(promotion, _now())
 
     async def paths_page(self, _: web.Request) -> web.Response:
         self.paths.start()
@@ -170,7 +187,8 @@ class Dashboard:
         if isinstance(promotion, str):
             return _html(pages.refused_page(said.message), status=status)
         events = await self.events_of(namespace, name)
-        html = pages.promotion_page(promotion, events, _now(), self.token, said)
+        ranges = await self.ranges_of(promotion)
+        html = pages.promotion_page(promotion, events, _now(), self.token, said, ranges)
         return _html(html, status=status)
 
     # --- live updates ------------------------------------------------------------
@@ -192,7 +210,8 @@ class Dashboard:
             if isinstance(promotion, str):
                 return pages.error_fragment(promotion)
             events = await self.events_of(namespace, name)
-            return pages.promotion_live(promotion, events, _now())
+            ranges = await self.ranges_of(promotion)
+            return pages.promotion_live(promotion, events, _now(), ranges)
 
         return await self._stream(request, render, self.feed)
 
@@ -323,6 +342,8 @@ async def started(kube: Kube, options: Options) -> AsyncIterator[Dashboard]:
     finally:
         feed.stop()
         paths.stop()
+        if dashboard.prometheus is not None:
+            await dashboard.prometheus.close()
         await runner.cleanup()
 
 

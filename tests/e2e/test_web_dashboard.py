@@ -484,6 +484,7 @@ def test_no_bearer_token_reaches_the_page_its_script_or_the_output(
             for path in (
                 "",
                 f"promotions/{namespace}/iris",
+                "paths",
                 "static/live.js",
                 "static/dashboard.css",
             )

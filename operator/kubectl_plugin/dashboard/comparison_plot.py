@@ -11,7 +11,7 @@ band applies to ``score``. Pure, as :mod:`.plot`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from html import escape
 from typing import Any, NamedTuple
 
@@ -40,6 +40,17 @@ _SCORE_TOP = _VALUES_TOP + _VALUES_HEIGHT + _GAP
 HEIGHT = _SCORE_TOP + _SCORE_HEIGHT + _BOTTOM
 
 
+def _dot(x: float, y: float, colour: str) -> str:
+    return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{colour}"/>'
+
+
+def _hollow_square(x: float, y: float, colour: str) -> str:
+    return (
+        f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="#ffffff" '
+        f'stroke="{colour}" stroke-width="2"/>'
+    )
+
+
 class Series(NamedTuple):
     """One side of the comparison: the measurement's key for it and how it is drawn."""
 
@@ -47,18 +58,14 @@ class Series(NamedTuple):
     key: str
     colour: str
     dashes: str
+    shape: Callable[[float, float, str], str]
 
     def marker(self, x: float, y: float) -> str:
-        if self.name == "challenger":
-            return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{self.colour}"/>'
-        return (
-            f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="#ffffff" '
-            f'stroke="{self.colour}" stroke-width="2"/>'
-        )
+        return self.shape(x, y, self.colour)
 
 
-CHALLENGER = Series("challenger", "value", "#0969da", "")
-CHAMPION = Series("champion", "champion", "#8250df", "6 3")
+CHALLENGER = Series("challenger", "value", "#0969da", "", _dot)
+CHAMPION = Series("champion", "champion", "#8250df", "6 3", _hollow_square)
 SERIES = (CHALLENGER, CHAMPION)
 
 

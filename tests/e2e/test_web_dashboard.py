@@ -174,10 +174,10 @@ def test_a_shadows_plot_draws_the_challenger_the_champion_and_the_score_against_
     model = seed_model(seldon)
     ns = promotions.namespace
     spec = canary_spec(model, (SHADOW, analysis("latency")), templates=[latency(count=3)])
+    promotions.apply("iris", spec)
     with dashboard(control_plane.kubeconfig, ns, "--prometheus-url", prometheus.url) as served:
         browser.get(f"{served.url}promotions/{ns}/iris")
         browser.execute_script("window.notReloaded = true;")
-        promotions.apply("iris", spec)
         # The page follows the shadow to its end by itself, its measurements with it.
         wait(
             browser,
@@ -187,6 +187,9 @@ def test_a_shadows_plot_draws_the_challenger_the_champion_and_the_score_against_
             timeout=120,
         )
         assert browser.execute_script("return window.notReloaded === true;")
+        # The checks below read elements one by one: on a page loaded after the end,
+        # which no push replaces under them.
+        browser.get(f"{served.url}promotions/{ns}/iris")
         status = promotions.status("iris")
         recorded = [
             m
@@ -223,7 +226,6 @@ def test_a_shadows_plot_draws_the_challenger_the_champion_and_the_score_against_
         screenshot(browser, "promotion-shadow-comparison")
 
         # --prometheus-url: the latency query over the whole run, both predictors' series.
-        browser.get(f"{served.url}promotions/{ns}/iris")
         ranged = wait(
             browser, lambda d: d.find_element(By.CSS_SELECTOR, 'div.range[data-template="latency"]')
         )
@@ -300,10 +302,14 @@ def test_a_paths_page_shows_its_second_stage_soak_and_start_without_a_reload(
 
         # The list of paths shows both stages, and the run's link opens its promotion page.
         browser.get(f"{served.url}paths")
-        row = wait(
-            browser, lambda d: d.find_element(By.CSS_SELECTOR, f'tr[data-path="{namespace}/iris"]')
+        stages = wait(
+            browser,
+            lambda d: d.execute_script(
+                "return Array.from(document.querySelectorAll("
+                '`tr[data-path="${arguments[0]}"] li`), e => e.dataset.stage);',
+                f"{namespace}/iris",
+            ),
         )
-        stages = [li.get_attribute("data-stage") for li in row.find_elements(By.TAG_NAME, "li")]
         assert stages == ["dev", "staging"]
         screenshot(browser, "paths-list")
         browser.get(seen[-1][2])

@@ -223,6 +223,7 @@ def test_a_shadows_plot_draws_the_challenger_the_champion_and_the_score_against_
             [m["result"], *(_four(m.get(k)) for k in ("value", "champion", "score"))]
             for m in recorded
         ]
+        browser.execute_script("arguments[0].scrollIntoView();", figure)
         screenshot(browser, "promotion-shadow-comparison")
 
         # --prometheus-url: the latency query over the whole run, both predictors' series.
@@ -233,6 +234,7 @@ def test_a_shadows_plot_draws_the_challenger_the_champion_and_the_score_against_
             drawn = ranged.find_elements(By.CSS_SELECTOR, f"svg.range g.series.{side}")
             assert len(drawn) == 1, (side, (ranged.get_attribute("innerHTML") or "")[:2000])
             assert int(drawn[0].get_attribute("data-points") or 0) > 1, side
+        browser.execute_script("arguments[0].scrollIntoView();", ranged)
         screenshot(browser, "promotion-shadow-range")
 
 

@@ -42,7 +42,6 @@ from promotion_operator.core.conditions import ready_message
 from promotion_operator.core.kinds import readiness, ready_word
 from promotion_operator.core.measuring import (
     complete,
-    fill,
     measure,
     measure_again,
     no_evidence,
@@ -78,6 +77,7 @@ from promotion_operator.core.transitions import (
     write_message,
 )
 from promotion_operator.core.warm import warm_predictor, without_warm
+from promotion_operator.placeholders import fill, query_values
 
 #: The shortest and longest bake (as the CRD bounds ``spec.bake.duration``).
 MIN_SECONDS, MAX_SECONDS = 1.0, 24 * 3600.0
@@ -198,7 +198,9 @@ def due_queries(ctx: Context, run: Run) -> list[Query]:
         ctx.spec.templates,
         run.bake.analysis,
         ctx.now,
-        lambda template, _side: fill(template.query, {**values, "interval": template.interval}),
+        lambda template, _side: fill(
+            template.query, query_values(**values, interval=template.interval)
+        ),
     )
 
 

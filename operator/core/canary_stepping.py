@@ -21,7 +21,6 @@ from promotion_operator.core.canary_steps import (
 )
 from promotion_operator.core.measuring import (
     complete,
-    fill,
     measure,
     measure_again,
     no_evidence,
@@ -49,6 +48,7 @@ from promotion_operator.core.transitions import (
     target_changed,
     target_failed,
 )
+from promotion_operator.placeholders import fill, query_values
 
 #: The phases of a canary step (or of the final promotion's write), which the strategy's
 #: pass takes; the others are the shared phases'.
@@ -156,14 +156,14 @@ def fill_query(
 ) -> str:
     """The template's PromQL with its placeholders filled in (``predictor``: whom a
     comparison's query measures, the champion or the challenger)."""
-    values = {
-        "predictor": predictor,
-        "target": spec.target.name,
-        "namespace": spec.target.namespace,
-        "canary": canary,
-        "stable": stable,
-        "interval": template.interval,
-    }
+    values = query_values(
+        target=spec.target.name,
+        namespace=spec.target.namespace,
+        interval=template.interval,
+        canary=canary,
+        stable=stable,
+        predictor=predictor,
+    )
     return fill(template.query, values)
 
 

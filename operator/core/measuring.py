@@ -27,13 +27,6 @@ from promotion_operator.core.transitions import backoff
 RECENT_MEASUREMENTS = 10
 
 
-def fill(text: str, values: Mapping[str, str]) -> str:
-    """``text`` with each ``{{key}}`` of ``values`` replaced by its value."""
-    for key, value in values.items():
-        text = text.replace("{{" + key + "}}", value)
-    return text
-
-
 def sides(template: AnalysisTemplate | None) -> tuple[Side, ...]:
     """Whom ``template``'s queries measure: what its placeholders name, or, for a
     comparison, the champion and then the challenger."""

@@ -238,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--no-browser", action="store_true", help="only print the URL, open no browser"
     )
+    sub.add_argument(
+        "--prometheus-url",
+        default=os.environ.get("PROMETHEUS_URL") or None,
+        help="draw each analysis template's query over the run under its measurements, "
+        "from this Prometheus (default: $PROMETHEUS_URL; none: no range queries)",
+    )
 
     sub = command("history", "the finished runs, newest first", cmd_history)
     sub.add_argument("name")
@@ -492,8 +498,12 @@ def cmd_resume(session: Session) -> ExitCode:
 def cmd_dashboard(session: Session) -> ExitCode:
     # Imported here: aiohttp is needed by this command only.
     from promotion_operator.kubectl_plugin.dashboard import serve
+    from promotion_operator.kubectl_plugin.dashboard.prometheus import url_refusal
 
     args = session.args
+    if args.prometheus_url and (refusal := url_refusal(args.prometheus_url)):
+        _err(f"error: {refusal}")
+        return ExitCode.NOT_FOUND
     return serve.run(
         session.kube,
         serve.Options(
@@ -501,6 +511,7 @@ def cmd_dashboard(session: Session) -> ExitCode:
             port=args.port,
             read_only=args.read_only,
             open_browser=not args.no_browser,
+            prometheus_url=args.prometheus_url,
         ),
         out=_out,
     )

@@ -200,17 +200,18 @@ class Kube:
             self._unreachable(error)
         return cast(dict[str, Any], body)
 
-    def list(self, namespace: str | None) -> dict[str, Any]:
-        """The ModelPromotions of ``namespace``, or of every namespace (None)."""
+    def list(self, namespace: str | None, *, plural: str = PLURAL) -> dict[str, Any]:
+        """The ModelPromotions (or objects of ``plural``) of ``namespace``, or of every
+        namespace (None)."""
         timeout = self._timeout
         try:
             if namespace is None:
                 body = self._custom.list_cluster_custom_object(
-                    GROUP, VERSION, PLURAL, _request_timeout=timeout
+                    GROUP, VERSION, plural, _request_timeout=timeout
                 )
             else:
                 body = self._custom.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, _request_timeout=timeout
+                    GROUP, VERSION, namespace, plural, _request_timeout=timeout
                 )
         except ApiException as error:
             raise api_error(error, "") from None
@@ -325,8 +326,8 @@ class Kube:
         *,
         plural: str = PLURAL,
     ) -> Iterator[dict[str, Any]]:
-        """Events of the ModelPromotions of ``namespace`` (every namespace: None) after
-        ``resource_version``, as :meth:`watch`."""
+        """Events of the ModelPromotions (or objects of ``plural``) of ``namespace``
+        (every namespace: None) after ``resource_version``, as :meth:`watch`."""
         options: dict[str, Any] = {
             "resource_version": resource_version,
             "allow_watch_bookmarks": True,

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from promotion_operator.kubectl_plugin.render import age
+from promotion_operator.kubectl_plugin.render import age, human_duration
 from promotion_operator.kubectl_plugin.resource import (
     GROUP,
     ExitCode,
@@ -144,36 +144,109 @@ def decide_release(path: Mapping[str, Any], stage: str) -> PathDecision:
     )
 
 
-def render_path(path: Mapping[str, Any], now: datetime.datetime) -> str:
-    """The path as a person reads it: its source and newest freight, then one line per
-    stage (policy, soak, phase, the freight it works on and the one it carries)."""
+@dataclass(frozen=True)
+class StageView:
+    """One stage as a person reads it: its spec's policy and soak, and its status."""
+
+    name: str
+    policy: str
+    soak: str
+    phase: str  # "" before the operator wrote the stage's status
+    freight: str  # the one it waits for, runs, or ran last
+    promoted: str  # the one its target carries
+    since: str  # RFC 3339, when it entered the phase with that freight
+    soak_until: str  # RFC 3339, while it soaks
+    run: str  # the ModelPromotion of its latest run, in the path's namespace
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PathView:
+    """A PromotionPath as a person reads it: its source, freight, stages and runs."""
+
+    namespace: str
+    name: str
+    source: str  # namespace/name
+    source_kind: str
+    message: str
+    freight: tuple[Mapping[str, Any], ...]  # newest first
+    stages: tuple[StageView, ...]  # in the order freight moves through them
+    history: tuple[Mapping[str, Any], ...]  # the latest runs, newest first
+
+    @property
+    def newest_freight(self) -> str:
+        return str(self.freight[0].get("id") or "") if self.freight else ""
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else "" if value is None else str(value)
+
+
+def _maps(value: Any) -> tuple[Mapping[str, Any], ...]:
+    return tuple(v for v in value if isinstance(v, Mapping)) if isinstance(value, list) else ()
+
+
+def path_view(path: Mapping[str, Any]) -> PathView:
+    """The view of a PromotionPath object (a missing field reads as empty)."""
     metadata = path.get("metadata") or {}
     spec = path.get("spec") or {}
     status = path.get("status") or {}
     source = spec.get("source") or {}
-    freight = status.get("freight") or []
-    lines = [
-        f"Name:       {metadata.get('namespace')}/{metadata.get('name')}",
-        f"Source:     {source.get('namespace')}/{source.get('name')}"
-        f" ({source.get('kind') or 'SeldonDeployment'})",
-        f"Freight:    {', '.join(str(f.get('id')) for f in freight[:5]) or '-'}",
-    ]
-    if status.get("message"):
-        lines.append(f"Message:    {status['message']}")
-    shown = {s.get("name"): s for s in status.get("stages") or ()}
-    rows = [("STAGE", "POLICY", "SOAK", "PHASE", "FREIGHT", "PROMOTED", "SINCE", "RUN")]
-    for stage in spec.get("stages") or ():
+    shown = {s.get("name"): s for s in _maps(status.get("stages"))}
+    stages = []
+    for stage in _maps(spec.get("stages")):
         current = shown.get(stage.get("name")) or {}
+        stages.append(
+            StageView(
+                name=_text(stage.get("name")),
+                policy=_text(stage.get("policy") or "auto"),
+                soak=_text(stage.get("soak") or "0s"),
+                phase=_text(current.get("phase")),
+                freight=_text(current.get("freight")),
+                promoted=_text(current.get("promoted")),
+                since=_text(current.get("since")),
+                soak_until=_text(current.get("soakUntil")),
+                run=_text(current.get("run")),
+                reason=_text(current.get("reason")),
+                message=_text(current.get("message")),
+            )
+        )
+    return PathView(
+        namespace=_text(metadata.get("namespace")),
+        name=_text(metadata.get("name")),
+        source=f"{_text(source.get('namespace'))}/{_text(source.get('name'))}",
+        source_kind=_text(source.get("kind") or "SeldonDeployment"),
+        message=_text(status.get("message")),
+        freight=_maps(status.get("freight")),
+        stages=tuple(stages),
+        history=_maps(status.get("history")),
+    )
+
+
+def render_path(path: Mapping[str, Any], now: datetime.datetime) -> str:
+    """The path as a person reads it: its source and newest freight, then one line per
+    stage (policy, soak, phase, the freight it works on and the one it carries)."""
+    view = path_view(path)
+    lines = [
+        f"Name:       {view.namespace}/{view.name}",
+        f"Source:     {view.source} ({view.source_kind})",
+        f"Freight:    {', '.join(str(f.get('id')) for f in view.freight[:5]) or '-'}",
+    ]
+    if view.message:
+        lines.append(f"Message:    {view.message}")
+    rows = [("STAGE", "POLICY", "SOAK", "PHASE", "FREIGHT", "PROMOTED", "SINCE", "RUN")]
+    for stage in view.stages:
         rows.append(
             (
-                str(stage.get("name")),
-                str(stage.get("policy") or "auto"),
-                str(stage.get("soak") or "0s"),
-                str(current.get("phase") or "-"),
-                str(current.get("freight") or "-"),
-                str(current.get("promoted") or "-"),
-                _age(current.get("since"), now),
-                str(current.get("run") or "-"),
+                stage.name,
+                stage.policy,
+                stage.soak,
+                stage.phase or "-",
+                stage.freight or "-",
+                stage.promoted or "-",
+                age_of(stage.since, now),
+                stage.run or "-",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -182,24 +255,34 @@ def render_path(path: Mapping[str, Any], now: datetime.datetime) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     ]
-    messages = [
-        f"  {s.get('name')}: {s.get('message')}"
-        for s in status.get("stages") or ()
-        if s.get("message")
-    ]
+    messages = [f"  {s.name}: {s.message}" for s in view.stages if s.message]
     if messages:
         lines += ["", "Messages:", *messages]
     return "\n".join(lines)
 
 
-def _age(stamp: Any, now: datetime.datetime) -> str:
-    if not isinstance(stamp, str):
-        return "-"
+def _moment(stamp: str) -> datetime.datetime | None:
     try:
-        moment = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     except ValueError:
-        return stamp
-    return age(moment, now)
+        return None
+
+
+def age_of(stamp: str, now: datetime.datetime) -> str:
+    """How long ago the RFC 3339 ``stamp`` was, as kubectl's AGE (``-`` without one;
+    the stamp itself when it cannot be read)."""
+    if not stamp:
+        return "-"
+    moment = _moment(stamp)
+    return age(moment, now) if moment is not None else stamp
+
+
+def soak_left(stage: StageView, now: datetime.datetime) -> str:
+    """How long the stage's soak still lasts (``""`` when it is not soaking to a time)."""
+    until = _moment(stage.soak_until) if stage.soak_until else None
+    if until is None:
+        return ""
+    return human_duration(max((until - now).total_seconds(), 0.0))
 
 
 #: Stage phases that may still move without anyone changing the path: a Blocked stage

@@ -318,6 +318,17 @@ class Promotion:
         return [_map(m) for m in recorded]
 
     @property
+    def comparisons(self) -> dict[str, Mapping[str, Any]]:
+        """The ``compare`` of each analysis template that judges the challenger against
+        the champion, by template name."""
+        templates = _list(_map(self.spec.get("analysis")).get("templates"))
+        return {
+            _text(t.get("name")): _map(t.get("compare"))
+            for t in map(_map, templates)
+            if isinstance(t.get("compare"), Mapping)
+        }
+
+    @property
     def approved(self) -> tuple[str, str] | None:
         """(by, at) of the current run's approval, if it was approved."""
         approval = _map(self.status.get("approval"))

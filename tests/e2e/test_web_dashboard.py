@@ -26,9 +26,10 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.e2e.conftest import REPORTS, StartOperator
+from tests.e2e.conftest import REPORTS, WRITERS, StartOperator
 from tests.e2e.test_canary import (
     TEN_THEN_FIFTY,
+    analysis,
     canary_spec,
     error_rate,
     operator_with_prometheus,
@@ -36,6 +37,7 @@ from tests.e2e.test_canary import (
     seed_model,
     set_weight,
 )
+from tests.e2e.test_shadow import SHADOW, latency
 from tests.harness.browser import PHONE, chromium, screenshot
 from tests.harness.controlplane import ControlPlane
 from tests.harness.dashboard import dashboard
@@ -44,8 +46,10 @@ from tests.harness.operating import APPROVE, ENDED, annotations_of
 from tests.harness.operating import SPEC as OPERATED
 from tests.harness.operator_process import OperatorProcess
 from tests.harness.prometheus import Prometheus
+from tests.harness.promotion_paths import Paths, stage
 from tests.harness.promotions import Promotions
 from tests.harness.simulator import Simulator
+from tests.simulator.testing import deployment_body
 
 pytestmark = pytest.mark.e2e
 
@@ -156,6 +160,167 @@ def test_the_plot_has_a_point_per_measurement_and_the_band(
         # Nothing wider than the phone's screen but the tables' own scroll boxes.
         assert browser.execute_script(
             "return document.documentElement.scrollWidth <= window.innerWidth + 1;"
+        )
+
+
+def test_a_shadows_plot_draws_the_challenger_the_champion_and_the_score_against_its_band(
+    seldon: Simulator,
+    canary_operator: OperatorProcess,
+    prometheus: Prometheus,
+    promotions: Promotions,
+    control_plane: ControlPlane,
+    browser: webdriver.Chrome,
+) -> None:
+    model = seed_model(seldon)
+    ns = promotions.namespace
+    spec = canary_spec(model, (SHADOW, analysis("latency")), templates=[latency(count=3)])
+    promotions.apply("iris", spec)
+    with dashboard(control_plane.kubeconfig, ns, "--prometheus-url", prometheus.url) as served:
+        browser.get(f"{served.url}promotions/{ns}/iris")
+        browser.execute_script("window.notReloaded = true;")
+        # The page follows the shadow to its end by itself, its measurements with it.
+        wait(
+            browser,
+            lambda d: (
+                d.find_element(By.CSS_SELECTOR, ".overview").get_attribute("data-phase") in ENDED
+            ),
+            timeout=120,
+        )
+        assert browser.execute_script("return window.notReloaded === true;")
+        # The checks below read elements one by one: on a page loaded after the end,
+        # which no push replaces under them.
+        browser.get(f"{served.url}promotions/{ns}/iris")
+        status = promotions.status("iris")
+        recorded = [
+            m
+            for m in (status.get("canary") or {}).get("measurements") or []
+            if m["template"] == "latency"
+        ]
+        assert status["phase"] == "Succeeded" and recorded, status
+        plot = wait(
+            browser,
+            lambda d: d.find_element(By.CSS_SELECTOR, 'svg.comparison[data-template="latency"]'),
+        )
+        legend = [e.text for e in plot.find_elements(By.CSS_SELECTOR, "g.legend text")]
+        assert legend == ["challenger", "champion"]
+        for series, key in (("challenger", "value"), ("champion", "champion")):
+            drawn = plot.find_elements(By.CSS_SELECTOR, f"g.sample.{series}")
+            assert len(drawn) == sum(1 for m in recorded if key in m), series
+        assert len(plot.find_elements(By.CSS_SELECTOR, "g.point")) == len(recorded)
+        passed = sum(1 for m in recorded if m["result"] == "Passed")
+        assert len(plot.find_elements(By.CSS_SELECTOR, "g.point.passed")) == passed > 0
+        assert plot.find_elements(By.CSS_SELECTOR, "rect.band")
+        assert plot.find_elements(By.CSS_SELECTOR, "line.bound.max")
+        # The table beside it: both values, the ratio and the verdict of each.
+        figure = browser.find_element(By.CSS_SELECTOR, 'figure[data-template="latency"]')
+        heads = [h.text for h in figure.find_elements(By.CSS_SELECTOR, "thead th")]
+        assert heads[:5] == ["At (UTC)", "Verdict", "Challenger", "Champion", "Ratio"]
+        rows = [
+            [td.text for td in row.find_elements(By.TAG_NAME, "td")][1:5]
+            for row in figure.find_elements(By.CSS_SELECTOR, "tbody tr")
+        ]
+        assert rows == [
+            [m["result"], *(_four(m.get(k)) for k in ("value", "champion", "score"))]
+            for m in recorded
+        ]
+        browser.execute_script("arguments[0].scrollIntoView();", figure)
+        screenshot(browser, "promotion-shadow-comparison")
+
+        # --prometheus-url: the latency query over the whole run, both predictors' series.
+        ranged = wait(
+            browser, lambda d: d.find_element(By.CSS_SELECTOR, 'div.range[data-template="latency"]')
+        )
+        for side in ("champion", "challenger"):
+            drawn = ranged.find_elements(By.CSS_SELECTOR, f"svg.range g.series.{side}")
+            assert len(drawn) == 1, (side, (ranged.get_attribute("innerHTML") or "")[:2000])
+            assert int(drawn[0].get_attribute("data-points") or 0) > 1, side
+        browser.execute_script("arguments[0].scrollIntoView();", ranged)
+        screenshot(browser, "promotion-shadow-range")
+
+
+def _four(value: float | None) -> str:
+    """A number as the page shows it: four significant digits."""
+    return "-" if value is None else f"{value:.4g}"
+
+
+# --- promotion paths ---------------------------------------------------------------------
+
+
+def _stage_state(driver: webdriver.Chrome, name: str) -> tuple[str, str, str]:
+    """A stage card's phase, the soak time left it shows, and its run's link, read in
+    one script call (the live part is replaced on every push)."""
+    state = driver.execute_script(
+        'const e = document.querySelector(`li.stage[data-stage="${arguments[0]}"]`);'
+        "if (!e) { return ['', '', '']; }"
+        "const left = e.querySelector('.countdown'), run = e.querySelector('a');"
+        "return [e.dataset.phase, left ? left.textContent : '', run ? run.href : ''];",
+        name,
+    )
+    return str(state[0]), str(state[1]), str(state[2])
+
+
+def test_a_paths_page_shows_its_second_stage_soak_and_start_without_a_reload(
+    seldon: Simulator,
+    operator: OperatorProcess,
+    control_plane: ControlPlane,
+    namespace: str,
+    browser: webdriver.Chrome,
+) -> None:
+    seldon.control.add_namespace("build", groups=WRITERS)
+    seldon.control.add_namespace("dev", groups=WRITERS)
+    seldon.control.seed_deployment(
+        "build", deployment_body("iris", image="seldonio/sklearn-iris:2.0")
+    )
+    paths = Paths(control_plane, namespace)
+    paths.apply("iris", stage("dev", soak="1s"), stage("staging", soak="8s"))
+
+    with dashboard(control_plane.kubeconfig, namespace) as served:
+        browser.get(f"{served.url}paths/{namespace}/iris")
+        browser.execute_script("window.notReloaded = true;")
+        seen: list[tuple[str, str, str]] = []
+        soaking_shot: Path | None = None
+        deadline = time.monotonic() + 150
+        while not seen or seen[-1][0] != "Succeeded":
+            assert time.monotonic() < deadline, f"staging never succeeded: {seen}"
+            state = _stage_state(browser, "staging")
+            if not seen or state != seen[-1]:
+                seen.append(state)
+                if state[0] == "Soaking" and state[1] and not soaking_shot:
+                    soaking_shot = screenshot(browser, "path-staging-soaking")
+            time.sleep(0.2)
+        screenshot(browser, "path-staging-succeeded")
+
+        phases = [phase for phase, _, _ in seen]
+        # The page saw staging soak (a time left counted down), then start and end.
+        assert any(phase == "Soaking" and left.endswith("s") for phase, left, _ in seen), seen
+        assert phases.index("Soaking") < phases.index("Running") < phases.index("Succeeded")
+        assert seen[-1][2].endswith(
+            f"/promotions/{namespace}/" + paths.stage("iris", "staging")["run"]
+        )
+        assert browser.execute_script("return window.notReloaded === true;")
+        assert (
+            int(browser.find_element(By.TAG_NAME, "body").get_attribute("data-updates") or 0) >= 3
+        )
+
+        # The list of paths shows both stages, and the run's link opens its promotion page.
+        browser.get(f"{served.url}paths")
+        stages = wait(
+            browser,
+            lambda d: d.execute_script(
+                "return Array.from(document.querySelectorAll("
+                '`tr[data-path="${arguments[0]}"] li`), e => e.dataset.stage);',
+                f"{namespace}/iris",
+            ),
+        )
+        assert stages == ["dev", "staging"]
+        screenshot(browser, "paths-list")
+        browser.get(seen[-1][2])
+        wait(
+            browser,
+            lambda d: (
+                d.find_element(By.CSS_SELECTOR, ".overview").get_attribute("data-phase")
+                == "Succeeded"
+            ),
         )
 
 
@@ -327,6 +492,7 @@ def test_no_bearer_token_reaches_the_page_its_script_or_the_output(
             for path in (
                 "",
                 f"promotions/{namespace}/iris",
+                "paths",
                 "static/live.js",
                 "static/dashboard.css",
             )

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from promotion_operator.kubectl_plugin.dashboard import pages
+from promotion_operator.kubectl_plugin.dashboard.comparison_plot import comparison_plot
 from promotion_operator.kubectl_plugin.dashboard.plot import Band, band_of, plot
 from promotion_operator.kubectl_plugin.resource import Promotion
 
@@ -97,6 +98,7 @@ def test_points_without_times_are_spread_evenly() -> None:
 def test_a_single_value_still_plots_inside_the_frame() -> None:
     svg = plot("t", [{"template": "t", "result": "Passed", "value": 5, "at": "x"}])
     assert svg.count('<g class="point passed"') == 1
+    assert '<circle cx="344.0"' in svg  # in the middle
     assert "nan" not in svg.lower()
 
 
@@ -178,3 +180,120 @@ def test_the_timeline_lists_the_runs_events_with_their_durations() -> None:
 def test_the_page_loads_nothing_from_another_site() -> None:
     html = pages.promotion_page(canary(), [], NOW, "tok")
     assert not re.search(r'(src|href)="(https?:)?//', html)
+
+
+# --- a comparison: the challenger against the champion ------------------------------
+
+
+def compared(at: str, result: str, challenger: float, champion: float) -> dict[str, Any]:
+    return {
+        "template": "latency",
+        "result": result,
+        "at": at,
+        "value": challenger,
+        "champion": champion,
+        "score": challenger / champion,
+        "max": 1.5,
+        "message": f"ratio {challenger / champion:g} (challenger {challenger}, "
+        f"champion {champion})",
+    }
+
+
+COMPARED = [
+    compared("2026-03-01T11:58:00Z", "Passed", 0.11, 0.1),
+    compared("2026-03-01T11:58:30Z", "Passed", 0.12, 0.1),
+    compared("2026-03-01T11:59:00Z", "Failed", 0.3, 0.1),
+]
+
+
+def shadow(measurements: list[dict[str, Any]], compare: dict[str, Any]) -> Promotion:
+    body = dict(canary(canary={"step": 1, "measurements": measurements}).body)
+    template = {"name": measurements[0]["template"], "query": "q", "compare": compare}
+    body["spec"] = {**body["spec"], "analysis": {"templates": [template]}}
+    return Promotion(body)
+
+
+def test_a_comparison_plots_one_point_per_measurement_for_each_series() -> None:
+    svg = comparison_plot("latency", COMPARED, "ratio")
+    assert svg.count('<g class="sample challenger"') == len(COMPARED)
+    assert svg.count('<g class="sample champion"') == len(COMPARED)
+    assert 'class="trace challenger"' in svg and 'class="trace champion"' in svg
+
+
+def test_the_two_series_differ_in_line_and_marker_and_a_legend_names_them() -> None:
+    svg = comparison_plot("latency", COMPARED, "ratio")
+    legend = re.search(r'<g class="legend">(.*?)</g></g>', svg)
+    assert legend is not None
+    assert ">challenger</text>" in legend.group(0) and ">champion</text>" in legend.group(0)
+    challenger = re.search(r'<g class="sample challenger"[^>]*>(.*?)</g>', svg)
+    champion = re.search(r'<g class="sample champion"[^>]*>(.*?)</g>', svg)
+    assert challenger and "<circle" in challenger.group(1)
+    assert champion and "<rect" in champion.group(1)
+    assert 'class="trace champion"' in svg and re.search(
+        r'class="trace champion"[^>]*stroke-dasharray', svg
+    )
+
+
+def test_the_score_is_drawn_against_its_band_with_each_verdict_marked() -> None:
+    svg = comparison_plot("latency", COMPARED, "ratio")
+    assert svg.count('class="band"') == 1 and 'class="bound max"' in svg
+    assert svg.count('<g class="point ') == len(COMPARED)
+    assert svg.count('class="point failed"') == 1 and svg.count('class="point passed"') == 2
+    assert "ratio must lie in [-inf, 1.5]" in svg
+
+
+def test_a_distribution_without_single_values_still_plots_its_score() -> None:
+    psi: list[dict[str, Any]] = [
+        {"template": "predictions", "result": "Passed", "at": "2026-03-01T11:58:00Z",
+         "score": 0.02, "max": 0.1},
+        {"template": "predictions", "result": "Inconclusive", "at": "2026-03-01T11:58:30Z",
+         "message": "no samples"},
+    ]  # fmt: skip
+    svg = comparison_plot("predictions", psi, "PSI")
+    assert '<g class="sample' not in svg
+    assert svg.count('<g class="point ') == 2 and 'class="point inconclusive"' in svg
+
+
+def test_a_sample_judged_later_is_marked_apart_from_the_verdicts() -> None:
+    sampled = [{**m, "result": "Sampled"} for m in COMPARED[:2]]
+    for m in sampled:
+        del m["score"], m["max"]
+    svg = comparison_plot("latency", sampled, "Mann-Whitney p-value")
+    assert svg.count('class="point sampled"') == 2
+    assert svg.count('<g class="sample challenger"') == 2
+
+
+def test_the_page_shows_a_comparisons_plot_and_both_values_beside_it() -> None:
+    html = pages.promotion_live(shadow(COMPARED, {"ratio": {"max": 1.5}}), [], NOW)
+    figure = re.search(r'<figure class="analysis" data-template="latency">.*?</figure>', html)
+    assert figure is not None
+    assert 'class="plot comparison"' in figure.group(0)
+    heads = re.findall(r'<th scope="col">([^<]*)</th>', figure.group(0))
+    assert heads == ["At (UTC)", "Verdict", "Challenger", "Champion", "Ratio", "Band", "Message"]
+    rows = re.findall(
+        r'<tr class="(\w+)"><td><time[^>]*>[^<]*</time></td>((?:<td>[^<]*</td>){4})',
+        figure.group(0),
+    )
+    assert [(kind, re.findall(r"<td>([^<]*)</td>", cells)[:3]) for kind, cells in rows] == [
+        ("passed", ["Passed", "0.11", "0.1"]),
+        ("passed", ["Passed", "0.12", "0.1"]),
+        ("failed", ["Failed", "0.3", "0.1"]),
+    ]
+
+
+def test_the_score_is_named_by_the_templates_comparison() -> None:
+    assert pages.statistic({"ratio": {"max": 1.1}}) == "ratio"
+    assert pages.statistic({"difference": {"max": 0.01}}) == "difference"
+    assert pages.statistic({"mannWhitney": {}}) == "Mann-Whitney p-value"
+    assert pages.statistic({"distribution": {"by": "class", "maxPSI": 0.2}}) == "PSI"
+    assert pages.statistic({"distribution": {"by": "c", "significance": 0.05}}) == (
+        "chi-square p-value"
+    )
+    psi = [{"template": "p", "result": "Passed", "score": 0.02, "max": 0.1}]
+    html = pages.promotion_live(shadow(psi, {"distribution": {"by": "c", "maxPSI": 0.1}}), [], NOW)
+    assert '<th scope="col">PSI</th>' in html
+
+
+def test_a_template_without_compare_keeps_its_single_series_plot() -> None:
+    html = pages.promotion_live(canary(), [], NOW)
+    assert 'class="plot values"' in html and 'class="plot comparison"' not in html

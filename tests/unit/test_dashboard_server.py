@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import re
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, cast
@@ -16,7 +17,8 @@ import pytest
 
 from promotion_operator.kubectl_plugin.dashboard import serve
 from promotion_operator.kubectl_plugin.kube import Kube, PluginError
-from promotion_operator.kubectl_plugin.resource import ABORT_ANNOTATION
+from promotion_operator.kubectl_plugin.paths import PATH_PLURAL
+from promotion_operator.kubectl_plugin.resource import ABORT_ANNOTATION, PLURAL
 
 SECRET = "the-users-bearer-token"
 
@@ -35,26 +37,50 @@ def promotion(phase: str, weight: int, version: int) -> dict[str, Any]:
     }
 
 
+def promotion_path(phase: str, version: int) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "iris", "namespace": "ml", "resourceVersion": str(version)},
+        "spec": {
+            "source": {"namespace": "build", "name": "iris"},
+            "stages": [{"name": "dev", "target": {"namespace": "dev"}}],
+        },
+        "status": {"stages": [{"name": "dev", "phase": phase, "freight": "1-aaaaaa"}]},
+    }
+
+
 class FakeKube:
-    """One ModelPromotion; the watch delivers what :meth:`push` is given."""
+    """One ModelPromotion and one PromotionPath; the watch of each kind delivers what
+    :meth:`push` is given."""
 
     default_namespace = "ml"
     server = "https://kube.example"
     token = SECRET  # what a real client holds: it must never reach a page
 
     def __init__(self) -> None:
-        self.obj = promotion("Analyzing", 10, 1)
+        self.objects = {
+            PLURAL: promotion("Analyzing", 10, 1),
+            PATH_PLURAL: promotion_path("Idle", 1),
+        }
         self.patches: list[dict[str, str | None]] = []
-        self.pushed: list[dict[str, Any]] = []
+        self.pushed: dict[str, list[dict[str, Any]]] = {PLURAL: [], PATH_PLURAL: []}
         self.wake = threading.Event()
+        self.listed: list[str] = []
 
-    def list(self, namespace: str | None) -> dict[str, Any]:
-        return {"items": [copy.deepcopy(self.obj)], "metadata": {"resourceVersion": "1"}}
+    @property
+    def obj(self) -> dict[str, Any]:
+        return self.objects[PLURAL]
 
-    def get(self, namespace: str, name: str) -> dict[str, Any]:
+    def list(self, namespace: str | None, *, plural: str = PLURAL) -> dict[str, Any]:
+        self.listed.append(plural)
+        return {
+            "items": [copy.deepcopy(self.objects[plural])],
+            "metadata": {"resourceVersion": "1"},
+        }
+
+    def get(self, namespace: str, name: str, *, plural: str = PLURAL) -> dict[str, Any]:
         if (namespace, name) != ("ml", "iris"):
             raise PluginError(f'Error from server (NotFound): "{name}" not found')
-        return copy.deepcopy(self.obj)
+        return copy.deepcopy(self.objects[plural])
 
     def annotate(
         self, namespace: str, name: str, version: str, annotations: dict[str, str | None]
@@ -66,18 +92,19 @@ class FakeKube:
         return []
 
     def watch_list(
-        self, namespace: str | None, version: str, timeout_seconds: int
+        self, namespace: str | None, version: str, timeout_seconds: int, *, plural: str = PLURAL
     ) -> Iterator[dict[str, Any]]:
         while True:
-            self.wake.wait(1.0)
-            self.wake.clear()
-            while self.pushed:
-                yield {"type": "MODIFIED", "object": self.pushed.pop(0)}
+            self.wake.wait(0.2)
+            pushed = self.pushed[plural]
+            while pushed:
+                yield {"type": "MODIFIED", "object": pushed.pop(0)}
 
-    def push(self, body: dict[str, Any]) -> None:
-        self.obj = body
-        self.pushed.append(copy.deepcopy(body))
+    def push(self, body: dict[str, Any], plural: str = PLURAL) -> None:
+        self.objects[plural] = body
+        self.pushed[plural].append(copy.deepcopy(body))
         self.wake.set()
+        self.wake.clear()
 
 
 @contextlib.asynccontextmanager
@@ -197,14 +224,20 @@ def test_no_credential_reaches_a_page() -> None:
         async with _running(FakeKube()) as (_, base):
             return [
                 (await _get(f"{base}{path}"))[1]
-                for path in ("/", "/promotions/ml/iris", "/static/live.js")
+                for path in (
+                    "/",
+                    "/promotions/ml/iris",
+                    "/paths",
+                    "/paths/ml/iris",
+                    "/static/live.js",
+                )
             ]
 
     for text in run(check()):
         assert SECRET not in text
 
 
-@pytest.mark.parametrize("path", ["/", "/promotions/ml/iris"])
+@pytest.mark.parametrize("path", ["/", "/promotions/ml/iris", "/paths", "/paths/ml/iris"])
 def test_pages_forbid_scripts_from_elsewhere(path: str) -> None:
     async def check() -> str:
         async with (
@@ -231,3 +264,52 @@ def test_pages_let_the_browser_send_their_origin_on_a_post() -> None:
             return response.headers["Referrer-Policy"]
 
     assert run(check()) == "same-origin"
+
+
+def test_the_paths_are_watched_only_once_a_path_page_is_opened() -> None:
+    fake = FakeKube()
+
+    async def check() -> tuple[list[str], int, str]:
+        async with _running(fake) as (_, base):
+            await _get(f"{base}/promotions/ml/iris")
+            before = list(fake.listed)
+            status, page = await _get(f"{base}/paths")
+            return before, status, page
+
+    before, status, page = run(check())
+    assert PATH_PLURAL not in before
+    assert status == 200 and 'href="/paths/ml/iris"' in page
+    assert PATH_PLURAL in fake.listed
+
+
+def test_a_change_of_a_path_is_pushed_to_its_open_page() -> None:
+    fake = FakeKube()
+
+    async def check() -> list[str]:
+        phases: list[str] = []
+        async with (
+            _running(fake) as (_, base),
+            aiohttp.ClientSession() as session,
+            session.get(f"{base}/stream/paths/ml/iris") as response,
+        ):
+            async for line in response.content:
+                found = re.search(r'data-stage="dev" data-phase="(\w+)"', line.decode())
+                if found:
+                    phases.append(found.group(1))
+                    if len(phases) == 1:
+                        fake.push(promotion_path("Running", 2), PATH_PLURAL)
+                    elif phases[-1] == "Running":
+                        break
+        return phases
+
+    phases = run(check())
+    assert phases[0] == "Idle" and phases[-1] == "Running"
+
+
+def test_a_path_that_does_not_exist_is_a_404_naming_it() -> None:
+    async def check() -> tuple[int, str]:
+        async with _running(FakeKube()) as (_, base):
+            return await _get(f"{base}/paths/ml/nope")
+
+    status, text = run(check())
+    assert status == 404 and "nope" in text

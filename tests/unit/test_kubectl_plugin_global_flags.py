@@ -130,3 +130,14 @@ def test_an_unanswered_request_times_out_after_the_request_timeout(tmp_path: Pat
             kube.get("ml", "iris")
     finally:
         silent.close()
+
+
+def test_the_dashboards_prometheus_url_comes_from_the_flag_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PROMETHEUS_URL", raising=False)
+    assert cli.build_parser().parse_args(["dashboard"]).prometheus_url is None
+    flag = ["dashboard", "--prometheus-url", "http://127.0.0.1:9090"]
+    assert cli.build_parser().parse_args(flag).prometheus_url == "http://127.0.0.1:9090"
+    monkeypatch.setenv("PROMETHEUS_URL", "http://prometheus:9090")
+    assert cli.build_parser().parse_args(["dashboard"]).prometheus_url == "http://prometheus:9090"

@@ -23,7 +23,9 @@ from promotion_operator.kubectl_plugin.paths import (
     decide_promote,
     decide_release,
     hold_value,
+    path_view,
     render_path,
+    soak_left,
 )
 from promotion_operator.kubectl_plugin.resource import ExitCode
 from promotion_operator.kubectl_plugin.watching import Watcher
@@ -365,3 +367,33 @@ def test_the_path_api_gets_and_watches_promotionpaths() -> None:
     api.get("ops", "iris")
     list(api.watch("ops", "iris", "1", 10))
     assert calls == [("get", "promotionpaths"), ("watch", "promotionpaths")]
+
+
+def test_the_view_reads_each_stage_in_the_specs_order_with_its_status() -> None:
+    view = path_view(path())
+    assert (view.namespace, view.name, view.source, view.newest_freight) == (
+        "ops",
+        "iris",
+        "build/iris",
+        "3-abcdef",
+    )
+    assert [(s.name, s.policy, s.soak, s.phase, s.promoted) for s in view.stages] == [
+        ("dev", "auto", "0s", "Succeeded", "3-abcdef"),
+        ("production", "manual", "10s", "WaitingForPromotion", ""),
+    ]
+
+
+def test_a_stage_not_started_reads_as_empty_not_as_an_error() -> None:
+    body = path()
+    del body["status"]
+    assert [s.phase for s in path_view(body).stages] == ["", ""]
+    assert "dev         auto    0s    -" in render_path(body, NOW)
+
+
+def test_the_soak_left_counts_to_its_end_and_not_past_it() -> None:
+    body = path(phase="Soaking")
+    body["status"]["stages"][1]["soakUntil"] = "2026-01-01T12:01:05Z"
+    soaking = path_view(body).stages[1]
+    assert soak_left(soaking, NOW) == "65s"
+    assert soak_left(soaking, NOW + datetime.timedelta(minutes=5)) == "0s"
+    assert soak_left(path_view(path()).stages[0], NOW) == ""

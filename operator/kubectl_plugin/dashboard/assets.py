@@ -1,8 +1,8 @@
 """The page's two files, served by the dashboard itself (no CDN: it works air-gapped).
 
-The script does one thing: it opens the page's Server-Sent Events stream and
-puts each pushed fragment in place of the live part. The browser's EventSource
-reconnects by itself; nothing polls.
+The script opens the page's Server-Sent Events stream and puts each pushed
+fragment in place of the live part (the browser's EventSource reconnects by
+itself; nothing polls), and counts a path stage's soak down between pushes.
 """
 
 from __future__ import annotations
@@ -10,12 +10,26 @@ from __future__ import annotations
 LIVE_JS = """\
 "use strict";
 (function () {
+  // A soak's time left, counted down here between pushes: nothing is asked of the server.
+  function countdown() {
+    var now = Date.now();
+    document.querySelectorAll("[data-until]").forEach(function (element) {
+      var until = Date.parse(element.dataset.until);
+      if (isNaN(until)) { return; }
+      var left = Math.max(0, Math.round((until - now) / 1000));
+      var minutes = Math.floor(left / 60), seconds = left % 60;
+      element.textContent = left < 120 ? left + "s"
+        : minutes < 10 && seconds ? minutes + "m" + seconds + "s" : minutes + "m";
+    });
+  }
+  window.setInterval(countdown, 1000);
   var stream = document.body.dataset.stream;
   var live = document.getElementById("live");
   if (!stream || !live || !window.EventSource) { return; }
   var source = new EventSource(stream);
   source.addEventListener("update", function (event) {
     live.innerHTML = event.data;
+    countdown();
     document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
   });
   source.addEventListener("open", function () { document.body.dataset.connected = "yes"; });
@@ -28,7 +42,9 @@ DASHBOARD_CSS = """\
 :root { font-family: system-ui, sans-serif; color: #1f2328; background: #ffffff; }
 body { margin: 0; }
 header { background: #24292f; padding: 0.6rem 1rem; }
-header a.home { color: #ffffff; font-weight: 600; text-decoration: none; }
+header nav { display: flex; flex-wrap: wrap; gap: 1.2rem; }
+header a { color: #ffffff; font-weight: 600; text-decoration: none; }
+header a:hover { text-decoration: underline; }
 main { padding: 1rem; max-width: 1200px; margin: 0 auto; }
 .skip { position: absolute; left: -999px; }
 .skip:focus { left: 0.5rem; top: 0.5rem; background: #ffffff; color: #0550ae; padding: 0.3rem; }
@@ -65,6 +81,27 @@ ol.steps li.current { font-weight: 600; background: #fff8c5; }
 figure.analysis { margin: 1rem 0; }
 figure.analysis figcaption { font-weight: 600; }
 svg.plot { width: 100%; max-width: 640px; height: auto; display: block; }
+.analysis-body { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
+.analysis-body svg.plot { flex: 1 1 420px; }
+.analysis-body .scroll { flex: 1 1 320px; min-width: 0; }
+figure.analysis .range h3 { font-size: 0.95rem; margin: 0.8rem 0 0.3rem; }
+.note { color: #57606a; }
+table.measurements td { white-space: nowrap; }
+table.measurements td:last-child { white-space: normal; min-width: 12em; }
+table.measurements tr.failed td:nth-child(2) { color: #a40e26; font-weight: 600; }
+ol.stages { display: flex; flex-wrap: wrap; gap: 0.75rem; list-style: none; padding: 0; }
+ol.stages li.stage {
+  flex: 1 1 240px; border: 1px solid #d0d7de; border-left-width: 5px; border-radius: 6px;
+  padding: 0.5rem 0.75rem;
+}
+ol.stages li.stage h3 { margin: 0 0 0.4rem; font-size: 1rem; }
+ol.stages li.stage.running, ol.stages li.stage.soaking { border-left-color: #0969da; }
+ol.stages li.stage.succeeded { border-left-color: #116329; }
+ol.stages li.stage.failed, ol.stages li.stage.blocked { border-left-color: #a40e26; }
+ol.stages li.stage.waitingforpromotion { border-left-color: #9a6700; }
+ol.stage-chain { list-style: none; padding: 0; margin: 0; display: flex; flex-wrap: wrap;
+  gap: 0.2rem 0.5rem; }
+ol.stage-chain li + li::before { content: "\\2192  "; color: #57606a; }
 @media (max-width: 600px) {
   main { padding: 0.5rem; }
   dl { grid-template-columns: 1fr; }

@@ -1,4 +1,5 @@
-"""The ModelPromotions the user can see, kept current by a watch in a thread.
+"""The objects of one kind the user can see (the ModelPromotions, the
+PromotionPaths), kept current by a watch in a thread.
 
 The plugin's client is blocking, so a thread lists and then watches (resuming
 after each server timeout, listing again when the version expired), and hands
@@ -19,7 +20,7 @@ from typing import Any
 
 from promotion_operator.kubectl_plugin.dashboard.pages import Scope
 from promotion_operator.kubectl_plugin.kube import Expired, Kube, PluginError
-from promotion_operator.kubectl_plugin.resource import Promotion
+from promotion_operator.kubectl_plugin.resource import PLURAL, Promotion
 
 # The server ends each watch after this long; the feed resumes from the last version.
 WATCH_SECONDS = 300
@@ -29,13 +30,29 @@ RETRY_SECONDS = 2.0
 Key = tuple[str, str]
 
 
-class Feed:
-    """The latest object of each ModelPromotion in scope, and a counter of changes."""
+def _key(body: dict[str, Any]) -> Key:
+    metadata = body.get("metadata") or {}
+    return str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
 
-    def __init__(self, kube: Kube, namespace: str | None, loop: asyncio.AbstractEventLoop) -> None:
+
+def _version(body: dict[str, Any]) -> str:
+    return str((body.get("metadata") or {}).get("resourceVersion") or "")
+
+
+class Feed:
+    """The latest object of each one of ``plural`` in scope, and a counter of changes."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        namespace: str | None,
+        loop: asyncio.AbstractEventLoop,
+        plural: str = PLURAL,
+    ) -> None:
         self._kube = kube
         self._asked = namespace
         self._loop = loop
+        self._plural = plural
         self.scope = Scope(namespace)
         self.objects: dict[Key, dict[str, Any]] = {}
         self.error = ""
@@ -43,6 +60,7 @@ class Feed:
         self._event = asyncio.Event()
         self._listed = asyncio.Event()  # set once the first listing (or failure) is in
         self._stopped = threading.Event()
+        self._started = False
 
     # --- the loop's side -------------------------------------------------------------
     def promotions(self) -> list[Promotion]:
@@ -51,6 +69,11 @@ class Feed:
     def get(self, namespace: str, name: str) -> Promotion | None:
         body = self.objects.get((namespace, name))
         return Promotion(body) if body is not None else None
+
+    def bodies(self) -> list[dict[str, Any]]:
+        """The objects as the API returned them (the feed of another kind than
+        ModelPromotions)."""
+        return list(self.objects.values())
 
     async def listed(self, timeout: float) -> None:
         """Wait (at most ``timeout`` seconds) for the first listing, so that a page
@@ -79,7 +102,13 @@ class Feed:
 
     # --- the thread's side --------------------------------------------------------
     def start(self) -> None:
-        threading.Thread(target=self._run, name="dashboard-watch", daemon=True).start()
+        """Start the watch's thread (once: a later call does nothing)."""
+        if self._started:
+            return
+        self._started = True
+        threading.Thread(
+            target=self._run, name=f"dashboard-watch-{self._plural}", daemon=True
+        ).start()
 
     def stop(self) -> None:
         self._stopped.set()
@@ -88,7 +117,7 @@ class Feed:
         namespace = self._asked
         while not self._stopped.is_set():
             try:
-                listed = self._kube.list(namespace)
+                listed = self._kube.list(namespace, plural=self._plural)
             except PluginError as error:
                 if namespace is None and "(Forbidden)" in error.message:
                     # Not allowed across namespaces: the context's own, as kubectl would.
@@ -101,11 +130,7 @@ class Feed:
                     continue
                 self._failed(error.message)
                 continue
-            items = {
-                (Promotion(o).namespace, Promotion(o).name): o
-                for o in listed.get("items") or []
-                if isinstance(o, dict)
-            }
+            items = {_key(o): o for o in listed.get("items") or [] if isinstance(o, dict)}
             self._apply(functools.partial(self._replace, items))
             metadata = listed.get("metadata") or {}
             self._follow(namespace, str(metadata.get("resourceVersion") or ""))
@@ -134,16 +159,18 @@ class Feed:
         """Watch from ``version`` until it expires or fails (then the caller lists again)."""
         while not self._stopped.is_set():
             try:
-                for event in self._kube.watch_list(namespace, version, WATCH_SECONDS):
+                events = self._kube.watch_list(
+                    namespace, version, WATCH_SECONDS, plural=self._plural
+                )
+                for event in events:
                     body = event.get("object") or {}
                     if not isinstance(body, dict):
                         continue
-                    promotion = Promotion(body)
-                    version = promotion.resource_version or version
+                    version = _version(body) or version
                     kind = event.get("type")
                     if kind == "BOOKMARK":
                         continue
-                    key = (promotion.namespace, promotion.name)
+                    key = _key(body)
                     self._apply(
                         functools.partial(self._store, key, None if kind == "DELETED" else body)
                     )

@@ -18,7 +18,13 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from promotion_operator.kubectl_plugin.dashboard import csrf
-from promotion_operator.kubectl_plugin.dashboard.plot import by_template, plot
+from promotion_operator.kubectl_plugin.dashboard.comparison_plot import (
+    comparison_plot,
+    is_comparison,
+)
+from promotion_operator.kubectl_plugin.dashboard.plot import band_of, by_template, fmt, number, plot
+from promotion_operator.kubectl_plugin.dashboard.range_plot import range_plot
+from promotion_operator.kubectl_plugin.dashboard.range_queries import Ranged
 from promotion_operator.kubectl_plugin.render import age, history_run, human_duration
 from promotion_operator.kubectl_plugin.resource import Promotion, parse_time
 
@@ -93,7 +99,8 @@ def document(title: str, body: str, stream: str | None) -> str:
         '<link rel="stylesheet" href="/static/dashboard.css">'
         '<script src="/static/live.js" defer></script>'
         f'</head><body{stream_attr}><a class="skip" href="#content">Skip to content</a>'
-        '<header><a href="/" class="home">ModelPromotions</a></header>'
+        '<header><nav aria-label="Dashboard"><a href="/" class="home">ModelPromotions</a>'
+        '<a href="/paths">PromotionPaths</a></nav></header>'
         f'<main id="content">{body}</main></body></html>\n'
     )
 
@@ -111,7 +118,7 @@ def list_page(
     namespaces = sorted({p.namespace for p in promotions} | {filters.namespace} - {""})
     body = (
         "<h1>ModelPromotions</h1>"
-        f'<p class="scope">{_e(_scope_text(scope))}</p>'
+        f'<p class="scope">{_e(scope_text(scope))}</p>'
         '<form class="filters" method="get" action="/">'
         + _select("namespace", "Namespace", namespaces, filters.namespace, "all namespaces")
         + _select("phase", "Phase", PHASES, filters.phase, "all phases")
@@ -121,7 +128,7 @@ def list_page(
     return document("ModelPromotions", body, f"/stream{filters.query()}")
 
 
-def _scope_text(scope: Scope) -> str:
+def scope_text(scope: Scope) -> str:
     where = "every namespace" if scope.namespace is None else f"namespace {scope.namespace}"
     return f"Watching {where}." + (f" {scope.note}" if scope.note else "")
 
@@ -197,8 +204,10 @@ def promotion_page(
     now: datetime.datetime,
     token: str | None,
     said: Said | None = None,
+    ranges: Mapping[str, Ranged] | None = None,
 ) -> str:
-    """One promotion; ``token`` None (``--read-only``) shows no buttons."""
+    """One promotion; ``token`` None (``--read-only``) shows no buttons; ``ranges``
+    (``--prometheus-url``): each template's query over the run, by template."""
     ns, name = p.namespace, p.name
     path = promotion_path(ns, name)
     notice = ""
@@ -209,7 +218,7 @@ def promotion_page(
     buttons = "" if token is None else _buttons(path, token)
     body = (
         f"<h1>{_e(ns)}/{_e(name)}</h1>{notice}{buttons}"
-        f'<div id="live" aria-live="polite">{promotion_live(p, events, now)}</div>'
+        f'<div id="live" aria-live="polite">{promotion_live(p, events, now, ranges)}</div>'
     )
     return document(f"{ns}/{name}", body, f"/stream{path}")
 
@@ -226,7 +235,10 @@ def _buttons(path: str, token: str) -> str:
 
 
 def promotion_live(
-    p: Promotion, events: Sequence[Mapping[str, Any]], now: datetime.datetime
+    p: Promotion,
+    events: Sequence[Mapping[str, Any]],
+    now: datetime.datetime,
+    ranges: Mapping[str, Ranged] | None = None,
 ) -> str:
     """The promotion page's live part."""
     return "".join(
@@ -234,7 +246,7 @@ def promotion_live(
             _overview(p, now),
             _timeline(p, events, now),
             _steps(p),
-            _plots(p),
+            _plots(p, ranges or {}),
             _approval(p),
             _history(p),
             _events(events, now),
@@ -343,29 +355,126 @@ def _steps(p: Promotion) -> str:
     )
 
 
-def _plots(p: Promotion) -> str:
+def statistic(compare: Mapping[str, Any]) -> str:
+    """What a comparison's score is, in words (``spec.analysis.templates[].compare``)."""
+    if "ratio" in compare:
+        return "ratio"
+    if "difference" in compare:
+        return "difference"
+    if "mannWhitney" in compare:
+        return "Mann-Whitney p-value"
+    distribution = compare.get("distribution")
+    if isinstance(distribution, Mapping):
+        return "PSI" if "maxPSI" in distribution else "chi-square p-value"
+    return "score"
+
+
+def _plots(p: Promotion, ranges: Mapping[str, Ranged]) -> str:
     groups = by_template(p.measurements)
     if not groups:
         return ""
+    comparisons = p.comparisons
     figures = []
     for template, measurements in groups.items():
-        rows = "".join(
-            f"<tr><td>{_e(m.get('at'))}</td><td>{_e(m.get('result'))}</td>"
-            f"<td>{_e(m.get('value', NONE))}</td><td>{_e(m.get('message', ''))}</td></tr>"
-            for m in measurements
-        )
-        figures.append(
-            f'<figure class="analysis"><figcaption>{_e(template)}</figcaption>'
-            f"{plot(template, measurements)}"
-            f"<details><summary>The {len(measurements)} measurements of {_e(template)}"
-            '</summary><div class="scroll"><table><thead><tr><th scope="col">At</th>'
-            '<th scope="col">Result</th><th scope="col">Value</th><th scope="col">Message'
-            f"</th></tr></thead><tbody>{rows}</tbody></table></div></details></figure>"
-        )
+        under = _range(template, ranges.get(template))
+        if template in comparisons or is_comparison(measurements):
+            compare = comparisons.get(template, {})
+            figures.append(_comparison(template, measurements, compare, under))
+        else:
+            figures.append(_measured(template, measurements, under))
     return (
         '<section aria-labelledby="h-analysis"><h2 id="h-analysis">Analysis</h2>'
         f"{''.join(figures)}</section>"
     )
+
+
+def _figure(template: str, svg: str, what: str, heads: Sequence[str], rows: str, under: str) -> str:
+    """A template's plot with its measurements' table beside it (under it, on a phone),
+    and ``under`` them the query over the run, when Prometheus was asked."""
+    head = "".join(f'<th scope="col">{_e(h)}</th>' for h in heads)
+    return (
+        f'<figure class="analysis" data-template="{_e(template)}">'
+        f"<figcaption>{_e(template)}{_e(what)}</figcaption>"
+        f'<div class="analysis-body">{svg}<div class="scroll"><table class="measurements">'
+        f"<caption>The measurements of {_e(template)}, oldest first</caption>"
+        f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div></div>"
+        f"{under}</figure>"
+    )
+
+
+def _range(template: str, ranged: Ranged | None) -> str:
+    """The template's query over the run from Prometheus (nothing without the flag)."""
+    if ranged is None:
+        return ""
+    note = f'<p class="note">{_e(ranged.error)}</p>' if ranged.error else ""
+    drawn = range_plot(template, ranged.window, ranged.series) if ranged.series or not note else ""
+    return (
+        f'<div class="range" data-template="{_e(template)}"><h3>The query over the run, '
+        f"from Prometheus</h3>{drawn}{note}</div>"
+    )
+
+
+def _measured(template: str, measurements: Sequence[Mapping[str, Any]], under: str) -> str:
+    rows = "".join(
+        f"<tr><td>{_at(m)}</td><td>{_e(m.get('result'))}</td>"
+        f"<td>{_e(_value(m, 'value'))}</td><td>{_e(m.get('message', ''))}</td></tr>"
+        for m in measurements
+    )
+    heads = ("At (UTC)", "Result", "Value", "Message")
+    return _figure(template, plot(template, measurements), "", heads, rows, under)
+
+
+def _comparison(
+    template: str,
+    measurements: Sequence[Mapping[str, Any]],
+    compare: Mapping[str, Any],
+    under: str,
+) -> str:
+    """Both values, the score and its band, and the verdict of each measurement."""
+    named = statistic(compare)
+    rows = "".join(
+        f'<tr class="{_e(_text(m.get("result")).lower())}"><td>{_at(m)}</td>'
+        f"<td>{_e(m.get('result'))}</td><td>{_e(_value(m, 'value'))}</td>"
+        f"<td>{_e(_value(m, 'champion'))}</td><td>{_e(_value(m, 'score'))}</td>"
+        f"<td>{_e(_band(m))}</td><td>{_e(m.get('message', ''))}</td></tr>"
+        for m in measurements
+    )
+    heads = (
+        "At (UTC)",
+        "Verdict",
+        "Challenger",
+        "Champion",
+        named[:1].upper() + named[1:],
+        "Band",
+        "Message",
+    )
+    return _figure(
+        template,
+        comparison_plot(template, measurements, named),
+        f": challenger against champion, {named}",
+        heads,
+        rows,
+        under,
+    )
+
+
+def _at(measurement: Mapping[str, Any]) -> str:
+    """The measurement's time of day (UTC), the whole time in its ``datetime``."""
+    moment = parse_time(measurement.get("at"))
+    if moment is None:
+        return _e(measurement.get("at") or NONE)
+    return f'<time datetime="{_e(moment.isoformat())}">{moment.strftime("%H:%M:%S")}</time>'
+
+
+def _value(measurement: Mapping[str, Any], key: str) -> str:
+    """A recorded number to four significant digits (``-`` when absent)."""
+    value = number(measurement.get(key))
+    return fmt(value) if value is not None else NONE
+
+
+def _band(measurement: Mapping[str, Any]) -> str:
+    band = band_of([measurement])
+    return band.text() if band is not None else NONE
 
 
 def _approval(p: Promotion) -> str:

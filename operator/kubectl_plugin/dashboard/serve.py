@@ -1,8 +1,10 @@
 """The dashboard's HTTP server (aiohttp, which the operator already ships with Kopf),
 on 127.0.0.1 only.
 
-Pages are built by :mod:`.pages` from the :class:`~.feed.Feed`; each page's live
-part is pushed again, as Server-Sent Events, whenever the watch sees a change.
+Pages are built by :mod:`.pages` and :mod:`.path_pages` from a :class:`~.feed.Feed`
+(one of ModelPromotions, one of PromotionPaths, started when a path page is first
+opened); each page's live part is pushed again, as Server-Sent Events, whenever
+the watch sees a change.
 The buttons post forms: the CSRF token and the ``Host`` are checked
 (:mod:`.csrf`), then the plugin's own request (:mod:`..operations`) runs as the
 user, and the API server's answer, a refusal included, is shown on the page.
@@ -23,9 +25,17 @@ from typing import Any
 from aiohttp import web
 
 from promotion_operator.kubectl_plugin import operations
-from promotion_operator.kubectl_plugin.dashboard import assets, csrf, pages
+from promotion_operator.kubectl_plugin.dashboard import (
+    assets,
+    csrf,
+    pages,
+    path_pages,
+    prometheus,
+)
 from promotion_operator.kubectl_plugin.dashboard.feed import Feed
+from promotion_operator.kubectl_plugin.dashboard.range_queries import Ranged
 from promotion_operator.kubectl_plugin.kube import Kube, PluginError
+from promotion_operator.kubectl_plugin.paths import PATH_PLURAL
 from promotion_operator.kubectl_plugin.resource import ExitCode, Promotion
 
 #: The only address the dashboard listens on: it acts with the user's credentials.
@@ -49,6 +59,7 @@ class Options:
     port: int = 0
     read_only: bool = False
     open_browser: bool = True
+    prometheus_url: str | None = None  # each template's query drawn over the run
 
 
 def _now() -> datetime.datetime:
@@ -56,12 +67,16 @@ def _now() -> datetime.datetime:
 
 
 class Dashboard:
-    """The application's state: the feed, the user's client, the CSRF token."""
+    """The application's state: the feeds (ModelPromotions, PromotionPaths), the
+    user's client, the CSRF token."""
 
-    def __init__(self, kube: Kube, feed: Feed, options: Options) -> None:
+    def __init__(self, kube: Kube, feed: Feed, paths: Feed, options: Options) -> None:
         self.kube = kube
         self.feed = feed
+        self.paths = paths
         self.options = options
+        url = options.prometheus_url
+        self.prometheus = prometheus.RangeReader(url) if url else None
         self.token = csrf.new_token()
         self.port = 0
         self.addresses: list[Any] = []  # where it listens: (host, port)
@@ -95,7 +110,42 @@ class Dashboard:
             return _html(pages.not_found_page(namespace, name, promotion), status=404)
         events = await self.events_of(namespace, name)
         token = None if self.options.read_only else self.token
-        return _html(pages.promotion_page(promotion, events, _now(), token))
+        ranges = await self.ranges_of(promotion)
+        return _html(pages.promotion_page(promotion, events, _now(), token, ranges=ranges))
+
+    async def ranges_of(self, promotion: Promotion) -> dict[str, Ranged] | None:
+        """Each template's query over the run, with ``--prometheus-url`` (else None)."""
+        if self.prometheus is None:
+            return None
+        return await self.prometheus.read(promotion, _now())
+
+    async def paths_page(self, _: web.Request) -> web.Response:
+        self.paths.start()
+        await self.paths.listed(_FIRST_LISTING_SECONDS)
+        html = path_pages.paths_page(
+            self.paths.bodies(), _now(), self.paths.scope, self.paths.error
+        )
+        return _html(html)
+
+    async def path_page(self, request: web.Request) -> web.Response:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        self.paths.start()
+        path = await self._path(namespace, name)
+        if isinstance(path, str):
+            return _html(path_pages.path_not_found_page(namespace, name, path), status=404)
+        return _html(path_pages.path_page(path, _now()))
+
+    async def _path(self, namespace: str, name: str) -> dict[str, Any] | str:
+        """The PromotionPath from the feed, else read; the error's message."""
+        if (known := self.paths.objects.get((namespace, name))) is not None:
+            return known
+        try:
+            body: dict[str, Any] = await self.blocking(
+                functools.partial(self.kube.get, plural=PATH_PLURAL), namespace, name
+            )
+        except PluginError as error:
+            return error.message
+        return body
 
     async def _promotion(self, namespace: str, name: str) -> Promotion | str:
         """From the feed, else read (a namespace outside the watch); the error's message."""
@@ -137,7 +187,8 @@ class Dashboard:
         if isinstance(promotion, str):
             return _html(pages.refused_page(said.message), status=status)
         events = await self.events_of(namespace, name)
-        html = pages.promotion_page(promotion, events, _now(), self.token, said)
+        ranges = await self.ranges_of(promotion)
+        html = pages.promotion_page(promotion, events, _now(), self.token, said, ranges)
         return _html(html, status=status)
 
     # --- live updates ------------------------------------------------------------
@@ -149,7 +200,7 @@ class Dashboard:
         async def render() -> str:
             return pages.list_live(self.feed.promotions(), _now(), filters, self.feed.error)
 
-        return await self._stream(request, render)
+        return await self._stream(request, render, self.feed)
 
     async def promotion_stream(self, request: web.Request) -> web.StreamResponse:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
@@ -159,14 +210,37 @@ class Dashboard:
             if isinstance(promotion, str):
                 return pages.error_fragment(promotion)
             events = await self.events_of(namespace, name)
-            return pages.promotion_live(promotion, events, _now())
+            ranges = await self.ranges_of(promotion)
+            return pages.promotion_live(promotion, events, _now(), ranges)
 
-        return await self._stream(request, render)
+        return await self._stream(request, render, self.feed)
+
+    async def paths_stream(self, request: web.Request) -> web.StreamResponse:
+        self.paths.start()
+        await self.paths.listed(_FIRST_LISTING_SECONDS)
+
+        async def render() -> str:
+            return path_pages.paths_live(self.paths.bodies(), _now(), self.paths.error)
+
+        return await self._stream(request, render, self.paths)
+
+    async def path_stream(self, request: web.Request) -> web.StreamResponse:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        self.paths.start()
+
+        async def render() -> str:
+            path = await self._path(namespace, name)
+            if isinstance(path, str):
+                return pages.error_fragment(path)
+            return path_pages.path_live(path, _now())
+
+        return await self._stream(request, render, self.paths)
 
     async def _stream(
-        self, request: web.Request, render: Callable[[], Awaitable[str]]
+        self, request: web.Request, render: Callable[[], Awaitable[str]], feed: Feed
     ) -> web.StreamResponse:
-        """Server-Sent Events: the live part now, then again after every change."""
+        """Server-Sent Events: the live part now, then again after every change of
+        ``feed``."""
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -178,13 +252,13 @@ class Dashboard:
         seen = -1
         try:
             while True:
-                if seen != self.feed.version:
-                    seen = self.feed.version
+                if seen != feed.version:
+                    seen = feed.version
                     await response.write(_event("update", await render()))
                     await asyncio.sleep(_SETTLE_SECONDS)
                     continue
                 try:
-                    await asyncio.wait_for(self.feed.changed(seen), _KEEPALIVE_SECONDS)
+                    await asyncio.wait_for(feed.changed(seen), _KEEPALIVE_SECONDS)
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")
         except ConnectionResetError:
@@ -238,6 +312,11 @@ def application(dashboard: Dashboard) -> web.Application:
     app.router.add_post(promotion + "/{action}", dashboard.operate)
     app.router.add_get("/stream", dashboard.list_stream)
     app.router.add_get("/stream" + promotion, dashboard.promotion_stream)
+    path = "/paths/{namespace}/{name}"
+    app.router.add_get("/paths", dashboard.paths_page)
+    app.router.add_get(path, dashboard.path_page)
+    app.router.add_get("/stream/paths", dashboard.paths_stream)
+    app.router.add_get("/stream" + path, dashboard.path_stream)
     app.router.add_get("/static/live.js", dashboard.script)
     app.router.add_get("/static/dashboard.css", dashboard.stylesheet)
     return app
@@ -246,8 +325,10 @@ def application(dashboard: Dashboard) -> web.Application:
 @contextlib.asynccontextmanager
 async def started(kube: Kube, options: Options) -> AsyncIterator[Dashboard]:
     """The dashboard listening on 127.0.0.1 (its ``port`` set), its watch running."""
-    feed = Feed(kube, options.namespace, asyncio.get_running_loop())
-    dashboard = Dashboard(kube, feed, options)
+    loop = asyncio.get_running_loop()
+    feed = Feed(kube, options.namespace, loop)
+    paths = Feed(kube, options.namespace, loop, PATH_PLURAL)
+    dashboard = Dashboard(kube, feed, paths, options)
     # No access log: a URL is harmless, but nothing of a request should be logged by default.
     runner = web.AppRunner(application(dashboard), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
@@ -255,11 +336,14 @@ async def started(kube: Kube, options: Options) -> AsyncIterator[Dashboard]:
     await site.start()
     dashboard.addresses = list(runner.addresses)
     dashboard.port = int(runner.addresses[0][1])
-    feed.start()
+    feed.start()  # the paths' watch starts with the first path page opened
     try:
         yield dashboard
     finally:
         feed.stop()
+        paths.stop()
+        if dashboard.prometheus is not None:
+            await dashboard.prometheus.close()
         await runner.cleanup()
 
 

@@ -267,10 +267,10 @@ def test_the_mlflow_token_never_shows_in_logs_events_or_status(
 
 @pytest.fixture
 def users(mlflow_basic_auth: MlflowServer, monkeypatch: pytest.MonkeyPatch) -> BasicAuthUsers:
-    """The basic-auth server's users; every password (and the wrong one), alone and as
-    the header's base64 pair, registered for the operator fixture's scan of logs,
-    Events and status (requested before ``operator_factory``, so still registered
-    when it scans)."""
+    """The basic-auth server's users. Every password (and the wrong one), alone and
+    as the header's base64 pair, and the token are registered for the operator
+    fixture's scan of logs, Events and status (requested before ``operator_factory``,
+    so still registered when it scans)."""
     found = mlflow_basic_auth.users
     assert found is not None
     for name, password in [("the MLflow password", found.operator_password),
@@ -279,6 +279,7 @@ def users(mlflow_basic_auth: MlflowServer, monkeypatch: pytest.MonkeyPatch) -> B
         pair = base64.b64encode(f"{found.operator_user}:{password}".encode()).decode()
         monkeypatch.setitem(SECRETS, name, password)
         monkeypatch.setitem(SECRETS, f"{name} (basic auth header)", pair)
+    monkeypatch.setitem(SECRETS, "the MLflow token", TOKEN)  # sent where it is refused
     return found
 
 

@@ -72,6 +72,25 @@ def mlflow(mlflow_launched: MlflowServer, stack: Stack) -> MlflowServer:
 
 
 @pytest.fixture(scope="session")
+def mlflow_basic_auth_launched() -> Iterator[MlflowServer]:
+    """A second MLflow server, running MLflow's basic-auth app (it checks every call's
+    user name and password), launched once, only when a registry sign-in test is
+    selected; named in ``usefixtures`` like :func:`mlflow_launched`."""
+    server = launch_mlflow(basic_auth=True)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_basic_auth(mlflow_basic_auth_launched: MlflowServer, stack: Stack) -> MlflowServer:
+    """The basic-auth MLflow server, once it answers and has the operator's user."""
+    mlflow_basic_auth_launched.wait_ready()
+    return mlflow_basic_auth_launched
+
+
+@pytest.fixture(scope="session")
 def fault_proxies(stack: Stack) -> Iterator[StackProxies]:
     """Toxiproxy with one proxy in front of each server, started once, only when a
     network-fault test is selected."""

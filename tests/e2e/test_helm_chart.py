@@ -9,6 +9,7 @@ The rendering tests need only the built ``helm`` and ``kubectl`` (no stack).
 from __future__ import annotations
 
 import difflib
+import os
 import shutil
 import subprocess
 import uuid
@@ -34,11 +35,15 @@ CHART = ROOT / "charts" / "seldon-promotion-operator"
 MANIFESTS = ROOT / "manifests"
 RELEASE_NAMESPACE = "promotion-operator"
 
+#: The MLflow Model Registry as manifests/components/mlflow-registry sets it.
+MLFLOW_REGISTRY = {"trackingUri": "https://mlflow.example.com",
+                   "credentialsSecret": "mlflow-credentials"}  # fmt: skip
 #: One install said twice: the chart's values, and the kustomize directory.
 SAME_INSTALL: dict[str, tuple[dict[str, Any], str]] = {
     "cluster-wide": ({}, ""),
     "namespaced": ({"watchNamespaces": ["ml-promotions"]}, "namespaced"),
     "federated": ({"credentials": {"mode": "serviceAccountToken"}}, "overlays/federated"),
+    "registry": ({"registry": {"mlflow": MLFLOW_REGISTRY}}, "overlays/registry"),
 }
 #: Bookkeeping labels each tool sets its own way (Helm's release, kustomize's
 #: per-directory labels); selectors and pod labels are compared in full.
@@ -78,12 +83,31 @@ def render_chart(helm: Helm, values: dict[str, Any], chart: Path = CHART) -> str
     ).stdout  # fmt: skip
 
 
-def render_kustomize(kubectl: Path, directory: str) -> str:
-    """``kubectl kustomize`` of a directory of ``manifests/``."""
+def render_kustomize(kubectl: Path, directory: str | Path) -> str:
+    """``kubectl kustomize`` of a directory of ``manifests/`` (or any directory)."""
     return subprocess.run(
         [str(kubectl), "kustomize", str(MANIFESTS / directory)],
         capture_output=True, text=True, timeout=60, check=True,
     ).stdout  # fmt: skip
+
+
+def composed(directory: Path, base: str, components: list[str]) -> Path:
+    """A kustomization of a user's own: a directory of ``manifests/`` with some of its
+    components, as docs/install.md tells users to compose them."""
+    directory.mkdir()
+
+    def relative(path: Path) -> str:  # kustomize refuses absolute paths
+        return os.path.relpath(path, directory)
+
+    (directory / "kustomization.yaml").write_text(
+        yaml.safe_dump({
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": [relative(MANIFESTS / base)],
+            "components": [relative(MANIFESTS / "components" / name) for name in components],
+        })
+    )  # fmt: skip
+    return directory
 
 
 def objects(rendered: str) -> dict[Key, dict[str, Any]]:
@@ -130,6 +154,29 @@ def test_chart_renders_the_objects_of_manifests_with_the_same_settings(
 
     found = differences(
         objects(render_chart(helm, values)), objects(render_kustomize(kubectl, directory))
+    )
+
+    assert not found, "\n\n".join(found)
+
+
+@pytest.mark.parametrize(
+    ("values", "base", "components"),
+    [
+        ({"registry": {"mlflow": {**MLFLOW_REGISTRY, "caConfigMap": "mlflow-ca"}}}, "",
+         ["mlflow-registry", "mlflow-ca"]),
+        ({"watchNamespaces": ["ml-promotions"], "registry": {"mlflow": MLFLOW_REGISTRY}},
+         "namespaced", ["mlflow-registry"]),
+    ],
+    ids=["registry-with-a-ca", "namespaced-with-registry"],
+)  # fmt: skip
+def test_chart_renders_the_objects_of_manifests_with_its_mlflow_components(
+    helm: Helm, kubectl: Path, tmp_path: Path,
+    values: dict[str, Any], base: str, components: list[str],
+) -> None:  # fmt: skip
+    kustomization = composed(tmp_path / "install", base, components)
+
+    found = differences(
+        objects(render_chart(helm, values)), objects(render_kustomize(kubectl, kustomization))
     )
 
     assert not found, "\n\n".join(found)
@@ -190,6 +237,47 @@ def test_prometheus_and_notification_values_set_their_variables_and_mounts(helm:
     assert secrets["notifications"] == "notify"
 
 
+def _settings_and_pod(helm: Helm, values: dict[str, Any]) -> tuple[dict[str, str], Any]:
+    rendered = objects(render_chart(helm, values))
+    settings = rendered[("ConfigMap", RELEASE_NAMESPACE, "promotion-operator-settings")]["data"]
+    pod = rendered[("Deployment", RELEASE_NAMESPACE, "promotion-operator")]["spec"]["template"]
+    return settings, pod
+
+
+def test_registry_credentials_are_mounted_files_named_by_their_variables(helm: Helm) -> None:
+    settings, pod = _settings_and_pod(helm, {"registry": {"mlflow": MLFLOW_REGISTRY}})
+    container = pod["spec"]["containers"][0]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    [volume] = [v for v in pod["spec"]["volumes"] if v["name"] == "mlflow-credentials"]
+
+    assert settings["MLFLOW_TRACKING_URI"] == "https://mlflow.example.com"
+    assert settings["MLFLOW_USERNAME_FILE"] == "/var/run/secrets/mlflow/username"
+    assert settings["MLFLOW_PASSWORD_FILE"] == "/var/run/secrets/mlflow/password"
+    assert "MLFLOW_TOKEN_FILE" not in settings
+    assert mounts["mlflow-credentials"] == "/var/run/secrets/mlflow"
+    assert volume["secret"]["secretName"] == "mlflow-credentials"
+    assert [item["key"] for item in volume["secret"]["items"]] == ["username", "password"]
+    # Secrets only as files: nothing of the Secret reaches the environment.
+    assert not any("secretKeyRef" in str(v) for v in container.get("env", []))
+
+
+def test_a_registry_token_is_the_one_key_mounted(helm: Helm) -> None:
+    values = {"registry": {"mlflow": {**MLFLOW_REGISTRY, "credentialsType": "token"}}}
+    settings, pod = _settings_and_pod(helm, values)
+    [volume] = [v for v in pod["spec"]["volumes"] if v["name"] == "mlflow-credentials"]
+
+    assert settings["MLFLOW_TOKEN_FILE"] == "/var/run/secrets/mlflow/token"
+    assert "MLFLOW_USERNAME_FILE" not in settings and "MLFLOW_PASSWORD_FILE" not in settings
+    assert volume["secret"]["items"] == [{"key": "token", "path": "token"}]
+
+
+def test_without_a_tracking_uri_nothing_of_mlflow_is_rendered(helm: Helm) -> None:
+    settings, pod = _settings_and_pod(helm, {})
+
+    assert not [key for key in settings if key.startswith("MLFLOW_")]
+    assert not [v for v in pod["spec"]["volumes"] if v["name"].startswith("mlflow")]
+
+
 def test_policies_and_people_roles_are_left_out_when_disabled(helm: Helm) -> None:
     disabled = {"approvalPolicies": {"enabled": False}, "peopleRoles": {"enabled": False}}
     everything = set(objects(render_chart(helm, {})))
@@ -212,9 +300,13 @@ def test_policies_and_people_roles_are_left_out_when_disabled(helm: Helm) -> Non
         ({"credentials": {"mode": "token"}},
          'credentials.mode: "token" is not one of secret, serviceAccountToken'),
         ({"notifications": {"slackKey": "url"}}, "notifications: set notifications.secretName"),
+        ({"registry": {"mlflow": {"credentialsSecret": "mlflow-credentials"}}},
+         "registry.mlflow: credentialsSecret or caConfigMap is set but trackingUri is not"),
+        ({"registry": {"mlflow": {**MLFLOW_REGISTRY, "credentialsType": "oidc"}}},
+         'registry.mlflow.credentialsType: "oidc" is not one of basic, token'),
     ],
     ids=["two-replicas-without-leader-election", "unknown-credentials-mode",
-         "sink-without-secret"],
+         "sink-without-secret", "registry-secret-without-uri", "unknown-registry-credentials"],
 )  # fmt: skip
 def test_bad_values_stop_the_render_saying_what_to_change(
     helm: Helm, values: dict[str, Any], message: str

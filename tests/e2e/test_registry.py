@@ -1,10 +1,13 @@
 """A ModelPromotion whose new version comes from a real MLflow Model Registry: by
 version number or by alias, written into the existing target; the outcome written
 back to the version; a registry failure ends the run with its reason and writes
-nothing to the target."""
+nothing to the target. The sign-in is checked against MLflow's own basic-auth app:
+the right user name and password read and write back, wrong credentials end the run
+``AuthenticationFailed``, and no password is ever shown."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -16,24 +19,25 @@ import pytest
 
 from tests.e2e.conftest import StartOperator
 from tests.harness.controlplane import ControlPlane
-from tests.harness.mlflow import MlflowServer
-from tests.harness.operator_process import OperatorProcess
+from tests.harness.mlflow import OPERATOR_USER, BasicAuthUsers, MlflowServer
+from tests.harness.operator_process import OperatorProcess, write_credentials
 from tests.harness.ports import free_port
 from tests.harness.promotions import Promotions, explain, refusal
-from tests.harness.secrets import assert_no_secrets
+from tests.harness.secrets import SECRETS, assert_no_secrets
 from tests.harness.seldon_log import writes
 from tests.harness.simulator import Simulator
 from tests.simulator.testing import deployment_body
 
-# MLflow is launched first, so it starts while the stack's Keycloak does.
+# Both MLflow servers are launched first, so they start while the stack's Keycloak does.
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.late_build("mlflow"),
-    pytest.mark.usefixtures("mlflow_launched"),
+    pytest.mark.usefixtures("mlflow_launched", "mlflow_basic_auth_launched"),
 ]
 
 ENDED = {"Succeeded", "Failed", "RolledBack"}
 TOKEN = f"mlflow-token-{uuid.uuid4().hex}"
+WRONG_PASSWORD = f"wrong-password-{uuid.uuid4().hex}"
 #: Long enough for several polls of a followed alias at pollInterval 1s.
 POLLS_SECONDS = 5.0
 
@@ -257,6 +261,121 @@ def test_the_mlflow_token_never_shows_in_logs_events_or_status(
         ).stdout,
     }
     assert_no_secrets(captured, {"MLflow token": TOKEN})
+
+
+# --- Signing in to a server that checks it: MLflow's basic-auth app
+
+
+@pytest.fixture
+def users(mlflow_basic_auth: MlflowServer, monkeypatch: pytest.MonkeyPatch) -> BasicAuthUsers:
+    """The basic-auth server's users. Every password (and the wrong one), alone and
+    as the header's base64 pair, and the token are registered for the operator
+    fixture's scan of logs, Events and status (requested before ``operator_factory``,
+    so still registered when it scans)."""
+    found = mlflow_basic_auth.users
+    assert found is not None
+    for name, password in [("the MLflow password", found.operator_password),
+                           ("the MLflow admin's password", found.admin_password),
+                           ("a wrong MLflow password", WRONG_PASSWORD)]:  # fmt: skip
+        pair = base64.b64encode(f"{found.operator_user}:{password}".encode()).decode()
+        monkeypatch.setitem(SECRETS, name, password)
+        monkeypatch.setitem(SECRETS, f"{name} (basic auth header)", pair)
+    monkeypatch.setitem(SECRETS, "the MLflow token", TOKEN)  # sent where it is refused
+    return found
+
+
+@pytest.fixture
+def auth_model(mlflow_basic_auth: MlflowServer) -> str:
+    """A registered model of this test's own on the basic-auth server, version 1."""
+    name = f"iris-{uuid.uuid4().hex[:8]}"
+    mlflow_basic_auth.register(name, uri(name, 1), run_id=None)
+    return name
+
+
+def signed_in_operator(
+    operator_factory: StartOperator, server: MlflowServer, tmp_path: Path, **files: str
+) -> OperatorProcess:
+    """An operator reading ``server`` with credentials from files laid out like the
+    mounted Secret of the chart (keys ``username`` and ``password``, or ``token``)."""
+    directory = write_credentials(tmp_path / "mlflow-credentials", files)
+    variables = {"username": "MLFLOW_USERNAME_FILE", "password": "MLFLOW_PASSWORD_FILE",
+                 "token": "MLFLOW_TOKEN_FILE"}  # fmt: skip
+    return operator_factory(
+        extra_env={"MLFLOW_TRACKING_URI": server.url}
+        | {variables[key]: str(directory / key) for key in files}
+    )
+
+
+def test_with_the_right_password_the_run_succeeds_and_writes_back(
+    target: Simulator, mlflow_basic_auth: MlflowServer, users: BasicAuthUsers,
+    auth_model: str, operator_factory: StartOperator, promotions: Promotions, tmp_path: Path,
+) -> None:  # fmt: skip
+    signed_in_operator(operator_factory, mlflow_basic_auth, tmp_path,
+                       username=users.operator_user, password=users.operator_password)  # fmt: skip
+    mlflow_basic_auth.set_alias(auth_model, "champion", "1")
+    promotions.apply(
+        "iris", registry_spec(auth_model, alias="champion", writeBack={"alias": "production"})
+    )
+
+    status = promotions.wait_for_phase("iris", ENDED)
+
+    assert status["phase"] == "Succeeded"
+    assert model_uri(target) == uri(auth_model, 1)
+    tags = wait_for_tags(mlflow_basic_auth, auth_model, "1")
+    assert json.loads(tags["deploy.mlops.dev/production/iris"])["outcome"] == "Succeeded"
+    assert str(mlflow_basic_auth.aliases(auth_model)["production"]) == "1"
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        pytest.param({"username": OPERATOR_USER, "password": WRONG_PASSWORD}, id="wrong-password"),
+        # The basic-auth app takes a user name and a password only: a bearer token is
+        # refused like a wrong password (docs/contract.md, 6.9).
+        pytest.param({"token": TOKEN}, id="bearer-token"),
+    ],
+)
+def test_refused_credentials_end_the_run_authentication_failed_and_write_nothing(
+    target: Simulator, mlflow_basic_auth: MlflowServer, users: BasicAuthUsers,
+    auth_model: str, operator_factory: StartOperator, promotions: Promotions, tmp_path: Path,
+    credentials: dict[str, str],
+) -> None:  # fmt: skip
+    signed_in_operator(operator_factory, mlflow_basic_auth, tmp_path, **credentials)
+    spec = registry_spec(auth_model, version="1")
+    spec["verification"] = {"timeout": "15s"}  # a short deadline for the retries
+    promotions.apply("iris", spec)
+
+    status = promotions.wait_for_phase("iris", ENDED)
+
+    assert status["phase"] == "Failed"
+    assert status["outcome"]["reason"] == "AuthenticationFailed"
+    message = status["outcome"]["message"]
+    assert "HTTP 401" in message and "model-versions/get" in message, message
+    assert writes(target, "production") == []
+    assert mlflow_basic_auth.tags(auth_model, "1") == {}
+
+
+def test_no_mlflow_password_shows_in_logs_events_or_status(
+    target: Simulator, mlflow_basic_auth: MlflowServer, users: BasicAuthUsers,
+    auth_model: str, operator_factory: StartOperator, promotions: Promotions,
+    control_plane: ControlPlane, tmp_path: Path,
+) -> None:  # fmt: skip
+    operator = signed_in_operator(
+        operator_factory, mlflow_basic_auth, tmp_path,
+        username=users.operator_user, password=users.operator_password,
+    )  # fmt: skip
+    promotions.apply("iris", registry_spec(auth_model, alias="no-such-alias"))
+    promotions.wait_for_phase("iris", ENDED)
+    promotions.apply("iris-2", registry_spec(auth_model, version="1"))
+    assert promotions.wait_for_phase("iris-2", ENDED)["phase"] == "Succeeded"
+
+    captured = {
+        "operator output": operator.log(),
+        "events and status": control_plane.kubectl(
+            "get", "events,modelpromotions", "-n", promotions.namespace, "-o", "json"
+        ).stdout,
+    }
+    assert_no_secrets(captured)  # SECRETS holds the passwords (the users fixture)
 
 
 def test_admission_refuses_both_an_alias_and_a_version(control_plane: ControlPlane) -> None:

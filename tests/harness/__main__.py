@@ -171,7 +171,18 @@ def main(argv: list[str] | None = None) -> int:
         help="no kube-apiserver or etcd restart, no expired watch",
     )
     bench.add_arguments(sub.add_parser("bench", help="the operator at scale, next to a script"))
+    registry = sub.add_parser(
+        "bench-registry", help="only the registry figure of bench: runs from an MLflow alias"
+    )
+    registry.add_argument("--runs", type=int, default=20, help="ModelPromotions at once")
     args = parser.parse_args(argv)
+
+    if args.command == "bench-registry":
+        from tests.harness.bench_registry import run_registry_bench
+
+        signal.signal(signal.SIGTERM, _raise_exit)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        return run_registry_bench(args.runs)
 
     if args.command == "bench":
         signal.signal(signal.SIGTERM, _raise_exit)

@@ -13,7 +13,10 @@ watching one namespace:
 3. one run at a time with a 0 s rollout;
 4. scale: 2,000 ModelPromotions created at once, a fresh operator: every run
    must end Succeeded; its peak memory and the kube-apiserver's 429 answers;
-5. at rest: 1,000 then 5,000 ModelPromotions whose status records a finished
+5. the registry: N ModelPromotions whose source is an MLflow registry alias, each into
+   an existing target; MLflow calls per run counted in the MLflow server's access log,
+   next to Seldon Deploy calls and writes (``bench_registry.py``);
+6. at rest: 1,000 then 5,000 ModelPromotions whose status records a finished
    run, a fresh operator: memory once it is idle, and the CPU a round of watch
    events costs (a label added to every object); with ``--profile``, where the
    memory goes (tracemalloc snapshots over an empty namespace and at each count,
@@ -70,6 +73,7 @@ from tests.harness.bench_figures import (
 from tests.harness.heap_profile import SNAPSHOT_ENV, compare
 from tests.harness.keycloak import DATA_SCIENTIST, PUBLIC_CLIENT_ID
 from tests.harness.kube_api import KubeApi, in_parallel
+from tests.harness.mlflow import launch_mlflow
 from tests.harness.operator_process import (
     OperatorProcess,
     client_credentials,
@@ -122,6 +126,7 @@ class BenchArgs:
     at_rest: tuple[int, ...] = (1000, 5000)
     profile: bool = False
     scale: int = 2000
+    registry: int = 100
     baseline_python: tuple[str, ...] = ()
 
 
@@ -298,7 +303,7 @@ class SeldonCalls:
         return sum(self.by_method.values())
 
 
-def _seldon_calls(stack: Stack) -> SeldonCalls:
+def seldon_calls(stack: Stack) -> SeldonCalls:
     log = stack.simulator.control.requests_log()
     return SeldonCalls(
         Counter(entry["method"] for entry in log),
@@ -377,7 +382,7 @@ def run_operator_batch(stack: Stack, api: KubeApi, operator: OperatorProcess, ru
         to_ready=to_ready,
         to_ready_api=to_ready_api,
         run_time=run_time,
-        seldon=_seldon_calls(stack),
+        seldon=seldon_calls(stack),
         writes=modelpromotion_writes(before_api, after_api),
         refused=modelpromotion_writes(before_api, after_api, refused=True),
         events=events_created(before_api, after_api),
@@ -450,7 +455,7 @@ def run_script_sample(stack: Stack, sample: int, workdir: Path) -> Script:
         sample=sample,
         wall=wall,
         per_promotion=per_promotion,
-        seldon=_seldon_calls(stack),
+        seldon=seldon_calls(stack),
         tokens=len(per_promotion),  # one password grant per promotion, by its design
         cpu=rusage.ru_utime + rusage.ru_stime,
         peak_rss=peak_rss,
@@ -569,7 +574,7 @@ def run_scale(
         refused=modelpromotion_writes(before_api, after_api, refused=True),
         throttled=throttled(before_api, after_api),
         apf_rejected=labelled_delta(before_text, after_text, APF_REJECTED, "priority_level"),
-        seldon=_seldon_calls(stack),
+        seldon=seldon_calls(stack),
         not_succeeded=not_succeeded,
         log=log,
     )
@@ -1005,11 +1010,22 @@ def _prepare(stack: Stack, sources: int, rollout: float) -> None:
 
 def run_bench(args: BenchArgs) -> int:
     """Measure, print the tables; 0 when every run ended Succeeded."""
+    # Imported here: bench_registry builds on this module's batch helpers.
+    from tests.harness.bench_registry import (
+        RegistryBatch,
+        print_registry,
+        registry_problems,
+        run_registry_batch,
+    )
+
     header = _header(args)
     say("make bench: " + header.splitlines()[0])
+    # Launched first, so its start-up (database migrations) overlaps the stack's.
+    mlflow = launch_mlflow() if args.registry else None
     stack = start_stack()
     operator: OperatorProcess | None = None
     workdir = make_temp_dir("bench")
+    registry: RegistryBatch | None = None
     try:
         plane = stack.control_plane
         install_crds(plane)
@@ -1029,6 +1045,9 @@ def run_bench(args: BenchArgs) -> int:
         scale = None
         if args.scale:
             scale = run_scale(stack, api, identity, args.scale, args.rollout, seeded)
+        if mlflow is not None:
+            mlflow.wait_ready()
+            registry = run_registry_batch(stack, api, identity, mlflow, args.registry)
         at_rest: list[AtRest] = []
         if args.at_rest and batch.template_status:
             profile_dir = workdir if args.profile else None
@@ -1039,6 +1058,8 @@ def run_bench(args: BenchArgs) -> int:
     finally:
         if operator is not None:
             operator.stop()
+        if mlflow is not None:
+            mlflow.stop()
         stack.stop()
         remove_temp_dir(workdir)
 
@@ -1059,6 +1080,8 @@ def run_bench(args: BenchArgs) -> int:
         print(scale_table(scale))
         print(SCALE_NOTES)
         print(f"  the operator logged: {scale.log}.")
+    if registry is not None:
+        print_registry(registry)
     if at_rest:
         print("\nat rest: a fresh operator over finished ModelPromotions (one namespace)")
         print(at_rest_table(at_rest))
@@ -1078,6 +1101,8 @@ def run_bench(args: BenchArgs) -> int:
         problems.update(
             {f"{SCALE_NAMESPACE}/{name}": what for name, what in scale.not_succeeded.items()}
         )
+    if registry is not None:
+        problems.update(registry_problems(registry))
     for name, what in sorted(problems.items()):
         print(f"not Succeeded: {name}: {what}")
     if script.failure:
@@ -1124,6 +1149,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " venv's python (a before/after on one stack; repeat for several)",
     )
     parser.add_argument(
+        "--registry",
+        type=int,
+        default=defaults.registry,
+        help="ModelPromotions from an MLflow registry alias, at once (0 to skip)",
+    )
+    parser.add_argument(
         "--scale",
         type=int,
         default=defaults.scale,
@@ -1149,6 +1180,7 @@ def main(options: argparse.Namespace) -> int:
             at_rest=options.at_rest,
             profile=options.profile,
             scale=options.scale,
+            registry=options.registry,
             baseline_python=tuple(options.baseline_python),
         )
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -217,3 +218,21 @@ def render_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(line.rstrip() for line in lines)
+
+
+# One call in the MLflow server's access log (uvicorn's, as MLflow 3.17.2 writes it):
+# `... 127.0.0.1:40498 - "GET /api/2.0/mlflow/model-versions/get?name=iris&version=1
+# HTTP/1.1" 200 OK`, on one line.
+_MLFLOW_ACCESS = re.compile(
+    r'"(?P<method>[A-Z]+) /api/2\.0/mlflow/(?P<path>[^?" ]+)(?:\?[^" ]*)?'
+    r' HTTP/[\d.]+" (?P<code>\d{3})'
+)
+
+
+def mlflow_requests(access_log: str) -> Counter[str]:
+    """The MLflow REST calls the server logged, as ``"METHOD path code"`` (query
+    strings left out, so every read of a version counts as one kind)."""
+    return Counter(
+        f"{found['method']} {found['path']} {found['code']}"
+        for found in _MLFLOW_ACCESS.finditer(access_log)
+    )

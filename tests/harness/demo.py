@@ -123,6 +123,25 @@ def _prepare_registry(mlflow: MlflowServer, paths: list[Path]) -> None:
         )
 
 
+def _show_write_back(mlflow: MlflowServer, paths: list[Path]) -> None:
+    """What the registry runs wrote back to MLflow: the version's tags and the model's
+    aliases (written in the pass that ended the run, so waited for briefly)."""
+    for registry in _registries(paths):
+        model = str(registry["model"])
+        aliases = mlflow.aliases(model)
+        version = aliases.get(str(registry.get("alias") or ""), registry.get("version"))
+        tags: dict[str, str] = {}
+        for _ in range(20):
+            tags = mlflow.tags(model, str(version))
+            if tags:
+                break
+            time.sleep(0.5)
+        for key, value in sorted(tags.items()):
+            print(f"MLflow: {model} version {version} tag {key} = {value}")
+        # Read again: the write-back alias follows the tag.
+        print(f"MLflow: {model} aliases {json.dumps(mlflow.aliases(model), sort_keys=True)}")
+
+
 def _sources_and_targets(paths: list[Path]) -> list[tuple[str, str, str, str]]:
     """(source namespace, source name, target namespace, target name) of each resource."""
     found = []
@@ -295,6 +314,7 @@ def run_demo() -> int:
             _prepare_registry(mlflow, registry)
             _apply(stack, registry)
             finished = printer.follow(stack, _names(registry))
+            _show_write_back(mlflow, registry)
         if finished:
             print("\n== a PromotionPath: dev, staging, production (examples/paths/, short soaks)")
             finished = run_path_round(stack, NAMESPACE, printer.started)

@@ -11,12 +11,20 @@ artifact root in a temporary directory (swept like the others). Tests register
 models, versions, aliases and tags through MLflow's own client, run in that venv
 (:meth:`MlflowServer.client`), and read back the tags the operator writes.
 It can be stopped and started again on the same port and data (a registry that is down).
+
+:func:`launch_mlflow` with ``basic_auth=True`` starts MLflow's own authentication app
+instead (``mlflow server --app-name basic-auth``), which checks every call's user name
+and password against its user store: an admin, whose credentials the harness's client
+calls carry, and a user the operator signs in as. That app needs the ``mlflow[auth]``
+extra (Flask-WTF), kept beside the venv (:func:`mlflow_auth_packages`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -35,6 +43,13 @@ from tests.harness.progress import say
 
 #: The MLflow pinned for the tests (its server and its client).
 MLFLOW_VERSION = "3.17.2"
+#: The ``mlflow[auth]`` extra that the basic-auth app imports (Flask-WTF, for the CSRF
+#: check of its sign-up page), pinned with its one dependency that MLflow lacks; its
+#: others (Flask, itsdangerous, MarkupSafe) are MLflow's own.
+AUTH_REQUIREMENTS = ("Flask-WTF==1.3.0", "WTForms==3.3.2")
+#: The user the operator signs in as on the basic-auth server.
+OPERATOR_USER = "promotion-operator"
+_ADMIN = "admin"
 _START_TIMEOUT = 180.0
 _INSTALL_TIMEOUT = 1800.0
 
@@ -107,6 +122,52 @@ def _mlflow_venv() -> Path:
     return final
 
 
+def mlflow_auth_packages() -> Path:
+    """The basic-auth app's extra packages, installed once with pip into a directory
+    beside the venv (without dependencies: MLflow's venv holds them). Its name carries
+    MLflow's version and a digest of :data:`AUTH_REQUIREMENTS`, so changing a pin
+    installs anew. Only the basic-auth server has it on its ``PYTHONPATH``: the venv
+    itself stays exactly MLflow's install, shared with the plain server."""
+    digest = hashlib.sha256("\n".join(AUTH_REQUIREMENTS).encode()).hexdigest()[:12]
+    final = cache_root() / f"mlflow-{MLFLOW_VERSION}-auth-{digest}"
+    if final.is_dir():
+        return final
+    building = final.with_name(final.name + ".building")
+    shutil.rmtree(building, ignore_errors=True)
+    say(f"installing {', '.join(AUTH_REQUIREMENTS)} into {final} (once)")
+    subprocess.run(
+        [
+            str(mlflow_venv() / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--target",
+            str(building),
+            *AUTH_REQUIREMENTS,
+        ],
+        check=True,
+        cwd="/",
+        env={**os.environ, "PYTHONSAFEPATH": "1"},
+        timeout=_INSTALL_TIMEOUT,
+    )
+    building.rename(final)
+    return final
+
+
+@dataclass(frozen=True)
+class BasicAuthUsers:
+    """The users of a basic-auth server: the admin, whom the harness's client calls
+    sign in as (it registers models), and the user the operator signs in as."""
+
+    admin_password: str
+    operator_password: str
+    operator_user: str = OPERATOR_USER
+    admin: str = _ADMIN
+
+
 @dataclass
 class MlflowServer:
     """A running MLflow tracking server and how to reach it."""
@@ -116,6 +177,8 @@ class MlflowServer:
     workdir: Path
     process: ManagedProcess
     launched: float = 0.0  # time.monotonic() when its process started
+    #: Set on a basic-auth server (``launch_mlflow(basic_auth=True)``).
+    users: BasicAuthUsers | None = None
 
     def wait_ready(self) -> None:
         """Return once the server answers ``/health``."""
@@ -128,16 +191,36 @@ class MlflowServer:
 
         self.process.wait_until(ready, _START_TIMEOUT, "/health answered")
         say(f"MLflow ready {time.monotonic() - self.launched:.1f}s after its start")
+        if self.users is not None:
+            self._create_operator_user(self.users)
+
+    def _create_operator_user(self, users: BasicAuthUsers) -> None:
+        """The operator's user, made by the admin (once: the store outlives a restart)."""
+        answer = requests.post(
+            f"{self.url}/api/2.0/mlflow/users/create",
+            json={"username": users.operator_user, "password": users.operator_password},
+            auth=(users.admin, users.admin_password),
+            timeout=30,
+        )
+        if answer.status_code != 200 and "RESOURCE_ALREADY_EXISTS" not in answer.text:
+            raise HarnessError(
+                f"MLflow: creating user {users.operator_user} answered HTTP "
+                f"{answer.status_code}: {answer.text[:500]}"
+            )
 
     def client(self, call: str, **args: Any) -> Any:
         """One call of MLflow's own client (``register``, ``set_alias``,
         ``delete_version``, ``tags``, ``aliases``), its answer as JSON."""
+        env = {**os.environ, "PYTHONSAFEPATH": "1", "MLFLOW_TRACKING_URI": self.url}
+        if self.users is not None:  # MLflow's client signs in with these
+            env["MLFLOW_TRACKING_USERNAME"] = self.users.admin
+            env["MLFLOW_TRACKING_PASSWORD"] = self.users.admin_password
         done = subprocess.run(
             [str(self.venv / "bin" / "python"), "-c", _CLIENT_SCRIPT, call, json.dumps(args)],
             capture_output=True,
             text=True,
             cwd="/",
-            env={**os.environ, "PYTHONSAFEPATH": "1", "MLFLOW_TRACKING_URI": self.url},
+            env=env,
             timeout=120,
             check=False,
         )
@@ -176,9 +259,9 @@ class MlflowServer:
         remove_temp_dir(self.workdir)
 
 
-def start_mlflow() -> MlflowServer:
+def start_mlflow(*, basic_auth: bool = False) -> MlflowServer:
     """Install (once) and start an MLflow tracking server; return once it answers."""
-    server = launch_mlflow()
+    server = launch_mlflow(basic_auth=basic_auth)
     try:
         server.wait_ready()
     except BaseException:
@@ -187,15 +270,23 @@ def start_mlflow() -> MlflowServer:
     return server
 
 
-def launch_mlflow() -> MlflowServer:
+def launch_mlflow(*, basic_auth: bool = False) -> MlflowServer:
     """Install (once) and start an MLflow tracking server without waiting for it (its
     start-up, mostly database migrations, then overlaps other servers'):
-    :meth:`MlflowServer.wait_ready` waits."""
+    :meth:`MlflowServer.wait_ready` waits. With ``basic_auth``, MLflow's basic-auth
+    app, with fresh random passwords (:attr:`MlflowServer.users`)."""
     venv = mlflow_venv()
-    workdir = make_temp_dir("mlflow")
+    workdir = make_temp_dir("mlflow-auth" if basic_auth else "mlflow")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    say(f"starting MLflow {MLFLOW_VERSION} on {url}")
+    env = {"PYTHONSAFEPATH": "1"}
+    app: list[str] = []
+    users = None
+    if basic_auth:
+        users = BasicAuthUsers(secrets.token_hex(16), secrets.token_hex(16))
+        env.update(_basic_auth_env(workdir, users))
+        app = ["--app-name", "basic-auth"]
+    say(f"starting MLflow {MLFLOW_VERSION} on {url}" + (" (basic auth)" if basic_auth else ""))
     started = time.monotonic()
     process = ManagedProcess(
         "mlflow",
@@ -215,9 +306,32 @@ def launch_mlflow() -> MlflowServer:
             str(port),
             "--workers",
             "1",
+            *app,
         ],
         workdir / "mlflow.log",
-        env={"PYTHONSAFEPATH": "1"},
+        env=env,
         cwd=workdir,
     )
-    return MlflowServer(url, venv, workdir, process, started)
+    return MlflowServer(url, venv, workdir, process, started, users)
+
+
+def _basic_auth_env(workdir: Path, users: BasicAuthUsers) -> dict[str, str]:
+    """The environment of a basic-auth server: its config file (the user store in
+    ``workdir``; the admin made at its first start), the CSRF key it refuses to start
+    without, and the auth extra on its path."""
+    config = workdir / "basic_auth.ini"
+    config.write_text(
+        "[mlflow]\n"
+        # Every signed-in user may read and tag every model: the operator's user needs
+        # no grant per model (a real install grants it EDIT on the models it promotes).
+        "default_permission = EDIT\n"
+        f"database_uri = sqlite:///{workdir / 'basic_auth.db'}\n"
+        f"admin_username = {users.admin}\n"
+        f"admin_password = {users.admin_password}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    return {
+        "MLFLOW_AUTH_CONFIG_PATH": str(config),
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
+        "PYTHONPATH": str(mlflow_auth_packages()),
+    }

@@ -12,6 +12,7 @@ from tests.harness.bench_figures import (
     Row,
     events_created,
     labelled_delta,
+    mlflow_requests,
     modelpromotion_writes,
     percentile,
     ratio,
@@ -123,3 +124,28 @@ def test_flow_control_rejections_grow_by_priority_level() -> None:
     before = APF_PAGE.replace("} 7", "} 3")
 
     assert labelled_delta(before, APF_PAGE, APF_REJECTED, "priority_level") == {"workload-low": 4}
+
+
+# Lines of MLflow 3.17.2's server log, as the harness's server wrote them.
+MLFLOW_LOG = """\
+2026/12/07 18:29:12 INFO:     127.0.0.1:53414 - "POST /api/2.0/mlflow/model-versions/create HTTP/1.1" 200 OK
+2026/12/07 18:29:17 INFO mlflow.server.jobs.utils: Registered online_scoring_scheduler periodic task
+2026/12/07 18:29:22 INFO:     127.0.0.1:40498 - "GET /api/2.0/mlflow/model-versions/get?name=iris&version=1 HTTP/1.1" 200 OK
+2026/12/07 18:29:23 INFO:     127.0.0.1:37660 - "GET /api/2.0/mlflow/model-versions/get?name=iris&version=2 HTTP/1.1" 401 Unauthorized
+2026/12/07 18:29:24 INFO:     127.0.0.1:37672 - "GET /api/2.0/mlflow/registered-models/alias?name=iris&alias=champion HTTP/1.1" 200 OK
+2026/12/07 18:29:25 INFO:     127.0.0.1:37684 - "POST /api/2.0/mlflow/model-versions/set-tag HTTP/1.1" 200 OK
+2026/12/07 18:29:26 INFO:     127.0.0.1:37690 - "GET /health HTTP/1.1" 200 OK
+2026/12/07 18:29:27 INFO:     127.0.0.1:37698 - "GET /api/2.0/mlflow/model-versions/get?name=iris&version=1 HTTP/1.1" 200 OK
+"""  # noqa: E501
+
+
+def test_mlflow_requests_are_counted_by_call_and_status_without_the_query() -> None:
+    assert mlflow_requests(MLFLOW_LOG) == Counter(
+        {
+            "GET model-versions/get 200": 2,
+            "GET model-versions/get 401": 1,
+            "GET registered-models/alias 200": 1,
+            "POST model-versions/create 200": 1,
+            "POST model-versions/set-tag 200": 1,
+        }
+    )

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
 import yaml
+
+from promotion_operator.config import settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "seldon-promotion-operator"
@@ -30,3 +33,20 @@ def test_chart_crds_are_the_crds_of_crds_byte_for_byte() -> None:
     assert sorted(p.name for p in (CHART / "crds").glob("*.yaml")) == sorted(CRDS)
     for crd in CRDS:
         assert (CHART / "crds" / crd).read_bytes() == (ROOT / "crds" / crd).read_bytes(), crd
+
+
+def test_the_mlflow_variables_of_the_chart_and_the_components_are_the_operators() -> None:
+    """A misspelt variable would be ignored by the operator, not refused."""
+    known = {value for name, value in vars(settings).items() if name.startswith("ENV_MLFLOW_")}
+    sources = [
+        CHART / "templates" / "configmap.yaml",
+        ROOT / "manifests" / "components" / "mlflow-registry" / "settings-patch.yaml",
+        ROOT / "manifests" / "components" / "mlflow-ca" / "kustomization.yaml",
+    ]
+    found = {
+        variable
+        for source in sources
+        for variable in re.findall(r"\b(MLFLOW_[A-Z_]+):", source.read_text())
+    }
+
+    assert found == known

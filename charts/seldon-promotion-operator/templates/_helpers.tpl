@@ -33,4 +33,20 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if and .Values.prometheus.bearerTokenSecret (not .Values.prometheus.url) -}}
 {{- fail "prometheus.bearerTokenSecret is set but prometheus.url is not" -}}
 {{- end -}}
+{{- $m := .Values.registry.mlflow -}}
+{{- if and (or $m.credentialsSecret $m.caConfigMap) (not $m.trackingUri) -}}
+{{- fail "registry.mlflow: credentialsSecret or caConfigMap is set but trackingUri is not" -}}
+{{- end -}}
+{{- if not (has $m.credentialsType (list "basic" "token")) -}}
+{{- fail (printf "registry.mlflow.credentialsType: %q is not one of basic, token" $m.credentialsType) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The keys of the MLflow credentials Secret that are mounted, by credentialsType. */}}
+{{- define "spo.mlflowCredentialKeys" -}}
+{{- if eq .Values.registry.mlflow.credentialsType "token" -}}
+token
+{{- else -}}
+username password
+{{- end -}}
 {{- end -}}

@@ -10,7 +10,7 @@ import re
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn, Protocol, TypeVar
 
 from promotion_operator.kubectl_plugin import operations, render
 from promotion_operator.kubectl_plugin.kube import (
@@ -177,16 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     def command(
         name: str, help_text: str, run: Callable[[Session], ExitCode]
     ) -> argparse.ArgumentParser:
-        sub = commands.add_parser(
-            name,
-            help=help_text,
-            description=help_text,
-            parents=[common],
-            epilog=EXIT_CODES,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        sub.set_defaults(run=run)
-        return sub
+        return _subcommand(commands, common, name, help_text, run)
 
     sub = command("list", "list ModelPromotions with their phase and progress", cmd_list)
     sub.add_argument(
@@ -273,6 +264,30 @@ PATH_HELP = (
 )
 
 
+_P = TypeVar("_P", bound=argparse.ArgumentParser)
+
+
+def _subcommand(
+    parent: argparse._SubParsersAction[_P],
+    common: _P,
+    name: str,
+    help_text: str,
+    run: Callable[[Session], ExitCode],
+) -> _P:
+    """A command (or a ``path`` action) with the common options, the exit codes in its
+    help, and ``run`` to call."""
+    sub = parent.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        parents=[common],
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub.set_defaults(run=run)
+    return sub
+
+
 def _path_commands(path: argparse.ArgumentParser) -> None:
     """``path get|promote|hold|release|watch``, each with its own help."""
     actions = path.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -281,15 +296,7 @@ def _path_commands(path: argparse.ArgumentParser) -> None:
     def action(
         name: str, help_text: str, run: Callable[[Session], ExitCode]
     ) -> argparse.ArgumentParser:
-        sub = actions.add_parser(
-            name,
-            help=help_text,
-            description=help_text,
-            parents=[common],
-            epilog=EXIT_CODES,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        sub.set_defaults(run=run)
+        sub = _subcommand(actions, common, name, help_text, run)
         sub.add_argument("name", help="the PromotionPath")
         return sub
 

@@ -144,16 +144,21 @@ def test_the_plot_has_a_point_per_measurement_and_the_band(
 
     with dashboard(control_plane.kubeconfig, promotions.namespace) as served:
         browser.get(f"{served.url}promotions/{promotions.namespace}/iris")
-        plot = wait(
-            browser, lambda d: d.find_element(By.CSS_SELECTOR, 'svg[data-template="error-rate"]')
+        wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, 'svg[data-template="error-rate"]'))
+        # Read in one script call: a push may replace the plot between two reads.
+        points, bands, height, bounds, failures = browser.execute_script(
+            "const plot = document.querySelector('svg[data-template=\"error-rate\"]');"
+            "const band = plot.querySelector('rect.band');"
+            "return [plot.querySelectorAll('g.point').length,"
+            " plot.querySelectorAll('rect.band').length,"
+            " band ? parseFloat(band.getAttribute('height') || '0') : 0,"
+            " plot.querySelectorAll('line.bound.max').length,"
+            " plot.querySelectorAll('g.point.failed').length];"
         )
-        points = plot.find_elements(By.CSS_SELECTOR, "g.point")
-        assert len(points) == len(recorded)
-        bands = plot.find_elements(By.CSS_SELECTOR, "rect.band")
-        assert len(bands) == 1 and float(bands[0].get_attribute("height") or 0) > 0
-        assert plot.find_elements(By.CSS_SELECTOR, "line.bound.max")
-        failed = sum(1 for m in recorded if m["result"] == "Failed")
-        assert len(plot.find_elements(By.CSS_SELECTOR, "g.point.failed")) == failed
+        assert points == len(recorded)
+        assert bands == 1 and height > 0
+        assert bounds > 0
+        assert failures == sum(1 for m in recorded if m["result"] == "Failed")
         screenshot(browser, "promotion-plot-desktop")
         browser.set_window_size(*PHONE)
         screenshot(browser, "promotion-plot-phone")

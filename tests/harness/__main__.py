@@ -12,16 +12,13 @@ import json
 import signal
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from tests.harness import bench
-from tests.harness.argocd_build import ensure_argocd
-from tests.harness.binaries import ensure_binaries, ensure_promtool
-from tests.harness.container_base import ensure_base
-from tests.harness.helm import ensure_helm
+from tests.harness.binaries import ensure_binaries
 from tests.harness.keycloak import (
     DATA_SCIENTIST,
     DATA_VIEWER,
@@ -30,6 +27,7 @@ from tests.harness.keycloak import (
     PUBLIC_CLIENT_ID,
     ensure_distribution,
 )
+from tests.harness.late_builds import ORDER, build_all
 from tests.harness.operator_image import build_image
 from tests.harness.podman import ensure_podman
 from tests.harness.progress import say
@@ -118,6 +116,12 @@ def _raise_exit(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
+def _core_builds() -> None:
+    """What every e2e session needs: the control plane, Prometheus, Toxiproxy, Keycloak."""
+    ensure_binaries()
+    ensure_distribution()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m tests.harness``."""
     parser = argparse.ArgumentParser(prog="python -m tests.harness", description=__doc__)
@@ -149,9 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     only.add_argument(
         "--late-only",
         nargs="*",
+        choices=list(ORDER),
         metavar="NAME",
-        help="only what a few e2e files need: promtool, container-base, mlflow, helm, argocd "
-        "(all without names)",
+        help=f"only what a few e2e files need: {', '.join(ORDER)} (all without names)",
     )
     image = sub.add_parser("image", help="build the operator's image with podman, then exit")
     image.add_argument(
@@ -212,40 +216,21 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         return run_argocd_demo()
 
-    if args.command == "prepare" and args.core_only:
-        ensure_binaries()
-        ensure_distribution()
-        say("the control plane, Prometheus, Toxiproxy and Keycloak are in place")
-        return 0
-
-    if args.command == "prepare" and args.late_only is not None:
-        from tests.harness.late_builds import build_all
-
-        if not build_all(args.late_only):
-            say("some late builds failed (above); the tests that need them will say why")
-            return 1
-        say(f"in place: {', '.join(args.late_only) or 'all late builds'}")
-        return 0
-
     if args.command == "prepare":
-        # debootstrap mostly waits on downloads and dpkg: it runs beside the Go builds.
-        with ThreadPoolExecutor(max_workers=1) as background:
-            base = (
-                background.submit(ensure_base, ensure_podman())
-                if args.with_chart_and_image
-                else None
-            )
-            ensure_binaries()
-            if not args.without_argocd:
-                ensure_argocd()
-            ensure_distribution()
-            if not args.without_argocd:  # only the tests use promtool, as only they use Argo CD
-                ensure_promtool()
-            if args.with_chart_and_image:
-                ensure_helm()
-            if base is not None:
-                base.result()
-        say("binaries and Keycloak distribution are in place")
+        if args.late_only is not None:
+            names: list[str] = list(args.late_only or ORDER)
+            first: Callable[[], None] | None = None
+        else:
+            names = [] if args.core_only or args.without_argocd else ["promtool", "argocd"]
+            if args.with_chart_and_image and not args.core_only:
+                names += ["container-base", "helm"]
+            first = _core_builds
+        # debootstrap and pip mostly wait on downloads: they run beside the Go builds.
+        if not build_all(names, first=first):
+            say("some builds failed (above); the tests that need them will say why")
+            return 1
+        made = ([] if first is None else ["the binaries and Keycloak"]) + names
+        say(f"in place: {', '.join(made)}")
         return 0
 
     if args.command == "image":

@@ -54,16 +54,19 @@ LATE_BUILDS = (
 ORDER = {build.name: rank for rank, build in enumerate(LATE_BUILDS)}
 
 
-def build_all(names: Collection[str] = ()) -> bool:
-    """Make the late artifacts ``names`` (all without names), the network-bound ones in
-    a thread beside the others; whether all were made. A failure does not stop the
-    others: the test that needs the failed one tries again and fails with the reason."""
+def build_all(names: Collection[str], *, first: Callable[[], object] | None = None) -> bool:
+    """Make the late artifacts ``names``, the network-bound ones in a thread beside the
+    others, after ``first`` (the core builds, when ``prepare`` makes them too; a failure
+    there stops everything); whether all were made. A late build's failure does not
+    stop the others: the test that needs the failed one tries again and says why."""
     unknown = set(names) - set(ORDER)
     if unknown:
         raise ValueError(f"no late build named {', '.join(sorted(unknown))}; see LATE_BUILDS")
-    builds = [build for build in LATE_BUILDS if not names or build.name in names]
+    builds = [build for build in LATE_BUILDS if build.name in names]
     with ThreadPoolExecutor(max_workers=1) as beside:
         waiting = [beside.submit(_attempt, b) for b in builds if b.waits_on_network]
+        if first is not None:
+            first()
         made = [_attempt(b) for b in builds if not b.waits_on_network]
         return all(made) and all(future.result() for future in waiting)
 

@@ -211,6 +211,9 @@ class Start:
     name: str
     source: DeploymentRef
     soak_until: datetime.datetime | None = None  # when the freight's soak ended
+    # The source's generation that carries the freight: the run promotes that one or
+    # nothing (the source may change between this pass and the run's first read).
+    source_generation: int | None = None
 
 
 @dataclass(frozen=True)
@@ -323,6 +326,7 @@ class _Upstream:
     ref: DeploymentRef
     reason: str = ""
     message: str = ""
+    generation: int | None = None  # the upstream's generation that carries the freight
 
 
 def decide(
@@ -342,7 +346,12 @@ def decide(
     freight = _with_new_freight(recorded.freight, source, spec.freight_history, now)
     by_id = {item.id: item for item in (*freight, *recorded.freight)}
     newest = freight[0] if freight else None
-    upstream = _Upstream(newest, source is not None and source.healthy, spec.source)
+    upstream = _Upstream(
+        newest,
+        source is not None and source.healthy,
+        spec.source,
+        generation=newest.source_generation if newest is not None else None,
+    )
     if source is None:
         upstream = _Upstream(
             None, False, spec.source, "SourceMissing", f"{spec.source.noun} does not exist"
@@ -443,7 +452,7 @@ def _carried(
             f"{stage.target.noun} no longer carries freight {last.freight} "
             f"(run {last.name} wrote generation {last.applied_generation}; {now_at})",
         )
-    return _Upstream(freight, healthy, stage.target)
+    return _Upstream(freight, healthy, stage.target, generation=target.generation)
 
 
 def _stage(
@@ -544,7 +553,8 @@ def _stage(
         reason="Running",
         message=f"run {name} promotes freight {waiting.id}",
     )
-    return _since(started, previous), Start(stage, waiting, name, upstream.ref, soak_until)
+    start = Start(stage, waiting, name, upstream.ref, soak_until, upstream.generation)
+    return _since(started, previous), start
 
 
 def _held(
@@ -782,6 +792,8 @@ def run_body(path: Mapping[str, Any], start: Start, *, api_version: str) -> dict
         source["kind"] = str(start.source.kind)
     if start.source.instance:
         source["instance"] = start.source.instance
+    if start.source_generation is not None:
+        source["generation"] = start.source_generation
     written_target: dict[str, Any] = {"namespace": target.namespace, "name": target.name}
     if target.instance:
         written_target["instance"] = target.instance

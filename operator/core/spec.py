@@ -171,6 +171,9 @@ class PromotionSpec:
     # Where the new version comes from when not from a source deployment: the registry.
     # ``source`` is then the target itself, which the version's URI is written into.
     registry: RegistrySource | None = None
+    # Promote only this metadata.generation of the source (a PromotionPath pins the
+    # freight it checked); None: whatever the source is when the run reads it.
+    source_generation: int | None = None
 
     @property
     def origin(self) -> str:
@@ -238,6 +241,7 @@ def parse_spec(spec: Mapping[str, Any]) -> PromotionSpec:
         approval_required=bool((spec.get("approval") or {}).get("required", False)),
         approval_groups=tuple((spec.get("approval") or {}).get("groups") or ()),
         bake=_bake(spec["bake"]) if spec.get("bake") else None,
+        source_generation=source.get("generation"),
     )
 
 

@@ -44,9 +44,27 @@ def unusable_reads(ctx: Context, run: Run, observed: Observed) -> Decision | Non
             retryable=True,
         )
         return retry_or_fail(ctx, run, missing)
+    changed = source_changed(ctx, observed.source)
+    if changed is not None:
+        return retry_or_fail(ctx, run, changed)
     if observed.target_error is not None:
         return retry_or_fail(ctx, run, observed.target_error)
     return None
+
+
+def source_changed(ctx: Context, source: Mapping[str, Any]) -> Failure | None:
+    """A failure when the spec pins a source generation and the source is at another:
+    what was checked (a path's freight) is not what would be written. Not retryable:
+    the newer version is another promotion's to make."""
+    pinned = ctx.spec.source_generation
+    generation = (source.get("metadata") or {}).get("generation")
+    if pinned is None or generation == pinned:
+        return None
+    return Failure(
+        "SourceChanged",
+        f"{ctx.spec.source.described} is at generation {generation}, not the generation "
+        f"{pinned} that spec.source.generation pins; that generation is not promoted",
+    )
 
 
 def adopt(ctx: Context, run: Run, target: Mapping[str, Any]) -> Decision:

@@ -159,6 +159,40 @@ def test_a_manual_stage_waits_for_kubectl_promotion(
     assert image_of(source, "production") == V1
 
 
+def test_a_run_whose_source_changed_since_the_path_checked_it_writes_nothing(
+    paths: Paths, source: Simulator, operator_factory: StartOperator, control_plane: ControlPlane
+) -> None:
+    # The run waits for approval after it planned; the source moves on meanwhile.
+    operator_factory()
+    paths.apply("iris", stage("dev", template={"approval": {"required": True}}))
+    first = run_in_phase(paths, "AwaitingApproval")
+    assert first["spec"]["source"]["generation"] == 1
+    publish(source, V2, generation=2)
+    approved = plugin(control_plane, paths.namespace, "approve", first["metadata"]["name"])
+    assert approved.returncode == 0, approved.stderr
+    failed = run_in_phase(paths, "Failed", name=first["metadata"]["name"])
+    ready = next(c for c in failed["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "SourceChanged"
+    assert "generation 2, not the generation 1" in ready["message"]
+    assert source.control.get_deployment("dev", "iris") is None
+    # The newer version is a freight of its own, with a run that pins it.
+    second = run_in_phase(paths, "AwaitingApproval")
+    assert second["spec"]["source"]["generation"] == 2
+
+
+def run_in_phase(paths: Paths, phase: str, name: str | None = None) -> dict[str, Any]:
+    """The path's run (or the run ``name``) once it is in ``phase``."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for run in paths.runs("iris"):
+            if name is not None and run["metadata"]["name"] != name:
+                continue
+            if (run.get("status") or {}).get("phase") == phase:
+                return run
+        time.sleep(0.5)
+    raise AssertionError(f"no run of path iris reached {phase}: {paths.runs('iris')}")
+
+
 def test_a_newer_freight_supersedes_one_that_waits(
     paths: Paths, source: Simulator, operator_factory: StartOperator, control_plane: ControlPlane
 ) -> None:

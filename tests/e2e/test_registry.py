@@ -393,6 +393,16 @@ def test_admission_refuses_a_source_deployment_and_a_registry(
     assert "set either spec.source.namespace and name" in refused
 
 
+def test_admission_refuses_a_pinned_source_generation_with_a_registry(
+    control_plane: ControlPlane,
+) -> None:
+    spec = registry_spec("iris", version="2")
+    spec["source"]["generation"] = 3
+    refused = refusal(control_plane, spec)
+    assert "spec.source.generation: " in refused
+    assert "a registry source has none" in refused
+
+
 def test_kubectl_explain_covers_the_registry_fields(control_plane: ControlPlane) -> None:
     explained = explain(control_plane, "modelpromotions.spec.source.registry")
     for field in ("alias", "version", "follow", "pollInterval", "writeBack", "node"):

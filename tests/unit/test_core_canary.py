@@ -430,6 +430,22 @@ def test_someone_else_writing_the_target_mid_canary_fails_without_rollback() -> 
     assert not any(w.rollback for w in writes(fake))
 
 
+def test_a_pinned_source_that_moves_on_mid_canary_rolls_the_canary_back() -> None:
+    fake = seldon()
+
+    def publish(_query: str, _at: datetime.datetime) -> Reading:
+        assert fake.source is not None
+        fake.source["metadata"]["generation"] = 6
+        return Reading(0.0)
+
+    fake.prometheus = publish
+    run = final(drive(fake, spec=canary_spec(source_generation=5)))
+
+    assert run.phase == Phase.ROLLED_BACK
+    assert run.outcome is not None and run.outcome.reason == "SourceChanged"
+    assert writes(fake)[-1].rollback
+
+
 def test_a_new_generation_first_removes_the_canary_an_older_one_left() -> None:
     left = canary_deployment(promoted(), previous_of(foreign_target()).deployment or {}, 10, 0)
     left["metadata"]["annotations"][GENERATION_ANNOTATION] = "1"  # the previous generation

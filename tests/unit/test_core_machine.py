@@ -654,6 +654,26 @@ def test_missing_source_is_retried_before_the_deadline() -> None:
     assert step.requeue_after is not None and step.requeue_after > 0
 
 
+def test_a_source_at_the_pinned_generation_is_planned() -> None:
+    step = decide(context(), run_in(Phase.PENDING), seen(None))
+    pinned = decide(context(spec=make_spec(source_generation=5)), run_in(Phase.PENDING), seen(None))
+
+    assert pinned.run.phase == step.run.phase == Phase.VALIDATING
+    assert pinned.action == step.action
+
+
+@pytest.mark.parametrize("phase", [Phase.PENDING, Phase.VALIDATING, Phase.PROMOTING], ids=str)
+def test_a_source_at_another_generation_than_pinned_fails_before_any_write(phase: Phase) -> None:
+    run = promoting_run(None) if phase == Phase.PROMOTING else run_in(phase)
+    step = decide(context(spec=make_spec(source_generation=4)), run, seen(None))
+
+    assert step.action is None
+    assert step.run.phase == Phase.FAILED
+    assert step.run.outcome is not None and step.run.outcome.reason == "SourceChanged"
+    assert "generation 5, not the generation 4" in step.run.outcome.message
+    assert ready(step.run) == ("False", "SourceChanged")
+
+
 @pytest.mark.parametrize("phase", [Phase.PENDING, Phase.VALIDATING, Phase.PROMOTING], ids=str)
 def test_missing_source_fails_at_the_deadline(phase: Phase) -> None:
     run = run_in(phase, last_error=failure("SourceNotFound", 404), error_since=at(1))

@@ -103,6 +103,19 @@ def test_the_first_stage_starts_the_newest_freight_from_the_source() -> None:
     assert decision.stages[0].phase is StagePhase.RUNNING
 
 
+def test_the_first_stage_run_pins_the_source_generation_of_its_freight() -> None:
+    decision = decide("p", THREE, Recorded(), SOURCE, [None] * 3, [], {}, at(0))
+    assert decision.starts[0].source_generation == SOURCE.generation
+
+
+def test_a_later_stage_run_pins_the_generation_the_previous_stage_wrote() -> None:
+    no_soak = parse_path_spec(path_spec())
+    runs = [run("dev", F3, "Succeeded", applied=7)]
+    decision = decide("p", no_soak, Recorded(), SOURCE, [healthy(7), None, None], runs, {}, at(0))
+    [start] = decision.starts
+    assert (start.stage.name, start.source_generation) == ("staging", 7)
+
+
 def test_a_running_stage_is_not_started_again_nor_interrupted_by_a_newer_freight() -> None:
     runs = [run("dev", F3, "Promoting")]
     newer = Observed(4, True, ("iris:2.0",), ())
@@ -239,7 +252,7 @@ def test_a_run_is_owned_by_the_path_and_carries_the_template() -> None:
     ]
     assert body["spec"] == {
         "verification": {"timeout": "1m"},
-        "source": {"namespace": "dev-src", "name": "iris"},
+        "source": {"namespace": "dev-src", "name": "iris", "generation": 3},
         "target": {"namespace": "dev", "name": "iris"},
     }
     run_back = stage_run_from(

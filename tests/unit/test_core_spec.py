@@ -65,6 +65,13 @@ def test_explicit_target_name_is_kept() -> None:
     assert spec.target.name == "iris-prod"
 
 
+def test_a_pinned_source_generation_is_read() -> None:
+    source = {**MINIMAL["source"], "generation": 7}
+
+    assert parse_spec({**MINIMAL, "source": source}).source_generation == 7
+    assert parse_spec(MINIMAL).source_generation is None
+
+
 def test_every_field_is_read() -> None:
     spec = parse_spec(
         {

@@ -2,8 +2,9 @@
 
 The example's path as it is, but for what would make the demo long or need more
 than the demo's stack: the soaks are seconds (staging 5 s, production 3 s, not 10
-minutes and an hour), the path polls every second, and production is a Replace on
-the demo's one Seldon Deploy instance (the canary round has shown canaries). A new
+minutes and an hour), the path polls every second, staging does not bake, and
+production is a Replace on the demo's one Seldon Deploy instance (the canary and bake
+rounds have shown those). A new
 version of ``build/iris`` moves through ``dev``, ``staging`` and ``production``;
 production is manual, so once it waits the demo promotes it with ``kubectl
 promotion path promote``, as a release manager would. Each change of the stages is
@@ -35,8 +36,8 @@ _TIMEOUT = 180.0
 
 
 def short_path(example: dict[str, Any]) -> dict[str, Any]:
-    """The example path with the demo's soaks, a 1 s poll, and production a Replace on
-    the default instance."""
+    """The example path with the demo's soaks, a 1 s poll, no bake, and production a
+    Replace on the default instance."""
     path = copy.deepcopy(example)
     spec = path["spec"]
     spec["pollInterval"] = "1s"
@@ -45,8 +46,8 @@ def short_path(example: dict[str, Any]) -> dict[str, Any]:
             stage["soak"] = SOAKS[stage["name"]]
         stage["target"].pop("instance", None)
         template = stage.setdefault("template", {})
-        for canary_only in ("strategy", "canary", "analysis"):
-            template.pop(canary_only, None)
+        for measured in ("strategy", "canary", "analysis", "bake"):
+            template.pop(measured, None)
         template["verification"] = {"timeout": "2m"}
     return path
 

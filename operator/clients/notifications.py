@@ -171,7 +171,8 @@ class Notice:
 
     ``reason`` and ``message`` are the Ready condition's (already secret-free);
     ``source`` and ``target`` are ``namespace/name``; ``at`` is when it happened
-    (UTC; a naive datetime is taken as UTC).
+    (UTC; a naive datetime is taken as UTC); ``path`` and ``stage`` name the
+    PromotionPath stage the run is (empty for a ModelPromotion of its own).
     """
 
     kind: NoticeKind
@@ -186,6 +187,8 @@ class Notice:
     source: str
     target: str
     at: datetime
+    path: str = ""
+    stage: str = ""
 
     def describe(self) -> str:
         """Which notice this is, for a log line: ``Succeeded of NS/NAME (generation 3)``."""
@@ -214,6 +217,8 @@ def notice_data(notice: Notice) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for item in dataclasses.fields(notice):
         value = getattr(notice, item.name)
+        if item.name in ("path", "stage") and not value:
+            continue  # not a path's run: the notice is as it always was
         data[_camel(item.name)] = _rfc3339(value) if isinstance(value, datetime) else value
     return data
 
@@ -240,6 +245,8 @@ def slack_message(notice: Notice) -> dict[str, Any]:
         f"ModelPromotion {notice.namespace}/{notice.name} {headline}: "
         f"{notice.source} → {notice.target} (generation {notice.generation}{retry})"
     )
+    if notice.path:
+        first += f"; stage {notice.stage} of PromotionPath {notice.namespace}/{notice.path}"
     second = f"Phase {notice.phase}, reason {notice.reason}"
     if notice.message:
         second += f": {notice.message}"

@@ -274,6 +274,7 @@ class Controller:
                     policies=self._policies(
                         ref.namespace, int(metadata["generation"]), body.get("status") or {}
                     ),
+                    labels=metadata.get("labels") or {},
                 )
             except NotLeading as stopped:  # run_pass asks the fence last, when it ends
                 return self._unrecorded(ref, str(stopped))

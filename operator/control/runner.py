@@ -38,6 +38,7 @@ from promotion_operator.core.pass_io import (
     VersionAnswer,
 )
 from promotion_operator.core.promotion import PromotionRef
+from promotion_operator.core.paths import PATH_LABEL, STAGE_LABEL
 from promotion_operator.core.registry import write_back
 from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import (
@@ -245,6 +246,7 @@ def run_pass(
     requests: Requests | None = None,
     chain: ChainReads | None = None,
     policies: Policies | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> PassResult:
     """One pass of the run for ``promotion``'s current generation, counted in the metrics.
 
@@ -254,6 +256,8 @@ def run_pass(
     (the same run, nothing written since): they are not made again.
     ``policies``: the namespace's PromotionPolicies, for a pass that may reach the
     run's first write (none given: none apply).
+    ``labels``: the ModelPromotion's; a PromotionPath's run names its path and stage
+    in its notices.
     """
     ctx = Context(
         parse_spec(spec),
@@ -278,7 +282,7 @@ def run_pass(
         runtime.metrics.due_by(
             promotion.uid, promotion.namespace, promotion.name, _open_deadline(ctx, result.run)
         )
-        _notify(runtime, promotion, result, now)
+        _notify(runtime, promotion, result, now, labels or {})
         _write_back(runtime, ctx, result)
     return result
 
@@ -325,7 +329,11 @@ _OUTCOMES: dict[Phase, NoticeKind] = {
 
 
 def _notify(
-    runtime: Runtime, promotion: PromotionRef, result: PassResult, now: datetime.datetime
+    runtime: Runtime,
+    promotion: PromotionRef,
+    result: PassResult,
+    now: datetime.datetime,
+    labels: Mapping[str, str],
 ) -> None:
     run = result.run
     assert run is not None
@@ -350,6 +358,8 @@ def _notify(
             source=run.source,
             target=run.target,
             at=now,
+            path=labels.get(PATH_LABEL, ""),
+            stage=labels.get(STAGE_LABEL, ""),
         )
         runtime.notify_once(promotion.uid, run.label, notice)
 

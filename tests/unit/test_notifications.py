@@ -134,6 +134,22 @@ def sink_for(tmp_path: Path) -> Callable[..., NotificationSink]:
 # -- what is sent ----------------------------------------------------------------------------
 
 
+def test_a_path_runs_notice_names_its_stage_and_path() -> None:
+    staged = notice(path="iris", stage="staging")
+
+    assert slack_message(staged)["text"].splitlines()[0].endswith(
+        "; stage staging of PromotionPath production/iris"
+    )
+    assert (notice_data(staged)["path"], notice_data(staged)["stage"]) == ("iris", "staging")
+
+
+def test_a_notice_of_a_promotion_of_its_own_has_no_path_or_stage() -> None:
+    data = notice_data(notice())
+
+    assert "path" not in data and "stage" not in data
+    assert "PromotionPath" not in slack_message(notice())["text"]
+
+
 def test_slack_text_names_the_promotion_the_move_phase_reason_and_message() -> None:
     message = slack_message(notice(retry=2, generation=3))
 

@@ -231,6 +231,15 @@ def test_a_started_run_is_notified_once_even_when_the_pass_is_replayed(
     assert (notices[0].source, notices[0].target) == ("staging/iris", "production/iris")
 
 
+def test_a_path_runs_notice_names_its_path_and_stage(
+    runtime: FakeRuntime, notices: list[Notice]
+) -> None:
+    labels = {"deploy.mlops.dev/path": "iris", "deploy.mlops.dev/stage": "staging"}
+    run_pass(runtime, PROMOTION, SPEC_DICT, {}, now=at(0), jitter=0.5, labels=labels)
+
+    assert [(n.path, n.stage) for n in notices] == [("iris", "staging")]
+
+
 def test_a_pass_that_outlived_the_lease_notifies_and_counts_nothing(
     runtime: FakeRuntime, notices: list[Notice]
 ) -> None:

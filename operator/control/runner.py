@@ -37,8 +37,8 @@ from promotion_operator.core.pass_io import (
     RetryPolicy,
     VersionAnswer,
 )
-from promotion_operator.core.promotion import PromotionRef
 from promotion_operator.core.paths import PATH_LABEL, STAGE_LABEL
+from promotion_operator.core.promotion import PromotionRef
 from promotion_operator.core.registry import write_back
 from promotion_operator.core.requests import Requests
 from promotion_operator.core.run import (

@@ -137,8 +137,10 @@ def sink_for(tmp_path: Path) -> Callable[..., NotificationSink]:
 def test_a_path_runs_notice_names_its_stage_and_path() -> None:
     staged = notice(path="iris", stage="staging")
 
-    assert slack_message(staged)["text"].splitlines()[0].endswith(
-        "; stage staging of PromotionPath production/iris"
+    assert (
+        slack_message(staged)["text"]
+        .splitlines()[0]
+        .endswith("; stage staging of PromotionPath production/iris")
     )
     assert (notice_data(staged)["path"], notice_data(staged)["stage"]) == ("iris", "staging")
 

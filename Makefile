@@ -93,8 +93,9 @@ unit: $(STAMP)
 test: lint typecheck prepare-core container-tools browser-tools $(REDIS_SERVER)
 	$(BIN)/pytest
 
-demo: prepare-demo
-	$(BIN)/python -m tests.harness demo
+# SCREENSHOT=FILE also saves the dashboard's page of the demo's canary (needs Chromium).
+demo: prepare-demo $(if $(SCREENSHOT),browser-tools)
+	$(BIN)/python -m tests.harness demo $(if $(SCREENSHOT),--screenshot $(SCREENSHOT))
 
 # A promotion committed to git, synced by a real Argo CD, its health printed as it moves.
 argocd-demo: prepare $(REDIS_SERVER)

@@ -161,7 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     image.add_argument(
         "--base", help="the base image (default: one made here from Debian's packages)"
     )
-    sub.add_parser("demo", help="run the example promotions on the stack, then stop")
+    demo = sub.add_parser("demo", help="run the example promotions on the stack, then stop")
+    demo.add_argument(
+        "--screenshot",
+        type=Path,
+        metavar="FILE",
+        help="also save the dashboard's page of the canary, drawn by Chromium, as FILE (PNG)",
+    )
     sub.add_parser(
         "argocd-demo", help="a promotion committed to git and synced by Argo CD, then stop"
     )
@@ -207,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
 
         signal.signal(signal.SIGTERM, _raise_exit)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        return run_demo()
+        return run_demo(screenshot=args.screenshot)
 
     if args.command == "argocd-demo":
         from tests.harness.argocd_demo import run_argocd_demo

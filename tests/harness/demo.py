@@ -31,6 +31,7 @@ example ended Ready.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Collection
@@ -40,6 +41,7 @@ from typing import Any
 import yaml
 
 from tests.harness.demo_path import run_path_round
+from tests.harness.demo_screenshot import CanaryScreenshot
 from tests.harness.keycloak import DATA_SCIENTIST
 from tests.harness.mlflow import MlflowServer, start_mlflow
 from tests.harness.operator_process import install_crds, password_credentials, start_operator
@@ -208,10 +210,13 @@ class _Printer:
         self.started = time.monotonic()
         self._seen: dict[str, tuple[Any, ...]] = {}
         self._measured: set[tuple[str, str, str]] = set()
+        self.screenshot: CanaryScreenshot | None = None  # offered every promotion read
 
     def show(self, item: dict[str, Any]) -> None:
         """Print what is new about ``item``: measurements first, as they led to the step."""
         name, status, ready = item["metadata"]["name"], item.get("status") or {}, _ready(item)
+        if self.screenshot is not None:
+            self.screenshot.offer(item)
         canary = status.get("canary") or {}
         for measured in canary.get("measurements") or []:
             key = (name, str(measured.get("template")), str(measured.get("at")))
@@ -277,8 +282,9 @@ def _names(paths: list[Path]) -> set[str]:
     }
 
 
-def run_demo() -> int:
-    """Run the demo; 0 when every example promotion ended Ready."""
+def run_demo(screenshot: Path | None = None) -> int:
+    """Run the demo; 0 when every example promotion ended Ready. ``screenshot``: also
+    save the dashboard's page of the canary there."""
     stack = start_stack()
     operator = None
     mlflow = None
@@ -307,8 +313,14 @@ def run_demo() -> int:
         if finished and canaries:
             print("\n== canary promotions, once their targets exist")
             _prepare_canaries(stack, canaries)
-            _apply(stack, canaries)
-            finished = printer.follow(stack, _names(canaries))
+            with contextlib.ExitStack() as taking:
+                if screenshot is not None:
+                    printer.screenshot = taking.enter_context(
+                        CanaryScreenshot(stack, NAMESPACE, screenshot)
+                    )
+                _apply(stack, canaries)
+                finished = printer.follow(stack, _names(canaries))
+                printer.screenshot = None
         if finished and mlflow is not None:
             print("\n== a model version from the MLflow registry, into an existing target")
             _prepare_registry(mlflow, registry)

@@ -9,14 +9,13 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NoReturn, Protocol, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeVar
 
 from promotion_operator.kubectl_plugin import operations, render
 from promotion_operator.kubectl_plugin.kube import (
     Impersonation,
     Kube,
-    ObjectChanged,
     OfKind,
     PluginError,
     load,
@@ -25,15 +24,11 @@ from promotion_operator.kubectl_plugin.operations import CONFLICT_ATTEMPTS, new_
 from promotion_operator.kubectl_plugin.paths import (
     PATH_PLURAL,
     FreightFollowed,
-    PathDecision,
-    decide_hold,
-    decide_promote,
-    decide_release,
-    hold_value,
     render_path,
 )
 from promotion_operator.kubectl_plugin.policies import (
     POLICY_PLURAL,
+    PolicyDecision,
     decide_freeze,
     decide_unfreeze,
 )
@@ -536,45 +531,12 @@ def cmd_path_get(session: Session) -> ExitCode:
     return ExitCode.SUCCEEDED
 
 
-class _Written(Protocol):
-    """A decision to write a merge patch (None: nothing), with its message and exit code."""
-
-    @property
-    def patch(self) -> Mapping[str, Any] | None: ...
-
-    @property
-    def message(self) -> str: ...
-
-    @property
-    def exit_code(self) -> ExitCode: ...
-
-
-def guarded_write(
-    session: Session, plural: str, decide: Callable[[dict[str, Any]], _Written]
-) -> ExitCode:
-    """A change of a path or a policy, written as every request is: read the object,
-    decide, merge-patch with the ``resourceVersion`` read, and on a conflict read and
-    decide again."""
-    name = session.args.name
-    shown = f"{KINDS.get(plural, plural).lower()}.{GROUP}/{name}"
-    for _ in range(CONFLICT_ATTEMPTS):
-        body = session.kube.get(session.namespace, name, plural=plural)
-        decision = decide(body)
-        if decision.patch is None:
-            break
-        try:
-            session.kube.patch(
-                session.namespace,
-                name,
-                str(body["metadata"]["resourceVersion"]),
-                decision.patch,
-                plural=plural,
-            )
-        except ObjectChanged:
-            session.verbose(f"{shown} changed since it was read; reading it again")
-            continue
-        break
-    else:
+def written(session: Session, plural: str, write: Callable[[], operations.Written]) -> ExitCode:
+    """A change of a path or a policy (:func:`operations.guarded_patch`), printed."""
+    shown = f"{KINDS.get(plural, plural).lower()}.{GROUP}/{session.args.name}"
+    try:
+        decision = write()
+    except operations.KeptChanging:
         _err(f"error: {shown}: it kept changing; try again")
         return ExitCode.ERROR
     if decision.exit_code != ExitCode.SUCCEEDED:
@@ -584,34 +546,53 @@ def guarded_write(
     return decision.exit_code
 
 
-def path_request(session: Session, decide: Callable[[dict[str, Any]], PathDecision]) -> ExitCode:
-    """A request on a path's stage (:func:`guarded_write` of its annotation)."""
-    return guarded_write(session, PATH_PLURAL, decide)
-
-
 def cmd_path_promote(session: Session) -> ExitCode:
-    stage = session.args.stage
-    return path_request(session, lambda body: decide_promote(body, stage))
+    kube, namespace, args = session.kube, session.namespace, session.args
+    return written(
+        session,
+        PATH_PLURAL,
+        lambda: operations.promote_stage(kube, namespace, args.name, args.stage, session.verbose),
+    )
 
 
 def cmd_path_hold(session: Session) -> ExitCode:
-    stage = session.args.stage
-    value = hold_value(session.kube.username(), session.args.reason, _now())
-    return path_request(session, lambda body: decide_hold(body, stage, value))
+    kube, namespace, args = session.kube, session.namespace, session.args
+    return written(
+        session,
+        PATH_PLURAL,
+        lambda: operations.hold_stage(
+            kube, namespace, args.name, args.stage, args.reason, session.verbose
+        ),
+    )
 
 
 def cmd_path_release(session: Session) -> ExitCode:
-    stage = session.args.stage
-    return path_request(session, lambda body: decide_release(body, stage))
+    kube, namespace, args = session.kube, session.namespace, session.args
+    return written(
+        session,
+        PATH_PLURAL,
+        lambda: operations.release_stage(kube, namespace, args.name, args.stage, session.verbose),
+    )
+
+
+def _policy_write(session: Session, decide: Callable[[dict[str, Any]], PolicyDecision]) -> ExitCode:
+    kube, namespace, name = session.kube, session.namespace, session.args.name
+    return written(
+        session,
+        POLICY_PLURAL,
+        lambda: operations.guarded_patch(
+            kube, POLICY_PLURAL, namespace, name, decide, session.verbose
+        ),
+    )
 
 
 def cmd_freeze(session: Session) -> ExitCode:
     reason = session.args.reason
-    return guarded_write(session, POLICY_PLURAL, lambda body: decide_freeze(body, reason))
+    return _policy_write(session, lambda body: decide_freeze(body, reason))
 
 
 def cmd_unfreeze(session: Session) -> ExitCode:
-    return guarded_write(session, POLICY_PLURAL, decide_unfreeze)
+    return _policy_write(session, decide_unfreeze)
 
 
 def cmd_path_watch(session: Session) -> ExitCode:

@@ -1,5 +1,6 @@
-"""The four requests a person makes of a run (approve, abort, retry, resume), as
-API calls: read the object, decide from what it says, write one annotation.
+"""The requests a person makes of a run (approve, abort, retry, resume) and of a
+path's stage (promote, hold, release), as API calls: read the object, decide from
+what it says, write one annotation (or merge patch).
 
 The commands of ``kubectl promotion`` and the dashboard's buttons both call these,
 so a button does exactly what the command does, with the same refusals.
@@ -9,15 +10,25 @@ from __future__ import annotations
 
 import datetime
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar
 
 from promotion_operator.kubectl_plugin.kube import Kube, ObjectChanged, PluginError
+from promotion_operator.kubectl_plugin.paths import (
+    PATH_PLURAL,
+    PathDecision,
+    decide_hold,
+    decide_promote,
+    decide_release,
+    hold_value,
+)
 from promotion_operator.kubectl_plugin.resource import (
     ABORT_ANNOTATION,
     APPROVE_ANNOTATION,
     RESUME_ANNOTATION,
     RETRY_ANNOTATION,
     Decision,
+    ExitCode,
     Promotion,
     decide_abort,
     decide_approve,
@@ -108,3 +119,79 @@ BY_NAME: dict[str, Callable[[Kube, str, str, Note], Decision]] = {
     "retry": retry,
     "resume": resume,
 }
+
+
+class Written(Protocol):
+    """A decision to write a merge patch (None: nothing), with its message and exit code."""
+
+    @property
+    def patch(self) -> Mapping[str, Any] | None: ...
+
+    @property
+    def message(self) -> str: ...
+
+    @property
+    def exit_code(self) -> ExitCode: ...
+
+
+W = TypeVar("W", bound=Written)
+
+
+class KeptChanging(PluginError):
+    """The object changed between every read and write of :func:`guarded_patch`."""
+
+
+def guarded_patch(
+    kube: Kube,
+    plural: str,
+    namespace: str,
+    name: str,
+    decide: Callable[[dict[str, Any]], W],
+    note: Note = _quiet,
+) -> W:
+    """A change of a path or a policy, written as every request is: read the object,
+    decide, merge-patch with the ``resourceVersion`` read, and on a conflict read and
+    decide again (:class:`KeptChanging` after the last attempt)."""
+    for _ in range(CONFLICT_ATTEMPTS):
+        body = kube.get(namespace, name, plural=plural)
+        decision = decide(body)
+        if decision.patch is None:
+            return decision
+        try:
+            kube.patch(
+                namespace, name, str(body["metadata"]["resourceVersion"]), decision.patch,
+                plural=plural,
+            )  # fmt: skip
+        except ObjectChanged:
+            note(f"{namespace}/{name} changed since it was read; reading it again")
+            continue
+        return decision
+    raise KeptChanging(f"error: {namespace}/{name} kept changing; try again")
+
+
+def promote_stage(
+    kube: Kube, namespace: str, name: str, stage: str, note: Note = _quiet
+) -> PathDecision:
+    """Promote the freight that waits at a manual ``stage`` of the path."""
+    return guarded_patch(
+        kube, PATH_PLURAL, namespace, name, lambda body: decide_promote(body, stage), note
+    )
+
+
+def hold_stage(
+    kube: Kube, namespace: str, name: str, stage: str, reason: str, note: Note = _quiet
+) -> PathDecision:
+    """Hold ``stage`` as the caller (the API server says who that is), with ``reason``."""
+    value = hold_value(kube.username(), reason, now())
+    return guarded_patch(
+        kube, PATH_PLURAL, namespace, name, lambda body: decide_hold(body, stage, value), note
+    )
+
+
+def release_stage(
+    kube: Kube, namespace: str, name: str, stage: str, note: Note = _quiet
+) -> PathDecision:
+    """Release ``stage``'s hold."""
+    return guarded_patch(
+        kube, PATH_PLURAL, namespace, name, lambda body: decide_release(body, stage), note
+    )

@@ -329,6 +329,48 @@ def test_a_paths_page_shows_its_second_stage_soak_and_start_without_a_reload(
         )
 
 
+def test_a_manual_stage_is_promoted_from_its_paths_page(
+    seldon: Simulator,
+    operator: OperatorProcess,
+    control_plane: ControlPlane,
+    namespace: str,
+    browser: webdriver.Chrome,
+) -> None:
+    seldon.control.add_namespace("build", groups=WRITERS)
+    seldon.control.add_namespace("dev", groups=WRITERS)
+    seldon.control.seed_deployment("build", deployment_body("iris"))
+    paths = Paths(control_plane, namespace)
+    paths.apply("iris", stage("dev"), stage("production", policy="manual", soak="1s"))
+    paths.wait_for(
+        "iris",
+        lambda body: paths_stage(body, "production").get("phase") == "WaitingForPromotion",
+        "production waiting for a person",
+    )
+
+    with dashboard(control_plane.kubeconfig, namespace) as served:
+        browser.get(f"{served.url}paths/{namespace}/iris")
+        offered = browser.execute_script(
+            "return Array.from(document.querySelectorAll('.stage-actions button.promote'),"
+            " b => b.closest('li').dataset.stage);"
+        )
+        assert offered == ["production"]  # dev promotes by itself
+        browser.find_element(By.CSS_SELECTOR, "button.promote").click()
+        notice = wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "p.error, p.done"))
+        assert notice.get_attribute("class") == "done", notice.text
+        screenshot(browser, "path-production-promoted")
+    body = paths.wait_for(
+        "iris",
+        lambda body: paths_stage(body, "production").get("phase") == "Succeeded",
+        "production promoted",
+    )
+    assert paths_stage(body, "production")["promoted"] == paths_stage(body, "dev")["promoted"]
+
+
+def paths_stage(body: dict[str, Any], name: str) -> dict[str, Any]:
+    stages = (body.get("status") or {}).get("stages") or []
+    return next((s for s in stages if s["name"] == name), {})
+
+
 # --- approval, as people -------------------------------------------------------------
 
 

@@ -120,3 +120,26 @@ def test_the_path_page_streams_its_own_updates() -> None:
     html = path_pages.path_page(a_path(), NOW)
     assert 'data-stream="/stream/paths/ml/iris"' in html
     assert '<a href="/paths">PromotionPaths</a>' in html
+
+
+def stage_forms(html: str, stage: str) -> list[str]:
+    """The actions of ``stage``'s buttons, in order."""
+    found = re.search(rf'<li data-stage="{stage}">(.*?)</li>', html)
+    assert found is not None, html
+    return re.findall(rf'action="/paths/ml/iris/stages/{stage}/(\w+)"', found.group(1))
+
+
+def test_each_stage_has_hold_and_release_and_a_manual_one_promote() -> None:
+    manual = a_path()
+    manual["spec"]["stages"][1]["policy"] = "manual"
+    html = path_pages.path_page(manual, NOW, "t0ken")
+
+    assert stage_forms(html, "dev") == ["hold", "release"]
+    assert stage_forms(html, "staging") == ["promote", "hold", "release"]
+    assert html.count('name="csrf" value="t0ken"') == 5
+    assert '<label for="reason-dev">Reason</label>' in html
+
+
+def test_a_read_only_path_page_has_no_buttons() -> None:
+    html = path_pages.path_page(a_path(), NOW)
+    assert "<form" not in html and "stage-actions" not in html

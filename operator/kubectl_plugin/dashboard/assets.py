@@ -63,6 +63,10 @@ h2 { font-size: 1.1rem; margin-top: 1.5rem; }
   cursor: pointer;
 }
 .actions button.abort { border-color: #a40e26; color: #a40e26; }
+.stage-actions { list-style: none; padding: 0; margin: 0; display: grid; gap: 0.5rem; }
+.stage-actions li { display: flex; flex-wrap: wrap; gap: 0.5rem; align-items: center; }
+.stage-actions form { display: flex; gap: 0.4rem; align-items: center; }
+.stage-actions input { font-size: 1rem; padding: 0.3rem; max-width: 12rem; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; font-size: 0.92rem; }
 caption { text-align: left; color: #57606a; padding: 0.3rem 0; }

@@ -210,17 +210,22 @@ def promotion_page(
     (``--prometheus-url``): each template's query over the run, by template."""
     ns, name = p.namespace, p.name
     path = promotion_path(ns, name)
-    notice = ""
-    if said is not None:
-        kind = "error" if said.refused else "done"
-        role = "alert" if said.refused else "status"
-        notice = f'<p class="{kind}" role="{role}">{_e(said.message)}</p>'
+    notice = said_notice(said)
     buttons = "" if token is None else _buttons(path, token)
     body = (
         f"<h1>{_e(ns)}/{_e(name)}</h1>{notice}{buttons}"
         f'<div id="live" aria-live="polite">{promotion_live(p, events, now, ranges)}</div>'
     )
     return document(f"{ns}/{name}", body, f"/stream{path}")
+
+
+def said_notice(said: Said | None) -> str:
+    """What a button's request led to, announced (an alert when refused)."""
+    if said is None:
+        return ""
+    kind = "error" if said.refused else "done"
+    role = "alert" if said.refused else "status"
+    return f'<p class="{kind}" role="{role}">{_e(said.message)}</p>'
 
 
 def _buttons(path: str, token: str) -> str:

@@ -16,11 +16,14 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
+from promotion_operator.kubectl_plugin.dashboard import csrf
 from promotion_operator.kubectl_plugin.dashboard.pages import (
     NONE,
+    Said,
     Scope,
     document,
     promotion_path,
+    said_notice,
     scope_text,
 )
 from promotion_operator.kubectl_plugin.paths import PathView, age_of, path_view, soak_left
@@ -96,15 +99,60 @@ def paths_live(paths: Sequence[Mapping[str, Any]], now: datetime.datetime, error
 # --- one path -----------------------------------------------------------------------
 
 
-def path_page(path: Mapping[str, Any], now: datetime.datetime) -> str:
+def path_page(
+    path: Mapping[str, Any],
+    now: datetime.datetime,
+    token: str | None = None,
+    said: Said | None = None,
+) -> str:
+    """One path; ``token`` None (``--read-only``) shows no buttons."""
     view = path_view(path)
     url = path_url(view.namespace, view.name)
+    buttons = "" if token is None else _stage_buttons(view, url, token)
     body = (
         f"<h1>{_e(view.namespace)}/{_e(view.name)}</h1>"
-        '<p class="scope">PromotionPath</p>'
+        f'<p class="scope">PromotionPath</p>{said_notice(said)}{buttons}'
         f'<div id="live" aria-live="polite">{path_live(path, now)}</div>'
     )
     return document(f"{view.namespace}/{view.name}", body, f"/stream{url}")
+
+
+#: A stage's requests, as the buttons post them: action, label, what it does.
+STAGE_ACTIONS = (
+    ("promote", "Promote", "start the freight that waits at this manual stage"),
+    ("hold", "Hold", "start no new run at this stage until it is released"),
+    ("release", "Release", "release the hold: the stage starts what waits there"),
+)
+
+
+def _stage_buttons(view: PathView, url: str, token: str) -> str:
+    """Per stage: promote (manual stages only), hold with a reason, release. Outside
+    the live part, so a push never resets a reason being typed."""
+    rows = []
+    for stage in view.stages:
+        forms = []
+        for action, label, why in STAGE_ACTIONS:
+            if action == "promote" and stage.policy != "manual":
+                continue
+            reason = ""
+            if action == "hold":
+                field_id = f"reason-{_e(stage.name)}"
+                reason = (
+                    f'<label for="{field_id}">Reason</label>'
+                    f'<input id="{field_id}" name="reason" maxlength="200" '
+                    'placeholder="e.g. INC-42">'
+                )
+            forms.append(
+                f'<form method="post" action="{_e(url)}/stages/{_e(stage.name)}/{action}">'
+                f'<input type="hidden" name="{csrf.FIELD}" value="{_e(token)}">{reason}'
+                f'<button type="submit" class="{action}" title="{_e(why)}">{label} '
+                f"{_e(stage.name)}</button></form>"
+            )
+        rows.append(f'<li data-stage="{_e(stage.name)}">{"".join(forms)}</li>')
+    return (
+        '<section class="actions" aria-label="Operate the stages">'
+        f'<ul class="stage-actions">{"".join(rows)}</ul></section>'
+    )
 
 
 def path_live(path: Mapping[str, Any], now: datetime.datetime) -> str:

@@ -62,6 +62,18 @@ class Options:
     prometheus_url: str | None = None  # each template's query drawn over the run
 
 
+#: A path stage's requests by the name its buttons post (a hold's reason: the form's).
+STAGE_OPERATIONS: dict[str, Callable[[Kube, str, str, str, str], Any]] = {
+    "promote": lambda kube, ns, name, stage, _reason: operations.promote_stage(
+        kube, ns, name, stage
+    ),
+    "hold": operations.hold_stage,
+    "release": lambda kube, ns, name, stage, _reason: operations.release_stage(
+        kube, ns, name, stage
+    ),
+}
+
+
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -133,7 +145,8 @@ class Dashboard:
         path = await self._path(namespace, name)
         if isinstance(path, str):
             return _html(path_pages.path_not_found_page(namespace, name, path), status=404)
-        return _html(path_pages.path_page(path, _now()))
+        token = None if self.options.read_only else self.token
+        return _html(path_pages.path_page(path, _now(), token))
 
     async def _path(self, namespace: str, name: str) -> dict[str, Any] | str:
         """The PromotionPath from the feed, else read; the error's message."""
@@ -165,13 +178,7 @@ class Dashboard:
         if operation is None:
             return _html(pages.refused_page(f"no such request: {action}"), status=404)
         form = await request.post()
-        given = form.get(csrf.FIELD)
-        refusal = csrf.post_refusal(
-            self.token,
-            given if isinstance(given, str) else None,
-            request.headers.get("Origin"),
-            self.port,
-        )
+        refusal = self._post_refusal(request, form)
         if refusal is not None:
             return _html(pages.refused_page(refusal), status=403)
         status = 200
@@ -190,6 +197,48 @@ class Dashboard:
         ranges = await self.ranges_of(promotion)
         html = pages.promotion_page(promotion, events, _now(), self.token, said, ranges)
         return _html(html, status=status)
+
+    async def operate_stage(self, request: web.Request) -> web.Response:
+        """A button on a path's page: promote, hold or release one of its stages."""
+        info = request.match_info
+        namespace, name, stage, action = (
+            info["namespace"], info["name"], info["stage"], info["action"],
+        )  # fmt: skip
+        if self.options.read_only:
+            return _html(pages.refused_page("this dashboard is read-only"), status=403)
+        if action not in STAGE_OPERATIONS:
+            return _html(pages.refused_page(f"no such request: {action}"), status=404)
+        form = await request.post()
+        refusal = self._post_refusal(request, form)
+        if refusal is not None:
+            return _html(pages.refused_page(refusal), status=403)
+        given = form.get("reason")
+        reason = given.strip() if isinstance(given, str) else ""
+        status = 200
+        try:
+            decision = await self.blocking(
+                STAGE_OPERATIONS[action], self.kube, namespace, name, stage, reason
+            )
+            refused = decision.exit_code != ExitCode.SUCCEEDED
+            said = pages.Said(decision.message, refused)
+            status = 409 if refused else 200
+        except PluginError as error:
+            said = pages.Said(error.message, True)
+            status = 403 if "(Forbidden)" in error.message else 409
+        path = await self._path(namespace, name)
+        if isinstance(path, str):
+            return _html(pages.refused_page(said.message), status=status)
+        return _html(path_pages.path_page(path, _now(), self.token, said), status=status)
+
+    def _post_refusal(self, request: web.Request, form: Any) -> str | None:
+        """Why a button's post is refused (no or a wrong CSRF token, a foreign origin)."""
+        given = form.get(csrf.FIELD)
+        return csrf.post_refusal(
+            self.token,
+            given if isinstance(given, str) else None,
+            request.headers.get("Origin"),
+            self.port,
+        )
 
     # --- live updates ------------------------------------------------------------
     async def list_stream(self, request: web.Request) -> web.StreamResponse:
@@ -315,6 +364,7 @@ def application(dashboard: Dashboard) -> web.Application:
     path = "/paths/{namespace}/{name}"
     app.router.add_get("/paths", dashboard.paths_page)
     app.router.add_get(path, dashboard.path_page)
+    app.router.add_post(path + "/stages/{stage}/{action}", dashboard.operate_stage)
     app.router.add_get("/stream/paths", dashboard.paths_stream)
     app.router.add_get("/stream" + path, dashboard.path_stream)
     app.router.add_get("/static/live.js", dashboard.script)

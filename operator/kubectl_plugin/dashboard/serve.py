@@ -171,25 +171,12 @@ class Dashboard:
 
     async def operate(self, request: web.Request) -> web.Response:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
-        action = request.match_info["action"]
-        if self.options.read_only:
-            return _html(pages.refused_page("this dashboard is read-only"), status=403)
-        operation = operations.BY_NAME.get(action)
-        if operation is None:
-            return _html(pages.refused_page(f"no such request: {action}"), status=404)
-        form = await request.post()
-        refusal = self._post_refusal(request, form)
-        if refusal is not None:
-            return _html(pages.refused_page(refusal), status=403)
-        status = 200
-        try:
-            decision = await self.blocking(operation, self.kube, namespace, name)
-            refused = decision.exit_code != ExitCode.SUCCEEDED
-            said = pages.Said(decision.message, refused)
-            status = 409 if refused else 200
-        except PluginError as error:
-            said = pages.Said(error.message, True)
-            status = 403 if "(Forbidden)" in error.message else 409
+        operation = operations.BY_NAME.get(request.match_info["action"])
+        _form, refused = await self._checked_post(request, operation is not None)
+        if refused is not None:
+            return refused
+        assert operation is not None
+        said, status = await self._answer(operation, self.kube, namespace, name)
         promotion = await self._promotion(namespace, name)
         if isinstance(promotion, str):
             return _html(pages.refused_page(said.message), status=status)
@@ -201,44 +188,51 @@ class Dashboard:
     async def operate_stage(self, request: web.Request) -> web.Response:
         """A button on a path's page: promote, hold or release one of its stages."""
         info = request.match_info
-        namespace, name, stage, action = (
-            info["namespace"], info["name"], info["stage"], info["action"],
-        )  # fmt: skip
-        if self.options.read_only:
-            return _html(pages.refused_page("this dashboard is read-only"), status=403)
-        if action not in STAGE_OPERATIONS:
-            return _html(pages.refused_page(f"no such request: {action}"), status=404)
-        form = await request.post()
-        refusal = self._post_refusal(request, form)
-        if refusal is not None:
-            return _html(pages.refused_page(refusal), status=403)
+        namespace, name, stage = info["namespace"], info["name"], info["stage"]
+        operation = STAGE_OPERATIONS.get(info["action"])
+        form, refused = await self._checked_post(request, operation is not None)
+        if refused is not None:
+            return refused
+        assert operation is not None
         given = form.get("reason")
         reason = given.strip() if isinstance(given, str) else ""
-        status = 200
-        try:
-            decision = await self.blocking(
-                STAGE_OPERATIONS[action], self.kube, namespace, name, stage, reason
-            )
-            refused = decision.exit_code != ExitCode.SUCCEEDED
-            said = pages.Said(decision.message, refused)
-            status = 409 if refused else 200
-        except PluginError as error:
-            said = pages.Said(error.message, True)
-            status = 403 if "(Forbidden)" in error.message else 409
+        said, status = await self._answer(operation, self.kube, namespace, name, stage, reason)
         path = await self._path(namespace, name)
         if isinstance(path, str):
             return _html(pages.refused_page(said.message), status=status)
         return _html(path_pages.path_page(path, _now(), self.token, said), status=status)
 
-    def _post_refusal(self, request: web.Request, form: Any) -> str | None:
-        """Why a button's post is refused (no or a wrong CSRF token, a foreign origin)."""
+    async def _checked_post(
+        self, request: web.Request, known: bool
+    ) -> tuple[Any, web.Response | None]:
+        """The form of a button's POST, or the page refusing it: read-only, an unknown
+        request, no or a wrong CSRF token, a foreign origin."""
+        if self.options.read_only:
+            return None, _html(pages.refused_page("this dashboard is read-only"), status=403)
+        if not known:
+            action = request.match_info["action"]
+            return None, _html(pages.refused_page(f"no such request: {action}"), status=404)
+        form = await request.post()
         given = form.get(csrf.FIELD)
-        return csrf.post_refusal(
+        refusal = csrf.post_refusal(
             self.token,
             given if isinstance(given, str) else None,
             request.headers.get("Origin"),
             self.port,
         )
+        if refusal is not None:
+            return form, _html(pages.refused_page(refusal), status=403)
+        return form, None
+
+    async def _answer(self, operation: Callable[..., Any], *args: Any) -> tuple[pages.Said, int]:
+        """What the request said, and the HTTP status that says it: 409 for a refusal
+        by the object's state, 403 for the API server's Forbidden."""
+        try:
+            decision = await self.blocking(operation, *args)
+        except PluginError as error:
+            return pages.Said(error.message, True), 403 if "(Forbidden)" in error.message else 409
+        refused = decision.exit_code != ExitCode.SUCCEEDED
+        return pages.Said(decision.message, refused), 409 if refused else 200
 
     # --- live updates ------------------------------------------------------------
     async def list_stream(self, request: web.Request) -> web.StreamResponse:

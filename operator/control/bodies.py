@@ -6,7 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-_KEPT_METADATA = ("namespace", "name", "uid", "generation", "resourceVersion", "annotations")
+_KEPT_METADATA = (
+    "namespace", "name", "uid", "generation", "resourceVersion", "annotations",
+    "deletionTimestamp",
+)  # fmt: skip
 
 
 def slim(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -152,6 +152,11 @@ class PathController:
         """One pass over the path: the seconds until it should be looked at again, and
         the path as the status write left it (None: nothing written)."""
         metadata = body["metadata"]
+        if metadata.get("deletionTimestamp"):
+            # Deleted in the foreground (Argo CD's default prune), a path stays until the
+            # garbage collector has deleted its runs: a pass would see a stage without
+            # runs and start it again, promoting what the deletion is taking away.
+            return RETRY_SECONDS * 12, None
         ref = ObjectRef(str(metadata["namespace"]), str(metadata["name"]), str(metadata["uid"]))
         status = body.get("status") or {}
         try:

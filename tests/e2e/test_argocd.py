@@ -6,19 +6,21 @@ check of ``manifests/argocd/`` installed as its README says.
 Each test commits its promotion under ``apps/<its namespace>/`` of the harness git
 repository and has an Application sync that path into its namespace (automated,
 with pruning). What the operator did is read through the status contract and the
-simulator's request log.
+simulator's request log. A PromotionPath kept in git is pruned as Argo CD prunes by
+default, in the foreground: its runs go through the real garbage collector.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import WRITERS
 from tests.harness.argocd import (
     HEALTH_KEY,
     NAMESPACE,
@@ -28,6 +30,7 @@ from tests.harness.argocd import (
     sync_status,
 )
 from tests.harness.operator_process import OperatorProcess
+from tests.harness.promotion_paths import Paths, path_manifest, stage, stage_is
 from tests.harness.promotions import FINISHED_PHASES, Promotions, manifest
 from tests.harness.seldon_log import writes
 from tests.harness.simulator import Simulator
@@ -49,6 +52,10 @@ WORKING_REASONS = ("Pending", "Validating", "Promoting", "WaitingForAvailable", 
 # Phases of a run before it ends ("": no status yet).
 RUN_AT_WORK = ("", "Pending", "Validating", "Promoting", "Verifying")
 TARGET_PUT = ("PUT", "/seldon-deploy/api/v1alpha1/namespaces/production/seldondeployments/iris")
+#: A finalizer of the test's own: it keeps one stage run while its path is deleted.
+HOLD = "e2e.mlops.dev/hold"
+PATH_OBJECT = f"deploy.mlops.dev/PromotionPath/{NAME}"  # as Argo CD names it
+GC_TIMEOUT = 120.0  # the garbage collector finds a new kind within its 30 s discovery resync
 
 
 @dataclass
@@ -67,7 +74,11 @@ class GitOps:
 
     def commit(self, name: str, spec: dict[str, Any], message: str) -> str:
         """Commit the promotion's manifest (as people keep it: no status) and push."""
-        as_yaml = json.dumps(json.loads(manifest(name, spec)), indent=2) + "\n"
+        return self.commit_manifest(name, manifest(name, spec), message)
+
+    def commit_manifest(self, name: str, text: str, message: str) -> str:
+        """Commit a manifest (JSON) of any kind as ``<name>.yaml`` and push."""
+        as_yaml = json.dumps(json.loads(text), indent=2) + "\n"
         return self._pushed(self.argocd.git.commit({self.path(name): as_yaml}, message))
 
     def remove(self, name: str, message: str) -> str:
@@ -326,3 +337,82 @@ def test_deleting_the_promotion_from_git_with_pruning_leaves_the_target_untouche
     assert writes(seldon) == writes_before
     assert seldon.control.get_deployment("production", "iris") == target_before
     assert resource_health(gitops.application(), KIND, NAME) == {}
+
+
+def _operation_is(phase: str, revision: str, message: str = "") -> Callable[[dict[str, Any]], bool]:
+    """The Application's sync of ``revision`` is in ``phase``, its message starting so."""
+
+    def check(app: dict[str, Any]) -> bool:
+        operation = (app.get("status") or {}).get("operationState") or {}
+        return bool(
+            operation.get("phase") == phase
+            and operation.get("syncResult", {}).get("revision") == revision
+            and str(operation.get("message", "")).startswith(message)
+        )
+
+    return check
+
+
+def test_a_path_pruned_in_the_foreground_goes_with_its_runs_and_leaves_the_targets(
+    seldon: Simulator, operator: OperatorProcess, promotions: Promotions, gitops: GitOps
+) -> None:
+    seldon.control.add_namespace("dev", groups=WRITERS)
+    kube, namespace = promotions.kube, promotions.namespace
+    paths = Paths(kube, namespace)
+    path = path_manifest(
+        NAME, stage("dev"), stage("production"), source={"namespace": "staging", "name": "iris"}
+    )
+    revision = gitops.commit_manifest(NAME, path, "A path for iris")
+    gitops.argocd.create_application(
+        gitops.app, f"apps/{namespace}", namespace, prune_propagation="foreground"
+    )
+    gitops.wait_synced_to(revision)
+    paths.wait_for(NAME, stage_is("production", phase="Succeeded"), "production Succeeded")
+    runs = {r["metadata"]["labels"]["deploy.mlops.dev/stage"]: r for r in paths.runs(NAME)}
+    assert sorted(runs) == ["dev", "production"]
+    targets = {ns: seldon.control.get_deployment(ns, "iris") for ns in ("dev", "production")}
+    writes_before = writes(seldon)
+    held = runs["dev"]["metadata"]["name"]
+    hold = {"metadata": {"finalizers": [HOLD]}}
+    kube.kubectl("patch", "mp", held, "-n", namespace, "--type=merge", "-p", json.dumps(hold))
+
+    revision = gitops.remove(NAME, "Remove the iris path")
+    # Argo CD pruned it and waits for the deletion to end (gitops-engine's sync waits for
+    # pruned objects that are still there, being deleted).
+    gitops.argocd.wait_for(
+        gitops.app,
+        _operation_is("Running", revision, f"waiting for deletion of {PATH_OBJECT}"),
+        "the pruning sync waiting for the path's deletion",
+    )
+    # In the foreground the path stays until its runs are gone: the garbage collector
+    # deleted the production run and began deleting the held one.
+    paths.wait_for(
+        NAME,
+        lambda body: "foregroundDeletion" in (body["metadata"].get("finalizers") or []),
+        "deleted in the foreground",
+    )
+    deadline = time.monotonic() + GC_TIMEOUT
+    while True:
+        left = paths.runs(NAME)
+        names = [r["metadata"]["name"] for r in left]
+        if names == [held] and left[0]["metadata"].get("deletionTimestamp"):
+            break
+        assert time.monotonic() < deadline, f"the garbage collector left {left}"
+        time.sleep(0.5)
+    time.sleep(3)  # as _settle: time for the operator to start a run again, if it would
+    assert [r["metadata"]["name"] for r in paths.runs(NAME)] == [held]
+    assert paths.get(NAME)["metadata"].get("deletionTimestamp")
+
+    release = {"metadata": {"finalizers": None}}
+    kube.kubectl("patch", "mp", held, "-n", namespace, "--type=merge", "-p", json.dumps(release))
+    deadline = time.monotonic() + GC_TIMEOUT
+    while kube.kubectl("get", "ppath", NAME, "-n", namespace, check=False).returncode == 0:
+        assert time.monotonic() < deadline, "the garbage collector did not finish the deletion"
+        time.sleep(0.5)
+
+    assert paths.runs(NAME) == []
+    gitops.argocd.wait_for(gitops.app, _operation_is("Succeeded", revision), "the sync Succeeded")
+    gitops.wait_synced_to(revision)
+    assert writes(seldon) == writes_before
+    for ns, before in targets.items():
+        assert seldon.control.get_deployment(ns, "iris") == before

@@ -185,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         "bench-registry", help="only the registry figure of bench: runs from an MLflow alias"
     )
     registry.add_argument("--runs", type=int, default=20, help="ModelPromotions at once")
+    paths = sub.add_parser(
+        "bench-paths", help="only the path figure of bench: PromotionPaths of three stages"
+    )
+    paths.add_argument("--paths", type=int, default=100, help="PromotionPaths at once")
     args = parser.parse_args(argv)
 
     if args.command == "bench-registry":
@@ -193,6 +197,13 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _raise_exit)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         return run_registry_bench(args.runs)
+
+    if args.command == "bench-paths":
+        from tests.harness.bench_paths import run_paths_bench
+
+        signal.signal(signal.SIGTERM, _raise_exit)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        return run_paths_bench(args.paths)
 
     if args.command == "bench":
         signal.signal(signal.SIGTERM, _raise_exit)

@@ -119,14 +119,23 @@ class ArgoCD:
     # -- Applications -------------------------------------------------------------
 
     def create_application(
-        self, name: str, path: str, destination_namespace: str, *, automated: bool = True
+        self,
+        name: str,
+        path: str,
+        destination_namespace: str,
+        *,
+        automated: bool = True,
+        prune_propagation: str = "background",
     ) -> None:
         """An Application for ``path`` of the repository's main branch, synced into
-        ``destination_namespace``; automated sync with pruning unless ``automated`` is off."""
-        # Argo CD prunes with foreground deletion by default, which only the garbage
-        # collector of kube-controller-manager finishes; the harness runs no
-        # kube-controller-manager, so pruning deletes in the background here.
-        sync_policy: dict[str, Any] = {"syncOptions": ["PrunePropagationPolicy=background"]}
+        ``destination_namespace``; automated sync with pruning unless ``automated`` is off;
+        pruned resources deleted with ``prune_propagation`` (``foreground``: Argo CD's
+        default, ``background``, ``orphan``)."""
+        # Argo CD prunes with foreground deletion by default, which the garbage collector
+        # of kube-controller-manager finishes; tests that do not test it prune in the
+        # background, where the object is gone at once.
+        sync_option = f"PrunePropagationPolicy={prune_propagation}"
+        sync_policy: dict[str, Any] = {"syncOptions": [sync_option]}
         if automated:
             sync_policy["automated"] = {"prune": True}
         spec: dict[str, Any] = {

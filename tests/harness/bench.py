@@ -16,14 +16,16 @@ watching one namespace:
 5. the registry: N ModelPromotions whose source is an MLflow registry alias, each into
    an existing target; MLflow calls per run counted in the MLflow server's access log,
    next to Seldon Deploy calls and writes (``bench_registry.py``);
-6. at rest: 1,000 then 5,000 ModelPromotions whose status records a finished
+6. paths: N PromotionPaths of three stages created at once, a fresh operator: the
+   Seldon Deploy calls and writes per stage run, its peak memory (``bench_paths.py``);
+7. at rest: 1,000 then 5,000 ModelPromotions whose status records a finished
    run, a fresh operator: memory once it is idle, and the CPU a round of watch
    events costs (a label added to every object); with ``--profile``, where the
    memory goes (tracemalloc snapshots over an empty namespace and at each count,
    see ``heap_profile.py``).
 
-It prints one table (operator, script, ratio), the single-run line, the scale
-table and the at-rest table, each figure with where it comes from. Exit 1 if a
+It prints one table (operator, script, ratio), the single-run line, the scale,
+registry, path and at-rest tables, each figure with where it comes from. Exit 1 if a
 run did not end Succeeded (named) or the script failed. Nothing here asserts a
 time.
 """
@@ -43,7 +45,7 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -127,6 +129,7 @@ class BenchArgs:
     profile: bool = False
     scale: int = 2000
     registry: int = 100
+    paths: int = 100
     baseline_python: tuple[str, ...] = ()
 
 
@@ -144,26 +147,35 @@ def source_name(index: int) -> str:
     return f"model-{index:04d}"
 
 
-class Finishes:
-    """When each ModelPromotion of a namespace was first seen with a finished run of
-    its generation, by a list and then a watch on a thread (``time.time()``)."""
+def run_finished(body: Mapping[str, Any]) -> bool:
+    """A ModelPromotion's run of its current generation has ended."""
+    status = body.get("status") or {}
+    return bool(
+        status.get("observedGeneration") == body["metadata"]["generation"]
+        and status.get("phase") in FINISHED_PHASES
+    )
 
-    def __init__(self, api: KubeApi, namespace: str) -> None:
-        self._api, self._namespace = api, namespace
+
+class Finishes:
+    """When each object of a namespace (a ModelPromotion, or the kind of ``api``) was
+    first seen ``finished`` (by default: with a finished run of its generation), by a
+    list and then a watch on a thread (``time.time()``)."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        namespace: str,
+        finished: Callable[[Mapping[str, Any]], bool] = run_finished,
+    ) -> None:
+        self._api, self._namespace, self._finished = api, namespace, finished
         self._changed = threading.Condition()
         self.seen: dict[str, tuple[float, dict[str, Any]]] = {}
         self._stopped = threading.Event()
         threading.Thread(target=self._follow, name="bench-watch", daemon=True).start()
 
     def _see(self, body: dict[str, Any]) -> None:
-        status = body.get("status") or {}
-        metadata = body["metadata"]
-        name = str(metadata["name"])
-        if (
-            status.get("observedGeneration") == metadata["generation"]
-            and status.get("phase") in FINISHED_PHASES
-            and name not in self.seen
-        ):
+        name = str(body["metadata"]["name"])
+        if name not in self.seen and self._finished(body):
             with self._changed:
                 self.seen[name] = (time.time(), body)
                 self._changed.notify_all()
@@ -1010,7 +1022,8 @@ def _prepare(stack: Stack, sources: int, rollout: float) -> None:
 
 def run_bench(args: BenchArgs) -> int:
     """Measure, print the tables; 0 when every run ended Succeeded."""
-    # Imported here: bench_registry builds on this module's batch helpers.
+    # Imported here: bench_registry and bench_paths build on this module's batch helpers.
+    from tests.harness.bench_paths import PathBatch, paths_problems, print_paths, run_path_batch
     from tests.harness.bench_registry import (
         RegistryBatch,
         print_registry,
@@ -1026,6 +1039,7 @@ def run_bench(args: BenchArgs) -> int:
     operator: OperatorProcess | None = None
     workdir = make_temp_dir("bench")
     registry: RegistryBatch | None = None
+    paths: PathBatch | None = None
     try:
         plane = stack.control_plane
         install_crds(plane)
@@ -1048,6 +1062,8 @@ def run_bench(args: BenchArgs) -> int:
         if mlflow is not None:
             mlflow.wait_ready()
             registry = run_registry_batch(stack, api, identity, mlflow, args.registry)
+        if args.paths:
+            paths = run_path_batch(stack, api, identity, args.paths)
         at_rest: list[AtRest] = []
         if args.at_rest and batch.template_status:
             profile_dir = workdir if args.profile else None
@@ -1082,6 +1098,8 @@ def run_bench(args: BenchArgs) -> int:
         print(f"  the operator logged: {scale.log}.")
     if registry is not None:
         print_registry(registry)
+    if paths is not None:
+        print_paths(paths)
     if at_rest:
         print("\nat rest: a fresh operator over finished ModelPromotions (one namespace)")
         print(at_rest_table(at_rest))
@@ -1103,6 +1121,8 @@ def run_bench(args: BenchArgs) -> int:
         )
     if registry is not None:
         problems.update(registry_problems(registry))
+    if paths is not None:
+        problems.update(paths_problems(paths))
     for name, what in sorted(problems.items()):
         print(f"not Succeeded: {name}: {what}")
     if script.failure:
@@ -1155,6 +1175,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="ModelPromotions from an MLflow registry alias, at once (0 to skip)",
     )
     parser.add_argument(
+        "--paths",
+        type=int,
+        default=defaults.paths,
+        help="PromotionPaths of three stages, at once (0 to skip)",
+    )
+    parser.add_argument(
         "--scale",
         type=int,
         default=defaults.scale,
@@ -1181,6 +1207,7 @@ def main(options: argparse.Namespace) -> int:
             profile=options.profile,
             scale=options.scale,
             registry=options.registry,
+            paths=options.paths,
             baseline_python=tuple(options.baseline_python),
         )
     )

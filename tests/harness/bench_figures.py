@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.harness.promotions import API_VERSION
 
 MODELPROMOTIONS = ("deploy.mlops.dev", "modelpromotions")
+PROMOTIONPATHS = ("deploy.mlops.dev", "promotionpaths")
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "APPLY", "DELETE"})
 _REQUEST_TOTAL = "apiserver_request_total"
 #: The API Priority and Fairness counter of requests it refused (with a 429).
@@ -104,10 +105,24 @@ def modelpromotion_writes(
     """Writes on ModelPromotions between two readings, by ``"VERB"`` (the object) or
     ``"VERB status"``: the accepted ones, or with ``refused`` those answered otherwise
     (by ``"VERB status CODE"``). With ``own_posts`` the creates (POST) are left out:
-    the operator never creates a ModelPromotion, the benchmark does."""
+    the operator never creates a ModelPromotion of its own, the benchmark does (a
+    path's stage runs are the operator's: count them with ``own_posts=False``)."""
+    return resource_writes(MODELPROMOTIONS, before, after, own_posts=own_posts, refused=refused)
+
+
+def resource_writes(
+    resource: tuple[str, str],
+    before: Mapping[RequestKey, int],
+    after: Mapping[RequestKey, int],
+    *,
+    own_posts: bool = True,
+    refused: bool = False,
+) -> Counter[str]:
+    """Writes on ``resource`` (group, plural) between two readings, as
+    :func:`modelpromotion_writes` counts them."""
     writes: Counter[str] = Counter()
     for key, count in after.items():
-        if (key.group, key.resource) != MODELPROMOTIONS or key.verb not in WRITE_VERBS:
+        if (key.group, key.resource) != resource or key.verb not in WRITE_VERBS:
             continue
         if (own_posts and key.verb == "POST") or key.accepted == refused:
             continue

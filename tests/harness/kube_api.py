@@ -4,7 +4,8 @@
 and far too slow for thousands of objects. This client keeps one pooled
 ``requests`` session per thread (the admin client certificate, the harness CA),
 runs a call over many items on a thread pool with progress lines, watches a
-namespace's ModelPromotions and reads the apiserver's own ``/metrics``.
+namespace's ModelPromotions (or PromotionPaths) and reads the apiserver's own
+``/metrics``.
 """
 
 from __future__ import annotations
@@ -14,24 +15,36 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import requests
 
 from tests.harness.controlplane import ControlPlane
 from tests.harness.progress import say
-from tests.harness.promotions import API_VERSION, manifest
+from tests.harness.promotions import API_VERSION
 
-_PLURAL = "modelpromotions"
 _MERGE = {"Content-Type": "application/merge-patch+json"}
 _JSON = {"Content-Type": "application/json"}
 T = TypeVar("T")
 
 
-class KubeApi:
-    """ModelPromotions of the harness's apiserver, as the admin, from any thread."""
+class Resource(NamedTuple):
+    """A kind of the operator's API group, as the client names it."""
 
-    def __init__(self, control_plane: ControlPlane) -> None:
+    kind: str
+    plural: str
+
+
+MODELPROMOTION = Resource("ModelPromotion", "modelpromotions")
+PROMOTIONPATH = Resource("PromotionPath", "promotionpaths")
+
+
+class KubeApi:
+    """ModelPromotions (or another ``resource`` of the operator's group) of the harness's
+    apiserver, as the admin, from any thread."""
+
+    def __init__(self, control_plane: ControlPlane, resource: Resource = MODELPROMOTION) -> None:
+        self.resource = resource
         self.url = control_plane.url
         self._cert = (str(control_plane.admin.cert), str(control_plane.admin.key))
         self._ca = str(control_plane.ca_cert)
@@ -46,7 +59,7 @@ class KubeApi:
         return session
 
     def _path(self, namespace: str, name: str | None = None) -> str:
-        path = f"{self.url}/apis/{API_VERSION}/namespaces/{namespace}/{_PLURAL}"
+        path = f"{self.url}/apis/{API_VERSION}/namespaces/{namespace}/{self.resource.plural}"
         return f"{path}/{name}" if name else path
 
     def _send(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
@@ -58,8 +71,15 @@ class KubeApi:
         return body
 
     def create(self, namespace: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
-        """Create a ModelPromotion; the API's answer (with uid, generation, timestamps)."""
-        body = manifest(name, spec)
+        """Create an object; the API's answer (with uid, generation, timestamps)."""
+        body = json.dumps(
+            {
+                "apiVersion": API_VERSION,
+                "kind": self.resource.kind,
+                "metadata": {"name": name},
+                "spec": spec,
+            }
+        )
         return self._send("POST", self._path(namespace), data=body, headers=_JSON)
 
     def patch(
@@ -70,7 +90,7 @@ class KubeApi:
         return self._send("PATCH", url, data=json.dumps(patch), headers=_MERGE)
 
     def list_all(self, namespace: str) -> tuple[list[dict[str, Any]], str]:
-        """Every ModelPromotion of ``namespace`` and the list's resourceVersion."""
+        """Every object of ``namespace`` and the list's resourceVersion."""
         body = self._send("GET", self._path(namespace))
         return list(body["items"]), str(body["metadata"]["resourceVersion"])
 

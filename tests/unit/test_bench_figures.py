@@ -8,6 +8,7 @@ from collections import Counter
 
 from tests.harness.bench_figures import (
     APF_REJECTED,
+    PROMOTIONPATHS,
     RequestKey,
     Row,
     events_created,
@@ -18,6 +19,7 @@ from tests.harness.bench_figures import (
     ratio,
     render_table,
     request_totals,
+    resource_writes,
     spread,
     throttled,
     usage,
@@ -65,6 +67,20 @@ def test_writes_between_readings_leave_out_the_creates_and_count_refusals_apart(
     assert modelpromotion_writes(before, after, refused=True) == {"PATCH status 409": 1}
     assert modelpromotion_writes(before, after, own_posts=False)["POST"] == 2
     assert events_created(before, after) == 1
+
+
+PATH_WRITES = """\
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="deploy.mlops.dev",resource="promotionpaths",scope="resource",subresource="",verb="POST",version="v1alpha1"} 2
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="deploy.mlops.dev",resource="promotionpaths",scope="resource",subresource="status",verb="PATCH",version="v1alpha1"} 7
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="deploy.mlops.dev",resource="modelpromotions",scope="resource",subresource="",verb="POST",version="v1alpha1"} 3
+"""  # noqa: E501
+
+
+def test_writes_of_another_resource_are_counted_apart_from_modelpromotions() -> None:
+    before, after = request_totals(""), request_totals(PATH_WRITES)
+    assert resource_writes(PROMOTIONPATHS, before, after) == {"PATCH status": 7}
+    assert resource_writes(PROMOTIONPATHS, before, after, own_posts=False)["POST"] == 2
+    assert modelpromotion_writes(before, after, own_posts=False) == {"POST": 3}
 
 
 def test_usage_reads_this_process() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from promotion_operator.control.bodies import slim
 from promotion_operator.control.kube_api import ObjectChanged, ObjectRef
 from promotion_operator.control.metrics import Metrics
 from promotion_operator.control.path_controller import PathController
@@ -106,6 +107,15 @@ def test_a_replayed_pass_creates_nothing_twice() -> None:
     paths.process(PATH)
     assert len(api.promotions) == 1
     assert api.creates == [next(iter(api.promotions))]  # the second pass saw the run
+
+
+def test_a_path_being_deleted_starts_no_run_and_writes_nothing() -> None:
+    # Foreground deletion: the garbage collector has deleted the runs, the path waits.
+    api = FakeApi()
+    deleting: dict[str, Any] = copy.deepcopy(PATH)
+    deleting["metadata"]["deletionTimestamp"] = "2026-01-01T12:00:00Z"
+    _, written = controller(api).process(slim(deleting))
+    assert api.creates == [] and written is None and api.status_patches == []
 
 
 def test_a_pass_that_changes_nothing_writes_nothing() -> None:

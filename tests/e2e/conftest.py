@@ -76,7 +76,7 @@ def mlflow_basic_auth_launched() -> Iterator[MlflowServer]:
     """A second MLflow server, running MLflow's basic-auth app (it checks every call's
     user name and password), launched once, only when a registry sign-in test is
     selected; named in ``usefixtures`` like :func:`mlflow_launched`."""
-    server = launch_mlflow(basic_auth=True)
+    server = launch_mlflow(auth="basic")
     try:
         yield server
     finally:
@@ -88,6 +88,26 @@ def mlflow_basic_auth(mlflow_basic_auth_launched: MlflowServer, stack: Stack) ->
     """The basic-auth MLflow server, once it answers and has the operator's user."""
     mlflow_basic_auth_launched.wait_ready()
     return mlflow_basic_auth_launched
+
+
+@pytest.fixture(scope="session")
+def mlflow_bearer_token_launched() -> Iterator[MlflowServer]:
+    """A third MLflow server: MLflow's authentication app whose configured
+    ``authorization_function`` takes bearer tokens only (the harness's, in
+    ``tests/harness/mlflow_plugin/``), launched once, only when a registry test is
+    selected; named in ``usefixtures`` like :func:`mlflow_launched`."""
+    server = launch_mlflow(auth="bearer")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_bearer_token(mlflow_bearer_token_launched: MlflowServer, stack: Stack) -> MlflowServer:
+    """The bearer-token MLflow server, once it answers and has the operator's user."""
+    mlflow_bearer_token_launched.wait_ready()
+    return mlflow_bearer_token_launched
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,11 @@ version number or by alias, written into the existing target; the outcome writte
 back to the version; a registry failure ends the run with its reason and writes
 nothing to the target. The sign-in is checked against MLflow's own basic-auth app:
 the right user name and password read and write back, wrong credentials end the run
-``AuthenticationFailed``, and no password is ever shown."""
+``AuthenticationFailed``, and no password is ever shown. The bearer token is checked
+against that app configured with an ``authorization_function`` that takes tokens
+(MLflow's extension point, run by the real server): the right token reads and writes
+back, a wrong one (or a password) ends the run ``AuthenticationFailed``, and no token
+is ever shown."""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import pytest
 
 from tests.e2e.conftest import StartOperator
 from tests.harness.controlplane import ControlPlane
-from tests.harness.mlflow import OPERATOR_USER, BasicAuthUsers, MlflowServer
+from tests.harness.mlflow import OPERATOR_USER, BasicAuthUsers, BearerTokens, MlflowServer
 from tests.harness.operator_process import OperatorProcess, write_credentials
 from tests.harness.ports import free_port
 from tests.harness.promotions import Promotions, explain, refusal
@@ -28,16 +32,19 @@ from tests.harness.seldon_log import writes
 from tests.harness.simulator import Simulator
 from tests.simulator.testing import deployment_body
 
-# Both MLflow servers are launched first, so they start while the stack's Keycloak does.
+# The MLflow servers are launched first, so they start while the stack's Keycloak does.
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.late_build("mlflow"),
-    pytest.mark.usefixtures("mlflow_launched", "mlflow_basic_auth_launched"),
+    pytest.mark.usefixtures(
+        "mlflow_launched", "mlflow_basic_auth_launched", "mlflow_bearer_token_launched"
+    ),
 ]
 
 ENDED = {"Succeeded", "Failed", "RolledBack"}
 TOKEN = f"mlflow-token-{uuid.uuid4().hex}"
 WRONG_PASSWORD = f"wrong-password-{uuid.uuid4().hex}"
+WRONG_TOKEN = f"wrong-token-{uuid.uuid4().hex}"
 #: Long enough for several polls of a followed alias at pollInterval 1s.
 POLLS_SECONDS = 5.0
 
@@ -376,6 +383,113 @@ def test_no_mlflow_password_shows_in_logs_events_or_status(
         ).stdout,
     }
     assert_no_secrets(captured)  # SECRETS holds the passwords (the users fixture)
+
+
+# --- A bearer token, on a server that checks it: MLflow's authentication app with an
+# authorization_function that takes tokens (tests/harness/mlflow_plugin/)
+
+
+@pytest.fixture
+def tokens(mlflow_bearer_token: MlflowServer, monkeypatch: pytest.MonkeyPatch) -> BearerTokens:
+    """The bearer-token server's tokens. Both, the wrong one, and the operator's user's
+    password (sent where only a token is taken), alone and as its header's base64
+    pair, are registered for the operator fixture's scan of logs, Events and status."""
+    found, users = mlflow_bearer_token.tokens, mlflow_bearer_token.users
+    assert found is not None and users is not None
+    pair = base64.b64encode(f"{users.operator_user}:{users.operator_password}".encode()).decode()
+    registered = {
+        "the MLflow operator token": found.operator_token,
+        "the MLflow admin token": found.admin_token,
+        "a wrong MLflow token": WRONG_TOKEN,
+        "the token server's operator password": users.operator_password,
+        "the token server's operator password (basic auth header)": pair,
+    }
+    for name, secret in registered.items():
+        monkeypatch.setitem(SECRETS, name, secret)
+    return found
+
+
+@pytest.fixture
+def token_model(mlflow_bearer_token: MlflowServer) -> str:
+    """A registered model of this test's own on the bearer-token server, version 1."""
+    name = f"iris-{uuid.uuid4().hex[:8]}"
+    mlflow_bearer_token.register(name, uri(name, 1), run_id=None)
+    return name
+
+
+def test_with_the_right_token_the_run_succeeds_and_writes_back(
+    target: Simulator, mlflow_bearer_token: MlflowServer, tokens: BearerTokens,
+    token_model: str, operator_factory: StartOperator, promotions: Promotions, tmp_path: Path,
+) -> None:  # fmt: skip
+    signed_in_operator(operator_factory, mlflow_bearer_token, tmp_path, token=tokens.operator_token)
+    mlflow_bearer_token.set_alias(token_model, "champion", "1")
+    promotions.apply(
+        "iris", registry_spec(token_model, alias="champion", writeBack={"alias": "production"})
+    )
+
+    status = promotions.wait_for_phase("iris", ENDED)
+
+    assert status["phase"] == "Succeeded"
+    assert model_uri(target) == uri(token_model, 1)
+    tags = wait_for_tags(mlflow_bearer_token, token_model, "1")
+    assert json.loads(tags["deploy.mlops.dev/production/iris"])["outcome"] == "Succeeded"
+    assert str(mlflow_bearer_token.aliases(token_model)["production"]) == "1"
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        pytest.param(lambda users: {"token": WRONG_TOKEN}, id="wrong-token"),
+        # The user's right password, but this server takes tokens only.
+        pytest.param(
+            lambda users: {"username": users.operator_user, "password": users.operator_password},
+            id="password-instead-of-token",
+        ),
+    ],
+)
+def test_a_refused_token_ends_the_run_authentication_failed_and_writes_nothing(
+    target: Simulator, mlflow_bearer_token: MlflowServer, tokens: BearerTokens,
+    token_model: str, operator_factory: StartOperator, promotions: Promotions, tmp_path: Path,
+    credentials: Callable[[BasicAuthUsers], dict[str, str]],
+) -> None:  # fmt: skip
+    assert mlflow_bearer_token.users is not None
+    sent = credentials(mlflow_bearer_token.users)
+    signed_in_operator(operator_factory, mlflow_bearer_token, tmp_path, **sent)
+    spec = registry_spec(token_model, version="1", writeBack={"alias": "production"})
+    spec["verification"] = {"timeout": "15s"}  # a short deadline for the retries
+    promotions.apply("iris", spec)
+
+    status = promotions.wait_for_phase("iris", ENDED)
+
+    assert status["phase"] == "Failed"
+    assert status["outcome"]["reason"] == "AuthenticationFailed"
+    message = status["outcome"]["message"]
+    assert "HTTP 401" in message and "model-versions/get" in message, message
+    assert writes(target, "production") == []
+    assert mlflow_bearer_token.tags(token_model, "1") == {}
+    assert mlflow_bearer_token.aliases(token_model) == {}
+
+
+def test_no_checked_mlflow_token_shows_in_logs_events_or_status(
+    target: Simulator, mlflow_bearer_token: MlflowServer, tokens: BearerTokens,
+    token_model: str, operator_factory: StartOperator, promotions: Promotions,
+    control_plane: ControlPlane, tmp_path: Path,
+) -> None:  # fmt: skip
+    operator = signed_in_operator(
+        operator_factory, mlflow_bearer_token, tmp_path, token=tokens.operator_token
+    )
+    promotions.apply("iris", registry_spec(token_model, alias="no-such-alias"))
+    promotions.wait_for_phase("iris", ENDED)
+    promotions.apply("iris-2", registry_spec(token_model, version="1"))
+    assert promotions.wait_for_phase("iris-2", ENDED)["phase"] == "Succeeded"
+
+    captured = {
+        "operator output": operator.log(),
+        "events and status": control_plane.kubectl(
+            "get", "events,modelpromotions", "-n", promotions.namespace, "-o", "json"
+        ).stdout,
+    }
+    assert_no_secrets(captured)  # SECRETS holds the tokens (the tokens fixture)
 
 
 def test_admission_refuses_both_an_alias_and_a_version(control_plane: ControlPlane) -> None:

@@ -17,10 +17,18 @@ instead (``mlflow server --app-name basic-auth``), which checks every call's use
 and password against its user store: an admin, whose credentials the harness's client
 calls carry, and a user the operator signs in as. That app needs the ``mlflow[auth]``
 extra (Flask-WTF), kept beside the venv (:func:`mlflow_auth_packages`).
+
+With ``auth="bearer"`` it starts that same app with another way of signing in,
+through MLflow's own extension point: the config's ``authorization_function`` names
+the function of ``mlflow_plugin/mlflow_token_auth.py``, which takes a bearer token
+(fresh random ones, one for the admin and one for the operator's user, in a file of
+the server's temporary directory) and answers 401 to anything else. The app's user
+store and its permission checks stay MLflow's own.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -29,9 +37,10 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import requests
 
@@ -50,6 +59,16 @@ AUTH_REQUIREMENTS = ("Flask-WTF==1.3.0", "WTForms==3.3.2")
 #: The user the operator signs in as on the basic-auth server.
 OPERATOR_USER = "promotion-operator"
 _ADMIN = "admin"
+#: How a server signs its callers in: not at all, with MLflow's basic-auth app, or with
+#: that app and the bearer-token function of ``mlflow_plugin/``.
+Authentication = Literal["none", "basic", "bearer"]
+#: The directory put on a bearer-token server's ``PYTHONPATH``: the function only (a
+#: directory of the harness's modules there would shadow the standard library's
+#: ``secrets`` with the harness's own).
+_PLUGIN_DIRECTORY = Path(__file__).with_name("mlflow_plugin")
+_BEARER_TOKEN_FUNCTION = "mlflow_token_auth:authenticate_request_bearer_token"
+#: The variable the function reads the tokens file's path from (mlflow_token_auth.py).
+_TOKENS_FILE_VARIABLE = "SPO_MLFLOW_BEARER_TOKENS_FILE"
 _START_TIMEOUT = 180.0
 _INSTALL_TIMEOUT = 1800.0
 
@@ -168,6 +187,24 @@ class BasicAuthUsers:
     admin: str = _ADMIN
 
 
+@dataclass(frozen=True)
+class BearerTokens:
+    """The tokens of a bearer-token server, each standing for a user of its store: the
+    admin's, which the harness's client calls send, and the operator's user's."""
+
+    admin_token: str = field(repr=False)
+    operator_token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class AdminSignIn:
+    """How the harness signs in as a server's admin: the environment of MLflow's client
+    (a tracking user name and password, or a token) and the header of a direct call."""
+
+    client_env: Mapping[str, str] = field(repr=False)
+    authorization: str = field(repr=False)
+
+
 @dataclass
 class MlflowServer:
     """A running MLflow tracking server and how to reach it."""
@@ -177,8 +214,12 @@ class MlflowServer:
     workdir: Path
     process: ManagedProcess
     launched: float = 0.0  # time.monotonic() when its process started
-    #: Set on a basic-auth server (``launch_mlflow(basic_auth=True)``).
+    #: The user store's users, on a server that signs callers in (basic or bearer).
     users: BasicAuthUsers | None = None
+    #: Set on a bearer-token server (``launch_mlflow(auth="bearer")``).
+    tokens: BearerTokens | None = None
+    #: How the harness signs in as the admin; ``None`` on a server without sign-in.
+    admin: AdminSignIn | None = None
 
     def wait_ready(self) -> None:
         """Return once the server answers ``/health``."""
@@ -191,15 +232,15 @@ class MlflowServer:
 
         self.process.wait_until(ready, _START_TIMEOUT, "/health answered")
         say(f"MLflow ready {time.monotonic() - self.launched:.1f}s after its start")
-        if self.users is not None:
-            self._create_operator_user(self.users)
+        if self.users is not None and self.admin is not None:
+            self._create_operator_user(self.users, self.admin)
 
-    def _create_operator_user(self, users: BasicAuthUsers) -> None:
+    def _create_operator_user(self, users: BasicAuthUsers, admin: AdminSignIn) -> None:
         """The operator's user, made by the admin (once: the store outlives a restart)."""
         answer = requests.post(
             f"{self.url}/api/2.0/mlflow/users/create",
             json={"username": users.operator_user, "password": users.operator_password},
-            auth=(users.admin, users.admin_password),
+            headers={"Authorization": admin.authorization},
             timeout=30,
         )
         if answer.status_code != 200 and "RESOURCE_ALREADY_EXISTS" not in answer.text:
@@ -212,9 +253,8 @@ class MlflowServer:
         """One call of MLflow's own client (``register``, ``set_alias``,
         ``delete_version``, ``tags``, ``aliases``), its answer as JSON."""
         env = {**os.environ, "PYTHONSAFEPATH": "1", "MLFLOW_TRACKING_URI": self.url}
-        if self.users is not None:  # MLflow's client signs in with these
-            env["MLFLOW_TRACKING_USERNAME"] = self.users.admin
-            env["MLFLOW_TRACKING_PASSWORD"] = self.users.admin_password
+        if self.admin is not None:  # MLflow's client signs in with these
+            env.update(self.admin.client_env)
         done = subprocess.run(
             [str(self.venv / "bin" / "python"), "-c", _CLIENT_SCRIPT, call, json.dumps(args)],
             capture_output=True,
@@ -259,9 +299,9 @@ class MlflowServer:
         remove_temp_dir(self.workdir)
 
 
-def start_mlflow(*, basic_auth: bool = False) -> MlflowServer:
+def start_mlflow(*, auth: Authentication = "none") -> MlflowServer:
     """Install (once) and start an MLflow tracking server; return once it answers."""
-    server = launch_mlflow(basic_auth=basic_auth)
+    server = launch_mlflow(auth=auth)
     try:
         server.wait_ready()
     except BaseException:
@@ -270,23 +310,30 @@ def start_mlflow(*, basic_auth: bool = False) -> MlflowServer:
     return server
 
 
-def launch_mlflow(*, basic_auth: bool = False) -> MlflowServer:
+@dataclass(frozen=True)
+class _SignIn:
+    """What a way of signing in adds to a server's launch."""
+
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    app: tuple[str, ...] = ()
+    users: BasicAuthUsers | None = None
+    tokens: BearerTokens | None = None
+    admin: AdminSignIn | None = None
+
+
+def launch_mlflow(*, auth: Authentication = "none") -> MlflowServer:
     """Install (once) and start an MLflow tracking server without waiting for it (its
     start-up, mostly database migrations, then overlaps other servers'):
-    :meth:`MlflowServer.wait_ready` waits. With ``basic_auth``, MLflow's basic-auth
-    app, with fresh random passwords (:attr:`MlflowServer.users`)."""
+    :meth:`MlflowServer.wait_ready` waits. With ``auth="basic"``, MLflow's basic-auth
+    app, with fresh random passwords (:attr:`MlflowServer.users`); with
+    ``auth="bearer"``, that app taking fresh random bearer tokens only
+    (:attr:`MlflowServer.tokens`)."""
     venv = mlflow_venv()
-    workdir = make_temp_dir("mlflow-auth" if basic_auth else "mlflow")
+    workdir = make_temp_dir("mlflow" if auth == "none" else f"mlflow-{auth}")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {"PYTHONSAFEPATH": "1"}
-    app: list[str] = []
-    users = None
-    if basic_auth:
-        users = BasicAuthUsers(secrets.token_hex(16), secrets.token_hex(16))
-        env.update(_basic_auth_env(workdir, users))
-        app = ["--app-name", "basic-auth"]
-    say(f"starting MLflow {MLFLOW_VERSION} on {url}" + (" (basic auth)" if basic_auth else ""))
+    sign_in = _SIGN_INS[auth](workdir)
+    say(f"starting MLflow {MLFLOW_VERSION} on {url}" + ("" if auth == "none" else f" ({auth})"))
     started = time.monotonic()
     process = ManagedProcess(
         "mlflow",
@@ -306,19 +353,80 @@ def launch_mlflow(*, basic_auth: bool = False) -> MlflowServer:
             str(port),
             "--workers",
             "1",
-            *app,
+            *sign_in.app,
         ],
         workdir / "mlflow.log",
-        env=env,
+        env={"PYTHONSAFEPATH": "1", **sign_in.env},
         cwd=workdir,
     )
-    return MlflowServer(url, venv, workdir, process, started, users)
+    return MlflowServer(
+        url, venv, workdir, process, started, sign_in.users, sign_in.tokens, sign_in.admin
+    )
 
 
-def _basic_auth_env(workdir: Path, users: BasicAuthUsers) -> dict[str, str]:
-    """The environment of a basic-auth server: its config file (the user store in
-    ``workdir``; the admin made at its first start), the CSRF key it refuses to start
-    without, and the auth extra on its path."""
+def _no_sign_in(workdir: Path) -> _SignIn:
+    """The plain server: every call is anonymous."""
+    return _SignIn()
+
+
+def _basic_auth(workdir: Path) -> _SignIn:
+    """MLflow's basic-auth app checking user names and passwords, its own function."""
+    users = BasicAuthUsers(secrets.token_hex(16), secrets.token_hex(16))
+    pair = base64.b64encode(f"{users.admin}:{users.admin_password}".encode()).decode()
+    return _SignIn(
+        env=_auth_app_env(workdir, users, "mlflow.server.auth:authenticate_request_basic_auth"),
+        app=("--app-name", "basic-auth"),
+        users=users,
+        admin=AdminSignIn(
+            {
+                "MLFLOW_TRACKING_USERNAME": users.admin,
+                "MLFLOW_TRACKING_PASSWORD": users.admin_password,
+            },
+            f"Basic {pair}",
+        ),
+    )
+
+
+def _bearer_token(workdir: Path) -> _SignIn:
+    """MLflow's basic-auth app whose ``authorization_function`` takes bearer tokens
+    only (``mlflow_plugin/mlflow_token_auth.py``). The store's users still have
+    passwords (the app makes its admin with one, and ``users/create`` wants one), which
+    this server refuses: only their tokens sign in."""
+    users = BasicAuthUsers(secrets.token_hex(16), secrets.token_hex(16))
+    tokens = BearerTokens(secrets.token_urlsafe(32), secrets.token_urlsafe(32))
+    tokens_file = workdir / "bearer_tokens.json"
+    tokens_file.touch(mode=0o600)
+    tokens_file.write_text(
+        json.dumps({tokens.admin_token: users.admin, tokens.operator_token: users.operator_user})
+    )
+    env = dict(_auth_app_env(workdir, users, _BEARER_TOKEN_FUNCTION))
+    env["PYTHONPATH"] += os.pathsep + str(_PLUGIN_DIRECTORY)
+    env[_TOKENS_FILE_VARIABLE] = str(tokens_file)
+    return _SignIn(
+        env=env,
+        app=("--app-name", "basic-auth"),
+        users=users,
+        tokens=tokens,
+        admin=AdminSignIn(
+            {"MLFLOW_TRACKING_TOKEN": tokens.admin_token}, f"Bearer {tokens.admin_token}"
+        ),
+    )
+
+
+_SIGN_INS: dict[Authentication, Callable[[Path], _SignIn]] = {
+    "none": _no_sign_in,
+    "basic": _basic_auth,
+    "bearer": _bearer_token,
+}
+
+
+def _auth_app_env(
+    workdir: Path, users: BasicAuthUsers, authorization_function: str
+) -> dict[str, str]:
+    """The environment of MLflow's authentication app: its config file (the user store
+    in ``workdir``; the admin made at its first start; the function that signs each
+    request in), the CSRF key it refuses to start without, and the auth extra on its
+    path."""
     config = workdir / "basic_auth.ini"
     config.write_text(
         "[mlflow]\n"
@@ -328,7 +436,7 @@ def _basic_auth_env(workdir: Path, users: BasicAuthUsers) -> dict[str, str]:
         f"database_uri = sqlite:///{workdir / 'basic_auth.db'}\n"
         f"admin_username = {users.admin}\n"
         f"admin_password = {users.admin_password}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        f"authorization_function = {authorization_function}\n"
     )
     return {
         "MLFLOW_AUTH_CONFIG_PATH": str(config),

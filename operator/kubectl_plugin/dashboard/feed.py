@@ -180,6 +180,7 @@ class Feed:
     def _replace_in(self, namespace: str, items: dict[Key, dict[str, Any]]) -> None:
         kept = {key: body for key, body in self.objects.items() if key[0] != namespace}
         self.objects = {**kept, **items}
+        self.error = ""
 
     def _set_scope(self, scope: Scope) -> None:
         self.scope = scope

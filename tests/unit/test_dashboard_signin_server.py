@@ -220,3 +220,15 @@ def test_a_session_lasts_its_ttl_from_sign_in() -> None:
 
     lasts = run(check())
     assert datetime.timedelta(seconds=599) < lasts < datetime.timedelta(seconds=602)
+
+
+def test_signing_in_again_ends_the_browsers_earlier_session() -> None:
+    async def check() -> tuple[bool, int]:
+        async with _running() as (made, url, _), _browser() as session:
+            await _signed_in(session, url)
+            (first,) = [c.value for c in session.cookie_jar if c.key == signin.SESSION_COOKIE]
+            await _signed_in(session, url)
+            now = datetime.datetime.now(datetime.UTC)
+            return made.sessions.find(first, now) is None, len(made.sessions)
+
+    assert run(check()) == (True, 1)

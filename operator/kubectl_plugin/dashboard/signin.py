@@ -190,6 +190,8 @@ class SignIn:
             return self._failed(str(error))
         except PluginError as error:
             return self._failed(error.message)
+        if (earlier := self.sessions.pop(request.cookies.get(SESSION_COOKIE))) is not None:
+            await self._close(earlier.value)  # a new sign-in ends this browser's old session
         dashboard = self._dashboard_for(kube)
         key, session = self.sessions.add(dashboard, _now())
         dashboard.ends = session.ends
@@ -240,6 +242,7 @@ class SignIn:
 
     async def _close(self, dashboard: serve.Dashboard) -> None:
         self.users.pop(id(dashboard), None)
+        dashboard.ends = _now()  # its open streams end at their next wake-up
         await dashboard.close()
 
     async def close_all(self) -> None:

@@ -122,6 +122,14 @@ def local_path(next_path: str | None) -> str:
     return next_path
 
 
+@dataclass(frozen=True)
+class Signed:
+    """One session: who signed in, and their own dashboard (client, watches, token)."""
+
+    user: str
+    dashboard: serve.Dashboard
+
+
 class SignIn:
     """The sessions, the sign-ins under way, and how to make a user's dashboard."""
 
@@ -138,9 +146,8 @@ class SignIn:
         self.options = options
         self.config = config
         self.out = out
-        self.sessions: Expiring[serve.Dashboard] = Expiring(config.session_ttl, _MAX_SESSIONS)
+        self.sessions: Expiring[Signed] = Expiring(config.session_ttl, _MAX_SESSIONS)
         self.attempts: Expiring[oidc.Attempt] = Expiring(_ATTEMPT_TTL, _MAX_ATTEMPTS)
-        self.users: dict[int, str] = {}  # id(dashboard) -> its user, for the account bar
 
     def _cookie(
         self, response: web.StreamResponse, name: str, value: str, age: float | None
@@ -193,9 +200,8 @@ class SignIn:
         if (earlier := self.sessions.pop(request.cookies.get(SESSION_COOKIE))) is not None:
             await self._close(earlier.value)  # a new sign-in ends this browser's old session
         dashboard = self._dashboard_for(kube)
-        key, session = self.sessions.add(dashboard, _now())
+        key, session = self.sessions.add(Signed(identity.user, dashboard), _now())
         dashboard.ends = session.ends
-        self.users[id(dashboard)] = identity.user
         dashboard.feed.start()
         self.out(f"signed in: {identity.user} (groups: {', '.join(identity.groups) or '-'})")
         response = _see_other(attempt.next_path)
@@ -226,7 +232,7 @@ class SignIn:
             form = await request.post()
             given = form.get(csrf.FIELD)
             refusal = csrf.post_refusal(
-                entry.value.token,
+                entry.value.dashboard.token,
                 given if isinstance(given, str) else None,
                 request.headers.get("Origin"),
                 self.config.origins,
@@ -234,16 +240,15 @@ class SignIn:
             if refusal is not None:
                 return serve.html_response(pages.refused_page(refusal), status=403)
             self.sessions.pop(key)
-            self.out(f"signed out: {self.users.get(id(entry.value), '?')}")
+            self.out(f"signed out: {entry.value.user}")
             await self._close(entry.value)
         response = serve.html_response(signin_pages.signed_out_page())
         self._forget(response, SESSION_COOKIE)
         return response
 
-    async def _close(self, dashboard: serve.Dashboard) -> None:
-        self.users.pop(id(dashboard), None)
-        dashboard.ends = _now()  # its open streams end at their next wake-up
-        await dashboard.close()
+    async def _close(self, signed: Signed) -> None:
+        signed.dashboard.ends = _now()  # its open streams end at their next wake-up
+        await signed.dashboard.close()
 
     async def close_all(self) -> None:
         for entry in self.sessions.expired(_now() + _LONGEST_TTL * 2):
@@ -292,11 +297,12 @@ class SignIn:
             if key:
                 self._forget(response, SESSION_COOKIE)
             return response
-        request[_DASHBOARD] = entry.value
+        signed = entry.value
+        request[_DASHBOARD] = signed.dashboard
         answer = await handler(request)
         if isinstance(answer, web.Response) and answer.content_type == "text/html":
-            user = self.users.get(id(entry.value), "")
-            answer.text = signin_pages.with_account_bar(answer.text or "", user, entry.value.token)
+            page = answer.text or ""
+            answer.text = signin_pages.with_account_bar(page, signed.user, signed.dashboard.token)
         return answer
 
 

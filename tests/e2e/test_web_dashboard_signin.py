@@ -128,7 +128,10 @@ def sign_in(browser: webdriver.Chrome, url: str, keycloak: Keycloak, user: Realm
     browser.find_element(By.ID, "signin").click()
     wait(browser, lambda d: d.find_elements(By.ID, "kc-login"), timeout=60)
     assert browser.current_url.startswith(f"{keycloak.issuer}/protocol/openid-connect/auth")
-    browser.find_element(By.ID, "username").send_keys(user.username)
+    # With the provider's own session still open (the dashboard's sign-out does not
+    # end it), prompt=login asks only for that person's password again.
+    for field in browser.find_elements(By.ID, "username"):
+        field.send_keys(user.username)
     browser.find_element(By.ID, "password").send_keys(user.password)
     browser.find_element(By.ID, "kc-login").click()
     wait(browser, lambda d: d.find_elements(By.ID, "signed-in-user"), timeout=60)
@@ -203,18 +206,26 @@ def test_people_sign_in_on_keycloaks_page_and_see_and_do_what_their_own_rbac_all
         assert "session has ended" in message(browser)
         assert cell(browser, f"{ns}/iris") == ""
 
-        # The viewer sees both namespaces, and the API server refuses their approval.
-        sign_in(browser, served.url, keycloak, DATA_VIEWER)
-        assert signed_in_user(browser) == VIEWER
-        wait(browser, lambda d: cell(d, f"{ns}/iris") != "" and cell(d, f"{other}/elsewhere") != "")
-        seen["the viewer's list"] = browser.page_source
-        browser.get(f"{served.url}promotions/{ns}/iris")
-        refused = click(browser, "approve")
-        screenshot(browser, "signin-viewer-refused")
-        assert refused.startswith("Error from server (Forbidden): "), refused
-        assert f'User "{VIEWER}" cannot patch' in refused, refused
-        assert APPROVE not in annotations_of(promotions, "iris")
-        sign_out(browser)
+        # The viewer, in a browser of their own, sees both namespaces, and the API
+        # server refuses their approval.
+        viewer = chromium()
+        try:
+            sign_in(viewer, served.url, keycloak, DATA_VIEWER)
+            assert signed_in_user(viewer) == VIEWER
+            wait(
+                viewer,
+                lambda d: cell(d, f"{ns}/iris") != "" and cell(d, f"{other}/elsewhere") != "",
+            )
+            seen["the viewer's list"] = viewer.page_source
+            viewer.get(f"{served.url}promotions/{ns}/iris")
+            refused = click(viewer, "approve")
+            screenshot(viewer, "signin-viewer-refused")
+            assert refused.startswith("Error from server (Forbidden): "), refused
+            assert f'User "{VIEWER}" cannot patch' in refused, refused
+            assert APPROVE not in annotations_of(promotions, "iris")
+            sign_out(viewer)
+        finally:
+            viewer.quit()
 
         # The scientist approves as themselves: the policy sees their user and group.
         sign_in(browser, f"{served.url}promotions/{ns}/iris", keycloak, DATA_SCIENTIST)

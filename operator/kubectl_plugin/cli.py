@@ -19,6 +19,7 @@ from promotion_operator.kubectl_plugin.kube import (
     OfKind,
     PluginError,
     load,
+    load_in_cluster,
 )
 from promotion_operator.kubectl_plugin.operations import CONFLICT_ATTEMPTS, new_retry_token
 from promotion_operator.kubectl_plugin.paths import (
@@ -230,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="draw each analysis template's query over the run under its measurements, "
         "from this Prometheus (default: $PROMETHEUS_URL; none: no range queries)",
     )
+    _signin_options(sub)
 
     sub = command("history", "the finished runs, newest first", cmd_history)
     sub.add_argument("name")
@@ -331,6 +333,56 @@ def _usage_of_path(session: Session) -> ExitCode:
     # Never run: argparse requires an action, whose own ``run`` replaces this one.
     _err("error: path needs an action: get, watch, promote, hold or release")
     return ExitCode.NOT_FOUND
+
+
+def _signin_options(sub: argparse.ArgumentParser) -> None:
+    """Sign-in mode: the dashboard as a shared service, each person signed in through
+    OIDC and acting as themselves (impersonation)."""
+    group = sub.add_argument_group(
+        "sign-in mode (in the cluster): with --oidc-issuer, people sign in and the "
+        "dashboard impersonates each of them; its own credentials need only impersonate"
+    )
+    group.add_argument("--oidc-issuer", metavar="URL", help="the OIDC issuer (https)")
+    group.add_argument("--oidc-client-id", metavar="ID", help="the dashboard's client id")
+    group.add_argument(
+        "--oidc-client-secret-file",
+        metavar="PATH",
+        help="a file holding the client's secret (a mounted Secret)",
+    )
+    group.add_argument(
+        "--oidc-username-claim", default="email", metavar="CLAIM",
+        help="the ID token claim naming the user (default email; it must be verified)",
+    )  # fmt: skip
+    group.add_argument(
+        "--oidc-groups-claim", default="groups", metavar="CLAIM",
+        help="the ID token claim listing the groups (default groups)",
+    )  # fmt: skip
+    group.add_argument(
+        "--oidc-username-prefix", default="oidc:", metavar="PREFIX",
+        help="put before the user name, as kube-apiserver's flag (default oidc:)",
+    )  # fmt: skip
+    group.add_argument(
+        "--oidc-groups-prefix", default="oidc:", metavar="PREFIX",
+        help="put before each group, as kube-apiserver's flag (default oidc:)",
+    )  # fmt: skip
+    group.add_argument(
+        "--public-url", metavar="URL",
+        help="the URL people open (https; http only on loopback); the provider sends "
+        "them back to URL/signin/callback",
+    )  # fmt: skip
+    group.add_argument(
+        "--listen", default="0.0.0.0:8080", metavar="ADDRESS:PORT",
+        help="where to listen in sign-in mode (default 0.0.0.0:8080)",
+    )  # fmt: skip
+    group.add_argument(
+        "--user-namespaces", default="", metavar="NS,NS",
+        help="for a person who may not list across all namespaces: the namespaces to "
+        "show (each one they may list; default: the dashboard's -n, else its own)",
+    )  # fmt: skip
+    group.add_argument(
+        "--session-ttl", type=parse_duration, default=parse_duration("1h"),
+        metavar="DURATION", help="how long a session lasts after sign-in (default 1h)",
+    )  # fmt: skip
 
 
 def _timeout_option(sub: argparse.ArgumentParser, what: str = "for the run to end") -> None:
@@ -506,17 +558,88 @@ def cmd_dashboard(session: Session) -> ExitCode:
     if args.prometheus_url and (refusal := url_refusal(args.prometheus_url)):
         _err(f"error: {refusal}")
         return ExitCode.NOT_FOUND
-    return serve.run(
-        session.kube,
-        serve.Options(
-            namespace=getattr(args, "namespace", None),
-            port=args.port,
-            read_only=args.read_only,
-            open_browser=not args.no_browser,
-            prometheus_url=args.prometheus_url,
-        ),
-        out=_out,
+    options = serve.Options(
+        namespace=getattr(args, "namespace", None),
+        port=args.port,
+        read_only=args.read_only,
+        open_browser=not args.no_browser,
+        prometheus_url=args.prometheus_url,
     )
+    if args.oidc_issuer:
+        return _dashboard_signed_in(session, options)
+    return serve.run(session.kube, options, out=_out)
+
+
+def _dashboard_signed_in(session: Session, options: Any) -> ExitCode:
+    """Sign-in mode: check every setting, then serve."""
+    from promotion_operator.kubectl_plugin.dashboard import oidc, signin
+
+    args = session.args
+    usage = ExitCode.NOT_FOUND
+    if getattr(args, "as_user", None) or getattr(args, "as_groups", None):
+        raise PluginError(
+            "error: --as and --as-group do not go with --oidc-issuer: the dashboard "
+            "acts as each signed-in person",
+            usage,
+        )
+    if refusal := oidc.issuer_refusal(args.oidc_issuer):
+        raise PluginError(f"error: {refusal}", usage)
+    if not args.oidc_client_id:
+        raise PluginError("error: --oidc-client-id is needed with --oidc-issuer", usage)
+    secret = _client_secret(args.oidc_client_secret_file)
+    config = signin.settings(args.public_url, args.listen, args.session_ttl, args.user_namespaces)
+    claims = oidc.Claims(
+        args.oidc_username_claim,
+        args.oidc_groups_claim,
+        args.oidc_username_prefix,
+        args.oidc_groups_prefix,
+    )
+    try:
+        provider = oidc.Provider.discover(args.oidc_issuer)
+    except oidc.SignInError as error:
+        raise PluginError(f"error: {error}") from None
+    client = oidc.Client(provider, args.oidc_client_id, secret, config.redirect_uri, claims=claims)
+    own = _dashboard_kube(session, None)
+    _out(f"The dashboard's own identity: {own.username()} (it impersonates each person)")
+
+    def kube_for(identity: oidc.Identity) -> Kube:
+        return _dashboard_kube(session, Impersonation(identity.user, identity.groups))
+
+    return signin.run(signin.SignIn(client, kube_for, options, config, _out))
+
+
+def _client_secret(path: str | None) -> str:
+    """The client secret, from its file (never a flag: flags show in ``ps``)."""
+    if not path:
+        raise PluginError(
+            "error: --oidc-client-secret-file is needed with --oidc-issuer", ExitCode.NOT_FOUND
+        )
+    try:
+        with open(path, encoding="utf-8") as file:
+            secret = file.read().strip()
+    except OSError as error:
+        raise PluginError(
+            f"error: cannot read --oidc-client-secret-file {path}: {error.strerror}",
+            ExitCode.NOT_FOUND,
+        ) from None
+    if not secret:
+        raise PluginError(f"error: --oidc-client-secret-file {path} is empty", ExitCode.NOT_FOUND)
+    return secret
+
+
+def _dashboard_kube(session: Session, who: Impersonation | None) -> Kube:
+    """The dashboard's own credentials (``--kubeconfig``, ``$KUBECONFIG``, else the
+    Pod's ServiceAccount), impersonating ``who``."""
+    args = session.args
+    kubeconfig = getattr(args, "kubeconfig", None)
+    timeout = getattr(args, "request_timeout", DEFAULT_REQUEST_TIMEOUT)
+    if kubeconfig or os.environ.get("KUBECONFIG") or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        loaded = load(
+            kubeconfig, getattr(args, "context", None), impersonate=who, request_timeout=timeout
+        )
+    else:
+        loaded = load_in_cluster(impersonate=who, request_timeout=timeout)
+    return Kube(loaded)
 
 
 def _quiet_libraries() -> None:

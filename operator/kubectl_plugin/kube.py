@@ -33,6 +33,7 @@ _list_contexts: Callable[..., tuple[list[dict[str, Any]] | None, dict[str, Any] 
 )
 _new_client: Callable[..., Any] = config.new_client_from_config
 _lines: Callable[[Any], Iterator[str]] = iter_resp_lines
+_load_in_cluster: Callable[..., None] = config.load_incluster_config
 
 # How long a connection may take, and how long a read may wait for an answer.
 _CONNECT_TIMEOUT = 10.0
@@ -105,6 +106,34 @@ def load(
     return KubeConfig(
         api_client, str(namespace), str(api_client.configuration.host), request_timeout
     )
+
+
+# Where a Pod's ServiceAccount credentials are mounted.
+_SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def load_in_cluster(
+    *,
+    impersonate: Impersonation | None = None,
+    request_timeout: float | None = _READ_TIMEOUT,
+) -> KubeConfig:
+    """The client of the Pod's own ServiceAccount (its mounted token, re-read as the
+    kubelet rotates it), and the Pod's namespace."""
+    configuration = client.Configuration()
+    try:
+        _load_in_cluster(client_configuration=configuration)
+        with open(f"{_SERVICE_ACCOUNT_DIR}/namespace", encoding="utf-8") as file:
+            namespace = file.read().strip() or "default"
+    except (config.ConfigException, OSError) as error:
+        raise PluginError(
+            f"error: not running in a Pod with a ServiceAccount ({_one_line(str(error))}): "
+            "give --kubeconfig",
+            ExitCode.NOT_FOUND,
+        ) from None
+    api_client = client.ApiClient(configuration)
+    if impersonate is not None:
+        _send_impersonation(api_client, impersonate)
+    return KubeConfig(api_client, namespace, str(configuration.host), request_timeout)
 
 
 def _send_impersonation(api_client: Any, who: Impersonation) -> None:

@@ -35,11 +35,11 @@ class DashboardProcess:
 
 
 @contextmanager
-def dashboard(kubeconfig: Path, namespace: str, *flags: str) -> Iterator[DashboardProcess]:
-    """The dashboard of ``namespace`` with ``kubeconfig`` and ``flags``, stopped after."""
-    argv: Sequence[str] = [
-        str(SCRIPT), "dashboard", "--no-browser", "-n", namespace, *flags,
-    ]  # fmt: skip
+def dashboard(kubeconfig: Path, namespace: str | None, *flags: str) -> Iterator[DashboardProcess]:
+    """The dashboard of ``namespace`` (None: every namespace the user may list) with
+    ``kubeconfig`` and ``flags``, stopped after."""
+    scope = ["-n", namespace] if namespace else []
+    argv: Sequence[str] = [str(SCRIPT), "dashboard", "--no-browser", *scope, *flags]
     process = subprocess.Popen(
         argv,
         env=plugin_env(kubeconfig),

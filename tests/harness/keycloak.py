@@ -73,6 +73,10 @@ PUBLIC_CLIENT_ID = "sd-api"
 SHORT_LIVED_CLIENT_ID = "sd-api-short-lived"
 OPERATOR_CLIENT_ID = "promotion-operator"
 OPERATOR_CLIENT_SECRET = "promotion-operator-test-secret-7f3a2c"
+# The web dashboard's client in sign-in mode: authorization code with PKCE (S256),
+# sent back to any port of 127.0.0.1.
+DASHBOARD_CLIENT_ID = "promotion-dashboard"
+DASHBOARD_CLIENT_SECRET = "promotion-dashboard-test-secret-4b8e1d"
 # What the Seldon Deploy SDK asks for by default.
 SDK_SCOPE = "openid profile email groups"
 # The identity Keycloak gives the operator client's service account.

@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 
 from tests.harness.keycloak import (
+    DASHBOARD_CLIENT_SECRET,
     DATA_SCIENTIST,
     DATA_VIEWER,
     OPERATOR_CLIENT_SECRET,
@@ -19,6 +20,7 @@ SECRETS = {
     "the viewer's password": DATA_VIEWER.password,
     "the client secret": OPERATOR_CLIENT_SECRET,
     "the production realm's client secret": PRODUCTION_CLIENT_SECRET,
+    "the dashboard's client secret": DASHBOARD_CLIENT_SECRET,
 }
 
 

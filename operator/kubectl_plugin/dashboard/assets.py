@@ -45,6 +45,10 @@ header { background: #24292f; padding: 0.6rem 1rem; }
 header nav { display: flex; flex-wrap: wrap; gap: 1.2rem; }
 header a { color: #ffffff; font-weight: 600; text-decoration: none; }
 header a:hover { text-decoration: underline; }
+header { display: flex; flex-wrap: wrap; justify-content: space-between; gap: 0.6rem; }
+header form.account { display: flex; align-items: center; gap: 0.6rem; margin: 0; color: #ffffff; }
+header form.account button { font-size: 0.9rem; padding: 0.2rem 0.6rem; }
+a.signin { font-weight: 600; }
 main { padding: 1rem; max-width: 1200px; margin: 0 auto; }
 .skip { position: absolute; left: -999px; }
 .skip:focus { left: 0.5rem; top: 0.5rem; background: #ffffff; color: #0550ae; padding: 0.3rem; }

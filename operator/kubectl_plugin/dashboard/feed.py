@@ -5,7 +5,8 @@ The plugin's client is blocking, so a thread lists and then watches (resuming
 after each server timeout, listing again when the version expired), and hands
 each change to the event loop; the open pages wait for :meth:`Feed.changed`.
 When the user cannot list across namespaces, the feed watches the context's
-namespace (or ``-n``) alone and says so.
+namespace (or ``-n``) alone and says so; or, given ``fallbacks`` (sign-in mode's
+``--user-namespaces``), each of those the user may list, a thread each.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import contextlib
 import functools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from promotion_operator.kubectl_plugin.dashboard.pages import Scope
@@ -26,6 +27,8 @@ from promotion_operator.kubectl_plugin.resource import PLURAL, Promotion
 WATCH_SECONDS = 300
 # After a failure (the API server unreachable, a refusal), the feed tries again after this.
 RETRY_SECONDS = 2.0
+# A namespace of the fallbacks that the user may not list is asked again after this.
+FORBIDDEN_RETRY_SECONDS = 30.0
 
 Key = tuple[str, str]
 
@@ -48,8 +51,10 @@ class Feed:
         namespace: str | None,
         loop: asyncio.AbstractEventLoop,
         plural: str = PLURAL,
+        fallbacks: Sequence[str] = (),
     ) -> None:
         self._kube = kube
+        self._fallbacks = tuple(fallbacks)
         self._asked = namespace
         self._loop = loop
         self._plural = plural
@@ -119,6 +124,9 @@ class Feed:
             try:
                 listed = self._kube.list(namespace, plural=self._plural)
             except PluginError as error:
+                if namespace is None and "(Forbidden)" in error.message and self._fallbacks:
+                    self._watch_each(self._fallbacks)
+                    return
                 if namespace is None and "(Forbidden)" in error.message:
                     # Not allowed across namespaces: the context's own, as kubectl would.
                     namespace = self._kube.default_namespace
@@ -134,6 +142,45 @@ class Feed:
             self._apply(functools.partial(self._replace, items))
             metadata = listed.get("metadata") or {}
             self._follow(namespace, str(metadata.get("resourceVersion") or ""))
+
+    def _watch_each(self, namespaces: Sequence[str]) -> None:
+        """Watch each of ``namespaces`` that the user may list, in a thread of its own."""
+        note = (
+            "You may not list across namespaces; showing those of "
+            f"{', '.join(namespaces)} that you may list."
+        )
+        scope = Scope(", ".join(namespaces), note)
+        self._apply(functools.partial(self._set_scope, scope))
+        for namespace in namespaces:
+            threading.Thread(
+                target=self._run_in,
+                args=(namespace,),
+                name=f"dashboard-watch-{self._plural}-{namespace}",
+                daemon=True,
+            ).start()
+
+    def _run_in(self, namespace: str) -> None:
+        """List and watch one namespace; a refusal hides it (and is asked again later:
+        a binding may be added)."""
+        while not self._stopped.is_set():
+            try:
+                listed = self._kube.list(namespace, plural=self._plural)
+            except PluginError as error:
+                if "(Forbidden)" in error.message:
+                    self._apply(functools.partial(self._replace_in, namespace, {}))
+                    self._stopped.wait(FORBIDDEN_RETRY_SECONDS)
+                else:
+                    self._failed(error.message)
+                continue
+            items = {_key(o): o for o in listed.get("items") or [] if isinstance(o, dict)}
+            self._apply(functools.partial(self._replace_in, namespace, items))
+            metadata = listed.get("metadata") or {}
+            self._follow(namespace, str(metadata.get("resourceVersion") or ""))
+
+    def _replace_in(self, namespace: str, items: dict[Key, dict[str, Any]]) -> None:
+        kept = {key: body for key, body in self.objects.items() if key[0] != namespace}
+        self.objects = {**kept, **items}
+        self.error = ""
 
     def _set_scope(self, scope: Scope) -> None:
         self.scope = scope

@@ -92,6 +92,15 @@ class Dashboard:
         self.token = csrf.new_token()
         self.port = 0
         self.addresses: list[Any] = []  # where it listens: (host, port)
+        self.origins: frozenset[str] = frozenset()  # the Origins of its own pages
+        self.ends: datetime.datetime | None = None  # signed in: when the session ends
+
+    async def close(self) -> None:
+        """Stop the watches and close the Prometheus client."""
+        self.feed.stop()
+        self.paths.stop()
+        if self.prometheus is not None:
+            await self.prometheus.close()
 
     async def blocking(self, call: Callable[..., Any], *args: Any) -> Any:
         """The plugin's client blocks: run it in a worker thread."""
@@ -113,17 +122,17 @@ class Dashboard:
         html = pages.list_page(
             self.feed.promotions(), _now(), filters, self.feed.scope, self.feed.error
         )
-        return _html(html)
+        return html_response(html)
 
     async def promotion_page(self, request: web.Request) -> web.Response:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
         promotion = await self._promotion(namespace, name)
         if isinstance(promotion, str):
-            return _html(pages.not_found_page(namespace, name, promotion), status=404)
+            return html_response(pages.not_found_page(namespace, name, promotion), status=404)
         events = await self.events_of(namespace, name)
         token = None if self.options.read_only else self.token
         ranges = await self.ranges_of(promotion)
-        return _html(pages.promotion_page(promotion, events, _now(), token, ranges=ranges))
+        return html_response(pages.promotion_page(promotion, events, _now(), token, ranges=ranges))
 
     async def ranges_of(self, promotion: Promotion) -> dict[str, Ranged] | None:
         """Each template's query over the run, with ``--prometheus-url`` (else None)."""
@@ -137,16 +146,16 @@ class Dashboard:
         html = path_pages.paths_page(
             self.paths.bodies(), _now(), self.paths.scope, self.paths.error
         )
-        return _html(html)
+        return html_response(html)
 
     async def path_page(self, request: web.Request) -> web.Response:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
         self.paths.start()
         path = await self._path(namespace, name)
         if isinstance(path, str):
-            return _html(path_pages.path_not_found_page(namespace, name, path), status=404)
+            return html_response(path_pages.path_not_found_page(namespace, name, path), status=404)
         token = None if self.options.read_only else self.token
-        return _html(path_pages.path_page(path, _now(), token))
+        return html_response(path_pages.path_page(path, _now(), token))
 
     async def _path(self, namespace: str, name: str) -> dict[str, Any] | str:
         """The PromotionPath from the feed, else read; the error's message."""
@@ -179,11 +188,11 @@ class Dashboard:
         said, status = await self._answer(operation, self.kube, namespace, name)
         promotion = await self._promotion(namespace, name)
         if isinstance(promotion, str):
-            return _html(pages.refused_page(said.message), status=status)
+            return html_response(pages.refused_page(said.message), status=status)
         events = await self.events_of(namespace, name)
         ranges = await self.ranges_of(promotion)
         html = pages.promotion_page(promotion, events, _now(), self.token, said, ranges)
-        return _html(html, status=status)
+        return html_response(html, status=status)
 
     async def operate_stage(self, request: web.Request) -> web.Response:
         """A button on a path's page: promote, hold or release one of its stages."""
@@ -199,8 +208,8 @@ class Dashboard:
         said, status = await self._answer(operation, self.kube, namespace, name, stage, reason)
         path = await self._path(namespace, name)
         if isinstance(path, str):
-            return _html(pages.refused_page(said.message), status=status)
-        return _html(path_pages.path_page(path, _now(), self.token, said), status=status)
+            return html_response(pages.refused_page(said.message), status=status)
+        return html_response(path_pages.path_page(path, _now(), self.token, said), status=status)
 
     async def _checked_post(
         self, request: web.Request, known: bool
@@ -208,20 +217,22 @@ class Dashboard:
         """The form of a button's POST, or the page refusing it: read-only, an unknown
         request, no or a wrong CSRF token, a foreign origin."""
         if self.options.read_only:
-            return None, _html(pages.refused_page("this dashboard is read-only"), status=403)
+            return None, html_response(
+                pages.refused_page("this dashboard is read-only"), status=403
+            )
         if not known:
             action = request.match_info["action"]
-            return None, _html(pages.refused_page(f"no such request: {action}"), status=404)
+            return None, html_response(pages.refused_page(f"no such request: {action}"), status=404)
         form = await request.post()
         given = form.get(csrf.FIELD)
         refusal = csrf.post_refusal(
             self.token,
             given if isinstance(given, str) else None,
             request.headers.get("Origin"),
-            self.port,
+            self.origins,
         )
         if refusal is not None:
-            return form, _html(pages.refused_page(refusal), status=403)
+            return form, html_response(pages.refused_page(refusal), status=403)
         return form, None
 
     async def _answer(self, operation: Callable[..., Any], *args: Any) -> tuple[pages.Said, int]:
@@ -294,7 +305,7 @@ class Dashboard:
         await response.prepare(request)
         seen = -1
         try:
-            while True:
+            while self.ends is None or _now() < self.ends:
                 if seen != feed.version:
                     seen = feed.version
                     await response.write(_event("update", await render()))
@@ -307,13 +318,7 @@ class Dashboard:
         except ConnectionResetError:
             # The tab was closed or navigated away: nothing to say, nobody to say it to.
             return response
-
-    # --- static files ------------------------------------------------------------------
-    async def script(self, _: web.Request) -> web.Response:
-        return web.Response(text=assets.LIVE_JS, content_type="text/javascript")
-
-    async def stylesheet(self, _: web.Request) -> web.Response:
-        return web.Response(text=assets.DASHBOARD_CSS, content_type="text/css")
+        return response  # the signed-in session ended
 
 
 def _event(name: str, data: str) -> bytes:
@@ -328,41 +333,72 @@ def _filters(request: web.Request) -> pages.Filters:
     )
 
 
-def _html(text: str, status: int = 200) -> web.Response:
+def html_response(text: str, status: int = 200) -> web.Response:
     return web.Response(text=text, status=status, content_type="text/html")
+
+
+Pick = Callable[[web.Request], Dashboard]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def secure_headers(response: web.StreamResponse) -> None:
+    """What every answer carries: the content policy and no caching."""
+    response.headers["Content-Security-Policy"] = _CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    # Not no-referrer: with it, Chromium sends `Origin: null` on a form's POST.
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers.setdefault("Cache-Control", "no-store")
+
+
+def add_routes(app: web.Application, pick: Pick) -> None:
+    """The pages, the buttons, the streams and the static files, each served by the
+    :class:`Dashboard` that ``pick`` chooses for the request (the one of the local
+    user, or of the signed-in session)."""
+
+    def routed(name: str) -> Handler:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            handler: Handler = getattr(pick(request), name)
+            return await handler(request)
+
+        return handle
+
+    promotion = "/promotions/{namespace}/{name}"
+    path = "/paths/{namespace}/{name}"
+    app.router.add_get("/", routed("list_page"))
+    app.router.add_get(promotion, routed("promotion_page"))
+    app.router.add_post(promotion + "/{action}", routed("operate"))
+    app.router.add_get("/stream", routed("list_stream"))
+    app.router.add_get("/stream" + promotion, routed("promotion_stream"))
+    app.router.add_get("/paths", routed("paths_page"))
+    app.router.add_get(path, routed("path_page"))
+    app.router.add_post(path + "/stages/{stage}/{action}", routed("operate_stage"))
+    app.router.add_get("/stream/paths", routed("paths_stream"))
+    app.router.add_get("/stream" + path, routed("path_stream"))
+    app.router.add_get("/static/live.js", script)
+    app.router.add_get("/static/dashboard.css", stylesheet)
+
+
+async def script(_: web.Request) -> web.Response:
+    return web.Response(text=assets.LIVE_JS, content_type="text/javascript")
+
+
+async def stylesheet(_: web.Request) -> web.Response:
+    return web.Response(text=assets.DASHBOARD_CSS, content_type="text/css")
 
 
 def application(dashboard: Dashboard) -> web.Application:
     @web.middleware
-    async def guard(
-        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        refusal = csrf.host_refusal(request.headers.get("Host"), dashboard.port)
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        hosts = csrf.allowed_hosts(dashboard.port)
+        refusal = csrf.host_refusal(request.headers.get("Host"), hosts)
         if refusal is not None:
-            return _html(pages.refused_page(refusal), status=421)
+            return html_response(pages.refused_page(refusal), status=421)
         response = await handler(request)
-        response.headers["Content-Security-Policy"] = _CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        # Not no-referrer: with it, Chromium sends `Origin: null` on a form's POST.
-        response.headers["Referrer-Policy"] = "same-origin"
-        response.headers.setdefault("Cache-Control", "no-store")
+        secure_headers(response)
         return response
 
     app = web.Application(middlewares=[guard])
-    promotion = "/promotions/{namespace}/{name}"
-    app.router.add_get("/", dashboard.list_page)
-    app.router.add_get(promotion, dashboard.promotion_page)
-    app.router.add_post(promotion + "/{action}", dashboard.operate)
-    app.router.add_get("/stream", dashboard.list_stream)
-    app.router.add_get("/stream" + promotion, dashboard.promotion_stream)
-    path = "/paths/{namespace}/{name}"
-    app.router.add_get("/paths", dashboard.paths_page)
-    app.router.add_get(path, dashboard.path_page)
-    app.router.add_post(path + "/stages/{stage}/{action}", dashboard.operate_stage)
-    app.router.add_get("/stream/paths", dashboard.paths_stream)
-    app.router.add_get("/stream" + path, dashboard.path_stream)
-    app.router.add_get("/static/live.js", dashboard.script)
-    app.router.add_get("/static/dashboard.css", dashboard.stylesheet)
+    add_routes(app, lambda _: dashboard)
     return app
 
 
@@ -380,14 +416,12 @@ async def started(kube: Kube, options: Options) -> AsyncIterator[Dashboard]:
     await site.start()
     dashboard.addresses = list(runner.addresses)
     dashboard.port = int(runner.addresses[0][1])
+    dashboard.origins = csrf.origins(csrf.allowed_hosts(dashboard.port))
     feed.start()  # the paths' watch starts with the first path page opened
     try:
         yield dashboard
     finally:
-        feed.stop()
-        paths.stop()
-        if dashboard.prometheus is not None:
-            await dashboard.prometheus.close()
+        await dashboard.close()
         await runner.cleanup()
 
 

@@ -54,7 +54,6 @@ RUN_AT_WORK = ("", "Pending", "Validating", "Promoting", "Verifying")
 TARGET_PUT = ("PUT", "/seldon-deploy/api/v1alpha1/namespaces/production/seldondeployments/iris")
 #: A finalizer of the test's own: it keeps one stage run while its path is deleted.
 HOLD = "e2e.mlops.dev/hold"
-PATH_OBJECT = f"deploy.mlops.dev/PromotionPath/{NAME}"  # as Argo CD names it
 GC_TIMEOUT = 120.0  # the garbage collector finds a new kind within its 30 s discovery resync
 
 
@@ -377,14 +376,9 @@ def test_a_path_pruned_in_the_foreground_goes_with_its_runs_and_leaves_the_targe
     kube.kubectl("patch", "mp", held, "-n", namespace, "--type=merge", "-p", json.dumps(hold))
 
     revision = gitops.remove(NAME, "Remove the iris path")
-    # Argo CD pruned it and waits for the deletion to end (gitops-engine's sync waits for
-    # pruned objects that are still there, being deleted).
-    gitops.argocd.wait_for(
-        gitops.app,
-        _operation_is("Running", revision, f"waiting for deletion of {PATH_OBJECT}"),
-        "the pruning sync waiting for the path's deletion",
-    )
-    # In the foreground the path stays until its runs are gone: the garbage collector
+    # Argo CD prunes it with propagationPolicy=Foreground (its sync ends there; the app
+    # shows the path "Pending deletion; blocked by finalizers: foregroundDeletion"). In
+    # the foreground the path stays until its runs are gone: the garbage collector
     # deleted the production run and began deleting the held one.
     paths.wait_for(
         NAME,

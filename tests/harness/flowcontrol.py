@@ -4,9 +4,14 @@ The stack's apiserver runs with APF off. :func:`throttled` restarts it with APF 
 and a smaller total concurrency, and gives the chosen ServiceAccounts a priority
 level of their own with one seat, no borrowing and a queue of two: past that the
 apiserver answers 429 with ``Retry-After``, as a busy production apiserver does to
-a low-priority client. :func:`noisy_neighbour` keeps that seat busy from another
-ServiceAccount of the same level. On the way out both are undone and the apiserver
-runs with APF off again.
+a low-priority client. :func:`noisy_neighbour` takes the level's places (the seat and
+the queue) from another ServiceAccount of the same level: first every one, so that
+the operator's calls are answered 429, then, once the test has seen that,
+:meth:`NoisyNeighbour.leave_one_place`: the operator always has a place for one call,
+and a second call at the same time is answered 429. (Kept full, the level would
+starve the operator by chance: its calls would get in only when they happened to
+arrive as a place freed.) On the way out both are undone and the apiserver runs
+with APF off again.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from tests.harness.controlplane import ControlPlane
 from tests.harness.progress import say
 
 NAME = "harness-throttled"
+#: Places in the throttled level's one queue (its one seat besides).
+QUEUE_LENGTH = 2
 #: APF on, with 150 seats in all, so that one nominal share is one seat.
 APF_ON = (
     "--enable-priority-and-fairness=true",
@@ -122,7 +129,10 @@ class Throttle:
 
 @contextlib.contextmanager
 def throttled(
-    control_plane: ControlPlane, subjects: Sequence[ServiceAccount], *, queue_length: int = 2
+    control_plane: ControlPlane,
+    subjects: Sequence[ServiceAccount],
+    *,
+    queue_length: int = QUEUE_LENGTH,
 ) -> Iterator[Throttle]:
     """APF on, and ``subjects`` limited to one seat and a queue of ``queue_length``."""
     say("restarting kube-apiserver with API Priority and Fairness on")
@@ -145,15 +155,25 @@ class NoisyNeighbour:
 
     requests: int = 0
     throttled: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
+    _stops: list[threading.Event] = field(default_factory=list)
+
+    def leave_one_place(self) -> None:
+        """Stop the threads but :data:`QUEUE_LENGTH`: one call in the seat, the others
+        queued, and one place of the level left free."""
+        for stop in self._stops[QUEUE_LENGTH:]:
+            stop.set()
 
 
 @contextlib.contextmanager
 def noisy_neighbour(
-    control_plane: ControlPlane, account: ServiceAccount, namespace: str, *, threads: int = 6
+    control_plane: ControlPlane,
+    account: ServiceAccount,
+    namespace: str,
+    *,
+    threads: int = 6,
 ) -> Iterator[NoisyNeighbour]:
     """``account`` (made here, allowed to list ModelPromotions in ``namespace``) lists
-    them from ``threads`` threads until the block ends."""
+    them from ``threads`` threads until the block ends (or the thread is stopped)."""
     kubectl = control_plane.kubectl
     kubectl("create", "serviceaccount", account.name, "-n", account.namespace)
     kubectl(
@@ -172,10 +192,10 @@ def noisy_neighbour(
     neighbour = NoisyNeighbour()
     lock = threading.Lock()
 
-    def hammer() -> None:
+    def hammer(stop: threading.Event) -> None:
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {token}"
-        while not neighbour._stop.is_set():
+        while not stop.is_set():
             try:
                 status = session.get(url, timeout=30, verify=str(control_plane.ca_cert)).status_code
             except requests.RequestException:
@@ -184,13 +204,17 @@ def noisy_neighbour(
                 neighbour.requests += 1
                 neighbour.throttled += status == 429
 
-    workers = [threading.Thread(target=hammer, daemon=True) for _ in range(threads)]
+    neighbour._stops = [threading.Event() for _ in range(threads)]
+    workers = [
+        threading.Thread(target=hammer, args=(stop,), daemon=True) for stop in neighbour._stops
+    ]
     for worker in workers:
         worker.start()
     try:
         yield neighbour
     finally:
-        neighbour._stop.set()
+        for stop in neighbour._stops:
+            stop.set()
         for worker in workers:
             worker.join(timeout=60)
         kubectl("delete", "clusterrolebinding,clusterrole", f"{account.name}-lister")

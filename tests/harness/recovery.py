@@ -38,15 +38,18 @@ def seconds_to_first_status(
 ) -> float:
     """Apply the probe run ``name``; the seconds from ``cleared_at`` (time.monotonic())
     until the operator wrote its first status."""
-    _apply_once_admitted(promotions, name, spec, timeout)
-    promotions.wait_for(
-        name, lambda body: bool((body.get("status") or {}).get("phase")), "a first status", timeout
-    )
+    apply_probe(promotions, name, spec, timeout)
+    promotions.wait_for(name, has_a_status, "a first status", timeout)
     return time.monotonic() - cleared_at
 
 
-def _apply_once_admitted(
-    promotions: Promotions, name: str, spec: dict[str, Any], timeout: float
+def has_a_status(body: dict[str, Any]) -> bool:
+    """Whether the operator wrote a status (a phase) for the run."""
+    return bool((body.get("status") or {}).get("phase"))
+
+
+def apply_probe(
+    promotions: Promotions, name: str, spec: dict[str, Any], timeout: float = 180.0
 ) -> None:
     """Apply the probe, again while the apiserver refuses it: a restarted apiserver
     answers /readyz before its admission policies have read their parameters

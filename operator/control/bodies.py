@@ -22,6 +22,13 @@ def slim(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def being_deleted(metadata: Mapping[str, Any]) -> bool:
+    """Whether the object is being deleted: a deletion held by a finalizer (another
+    controller's, or the garbage collector's foreground deletion) leaves it in place
+    with a deletionTimestamp, and the API server raises its generation then."""
+    return bool(metadata.get("deletionTimestamp"))
+
+
 def newer(version: str, than: str) -> bool:
     """Whether ``version`` is a later resourceVersion than ``than``.
 

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from promotion_operator.control.bodies import newer, slim
+from promotion_operator.control.bodies import being_deleted, newer, slim
 from promotion_operator.control.kube_api import KubeApi, KubeError, ObjectChanged, ObjectRef
 from promotion_operator.control.leadership import LeaderElection
 from promotion_operator.control.runner import ChainReads, Runtime, run_pass
@@ -260,6 +260,8 @@ class Controller:
         chain = ChainReads()
         for _ in range(MAX_CHAIN):
             metadata = body["metadata"]
+            if being_deleted(metadata):
+                return _Outcome(body, None)
             annotations = metadata.get("annotations") or {}
             try:
                 result = run_pass(
@@ -428,8 +430,9 @@ def _tracked(body: Mapping[str, Any]) -> _Tracked:
     requests = requests_from(annotations)
     status = body.get("status") or {}
     following = follows_alias(body.get("spec") or {})
-    resting = at_rest(generation, status, requests, following=following) and not any(
-        map(_legacy, annotations)
+    resting = being_deleted(metadata) or (
+        at_rest(generation, status, requests, following=following)
+        and not any(map(_legacy, annotations))
     )
     return _Tracked(
         ObjectRef(str(metadata["namespace"]), str(metadata["name"]), str(metadata["uid"])),

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from promotion_operator.control.bodies import newer, resource_version, slim
+from promotion_operator.control.bodies import being_deleted, newer, resource_version, slim
 from promotion_operator.control.kube_api import (
     GROUP,
     PATH_KIND,
@@ -152,7 +152,7 @@ class PathController:
         """One pass over the path: the seconds until it should be looked at again, and
         the path as the status write left it (None: nothing written)."""
         metadata = body["metadata"]
-        if metadata.get("deletionTimestamp"):
+        if being_deleted(metadata):
             # Deleted in the foreground (Argo CD's default prune), a path stays until the
             # garbage collector has deleted its runs: a pass would see a stage without
             # runs and start it again, promoting what the deletion is taking away.

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import WRITERS
 from tests.harness.argocd import (
     HEALTH_KEY,
     NAMESPACE,
@@ -29,6 +30,7 @@ from tests.harness.argocd import (
     sync_status,
 )
 from tests.harness.operator_process import OperatorProcess
+from tests.harness.promotion_paths import Paths, path_manifest, stage, stage_is
 from tests.harness.promotions import FINISHED_PHASES, Promotions, manifest
 from tests.harness.seldon_log import writes
 from tests.harness.simulator import Simulator
@@ -51,6 +53,8 @@ WORKING_REASONS = ("Pending", "Validating", "Promoting", "WaitingForAvailable", 
 RUN_AT_WORK = ("", "Pending", "Validating", "Promoting", "Verifying")
 TARGET_PUT = ("PUT", "/seldon-deploy/api/v1alpha1/namespaces/production/seldondeployments/iris")
 #: A finalizer of the test's own: it keeps one stage run while its path is deleted.
+HOLD = "e2e.mlops.dev/hold"
+GC_TIMEOUT = 120.0  # the garbage collector finds a new kind within its 30 s discovery resync
 
 
 @dataclass
@@ -346,3 +350,68 @@ def _operation_is(phase: str, revision: str, message: str = "") -> Callable[[dic
         )
 
     return check
+
+
+def test_a_path_pruned_in_the_foreground_goes_with_its_runs_and_leaves_the_targets(
+    seldon: Simulator, operator: OperatorProcess, promotions: Promotions, gitops: GitOps
+) -> None:
+    seldon.control.add_namespace("dev", groups=WRITERS)
+    kube, namespace = promotions.kube, promotions.namespace
+    paths = Paths(kube, namespace)
+    path = path_manifest(
+        NAME, stage("dev"), stage("production"), source={"namespace": "staging", "name": "iris"}
+    )
+    revision = gitops.commit_manifest(NAME, path, "A path for iris")
+    gitops.argocd.create_application(
+        gitops.app, f"apps/{namespace}", namespace, prune_propagation="foreground"
+    )
+    gitops.wait_synced_to(revision)
+    paths.wait_for(NAME, stage_is("production", phase="Succeeded"), "production Succeeded")
+    runs = {r["metadata"]["labels"]["deploy.mlops.dev/stage"]: r for r in paths.runs(NAME)}
+    assert sorted(runs) == ["dev", "production"]
+    targets = {ns: seldon.control.get_deployment(ns, "iris") for ns in ("dev", "production")}
+    writes_before = writes(seldon)
+    held = runs["dev"]["metadata"]["name"]
+    hold = {"metadata": {"finalizers": [HOLD]}}
+    kube.kubectl("patch", "mp", held, "-n", namespace, "--type=merge", "-p", json.dumps(hold))
+
+    revision = gitops.remove(NAME, "Remove the iris path")
+    # Argo CD prunes it with propagationPolicy=Foreground (its sync ends there; the app
+    # shows the path "Pending deletion; blocked by finalizers: foregroundDeletion"). In
+    # the foreground the path stays until its runs are gone: the garbage collector
+    # deleted the production run and began deleting the held one.
+    paths.wait_for(
+        NAME,
+        lambda body: "foregroundDeletion" in (body["metadata"].get("finalizers") or []),
+        "deleted in the foreground",
+    )
+    deadline = time.monotonic() + GC_TIMEOUT
+    while True:
+        left = paths.runs(NAME)
+        names = [r["metadata"]["name"] for r in left]
+        if names == [held] and left[0]["metadata"].get("deletionTimestamp"):
+            break
+        assert time.monotonic() < deadline, f"the garbage collector left {left}"
+        time.sleep(0.5)
+    time.sleep(3)  # as _settle: time for the operator to start a run again, if it would
+    assert [r["metadata"]["name"] for r in paths.runs(NAME)] == [held]
+    # The deletion raised the held run's generation; the finished run was not run again.
+    being_deleted = paths.runs(NAME)[0]
+    assert being_deleted["metadata"]["generation"] > runs["dev"]["metadata"]["generation"]
+    assert being_deleted["status"]["phase"] == "Succeeded"
+    assert writes(seldon) == writes_before
+    assert paths.get(NAME)["metadata"].get("deletionTimestamp")
+
+    release = {"metadata": {"finalizers": None}}
+    kube.kubectl("patch", "mp", held, "-n", namespace, "--type=merge", "-p", json.dumps(release))
+    deadline = time.monotonic() + GC_TIMEOUT
+    while kube.kubectl("get", "ppath", NAME, "-n", namespace, check=False).returncode == 0:
+        assert time.monotonic() < deadline, "the garbage collector did not finish the deletion"
+        time.sleep(0.5)
+
+    assert paths.runs(NAME) == []
+    gitops.argocd.wait_for(gitops.app, _operation_is("Succeeded", revision), "the sync Succeeded")
+    gitops.wait_synced_to(revision)
+    assert writes(seldon) == writes_before
+    for ns, before in targets.items():
+        assert seldon.control.get_deployment(ns, "iris") == before

@@ -559,3 +559,29 @@ def test_a_new_retry_token_on_a_suspended_run_queues_a_pass(
     controller.observe("MODIFIED", asked)
 
     assert controller.queued() == [REF.uid]
+
+
+def test_a_finished_run_being_deleted_is_not_run_again(
+    controller: Controller, kube: FakeKube
+) -> None:
+    controller.observe(None, event_body(kube, 11, **SUCCEEDED))
+
+    # Held by a finalizer, the deletion leaves the object with a deletionTimestamp,
+    # and the API server raises its generation: no new run for it.
+    deleting = event_body(kube, 12, **SUCCEEDED)
+    deleting["metadata"]["generation"] += 1
+    deleting["metadata"]["deletionTimestamp"] = "2026-12-08T01:04:57Z"
+    controller.observe("MODIFIED", deleting)
+
+    assert controller.queued() == [] and controller.kept() == 0
+
+
+def test_a_run_being_deleted_gets_no_pass(
+    controller: Controller, kube: FakeKube, fake: FakeClient
+) -> None:
+    kube.body["metadata"]["deletionTimestamp"] = "2026-12-08T01:04:57Z"
+
+    outcome = controller.process(REF, kube.current())
+
+    assert kube.writes == [] and fake.calls == []
+    assert outcome.requeue_after is None

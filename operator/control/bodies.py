@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 _KEPT_METADATA = (
-    "namespace", "name", "uid", "generation", "resourceVersion", "annotations",
+    "namespace", "name", "uid", "generation", "resourceVersion", "annotations", "labels",
     "deletionTimestamp",
 )  # fmt: skip
 

@@ -20,6 +20,7 @@ import pytest
 from tests.e2e.conftest import StartOperator
 from tests.harness.operating import ENDED, QUIET_SECONDS, SPEC
 from tests.harness.operator_process import OperatorProcess, write_credentials
+from tests.harness.promotion_paths import Paths, stage, stage_is
 from tests.harness.promotions import Promotions
 from tests.harness.receiver import Answer, Received, Receiver, refused_url
 from tests.harness.secrets import SECRETS, assert_no_secrets
@@ -264,3 +265,31 @@ def test_a_receiver_answering_500_then_200_gets_the_notice_after_retries(
     assert _counted(metrics, "cloudevents", "delivered") == 2
     assert _counted(metrics, "cloudevents", "failed") == 0
     _assert_no_token(operator, promotions, webhook_token, [slack_url, events_url])
+
+
+def test_a_stage_runs_notices_name_its_path_and_stage(
+    webhook_token: str,
+    seldon: Simulator,
+    operator_factory: StartOperator,
+    promotions: Promotions,
+    slack: Receiver,
+    cloudevents: Receiver,
+    tmp_path: Path,
+) -> None:
+    ns = promotions.namespace
+    slack_url = _slack_url(slack.url(""), webhook_token)
+    events_url = cloudevents.url(f"/events?token={webhook_token}")
+    _start(operator_factory, tmp_path, slack_url=slack_url, cloudevents_url=events_url)
+    paths = Paths(promotions.kube, ns)
+
+    paths.apply("iris", stage("production"), source={"namespace": "staging", "name": "iris"})
+    paths.wait_for("iris", stage_is("production", phase="Succeeded"), "production Succeeded")
+
+    started, succeeded = cloudevents.wait_for(2)
+    assert _kinds([started, succeeded]) == ["runstarted", "succeeded"]
+    for event in (started, succeeded):
+        data = event.json()["data"]
+        assert (data["path"], data["stage"]) == ("iris", "production")
+    first, second = slack.wait_for(2)
+    for notice in (first, second):
+        assert f"; stage production of PromotionPath {ns}/iris" in notice.json()["text"]

@@ -12,6 +12,7 @@ import secrets
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,29 @@ def _start(
     )
 
 
+@dataclass(frozen=True)
+class Notifying:
+    """An operator notifying both receivers, and their URLs (with the token)."""
+
+    operator: OperatorProcess
+    slack_url: str
+    events_url: str
+
+
+@pytest.fixture
+def notifying(
+    webhook_token: str,
+    slack: Receiver,
+    cloudevents: Receiver,
+    operator_factory: StartOperator,
+    tmp_path: Path,
+) -> Notifying:
+    slack_url = _slack_url(slack.url(""), webhook_token)
+    events_url = cloudevents.url(f"/events?token={webhook_token}")
+    operator = _start(operator_factory, tmp_path, slack_url=slack_url, cloudevents_url=events_url)
+    return Notifying(operator, slack_url, events_url)
+
+
 def _succeeded(promotions: Promotions) -> dict[str, Any]:
     promotions.apply("iris", SPEC)
     status = promotions.wait_for_phase("iris", ENDED, timeout=20)
@@ -134,16 +158,12 @@ def _assert_no_token(
 def test_a_successful_run_notifies_both_sinks_run_started_then_succeeded(
     webhook_token: str,
     seldon: Simulator,
-    operator_factory: StartOperator,
+    notifying: Notifying,
     promotions: Promotions,
     slack: Receiver,
     cloudevents: Receiver,
-    tmp_path: Path,
 ) -> None:
     ns = promotions.namespace
-    slack_url = _slack_url(slack.url(""), webhook_token)
-    events_url = cloudevents.url(f"/events?token={webhook_token}")
-    operator = _start(operator_factory, tmp_path, slack_url=slack_url, cloudevents_url=events_url)
 
     status = _succeeded(promotions)
 
@@ -190,8 +210,13 @@ def test_a_successful_run_notifies_both_sinks_run_started_then_succeeded(
 
     time.sleep(QUIET_SECONDS)
     assert (len(cloudevents.received), len(slack.received)) == (2, 2)  # once each
-    assert _gave_up(operator) == []
-    _assert_no_token(operator, promotions, webhook_token, [slack_url, events_url])
+    assert _gave_up(notifying.operator) == []
+    _assert_no_token(
+        notifying.operator,
+        promotions,
+        webhook_token,
+        [notifying.slack_url, notifying.events_url],
+    )
 
 
 def test_a_receiver_that_is_down_does_not_delay_the_run(
@@ -235,16 +260,13 @@ def test_a_receiver_that_is_down_does_not_delay_the_run(
 def test_a_receiver_answering_500_then_200_gets_the_notice_after_retries(
     webhook_token: str,
     seldon: Simulator,
-    operator_factory: StartOperator,
+    notifying: Notifying,
     promotions: Promotions,
     slack: Receiver,
     cloudevents: Receiver,
-    tmp_path: Path,
 ) -> None:
     cloudevents.script(Answer(500, b"try later"), Answer(500, b"try later"))
-    slack_url = _slack_url(slack.url(""), webhook_token)
-    events_url = cloudevents.url(f"/events?token={webhook_token}")
-    operator = _start(operator_factory, tmp_path, slack_url=slack_url, cloudevents_url=events_url)
+    operator = notifying.operator
 
     _succeeded(promotions)
 
@@ -264,22 +286,19 @@ def test_a_receiver_answering_500_then_200_gets_the_notice_after_retries(
     metrics = _metrics_once_counted(operator, "cloudevents", "delivered", 2)
     assert _counted(metrics, "cloudevents", "delivered") == 2
     assert _counted(metrics, "cloudevents", "failed") == 0
-    _assert_no_token(operator, promotions, webhook_token, [slack_url, events_url])
+    _assert_no_token(
+        operator, promotions, webhook_token, [notifying.slack_url, notifying.events_url]
+    )
 
 
 def test_a_stage_runs_notices_name_its_path_and_stage(
-    webhook_token: str,
     seldon: Simulator,
-    operator_factory: StartOperator,
+    notifying: Notifying,
     promotions: Promotions,
     slack: Receiver,
     cloudevents: Receiver,
-    tmp_path: Path,
 ) -> None:
     ns = promotions.namespace
-    slack_url = _slack_url(slack.url(""), webhook_token)
-    events_url = cloudevents.url(f"/events?token={webhook_token}")
-    _start(operator_factory, tmp_path, slack_url=slack_url, cloudevents_url=events_url)
     paths = Paths(promotions.kube, ns)
 
     paths.apply("iris", stage("production"), source={"namespace": "staging", "name": "iris"})

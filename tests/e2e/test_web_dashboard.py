@@ -23,6 +23,7 @@ import pytest
 import requests
 import yaml
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -83,7 +84,10 @@ def browser(request: pytest.FixtureRequest) -> Iterator[webdriver.Chrome]:
 def wait(
     driver: webdriver.Chrome, until: Callable[[webdriver.Chrome], T], timeout: float = 90
 ) -> T:
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(until)
+    """``until``'s first true answer. A live page replaces its parts on every push, so
+    an element ``until`` found may be gone before it reads it: it is asked again."""
+    stale = (StaleElementReferenceException,)
+    return WebDriverWait(driver, timeout, poll_frequency=0.2, ignored_exceptions=stale).until(until)
 
 
 def cell(driver: webdriver.Chrome, row: str, css: str = "") -> str:

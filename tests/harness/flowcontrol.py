@@ -62,7 +62,7 @@ class ServiceAccount:
         return f"system:serviceaccount:{self.namespace}:{self.name}"
 
 
-def _objects(subjects: Sequence[ServiceAccount], queue_length: int) -> list[dict[str, Any]]:
+def _objects(subjects: Sequence[ServiceAccount]) -> list[dict[str, Any]]:
     level: dict[str, Any] = {
         "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
         "kind": "PriorityLevelConfiguration",
@@ -75,7 +75,7 @@ def _objects(subjects: Sequence[ServiceAccount], queue_length: int) -> list[dict
                 "borrowingLimitPercent": 0,
                 "limitResponse": {
                     "type": "Queue",
-                    "queuing": {"queues": 1, "handSize": 1, "queueLengthLimit": queue_length},
+                    "queuing": {"queues": 1, "handSize": 1, "queueLengthLimit": QUEUE_LENGTH},
                 },
             },
         },
@@ -129,15 +129,13 @@ class Throttle:
 
 @contextlib.contextmanager
 def throttled(
-    control_plane: ControlPlane,
-    subjects: Sequence[ServiceAccount],
-    *,
-    queue_length: int = QUEUE_LENGTH,
+    control_plane: ControlPlane, subjects: Sequence[ServiceAccount]
 ) -> Iterator[Throttle]:
-    """APF on, and ``subjects`` limited to one seat and a queue of ``queue_length``."""
+    """APF on, and ``subjects`` limited to one seat and a queue of :data:`QUEUE_LENGTH`
+    (which :meth:`NoisyNeighbour.leave_one_place` counts on)."""
     say("restarting kube-apiserver with API Priority and Fairness on")
     control_plane.restart_apiserver(flags=APF_ON)
-    document = {"apiVersion": "v1", "kind": "List", "items": _objects(subjects, queue_length)}
+    document = {"apiVersion": "v1", "kind": "List", "items": _objects(subjects)}
     try:
         control_plane.kubectl("apply", "-f", "-", input_text=json.dumps(document))
         yield Throttle(control_plane)
